@@ -1,0 +1,33 @@
+// meowsync:production-port — the real clock behind the Clock port.
+/**
+ * Production time for the {@linkcode Clock} port.
+ *
+ * @module
+ */
+import type { Clock } from "./ports.ts";
+
+/**
+ * The production clock: `Date.now` and `setTimeout`.
+ *
+ * @example
+ * ```ts
+ * import { systemClock } from "./system_clock.ts";
+ * console.assert(systemClock.now() > 0);
+ * ```
+ */
+export const systemClock: Clock = {
+  now: () => Date.now(),
+  sleep: (ms, signal) =>
+    new Promise<void>((resolve, reject) => {
+      if (signal?.aborted) return reject(signal.reason);
+      const onAbort = () => {
+        clearTimeout(timer);
+        reject(signal!.reason);
+      };
+      const timer = setTimeout(() => {
+        signal?.removeEventListener("abort", onAbort);
+        resolve();
+      }, ms);
+      signal?.addEventListener("abort", onAbort, { once: true });
+    }),
+};
