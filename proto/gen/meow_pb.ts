@@ -1,7 +1,10 @@
 // The meowsync wire and storage contract (../docs/PROTOCOL.md).
 //
 // Field numbers, once released, never change meaning. Times are milliseconds
-// since the Unix epoch unless a field says otherwise. Keys are raw bytes on the
+// since the Unix epoch unless a field says otherwise. Times and sizes that can
+// exceed 2^32 are `double`s holding whole numbers: protobuf-es maps 64-bit
+// integers to bigint, every such value here is plain arithmetic on numbers,
+// and a double is exact for whole numbers below 2^53. Keys are raw bytes on the
 // wire; a lookup key names a relay queue as the base64url of its Ed25519
 // public key.
 
@@ -17,7 +20,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file meow.proto.
  */
 export const file_meow: GenFile = /*@__PURE__*/
-  fileDesc("CgptZW93LnByb3RvEgRtZW93IuwBCgxTZXJ2ZXJMaW1pdHMSGQoRbWVzc2FnZV9ieXRlc19tYXgYASABKA0SIAoYbWVzc2FnZXNfcGVyX3JlcXVlc3RfbWF4GAIgASgNEhgKEHF1ZXVlX2xlbmd0aF9tYXgYAyABKA0SGAoMcmV0ZW50aW9uX21zGAQgASgEQgIwAhIYChBsb25nX3BvbGxfbXNfbWF4GAUgASgNEhsKE2xvbmdfcG9sbHNfb3Blbl9tYXgYBiABKA0SGQoRcHVsbF9yZXF1ZXN0c19tYXgYByABKA0SGQoRcmVxdWVzdF9ieXRlc19tYXgYCCABKA0ikwEKClNlcnZlckNhcmQSCwoDdWlkGAEgASgJEgwKBG5hbWUYAiABKAkSCwoDdXJsGAMgASgJEh0KFWVuY3J5cHRpb25fcHVibGljX2tleRgEIAEoDBIaChJzaWduaW5nX3B1YmxpY19rZXkYBSABKAwSIgoGbGltaXRzGAYgASgLMhIubWVvdy5TZXJ2ZXJMaW1pdHMiXQoTUGFja2VkU2VydmVyTWVzc2FnZRIMCgRmcm9tGAEgASgMEg8KB3BheWxvYWQYAiABKAwSEQoJc2lnbmF0dXJlGAMgASgMEhQKDGZyb21fc2lnbmluZxgEIAEoDCJfChNDb252ZXJzYXRpb25SZXF1ZXN0EhIKCmxvb2t1cF9rZXkYASABKAkSGgoOc2VuZF90aW1lc3RhbXAYAiABKANCAjACEhgKEGxvb2t1cF9zaWduYXR1cmUYAyABKAwifQoKSW52aXRhdGlvbhImCgZhY3Rpb24YASABKA4yFi5tZW93Lkludml0YXRpb25BY3Rpb24SDAoEY29kZRgCIAEoCRIPCgdwYXlsb2FkGAMgASgMEhAKCHBhc3N3b3JkGAQgASgJEhYKCmV4cGlyZXNfYXQYBSABKANCAjACIsQBCg9Ub1NlcnZlck1lc3NhZ2USDAoEdXVpZBgBIAEoCRIpCghtZXNzYWdlcxgCIAMoCzIXLm1lb3cuUGFja2VkVXNlck1lc3NhZ2USMAoNcHVsbF9yZXF1ZXN0cxgDIAMoCzIZLm1lb3cuQ29udmVyc2F0aW9uUmVxdWVzdBIMCgRhY2tzGAQgAygJEhIKCnRpbWVvdXRfbXMYBSABKA0SJAoKaW52aXRhdGlvbhgGIAEoCzIQLm1lb3cuSW52aXRhdGlvbiJnCgtTZXJ2ZXJFcnJvchIdCgRjb2RlGAEgASgOMg8ubWVvdy5FcnJvckNvZGUSDgoGZGV0YWlsGAIgASgJEhIKCmxvb2t1cF9rZXkYAyABKAkSFQoNbWVzc2FnZV9pbmRleBgEIAEoDSK+AQoRRnJvbVNlcnZlck1lc3NhZ2USEAoIdXVpZF9hY2sYASABKAkSJQoEY2hhdBgCIAMoCzIXLm1lb3cuUGFja2VkVXNlck1lc3NhZ2USJAoKaW52aXRhdGlvbhgDIAEoCzIQLm1lb3cuSW52aXRhdGlvbhIhCgZlcnJvcnMYBCADKAsyES5tZW93LlNlcnZlckVycm9yEg4KBnN0b3JlZBgFIAEoDRIXCgtzZXJ2ZXJfdGltZRgGIAEoA0ICMAIinQEKEVBhY2tlZFVzZXJNZXNzYWdlEhMKC2Rlc3RpbmF0aW9uGAEgASgJEg8KB3BheWxvYWQYAiABKAwSEQoJc2lnbmF0dXJlGAMgASgMEhEKCWRyX2hlYWRlchgEIAEoDBIcChRzZXJ2ZXJfZGVsaXZlcnlfdXVpZBgFIAEoCRIeChJzZXJ2ZXJfcmVjZWl2ZWRfbXMYBiABKANCAjACIngKEkNvbnZlcnNhdGlvblN0YXR1cxIMCgR1dWlkGAEgASgJEhAKBHNlbnQYAiABKANCAjACEhQKCHJlY2VpdmVkGAMgASgDQgIwAhIVCglwcm9jZXNzZWQYBCABKANCAjACEhUKDXJlcGx5X3RvX3V1aWQYBSABKAkiTgoIRmlsZU1ldGESDAoEbmFtZRgBIAEoCRIMCgRtaW1lGAIgASgJEhYKCnNpemVfYnl0ZXMYAyABKARCAjACEg4KBnNoYTI1NhgEIAEoDCKmAQoLVXNlck1lc3NhZ2USEwoLZGVzdGluYXRpb24YASABKAkSDAoEZnJvbRgCIAEoCRIMCgR0eXBlGAMgASgJEgwKBGRhdGEYBCABKAkSKAoGc3RhdHVzGAUgASgLMhgubWVvdy5Db252ZXJzYXRpb25TdGF0dXMSDwoHYXBwZGF0YRgGIAEoDBIdCgVmaWxlcxgHIAMoCzIOLm1lb3cuRmlsZU1ldGEiRwoKQWNrUGF5bG9hZBIMCgR1dWlkGAEgASgJEhQKCHJlY2VpdmVkGAIgASgDQgIwAhIVCglwcm9jZXNzZWQYAyABKANCAjACIqcBCglEYk1lc3NhZ2USEAoIcGVlcl91aWQYASABKAkSEAoIb3V0Ym91bmQYAiABKAgSIgoHbWVzc2FnZRgDIAEoCzIRLm1lb3cuVXNlck1lc3NhZ2USEgoKZmlsZV9wYXRocxgEIAMoCRIOCgZzeW5jZWQYBSABKAgSFwoPcGVuZGluZ19mb3J3YXJkGAYgASgIEhUKCXN0b3JlZF9hdBgHIAEoA0ICMAIiygIKC0NvbnRhY3RDYXJkEgwKBG5hbWUYASABKAkSGwoTaWRlbnRpdHlfcHVibGljX2tleRgCIAEoDBIdChVlbmNyeXB0aW9uX3B1YmxpY19rZXkYAyABKAwSGQoRbG9va3VwX3B1YmxpY19rZXkYBCABKAwSJgoMcHVsbF9zZXJ2ZXJzGAUgAygLMhAubWVvdy5TZXJ2ZXJDYXJkEhMKC2RyX3Jvb3Rfa2V5GAYgASgMEhUKDWRyX3B1YmxpY19rZXkYByABKAwSDwoHc3ltX2tleRgIIAEoDBIVCg1pbnZpdGF0aW9uX2lkGAkgASgJEhwKBHR5cGUYCiABKA4yDi5tZW93LlBlZXJUeXBlEhIKCmRldmljZV91aWQYCyABKAkSEAoIcGVlcl91aWQYDCABKAkSFgoKY3JlYXRlZF9hdBgNIAEoA0ICMAIiMgoHS2V5UGFpchITCgtwcml2YXRlX2tleRgBIAEoDBISCgpwdWJsaWNfa2V5GAIgASgMImIKDFBlZXJTZXR0aW5ncxIVCg1ub3RpZmljYXRpb25zGAEgASgIEhQKDGRlbGl2ZXJ5X2FjaxgCIAEoCBIWCg5wcm9jZXNzaW5nX2FjaxgDIAEoCBINCgVjYWxscxgEIAEoCCLxAwoKUGVlclJlY29yZBILCgN1aWQYASABKAkSHAoEdHlwZRgCIAEoDjIOLm1lb3cuUGVlclR5cGUSDAoEbmFtZRgDIAEoCRIOCgZhdmF0YXIYBCABKAwSDwoHdmlzaWJsZRgFIAEoCBIPCgdibG9ja2VkGAYgASgIEiQKCHNldHRpbmdzGAcgASgLMhIubWVvdy5QZWVyU2V0dGluZ3MSIgoLbXlfaWRlbnRpdHkYCCABKAsyDS5tZW93LktleVBhaXISJAoNbXlfZW5jcnlwdGlvbhgJIAEoCzINLm1lb3cuS2V5UGFpchIgCglteV9sb29rdXAYCiABKAsyDS5tZW93LktleVBhaXISEgoKbXlfc3ltX2tleRgLIAEoDBIiCgdjb250YWN0GAwgASgLMhEubWVvdy5Db250YWN0Q2FyZBIpCg9teV9wdWxsX3NlcnZlcnMYDSADKAsyEC5tZW93LlNlcnZlckNhcmQSDwoHcmF0Y2hldBgOIAEoDBIaChJwcmltYXJ5X2RldmljZV91aWQYDyABKAkSFgoKdXBkYXRlZF9hdBgQIAEoA0ICMAISEgoKdXBkYXRlZF9ieRgRIAEoCRISCgpkZXZpY2VfdWlkGBIgASgJEhYKCmNyZWF0ZWRfYXQYEyABKANCAjACImgKB1Byb2ZpbGUSEAoIbmlja25hbWUYASABKAkSDwoHYXZhdGFycxgCIAMoDBIOCgZzdGF0dXMYAyABKAkSFgoKdXBkYXRlZF9hdBgEIAEoA0ICMAISEgoKdXBkYXRlZF9ieRgFIAEoCSKlAgoOSWRlbnRpdHlSZWNvcmQSCwoDdWlkGAEgASgJEhsKBHJvb3QYAiABKAsyDS5tZW93LktleVBhaXISKAoRZGV2aWNlX2VuY3J5cHRpb24YAyABKAsyDS5tZW93LktleVBhaXISJQoOZGV2aWNlX3NpZ25pbmcYBCABKAsyDS5tZW93LktleVBhaXISEgoKZGV2aWNlX3VpZBgFIAEoCRITCgtkZXZpY2VfbmFtZRgGIAEoCRIeCgdwcm9maWxlGAcgASgLMg0ubWVvdy5Qcm9maWxlEiEKB3NlcnZlcnMYCCADKAsyEC5tZW93LlNlcnZlckNhcmQSFAoMaGlkZGVuX3BlZXJzGAkgAygJEhYKCmNyZWF0ZWRfYXQYCiABKANCAjACItIBCgtPdXRib3hFbnRyeRIKCgJpZBgBIAEoCRIgCgZzZXJ2ZXIYAiABKAsyEC5tZW93LlNlcnZlckNhcmQSJwoGcGFja2VkGAMgASgLMhcubWVvdy5QYWNrZWRVc2VyTWVzc2FnZRIQCghhdHRlbXB0cxgEIAEoDRIbCg9uZXh0X2F0dGVtcHRfYXQYBSABKANCAjACEhUKCXF1ZXVlZF9hdBgGIAEoA0ICMAISFAoMbWVzc2FnZV91dWlkGAcgASgJEhAKCHBlZXJfdWlkGAggASgJIo8CChFEZXZpY2VTeW5jUGF5bG9hZBIRCglzeW5jX3R5cGUYASABKAkSEAoIcGVlcl91aWQYAiABKAkSIwoKZGJfbWVzc2FnZRgDIAEoCzIPLm1lb3cuRGJNZXNzYWdlEhAKCGRlZHVwX2lkGAQgASgJEhEKCXBlZXJfZGF0YRgFIAEoDBIVCg1pZGVudGl0eV9kYXRhGAYgASgMEhcKD2ZvcndhcmRfcGF5bG9hZBgHIAEoDBIYChBmb3J3YXJkX3BlZXJfdWlkGAggASgJEhUKCXRpbWVzdGFtcBgJIAEoA0ICMAISFQoNb3JpZ2luX2RldmljZRgKIAEoCRITCgtwbHVnaW5fZGF0YRgLIAEoDCJdChJEZXZpY2VJbnRyb2R1Y3Rpb24SEgoKZGV2aWNlX3VpZBgBIAEoCRITCgtkZXZpY2VfbmFtZRgCIAEoCRIeCgRwZWVyGAMgASgLMhAubWVvdy5QZWVyUmVjb3JkKo0BChBJbnZpdGF0aW9uQWN0aW9uEiEKHUlOVklUQVRJT05fQUNUSU9OX1VOU1BFQ0lGSUVEEAASGwoXSU5WSVRBVElPTl9BQ1RJT05fU1RPUkUQARIbChdJTlZJVEFUSU9OX0FDVElPTl9GRVRDSBACEhwKGElOVklUQVRJT05fQUNUSU9OX0RFTEVURRADKpYCCglFcnJvckNvZGUSGgoWRVJST1JfQ09ERV9VTlNQRUNJRklFRBAAEhgKFEVSUk9SX0NPREVfVE9PX0xBUkdFEAESGQoVRVJST1JfQ09ERV9RVUVVRV9GVUxMEAISIwofRVJST1JfQ09ERV9CQURfTE9PS1VQX1NJR05BVFVSRRADEhQKEEVSUk9SX0NPREVfU1RBTEUQBBIYChRFUlJPUl9DT0RFX01BTEZPUk1FRBAFEhgKFEVSUk9SX0NPREVfTk9UX0ZPVU5EEAYSGwoXRVJST1JfQ09ERV9CQURfUEFTU1dPUkQQBxITCg9FUlJPUl9DT0RFX0JVU1kQCBIXChNFUlJPUl9DT0RFX0NPTkZMSUNUEAkqUgoIUGVlclR5cGUSGQoVUEVFUl9UWVBFX1VOU1BFQ0lGSUVEEAASFQoRUEVFUl9UWVBFX0NPTlRBQ1QQARIUChBQRUVSX1RZUEVfREVWSUNFEAJiBnByb3RvMw");
+  fileDesc("CgptZW93LnByb3RvEgRtZW93IugBCgxTZXJ2ZXJMaW1pdHMSGQoRbWVzc2FnZV9ieXRlc19tYXgYASABKA0SIAoYbWVzc2FnZXNfcGVyX3JlcXVlc3RfbWF4GAIgASgNEhgKEHF1ZXVlX2xlbmd0aF9tYXgYAyABKA0SFAoMcmV0ZW50aW9uX21zGAQgASgBEhgKEGxvbmdfcG9sbF9tc19tYXgYBSABKA0SGwoTbG9uZ19wb2xsc19vcGVuX21heBgGIAEoDRIZChFwdWxsX3JlcXVlc3RzX21heBgHIAEoDRIZChFyZXF1ZXN0X2J5dGVzX21heBgIIAEoDSKTAQoKU2VydmVyQ2FyZBILCgN1aWQYASABKAkSDAoEbmFtZRgCIAEoCRILCgN1cmwYAyABKAkSHQoVZW5jcnlwdGlvbl9wdWJsaWNfa2V5GAQgASgMEhoKEnNpZ25pbmdfcHVibGljX2tleRgFIAEoDBIiCgZsaW1pdHMYBiABKAsyEi5tZW93LlNlcnZlckxpbWl0cyJdChNQYWNrZWRTZXJ2ZXJNZXNzYWdlEgwKBGZyb20YASABKAwSDwoHcGF5bG9hZBgCIAEoDBIRCglzaWduYXR1cmUYAyABKAwSFAoMZnJvbV9zaWduaW5nGAQgASgMIlsKE0NvbnZlcnNhdGlvblJlcXVlc3QSEgoKbG9va3VwX2tleRgBIAEoCRIWCg5zZW5kX3RpbWVzdGFtcBgCIAEoARIYChBsb29rdXBfc2lnbmF0dXJlGAMgASgMInkKCkludml0YXRpb24SJgoGYWN0aW9uGAEgASgOMhYubWVvdy5JbnZpdGF0aW9uQWN0aW9uEgwKBGNvZGUYAiABKAkSDwoHcGF5bG9hZBgDIAEoDBIQCghwYXNzd29yZBgEIAEoCRISCgpleHBpcmVzX2F0GAUgASgBIsQBCg9Ub1NlcnZlck1lc3NhZ2USDAoEdXVpZBgBIAEoCRIpCghtZXNzYWdlcxgCIAMoCzIXLm1lb3cuUGFja2VkVXNlck1lc3NhZ2USMAoNcHVsbF9yZXF1ZXN0cxgDIAMoCzIZLm1lb3cuQ29udmVyc2F0aW9uUmVxdWVzdBIMCgRhY2tzGAQgAygJEhIKCnRpbWVvdXRfbXMYBSABKA0SJAoKaW52aXRhdGlvbhgGIAEoCzIQLm1lb3cuSW52aXRhdGlvbiJnCgtTZXJ2ZXJFcnJvchIdCgRjb2RlGAEgASgOMg8ubWVvdy5FcnJvckNvZGUSDgoGZGV0YWlsGAIgASgJEhIKCmxvb2t1cF9rZXkYAyABKAkSFQoNbWVzc2FnZV9pbmRleBgEIAEoDSK6AQoRRnJvbVNlcnZlck1lc3NhZ2USEAoIdXVpZF9hY2sYASABKAkSJQoEY2hhdBgCIAMoCzIXLm1lb3cuUGFja2VkVXNlck1lc3NhZ2USJAoKaW52aXRhdGlvbhgDIAEoCzIQLm1lb3cuSW52aXRhdGlvbhIhCgZlcnJvcnMYBCADKAsyES5tZW93LlNlcnZlckVycm9yEg4KBnN0b3JlZBgFIAEoDRITCgtzZXJ2ZXJfdGltZRgGIAEoASKZAQoRUGFja2VkVXNlck1lc3NhZ2USEwoLZGVzdGluYXRpb24YASABKAkSDwoHcGF5bG9hZBgCIAEoDBIRCglzaWduYXR1cmUYAyABKAwSEQoJZHJfaGVhZGVyGAQgASgMEhwKFHNlcnZlcl9kZWxpdmVyeV91dWlkGAUgASgJEhoKEnNlcnZlcl9yZWNlaXZlZF9tcxgGIAEoASJsChJDb252ZXJzYXRpb25TdGF0dXMSDAoEdXVpZBgBIAEoCRIMCgRzZW50GAIgASgBEhAKCHJlY2VpdmVkGAMgASgBEhEKCXByb2Nlc3NlZBgEIAEoARIVCg1yZXBseV90b191dWlkGAUgASgJIkoKCEZpbGVNZXRhEgwKBG5hbWUYASABKAkSDAoEbWltZRgCIAEoCRISCgpzaXplX2J5dGVzGAMgASgBEg4KBnNoYTI1NhgEIAEoDCKmAQoLVXNlck1lc3NhZ2USEwoLZGVzdGluYXRpb24YASABKAkSDAoEZnJvbRgCIAEoCRIMCgR0eXBlGAMgASgJEgwKBGRhdGEYBCABKAkSKAoGc3RhdHVzGAUgASgLMhgubWVvdy5Db252ZXJzYXRpb25TdGF0dXMSDwoHYXBwZGF0YRgGIAEoDBIdCgVmaWxlcxgHIAMoCzIOLm1lb3cuRmlsZU1ldGEiPwoKQWNrUGF5bG9hZBIMCgR1dWlkGAEgASgJEhAKCHJlY2VpdmVkGAIgASgBEhEKCXByb2Nlc3NlZBgDIAEoASKjAQoJRGJNZXNzYWdlEhAKCHBlZXJfdWlkGAEgASgJEhAKCG91dGJvdW5kGAIgASgIEiIKB21lc3NhZ2UYAyABKAsyES5tZW93LlVzZXJNZXNzYWdlEhIKCmZpbGVfcGF0aHMYBCADKAkSDgoGc3luY2VkGAUgASgIEhcKD3BlbmRpbmdfZm9yd2FyZBgGIAEoCBIRCglzdG9yZWRfYXQYByABKAEixgIKC0NvbnRhY3RDYXJkEgwKBG5hbWUYASABKAkSGwoTaWRlbnRpdHlfcHVibGljX2tleRgCIAEoDBIdChVlbmNyeXB0aW9uX3B1YmxpY19rZXkYAyABKAwSGQoRbG9va3VwX3B1YmxpY19rZXkYBCABKAwSJgoMcHVsbF9zZXJ2ZXJzGAUgAygLMhAubWVvdy5TZXJ2ZXJDYXJkEhMKC2RyX3Jvb3Rfa2V5GAYgASgMEhUKDWRyX3B1YmxpY19rZXkYByABKAwSDwoHc3ltX2tleRgIIAEoDBIVCg1pbnZpdGF0aW9uX2lkGAkgASgJEhwKBHR5cGUYCiABKA4yDi5tZW93LlBlZXJUeXBlEhIKCmRldmljZV91aWQYCyABKAkSEAoIcGVlcl91aWQYDCABKAkSEgoKY3JlYXRlZF9hdBgNIAEoASIyCgdLZXlQYWlyEhMKC3ByaXZhdGVfa2V5GAEgASgMEhIKCnB1YmxpY19rZXkYAiABKAwiYgoMUGVlclNldHRpbmdzEhUKDW5vdGlmaWNhdGlvbnMYASABKAgSFAoMZGVsaXZlcnlfYWNrGAIgASgIEhYKDnByb2Nlc3NpbmdfYWNrGAMgASgIEg0KBWNhbGxzGAQgASgIIr4ECgpQZWVyUmVjb3JkEgsKA3VpZBgBIAEoCRIcCgR0eXBlGAIgASgOMg4ubWVvdy5QZWVyVHlwZRIMCgRuYW1lGAMgASgJEg4KBmF2YXRhchgEIAEoDBIPCgd2aXNpYmxlGAUgASgIEg8KB2Jsb2NrZWQYBiABKAgSJAoIc2V0dGluZ3MYByABKAsyEi5tZW93LlBlZXJTZXR0aW5ncxIiCgtteV9pZGVudGl0eRgIIAEoCzINLm1lb3cuS2V5UGFpchIkCg1teV9lbmNyeXB0aW9uGAkgASgLMg0ubWVvdy5LZXlQYWlyEiAKCW15X2xvb2t1cBgKIAEoCzINLm1lb3cuS2V5UGFpchISCgpteV9zeW1fa2V5GAsgASgMEiIKB2NvbnRhY3QYDCABKAsyES5tZW93LkNvbnRhY3RDYXJkEikKD215X3B1bGxfc2VydmVycxgNIAMoCzIQLm1lb3cuU2VydmVyQ2FyZBIPCgdyYXRjaGV0GA4gASgMEhoKEnByaW1hcnlfZGV2aWNlX3VpZBgPIAEoCRISCgp1cGRhdGVkX2F0GBAgASgBEhIKCnVwZGF0ZWRfYnkYESABKAkSEgoKZGV2aWNlX3VpZBgSIAEoCRISCgpjcmVhdGVkX2F0GBMgASgBEioKE3BlbmRpbmdfcmF0Y2hldF9rZXkYFCABKAsyDS5tZW93LktleVBhaXISJwoMcGVuZGluZ19jYXJkGBUgASgLMhEubWVvdy5Db250YWN0Q2FyZCJkCgdQcm9maWxlEhAKCG5pY2tuYW1lGAEgASgJEg8KB2F2YXRhcnMYAiADKAwSDgoGc3RhdHVzGAMgASgJEhIKCnVwZGF0ZWRfYXQYBCABKAESEgoKdXBkYXRlZF9ieRgFIAEoCSKhAgoOSWRlbnRpdHlSZWNvcmQSCwoDdWlkGAEgASgJEhsKBHJvb3QYAiABKAsyDS5tZW93LktleVBhaXISKAoRZGV2aWNlX2VuY3J5cHRpb24YAyABKAsyDS5tZW93LktleVBhaXISJQoOZGV2aWNlX3NpZ25pbmcYBCABKAsyDS5tZW93LktleVBhaXISEgoKZGV2aWNlX3VpZBgFIAEoCRITCgtkZXZpY2VfbmFtZRgGIAEoCRIeCgdwcm9maWxlGAcgASgLMg0ubWVvdy5Qcm9maWxlEiEKB3NlcnZlcnMYCCADKAsyEC5tZW93LlNlcnZlckNhcmQSFAoMaGlkZGVuX3BlZXJzGAkgAygJEhIKCmNyZWF0ZWRfYXQYCiABKAEiygEKC091dGJveEVudHJ5EgoKAmlkGAEgASgJEiAKBnNlcnZlchgCIAEoCzIQLm1lb3cuU2VydmVyQ2FyZBInCgZwYWNrZWQYAyABKAsyFy5tZW93LlBhY2tlZFVzZXJNZXNzYWdlEhAKCGF0dGVtcHRzGAQgASgNEhcKD25leHRfYXR0ZW1wdF9hdBgFIAEoARIRCglxdWV1ZWRfYXQYBiABKAESFAoMbWVzc2FnZV91dWlkGAcgASgJEhAKCHBlZXJfdWlkGAggASgJIosCChFEZXZpY2VTeW5jUGF5bG9hZBIRCglzeW5jX3R5cGUYASABKAkSEAoIcGVlcl91aWQYAiABKAkSIwoKZGJfbWVzc2FnZRgDIAEoCzIPLm1lb3cuRGJNZXNzYWdlEhAKCGRlZHVwX2lkGAQgASgJEhEKCXBlZXJfZGF0YRgFIAEoDBIVCg1pZGVudGl0eV9kYXRhGAYgASgMEhcKD2ZvcndhcmRfcGF5bG9hZBgHIAEoDBIYChBmb3J3YXJkX3BlZXJfdWlkGAggASgJEhEKCXRpbWVzdGFtcBgJIAEoARIVCg1vcmlnaW5fZGV2aWNlGAogASgJEhMKC3BsdWdpbl9kYXRhGAsgASgMIl0KEkRldmljZUludHJvZHVjdGlvbhISCgpkZXZpY2VfdWlkGAEgASgJEhMKC2RldmljZV9uYW1lGAIgASgJEh4KBHBlZXIYAyABKAsyEC5tZW93LlBlZXJSZWNvcmQiXQoQSW52aXRhdGlvbkFuc3dlchIfCgRjYXJkGAEgASgLMhEubWVvdy5Db250YWN0Q2FyZBIRCglkcl9oZWFkZXIYAiABKAwSFQoNZHJfY2lwaGVydGV4dBgDIAEoDCqNAQoQSW52aXRhdGlvbkFjdGlvbhIhCh1JTlZJVEFUSU9OX0FDVElPTl9VTlNQRUNJRklFRBAAEhsKF0lOVklUQVRJT05fQUNUSU9OX1NUT1JFEAESGwoXSU5WSVRBVElPTl9BQ1RJT05fRkVUQ0gQAhIcChhJTlZJVEFUSU9OX0FDVElPTl9ERUxFVEUQAyqWAgoJRXJyb3JDb2RlEhoKFkVSUk9SX0NPREVfVU5TUEVDSUZJRUQQABIYChRFUlJPUl9DT0RFX1RPT19MQVJHRRABEhkKFUVSUk9SX0NPREVfUVVFVUVfRlVMTBACEiMKH0VSUk9SX0NPREVfQkFEX0xPT0tVUF9TSUdOQVRVUkUQAxIUChBFUlJPUl9DT0RFX1NUQUxFEAQSGAoURVJST1JfQ09ERV9NQUxGT1JNRUQQBRIYChRFUlJPUl9DT0RFX05PVF9GT1VORBAGEhsKF0VSUk9SX0NPREVfQkFEX1BBU1NXT1JEEAcSEwoPRVJST1JfQ09ERV9CVVNZEAgSFwoTRVJST1JfQ09ERV9DT05GTElDVBAJKlIKCFBlZXJUeXBlEhkKFVBFRVJfVFlQRV9VTlNQRUNJRklFRBAAEhUKEVBFRVJfVFlQRV9DT05UQUNUEAESFAoQUEVFUl9UWVBFX0RFVklDRRACYgZwcm90bzM");
 
 /**
  * The limits a relay enforces; every one has its unit in its name.
@@ -49,9 +52,9 @@ export type ServerLimits = Message<"meow.ServerLimits"> & {
   /**
    * How long a stored message is kept before it expires, in milliseconds.
    *
-   * @generated from field: uint64 retention_ms = 4 [jstype = JS_NUMBER];
+   * @generated from field: double retention_ms = 4;
    */
-  retentionMs: bigint;
+  retentionMs: number;
 
   /**
    * Longest long-poll wait the relay grants, in milliseconds.
@@ -206,9 +209,9 @@ export type ConversationRequest = Message<"meow.ConversationRequest"> & {
    * When the client signed the request; the relay refuses signatures older or
    * newer than 5 minutes.
    *
-   * @generated from field: int64 send_timestamp = 2 [jstype = JS_NUMBER];
+   * @generated from field: double send_timestamp = 2;
    */
-  sendTimestamp: bigint;
+  sendTimestamp: number;
 
   /**
    * Ed25519 signature by the lookup private key over
@@ -264,9 +267,9 @@ export type Invitation = Message<"meow.Invitation"> & {
   /**
    * When the invitation vanishes; 0 means the relay's retention.
    *
-   * @generated from field: int64 expires_at = 5 [jstype = JS_NUMBER];
+   * @generated from field: double expires_at = 5;
    */
-  expiresAt: bigint;
+  expiresAt: number;
 };
 
 /**
@@ -420,9 +423,9 @@ export type FromServerMessage = Message<"meow.FromServerMessage"> & {
   /**
    * The relay's clock when it answered.
    *
-   * @generated from field: int64 server_time = 6 [jstype = JS_NUMBER];
+   * @generated from field: double server_time = 6;
    */
-  serverTime: bigint;
+  serverTime: number;
 };
 
 /**
@@ -477,9 +480,9 @@ export type PackedUserMessage = Message<"meow.PackedUserMessage"> & {
   /**
    * Set by the relay: when it stored the message.
    *
-   * @generated from field: int64 server_received_ms = 6 [jstype = JS_NUMBER];
+   * @generated from field: double server_received_ms = 6;
    */
-  serverReceivedMs: bigint;
+  serverReceivedMs: number;
 };
 
 /**
@@ -505,23 +508,23 @@ export type ConversationStatus = Message<"meow.ConversationStatus"> & {
   /**
    * When the sender handed it to the pipeline.
    *
-   * @generated from field: int64 sent = 2 [jstype = JS_NUMBER];
+   * @generated from field: double sent = 2;
    */
-  sent: bigint;
+  sent: number;
 
   /**
    * When the recipient stored it (0: not yet known).
    *
-   * @generated from field: int64 received = 3 [jstype = JS_NUMBER];
+   * @generated from field: double received = 3;
    */
-  received: bigint;
+  received: number;
 
   /**
    * When the recipient read it (0: not yet known).
    *
-   * @generated from field: int64 processed = 4 [jstype = JS_NUMBER];
+   * @generated from field: double processed = 4;
    */
-  processed: bigint;
+  processed: number;
 
   /**
    * The message this one replies to.
@@ -561,9 +564,9 @@ export type FileMeta = Message<"meow.FileMeta"> & {
   /**
    * Size in bytes.
    *
-   * @generated from field: uint64 size_bytes = 3 [jstype = JS_NUMBER];
+   * @generated from field: double size_bytes = 3;
    */
-  sizeBytes: bigint;
+  sizeBytes: number;
 
   /**
    * SHA-256 of the content.
@@ -659,16 +662,16 @@ export type AckPayload = Message<"meow.AckPayload"> & {
   /**
    * When it was received (0: unchanged).
    *
-   * @generated from field: int64 received = 2 [jstype = JS_NUMBER];
+   * @generated from field: double received = 2;
    */
-  received: bigint;
+  received: number;
 
   /**
    * When it was read (0: unchanged).
    *
-   * @generated from field: int64 processed = 3 [jstype = JS_NUMBER];
+   * @generated from field: double processed = 3;
    */
-  processed: bigint;
+  processed: number;
 };
 
 /**
@@ -729,9 +732,9 @@ export type DbMessage = Message<"meow.DbMessage"> & {
   /**
    * When this device stored it.
    *
-   * @generated from field: int64 stored_at = 7 [jstype = JS_NUMBER];
+   * @generated from field: double stored_at = 7;
    */
-  storedAt: bigint;
+  storedAt: number;
 };
 
 /**
@@ -784,14 +787,14 @@ export type ContactCard = Message<"meow.ContactCard"> & {
   pullServers: ServerCard[];
 
   /**
-   * Initiator's card: the 32-byte Double Ratchet root key.
+   * Initiator's card: the 32-byte Double Ratchet root key (the card is exchanged privately: QR code, file or short code).
    *
    * @generated from field: bytes dr_root_key = 6;
    */
   drRootKey: Uint8Array;
 
   /**
-   * Answer card: the responder's ratchet public key (X25519).
+   * Initiator's card: its Double Ratchet public key (X25519); the invitee starts the ratchet toward it.
    *
    * @generated from field: bytes dr_public_key = 7;
    */
@@ -835,9 +838,9 @@ export type ContactCard = Message<"meow.ContactCard"> & {
   /**
    * When the card was made.
    *
-   * @generated from field: int64 created_at = 13 [jstype = JS_NUMBER];
+   * @generated from field: double created_at = 13;
    */
-  createdAt: bigint;
+  createdAt: number;
 };
 
 /**
@@ -1031,9 +1034,9 @@ export type PeerRecord = Message<"meow.PeerRecord"> & {
   /**
    * Last-writer-wins order: when the record last changed.
    *
-   * @generated from field: int64 updated_at = 16 [jstype = JS_NUMBER];
+   * @generated from field: double updated_at = 16;
    */
-  updatedAt: bigint;
+  updatedAt: number;
 
   /**
    * Last-writer-wins tie-break: the device uid that changed it.
@@ -1052,9 +1055,23 @@ export type PeerRecord = Message<"meow.PeerRecord"> & {
   /**
    * When the pairing completed.
    *
-   * @generated from field: int64 created_at = 19 [jstype = JS_NUMBER];
+   * @generated from field: double created_at = 19;
    */
-  createdAt: bigint;
+  createdAt: number;
+
+  /**
+   * Pending invitation only: the initiator's ratchet key pair, until the answer arrives.
+   *
+   * @generated from field: meow.KeyPair pending_ratchet_key = 20;
+   */
+  pendingRatchetKey?: KeyPair | undefined;
+
+  /**
+   * Pending invitation only: the card this side issued (its root key starts the ratchet).
+   *
+   * @generated from field: meow.ContactCard pending_card = 21;
+   */
+  pendingCard?: ContactCard | undefined;
 };
 
 /**
@@ -1094,9 +1111,9 @@ export type Profile = Message<"meow.Profile"> & {
   /**
    * Last-writer-wins order.
    *
-   * @generated from field: int64 updated_at = 4 [jstype = JS_NUMBER];
+   * @generated from field: double updated_at = 4;
    */
-  updatedAt: bigint;
+  updatedAt: number;
 
   /**
    * Last-writer-wins tie-break: the device uid.
@@ -1186,9 +1203,9 @@ export type IdentityRecord = Message<"meow.IdentityRecord"> & {
   /**
    * When the identity was created on this device.
    *
-   * @generated from field: int64 created_at = 10 [jstype = JS_NUMBER];
+   * @generated from field: double created_at = 10;
    */
-  createdAt: bigint;
+  createdAt: number;
 };
 
 /**
@@ -1235,16 +1252,16 @@ export type OutboxEntry = Message<"meow.OutboxEntry"> & {
   /**
    * Earliest time of the next attempt.
    *
-   * @generated from field: int64 next_attempt_at = 5 [jstype = JS_NUMBER];
+   * @generated from field: double next_attempt_at = 5;
    */
-  nextAttemptAt: bigint;
+  nextAttemptAt: number;
 
   /**
    * When it was queued.
    *
-   * @generated from field: int64 queued_at = 6 [jstype = JS_NUMBER];
+   * @generated from field: double queued_at = 6;
    */
-  queuedAt: bigint;
+  queuedAt: number;
 
   /**
    * The message uuid it carries (for tracing).
@@ -1334,9 +1351,9 @@ export type DeviceSyncPayload = Message<"meow.DeviceSyncPayload"> & {
   /**
    * Last-writer-wins order for peer_update / identity_update.
    *
-   * @generated from field: int64 timestamp = 9 [jstype = JS_NUMBER];
+   * @generated from field: double timestamp = 9;
    */
-  timestamp: bigint;
+  timestamp: number;
 
   /**
    * The sending device's uid: tie-break and primary designation.
@@ -1396,6 +1413,45 @@ export type DeviceIntroduction = Message<"meow.DeviceIntroduction"> & {
  */
 export const DeviceIntroductionSchema: GenMessage<DeviceIntroduction> = /*@__PURE__*/
   messageDesc(file_meow, 22);
+
+/**
+ * The invitee's answer to an invitation, sealed to the initiator's encryption
+ * key and sent to the initiator's queue (a PackedUserMessage with no ratchet
+ * header). The invitee starts the Double Ratchet toward the ratchet public key
+ * of the initiator's card, and the answer carries its first ratchet message,
+ * so both sides can send as soon as the initiator finalizes.
+ *
+ * @generated from message meow.InvitationAnswer
+ */
+export type InvitationAnswer = Message<"meow.InvitationAnswer"> & {
+  /**
+   * The invitee's card (its public keys, pull servers, symmetric key), repeating the invitation id.
+   *
+   * @generated from field: meow.ContactCard card = 1;
+   */
+  card?: ContactCard | undefined;
+
+  /**
+   * The first ratchet message's header.
+   *
+   * @generated from field: bytes dr_header = 2;
+   */
+  drHeader: Uint8Array;
+
+  /**
+   * The first ratchet message: a serialized UserMessage of type "hello", ratchet-encrypted.
+   *
+   * @generated from field: bytes dr_ciphertext = 3;
+   */
+  drCiphertext: Uint8Array;
+};
+
+/**
+ * Describes the message meow.InvitationAnswer.
+ * Use `create(InvitationAnswerSchema)` to create a new message.
+ */
+export const InvitationAnswerSchema: GenMessage<InvitationAnswer> = /*@__PURE__*/
+  messageDesc(file_meow, 23);
 
 /**
  * What an invitation request asks the relay to do.

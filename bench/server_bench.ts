@@ -1,0 +1,242 @@
+/**
+ * Relay throughput, each number next to its baseline in the same run:
+ *
+ * 1. messages stored + pulled + acked per second through the core over a private Redis,
+ *    requests carrying batches of 16 messages, against `redis-benchmark`'s ZADD rate on the
+ *    same Redis (the ratio is printed; aim ≥ 0.30);
+ * 2. requests per second over HTTP on loopback with 64 concurrent clients, against the same
+ *    requests handed to the core in-process.
+ *
+ *   deno run --allow-all bench/server_bench.ts [--seconds 5]
+ *
+ * Under `deno bench` it registers a small in-process case instead.
+ *
+ * @module
+ */
+import { parseArgs } from "node:util";
+import { create } from "@bufbuild/protobuf";
+import {
+  generateEncryptionKeyPair,
+  generateLookupKeyPair,
+  generateSigningKeyPair,
+  type KeyPair,
+  SystemRandom,
+  toBase64Url,
+} from "../kernel/crypto/mod.ts";
+import { systemClock } from "../kernel/system_clock.ts";
+import {
+  type FromServerMessage,
+  PackedUserMessageSchema,
+  type ServerCard,
+  ToServerMessageSchema,
+} from "../proto/gen/meow_pb.ts";
+import type { MessageInitShape } from "@bufbuild/protobuf";
+import {
+  createHandler,
+  HttpTransport,
+  MemoryBackend,
+  openAnswer,
+  RedisBackend,
+  sealRequest,
+  ServerCore,
+  signPull,
+} from "../server/mod.ts";
+import { redisSkip, startRedis } from "../tests/_redis.ts";
+
+const BATCH = 16;
+const HTTP_CLIENTS = 64;
+const random = new SystemRandom();
+let stamp = 0;
+
+class Device {
+  readonly encryption: KeyPair = generateEncryptionKeyPair(random);
+  readonly signing: KeyPair = generateSigningKeyPair(random);
+  readonly lookup: KeyPair = generateLookupKeyPair(random);
+  readonly queue = toBase64Url(this.lookup.publicKey);
+  constructor(readonly server: ServerCard, readonly send: (b: Uint8Array) => Promise<Uint8Array>) {}
+
+  seal(init: MessageInitShape<typeof ToServerMessageSchema>): Promise<Uint8Array> {
+    return sealRequest({
+      server: this.server,
+      request: create(ToServerMessageSchema, init),
+      deviceEncryption: this.encryption,
+      deviceSigning: this.signing,
+      random,
+    });
+  }
+
+  async request(init: MessageInitShape<typeof ToServerMessageSchema>): Promise<FromServerMessage> {
+    const body = await this.send(await this.seal(init));
+    return openAnswer({ server: this.server, body, deviceEncryption: this.encryption });
+  }
+
+  pull() {
+    // Distinct timestamps: each pull signature is good once.
+    return signPull({
+      server: this.server,
+      lookup: this.lookup,
+      now: Date.now() - 60_000 + stamp++,
+    });
+  }
+}
+
+function batch(destination: string) {
+  return Array.from({ length: BATCH }, (_, i) =>
+    create(PackedUserMessageSchema, {
+      destination,
+      payload: new Uint8Array(256).fill(i),
+      signature: new Uint8Array(64),
+    }));
+}
+
+/** Pairs of devices: each sender stores batches of 16, its receiver pulls and acks them. */
+async function coreThroughput(core: ServerCore, seconds: number, pairs: number): Promise<number> {
+  const send = (b: Uint8Array) => core.handle(b);
+  const deadline = Date.now() + seconds * 1000;
+  let acked = 0;
+  await Promise.all(Array.from({ length: pairs }, async () => {
+    const sender = new Device(core.card(), send);
+    const receiver = new Device(core.card(), send);
+    let toAck: string[] = [];
+    while (Date.now() < deadline) {
+      const stored = await sender.request({ messages: batch(receiver.queue) });
+      if (stored.stored !== BATCH) {
+        throw new Error(`stored ${stored.stored}: ${stored.errors[0]?.detail}`);
+      }
+      const pulled = await receiver.request({ pullRequests: [await receiver.pull()], acks: toAck });
+      acked += toAck.length;
+      toAck = pulled.chat.map((m) => m.serverDeliveryUuid);
+    }
+    await receiver.request({ pullRequests: [await receiver.pull()], acks: toAck });
+    acked += toAck.length;
+  }));
+  return acked / seconds;
+}
+
+async function redisZaddRate(port: number): Promise<number | undefined> {
+  try {
+    const out = await new Deno.Command("redis-benchmark", {
+      args: ["-h", "127.0.0.1", "-p", String(port), "-q", "-t", "zadd", "-n", "100000"],
+      stdout: "piped",
+      stderr: "null",
+    }).output();
+    const text = new TextDecoder().decode(out.stdout);
+    const match = [...text.matchAll(/ZADD: ([\d.]+) requests per second/g)].at(-1);
+    return match ? Number(match[1]) : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+async function httpRequestsPerSecond(
+  seconds: number,
+): Promise<{ http: number; inProcess: number }> {
+  const core = await ServerCore.create({
+    backend: new MemoryBackend(),
+    clock: systemClock,
+    random,
+  });
+  const server = Deno.serve(
+    { hostname: "127.0.0.1", port: 0, onListen: () => {} },
+    createHandler(core),
+  );
+  const card = core.card();
+  card.url = `http://127.0.0.1:${server.addr.port}`;
+  const transport = new HttpTransport();
+  const run = async (send: (b: Uint8Array) => Promise<Uint8Array>) => {
+    const deadline = Date.now() + seconds * 1000;
+    let requests = 0;
+    await Promise.all(Array.from({ length: HTTP_CLIENTS }, async () => {
+      const device = new Device(card, send);
+      while (Date.now() < deadline) {
+        // One message in, one pull with ack out: the shape of a chatty client.
+        const answer = await device.request({
+          messages: [
+            create(PackedUserMessageSchema, {
+              destination: device.queue,
+              payload: new Uint8Array(64),
+            }),
+          ],
+          pullRequests: [await device.pull()],
+        });
+        await device.request({
+          pullRequests: [await device.pull()],
+          acks: answer.chat.map((m) => m.serverDeliveryUuid),
+        });
+        requests += 2;
+      }
+    }));
+    return requests / seconds;
+  };
+  try {
+    const http = await run((b) => transport.exchange(card, b));
+    const inProcess = await run((b) => core.handle(b));
+    return { http, inProcess };
+  } finally {
+    await server.shutdown();
+  }
+}
+
+async function main(): Promise<void> {
+  const { values } = parseArgs({
+    args: Deno.args,
+    options: { seconds: { type: "string", default: "5" } },
+  });
+  const seconds = Number(values.seconds);
+  const fmt = (n: number) => Math.round(n).toLocaleString("en-US");
+  const skip = redisSkip();
+  if (skip) {
+    console.log(`redis: skipped (${skip})`);
+  } else {
+    const redis = await startRedis();
+    try {
+      const zadd = await redisZaddRate(redis.port);
+      const backend = await RedisBackend.connect({ url: redis.url, prefix: "bench:" });
+      const core = await ServerCore.create({ backend, clock: systemClock, random });
+      const rate = await coreThroughput(core, seconds, 16);
+      await backend.close();
+      console.log(
+        `core over redis: ${fmt(rate)} messages stored+pulled+acked/s (batches of ${BATCH})`,
+      );
+      if (zadd === undefined) {
+        console.log("redis-benchmark ZADD: not available");
+      } else {
+        console.log(`redis-benchmark ZADD: ${fmt(zadd)} requests/s`);
+        console.log(`ratio: ${(rate / zadd).toFixed(3)} (aim ≥ 0.30)`);
+      }
+    } finally {
+      await redis.stop();
+    }
+  }
+  const { http, inProcess } = await httpRequestsPerSecond(seconds);
+  console.log(`http on loopback, ${HTTP_CLIENTS} clients: ${fmt(http)} requests/s`);
+  console.log(
+    `same requests in-process: ${fmt(inProcess)} requests/s (ratio ${
+      (http / inProcess).toFixed(2)
+    })`,
+  );
+}
+
+if (import.meta.main) {
+  await main();
+} else {
+  const core = await ServerCore.create({
+    backend: new MemoryBackend(),
+    clock: systemClock,
+    random,
+  });
+  const sender = new Device(core.card(), (b) => core.handle(b));
+  const receiver = new Device(core.card(), (b) => core.handle(b));
+  Deno.bench({
+    name: "core over memory: store 16 + pull + ack",
+    baseline: true,
+    fn: async () => {
+      await sender.request({ messages: batch(receiver.queue) });
+      const pulled = await receiver.request({ pullRequests: [await receiver.pull()] });
+      await receiver.request({
+        pullRequests: [await receiver.pull()],
+        acks: pulled.chat.map((m) => m.serverDeliveryUuid),
+      });
+    },
+  });
+}

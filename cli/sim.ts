@@ -1,0 +1,22 @@
+// meowsync:production-port — the simulator's command line reads the wall clock for its timing report.
+/**
+ * `deno task sim FILE [options]`: the simulator's entry point (logic in sim/cli.ts).
+ *
+ * @module
+ */
+import { main } from "../sim/cli.ts";
+import { startRedis } from "../tests/_redis.ts";
+
+const status = await main(Deno.args, {
+  out: (text) => Deno.stdout.writeSync(new TextEncoder().encode(text)),
+  err: (text) => Deno.stderr.writeSync(new TextEncoder().encode(text)),
+  errIsTerminal: Deno.stderr.isTerminal(),
+  wallClock: () => performance.now(),
+  uniqueId: () => crypto.randomUUID(),
+  startRedis: async () => {
+    const redis = await startRedis();
+    if (!redis) throw new Error("redis-server is not installed");
+    return { url: redis.url, stop: () => redis.stop() };
+  },
+});
+Deno.exit(status);

@@ -1,0 +1,97 @@
+/**
+ * Key pairs and X25519 key agreement.
+ *
+ * @module
+ */
+import { ed25519, x25519 } from "@noble/curves/ed25519.js";
+import type { Random } from "./random.ts";
+import { assertLength, assertPublicKey, KEY_BYTES } from "./_primitives.ts";
+import { x25519 as x25519Fast } from "./_webcrypto.ts";
+
+/**
+ * A 32-byte private key (an Ed25519 seed or an X25519 scalar) and its 32-byte public key.
+ *
+ * @example
+ * ```ts
+ * import { generateSigningKeyPair, type KeyPair, SeededRandom } from "./mod.ts";
+ * const pair: KeyPair = generateSigningKeyPair(new SeededRandom(1));
+ * console.assert(pair.publicKey.length === 32);
+ * ```
+ */
+export interface KeyPair {
+  /** The private half: an Ed25519 seed or an X25519 scalar. */
+  privateKey: Uint8Array;
+  /** The public half. */
+  publicKey: Uint8Array;
+}
+
+/**
+ * A fresh Ed25519 key pair for signing (identity and device keys).
+ *
+ * @example
+ * ```ts
+ * import { generateSigningKeyPair, SeededRandom } from "./mod.ts";
+ * const { privateKey, publicKey } = generateSigningKeyPair(new SeededRandom(1));
+ * console.assert(privateKey.length === 32 && publicKey.length === 32);
+ * ```
+ */
+export function generateSigningKeyPair(random: Random): KeyPair {
+  const privateKey = random.bytes(KEY_BYTES);
+  return { privateKey, publicKey: ed25519.getPublicKey(privateKey) };
+}
+
+/**
+ * A fresh X25519 key pair for key agreement and sealing.
+ *
+ * @example
+ * ```ts
+ * import { generateEncryptionKeyPair, SeededRandom } from "./mod.ts";
+ * const { publicKey } = generateEncryptionKeyPair(new SeededRandom(1));
+ * console.assert(publicKey.length === 32);
+ * ```
+ */
+export function generateEncryptionKeyPair(random: Random): KeyPair {
+  const privateKey = random.bytes(KEY_BYTES);
+  return { privateKey, publicKey: x25519.getPublicKey(privateKey) };
+}
+
+/**
+ * A fresh Ed25519 lookup key pair: its public key's base64url names a relay
+ * queue, its private key signs the pull requests for that queue.
+ *
+ * @example
+ * ```ts
+ * import { generateLookupKeyPair, SeededRandom, toBase64Url } from "./mod.ts";
+ * const queue = toBase64Url(generateLookupKeyPair(new SeededRandom(1)).publicKey);
+ * console.assert(queue.length === 43);
+ * ```
+ */
+export function generateLookupKeyPair(random: Random): KeyPair {
+  return generateSigningKeyPair(random);
+}
+
+/**
+ * The X25519 shared secret of our private key and a peer's public key.
+ *
+ * @throws {RangeError} when `privateKey` is not 32 bytes
+ * @throws {Malformed} when `publicKey` is not 32 bytes or is a low-order point
+ *
+ * @example
+ * ```ts
+ * import { generateEncryptionKeyPair, SeededRandom, x25519SharedSecret } from "./mod.ts";
+ * const random = new SeededRandom(1);
+ * const a = generateEncryptionKeyPair(random);
+ * const b = generateEncryptionKeyPair(random);
+ * const ab = await x25519SharedSecret(a.privateKey, b.publicKey);
+ * const ba = await x25519SharedSecret(b.privateKey, a.publicKey);
+ * console.assert(ab.join() === ba.join());
+ * ```
+ */
+export async function x25519SharedSecret(
+  privateKey: Uint8Array,
+  publicKey: Uint8Array,
+): Promise<Uint8Array> {
+  assertLength(privateKey, KEY_BYTES, "an X25519 private key");
+  assertPublicKey(publicKey, "an X25519 shared secret");
+  return await x25519Fast(privateKey, publicKey, { cache: true });
+}

@@ -1,0 +1,39 @@
+/**
+ * The crypto core of meowsync: keys, signatures, sealed boxes, the symmetric
+ * layer and the Double Ratchet. Ed25519 and X25519 run through WebCrypto
+ * (cross-checked against noble); everything else is noble.
+ *
+ * @module
+ */
+export * from "./random.ts";
+export { SystemRandom } from "./system_random.ts";
+export { fromBase64Url, toBase64Url } from "./base64.ts";
+export { concatBytes } from "./bytes.ts";
+export {
+  generateEncryptionKeyPair,
+  generateLookupKeyPair,
+  generateSigningKeyPair,
+  type KeyPair,
+  x25519SharedSecret,
+} from "./keys.ts";
+export { sign, verify } from "./sign.ts";
+export { open, seal } from "./seal.ts";
+export { symDecrypt, symEncrypt } from "./sym.ts";
+export {
+  decodeRatchetHeader,
+  deserializeRatchet,
+  encodeRatchetHeader,
+  initRatchetInitiator,
+  initRatchetResponder,
+  MAX_SKIP,
+  previousRemoteKeysMax,
+  ratchetAdBytesMax,
+  ratchetDecrypt,
+  ratchetEncrypt,
+  type RatchetHeader,
+  type RatchetState,
+  serializeRatchet,
+  SKIPPED_KEY_TTL_MS,
+  type SkippedMessageKey,
+} from "./ratchet.ts";
+export { setWebCryptoRunner, type WebCryptoRunner } from "./_webcrypto.ts";

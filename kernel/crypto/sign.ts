@@ -1,0 +1,69 @@
+/**
+ * Ed25519 signatures (RFC 8032), through WebCrypto.
+ *
+ * @module
+ */
+import { assertLength, KEY_BYTES } from "./_primitives.ts";
+import { ed25519SigningKey, ed25519VerifyingKey, subtle } from "./_webcrypto.ts";
+
+/** Length of an Ed25519 signature. */
+export const SIGNATURE_BYTES = 64;
+
+/**
+ * Signs `message` with a 32-byte Ed25519 private key (seed): 64 bytes, deterministic.
+ *
+ * @throws {RangeError} when `privateKey` is not 32 bytes
+ *
+ * @example
+ * ```ts
+ * import { generateSigningKeyPair, SeededRandom, sign, verify } from "./mod.ts";
+ * const { privateKey, publicKey } = generateSigningKeyPair(new SeededRandom(1));
+ * const message = new TextEncoder().encode("meow");
+ * const signature = await sign(privateKey, message);
+ * console.assert(await verify(publicKey, message, signature));
+ * ```
+ */
+export async function sign(privateKey: Uint8Array, message: Uint8Array): Promise<Uint8Array> {
+  assertLength(privateKey, KEY_BYTES, "an Ed25519 private key");
+  const key = await ed25519SigningKey(privateKey);
+  return new Uint8Array(await subtle.sign("Ed25519", key, message as BufferSource));
+}
+
+/**
+ * Whether `signature` is a valid Ed25519 signature of `message` by `publicKey`.
+ * Never throws: a malformed key or signature is simply not valid.
+ *
+ * @example
+ * ```ts
+ * import { generateSigningKeyPair, SeededRandom, sign, verify } from "./mod.ts";
+ * const { privateKey, publicKey } = generateSigningKeyPair(new SeededRandom(1));
+ * const signature = await sign(privateKey, new Uint8Array([1]));
+ * console.assert(!(await verify(publicKey, new Uint8Array([2]), signature)));
+ * console.assert(!(await verify(new Uint8Array(3), new Uint8Array([1]), signature)));
+ * ```
+ */
+export async function verify(
+  publicKey: Uint8Array,
+  message: Uint8Array,
+  signature: Uint8Array,
+): Promise<boolean> {
+  if (
+    !(publicKey instanceof Uint8Array) || publicKey.length !== KEY_BYTES ||
+    !(signature instanceof Uint8Array) || signature.length !== SIGNATURE_BYTES ||
+    !(message instanceof Uint8Array)
+  ) {
+    return false;
+  }
+  try {
+    const key = await ed25519VerifyingKey(publicKey);
+    return await subtle.verify(
+      "Ed25519",
+      key,
+      signature as BufferSource,
+      message as BufferSource,
+    );
+  } catch {
+    // An invalid point may fail at import or at verification: either way, not valid.
+    return false;
+  }
+}

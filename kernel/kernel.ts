@@ -1,0 +1,1250 @@
+/**
+ * The microkernel: identity, peers, the pipeline, the router, the outbox and
+ * the poll loop. It knows nothing about sync; plugins do the rest.
+ *
+ * Every change is a transaction ({@linkcode Tx}) run on one serial queue:
+ * inbound messages, local actions and plugin reactions to them are staged and
+ * committed to the {@linkcode Store} in one atomic write, and only then do the
+ * in-memory caches change, the outbox flush and relay acks leave. A failure
+ * anywhere before the commit leaves every store, cache and ratchet unchanged.
+ *
+ * @module
+ */
+import { clone, create, type MessageInitShape } from "@bufbuild/protobuf";
+import {
+  type ContactCard,
+  type DbMessage,
+  DbMessageSchema,
+  ErrorCode,
+  type FromServerMessage,
+  type IdentityRecord,
+  IdentityRecordSchema,
+  InvitationAction,
+  InvitationSchema,
+  KeyPairSchema,
+  type OutboxEntry,
+  OutboxEntrySchema,
+  type PackedUserMessage,
+  type PeerRecord,
+  PeerRecordSchema,
+  PeerType,
+  ProfileSchema,
+  type ServerCard,
+  ToServerMessageSchema,
+  type UserMessage,
+} from "../proto/gen/meow_pb.ts";
+import { openAnswer, sealRequest, signPull } from "../server/client.ts";
+import {
+  generateEncryptionKeyPair,
+  generateSigningKeyPair,
+  type KeyPair,
+  randomInt,
+  randomUuid,
+} from "./crypto/mod.ts";
+import { Malformed, MeowError, UnknownDestination, UnknownType } from "./errors.ts";
+import {
+  answerInvitation,
+  cardBytes,
+  createInvitation,
+  decodeCard,
+  finalizeInvitation,
+  HELLO_TYPE,
+  isPending,
+} from "./invitation.ts";
+import { assertUsablePeer, myLookupKey, pack, unpack } from "./pipeline.ts";
+import type {
+  KernelEventName,
+  KernelEvents,
+  Plugin,
+  PluginHost,
+  PluginInput,
+  Tx,
+} from "./plugin.ts";
+import type { Batch, Clock, Random, Store, Transport } from "./ports.ts";
+import { TransportError } from "./ports.ts";
+
+/**
+ * What the kernel reports to an observer: every plaintext user message it
+ * encrypts or decrypts, and every packed message it rejects. The simulator's
+ * privacy checkers read these beside the bytes on the wire.
+ */
+export type KernelObservation =
+  | { kind: "outbound"; peerUid: string; message: UserMessage; packed: PackedUserMessage }
+  | { kind: "inbound"; peerUid: string; message: UserMessage; packed: PackedUserMessage }
+  | { kind: "rejected"; error: MeowError; packed: PackedUserMessage };
+
+/** Log levels, lowest first. */
+export type LogLevel = "debug" | "info" | "warn" | "error";
+
+/** Options of {@linkcode Kernel.open}. */
+export interface KernelOptions {
+  /** The device's persistent state. */
+  store: Store;
+  /** The clock port. */
+  clock: Clock;
+  /** The randomness port. */
+  random: Random;
+  /** The way to the relays. */
+  transport: Transport;
+  /** Plugins, frozen once the kernel opens. */
+  plugins?: PluginInput[];
+  /**
+   * Where log lines go.
+   * @default {no logging}
+   */
+  log?: (level: LogLevel, line: string) => void;
+  /**
+   * Time between two polls of a relay while running, in ms.
+   * @default {2000}
+   */
+  pollIntervalMs?: number;
+  /**
+   * Long-poll wait asked of the relay on each poll, in ms (0: short polls).
+   * @default {0}
+   */
+  longPollMs?: number;
+  /**
+   * Longest wait between two attempts to deliver an outbox entry, in ms.
+   * @default {30000}
+   */
+  retryMsMax?: number;
+  /**
+   * Most packed messages sent in one relay request.
+   * @default {16}
+   */
+  outboxBatchMax?: number;
+  /**
+   * Name used in log lines.
+   * @default {"kernel"}
+   */
+  name?: string;
+  /**
+   * Called with every observation (see {@linkcode KernelObservation}); must not throw.
+   * @default {none}
+   */
+  observe?: (observation: KernelObservation) => void;
+}
+
+/** Rounds of pull-then-ack one poll makes before it yields, so a busy queue cannot hold the device. */
+const POLL_ROUNDS_MAX = 8;
+/** First retry delay of a failed delivery, in ms; doubles per attempt up to `retryMsMax`. */
+const RETRY_MS_MIN = 500;
+/** Length of generated relay short codes, in characters. */
+const SHORT_CODE_LENGTH = 8;
+/** Short-code alphabet: no 0/O, 1/I/L. */
+const SHORT_CODE_ALPHABET = "23456789ABCDEFGHJKMNPQRSTUVWXYZ";
+
+/** What {@linkcode Kernel.createInvitation} returns. */
+export interface InvitationTicket {
+  /** The pending peer's uid (the conversation's uid once answered). */
+  peerUid: string;
+  /** The card to hand over. */
+  card: ContactCard;
+  /** The card as bytes (for a file or a QR code). */
+  bytes: Uint8Array;
+}
+
+/** The result of processing one polled or handed-in packed message. */
+export type ReceiveOutcome =
+  | { kind: "accepted"; peerUid: string; type: string }
+  | { kind: "deferred"; reason: string }
+  | { kind: "rejected"; error: MeowError };
+
+/** Thrown inside a receiving transaction to leave a message on the relay for a later poll. */
+class Deferred extends Error {}
+
+/**
+ * A device: its identity, peers, pipeline and plugins.
+ *
+ * @example
+ * ```ts
+ * import { Kernel } from "./kernel.ts";
+ * import { SeededRandom } from "./crypto/mod.ts";
+ * import { MemoryStore } from "../plugins/storage/mod.ts";
+ * import { LocalTransport, MemoryBackend, ServerCore } from "../server/mod.ts";
+ * const clock = { now: () => 1_700_000_000_000, sleep: () => Promise.resolve() };
+ * const random = new SeededRandom(1);
+ * const core = await ServerCore.create({ backend: new MemoryBackend(), clock, random: random.fork("relay") });
+ * const transport = new LocalTransport([core]);
+ * const kernel = await Kernel.open({ store: new MemoryStore(), clock, random, transport });
+ * await kernel.createIdentity({ nickname: "alice", deviceName: "phone", servers: [core.card()] });
+ * console.assert(kernel.identity().profile?.nickname === "alice");
+ * await kernel.close();
+ * ```
+ */
+export class Kernel {
+  readonly clock: Clock;
+  readonly random: Random;
+  readonly #store: Store;
+  readonly #transport: Transport;
+  readonly #plugins: readonly Plugin[];
+  readonly #owners = new Map<string, Plugin>();
+  readonly #log: (level: LogLevel, line: string) => void;
+  readonly #name: string;
+  readonly #pollIntervalMs: number;
+  readonly #longPollMs: number;
+  readonly #retryMsMax: number;
+  readonly #outboxBatchMax: number;
+  readonly #observe: (observation: KernelObservation) => void;
+
+  #identity: IdentityRecord | undefined;
+  #peers = new Map<string, PeerRecord>();
+  #devices = new Map<string, PeerRecord>();
+  #lookup = new Map<string, string>();
+  #outbox = new Map<string, OutboxEntry>();
+  #acks = new Map<string, string[]>();
+  #lastPullTs = new Map<string, number>();
+  #queue: Promise<unknown> = Promise.resolve();
+  #closed = false;
+  #running: AbortController | undefined;
+  #loops: Promise<void>[] = [];
+  #flushWake: (() => void) | undefined;
+  #flushing: Promise<void> | undefined;
+  #lastPollAt = 0;
+  #polled = new Set<string>();
+  #quietPollAt = new Map<string, number>();
+  #outboxSeq = 0;
+
+  private constructor(options: KernelOptions, plugins: Plugin[]) {
+    this.clock = options.clock;
+    this.random = options.random;
+    this.#store = options.store;
+    this.#transport = options.transport;
+    this.#plugins = Object.freeze(plugins);
+    this.#log = options.log ?? (() => {});
+    this.#name = options.name ?? "kernel";
+    this.#pollIntervalMs = options.pollIntervalMs ?? 2000;
+    this.#longPollMs = options.longPollMs ?? 0;
+    this.#retryMsMax = options.retryMsMax ?? 30_000;
+    this.#outboxBatchMax = options.outboxBatchMax ?? 16;
+    this.#observe = options.observe ?? (() => {});
+    for (const plugin of plugins) {
+      for (const type of plugin.types ?? []) {
+        const owner = this.#owners.get(type);
+        if (owner) {
+          throw new TypeError(
+            `Cannot register plugin "${plugin.name}": type "${type}" already belongs to "${owner.name}"`,
+          );
+        }
+        this.#owners.set(type, plugin);
+      }
+    }
+  }
+
+  /** Opens a kernel over its store: loads identity, peers and outbox, then runs plugin setup. */
+  static async open(options: KernelOptions): Promise<Kernel> {
+    const plugins = (options.plugins ?? []).map((p) => typeof p === "function" ? p() : p);
+    const names = new Set<string>();
+    for (const plugin of plugins) {
+      if (!plugin.name) throw new TypeError("Cannot register a plugin without a name");
+      if (names.has(plugin.name)) {
+        throw new TypeError(`Cannot register plugin "${plugin.name}" twice`);
+      }
+      names.add(plugin.name);
+    }
+    const kernel = new Kernel(options, plugins);
+    await kernel.#load();
+    for (const plugin of plugins) await plugin.setup?.(kernel.#hostFor(plugin));
+    return kernel;
+  }
+
+  async #load(): Promise<void> {
+    this.#identity = await this.#store.loadIdentity();
+    for (const peer of await this.#store.listPeers()) this.#cachePeer(peer);
+    for (const device of await this.#store.listDevices()) this.#cachePeer(device);
+    for (const entry of await this.#store.listOutbox()) {
+      this.#outbox.set(entry.id, entry);
+      this.#outboxSeq = Math.max(this.#outboxSeq, outboxSeqOf(entry.id));
+    }
+  }
+
+  /** The next outbox id: ordered by queue time, then by sequence, across restarts. */
+  nextOutboxId(now: number): string {
+    this.#outboxSeq += 1;
+    return `${now.toString(36).padStart(10, "0")}.${this.#outboxSeq.toString(36).padStart(8, "0")}`;
+  }
+
+  #cachePeer(peer: PeerRecord): void {
+    const map = peer.type === PeerType.DEVICE ? this.#devices : this.#peers;
+    const old = map.get(peer.uid);
+    if (old?.myLookup) this.#lookup.delete(myLookupKey(old));
+    map.set(peer.uid, peer);
+    if (peer.myLookup) this.#lookup.set(myLookupKey(peer), peer.uid);
+  }
+
+  #hostFor(plugin: Plugin): PluginHost {
+    return {
+      clock: this.clock,
+      random: this.random,
+      deviceUid: () => this.#identity?.deviceUid ?? "",
+      identity: () => this.identity(),
+      api: <T>(name: string) => this.api<T>(name),
+      transact: <T>(fn: (tx: Tx) => Promise<T>) => this.transact(fn),
+      createInvitation: (options) => this.createInvitation(options),
+      acceptInvitation: (bytes, options) => this.acceptInvitation(bytes, options),
+      publishInvitation: (ticket, options) => this.publishInvitation(ticket, options),
+      fetchInvitation: (code, options) => this.fetchInvitation(code, options),
+      isSeen: (id) => this.#store.isSeen(id),
+      pruneSeen: (beforeMs) => this.#store.pruneSeen(beforeMs),
+      log: (level, message) => this.#log(level, `${this.#name} [${plugin.name}] ${message}`),
+    };
+  }
+
+  // ─── Reading ──────────────────────────────────────────────────────────────
+
+  /** Whether this device has an identity yet. */
+  hasIdentity(): boolean {
+    return this.#identity !== undefined;
+  }
+
+  /** The committed identity; throws when the device has none. */
+  identity(): IdentityRecord {
+    if (!this.#identity) throw new TypeError(`${this.#name}: this device has no identity yet`);
+    return clone(IdentityRecordSchema, this.#identity);
+  }
+
+  /** This device's uid ("" before an identity exists). */
+  deviceUid(): string {
+    return this.#identity?.deviceUid ?? "";
+  }
+
+  /** Completed contact peers. */
+  peers(): PeerRecord[] {
+    return [...this.#peers.values()].filter((p) => !isPending(p)).map((p) =>
+      clone(PeerRecordSchema, p)
+    );
+  }
+
+  /** Device peers (siblings). */
+  devices(): PeerRecord[] {
+    return [...this.#devices.values()].filter((p) => !isPending(p)).map((p) =>
+      clone(PeerRecordSchema, p)
+    );
+  }
+
+  /** A contact or device peer by uid. */
+  peer(uid: string): PeerRecord | undefined {
+    const peer = this.#peers.get(uid) ?? this.#devices.get(uid);
+    return peer && clone(PeerRecordSchema, peer);
+  }
+
+  /** The messages of one conversation, oldest first. */
+  messages(peerUid: string, options?: { limit?: number }): Promise<DbMessage[]> {
+    return this.#store.listMessages(peerUid, options);
+  }
+
+  /** The peer uids that have messages. */
+  conversations(): Promise<string[]> {
+    return this.#store.listConversations();
+  }
+
+  /** Packed messages waiting to leave. */
+  outboxSize(): number {
+    return this.#outbox.size;
+  }
+
+  /**
+   * When the last poll round of relay `serverUid` that found nothing to take
+   * and nothing to ack started, in clock ms (0: never). A relay that stored
+   * nothing for this device since then holds nothing for it.
+   */
+  quietPollAt(serverUid: string): number {
+    return this.#quietPollAt.get(serverUid) ?? 0;
+  }
+
+  /** When the last poll completed, in clock ms (0: never). */
+  lastPollAt(): number {
+    return this.#lastPollAt;
+  }
+
+  /** The plugins, in registration order. */
+  plugins(): readonly Plugin[] {
+    return this.#plugins;
+  }
+
+  /** The api a plugin exposes. */
+  api<T>(name: string): T {
+    const plugin = this.#plugins.find((p) => p.name === name);
+    if (!plugin || plugin.api === undefined) {
+      throw new TypeError(`${this.#name}: no plugin named "${name}" exposes an api`);
+    }
+    return plugin.api as T;
+  }
+
+  // ─── Transactions ─────────────────────────────────────────────────────────
+
+  /** Runs `fn` on the serial queue. */
+  #serial<T>(fn: () => Promise<T>): Promise<T> {
+    const run = this.#queue.then(() => {
+      if (this.#closed) throw new TypeError(`${this.#name}: the kernel is closed`);
+      return fn();
+    });
+    this.#queue = run.catch(() => {});
+    return run;
+  }
+
+  /** Runs `fn` in a transaction on the serial queue and commits what it staged. */
+  transact<T>(fn: (tx: Tx) => Promise<T>): Promise<T> {
+    return this.#serial(() => this.#transact(fn));
+  }
+
+  async #transact<T>(fn: (tx: Tx) => Promise<T>): Promise<T> {
+    const tx = new KernelTx(this, this.#txPorts());
+    const result = await fn(tx);
+    await this.#commit(tx);
+    return result;
+  }
+
+  #txPorts(): TxPorts {
+    return {
+      now: this.clock.now(),
+      identity: this.#identity,
+      peer: (uid) => this.#peers.get(uid) ?? this.#devices.get(uid),
+      peers: () => [...this.#peers.values()],
+      devices: () => [...this.#devices.values()],
+      store: this.#store,
+      random: this.random,
+      plugins: this.#plugins,
+      deviceUid: this.#identity?.deviceUid ?? "",
+      observe: this.#observe,
+    };
+  }
+
+  async #commit(tx: KernelTx): Promise<void> {
+    const batch = tx.batch();
+    if (this.#closed) throw new TypeError(`${this.#name}: the kernel is closed`);
+    await this.#store.commit(batch);
+    if (batch.identity) {
+      this.#identity = batch.identity;
+      // Relays can arrive by device sync or with a new install's first identity: poll them too.
+      for (const server of batch.identity.servers) this.#startPolling(server);
+    }
+    for (const peer of batch.peers ?? []) this.#cachePeer(peer);
+    for (const device of batch.devices ?? []) this.#cachePeer(device);
+    for (const entry of batch.outboxPut ?? []) this.#outbox.set(entry.id, entry);
+    for (const id of batch.outboxDelete ?? []) this.#outbox.delete(id);
+    if ((batch.outboxPut ?? []).length > 0) this.#flushWake?.();
+    for (const fn of tx.afterCommitFns()) {
+      try {
+        fn();
+      } catch (e) {
+        this.#log("error", `${this.#name} after-commit hook failed: ${(e as Error).message}`);
+      }
+    }
+  }
+
+  // ─── Identity ─────────────────────────────────────────────────────────────
+
+  /** Creates this device's identity (the first device of a user). */
+  createIdentity(
+    options: { nickname: string; deviceName: string; servers: ServerCard[] },
+  ): Promise<IdentityRecord> {
+    return this.transact((tx) => {
+      if (this.#identity) throw new TypeError(`${this.#name}: this device already has an identity`);
+      const identity = this.newIdentityRecord({
+        uid: randomUuid(this.random),
+        ...options,
+        withRoot: true,
+      });
+      identity.profile = create(ProfileSchema, {
+        nickname: options.nickname,
+        updatedAt: tx.now,
+        updatedBy: identity.deviceUid,
+      });
+      tx.putIdentity(identity);
+      return Promise.resolve(identity);
+    });
+  }
+
+  /**
+   * A new identity record for this device with fresh device keys (and a fresh
+   * root key when `withRoot`); not stored.
+   */
+  newIdentityRecord(
+    options: { uid: string; deviceName: string; servers: ServerCard[]; withRoot: boolean },
+  ): IdentityRecord {
+    const kp = (pair: KeyPair) =>
+      create(KeyPairSchema, { privateKey: pair.privateKey, publicKey: pair.publicKey });
+    const deviceSigning = generateSigningKeyPair(this.random);
+    const record = create(IdentityRecordSchema, {
+      uid: options.uid,
+      deviceEncryption: kp(generateEncryptionKeyPair(this.random)),
+      deviceSigning: kp(deviceSigning),
+      deviceUid: randomUuid(this.random),
+      deviceName: options.deviceName,
+      servers: options.servers,
+      createdAt: this.clock.now(),
+    });
+    if (options.withRoot) record.root = kp(generateSigningKeyPair(this.random));
+    return record;
+  }
+
+  /** Changes the profile (nickname, status, avatars); last writer wins across devices. */
+  updateProfile(
+    changes: { nickname?: string; status?: string; avatars?: Uint8Array[] },
+  ): Promise<IdentityRecord> {
+    return this.transact(async (tx) => {
+      const identity = clone(IdentityRecordSchema, tx.identity());
+      const profile = identity.profile ?? create(ProfileSchema);
+      if (changes.nickname !== undefined) profile.nickname = changes.nickname;
+      if (changes.status !== undefined) profile.status = changes.status;
+      if (changes.avatars !== undefined) profile.avatars = changes.avatars;
+      profile.updatedAt = tx.now;
+      profile.updatedBy = identity.deviceUid;
+      identity.profile = profile;
+      tx.putIdentity(identity);
+      await tx.emit("identity.updated", { identity, origin: "local" });
+      return identity;
+    });
+  }
+
+  /** Changes a contact's local settings (name, blocked, visible, notification and ack settings). */
+  updatePeer(
+    uid: string,
+    changes: {
+      name?: string;
+      blocked?: boolean;
+      visible?: boolean;
+      settings?: PeerRecord["settings"];
+    },
+  ): Promise<PeerRecord> {
+    return this.transact(async (tx) => {
+      const peer = tx.peer(uid);
+      if (!peer || isPending(peer)) throw new TypeError(`Cannot update peer ${uid}: no such peer`);
+      if (changes.name !== undefined) peer.name = changes.name;
+      if (changes.blocked !== undefined) peer.blocked = changes.blocked;
+      if (changes.visible !== undefined) peer.visible = changes.visible;
+      if (changes.settings !== undefined) peer.settings = changes.settings;
+      peer.updatedAt = tx.now;
+      peer.updatedBy = this.deviceUid();
+      tx.putPeer(peer);
+      await tx.emit("peer.updated", { peer, created: false, origin: "local" });
+      return peer;
+    });
+  }
+
+  /** Adds a relay to the identity's servers and, while running, starts polling it. */
+  addServer(server: ServerCard): Promise<IdentityRecord> {
+    return this.transact(async (tx) => {
+      const identity = clone(IdentityRecordSchema, tx.identity());
+      if (identity.servers.some((s) => s.uid === server.uid)) return identity;
+      identity.servers.push(server);
+      tx.putIdentity(identity);
+      await tx.emit("server.added", { server, origin: "local" });
+      tx.afterCommit(() => this.#startPolling(server));
+      return identity;
+    });
+  }
+
+  // ─── Invitations ──────────────────────────────────────────────────────────
+
+  /** Step 1: mints a pending peer and the card to hand to the other side. */
+  createInvitation(options: { type?: PeerType; name?: string } = {}): Promise<InvitationTicket> {
+    return this.transact((tx) => {
+      const identity = tx.identity();
+      const { pending, card } = createInvitation({
+        random: this.random,
+        now: tx.now,
+        name: options.name ?? identity.profile?.nickname ?? "",
+        servers: identity.servers,
+        type: options.type ?? PeerType.CONTACT,
+        deviceUid: identity.deviceUid,
+      });
+      tx.putPeer(pending);
+      return Promise.resolve({ peerUid: pending.uid, card, bytes: cardBytes(card) });
+    });
+  }
+
+  /**
+   * Step 2: answers a card; the new peer is stored and the answer queued to
+   * the initiator's relay. Resolves with the new peer's uid.
+   */
+  acceptInvitation(
+    bytes: Uint8Array,
+    options: { name?: string; deviceName?: string } = {},
+  ): Promise<string> {
+    return this.transact(async (tx) => {
+      const card = decodeCard(bytes);
+      if (this.peer(card.peerUid)) {
+        throw new Malformed(
+          `Cannot accept invitation ${card.invitationId}: peer ${card.peerUid} exists already`,
+        );
+      }
+      if (!this.#identity) {
+        if (card.type !== PeerType.DEVICE) {
+          throw new TypeError(
+            `${this.#name}: create an identity or pair with a device before adding contacts`,
+          );
+        }
+        // A new install joining its user's devices: device keys now, the identity arrives by sync.
+        tx.putIdentity(this.newIdentityRecord({
+          uid: "",
+          deviceName: options.deviceName ?? "device",
+          servers: card.pullServers,
+          withRoot: false,
+        }));
+      }
+      const identity = tx.identity();
+      const { peer, answer } = await answerInvitation(card, {
+        random: this.random,
+        now: tx.now,
+        name: options.name ?? identity.profile?.nickname ?? "",
+        servers: identity.servers,
+        type: card.type,
+        deviceUid: identity.deviceUid,
+      });
+      peer.updatedBy = identity.deviceUid;
+      tx.putPeer(peer);
+      tx.queuePacked(peer, answer, "");
+      await tx.emit("peer.updated", { peer, created: true, origin: "local" });
+      return peer.uid;
+    });
+  }
+
+  /** Parks a card on the home relay under a short code; resolves with the code. */
+  async publishInvitation(
+    ticket: InvitationTicket,
+    options: { password?: string; expiresAt?: number; code?: string } = {},
+  ): Promise<string> {
+    const server = this.identity().servers[0];
+    if (!server) throw new TypeError(`${this.#name}: the identity has no relay to publish on`);
+    for (let attempt = 0; attempt < 5; attempt++) {
+      const code = options.code ?? this.#shortCode();
+      const answer = await this.#request(server, {
+        invitation: create(InvitationSchema, {
+          action: InvitationAction.STORE,
+          code,
+          payload: ticket.bytes,
+          password: options.password ?? "",
+          expiresAt: options.expiresAt ?? 0,
+        }),
+      });
+      const error = answer.errors[0];
+      if (!error) return code;
+      if (error.code !== ErrorCode.CONFLICT || options.code) {
+        throw new Malformed(
+          `Cannot publish invitation: the relay answered ${
+            ErrorCode[error.code]
+          } (${error.detail})`,
+        );
+      }
+    }
+    throw new Malformed("Cannot publish invitation: five short codes in a row were taken");
+  }
+
+  /** Fetches a card parked on a relay under `code`. */
+  async fetchInvitation(
+    code: string,
+    options: { server: ServerCard; password?: string },
+  ): Promise<Uint8Array> {
+    // A new install fetching its first (device) card has no device keys yet: one-off keys do.
+    const keys = this.#identity?.deviceEncryption ? this.#deviceKeys() : {
+      encryption: generateEncryptionKeyPair(this.random),
+      signing: generateSigningKeyPair(this.random),
+    };
+    const answer = await this.#request(
+      options.server,
+      {
+        invitation: create(InvitationSchema, {
+          action: InvitationAction.FETCH,
+          code: code.toUpperCase(),
+          password: options.password ?? "",
+        }),
+      },
+      undefined,
+      keys,
+    );
+    const error = answer.errors[0];
+    if (error) {
+      throw new Malformed(
+        `Cannot fetch invitation "${code}": the relay answered ${
+          ErrorCode[error.code]
+        } (${error.detail})`,
+      );
+    }
+    if (!answer.invitation) {
+      throw new Malformed(`Cannot fetch invitation "${code}": the relay returned nothing`);
+    }
+    return answer.invitation.payload;
+  }
+
+  #shortCode(): string {
+    let code = "";
+    for (let i = 0; i < SHORT_CODE_LENGTH; i++) {
+      code += SHORT_CODE_ALPHABET[randomInt(this.random, SHORT_CODE_ALPHABET.length)];
+    }
+    return code;
+  }
+
+  // ─── Relay requests ───────────────────────────────────────────────────────
+
+  #deviceKeys(): { encryption: KeyPair; signing: KeyPair } {
+    const identity = this.#identity;
+    if (!identity?.deviceEncryption || !identity.deviceSigning) {
+      throw new TypeError(`${this.#name}: this device has no device keys yet`);
+    }
+    return { encryption: identity.deviceEncryption, signing: identity.deviceSigning };
+  }
+
+  async #request(
+    server: ServerCard,
+    init: MessageInitShape<typeof ToServerMessageSchema>,
+    signal?: AbortSignal,
+    keys: { encryption: KeyPair; signing: KeyPair } = this.#deviceKeys(),
+  ): Promise<FromServerMessage> {
+    const request = create(ToServerMessageSchema, init);
+    request.uuid = randomUuid(this.random);
+    const body = await sealRequest({
+      server,
+      request,
+      deviceEncryption: keys.encryption,
+      deviceSigning: keys.signing,
+      random: this.random,
+    });
+    const reply = await this.#transport.exchange(server, body, signal);
+    return await openAnswer({ server, body: reply, deviceEncryption: keys.encryption });
+  }
+
+  // ─── Outbox ───────────────────────────────────────────────────────────────
+
+  /**
+   * Sends every due outbox entry once; failures are rescheduled with
+   * exponential backoff. Resolves with how many entries were delivered.
+   */
+  flushOutbox(signal?: AbortSignal): Promise<number> {
+    const run = (this.#flushing ?? Promise.resolve()).then(() => this.#flushOnce(signal));
+    this.#flushing = run.then(() => {}, () => {});
+    return run;
+  }
+
+  async #flushOnce(signal?: AbortSignal): Promise<number> {
+    const now = this.clock.now();
+    const due = [...this.#outbox.values()]
+      .filter((e) => e.nextAttemptAt <= now)
+      .sort((a, b) => a.queuedAt - b.queuedAt || (a.id < b.id ? -1 : 1));
+    const byServer = new Map<string, OutboxEntry[]>();
+    for (const entry of due) {
+      const key = entry.server?.uid ?? "";
+      byServer.set(key, [...(byServer.get(key) ?? []), entry]);
+    }
+    let delivered = 0;
+    for (const entries of byServer.values()) {
+      for (let i = 0; i < entries.length; i += this.#outboxBatchMax) {
+        if (signal?.aborted || this.#closed) return delivered;
+        delivered += await this.#deliver(entries.slice(i, i + this.#outboxBatchMax), signal);
+      }
+    }
+    return delivered;
+  }
+
+  async #deliver(entries: OutboxEntry[], signal?: AbortSignal): Promise<number> {
+    const server = entries[0].server!;
+    let answer: FromServerMessage;
+    try {
+      answer = await this.#request(server, { messages: entries.map((e) => e.packed!) }, signal);
+    } catch (e) {
+      if (!(e instanceof TransportError || e instanceof MeowError)) throw e;
+      this.#log(
+        "debug",
+        `${this.#name} outbox: ${server.name || server.uid} unreachable: ${e.message}`,
+      );
+      await this.#reschedule(entries);
+      return 0;
+    }
+    if (answer.errors.some((e) => e.messageIndex === 0)) {
+      this.#log(
+        "warn",
+        `${this.#name} outbox: relay refused the request: ${answer.errors[0].detail}`,
+      );
+      await this.#reschedule(entries);
+      return 0;
+    }
+    const failed = new Map(answer.errors.map((e) => [e.messageIndex - 1, e]));
+    const done: string[] = [];
+    const retry: OutboxEntry[] = [];
+    entries.forEach((entry, i) => {
+      const error = failed.get(i);
+      if (!error) return done.push(entry.id);
+      if (error.code === ErrorCode.TOO_LARGE) {
+        this.#log(
+          "error",
+          `${this.#name} outbox: message ${entry.messageUuid} is too large for the relay; dropped`,
+        );
+        return done.push(entry.id);
+      }
+      retry.push(entry);
+    });
+    await this.#serial(() => this.#commitOutbox(done, []));
+    if (retry.length > 0) await this.#reschedule(retry);
+    return done.length;
+  }
+
+  #reschedule(entries: OutboxEntry[]): Promise<void> {
+    const now = this.clock.now();
+    const updated = entries.filter((e) => this.#outbox.has(e.id)).map((entry) => {
+      const next = clone(OutboxEntrySchema, entry);
+      next.attempts += 1;
+      const backoff = Math.min(this.#retryMsMax, RETRY_MS_MIN * 2 ** Math.min(16, entry.attempts));
+      next.nextAttemptAt = now + backoff / 2 +
+        randomInt(this.random, Math.max(1, Math.floor(backoff / 2)));
+      return next;
+    });
+    return this.#serial(() => this.#commitOutbox([], updated));
+  }
+
+  async #commitOutbox(done: string[], updated: OutboxEntry[]): Promise<void> {
+    const live = done.filter((id) => this.#outbox.has(id));
+    if (live.length === 0 && updated.length === 0) return;
+    await this.#store.commit({ outboxDelete: live, outboxPut: updated });
+    for (const id of live) this.#outbox.delete(id);
+    for (const entry of updated) this.#outbox.set(entry.id, entry);
+  }
+
+  /** Earliest next attempt among outbox entries, or undefined when empty. */
+  #nextDue(): number | undefined {
+    let next: number | undefined;
+    for (const entry of this.#outbox.values()) {
+      if (next === undefined || entry.nextAttemptAt < next) next = entry.nextAttemptAt;
+    }
+    return next;
+  }
+
+  // ─── Receiving ────────────────────────────────────────────────────────────
+
+  /** The lookup keys this device pulls: devices, pending invitations, and contacts it is primary for. */
+  pullKeys(): { lookupKey: string; peer: PeerRecord }[] {
+    const own = this.#identity?.deviceUid ?? "";
+    const keys: { lookupKey: string; peer: PeerRecord }[] = [];
+    for (const peer of [...this.#devices.values(), ...this.#peers.values()]) {
+      if (!peer.myLookup) continue;
+      if (
+        peer.type === PeerType.CONTACT && peer.primaryDeviceUid !== "" &&
+        peer.primaryDeviceUid !== own
+      ) {
+        continue; // a sibling is this contact's primary: it pulls, then syncs.
+      }
+      keys.push({ lookupKey: myLookupKey(peer), peer });
+    }
+    return keys;
+  }
+
+  /**
+   * Polls every relay of the identity once: pulls, processes, acks, until the
+   * queues are empty (at most a bounded number of rounds). Resolves with how
+   * many messages were accepted.
+   */
+  async pollOnce(signal?: AbortSignal): Promise<number> {
+    let accepted = 0;
+    for (const server of this.#identity?.servers ?? []) {
+      accepted += await this.#pollServer(server, 0, signal);
+    }
+    return accepted;
+  }
+
+  async #pollServer(server: ServerCard, timeoutMs: number, signal?: AbortSignal): Promise<number> {
+    let accepted = 0;
+    for (let round = 0; round < POLL_ROUNDS_MAX; round++) {
+      const keys = this.pullKeys();
+      const acks = this.#acks.get(server.uid) ?? [];
+      if (keys.length === 0 && acks.length === 0) break;
+      const now = this.clock.now();
+      const pullRequests = await Promise.all(keys.map(({ lookupKey, peer }) => {
+        // Signatures are single-use: never sign two pulls of one key with one timestamp.
+        const ts = Math.max(now, (this.#lastPullTs.get(lookupKey) ?? 0) + 1);
+        this.#lastPullTs.set(lookupKey, ts);
+        return signPull({ server, lookup: peer.myLookup!, now: ts });
+      }));
+      const answer = await this.#request(server, {
+        pullRequests,
+        acks,
+        timeoutMs: round === 0 ? timeoutMs : 0,
+      }, signal);
+      this.#acks.set(
+        server.uid,
+        (this.#acks.get(server.uid) ?? []).filter((a) => !acks.includes(a)),
+      );
+      for (const error of answer.errors) {
+        this.#log(
+          "warn",
+          `${this.#name} poll ${server.name || server.uid}: ${
+            ErrorCode[error.code]
+          } ${error.detail}`,
+        );
+      }
+      for (const packed of answer.chat) {
+        if (signal?.aborted || this.#closed) return accepted;
+        const outcome = await this.receive(packed);
+        if (outcome.kind === "accepted") accepted++;
+        if (outcome.kind === "deferred") continue;
+        const pending = this.#acks.get(server.uid) ?? [];
+        pending.push(packed.serverDeliveryUuid);
+        this.#acks.set(server.uid, pending);
+      }
+      this.#lastPollAt = this.clock.now();
+      if (answer.chat.length === 0 && acks.length === 0) this.#quietPollAt.set(server.uid, now);
+      if (answer.chat.length === 0 && (this.#acks.get(server.uid) ?? []).length === 0) break;
+    }
+    return accepted;
+  }
+
+  /**
+   * Processes one packed message in its own transaction: find the peer by
+   * destination, verify, unseal, decrypt, route, commit. Bad input is
+   * rejected with a typed error and changes nothing; other failures (a store
+   * that cannot write) are thrown so the message is not acked.
+   */
+  receive(packed: PackedUserMessage): Promise<ReceiveOutcome> {
+    return this.#serial(async () => {
+      try {
+        return await this.#transact(async (tx) => await this.#route(tx as KernelTx, packed));
+      } catch (e) {
+        if (e instanceof Deferred) return { kind: "deferred", reason: e.message };
+        if (!(e instanceof MeowError)) throw e;
+        this.#log(
+          "info",
+          `${this.#name} rejected a message for ${packed.destination.slice(0, 8)}…: ${e.message}`,
+        );
+        this.#observe({ kind: "rejected", error: e, packed });
+        return { kind: "rejected", error: e };
+      }
+    });
+  }
+
+  async #route(tx: KernelTx, packed: PackedUserMessage): Promise<ReceiveOutcome> {
+    const uid = this.#lookup.get(packed.destination);
+    const peer = uid === undefined ? undefined : tx.peer(uid);
+    if (!peer) {
+      throw new UnknownDestination(
+        `Cannot open message: no peer owns lookup key ${packed.destination.slice(0, 12)}…`,
+      );
+    }
+    if (isPending(peer)) {
+      if (packed.drHeader.length > 0) {
+        // A ratchet message overtook the answer that completes this invitation: keep it on the relay.
+        throw new Deferred(`message for invitation ${peer.uid} arrived before its answer`);
+      }
+      const done = await finalizeInvitation(peer, packed, { random: this.random, now: tx.now });
+      done.updatedBy = this.deviceUid();
+      tx.putPeer(done);
+      await tx.emit("peer.updated", { peer: done, created: true, origin: "local" });
+      return { kind: "accepted", peerUid: done.uid, type: "invitation" };
+    }
+    assertUsablePeer(peer);
+    const { message, ratchet } = await unpack(peer, packed, { random: this.random, now: tx.now });
+    tx.afterCommit(() => this.#observe({ kind: "inbound", peerUid: peer.uid, message, packed }));
+    const next = clone(PeerRecordSchema, peer);
+    next.ratchet = ratchet;
+    tx.putPeer(next);
+    if (peer.blocked) return { kind: "accepted", peerUid: peer.uid, type: "blocked" };
+    if (message.type !== HELLO_TYPE) {
+      const owner = this.#owners.get(message.type);
+      if (!owner?.receive) {
+        throw new UnknownType(
+          `Cannot route message of type "${message.type}" from peer "${peer.name}": no plugin owns it`,
+        );
+      }
+      await owner.receive(message, { tx, peer: next });
+    }
+    return { kind: "accepted", peerUid: peer.uid, type: message.type };
+  }
+
+  // ─── Running ──────────────────────────────────────────────────────────────
+
+  /** Starts the poll loop of every relay and the outbox loop, on the clock port. */
+  start(): void {
+    if (this.#running) return;
+    if (this.#closed) throw new TypeError(`${this.#name}: the kernel is closed`);
+    const controller = new AbortController();
+    this.#running = controller;
+    const signal = controller.signal;
+    for (const server of this.#identity?.servers ?? []) this.#startPolling(server);
+    this.#loops.push(this.#outboxLoop(signal));
+    for (const plugin of this.#plugins) {
+      if (plugin.run) this.#loops.push(plugin.run(this.#hostFor(plugin), signal).catch(() => {}));
+    }
+  }
+
+  /** Starts the poll loop of `server` if the kernel runs and it has none yet. */
+  #startPolling(server: ServerCard): void {
+    const running = this.#running;
+    if (!running || this.#polled.has(server.uid)) return;
+    this.#polled.add(server.uid);
+    this.#loops.push(this.#pollLoop(server, running.signal));
+  }
+
+  async #pollLoop(server: ServerCard, signal: AbortSignal): Promise<void> {
+    let failures = 0;
+    while (!signal.aborted) {
+      try {
+        await this.#pollServer(server, this.#longPollMs, signal);
+        failures = 0;
+      } catch (e) {
+        if (signal.aborted) return;
+        if (!(e instanceof TransportError || e instanceof MeowError)) {
+          this.#log(
+            "error",
+            `${this.#name} poll ${server.name || server.uid} failed: ${(e as Error).stack}`,
+          );
+        }
+        failures++;
+      }
+      const wait = failures === 0
+        ? this.#pollIntervalMs
+        : Math.min(this.#retryMsMax, this.#pollIntervalMs * 2 ** Math.min(8, failures - 1));
+      try {
+        await this.clock.sleep(wait, signal);
+      } catch {
+        return;
+      }
+    }
+  }
+
+  async #outboxLoop(signal: AbortSignal): Promise<void> {
+    while (!signal.aborted) {
+      try {
+        await this.flushOutbox(signal);
+      } catch (e) {
+        if (signal.aborted) return;
+        this.#log("error", `${this.#name} outbox failed: ${(e as Error).stack}`);
+      }
+      const due = this.#nextDue();
+      const now = this.clock.now();
+      const wait = due === undefined ? this.#retryMsMax : Math.max(1, due - now);
+      const wake = new AbortController();
+      this.#flushWake = () => wake.abort();
+      try {
+        // One signal for both: the kernel may have stopped while the flush ran.
+        await this.clock.sleep(wait, AbortSignal.any([signal, wake.signal]));
+      } catch {
+        // woken: new entries were queued, or the kernel stops.
+      } finally {
+        this.#flushWake = undefined;
+      }
+    }
+  }
+
+  /** Stops the loops and waits for them; committed state stays committed. */
+  async stop(): Promise<void> {
+    const running = this.#running;
+    if (!running) return;
+    this.#running = undefined;
+    running.abort(new TypeError("stopped"));
+    await Promise.allSettled(this.#loops);
+    this.#loops = [];
+    this.#polled.clear();
+    await this.#queue;
+  }
+
+  /** Stops and closes the store. */
+  async close(): Promise<void> {
+    await this.stop();
+    await this.#queue;
+    this.#closed = true;
+    await this.#store.close();
+  }
+
+  /**
+   * Drops this kernel at once, as a crash would: loops are aborted, nothing
+   * more is committed, the store is left as it is (not closed).
+   */
+  crash(): void {
+    this.#closed = true;
+    this.#running?.abort(new TypeError("crashed"));
+    this.#running = undefined;
+  }
+}
+
+// ─── The transaction ────────────────────────────────────────────────────────
+
+interface TxPorts {
+  now: number;
+  identity: IdentityRecord | undefined;
+  peer(uid: string): PeerRecord | undefined;
+  peers(): PeerRecord[];
+  devices(): PeerRecord[];
+  store: Store;
+  random: Random;
+  plugins: readonly Plugin[];
+  deviceUid: string;
+  observe: (observation: KernelObservation) => void;
+}
+
+/** The sequence part of an outbox id (0 for ids of another form). */
+function outboxSeqOf(id: string): number {
+  const seq = Number.parseInt(id.split(".")[1] ?? "", 36);
+  return Number.isSafeInteger(seq) ? seq : 0;
+}
+
+function messageKey(peerUid: string, uuid: string): string {
+  return `${peerUid}\u0000${uuid}`;
+}
+
+class KernelTx implements Tx {
+  readonly now: number;
+  readonly #kernel: Kernel;
+  readonly #ports: TxPorts;
+  #identity: IdentityRecord | undefined;
+  #identityChanged = false;
+  readonly #peers = new Map<string, PeerRecord>();
+  readonly #messages = new Map<string, DbMessage>();
+  readonly #seen = new Set<string>();
+  readonly #outbox: OutboxEntry[] = [];
+  readonly #after: (() => void)[] = [];
+  #emitDepth = 0;
+
+  constructor(kernel: Kernel, ports: TxPorts) {
+    this.#kernel = kernel;
+    this.#ports = ports;
+    this.now = ports.now;
+    this.#identity = ports.identity;
+  }
+
+  identity(): IdentityRecord {
+    if (!this.#identity) throw new TypeError("This device has no identity yet");
+    return this.#identity;
+  }
+
+  putIdentity(identity: IdentityRecord): void {
+    this.#identity = clone(IdentityRecordSchema, identity);
+    this.#identityChanged = true;
+  }
+
+  peer(uid: string): PeerRecord | undefined {
+    const peer = this.#peers.get(uid) ?? this.#ports.peer(uid);
+    return peer && clone(PeerRecordSchema, peer);
+  }
+
+  #all(type: PeerType): PeerRecord[] {
+    const base = type === PeerType.DEVICE ? this.#ports.devices() : this.#ports.peers();
+    const merged = new Map(base.map((p) => [p.uid, p]));
+    for (const [uid, peer] of this.#peers) if (peer.type === type) merged.set(uid, peer);
+    return [...merged.values()].filter((p) => !isPending(p)).map((p) => clone(PeerRecordSchema, p));
+  }
+
+  peers(): PeerRecord[] {
+    return this.#all(PeerType.CONTACT);
+  }
+
+  devices(): PeerRecord[] {
+    return this.#all(PeerType.DEVICE);
+  }
+
+  putPeer(peer: PeerRecord): void {
+    if (peer.type !== PeerType.CONTACT && peer.type !== PeerType.DEVICE) {
+      throw new TypeError(`Cannot store peer ${peer.uid}: its type is neither contact nor device`);
+    }
+    this.#peers.set(peer.uid, clone(PeerRecordSchema, peer));
+  }
+
+  async message(peerUid: string, uuid: string): Promise<DbMessage | undefined> {
+    const staged = this.#messages.get(messageKey(peerUid, uuid));
+    if (staged) return clone(DbMessageSchema, staged);
+    return await this.#ports.store.getMessage(peerUid, uuid);
+  }
+
+  async messages(peerUid: string): Promise<DbMessage[]> {
+    const stored = await this.#ports.store.listMessages(peerUid);
+    const merged = new Map(stored.map((m) => [m.message!.status!.uuid, m]));
+    for (const m of this.#messages.values()) {
+      if (m.peerUid === peerUid) merged.set(m.message!.status!.uuid, clone(DbMessageSchema, m));
+    }
+    return [...merged.values()].sort((a, b) =>
+      a.storedAt - b.storedAt || (a.message!.status!.uuid < b.message!.status!.uuid ? -1 : 1)
+    );
+  }
+
+  putMessage(message: DbMessage): void {
+    const uuid = message.message?.status?.uuid;
+    if (!message.peerUid || !uuid) {
+      throw new TypeError("Cannot store a message without peer uid and uuid");
+    }
+    this.#messages.set(messageKey(message.peerUid, uuid), clone(DbMessageSchema, message));
+  }
+
+  async markSeen(id: string): Promise<boolean> {
+    if (this.#seen.has(id)) return false;
+    if (await this.#ports.store.isSeen(id)) return false;
+    this.#seen.add(id);
+    return true;
+  }
+
+  async send(peerUid: string, message: UserMessage): Promise<void> {
+    const peer = this.peer(peerUid);
+    if (!peer) throw new TypeError(`Cannot send: no peer with uid ${peerUid}`);
+    for (const plugin of this.#ports.plugins) {
+      if (plugin.outbound && await plugin.outbound(message, { tx: this, peer })) return;
+    }
+    await this.sendDirect(peerUid, message);
+  }
+
+  async sendDirect(peerUid: string, message: UserMessage): Promise<void> {
+    const peer = this.peer(peerUid);
+    if (!peer) throw new TypeError(`Cannot send: no peer with uid ${peerUid}`);
+    assertUsablePeer(peer);
+    const { packed, ratchet } = await pack(peer, message, {
+      random: this.#ports.random,
+      now: this.now,
+    });
+    this.afterCommit(() => this.#ports.observe({ kind: "outbound", peerUid, message, packed }));
+    peer.ratchet = ratchet;
+    this.putPeer(peer);
+    this.queuePacked(peer, packed, message.status?.uuid ?? "");
+  }
+
+  /** Queues an already packed message to the peer's home relay. */
+  queuePacked(peer: PeerRecord, packed: PackedUserMessage, messageUuid: string): void {
+    const server = peer.contact?.pullServers[0];
+    if (!server) throw new Malformed(`Cannot send to peer "${peer.name}": its card names no relay`);
+    this.#outbox.push(create(OutboxEntrySchema, {
+      id: this.#kernel.nextOutboxId(this.now),
+      server,
+      packed,
+      attempts: 0,
+      nextAttemptAt: this.now,
+      queuedAt: this.now,
+      messageUuid,
+      peerUid: peer.uid,
+    }));
+  }
+
+  async emit<E extends KernelEventName>(event: E, payload: KernelEvents[E]): Promise<void> {
+    if (++this.#emitDepth > 8) {
+      throw new RangeError(`Event "${event}" re-emitted more than 8 levels deep`);
+    }
+    try {
+      for (const plugin of this.#ports.plugins) {
+        const hook = plugin.on?.[event] as
+          | ((p: KernelEvents[E], tx: Tx) => Promise<void> | void)
+          | undefined;
+        await hook?.(payload, this);
+      }
+    } finally {
+      this.#emitDepth--;
+    }
+  }
+
+  afterCommit(fn: () => void): void {
+    this.#after.push(fn);
+  }
+
+  afterCommitFns(): (() => void)[] {
+    return this.#after;
+  }
+
+  batch(): Batch {
+    const peers = [...this.#peers.values()];
+    return {
+      identity: this.#identityChanged ? this.#identity : undefined,
+      peers: peers.filter((p) => p.type === PeerType.CONTACT),
+      devices: peers.filter((p) => p.type === PeerType.DEVICE),
+      messages: [...this.#messages.values()],
+      outboxPut: this.#outbox,
+      seen: [...this.#seen].map((id) => ({ id, at: this.now })),
+    };
+  }
+
+  /** The kernel this transaction belongs to (for plugins' internal helpers). */
+  kernel(): Kernel {
+    return this.#kernel;
+  }
+}

@@ -1,0 +1,260 @@
+import assert from "node:assert/strict";
+import { clone, create } from "@bufbuild/protobuf";
+import { encode } from "../proto/codec.ts";
+import {
+  DbMessageSchema,
+  OutboxEntrySchema,
+  type PackedUserMessage,
+  PackedUserMessageSchema,
+  PeerRecordSchema,
+} from "../proto/gen/meow_pb.ts";
+import { type ChatApi, chatPlugin } from "../plugins/chat/mod.ts";
+import { dedupPlugin } from "../plugins/dedup/mod.ts";
+import { randomInt, SeededRandom } from "./crypto/mod.ts";
+import { newUserMessage } from "../plugins/chat/mod.ts";
+import type { Plugin } from "./plugin.ts";
+import type { Store } from "./ports.ts";
+import { type TestDevice, TestWorld } from "./_test_world.ts";
+import { pack } from "./pipeline.ts";
+
+/** Everything a store holds, as comparable bytes. */
+async function snapshot(store: Store): Promise<string> {
+  const parts: string[] = [];
+  const identity = await store.loadIdentity();
+  parts.push(String(identity?.uid));
+  for (const p of await store.listPeers()) parts.push(encode(PeerRecordSchema, p).join());
+  for (const p of await store.listDevices()) parts.push(encode(PeerRecordSchema, p).join());
+  for (const e of await store.listOutbox()) parts.push(encode(OutboxEntrySchema, e).join());
+  for (const uid of await store.listConversations()) {
+    for (const m of await store.listMessages(uid)) parts.push(encode(DbMessageSchema, m).join());
+  }
+  return parts.join("|");
+}
+
+async function pairOutOfBand(world: TestWorld, a: TestDevice, b: TestDevice): Promise<string> {
+  const ticket = await a.kernel.createInvitation();
+  const uid = await b.kernel.acceptInvitation(ticket.bytes);
+  await world.settle([a, b]);
+  assert.equal(uid, ticket.peerUid);
+  return uid;
+}
+
+function chat(device: TestDevice): ChatApi {
+  return device.kernel.api<ChatApi>("chat");
+}
+
+async function texts(device: TestDevice, peerUid: string): Promise<string[]> {
+  return (await device.kernel.messages(peerUid)).map((m) =>
+    `${m.outbound ? ">" : "<"}${m.message!.data}`
+  );
+}
+
+Deno.test("Kernel pairs two identities out of band and both can send at once", async () => {
+  const world = await TestWorld.create();
+  const alice = await world.device("alice", { nickname: "alice" });
+  const bob = await world.device("bob", { nickname: "bob" });
+  const ticket = await alice.kernel.createInvitation();
+  const uid = await bob.kernel.acceptInvitation(ticket.bytes);
+  // Bob sends before Alice has even seen the answer: the answer carries the ratchet's start.
+  await chat(bob).send(uid, "hello alice");
+  await world.settle([alice, bob]);
+  await chat(alice).send(uid, "hello bob");
+  await world.settle([alice, bob]);
+  assert.deepEqual(await texts(alice, uid), ["<hello alice", ">hello bob"]);
+  assert.deepEqual(await texts(bob, uid), [">hello alice", "<hello bob"]);
+  assert.equal(alice.kernel.peer(uid)?.name, "bob");
+  assert.equal(bob.kernel.peer(uid)?.name, "alice");
+  // Delivery acks came back: the sender's copy shows when it was received.
+  const sent = (await alice.kernel.messages(uid)).find((m) => m.outbound)!;
+  assert.ok(sent.message!.status!.received > 0);
+});
+
+Deno.test("Kernel pairs by relay short code, with a password", async () => {
+  const world = await TestWorld.create(2);
+  const alice = await world.device("alice", { nickname: "alice" });
+  const bob = await world.device("bob", { nickname: "bob" });
+  const ticket = await alice.kernel.createInvitation();
+  const code = await alice.kernel.publishInvitation(ticket, { password: "tuna" });
+  assert.match(code, /^[2-9A-Z]{8}$/);
+  await assert.rejects(
+    bob.kernel.fetchInvitation(code, { server: world.core.card(), password: "wrong" }),
+    /BAD_PASSWORD/,
+  );
+  const bytes = await bob.kernel.fetchInvitation(code.toLowerCase(), {
+    server: world.core.card(),
+    password: "tuna",
+  });
+  const uid = await bob.kernel.acceptInvitation(bytes);
+  await world.settle([alice, bob]);
+  await chat(alice).send(uid, "by code");
+  await world.settle([alice, bob]);
+  assert.deepEqual(await texts(bob, uid), ["<by code"]);
+});
+
+Deno.test("Kernel exchanges 1,000 messages both ways with restarts at random points; nothing is lost", async () => {
+  const world = await TestWorld.create(3);
+  const alice = await world.device("alice", { nickname: "alice" });
+  const bob = await world.device("bob", { nickname: "bob" });
+  const uid = await pairOutOfBand(world, alice, bob);
+  const random = new SeededRandom("restarts");
+  const sentBy = { alice: [] as string[], bob: [] as string[] };
+  for (let i = 0; i < 500; i++) {
+    await chat(alice).send(uid, `a${i}`);
+    sentBy.alice.push(`a${i}`);
+    await chat(bob).send(uid, `b${i}`);
+    sentBy.bob.push(`b${i}`);
+    // Deliver some of the time, and now and then restart one side mid-flight.
+    const roll = randomInt(random, 10);
+    if (roll < 3) await world.settle([alice, bob]);
+    else if (roll === 3) await (randomInt(random, 2) === 0 ? alice : bob).restart();
+    else if (roll === 4) {
+      await alice.kernel.flushOutbox();
+      await bob.restart();
+      await bob.kernel.pollOnce();
+    }
+  }
+  await world.settle([alice, bob], 200);
+  for (const device of [alice, bob]) {
+    const messages = await device.kernel.messages(uid);
+    assert.equal(messages.length, 1000, "every message once");
+    const got = new Set(messages.map((m) => m.message!.data));
+    for (const text of [...sentBy.alice, ...sentBy.bob]) {
+      assert.ok(got.has(text), `${text} present`);
+    }
+  }
+  const aliceIds = (await alice.kernel.messages(uid)).map((m) => m.message!.status!.uuid).sort();
+  const bobIds = (await bob.kernel.messages(uid)).map((m) => m.message!.status!.uuid).sort();
+  assert.deepEqual(aliceIds, bobIds, "both stores hold the same uuids");
+  // Every delivery ack arrived.
+  for (const m of await alice.kernel.messages(uid)) {
+    if (m.outbound) assert.ok(m.message!.status!.received > 0, `ack for ${m.message!.data}`);
+  }
+});
+
+Deno.test("Kernel.receive() rejects bad input with a typed error and changes nothing", async () => {
+  const world = await TestWorld.create(4);
+  const alice = await world.device("alice", { nickname: "alice" });
+  const bob = await world.device("bob", { nickname: "bob" });
+  const uid = await pairOutOfBand(world, alice, bob);
+  // Capture a genuine packed message from Alice to Bob without delivering it.
+  const captured: PackedUserMessage[] = [];
+  await chat(alice).send(uid, "genuine");
+  const entry = (await alice.store.listOutbox())[0];
+  captured.push(entry.packed!);
+  const good = captured[0];
+
+  const before = await snapshot(bob.store);
+  const cases: [string, PackedUserMessage, string][] = [];
+  const unknown = clone(PackedUserMessageSchema, good);
+  unknown.destination = "nobody";
+  cases.push(["unknown destination", unknown, "UnknownDestination"]);
+  const badSig = clone(PackedUserMessageSchema, good);
+  badSig.signature = new Uint8Array(badSig.signature.map((b, i) => i === 5 ? b ^ 1 : b));
+  cases.push(["bad signature", badSig, "BadSignature"]);
+  const tampered = clone(PackedUserMessageSchema, good);
+  tampered.payload = new Uint8Array(tampered.payload.map((b, i) => i === 40 ? b ^ 1 : b));
+  cases.push(["tampered payload (signature breaks first)", tampered, "BadSignature"]);
+  const badHeader = clone(PackedUserMessageSchema, good);
+  badHeader.drHeader = new Uint8Array([1, 2, 3]);
+  cases.push(["malformed header", badHeader, "BadSignature"]);
+  for (const [what, packed, code] of cases) {
+    const outcome = await bob.kernel.receive(packed);
+    assert.equal(outcome.kind, "rejected", what);
+    assert.equal(outcome.kind === "rejected" && outcome.error.code, code, what);
+    assert.equal(await snapshot(bob.store), before, `${what}: store unchanged`);
+  }
+  // A message correctly signed and sealed whose plaintext is garbage, and one of an unknown type.
+  const alicePeer = alice.kernel.peer(uid)!;
+  const unknownType = newUserMessage(
+    { now: world.clock.now() } as never,
+    alicePeer,
+    "nobody-owns",
+    world.random,
+  );
+  const forged = await pack(alicePeer, unknownType, {
+    random: world.random,
+    now: world.clock.now(),
+  });
+  const typeOutcome = await bob.kernel.receive(forged.packed);
+  assert.equal(typeOutcome.kind === "rejected" && typeOutcome.error.code, "UnknownType");
+  assert.equal(await snapshot(bob.store), before, "unknown type: store and ratchet unchanged");
+
+  // The genuine message still decrypts after all that, exactly once.
+  const first = await bob.kernel.receive(good);
+  assert.equal(first.kind, "accepted");
+  const replay = await bob.kernel.receive(good);
+  assert.equal(replay.kind === "rejected" && replay.error.code, "Replay");
+  assert.deepEqual(await texts(bob, uid), ["<genuine"]);
+});
+
+Deno.test("Kernel routes a custom plugin's message type without any kernel change", async () => {
+  const world = await TestWorld.create(5);
+  const seen: string[] = [];
+  const reactions = (): Plugin => {
+    let send: ((peerUid: string, emoji: string) => Promise<void>) | undefined;
+    return {
+      name: "reaction",
+      types: ["reaction"],
+      setup(host) {
+        send = (peerUid, emoji) =>
+          host.transact(async (tx) => {
+            const peer = tx.peer(peerUid)!;
+            const message = newUserMessage(tx, peer, "reaction", host.random);
+            message.data = emoji;
+            await tx.send(peerUid, message);
+          });
+      },
+      api: { react: (peerUid: string, emoji: string) => send!(peerUid, emoji) },
+      receive(message, { tx, peer }) {
+        tx.afterCommit(() => seen.push(`${peer.name}:${message.data}`));
+      },
+    };
+  };
+  const plugins = () => [chatPlugin(), dedupPlugin(), reactions()];
+  const alice = await world.device("alice", { nickname: "alice", plugins });
+  const bob = await world.device("bob", { nickname: "bob", plugins });
+  const uid = await pairOutOfBand(world, alice, bob);
+  await alice.kernel.api<{ react(uid: string, e: string): Promise<void> }>("reaction").react(
+    uid,
+    "🐟",
+  );
+  await world.settle([alice, bob]);
+  assert.deepEqual(seen, ["alice:🐟"]);
+});
+
+Deno.test("Kernel.open() refuses two plugins claiming one type, and a plugin without a name", async () => {
+  const world = await TestWorld.create(6);
+  await assert.rejects(
+    world.device("x", { plugins: () => [chatPlugin(), { name: "other", types: ["chat"] }] }),
+    /type "chat" already belongs to "chat"/,
+  );
+  await assert.rejects(world.device("y", { plugins: () => [{ name: "" }] }), /without a name/);
+});
+
+Deno.test("Kernel commits the ratchet with the outbox entry: a restart before delivery still delivers", async () => {
+  const world = await TestWorld.create(7);
+  const alice = await world.device("alice", { nickname: "alice" });
+  const bob = await world.device("bob", { nickname: "bob" });
+  const uid = await pairOutOfBand(world, alice, bob);
+  await chat(alice).send(uid, "one");
+  await alice.restart(); // nothing was flushed yet
+  assert.equal(alice.kernel.outboxSize(), 1);
+  await chat(alice).send(uid, "two");
+  await world.settle([alice, bob]);
+  assert.deepEqual((await texts(bob, uid)).sort(), ["<one", "<two"]);
+});
+
+Deno.test("chat markRead() sets processed and sends read receipts that advance the sender's status", async () => {
+  const world = await TestWorld.create(8);
+  const alice = await world.device("alice", { nickname: "alice" });
+  const bob = await world.device("bob", { nickname: "bob" });
+  const uid = await pairOutOfBand(world, alice, bob);
+  await chat(alice).send(uid, "read me");
+  await world.settle([alice, bob]);
+  assert.equal(await chat(bob).markRead(uid), 1);
+  await world.settle([alice, bob]);
+  const [sent] = await alice.kernel.messages(uid);
+  assert.ok(sent.message!.status!.processed > 0);
+  assert.equal(await chat(bob).markRead(uid), 0, "nothing unread any more");
+  void create;
+});

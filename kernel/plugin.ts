@@ -1,0 +1,194 @@
+/**
+ * The plugin model: a plugin is a factory's result `{ name, ...hooks }`.
+ * Each hook says how it runs:
+ *
+ * - `types` + `receive` — *first*: one owner per `UserMessage.type`; the
+ *   kernel routes every decrypted message of that type to it.
+ * - `outbound` — *first*: the first plugin that returns `true` takes over an
+ *   outgoing message (the primary-device relay uses it); otherwise the kernel
+ *   encrypts it for the peer.
+ * - `on` — *parallel*: every plugin observes the kernel's events; all run,
+ *   none changes what the others see.
+ * - `api` — what the plugin offers other plugins and applications, reached
+ *   through {@linkcode PluginHost.api} by name, never by importing internals.
+ *
+ * Hooks that run inside a {@linkcode Tx} add their effects to the same atomic
+ * commit as the change that triggered them.
+ *
+ * @module
+ */
+import type {
+  DbMessage,
+  IdentityRecord,
+  PackedUserMessage,
+  PeerRecord,
+  PeerType,
+  ServerCard,
+  UserMessage,
+} from "../proto/gen/meow_pb.ts";
+import type { InvitationTicket } from "./kernel.ts";
+import type { Clock, Random } from "./ports.ts";
+
+/** The events of the kernel, each observed by every plugin (a *parallel* hook). */
+export interface KernelEvents {
+  /** A message was stored in a conversation (sent, received, or arrived by sync). */
+  "message.stored": { message: DbMessage; origin: "local" | "peer" | "sync" };
+  /** A stored message's status (sent / received / processed) advanced. */
+  "message.status": { message: DbMessage; origin: "local" | "peer" | "sync" };
+  /** A peer was created or changed (renamed, blocked, settings). */
+  "peer.updated": { peer: PeerRecord; created: boolean; origin: "local" | "peer" | "sync" };
+  /** The profile (nickname, avatars, status) changed. */
+  "identity.updated": { identity: IdentityRecord; origin: "local" | "sync" };
+  /** A relay was added to the identity's servers. */
+  "server.added": { server: ServerCard; origin: "local" | "sync" };
+}
+
+/** The name of a kernel event. */
+export type KernelEventName = keyof KernelEvents;
+
+/**
+ * A unit of change: everything staged here is committed atomically, then the
+ * kernel's caches are updated and the outbox flushed. Reads see staged writes.
+ */
+export interface Tx {
+  /** The kernel's clock time when the transaction started. */
+  readonly now: number;
+  /** The identity, with staged changes. */
+  identity(): IdentityRecord;
+  /** Stages a new identity record. */
+  putIdentity(identity: IdentityRecord): void;
+  /** A contact or device peer by uid, with staged changes. */
+  peer(uid: string): PeerRecord | undefined;
+  /** Every complete contact peer (pending invitations excluded), with staged changes. */
+  peers(): PeerRecord[];
+  /** Every device peer (sibling), with staged changes. */
+  devices(): PeerRecord[];
+  /** Stages a contact peer (type CONTACT) or a device peer (type DEVICE) into its store. */
+  putPeer(peer: PeerRecord): void;
+  /** A stored message, with staged changes. */
+  message(peerUid: string, uuid: string): Promise<DbMessage | undefined>;
+  /** The stored messages of a conversation, with staged changes, oldest first. */
+  messages(peerUid: string): Promise<DbMessage[]>;
+  /** Stages a stored message (upsert by peer and uuid). */
+  putMessage(message: DbMessage): void;
+  /**
+   * Atomic check-and-mark of a dedup id: true when it was not seen before (and
+   * is now marked, in this transaction), false for a repeat.
+   */
+  markSeen(id: string): Promise<boolean>;
+  /**
+   * Sends a user message to a peer: routed through the `outbound` hooks, else
+   * encrypted with the peer's ratchet and queued in the outbox.
+   */
+  send(peerUid: string, message: UserMessage): Promise<void>;
+  /**
+   * Encrypts and queues a user message for a peer directly, bypassing the
+   * `outbound` hooks (for the plugin that took the message over).
+   */
+  sendDirect(peerUid: string, message: UserMessage): Promise<void>;
+  /** Queues an already packed message (an invitation answer) to the peer's home relay. */
+  queuePacked(peer: PeerRecord, packed: PackedUserMessage, messageUuid: string): void;
+  /** Emits a kernel event to every plugin, inside this transaction. */
+  emit<E extends KernelEventName>(event: E, payload: KernelEvents[E]): Promise<void>;
+  /** Runs `fn` after the commit succeeded (never when it fails). */
+  afterCommit(fn: () => void): void;
+}
+
+/** What a plugin sees of the kernel. */
+export interface PluginHost {
+  /** The clock port. */
+  readonly clock: Clock;
+  /** The randomness port. */
+  readonly random: Random;
+  /** This device's uid. */
+  deviceUid(): string;
+  /** The identity as committed. */
+  identity(): IdentityRecord;
+  /** The api another plugin exposes under `name`; throws when there is none. */
+  api<T>(name: string): T;
+  /** Runs `fn` in a transaction on the kernel's serial queue and commits it. */
+  transact<T>(fn: (tx: Tx) => Promise<T>): Promise<T>;
+  /** Step 1 of a pairing: a pending peer and the card to hand over (`Kernel.createInvitation`). */
+  createInvitation(options?: { type?: PeerType; name?: string }): Promise<InvitationTicket>;
+  /**
+   * Step 2 of a pairing: answers a card (`Kernel.acceptInvitation`); a new
+   * install without an identity that answers a device card gets a provisional one.
+   */
+  acceptInvitation(
+    bytes: Uint8Array,
+    options?: { name?: string; deviceName?: string },
+  ): Promise<string>;
+  /** Parks a card on the home relay under a short code (`Kernel.publishInvitation`). */
+  publishInvitation(
+    ticket: InvitationTicket,
+    options?: { password?: string; expiresAt?: number },
+  ): Promise<string>;
+  /** Fetches a card parked under a short code (`Kernel.fetchInvitation`). */
+  fetchInvitation(
+    code: string,
+    options: { server: ServerCard; password?: string },
+  ): Promise<Uint8Array>;
+  /** Whether a dedup id is in the committed seen table. */
+  isSeen(id: string): Promise<boolean>;
+  /** Deletes seen-table rows first seen before `beforeMs`; resolves with how many went. */
+  pruneSeen(beforeMs: number): Promise<number>;
+  /** Logs a line, prefixed with the plugin's name. */
+  log(level: "debug" | "info" | "warn" | "error", message: string): void;
+}
+
+/** Context of a routed inbound message. */
+export interface ReceiveContext {
+  /** The transaction the message is processed in. */
+  tx: Tx;
+  /** The peer it came from (contact or device), as staged. */
+  peer: PeerRecord;
+}
+
+/** Event hooks: each optional, each observing one kernel event. */
+export type EventHooks = {
+  [E in KernelEventName]?: (payload: KernelEvents[E], tx: Tx) => Promise<void> | void;
+};
+
+/**
+ * A kernel plugin.
+ *
+ * @example
+ * ```ts
+ * import type { Plugin } from "./plugin.ts";
+ * const reactions: Plugin = {
+ *   name: "reaction",
+ *   types: ["reaction"],
+ *   receive: (message, { tx, peer }) => {
+ *     tx.afterCommit(() => console.log(`${peer.name} reacted ${message.data}`));
+ *   },
+ * };
+ * console.assert(reactions.types?.[0] === "reaction");
+ * ```
+ */
+export interface Plugin {
+  /** Appears in every error and log line the plugin causes. */
+  name: string;
+  /** `UserMessage.type`s this plugin owns (routing: *first*, one owner per type). */
+  types?: string[];
+  /** Handles an inbound message of an owned type inside the receiving transaction. */
+  receive?(message: UserMessage, context: ReceiveContext): Promise<void> | void;
+  /**
+   * *First*: return true to take over an outgoing message to `peer` (the
+   * kernel then does not encrypt it for the peer).
+   */
+  outbound?(message: UserMessage, context: ReceiveContext): Promise<boolean> | boolean;
+  /** *Parallel* event hooks. */
+  on?: EventHooks;
+  /** Called once when the kernel opens, after every plugin is registered. */
+  setup?(host: PluginHost): Promise<void> | void;
+  /**
+   * A background task started by `Kernel.start()` on the clock port; it must
+   * return when `signal` aborts.
+   */
+  run?(host: PluginHost, signal: AbortSignal): Promise<void>;
+  /** What this plugin offers others, reached by `host.api(name)`. */
+  api?: unknown;
+}
+
+/** A plugin factory or a plugin. */
+export type PluginInput = Plugin | (() => Plugin);

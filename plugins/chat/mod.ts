@@ -1,0 +1,191 @@
+/**
+ * The chat plugin: text messages between contacts, with delivery and read
+ * acks that advance each message's `ConversationStatus`.
+ *
+ * - `chat`: stored once per uuid (a repeat is a no-op), then acked as
+ *   received when the peer's settings ask for delivery acks.
+ * - `ack`: advances sent / received / processed of a stored outbound message,
+ *   never backwards, and emits `message.status`.
+ *
+ * @module
+ */
+import { clone, create } from "@bufbuild/protobuf";
+import { decode, encode } from "../../proto/codec.ts";
+import {
+  AckPayloadSchema,
+  ConversationStatusSchema,
+  type DbMessage,
+  DbMessageSchema,
+  type PeerRecord,
+  PeerType,
+  type UserMessage,
+  UserMessageSchema,
+} from "../../proto/gen/meow_pb.ts";
+import { randomUuid } from "../../kernel/crypto/mod.ts";
+import { Malformed } from "../../kernel/errors.ts";
+import { contactLookupKey, myLookupKey } from "../../kernel/pipeline.ts";
+import type { Plugin, PluginHost, Tx } from "../../kernel/plugin.ts";
+
+/** The user message type of a text message. */
+export const CHAT_TYPE = "chat";
+/** The user message type of a delivery or read acknowledgement. */
+export const ACK_TYPE = "ack";
+/** The longest text a chat message may carry, in bytes of UTF-8. */
+export const TEXT_BYTES_MAX = 64 * 1024;
+
+/** What the chat plugin offers. */
+export interface ChatApi {
+  /** Sends `text` to a contact; resolves with the stored message. */
+  send(peerUid: string, text: string, options?: { replyTo?: string }): Promise<DbMessage>;
+  /** Marks every unread inbound message of a conversation read; resolves with how many. */
+  markRead(peerUid: string): Promise<number>;
+  /** Stages a chat message to `peer` in `tx` (for plugins composing a bigger change). */
+  sendInTx(
+    tx: Tx,
+    peer: PeerRecord,
+    text: string,
+    options?: { replyTo?: string },
+  ): Promise<DbMessage>;
+}
+
+/** A new user message of `type` from this device to `peer`. */
+export function newUserMessage(
+  tx: Tx,
+  peer: PeerRecord,
+  type: string,
+  random: { bytes(n: number): Uint8Array },
+): UserMessage {
+  return create(UserMessageSchema, {
+    destination: contactLookupKey(peer),
+    from: myLookupKey(peer),
+    type,
+    status: create(ConversationStatusSchema, { uuid: randomUuid(random), sent: tx.now }),
+  });
+}
+
+/** Advances `stored`'s status by `update`, never backwards; returns whether it changed. */
+export function advanceStatus(
+  stored: DbMessage,
+  update: { received?: number; processed?: number; sent?: number },
+): boolean {
+  const status = stored.message!.status!;
+  let changed = false;
+  for (const field of ["sent", "received", "processed"] as const) {
+    const value = update[field] ?? 0;
+    if (value > 0 && (status[field] === 0 || value > status[field])) {
+      // Keep the first time a state was reached, so every device ends on the same value.
+      if (status[field] === 0) {
+        status[field] = value;
+        changed = true;
+      }
+    }
+  }
+  return changed;
+}
+
+/**
+ * Creates the chat plugin.
+ *
+ * @example
+ * ```ts
+ * import { chatPlugin } from "./mod.ts";
+ * console.assert(chatPlugin().types?.includes("chat"));
+ * ```
+ */
+export function chatPlugin(): Plugin {
+  let host: PluginHost | undefined;
+
+  async function sendAck(
+    tx: Tx,
+    peer: PeerRecord,
+    ack: { uuid: string; received?: number; processed?: number },
+  ) {
+    const message = newUserMessage(tx, peer, ACK_TYPE, host!.random);
+    message.appdata = encode(AckPayloadSchema, create(AckPayloadSchema, ack));
+    await tx.send(peer.uid, message);
+  }
+
+  function contact(tx: Tx, peerUid: string): PeerRecord {
+    const peer = tx.peer(peerUid);
+    if (!peer || peer.type !== PeerType.CONTACT || !peer.contact) {
+      throw new TypeError(`Cannot chat with ${peerUid}: no such contact`);
+    }
+    return peer;
+  }
+
+  const api: ChatApi = {
+    send: (peerUid, text, options) =>
+      host!.transact((tx) => api.sendInTx(tx, contact(tx, peerUid), text, options)),
+
+    async sendInTx(tx, peer, text, options = {}) {
+      if (new TextEncoder().encode(text).length > TEXT_BYTES_MAX) {
+        throw new RangeError(`Cannot send a text longer than ${TEXT_BYTES_MAX} bytes`);
+      }
+      const message = newUserMessage(tx, peer, CHAT_TYPE, host!.random);
+      message.data = text;
+      message.status!.replyToUuid = options.replyTo ?? "";
+      const stored = create(DbMessageSchema, {
+        peerUid: peer.uid,
+        outbound: true,
+        message,
+        storedAt: tx.now,
+      });
+      tx.putMessage(stored);
+      await tx.emit("message.stored", { message: stored, origin: "local" });
+      await tx.send(peer.uid, message);
+      return (await tx.message(peer.uid, message.status!.uuid)) ?? stored;
+    },
+
+    markRead: (peerUid) =>
+      host!.transact(async (tx) => {
+        const peer = contact(tx, peerUid);
+        const unread = (await tx.messages(peerUid))
+          .filter((m) => !m.outbound && m.message?.status?.processed === 0);
+        for (const message of unread) {
+          if (!advanceStatus(message, { processed: tx.now })) continue;
+          tx.putMessage(message);
+          await tx.emit("message.status", { message, origin: "local" });
+          if (peer.settings?.processingAck) {
+            await sendAck(tx, peer, { uuid: message.message!.status!.uuid, processed: tx.now });
+          }
+        }
+        return unread.length;
+      }),
+  };
+
+  return {
+    name: "chat",
+    types: [CHAT_TYPE, ACK_TYPE],
+    api,
+    setup(h) {
+      host = h;
+    },
+    async receive(message, { tx, peer }) {
+      if (message.type === ACK_TYPE) {
+        const ack = decode(AckPayloadSchema, message.appdata);
+        const stored = await tx.message(peer.uid, ack.uuid);
+        if (!stored || !stored.outbound) return;
+        if (!advanceStatus(stored, { received: ack.received, processed: ack.processed })) return;
+        tx.putMessage(stored);
+        await tx.emit("message.status", { message: stored, origin: "peer" });
+        return;
+      }
+      const uuid = message.status?.uuid;
+      if (!uuid) {
+        throw new Malformed(`Cannot store chat message from "${peer.name}": it has no uuid`);
+      }
+      if (await tx.message(peer.uid, uuid)) return; // a repeat: stored once per uuid
+      const received = clone(UserMessageSchema, message);
+      received.status!.received = tx.now;
+      const stored = create(DbMessageSchema, {
+        peerUid: peer.uid,
+        outbound: false,
+        message: received,
+        storedAt: tx.now,
+      });
+      tx.putMessage(stored);
+      await tx.emit("message.stored", { message: stored, origin: "peer" });
+      if (peer.settings?.deliveryAck) await sendAck(tx, peer, { uuid, received: tx.now });
+    },
+  };
+}

@@ -1,0 +1,442 @@
+/**
+ * The device_sync plugin (DESIGN.md, "The sync model"): pairing of a user's
+ * devices into a full mesh, dispatch of every local change to every sibling
+ * as a `DeviceSyncPayload` inside a `device_sync` user message, and consume
+ * of those payloads (dedup, then apply by sync type).
+ *
+ * Dispatch runs in the event hooks, inside the transaction of the change, so
+ * the change and its sync messages to every sibling commit together: a crash
+ * loses both or neither. Consume runs inside the transaction that decrypted
+ * the payload, with the seen mark: a repeat is dropped, a payload is never
+ * marked seen without being applied.
+ *
+ * @module
+ */
+import { create, type MessageInitShape } from "@bufbuild/protobuf";
+import { encode } from "../../proto/codec.ts";
+import {
+  DeviceIntroductionSchema,
+  type DeviceSyncPayload,
+  DeviceSyncPayloadSchema,
+  IdentityRecordSchema,
+  type PeerRecord,
+  PeerRecordSchema,
+  PeerType,
+  ProfileSchema,
+  type ServerCard,
+  ServerCardSchema,
+  UserMessageSchema,
+} from "../../proto/gen/meow_pb.ts";
+import { randomUuid } from "../../kernel/crypto/mod.ts";
+import { Malformed, UnknownType } from "../../kernel/errors.ts";
+import type { InvitationTicket } from "../../kernel/kernel.ts";
+import { answerInvitation, createInvitation, finalizeInvitation } from "../../kernel/invitation.ts";
+import { contactLookupKey, myLookupKey } from "../../kernel/pipeline.ts";
+import type { Plugin, PluginHost, Tx } from "../../kernel/plugin.ts";
+import { builtInHandlers, type SyncHandler } from "./_consume.ts";
+import {
+  containsBytes,
+  decodeSyncPayload,
+  DEVICE_SYNC_TYPE,
+  encodeSyncPayload,
+  messageDedupId,
+  messageForSync,
+  peerForSync,
+  profileForSync,
+  publicIdentity,
+  SYNC_TYPES,
+} from "./payload.ts";
+
+const NAME = "device_sync";
+
+/** Options of {@linkcode DeviceSyncApi.dispatch}. */
+export interface DispatchOptions {
+  /**
+   * Device uids of the siblings to send to; each must be a known sibling.
+   * @default {every sibling}
+   */
+  to?: string[];
+}
+
+/** What the device_sync plugin offers, under `host.api("device_sync")`. */
+export interface DeviceSyncApi {
+  /**
+   * Pairing, step 1, on a device that has an identity: a device invitation to
+   * hand to the new install. When the answer arrives the kernel finalizes it
+   * and this plugin sends the newcomer the profile, relays and contacts, and
+   * introduces it to every other sibling.
+   */
+  initDevicePairing(): Promise<InvitationTicket>;
+  /**
+   * Pairing, step 2, on a new install (no identity yet): answers the card;
+   * resolves with the sibling's peer uid. The identity arrives by sync.
+   */
+  answerDevicePairing(bytes: Uint8Array, options: { deviceName: string }): Promise<string>;
+  /** Step 1 through the relay: parks the card under a short code to type on the new install. */
+  publishDevicePairing(
+    options?: { password?: string; expiresAt?: number },
+  ): Promise<{ code: string; ticket: InvitationTicket }>;
+  /** Step 2 through the relay: fetches the card parked under `code` and answers it. */
+  joinByCode(
+    code: string,
+    options: { server: ServerCard; deviceName: string; password?: string },
+  ): Promise<string>;
+  /**
+   * Registers the handler of a new sync type; payloads of that type get
+   * dispatch, encryption, dedup and persistence from this plugin. Register in
+   * a plugin's `setup`: once a payload was dispatched or consumed, the set of
+   * types is frozen.
+   */
+  registerSyncType(type: string, handler: SyncHandler): void;
+  /**
+   * Sends `payload` to every sibling (or `options.to`) inside `tx`; fills in
+   * `origin_device`, `timestamp` (tx.now when 0) and `dedup_id` (the message
+   * uuid and state for msg/status, a fresh uuid otherwise). Resolves with how
+   * many siblings it went to.
+   */
+  dispatch(
+    tx: Tx,
+    payload: MessageInitShape<typeof DeviceSyncPayloadSchema>,
+    options?: DispatchOptions,
+  ): Promise<number>;
+}
+
+/**
+ * Creates the device_sync plugin. Register it after `chat` and `dedup`, and
+ * before plugins that register sync types (`forward_relay`).
+ *
+ * @example
+ * ```ts
+ * import { deviceSyncPlugin } from "./mod.ts";
+ * const plugin = deviceSyncPlugin();
+ * console.assert(plugin.name === "device_sync" && plugin.types?.[0] === "device_sync");
+ * ```
+ */
+export function deviceSyncPlugin(): Plugin {
+  let host: PluginHost | undefined;
+  const handlers = builtInHandlers();
+  let frozen = false;
+
+  function h(): PluginHost {
+    if (!host) {
+      throw new TypeError(`${NAME}: the plugin is not set up (open a kernel with it first)`);
+    }
+    return host;
+  }
+
+  function hidden(tx: Tx, peerUid: string): boolean {
+    return tx.identity().hiddenPeers.includes(peerUid);
+  }
+
+  /** Refuses to let any private key of the identity leave in `bytes` (an invariant). */
+  function assertNoSecrets(tx: Tx, bytes: Uint8Array, syncType: string): void {
+    const identity = tx.identity();
+    const secrets = [
+      identity.root?.privateKey,
+      identity.deviceEncryption?.privateKey,
+      identity.deviceSigning?.privateKey,
+    ];
+    for (const secret of secrets) {
+      if (secret && secret.length > 0 && containsBytes(bytes, secret)) {
+        throw new RangeError(
+          `${NAME}: refused to send a "${syncType}" payload that holds a private key of this device`,
+        );
+      }
+    }
+  }
+
+  async function sendTo(
+    tx: Tx,
+    { to: devices, payload }: { to: PeerRecord[]; payload: DeviceSyncPayload },
+  ): Promise<number> {
+    if (devices.length === 0) return 0;
+    const appdata = encodeSyncPayload(payload);
+    assertNoSecrets(tx, appdata, payload.syncType);
+    for (const device of devices) {
+      const message = create(UserMessageSchema, {
+        destination: contactLookupKey(device),
+        from: myLookupKey(device),
+        type: DEVICE_SYNC_TYPE,
+        appdata,
+        status: { uuid: randomUuid(h().random), sent: tx.now },
+      });
+      await tx.send(device.uid, message);
+    }
+    return devices.length;
+  }
+
+  function build(
+    tx: Tx,
+    init: MessageInitShape<typeof DeviceSyncPayloadSchema>,
+  ): DeviceSyncPayload {
+    const payload = create(DeviceSyncPayloadSchema, init);
+    if (!handlers.has(payload.syncType)) {
+      throw new TypeError(
+        `${NAME}: cannot dispatch sync type "${payload.syncType}": it is not registered`,
+      );
+    }
+    frozen = true;
+    payload.originDevice = h().deviceUid();
+    if (payload.timestamp === 0) payload.timestamp = tx.now;
+    if (payload.dedupId === "") {
+      const isMessage = payload.syncType === SYNC_TYPES.msg ||
+        payload.syncType === SYNC_TYPES.status;
+      payload.dedupId = isMessage && payload.dbMessage
+        ? messageDedupId(payload.syncType, payload.dbMessage)
+        : randomUuid(h().random);
+    }
+    return payload;
+  }
+
+  function siblings(tx: Tx, to?: string[]): PeerRecord[] {
+    const devices = tx.devices();
+    if (to === undefined) return devices;
+    return to.map((deviceUid) => {
+      const device = devices.find((d) => d.deviceUid === deviceUid);
+      if (!device) {
+        throw new TypeError(`${NAME}: cannot dispatch to device ${deviceUid}: it is not a sibling`);
+      }
+      return device;
+    });
+  }
+
+  const api: DeviceSyncApi = {
+    async initDevicePairing() {
+      const identity = h().identity();
+      if (identity.uid === "") {
+        throw new TypeError(
+          `${NAME}: cannot pair a device before this device has learned its identity`,
+        );
+      }
+      return await h().createInvitation({ type: PeerType.DEVICE, name: identity.deviceName });
+    },
+
+    async answerDevicePairing(bytes, options) {
+      if (h().deviceUid() !== "" && h().identity().uid !== "") {
+        throw new TypeError(
+          `${NAME}: cannot join another device: this device already has an identity`,
+        );
+      }
+      return await h().acceptInvitation(bytes, {
+        deviceName: options.deviceName,
+        name: options.deviceName,
+      });
+    },
+
+    async publishDevicePairing(options = {}) {
+      const ticket = await api.initDevicePairing();
+      const code = await h().publishInvitation(ticket, options);
+      return { code, ticket };
+    },
+
+    async joinByCode(code, options) {
+      const bytes = await h().fetchInvitation(code, {
+        server: options.server,
+        password: options.password,
+      });
+      return await api.answerDevicePairing(bytes, { deviceName: options.deviceName });
+    },
+
+    registerSyncType(type, handler) {
+      if (frozen) {
+        throw new TypeError(
+          `${NAME}: cannot register sync type "${type}": sync has started; register in setup`,
+        );
+      }
+      if (type === "" || handlers.has(type)) {
+        throw new TypeError(
+          `${NAME}: cannot register sync type "${type}": empty or already registered`,
+        );
+      }
+      handlers.set(type, handler);
+    },
+
+    dispatch(tx, init, options = {}) {
+      return sendTo(tx, { to: siblings(tx, options.to), payload: build(tx, init) });
+    },
+  };
+
+  /**
+   * The pairing device's part once a new sibling is finalized: bring it up to
+   * date (profile and identity uid, relays, contacts) and introduce it to
+   * every other sibling, minting each pair's material with the pure handshake.
+   */
+  async function welcome(tx: Tx, newcomer: PeerRecord): Promise<void> {
+    const identity = tx.identity();
+    const to = [newcomer];
+    await sendTo(tx, {
+      to,
+      payload: build(tx, {
+        syncType: SYNC_TYPES.identityUpdate,
+        identityData: encode(ProfileSchema, profileForSync(identity.profile)),
+        pluginData: encode(IdentityRecordSchema, publicIdentity(identity)),
+        timestamp: identity.profile?.updatedAt ?? 0,
+      }),
+    });
+    for (const server of identity.servers) {
+      const pluginData = encode(ServerCardSchema, server);
+      await sendTo(tx, { to, payload: build(tx, { syncType: SYNC_TYPES.serverAdd, pluginData }) });
+    }
+    for (const peer of tx.peers()) {
+      if (hidden(tx, peer.uid)) continue;
+      await sendTo(tx, { to, payload: peerUpdate(tx, peer) });
+    }
+    for (const sibling of tx.devices()) {
+      if (sibling.uid === newcomer.uid) continue;
+      await introduce(tx, { newcomer, sibling });
+    }
+  }
+
+  /** Mints the pairwise records of `a` and `b` and sends each its half. */
+  async function introduce(
+    tx: Tx,
+    { newcomer: a, sibling: b }: { newcomer: PeerRecord; sibling: PeerRecord },
+  ): Promise<void> {
+    const random = h().random;
+    // b initiates, a answers, b finalizes: both records leave complete, ratchets started.
+    const { pending, card } = createInvitation({
+      random,
+      now: tx.now,
+      name: b.name,
+      servers: b.contact!.pullServers,
+      type: PeerType.DEVICE,
+      deviceUid: b.deviceUid,
+    });
+    const answered = await answerInvitation(card, {
+      random,
+      now: tx.now,
+      name: a.name,
+      servers: a.contact!.pullServers,
+      type: PeerType.DEVICE,
+      deviceUid: a.deviceUid,
+    });
+    const finalized = await finalizeInvitation(pending, answered.answer, { random, now: tx.now });
+    const halves: [PeerRecord, PeerRecord, PeerRecord][] = [
+      [b, finalized, a], // b receives its record of a
+      [a, answered.peer, b], // a receives its record of b
+    ];
+    for (const [recipient, record, other] of halves) {
+      record.updatedBy = h().deviceUid();
+      const intro = create(DeviceIntroductionSchema, {
+        deviceUid: other.deviceUid,
+        deviceName: other.name,
+        peer: record,
+      });
+      await sendTo(tx, {
+        to: [recipient],
+        payload: build(tx, {
+          syncType: SYNC_TYPES.deviceIntroduce,
+          peerUid: record.uid,
+          pluginData: encode(DeviceIntroductionSchema, intro),
+        }),
+      });
+    }
+  }
+
+  function peerUpdate(tx: Tx, peer: PeerRecord): DeviceSyncPayload {
+    return build(tx, {
+      syncType: SYNC_TYPES.peerUpdate,
+      peerUid: peer.uid,
+      peerData: encode(PeerRecordSchema, peerForSync(peer, h().deviceUid())),
+      timestamp: peer.updatedAt,
+    });
+  }
+
+  /** A contact conversation this device syncs (not a device, not hidden here). */
+  function syncedContact(tx: Tx, peerUid: string): PeerRecord | undefined {
+    const peer = tx.peer(peerUid);
+    if (!peer || peer.type !== PeerType.CONTACT || hidden(tx, peerUid)) return undefined;
+    return peer;
+  }
+
+  return {
+    name: NAME,
+    types: [DEVICE_SYNC_TYPE],
+    api,
+    setup(hostIn) {
+      host = hostIn;
+    },
+
+    async receive(message, { tx, peer }) {
+      if (peer.type !== PeerType.DEVICE) {
+        throw new Malformed(
+          `${NAME}: refused a sync message from "${peer.name}" (uid ${peer.uid}): not a sibling device`,
+        );
+      }
+      const payload = decodeSyncPayload(message.appdata);
+      if (payload.originDevice !== peer.deviceUid) {
+        throw new Malformed(
+          `${NAME}: refused a "${payload.syncType}" payload from sibling "${peer.name}": ` +
+            `origin device ${payload.originDevice} ≠ ${peer.deviceUid}`,
+        );
+      }
+      const handler = handlers.get(payload.syncType);
+      if (!handler) {
+        throw new UnknownType(
+          `${NAME}: cannot apply sync type "${payload.syncType}" from "${peer.name}": not registered`,
+        );
+      }
+      frozen = true;
+      if (!await tx.markSeen(payload.dedupId)) return; // a repeat: applied once already
+      await handler(payload, { tx, from: peer, host: h() });
+    },
+
+    on: {
+      async "message.stored"({ message, origin }, tx) {
+        if (origin === "sync" || tx.devices().length === 0) return;
+        const peer = syncedContact(tx, message.peerUid);
+        if (!peer) return;
+        const copy = messageForSync(message);
+        // Sent from here to a contact another device is primary for: not sent until that primary confirms.
+        if (
+          message.outbound && origin === "local" && peer.primaryDeviceUid !== "" &&
+          peer.primaryDeviceUid !== h().deviceUid()
+        ) {
+          copy.pendingForward = true;
+        }
+        await api.dispatch(tx, { syncType: SYNC_TYPES.msg, peerUid: peer.uid, dbMessage: copy });
+      },
+
+      async "message.status"({ message, origin }, tx) {
+        if (origin === "sync" || tx.devices().length === 0) return;
+        const peer = syncedContact(tx, message.peerUid);
+        if (!peer) return;
+        await api.dispatch(tx, {
+          syncType: SYNC_TYPES.status,
+          peerUid: peer.uid,
+          dbMessage: messageForSync(message),
+        });
+      },
+
+      async "peer.updated"({ peer, created, origin }, tx) {
+        if (origin === "sync") return;
+        if (peer.type === PeerType.DEVICE) {
+          // The inviter finalizes a device pairing (the card it received carries no ratchet root).
+          const inviter = peer.contact !== undefined && peer.contact.drRootKey.length === 0;
+          if (created && origin === "local" && inviter) await welcome(tx, peer);
+          return;
+        }
+        if (tx.devices().length === 0 || !syncedContact(tx, peer.uid)) return;
+        await sendTo(tx, { to: tx.devices(), payload: peerUpdate(tx, peer) });
+      },
+
+      async "identity.updated"({ identity, origin }, tx) {
+        if (origin === "sync" || tx.devices().length === 0) return;
+        await api.dispatch(tx, {
+          syncType: SYNC_TYPES.identityUpdate,
+          identityData: encode(ProfileSchema, profileForSync(identity.profile)),
+          pluginData: encode(IdentityRecordSchema, publicIdentity(identity)),
+          timestamp: identity.profile?.updatedAt ?? 0,
+        });
+      },
+
+      async "server.added"({ server, origin }, tx) {
+        if (origin === "sync" || tx.devices().length === 0) return;
+        await api.dispatch(tx, {
+          syncType: SYNC_TYPES.serverAdd,
+          pluginData: encode(ServerCardSchema, server),
+        });
+      },
+    },
+  };
+}

@@ -1,0 +1,418 @@
+import assert from "node:assert/strict";
+import { create } from "@bufbuild/protobuf";
+import { encode } from "../../proto/codec.ts";
+import {
+  DbMessageSchema,
+  DeviceSyncPayloadSchema,
+  PeerRecordSchema,
+  PeerType,
+  UserMessageSchema,
+} from "../../proto/gen/meow_pb.ts";
+import { randomInt, randomUuid, SeededRandom } from "../../kernel/crypto/mod.ts";
+import { contactLookupKey, myLookupKey } from "../../kernel/pipeline.ts";
+import type { Plugin, Tx } from "../../kernel/plugin.ts";
+import { MemoryBackend, ServerCore } from "../../server/mod.ts";
+import { chatPlugin } from "../chat/mod.ts";
+import { type DedupApi, dedupPlugin } from "../dedup/mod.ts";
+import {
+  containsBytes,
+  decodeSyncPayload,
+  DEVICE_SYNC_TYPE,
+  deviceSyncPlugin,
+  encodeSyncPayload,
+  SYNC_TYPES,
+} from "./mod.ts";
+import { chat, lines, sync, type SyncDevice, SyncWorld, uuids } from "./_test_util.ts";
+
+/** A user "alice" with devices phone (the first) and laptop, and a contact "bob" paired with the phone. */
+async function aliceAndBob(seed: number) {
+  const w = await SyncWorld.create(seed);
+  const phone = await w.device("phone", "alice");
+  const laptop = await w.pairDevice(phone, "laptop", [phone]);
+  const bob = await w.device("bob", "bob");
+  const all = [phone, laptop, bob];
+  const bobUid = await w.befriend(phone, bob, all);
+  return { w, phone, laptop, bob, all, bobUid };
+}
+
+Deno.test("encodeSyncPayload() and decodeSyncPayload() round-trip every field; bad bytes are Malformed", () => {
+  const payload = create(DeviceSyncPayloadSchema, {
+    syncType: SYNC_TYPES.msg,
+    peerUid: "peer-1",
+    dbMessage: {
+      peerUid: "peer-1",
+      outbound: true,
+      message: { data: "hi", status: { uuid: "u1", sent: 7 } },
+    },
+    dedupId: "msg:u1",
+    peerData: new Uint8Array([1, 2]),
+    identityData: new Uint8Array([3]),
+    forwardPayload: new Uint8Array([4, 5, 6]),
+    forwardPeerUid: "peer-2",
+    timestamp: 1_767_225_600_123,
+    originDevice: "dev-a",
+    pluginData: new Uint8Array([9]),
+  });
+  const back = decodeSyncPayload(encodeSyncPayload(payload));
+  assert.deepEqual(back, payload);
+  assert.throws(() => decodeSyncPayload(new Uint8Array([0x0a, 0x05, 0x61])), { name: "Malformed" });
+  const untyped = encodeSyncPayload(create(DeviceSyncPayloadSchema, { dedupId: "x" }));
+  assert.throws(() => decodeSyncPayload(untyped), { name: "Malformed" });
+});
+
+Deno.test("device_sync pairing: the new device learns identity, profile, relays and contacts; no root private key", async () => {
+  const w = await SyncWorld.create(11);
+  const phone = await w.device("phone", "alice");
+  const bob = await w.device("bob", "bob");
+  const bobUid = await w.befriend(phone, bob, [phone, bob]);
+  await phone.kernel.updateProfile({ status: "at sea" });
+  const laptop = await w.pairDevice(phone, "laptop", [phone, bob]);
+  const id = laptop.kernel.identity();
+  assert.equal(id.uid, phone.kernel.identity().uid);
+  assert.deepEqual(id.root?.publicKey, phone.kernel.identity().root?.publicKey);
+  assert.equal(id.root?.privateKey.length, 0, "the root private key stays on the phone");
+  assert.equal(id.profile?.nickname, "alice");
+  assert.equal(id.profile?.status, "at sea");
+  assert.deepEqual(id.servers.map((s) => s.uid), [w.world.core.card().uid]);
+  const contact = laptop.kernel.peer(bobUid)!;
+  assert.equal(contact.name, "bob");
+  assert.equal(contact.type, PeerType.CONTACT);
+  assert.equal(contact.primaryDeviceUid, phone.kernel.deviceUid());
+  assert.equal(contact.ratchet.length, 0, "only the primary holds the ratchet");
+  assert.equal(phone.kernel.peer(bobUid)!.primaryDeviceUid, "", "empty on the primary itself");
+  assert.equal(laptop.kernel.devices()[0].name, "phone");
+  assert.equal(phone.kernel.devices()[0].name, "laptop");
+});
+
+Deno.test("device_sync: a message sent on the phone is stored on the laptop, once, as synced", async () => {
+  const { w, phone, laptop, bob, all, bobUid } = await aliceAndBob(12);
+  const sent = await chat(phone).send(bobUid, "hello bob");
+  await w.settle(all);
+  const [copy] = await laptop.kernel.messages(bobUid);
+  assert.equal(copy.message!.status!.uuid, sent.message!.status!.uuid);
+  assert.equal(copy.outbound, true);
+  assert.equal(copy.synced, true);
+  assert.equal(copy.pendingForward, false);
+  assert.ok(
+    copy.message!.status!.received > 0,
+    "bob's delivery ack reached the laptop as a status",
+  );
+  assert.deepEqual(await lines(bob, bobUid), ["<hello bob"]);
+  assert.deepEqual(await uuids(laptop, bobUid), await uuids(phone, bobUid));
+});
+
+Deno.test("device_sync: a message from a contact to the primary is stored on the sibling", async () => {
+  const { w, phone, laptop, bob, all, bobUid } = await aliceAndBob(13);
+  await chat(bob).send(bobUid, "hi alice");
+  await w.settle(all);
+  assert.deepEqual(await lines(laptop, bobUid), ["<hi alice"]);
+  const [onPhone] = await phone.kernel.messages(bobUid);
+  const [onLaptop] = await laptop.kernel.messages(bobUid);
+  assert.equal(onLaptop.message!.status!.received, onPhone.message!.status!.received);
+  assert.equal(onLaptop.synced, true);
+  assert.equal(onPhone.synced, false);
+  // Reading on the primary syncs the read state to the sibling and a receipt to bob.
+  await chat(phone).markRead(bobUid);
+  await w.settle(all);
+  const [read] = await laptop.kernel.messages(bobUid);
+  assert.ok(read.message!.status!.processed > 0);
+  const [bobsCopy] = await bob.kernel.messages(bobUid);
+  assert.ok(bobsCopy.message!.status!.processed > 0);
+});
+
+Deno.test("device_sync dedup: one dedup id applied once (one row), remembered until pruned", async () => {
+  const { w, phone, laptop, all, bobUid } = await aliceAndBob(14);
+  const payloadOf = (uuid: string, text: string) => ({
+    syncType: SYNC_TYPES.msg,
+    peerUid: bobUid,
+    dedupId: "same-id",
+    dbMessage: create(DbMessageSchema, {
+      peerUid: bobUid,
+      outbound: true,
+      message: { type: "chat", data: text, status: { uuid, sent: w.world.clock.now() } },
+    }),
+  });
+  await phone.kernel.transact((tx) => sync(phone).dispatch(tx, payloadOf("u-1", "first")));
+  await phone.kernel.transact((tx) => sync(phone).dispatch(tx, payloadOf("u-2", "second")));
+  await w.settle(all);
+  assert.deepEqual(await lines(laptop, bobUid), [">first"], "the repeat id was dropped");
+  const dedup = laptop.kernel.api<DedupApi>("dedup");
+  assert.equal(await dedup.isSeen("same-id"), true);
+  w.world.clock.advance(1000);
+  assert.ok(await dedup.prune(w.world.clock.now()) >= 1);
+  assert.equal(await dedup.isSeen("same-id"), false);
+});
+
+Deno.test("device_sync: a late third device gets contacts and profile, the mesh is complete and traffic converges", async () => {
+  const { w, phone, laptop, bob, bobUid } = await aliceAndBob(15);
+  await chat(phone).send(bobUid, "before the tablet");
+  await w.settle([phone, laptop, bob]);
+  const tablet = await w.pairDevice(laptop, "tablet", [phone, laptop, bob]);
+  const alice = [phone, laptop, tablet];
+  // Contacts and profile arrived at once.
+  assert.equal(tablet.kernel.peer(bobUid)?.name, "bob");
+  assert.equal(tablet.kernel.peer(bobUid)?.primaryDeviceUid, phone.kernel.deviceUid());
+  assert.equal(tablet.kernel.identity().profile?.nickname, "alice");
+  // Every pair has its own direct channel: three devices, each with two siblings.
+  for (const d of alice) {
+    const others = alice.filter((o) => o !== d).map((o) => o.kernel.deviceUid()).sort();
+    assert.deepEqual(
+      d.kernel.devices().map((s) => s.deviceUid).sort(),
+      others,
+      `${d.name}'s siblings`,
+    );
+  }
+  // Phone ↔ tablet talk directly even while the laptop (which paired the tablet) is away.
+  await phone.kernel.updateProfile({ status: "laptop is off" });
+  await tablet.kernel.updatePeer(bobUid, { name: "Bob B." });
+  await w.settle([phone, tablet, bob]);
+  assert.equal(tablet.kernel.identity().profile?.status, "laptop is off");
+  assert.equal(phone.kernel.peer(bobUid)?.name, "Bob B.");
+  // Later traffic converges everywhere.
+  await chat(phone).send(bobUid, "after the tablet");
+  await chat(bob).send(bobUid, "hello all of you");
+  await w.settle([phone, laptop, tablet, bob]);
+  assert.deepEqual(await lines(tablet, bobUid), ["<hello all of you", ">after the tablet"]);
+  assert.deepEqual(await lines(laptop, bobUid), [
+    "<hello all of you",
+    ">after the tablet",
+    ">before the tablet",
+  ]);
+  assert.equal(laptop.kernel.peer(bobUid)?.name, "Bob B.");
+  assert.equal(laptop.kernel.identity().profile?.status, "laptop is off");
+  // The sibling that paired the tablet did not relay: the phone's sync went straight to the tablet.
+  const phoneToTablet = w.observed.filter((o) =>
+    o.device === "phone" && o.observation.kind === "outbound" &&
+    o.observation.peerUid === phone.kernel.devices().find((d) => d.name === "tablet")?.uid
+  );
+  assert.ok(phoneToTablet.length > 0);
+});
+
+Deno.test("device_sync: concurrent profile and contact edits delivered in different orders converge (LWW)", async () => {
+  const w = await SyncWorld.create(16);
+  const phone = await w.device("phone", "alice");
+  const laptop = await w.pairDevice(phone, "laptop", [phone]);
+  const tablet = await w.pairDevice(phone, "tablet", [phone, laptop]);
+  const bob = await w.device("bob", "bob");
+  const alice = [phone, laptop, tablet];
+  const bobUid = await w.befriend(phone, bob, [...alice, bob]);
+  const random = new SeededRandom("lww");
+  for (let round = 0; round < 6; round++) {
+    // Every device edits both records; some at the same clock time (tie on device uid).
+    for (const d of alice) {
+      await d.kernel.updateProfile({ nickname: `${d.name}-${round}`, status: `s${round}` });
+      await d.kernel.updatePeer(bobUid, {
+        name: `bob by ${d.name} ${round}`,
+        blocked: round % 2 === 0,
+      });
+      if (randomInt(random, 2) === 0) w.world.clock.advance(1);
+    }
+    // Deliver in a shuffled order: flush all, then poll devices one by one in random order, twice.
+    for (const d of alice) await d.kernel.flushOutbox();
+    for (let pass = 0; pass < 2; pass++) {
+      const order = [...alice].sort(() => randomInt(random, 3) - 1);
+      for (const d of order) await d.kernel.pollOnce();
+    }
+  }
+  await w.settle([...alice, bob]);
+  const profiles = alice.map((d) => {
+    const p = d.kernel.identity().profile!;
+    return `${p.nickname}|${p.status}|${p.updatedAt}|${p.updatedBy}`;
+  });
+  assert.equal(new Set(profiles).size, 1, profiles.join("\n"));
+  const contacts = alice.map((d) => {
+    const p = d.kernel.peer(bobUid)!;
+    return `${p.name}|${p.blocked}|${p.updatedAt}|${p.updatedBy}`;
+  });
+  assert.equal(new Set(contacts).size, 1, contacts.join("\n"));
+  assert.equal(phone.kernel.peer(bobUid)!.primaryDeviceUid, "", "the primary stays primary");
+  assert.ok(phone.kernel.peer(bobUid)!.ratchet.length > 0, "and keeps its ratchet");
+});
+
+Deno.test("device_sync: restarts mid-sync lose nothing and duplicate nothing", async () => {
+  const { w, phone, laptop, bob, all, bobUid } = await aliceAndBob(17);
+  const random = new SeededRandom("restart");
+  for (let i = 0; i < 40; i++) {
+    await chat(phone).send(bobUid, `p${i}`);
+    await chat(bob).send(bobUid, `b${i}`);
+    const roll = randomInt(random, 6);
+    if (roll === 0) await w.settle(all);
+    else if (roll === 1) {
+      await laptop.restart();
+      w.world.clock.advance(1000);
+    } else if (roll === 2) {
+      // The laptop commits what the phone sends and crashes before acking: the relay delivers again.
+      const toLaptop = phone.kernel.devices()[0].uid;
+      for (const entry of await phone.store.listOutbox()) {
+        if (entry.peerUid === toLaptop) await laptop.kernel.receive(entry.packed!);
+      }
+      await laptop.restart();
+      w.world.clock.advance(1000); // past the crashed kernel's last pull signature
+    } else if (roll === 3) {
+      await bob.kernel.flushOutbox();
+      await phone.restart();
+      w.world.clock.advance(1000);
+    }
+  }
+  await w.settle(all, 200);
+  const expected = await uuids(phone, bobUid);
+  assert.equal(expected.length, 80);
+  assert.deepEqual(await uuids(laptop, bobUid), expected);
+  const onLaptop = await laptop.kernel.messages(bobUid);
+  assert.ok(
+    onLaptop.every((m) => m.message!.status!.received > 0),
+    "every status reached the sibling",
+  );
+});
+
+Deno.test("device_sync: no private key of the identity or device appears in any plaintext a device sends", async () => {
+  const { w, phone, laptop, bob, bobUid } = await aliceAndBob(18);
+  const tablet = await w.pairDevice(phone, "tablet", [phone, laptop, bob]);
+  await phone.kernel.updateProfile({ nickname: "Al" });
+  await laptop.kernel.updatePeer(bobUid, { name: "B" });
+  await chat(phone).send(bobUid, "x");
+  await w.settle([phone, laptop, tablet, bob]);
+  const secrets = [phone, laptop, tablet].flatMap((d) => {
+    const id = d.kernel.identity();
+    return [id.root?.privateKey, id.deviceEncryption!.privateKey, id.deviceSigning!.privateKey]
+      .filter((k): k is Uint8Array => k !== undefined && k.length > 0)
+      .map((key) => ({ device: d.name, key }));
+  });
+  assert.equal(secrets.length, 7, "a root key on the phone, two device keys on each device");
+  let scanned = 0;
+  for (const { device, observation } of w.observed) {
+    if (observation.kind !== "outbound") continue;
+    const bytes = encode(UserMessageSchema, observation.message);
+    scanned++;
+    for (const secret of secrets) {
+      assert.ok(
+        !containsBytes(bytes, secret.key),
+        `${device} sent a private key of ${secret.device}`,
+      );
+    }
+  }
+  assert.ok(scanned > 15, `scanned ${scanned} plaintexts`);
+});
+
+Deno.test("device_sync refuses a hidden peer, a payload from a contact, and a malformed sibling payload", async () => {
+  const { w, phone, laptop, bob, all, bobUid } = await aliceAndBob(19);
+  // A payload that does not decode, sent by a genuine sibling: rejected, nothing changes.
+  const before = await laptop.kernel.messages(bobUid);
+  const rejected: string[] = [];
+  const sendRaw = (appdata: Uint8Array, from: SyncDevice, toUid: string) =>
+    from.kernel.transact(async (tx: Tx) => {
+      const peer = tx.peer(toUid)!;
+      await tx.sendDirect(
+        toUid,
+        create(UserMessageSchema, {
+          destination: contactLookupKey(peer),
+          from: myLookupKey(peer),
+          type: DEVICE_SYNC_TYPE,
+          appdata,
+          status: { uuid: randomUuid(w.world.random) },
+        }),
+      );
+    });
+  await sendRaw(new Uint8Array([0x1a, 0xff, 0x01]), phone, phone.kernel.devices()[0].uid);
+  const spoofed = encodeSyncPayload(create(DeviceSyncPayloadSchema, {
+    syncType: SYNC_TYPES.peerUpdate,
+    dedupId: "spoof",
+    originDevice: "someone-else",
+    peerData: encode(PeerRecordSchema, create(PeerRecordSchema, { uid: "x" })),
+  }));
+  await sendRaw(spoofed, phone, phone.kernel.devices()[0].uid);
+  // Bob (a contact) sends a device_sync message: refused.
+  await sendRaw(spoofed, bob, bobUid);
+  const before2 = phone.kernel.peers().length;
+  await w.settle(all);
+  for (const o of w.observed) {
+    if (o.observation.kind === "rejected") {
+      rejected.push(`${o.device}:${o.observation.error.code}`);
+    }
+  }
+  assert.deepEqual(rejected.sort(), ["laptop:Malformed", "laptop:Malformed", "phone:Malformed"]);
+  assert.deepEqual(await laptop.kernel.messages(bobUid), before);
+  assert.equal(phone.kernel.peers().length, before2);
+  // A contact hidden on the phone is never synced.
+  await phone.kernel.transact((tx) => {
+    const id = tx.identity();
+    id.hiddenPeers.push(bobUid);
+    tx.putIdentity(id);
+    return Promise.resolve();
+  });
+  await chat(phone).send(bobUid, "secret");
+  await phone.kernel.updatePeer(bobUid, { name: "hidden bob" });
+  await w.settle(all);
+  assert.deepEqual(await lines(laptop, bobUid), []);
+  assert.equal(laptop.kernel.peer(bobUid)?.name, "bob");
+});
+
+Deno.test("device_sync pairs by relay short code, and syncs a relay added later", async () => {
+  const w = await SyncWorld.create(20);
+  const phone = await w.device("phone", "alice");
+  const { code } = await sync(phone).publishDevicePairing({ password: "tuna" });
+  const laptop = await w.device("laptop");
+  await sync(laptop).joinByCode(code, {
+    server: w.world.core.card(),
+    deviceName: "laptop",
+    password: "tuna",
+  });
+  await w.settle([phone, laptop]);
+  assert.equal(laptop.kernel.identity().uid, phone.kernel.identity().uid);
+  assert.equal(phone.kernel.devices()[0].name, "laptop");
+  const relay2 = await ServerCore.create({
+    backend: new MemoryBackend(),
+    clock: w.world.clock,
+    random: w.world.random.fork("relay2"),
+    name: "relay2",
+  });
+  w.world.transport.add(relay2);
+  await laptop.kernel.addServer(relay2.card());
+  await w.settle([phone, laptop]);
+  const expected = [w.world.core.card().uid, relay2.card().uid];
+  assert.deepEqual(phone.kernel.identity().servers.map((s) => s.uid), expected);
+  await assert.rejects(
+    sync(laptop).answerDevicePairing(new Uint8Array(), { deviceName: "x" }),
+    TypeError,
+  );
+});
+
+Deno.test("device_sync registerSyncType(): a plugin's own sync type gets dispatch, dedup and persistence", async () => {
+  const applied: string[] = [];
+  const drafts = (): Plugin => ({
+    name: "drafts",
+    setup(host) {
+      host.api<ReturnType<typeof sync>>("device_sync").registerSyncType(
+        "draft",
+        (payload, { from }) => {
+          applied.push(`${from.name}:${new TextDecoder().decode(payload.pluginData)}`);
+        },
+      );
+    },
+  });
+  const w = await SyncWorld.create(
+    21,
+    () => [chatPlugin(), dedupPlugin(), deviceSyncPlugin(), drafts()],
+  );
+  const phone = await w.device("phone", "alice");
+  const laptop = await w.pairDevice(phone, "laptop", [phone]);
+  await phone.kernel.transact(async (tx) => {
+    await sync(phone).dispatch(tx, {
+      syncType: "draft",
+      dedupId: "d1",
+      pluginData: new TextEncoder().encode("hel"),
+    });
+    await sync(phone).dispatch(tx, {
+      syncType: "draft",
+      dedupId: "d1",
+      pluginData: new TextEncoder().encode("dup"),
+    });
+  });
+  await w.settle([phone, laptop]);
+  assert.deepEqual(applied, ["phone:hel"]);
+  await assert.rejects(
+    phone.kernel.transact((tx) => sync(phone).dispatch(tx, { syncType: "nope" })),
+    /not registered/,
+  );
+  assert.throws(() => sync(phone).registerSyncType("late", () => {}), /register in setup/);
+});

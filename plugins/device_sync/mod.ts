@@ -1,0 +1,35 @@
+/**
+ * device_sync: multi-device sync of one user's conversations (DESIGN.md, "The
+ * sync model"). Pairs a user's devices into a full mesh, sends every change
+ * (messages, statuses, contacts, profile, relays) to every sibling as a
+ * `DeviceSyncPayload`, and applies what siblings send, once each.
+ *
+ * @example
+ * ```ts
+ * import { chatPlugin } from "../chat/mod.ts";
+ * import { dedupPlugin } from "../dedup/mod.ts";
+ * import { deviceSyncPlugin } from "./mod.ts";
+ * const plugins = [chatPlugin(), dedupPlugin(), deviceSyncPlugin()];
+ * console.assert(plugins[2].name === "device_sync");
+ * ```
+ *
+ * @module
+ */
+export { deviceSyncPlugin } from "./device_sync.ts";
+export type { DeviceSyncApi, DispatchOptions } from "./device_sync.ts";
+export type { SyncContext, SyncHandler } from "./_consume.ts";
+export {
+  containsBytes,
+  decodeSyncPayload,
+  DEVICE_SYNC_TYPE,
+  encodeSyncPayload,
+  messageDedupId,
+  messageForSync,
+  peerForSync,
+  profileForSync,
+  publicIdentity,
+  SYNC_PAYLOAD_BYTES_MAX,
+  SYNC_TYPES,
+  wins,
+} from "./payload.ts";
+export type { BuiltInSyncType, Version } from "./payload.ts";

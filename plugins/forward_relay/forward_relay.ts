@@ -1,0 +1,163 @@
+/**
+ * The forward_relay plugin (DESIGN.md, "Primary relay"): only a contact's
+ * primary device — the one that completed the invitation with it — holds the
+ * contact's ratchet and pulls its queue. Any other device of the user hands
+ * what it sends to that contact (chat messages, acks, read receipts, any
+ * plugin's message) to the primary as a `forward` sync; the primary encrypts
+ * it with its own ratchet and syncs the stored message back to every sibling.
+ * The contact sees one identity key, one ratchet and one lookup key, whichever
+ * device wrote.
+ *
+ * While the primary is gone there is no handover: forwards wait in the
+ * primary's device queue on the relay (the relay keeps them for its
+ * retention), and the sender's copy stays `pending_forward`. When the primary
+ * polls again it sends each forward exactly once: the send, the stored
+ * message, the seen mark of the forward and the sync back to the siblings are
+ * one transaction, and a forward pulled twice (a crash before the relay ack)
+ * is dropped by the ratchet and by its dedup id.
+ *
+ * @module
+ */
+import { create } from "@bufbuild/protobuf";
+import { decode, encode } from "../../proto/codec.ts";
+import {
+  DbMessageSchema,
+  type DeviceSyncPayload,
+  PeerType,
+  UserMessageSchema,
+} from "../../proto/gen/meow_pb.ts";
+import { randomUuid } from "../../kernel/crypto/mod.ts";
+import { Malformed } from "../../kernel/errors.ts";
+import { contactLookupKey, myLookupKey, USER_MESSAGE_BYTES_MAX } from "../../kernel/pipeline.ts";
+import type { Plugin, PluginHost, Tx } from "../../kernel/plugin.ts";
+import { CHAT_TYPE } from "../chat/mod.ts";
+import type { DeviceSyncApi, SyncContext } from "../device_sync/mod.ts";
+import { messageForSync, SYNC_TYPES } from "../device_sync/mod.ts";
+
+const NAME = "forward_relay";
+
+/** The sync type of a message a sibling hands to the contact's primary. */
+export const FORWARD_SYNC_TYPE = "forward";
+
+/** What the forward_relay plugin offers, under `host.api("forward_relay")`. */
+export interface ForwardRelayApi {
+  /**
+   * The device uid of a contact's primary: this device's own uid when it is
+   * the primary, undefined for an unknown peer or a device peer; read in `tx`.
+   */
+  primaryOf(tx: Tx, peerUid: string): string | undefined;
+}
+
+/**
+ * Creates the forward_relay plugin; register it after `device_sync`.
+ *
+ * @example
+ * ```ts
+ * import { chatPlugin } from "../chat/mod.ts";
+ * import { dedupPlugin } from "../dedup/mod.ts";
+ * import { deviceSyncPlugin } from "../device_sync/mod.ts";
+ * import { forwardRelayPlugin } from "./mod.ts";
+ * const plugins = [chatPlugin(), dedupPlugin(), deviceSyncPlugin(), forwardRelayPlugin()];
+ * console.assert(plugins[3].name === "forward_relay");
+ * ```
+ */
+export function forwardRelayPlugin(): Plugin {
+  let host: PluginHost | undefined;
+
+  function h(): PluginHost {
+    if (!host) {
+      throw new TypeError(`${NAME}: the plugin is not set up (open a kernel with it first)`);
+    }
+    return host;
+  }
+
+  /** On the primary: send the forwarded message with the contact's ratchet, store it, sync it back. */
+  async function applyForward(
+    payload: DeviceSyncPayload,
+    { tx, from }: SyncContext,
+  ): Promise<void> {
+    const peer = tx.peer(payload.forwardPeerUid);
+    if (!peer || peer.type !== PeerType.CONTACT) {
+      throw new Malformed(
+        `${NAME}: cannot forward for "${from.name}": no contact ${payload.forwardPeerUid} on this device`,
+      );
+    }
+    if (peer.primaryDeviceUid !== "" || peer.ratchet.length === 0) {
+      throw new Malformed(
+        `${NAME}: cannot forward to "${peer.name}" for "${from.name}": this device is not its primary ` +
+          `(primary ${peer.primaryDeviceUid || "unknown"})`,
+      );
+    }
+    const message = decode(UserMessageSchema, payload.forwardPayload, {
+      bytesMax: USER_MESSAGE_BYTES_MAX,
+    });
+    if (message.destination !== contactLookupKey(peer) || message.from !== myLookupKey(peer)) {
+      throw new Malformed(
+        `${NAME}: cannot forward to "${peer.name}": the message is addressed to another peer`,
+      );
+    }
+    await tx.sendDirect(peer.uid, message);
+    const uuid = message.status?.uuid ?? "";
+    if (message.type !== CHAT_TYPE || uuid === "") return; // acks and receipts just go out
+    let row = await tx.message(peer.uid, uuid);
+    if (row) {
+      row.pendingForward = false;
+      tx.putMessage(row);
+      await tx.emit("message.status", { message: row, origin: "sync" });
+    } else {
+      row = create(DbMessageSchema, {
+        peerUid: peer.uid,
+        outbound: true,
+        message,
+        synced: true,
+        pendingForward: false,
+        storedAt: tx.now,
+      });
+      tx.putMessage(row);
+      await tx.emit("message.stored", { message: row, origin: "sync" });
+    }
+    await h().api<DeviceSyncApi>("device_sync").dispatch(tx, {
+      syncType: SYNC_TYPES.msg,
+      peerUid: peer.uid,
+      dbMessage: messageForSync(row),
+    });
+  }
+
+  const api: ForwardRelayApi = {
+    primaryOf(tx, peerUid) {
+      const peer = tx.peer(peerUid);
+      if (!peer || peer.type !== PeerType.CONTACT) return undefined;
+      return peer.primaryDeviceUid || h().deviceUid();
+    },
+  };
+
+  return {
+    name: NAME,
+    api,
+    setup(hostIn) {
+      host = hostIn;
+      hostIn.api<DeviceSyncApi>("device_sync").registerSyncType(FORWARD_SYNC_TYPE, applyForward);
+    },
+
+    async outbound(message, { tx, peer }) {
+      if (peer.type !== PeerType.CONTACT) return false;
+      const primary = peer.primaryDeviceUid;
+      if (primary === "" || primary === h().deviceUid()) return false;
+      const uuid = message.status?.uuid ?? "";
+      const stored = uuid === "" ? undefined : await tx.message(peer.uid, uuid);
+      if (stored?.outbound && !stored.pendingForward) {
+        // Shown in the conversation at once; the primary's sync back turns it into sent.
+        stored.pendingForward = true;
+        tx.putMessage(stored);
+      }
+      await h().api<DeviceSyncApi>("device_sync").dispatch(tx, {
+        syncType: FORWARD_SYNC_TYPE,
+        peerUid: peer.uid,
+        forwardPeerUid: peer.uid,
+        forwardPayload: encode(UserMessageSchema, message),
+        dedupId: `forward:${uuid || randomUuid(h().random)}`,
+      }, { to: [primary] });
+      return true;
+    },
+  };
+}

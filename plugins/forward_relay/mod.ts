@@ -1,0 +1,17 @@
+/**
+ * forward_relay: the primary-device relay. A contact's primary (the device
+ * that completed the invitation with it) alone holds the contact's ratchet;
+ * siblings forward what they send to it, and it sends and syncs back. See
+ * the module doc of `forward_relay.ts` for what happens while the primary is
+ * away (no handover: forwards wait in its queue on the relay).
+ *
+ * @example
+ * ```ts
+ * import { FORWARD_SYNC_TYPE, forwardRelayPlugin } from "./mod.ts";
+ * console.assert(forwardRelayPlugin().name === "forward_relay" && FORWARD_SYNC_TYPE === "forward");
+ * ```
+ *
+ * @module
+ */
+export { FORWARD_SYNC_TYPE, forwardRelayPlugin } from "./forward_relay.ts";
+export type { ForwardRelayApi } from "./forward_relay.ts";

@@ -1,0 +1,282 @@
+/**
+ * The SQLite store, over the built-in `node:sqlite`: the agent's storage on a
+ * machine with a disk. One file per device; one transaction per batch.
+ *
+ * @module
+ */
+import { DatabaseSync, type StatementSync } from "node:sqlite";
+import type { Batch, ListMessagesOptions, Store } from "../../kernel/ports.ts";
+import { decode, MESSAGE_BYTES_MAX } from "../../proto/codec.ts";
+import {
+  type DbMessage,
+  DbMessageSchema,
+  type IdentityRecord,
+  IdentityRecordSchema,
+  type OutboxEntry,
+  OutboxEntrySchema,
+  type PeerRecord,
+  PeerRecordSchema,
+} from "../../proto/gen/meow_pb.ts";
+import { checkBeforeMs, checkLimit, prepareBatch } from "./_prepare.ts";
+import { run } from "./_run.ts";
+
+const NAME = "SqliteStore";
+
+/** The schema version this code writes (`PRAGMA user_version`). */
+const SCHEMA_VERSION = 1;
+
+/**
+ * How long a write waits for another connection's lock before failing, in ms.
+ * One device normally has one connection; this covers a second process (a CLI
+ * inspecting the file) holding a short transaction.
+ */
+const BUSY_TIMEOUT_MS = 5_000;
+
+const SCHEMA = `
+CREATE TABLE IF NOT EXISTS identity (k INTEGER PRIMARY KEY CHECK (k = 0), data BLOB);
+CREATE TABLE IF NOT EXISTS peers (uid TEXT PRIMARY KEY, data BLOB);
+CREATE TABLE IF NOT EXISTS devices (uid TEXT PRIMARY KEY, data BLOB);
+CREATE TABLE IF NOT EXISTS outbox (id TEXT PRIMARY KEY, queued_at INTEGER, data BLOB);
+CREATE TABLE IF NOT EXISTS messages (
+  peer_uid TEXT,
+  uuid TEXT,
+  stored_at INTEGER,
+  data BLOB,
+  PRIMARY KEY (peer_uid, uuid)
+);
+CREATE INDEX IF NOT EXISTS messages_order ON messages (peer_uid, stored_at, uuid);
+CREATE TABLE IF NOT EXISTS seen (id TEXT PRIMARY KEY, seen_at INTEGER NOT NULL);
+CREATE INDEX IF NOT EXISTS seen_by_time ON seen (seen_at);
+`;
+
+const SQL = {
+  identityGet: "SELECT data FROM identity WHERE k = 0",
+  identityPut: "INSERT INTO identity (k, data) VALUES (0, ?) " +
+    "ON CONFLICT (k) DO UPDATE SET data = excluded.data",
+  peersList: "SELECT data FROM peers ORDER BY uid",
+  peerPut: "INSERT INTO peers (uid, data) VALUES (?, ?) " +
+    "ON CONFLICT (uid) DO UPDATE SET data = excluded.data",
+  peerDelete: "DELETE FROM peers WHERE uid = ?",
+  devicesList: "SELECT data FROM devices ORDER BY uid",
+  devicePut: "INSERT INTO devices (uid, data) VALUES (?, ?) " +
+    "ON CONFLICT (uid) DO UPDATE SET data = excluded.data",
+  deviceDelete: "DELETE FROM devices WHERE uid = ?",
+  outboxList: "SELECT data FROM outbox ORDER BY queued_at, id",
+  outboxPut: "INSERT INTO outbox (id, queued_at, data) VALUES (?, ?, ?) " +
+    "ON CONFLICT (id) DO UPDATE SET queued_at = excluded.queued_at, data = excluded.data",
+  outboxDelete: "DELETE FROM outbox WHERE id = ?",
+  messageGet: "SELECT data FROM messages WHERE peer_uid = ? AND uuid = ?",
+  messagesList: "SELECT data FROM messages WHERE peer_uid = ? ORDER BY stored_at, uuid",
+  messagesNewest:
+    "SELECT data FROM (SELECT data, stored_at, uuid FROM messages WHERE peer_uid = ? " +
+    "ORDER BY stored_at DESC, uuid DESC LIMIT ?) ORDER BY stored_at, uuid",
+  messagePut: "INSERT INTO messages (peer_uid, uuid, stored_at, data) VALUES (?, ?, ?, ?) " +
+    "ON CONFLICT (peer_uid, uuid) DO UPDATE SET stored_at = excluded.stored_at, data = excluded.data",
+  conversations: "SELECT DISTINCT peer_uid FROM messages ORDER BY peer_uid",
+  seenGet: "SELECT 1 AS hit FROM seen WHERE id = ?",
+  seenPut: "INSERT INTO seen (id, seen_at) VALUES (?, ?) ON CONFLICT (id) DO NOTHING",
+  seenPrune: "DELETE FROM seen WHERE seen_at < ?",
+} as const;
+
+type Statements = { [K in keyof typeof SQL]: StatementSync };
+
+/**
+ * A {@linkcode Store} in one SQLite file, in WAL mode with `synchronous=FULL`:
+ * a commit is on disk (the WAL fsynced) before `commit` resolves, because the
+ * kernel sends a message right after committing the ratchet step that
+ * encrypted it, and a ratchet step lost to a power cut would make the device
+ * reuse a message key. (`NORMAL` is crash-safe but may drop the last commits.)
+ *
+ * The interface is async; SQLite here is synchronous, so every method does its
+ * work at once and returns a settled promise.
+ *
+ * @example
+ * ```ts
+ * import { create } from "@bufbuild/protobuf";
+ * import { SqliteStore } from "./sqlite.ts";
+ * import { DbMessageSchema } from "../../proto/gen/meow_pb.ts";
+ * const store = await SqliteStore.open(":memory:");
+ * const message = create(DbMessageSchema, {
+ *   peerUid: "bob",
+ *   storedAt: 10,
+ *   message: { type: "chat", data: "hi", status: { uuid: "m1" } },
+ * });
+ * await store.commit({ messages: [message], seen: [{ id: "m1", at: 10 }] });
+ * console.assert((await store.listMessages("bob"))[0].message?.data === "hi");
+ * await store.close();
+ * ```
+ */
+export class SqliteStore implements Store {
+  readonly #db: DatabaseSync;
+  readonly #q: Statements;
+
+  private constructor(db: DatabaseSync) {
+    this.#db = db;
+    this.#q = Object.fromEntries(
+      Object.entries(SQL).map(([name, sql]) => [name, db.prepare(sql)]),
+    ) as Statements;
+  }
+
+  /**
+   * Opens (creating if needed) the store in the SQLite file at `path`;
+   * `":memory:"` gives a store that lives as long as the handle.
+   *
+   * @throws {Error} the file cannot be opened, or was written by a newer schema version
+   * @example
+   * ```ts
+   * import { SqliteStore } from "./sqlite.ts";
+   * const store = await SqliteStore.open(":memory:");
+   * console.assert((await store.listPeers()).length === 0);
+   * await store.close();
+   * ```
+   */
+  static open(path: string): Promise<SqliteStore> {
+    return run(() => {
+      const db = new DatabaseSync(path);
+      try {
+        db.exec(`PRAGMA busy_timeout = ${BUSY_TIMEOUT_MS}`);
+        db.exec("PRAGMA journal_mode = WAL"); // ":memory:" stays "memory": nothing to make durable
+        db.exec("PRAGMA synchronous = FULL");
+        const version = (db.prepare("PRAGMA user_version").get() as { user_version: number })
+          .user_version;
+        if (version > SCHEMA_VERSION) {
+          throw new Error(
+            `Cannot open ${NAME} at ${path}: its schema version is ${version}, ` +
+              `newer than ${SCHEMA_VERSION}, the newest this code knows`,
+          );
+        }
+        db.exec("BEGIN IMMEDIATE");
+        try {
+          db.exec(SCHEMA);
+          db.exec(`PRAGMA user_version = ${SCHEMA_VERSION}`);
+          db.exec("COMMIT");
+        } catch (e) {
+          if (db.isTransaction) db.exec("ROLLBACK");
+          throw e;
+        }
+        return new SqliteStore(db);
+      } catch (e) {
+        db.close();
+        throw e;
+      }
+    });
+  }
+
+  get #stmt(): Statements {
+    if (!this.#db.isOpen) throw new TypeError(`Cannot use ${NAME}: it is closed`);
+    return this.#q;
+  }
+
+  /** The identity record, if this device has one. */
+  loadIdentity(): Promise<IdentityRecord | undefined> {
+    return run(() => {
+      const row = this.#stmt.identityGet.get() as Row | undefined;
+      return row && decode(IdentityRecordSchema, bytesOf(row));
+    });
+  }
+
+  /** Every contact peer, by uid. */
+  listPeers(): Promise<PeerRecord[]> {
+    return run(() => this.#all(this.#stmt.peersList).map((b) => decode(PeerRecordSchema, b)));
+  }
+
+  /** Every device peer (sibling), by uid. */
+  listDevices(): Promise<PeerRecord[]> {
+    return run(() => this.#all(this.#stmt.devicesList).map((b) => decode(PeerRecordSchema, b)));
+  }
+
+  /** Every outbox entry, by queuedAt then id. */
+  listOutbox(): Promise<OutboxEntry[]> {
+    return run(() => this.#all(this.#stmt.outboxList).map((b) => decode(OutboxEntrySchema, b)));
+  }
+
+  /** One stored message by conversation and uuid. */
+  getMessage(peerUid: string, uuid: string): Promise<DbMessage | undefined> {
+    return run(() => {
+      const row = this.#stmt.messageGet.get(peerUid, uuid) as Row | undefined;
+      return row && decode(DbMessageSchema, bytesOf(row));
+    });
+  }
+
+  /** The messages of one conversation by storedAt then uuid; `limit` keeps the newest. */
+  listMessages(peerUid: string, options: ListMessagesOptions = {}): Promise<DbMessage[]> {
+    return run(() => {
+      const limit = checkLimit(NAME, options.limit);
+      const rows = limit === undefined
+        ? this.#all(this.#stmt.messagesList, peerUid)
+        : this.#all(this.#stmt.messagesNewest, peerUid, limit);
+      return rows.map((b) => decode(DbMessageSchema, b));
+    });
+  }
+
+  /** The peer uids with at least one stored message, in uid order. */
+  listConversations(): Promise<string[]> {
+    return run(() =>
+      (this.#stmt.conversations.all() as { peer_uid: string }[]).map((r) => r.peer_uid)
+    );
+  }
+
+  /** Whether a dedup id is in the seen table. */
+  isSeen(id: string): Promise<boolean> {
+    return run(() => this.#stmt.seenGet.get(id) !== undefined);
+  }
+
+  /** Applies `batch` in one `BEGIN IMMEDIATE … COMMIT`, rolled back on any error. */
+  commit(batch: Batch): Promise<void> {
+    return run(() => {
+      const q = this.#stmt;
+      const p = prepareBatch(batch, {
+        store: NAME,
+        recordBytesMax: MESSAGE_BYTES_MAX,
+        // Larger records could be written but not read back: decode refuses them.
+        recordLimitName: "the record limit (MESSAGE_BYTES_MAX)",
+      });
+      this.#db.exec("BEGIN IMMEDIATE");
+      try {
+        if (p.identity) q.identityPut.run(p.identity);
+        for (const [uid, bytes] of p.peers) q.peerPut.run(uid, bytes);
+        for (const uid of p.deletePeers) q.peerDelete.run(uid);
+        for (const [uid, bytes] of p.devices) q.devicePut.run(uid, bytes);
+        for (const uid of p.deleteDevices) q.deviceDelete.run(uid);
+        for (const m of p.messages.values()) {
+          q.messagePut.run(m.peerUid, m.uuid, m.storedAt, m.bytes);
+        }
+        for (const e of p.outboxPut.values()) q.outboxPut.run(e.id, e.queuedAt, e.bytes);
+        for (const id of p.outboxDelete) q.outboxDelete.run(id);
+        for (const [id, at] of p.seen) q.seenPut.run(id, at);
+        this.#db.exec("COMMIT");
+      } catch (e) {
+        if (this.#db.isTransaction) this.#db.exec("ROLLBACK");
+        throw e;
+      }
+    });
+  }
+
+  /** Deletes seen marks first seen before `beforeMs`; resolves with how many went. */
+  pruneSeen(beforeMs: number): Promise<number> {
+    return run(() => {
+      checkBeforeMs(NAME, beforeMs);
+      return Number(this.#stmt.seenPrune.run(beforeMs).changes);
+    });
+  }
+
+  /** Closes the database; closing twice is harmless. */
+  close(): Promise<void> {
+    return run(() => {
+      if (this.#db.isOpen) this.#db.close();
+    });
+  }
+
+  #all(statement: StatementSync, ...params: (string | number)[]): Uint8Array[] {
+    return (statement.all(...params) as unknown as Row[]).map(bytesOf);
+  }
+}
+
+interface Row {
+  data: Uint8Array | null;
+}
+
+/** A zero-length BLOB (a record with every field at its default) may come back as null. */
+function bytesOf(row: Row): Uint8Array {
+  return row.data ?? new Uint8Array(0);
+}

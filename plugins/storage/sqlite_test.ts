@@ -1,0 +1,71 @@
+import assert from "node:assert/strict";
+import { DatabaseSync } from "node:sqlite";
+import { MESSAGE_BYTES_MAX } from "../../proto/codec.ts";
+import type { Store } from "../../kernel/ports.ts";
+import { SqliteStore } from "./sqlite.ts";
+import { storeConformance } from "./store_conformance.ts";
+
+const dirs = new WeakMap<Store, string>();
+
+storeConformance({
+  name: "SqliteStore",
+  recordBytesMax: MESSAGE_BYTES_MAX,
+  open: async () => {
+    const dir = await Deno.makeTempDir({ prefix: "meowsync_sqlite_" });
+    const store = await SqliteStore.open(`${dir}/device.db`);
+    dirs.set(store, dir);
+    return store;
+  },
+  reopen: async (store) => {
+    const dir = dirs.get(store)!;
+    await store.close();
+    const next = await SqliteStore.open(`${dir}/device.db`);
+    dirs.set(next, dir);
+    return next;
+  },
+  dispose: async (store) => {
+    await store.close();
+    await Deno.remove(dirs.get(store)!, { recursive: true });
+  },
+});
+
+Deno.test("SqliteStore.open() uses WAL and the exact seen table of the design", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "meowsync_sqlite_" });
+  try {
+    const store = await SqliteStore.open(`${dir}/device.db`);
+    await store.commit({ seen: [{ id: "d1", at: 1 }] });
+    await store.close();
+    const db = new DatabaseSync(`${dir}/device.db`);
+    assert.deepEqual({ ...db.prepare("PRAGMA journal_mode").get() }, { journal_mode: "wal" });
+    const seen = db.prepare("SELECT sql FROM sqlite_master WHERE name = 'seen'").get() as {
+      sql: string;
+    };
+    assert.equal(seen.sql, "CREATE TABLE seen (id TEXT PRIMARY KEY, seen_at INTEGER NOT NULL)");
+    assert.deepEqual({ ...db.prepare("SELECT id, seen_at FROM seen").get() }, {
+      id: "d1",
+      seen_at: 1,
+    });
+    db.close();
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("SqliteStore.open() refuses a file written by a newer schema version", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "meowsync_sqlite_" });
+  try {
+    const db = new DatabaseSync(`${dir}/device.db`);
+    db.exec("PRAGMA user_version = 99");
+    db.close();
+    await assert.rejects(SqliteStore.open(`${dir}/device.db`), /schema version is 99/);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("SqliteStore.open(':memory:') works without files", async () => {
+  const store = await SqliteStore.open(":memory:");
+  await store.commit({ seen: [{ id: "d1", at: 1 }] });
+  assert.equal(await store.isSeen("d1"), true);
+  await store.close();
+});

@@ -1,0 +1,136 @@
+/**
+ * Test helpers private to server/: a clock whose time and sleeps the test
+ * drives, and a device that talks to a core.
+ *
+ * @module
+ */
+import { create } from "@bufbuild/protobuf";
+import type { Clock } from "../kernel/ports.ts";
+import {
+  generateEncryptionKeyPair,
+  generateLookupKeyPair,
+  generateSigningKeyPair,
+  type KeyPair,
+  type Random,
+  toBase64Url,
+} from "../kernel/crypto/mod.ts";
+import {
+  type FromServerMessage,
+  type PackedUserMessage,
+  PackedUserMessageSchema,
+  type ServerCard,
+  ToServerMessageSchema,
+} from "../proto/gen/meow_pb.ts";
+import type { MessageInitShape } from "@bufbuild/protobuf";
+import { openAnswer, sealRequest, signPull } from "./client.ts";
+
+interface Sleeper {
+  at: number;
+  resolve: () => void;
+}
+
+/** A clock that moves only when the test calls `advance`; sleeps end then. */
+export class ManualClock implements Clock {
+  #now: number;
+  #sleepers: Sleeper[] = [];
+  #onSleep: (() => void)[] = [];
+
+  constructor(startMs = 1_700_000_000_000) {
+    this.#now = startMs;
+  }
+
+  now(): number {
+    return this.#now;
+  }
+
+  /** How many sleeps are pending. */
+  get sleeping(): number {
+    return this.#sleepers.length;
+  }
+
+  sleep(ms: number, signal?: AbortSignal): Promise<void> {
+    return new Promise((resolve, reject) => {
+      if (signal?.aborted) return reject(signal.reason);
+      const sleeper: Sleeper = { at: this.#now + ms, resolve };
+      this.#sleepers.push(sleeper);
+      for (const wake of this.#onSleep.splice(0)) wake();
+      signal?.addEventListener("abort", () => {
+        this.#sleepers = this.#sleepers.filter((s) => s !== sleeper);
+        reject(signal.reason);
+      }, { once: true });
+    });
+  }
+
+  /** Resolves when `count` sleeps are pending (at once if they are). */
+  async sleepers(count = 1): Promise<void> {
+    while (this.#sleepers.length < count) {
+      await new Promise<void>((resolve) => this.#onSleep.push(resolve));
+    }
+  }
+
+  /** Moves time forward and ends every sleep that is due. */
+  advance(ms: number): void {
+    this.#now += ms;
+    const due = this.#sleepers.filter((s) => s.at <= this.#now);
+    this.#sleepers = this.#sleepers.filter((s) => s.at > this.#now);
+    for (const s of due) s.resolve();
+  }
+}
+
+/** A device with its own keys and one lookup key, talking to one relay through `send`. */
+export class TestDevice {
+  readonly encryption: KeyPair;
+  readonly signing: KeyPair;
+  readonly lookup: KeyPair;
+  readonly queue: string;
+  #stamp = 0;
+
+  constructor(
+    readonly random: Random,
+    readonly server: ServerCard,
+    readonly send: (body: Uint8Array) => Promise<Uint8Array>,
+    readonly now: () => number,
+  ) {
+    this.encryption = generateEncryptionKeyPair(random);
+    this.signing = generateSigningKeyPair(random);
+    this.lookup = generateLookupKeyPair(random);
+    this.queue = toBase64Url(this.lookup.publicKey);
+  }
+
+  /** Seals a request (without sending it). */
+  seal(init: MessageInitShape<typeof ToServerMessageSchema>): Promise<Uint8Array> {
+    return sealRequest({
+      server: this.server,
+      request: create(ToServerMessageSchema, init),
+      deviceEncryption: this.encryption,
+      deviceSigning: this.signing,
+      random: this.random,
+    });
+  }
+
+  /** Sends a request and opens the answer. */
+  async request(init: MessageInitShape<typeof ToServerMessageSchema>): Promise<FromServerMessage> {
+    const body = await this.send(await this.seal(init));
+    return openAnswer({ server: this.server, body, deviceEncryption: this.encryption });
+  }
+
+  /** A fresh pull proof for this device's queue (a distinct timestamp each call). */
+  pull(lookup: KeyPair = this.lookup): ReturnType<typeof signPull> {
+    // Distinct timestamps: Ed25519 is deterministic, and a signature is good once.
+    return signPull({ server: this.server, lookup, now: this.now() - 1000 + this.#stamp++ });
+  }
+
+  /** A packed user message for `destination` carrying `text`. */
+  message(destination: string, text: string): PackedUserMessage {
+    return create(PackedUserMessageSchema, {
+      destination,
+      payload: new TextEncoder().encode(text),
+      signature: new Uint8Array(64),
+    });
+  }
+}
+
+/** The text of a packed message made by {@linkcode TestDevice.message}. */
+export function text(message: PackedUserMessage): string {
+  return new TextDecoder().decode(message.payload);
+}

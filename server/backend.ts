@@ -1,0 +1,131 @@
+/**
+ * The storage a relay core runs over. Three implementations pass one
+ * conformance suite (`backend_conformance.ts`): memory (simulator, unit
+ * tests), Deno KV (single process, Deno Deploy) and Redis (sorted sets).
+ *
+ * Every operation is atomic: a crash never leaves half of it behind. A
+ * backend never reads a clock: the core passes `nowMs` in, so a virtual clock
+ * drives expiry exactly like the real one.
+ *
+ * Queue order is `(receivedMs, deliveryUuid)` ascending everywhere: the
+ * ordering of a Redis sorted set (score, then member) and of Deno KV keys
+ * `["msg", queue, receivedMs, deliveryUuid]`.
+ *
+ * @module
+ */
+
+/** One packed user message as a relay stores it. */
+export interface StoredMessage {
+  /** The queue: the destination lookup key (base64url of an Ed25519 public key). */
+  queue: string;
+  /** The relay-assigned delivery uuid the recipient acks with. */
+  deliveryUuid: string;
+  /** When the relay stored it, in ms (the core's clock). */
+  receivedMs: number;
+  /** The serialized `PackedUserMessage`, delivery uuid and receive time included. */
+  bytes: Uint8Array;
+}
+
+/** A relay's long-lived keys, raw 32-byte halves. */
+export interface ServerKeys {
+  /** X25519: requests are sealed to its public half. */
+  encryption: { privateKey: Uint8Array; publicKey: Uint8Array };
+  /** Ed25519: answers are signed with its private half. */
+  signing: { privateKey: Uint8Array; publicKey: Uint8Array };
+}
+
+/** An invitation parked under a short code. */
+export interface InvitationRecord {
+  /** The stored bytes (a serialized ContactCard). */
+  payload: Uint8Array;
+  /** SHA-256 of the password, or empty when there is none. */
+  passwordSha256: Uint8Array;
+  /** When it vanishes, in ms. */
+  expiresMs: number;
+}
+
+/** Options for {@linkcode Backend.storeMessages}. */
+export interface StoreOptions {
+  /** The core's current time, in ms. */
+  nowMs: number;
+  /** Messages older than this many ms are expired (and do not count towards the length). */
+  retentionMs: number;
+  /** A queue holding this many live messages refuses more. */
+  queueLengthMax: number;
+}
+
+/** Options for {@linkcode Backend.readQueues}. */
+export interface ReadOptions {
+  /** The core's current time, in ms. */
+  nowMs: number;
+  /** Messages older than this many ms are not returned. */
+  retentionMs: number;
+  /** Return at most this many messages in total, the oldest ones. */
+  messagesMax: number;
+}
+
+/**
+ * A live subscription to "a message was stored in one of these queues",
+ * created by {@linkcode Backend.watchQueues}. It is active when the promise
+ * that made it resolves, so a read after that and a wait on `changed` never
+ * miss a store in between.
+ */
+export interface QueueWatch {
+  /** Resolves the first time any watched queue receives a message after the watch began. */
+  readonly changed: Promise<void>;
+  /** Stops watching; `changed` then never resolves. Idempotent. */
+  close(): void;
+}
+
+/**
+ * The relay's storage. See the module doc for the guarantees every
+ * implementation gives.
+ */
+export interface Backend {
+  /** A short name for logs and the card ("memory", "kv", "redis"). */
+  readonly kind: string;
+  /**
+   * Throws a `RangeError` when the backend cannot honour these limits (for
+   * example a message larger than a Deno KV value). Called once by the core.
+   */
+  checkLimits(limits: { messageBytesMax: number; messagesPerRequestMax: number }): void;
+  /** Stores `candidate` unless keys exist already; resolves with the stored keys. */
+  loadOrStoreKeys(candidate: ServerKeys): Promise<ServerKeys>;
+  /**
+   * Stores the batch in one atomic step; the result says, per message, whether
+   * it was stored (`false`: its queue was full). Expired messages of the
+   * touched queues are dropped on the way.
+   */
+  storeMessages(batch: StoredMessage[], options: StoreOptions): Promise<boolean[]>;
+  /** The live messages of `queues`, oldest first, at most `messagesMax`. */
+  readQueues(queues: string[], options: ReadOptions): Promise<StoredMessage[]>;
+  /**
+   * Removes the messages with these delivery uuids from these queues (and from
+   * no other queue), atomically; unknown uuids are ignored. Resolves with how
+   * many were removed.
+   */
+  ackMessages(queues: string[], deliveryUuids: string[]): Promise<number>;
+  /**
+   * Atomically records `id` (a pull signature) until `expiresMs`. Resolves
+   * `true` the first time, `false` when it is recorded and not expired.
+   */
+  useSignature(id: string, expiresMs: number, nowMs: number): Promise<boolean>;
+  /** Stores an invitation unless a live one has this code; resolves `false` on conflict. */
+  putInvitation(code: string, record: InvitationRecord, nowMs: number): Promise<boolean>;
+  /** The live invitation under `code`, if any. */
+  getInvitation(code: string, nowMs: number): Promise<InvitationRecord | undefined>;
+  /** Deletes the invitation under `code`; resolves `true` when a live one went. */
+  deleteInvitation(code: string, nowMs: number): Promise<boolean>;
+  /** Starts watching `queues` for stores; see {@linkcode QueueWatch}. */
+  watchQueues(queues: string[]): Promise<QueueWatch>;
+  /** Drops expired messages, signatures and invitations; resolves with how many messages went. */
+  sweep(nowMs: number, retentionMs: number): Promise<number>;
+  /** Releases connections and handles; the backend is unusable afterwards. */
+  close(): Promise<void>;
+}
+
+/** Orders stored messages oldest first: by receive time, then by delivery uuid. */
+export function compareStored(a: StoredMessage, b: StoredMessage): number {
+  if (a.receivedMs !== b.receivedMs) return a.receivedMs - b.receivedMs;
+  return a.deliveryUuid < b.deliveryUuid ? -1 : a.deliveryUuid > b.deliveryUuid ? 1 : 0;
+}

@@ -1,0 +1,579 @@
+/**
+ * The relay server core: pure logic from request bytes to answer bytes over
+ * a {@linkcode Backend}, a {@linkcode Clock} and a {@linkcode Random}. The
+ * HTTP entry, the in-process transport and the simulator all drive this one
+ * class.
+ *
+ * @module
+ */
+import { create } from "@bufbuild/protobuf";
+import { sha256 } from "@noble/hashes/sha2.js";
+import type { Clock } from "../kernel/ports.ts";
+import {
+  concatBytes,
+  fromBase64Url,
+  generateEncryptionKeyPair,
+  generateSigningKeyPair,
+  open,
+  type Random,
+  randomUuid,
+  seal,
+  sign,
+  toBase64Url,
+  verify,
+} from "../kernel/crypto/mod.ts";
+import { decode, encode } from "../proto/codec.ts";
+import {
+  type ConversationRequest,
+  ErrorCode,
+  type FromServerMessage,
+  FromServerMessageSchema,
+  type Invitation,
+  InvitationAction,
+  InvitationSchema,
+  PackedServerMessageSchema,
+  type PackedUserMessage,
+  PackedUserMessageSchema,
+  type ServerCard,
+  ServerCardSchema,
+  type ServerError,
+  ServerErrorSchema,
+  ServerLimitsSchema,
+  type ToServerMessage,
+  ToServerMessageSchema,
+} from "../proto/gen/meow_pb.ts";
+import type { Backend, ServerKeys, StoredMessage } from "./backend.ts";
+import { PULL_FRESHNESS_MS, resolveLimits, type ServerLimitsInit } from "./limits.ts";
+
+const encoder = new TextEncoder();
+/** The answer to a request whose envelope cannot be read: nothing to seal to. */
+const EMPTY_ANSWER = new Uint8Array(0);
+const KEY_BYTES = 32;
+/** An invitation code: 1–64 characters of base64url's alphabet, compared case-insensitively. */
+const INVITATION_CODE = /^[A-Za-z0-9_-]{1,64}$/;
+
+/** What {@linkcode ServerCore.observe} is told. */
+export interface ObservedEvent {
+  /** `request`: an unsealed ToServerMessage; `stored`: a PackedUserMessage as stored. */
+  kind: "request" | "stored";
+  /** The bytes the relay saw. */
+  bytes: Uint8Array;
+}
+
+/** Options for {@linkcode ServerCore.create}. */
+export interface ServerCoreOptions {
+  /** Where messages, keys, invitations and used signatures live. */
+  backend: Backend;
+  /** All time (receive times, freshness, expiry, long-poll waits). */
+  clock: Clock;
+  /** All randomness (keys on first start, delivery uuids, sealing nonces). */
+  random: Random;
+  /**
+   * Human-readable name in the card.
+   * @default {"meowsync relay"}
+   */
+  name?: string;
+  /**
+   * The base URL clients reach the relay at, published in the card.
+   * @default {""}
+   */
+  url?: string;
+  /**
+   * Overrides of the default limits.
+   * @default {DEFAULT_LIMITS}
+   */
+  limits?: Partial<ServerLimitsInit>;
+}
+
+/** Counters a running core keeps for the periodic log summary. */
+export interface ServerStats {
+  /** Requests handled. */
+  requests: number;
+  /** Requests answered with a request-wide error or the empty answer. */
+  rejected: number;
+  /** Messages stored. */
+  stored: number;
+  /** Messages delivered in answers (a redelivery counts again). */
+  delivered: number;
+  /** Messages acked away. */
+  acked: number;
+  /** Long polls open right now. */
+  longPollsOpen: number;
+}
+
+/**
+ * The relay: request bytes in, answer bytes out.
+ *
+ * A request is a serialized `PackedServerMessage` whose payload is a
+ * `ToServerMessage` sealed to the relay; the answer is a `PackedServerMessage`
+ * whose payload is a `FromServerMessage` sealed to the request's `from` and
+ * signed with the relay's Ed25519 key. When the request's envelope cannot be
+ * read at all (not a `PackedServerMessage`, `from` not a usable X25519 key,
+ * larger than twice `requestBytesMax`) there is nobody to seal an answer to:
+ * {@linkcode ServerCore.handle} then returns an empty array (HTTP: 400).
+ *
+ * @example
+ * ```ts
+ * import { create } from "@bufbuild/protobuf";
+ * import { ServerCore } from "./core.ts";
+ * import { MemoryBackend } from "./memory.ts";
+ * import { openAnswer, sealRequest } from "./client.ts";
+ * import { generateEncryptionKeyPair, generateSigningKeyPair, SeededRandom } from "../kernel/crypto/mod.ts";
+ * import { ToServerMessageSchema } from "../proto/gen/meow_pb.ts";
+ *
+ * const random = new SeededRandom(1);
+ * const clock = { now: () => 1_000_000, sleep: () => Promise.resolve() };
+ * const core = await ServerCore.create({ backend: new MemoryBackend(), clock, random });
+ * const deviceEncryption = generateEncryptionKeyPair(random);
+ * const deviceSigning = generateSigningKeyPair(random);
+ * const request = create(ToServerMessageSchema, { uuid: "r1" });
+ * const body = await sealRequest({ server: core.card(), request, deviceEncryption, deviceSigning, random });
+ * const answer = await openAnswer({ server: core.card(), body: await core.handle(body), deviceEncryption });
+ * console.assert(answer.uuidAck === "r1" && answer.errors.length === 0);
+ * ```
+ */
+export class ServerCore {
+  /** Optional tap for the simulator's "the relay is blind" check. */
+  observe?: (event: ObservedEvent) => void;
+  /** The limits in force. */
+  readonly limits: Readonly<ServerLimitsInit>;
+  /** The backend this core runs over. */
+  readonly backend: Backend;
+  readonly #clock: Clock;
+  readonly #random: Random;
+  readonly #keys: ServerKeys;
+  readonly #card: ServerCard;
+  readonly #uidBytes: Uint8Array;
+  readonly #stats: ServerStats = {
+    requests: 0,
+    rejected: 0,
+    stored: 0,
+    delivered: 0,
+    acked: 0,
+    longPollsOpen: 0,
+  };
+
+  private constructor(
+    options: ServerCoreOptions,
+    limits: ServerLimitsInit,
+    keys: ServerKeys,
+  ) {
+    this.backend = options.backend;
+    this.#clock = options.clock;
+    this.#random = options.random;
+    this.#keys = keys;
+    this.limits = Object.freeze(limits);
+    const uid = toHex(sha256(keys.signing.publicKey).subarray(0, 16));
+    this.#uidBytes = encoder.encode(uid);
+    this.#card = create(ServerCardSchema, {
+      uid,
+      name: options.name ?? "meowsync relay",
+      url: options.url ?? "",
+      encryptionPublicKey: keys.encryption.publicKey,
+      signingPublicKey: keys.signing.publicKey,
+      limits: create(ServerLimitsSchema, {
+        messageBytesMax: limits.messageBytesMax,
+        messagesPerRequestMax: limits.messagesPerRequestMax,
+        queueLengthMax: limits.queueLengthMax,
+        retentionMs: limits.retentionMs,
+        longPollMsMax: limits.longPollMsMax,
+        longPollsOpenMax: limits.longPollsOpenMax,
+        pullRequestsMax: limits.pullRequestsMax,
+        requestBytesMax: limits.requestBytesMax,
+      }),
+    });
+  }
+
+  /**
+   * Opens a relay over `backend`: loads its keys, or creates and persists
+   * them on first start (so the uid and card survive restarts).
+   *
+   * @throws {RangeError} when a limit is invalid or the backend cannot honour it
+   */
+  static async create(options: ServerCoreOptions): Promise<ServerCore> {
+    const limits = resolveLimits(options.limits);
+    options.backend.checkLimits(limits);
+    const encryption = generateEncryptionKeyPair(options.random);
+    const signing = generateSigningKeyPair(options.random);
+    const keys = await options.backend.loadOrStoreKeys({ encryption, signing });
+    return new ServerCore(options, limits, keys);
+  }
+
+  /** The relay's public card (a fresh copy each call). */
+  card(): ServerCard {
+    return create(ServerCardSchema, {
+      ...this.#card,
+      limits: create(ServerLimitsSchema, { ...this.#card.limits! }),
+    });
+  }
+
+  /** A snapshot of the counters since start. */
+  stats(): ServerStats {
+    return { ...this.#stats };
+  }
+
+  /**
+   * Answers one request. Never throws: bad input gets a typed error in a
+   * sealed answer, or the empty answer when nobody can be answered (see the
+   * class doc). `signal` ends a long poll early (the client went away).
+   */
+  async handle(body: Uint8Array, signal?: AbortSignal): Promise<Uint8Array> {
+    this.#stats.requests++;
+    try {
+      return await this.#handle(body, signal);
+    } catch {
+      // Only a failing backend or an unusable `from` key get here.
+      this.#stats.rejected++;
+      return EMPTY_ANSWER;
+    }
+  }
+
+  /** Drops expired messages, signatures and invitations; resolves with how many messages went. */
+  sweep(): Promise<number> {
+    return this.backend.sweep(this.#clock.now(), this.limits.retentionMs);
+  }
+
+  async #handle(body: Uint8Array, signal?: AbortSignal): Promise<Uint8Array> {
+    if (!(body instanceof Uint8Array) || body.length > 2 * this.limits.requestBytesMax) {
+      this.#stats.rejected++;
+      return EMPTY_ANSWER;
+    }
+    let envelope;
+    try {
+      envelope = decode(PackedServerMessageSchema, body, { bytesMax: body.length });
+    } catch {
+      this.#stats.rejected++;
+      return EMPTY_ANSWER;
+    }
+    if (envelope.from.length !== KEY_BYTES) {
+      this.#stats.rejected++;
+      return EMPTY_ANSWER;
+    }
+    const answer = create(FromServerMessageSchema, {});
+    const clientKey = envelope.from;
+    const reject = (code: ErrorCode, detail: string) => {
+      this.#stats.rejected++;
+      answer.errors.push(error(code, detail));
+      return this.#seal(clientKey, answer);
+    };
+    try {
+      if (body.length > this.limits.requestBytesMax) {
+        return reject(
+          ErrorCode.TOO_LARGE,
+          `request of ${body.length} bytes exceeds requestBytesMax ${this.limits.requestBytesMax}`,
+        );
+      }
+      const signed = concatBytes(envelope.from, envelope.payload);
+      if (!(await verify(envelope.fromSigning, signed, envelope.signature))) {
+        return reject(
+          ErrorCode.MALFORMED,
+          "envelope signature does not verify against from_signing",
+        );
+      }
+      let request: ToServerMessage;
+      try {
+        const plaintext = await open(this.#keys.encryption.privateKey, envelope.payload);
+        this.observe?.({ kind: "request", bytes: plaintext });
+        request = decode(ToServerMessageSchema, plaintext);
+      } catch (e) {
+        return reject(ErrorCode.MALFORMED, `cannot open the request: ${(e as Error).message}`);
+      }
+      answer.uuidAck = request.uuid;
+      const tooLarge = this.#requestTooLarge(request);
+      if (tooLarge) return reject(ErrorCode.TOO_LARGE, tooLarge);
+
+      if (request.invitation && request.invitation.action !== InvitationAction.UNSPECIFIED) {
+        await this.#invitation(request.invitation, answer);
+      }
+      if (request.messages.length > 0) await this.#store(request.messages, answer);
+      const queues = await this.#authorise(request.pullRequests, answer);
+      if (queues.length > 0 && request.acks.length > 0) {
+        this.#stats.acked += await this.backend.ackMessages(queues, request.acks);
+      }
+      if (queues.length > 0) {
+        let messages = await this.#read(queues);
+        if (messages.length === 0 && request.timeoutMs > 0) {
+          messages = await this.#longPoll(queues, request.timeoutMs, answer, signal);
+        }
+        this.#stats.delivered += messages.length;
+        answer.chat = messages.map((m) => decode(PackedUserMessageSchema, m.bytes));
+      }
+      return await this.#seal(clientKey, answer);
+    } catch (e) {
+      // A failing backend: tell the client to retry (stores are idempotent for the receiver).
+      answer.chat = [];
+      return await reject(ErrorCode.BUSY, `relay storage failed: ${(e as Error).message}`);
+    }
+  }
+
+  #requestTooLarge(request: ToServerMessage): string | undefined {
+    const l = this.limits;
+    if (request.messages.length > l.messagesPerRequestMax) {
+      return `${request.messages.length} messages exceed messagesPerRequestMax ${l.messagesPerRequestMax}`;
+    }
+    if (request.pullRequests.length > l.pullRequestsMax) {
+      return `${request.pullRequests.length} pull requests exceed pullRequestsMax ${l.pullRequestsMax}`;
+    }
+    if (request.acks.length > l.acksPerRequestMax) {
+      return `${request.acks.length} acks exceed acksPerRequestMax ${l.acksPerRequestMax}`;
+    }
+    return undefined;
+  }
+
+  async #invitation(invitation: Invitation, answer: FromServerMessage): Promise<void> {
+    const now = this.#clock.now();
+    const code = invitation.code.trim().toUpperCase();
+    if (!INVITATION_CODE.test(code)) {
+      answer.errors.push(error(ErrorCode.MALFORMED, "invitation code must be 1-64 of [A-Z0-9_-]"));
+      return;
+    }
+    const passwordSha256 = invitation.password === ""
+      ? new Uint8Array(0)
+      : sha256(encoder.encode(invitation.password));
+    switch (invitation.action) {
+      case InvitationAction.STORE: {
+        if (invitation.payload.length > this.limits.messageBytesMax) {
+          answer.errors.push(error(
+            ErrorCode.TOO_LARGE,
+            `invitation of ${invitation.payload.length} bytes exceeds messageBytesMax ${this.limits.messageBytesMax}`,
+          ));
+          return;
+        }
+        const latest = now + this.limits.retentionMs;
+        const asked = Number(invitation.expiresAt);
+        const expiresMs = asked > 0 ? Math.min(asked, latest) : latest;
+        if (expiresMs <= now) {
+          answer.errors.push(error(ErrorCode.STALE, "invitation expires_at is in the past"));
+          return;
+        }
+        const record = { payload: invitation.payload, passwordSha256, expiresMs };
+        if (!(await this.backend.putInvitation(code, record, now))) {
+          answer.errors.push(error(ErrorCode.CONFLICT, `invitation code ${code} is taken`));
+          return;
+        }
+        answer.invitation = create(InvitationSchema, {
+          action: InvitationAction.STORE,
+          code,
+          expiresAt: expiresMs,
+        });
+        return;
+      }
+      case InvitationAction.FETCH:
+      case InvitationAction.DELETE: {
+        const record = await this.backend.getInvitation(code, now);
+        if (!record) {
+          answer.errors.push(error(ErrorCode.NOT_FOUND, `no live invitation under ${code}`));
+          return;
+        }
+        if (
+          record.passwordSha256.length > 0 &&
+          !constantTimeEqual(record.passwordSha256, passwordSha256)
+        ) {
+          answer.errors.push(
+            error(ErrorCode.BAD_PASSWORD, `wrong password for invitation ${code}`),
+          );
+          return;
+        }
+        if (invitation.action === InvitationAction.DELETE) {
+          await this.backend.deleteInvitation(code, now);
+          answer.invitation = create(InvitationSchema, { action: InvitationAction.DELETE, code });
+          return;
+        }
+        answer.invitation = create(InvitationSchema, {
+          action: InvitationAction.FETCH,
+          code,
+          payload: record.payload,
+          expiresAt: record.expiresMs,
+        });
+        return;
+      }
+      default:
+        answer.errors.push(
+          error(ErrorCode.MALFORMED, `unknown invitation action ${invitation.action}`),
+        );
+    }
+  }
+
+  async #store(messages: PackedUserMessage[], answer: FromServerMessage): Promise<void> {
+    const now = this.#clock.now();
+    // Sorted uuids keep a request's messages in their order inside one millisecond.
+    const uuids = messages.map(() => randomUuid(this.#random)).sort();
+    const batch: StoredMessage[] = [];
+    const indexes: number[] = [];
+    messages.forEach((message, i) => {
+      if (!isLookupKey(message.destination)) {
+        answer.errors.push(error(ErrorCode.MALFORMED, "destination is not a lookup key", {
+          messageIndex: i + 1,
+        }));
+        return;
+      }
+      message.serverDeliveryUuid = uuids[i];
+      message.serverReceivedMs = now;
+      const bytes = encode(PackedUserMessageSchema, message);
+      if (bytes.length > this.limits.messageBytesMax) {
+        answer.errors.push(error(
+          ErrorCode.TOO_LARGE,
+          `message of ${bytes.length} bytes exceeds messageBytesMax ${this.limits.messageBytesMax}`,
+          { messageIndex: i + 1, lookupKey: message.destination },
+        ));
+        return;
+      }
+      batch.push({ queue: message.destination, deliveryUuid: uuids[i], receivedMs: now, bytes });
+      indexes.push(i);
+    });
+    if (batch.length === 0) return;
+    const results = await this.backend.storeMessages(batch, {
+      nowMs: now,
+      retentionMs: this.limits.retentionMs,
+      queueLengthMax: this.limits.queueLengthMax,
+    });
+    results.forEach((ok, j) => {
+      if (ok) {
+        answer.stored++;
+        this.observe?.({ kind: "stored", bytes: batch[j].bytes });
+      } else {
+        answer.errors.push(error(
+          ErrorCode.QUEUE_FULL,
+          `queue holds queueLengthMax ${this.limits.queueLengthMax} messages`,
+          { messageIndex: indexes[j] + 1, lookupKey: batch[j].queue },
+        ));
+      }
+    });
+    this.#stats.stored += answer.stored;
+  }
+
+  /** The queues this request proved it may read; an error for each pull that failed. */
+  async #authorise(pulls: ConversationRequest[], answer: FromServerMessage): Promise<string[]> {
+    const queues: string[] = [];
+    for (const pull of pulls) {
+      const refuse = (code: ErrorCode, detail: string) =>
+        answer.errors.push(error(code, detail, { lookupKey: pull.lookupKey }));
+      const now = this.#clock.now();
+      if (!isLookupKey(pull.lookupKey)) {
+        refuse(ErrorCode.BAD_LOOKUP_SIGNATURE, "lookup key is not base64url of 32 bytes");
+        continue;
+      }
+      const sentMs = Number(pull.sendTimestamp);
+      if (!(Math.abs(now - sentMs) <= PULL_FRESHNESS_MS)) {
+        refuse(ErrorCode.STALE, `send_timestamp is ${now - sentMs} ms from relay time`);
+        continue;
+      }
+      const signed = concatBytes(
+        this.#uidBytes,
+        encoder.encode(pull.lookupKey),
+        encoder.encode(String(pull.sendTimestamp)),
+      );
+      if (!(await verify(fromBase64Url(pull.lookupKey), signed, pull.lookupSignature))) {
+        refuse(ErrorCode.BAD_LOOKUP_SIGNATURE, "lookup signature does not verify");
+        continue;
+      }
+      // Verified first, so nobody can burn someone else's signature.
+      const expiresMs = sentMs + PULL_FRESHNESS_MS + 1;
+      const id = toBase64Url(pull.lookupSignature);
+      if (!(await this.backend.useSignature(id, expiresMs, now))) {
+        refuse(ErrorCode.BAD_LOOKUP_SIGNATURE, "lookup signature was used before");
+        continue;
+      }
+      if (!queues.includes(pull.lookupKey)) queues.push(pull.lookupKey);
+    }
+    return queues;
+  }
+
+  #read(queues: string[]): Promise<StoredMessage[]> {
+    return this.backend.readQueues(queues, {
+      nowMs: this.#clock.now(),
+      retentionMs: this.limits.retentionMs,
+      messagesMax: this.limits.pullMessagesMax,
+    });
+  }
+
+  async #longPoll(
+    queues: string[],
+    timeoutMs: number,
+    answer: FromServerMessage,
+    signal?: AbortSignal,
+  ): Promise<StoredMessage[]> {
+    if (signal?.aborted) return [];
+    if (this.#stats.longPollsOpen >= this.limits.longPollsOpenMax) {
+      answer.errors.push(error(
+        ErrorCode.BUSY,
+        `longPollsOpenMax ${this.limits.longPollsOpenMax} long polls are open; retry later`,
+      ));
+      return [];
+    }
+    this.#stats.longPollsOpen++;
+    const stop = new AbortController();
+    const onAbort = () => stop.abort();
+    signal?.addEventListener("abort", onAbort, { once: true });
+    const watch = await this.backend.watchQueues(queues).catch((e) => {
+      this.#stats.longPollsOpen--;
+      signal?.removeEventListener("abort", onAbort);
+      throw e;
+    });
+    try {
+      // The watch is live: a store from here on fires it, so this read misses nothing.
+      const messages = await this.#read(queues);
+      if (messages.length > 0) return messages;
+      const waitMs = Math.min(timeoutMs, this.limits.longPollMsMax);
+      const aborted = new Promise<void>((resolve) =>
+        stop.signal.addEventListener("abort", () => resolve(), { once: true })
+      );
+      await Promise.race([
+        watch.changed,
+        this.#clock.sleep(waitMs, stop.signal).catch(() => {}),
+        aborted,
+      ]);
+      return await this.#read(queues);
+    } finally {
+      stop.abort();
+      watch.close();
+      signal?.removeEventListener("abort", onAbort);
+      this.#stats.longPollsOpen--;
+    }
+  }
+
+  async #seal(clientKey: Uint8Array, answer: FromServerMessage): Promise<Uint8Array> {
+    answer.serverTime = this.#clock.now();
+    const payload = await seal(clientKey, encode(FromServerMessageSchema, answer), this.#random);
+    const from = this.#keys.encryption.publicKey;
+    const signature = await sign(this.#keys.signing.privateKey, concatBytes(from, payload));
+    return encode(
+      PackedServerMessageSchema,
+      create(PackedServerMessageSchema, {
+        from,
+        payload,
+        signature,
+        fromSigning: this.#keys.signing.publicKey,
+      }),
+    );
+  }
+}
+
+function error(
+  code: ErrorCode,
+  detail: string,
+  scope: { lookupKey?: string; messageIndex?: number } = {},
+): ServerError {
+  return create(ServerErrorSchema, { code, detail, ...scope });
+}
+
+/** Whether `text` is the canonical base64url of a 32-byte key. */
+function isLookupKey(text: string): boolean {
+  if (text.length !== 43) return false;
+  try {
+    return fromBase64Url(text).length === KEY_BYTES;
+  } catch {
+    return false;
+  }
+}
+
+function toHex(bytes: Uint8Array): string {
+  return Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
+}
+
+function constantTimeEqual(a: Uint8Array, b: Uint8Array): boolean {
+  if (a.length !== b.length) return false;
+  let diff = 0;
+  for (let i = 0; i < a.length; i++) diff |= a[i] ^ b[i];
+  return diff === 0;
+}

@@ -1,0 +1,146 @@
+/**
+ * The HTTP entry of a relay: `POST /` (a sealed request), `GET /card`,
+ * `GET /health`. Runs under `Deno.serve`, `deno serve` and Deno Deploy.
+ *
+ * @module
+ */
+import { encode, encodeJson } from "../proto/codec.ts";
+import { ServerCardSchema } from "../proto/gen/meow_pb.ts";
+import type { Clock } from "../kernel/ports.ts";
+import type { ServerCore } from "./core.ts";
+
+/** How loud the relay logs: `debug` logs every request, `info` the periodic summary. */
+export type LogLevel = "debug" | "info" | "warn";
+
+/** Where log lines go. */
+export type LogSink = (level: LogLevel, line: string) => void;
+
+/** Options for {@linkcode createHandler}. */
+export interface HandlerOptions {
+  /**
+   * Receives one debug line per request.
+   * @default {no logging}
+   */
+  log?: LogSink;
+  /**
+   * Times requests for the log lines.
+   * @default {undefined: no durations}
+   */
+  clock?: Clock;
+}
+
+const PROTOBUF = "application/x-protobuf";
+const CORS = {
+  "access-control-allow-origin": "*",
+  "access-control-allow-methods": "GET, POST, OPTIONS",
+  "access-control-allow-headers": "content-type, accept",
+};
+
+/**
+ * A fetch handler for `core`: `POST /` (body at most `requestBytesMax`, else
+ * 413; an envelope nobody can be answered on gets 400), `GET /card` (protobuf,
+ * or JSON with `Accept: application/json`), `GET /health`.
+ *
+ * @example
+ * ```ts
+ * import { createHandler } from "./http.ts";
+ * import { ServerCore } from "./core.ts";
+ * import { MemoryBackend } from "./memory.ts";
+ * import { SeededRandom } from "../kernel/crypto/mod.ts";
+ * const core = await ServerCore.create({
+ *   backend: new MemoryBackend(),
+ *   random: new SeededRandom(1),
+ *   clock: { now: () => 0, sleep: () => Promise.resolve() },
+ * });
+ * const handler = createHandler(core);
+ * const res = await handler(new Request("http://relay/card", { headers: { accept: "application/json" } }));
+ * console.assert((await res.json()).uid === core.card().uid);
+ * ```
+ */
+export function createHandler(
+  core: ServerCore,
+  options: HandlerOptions = {},
+): (req: Request) => Promise<Response> {
+  const { log, clock } = options;
+  const route = async (req: Request): Promise<[Response, number]> => {
+    const path = new URL(req.url).pathname;
+    if (req.method === "OPTIONS") return [new Response(null, { status: 204, headers: CORS }), 0];
+    if (path === "/" && req.method === "POST") return await post(core, req);
+    if (path === "/card" && req.method === "GET") {
+      if ((req.headers.get("accept") ?? "").includes("application/json")) {
+        return [Response.json(encodeJson(ServerCardSchema, core.card()), { headers: CORS }), 0];
+      }
+      return [binary(encode(ServerCardSchema, core.card())), 0];
+    }
+    if (path === "/health" && req.method === "GET") {
+      return [Response.json({ ok: true, backend: core.backend.kind, ...core.stats() }), 0];
+    }
+    if (["/", "/card", "/health"].includes(path)) {
+      return [text(405, `${req.method} is not allowed on ${path}`), 0];
+    }
+    return [text(404, `no such path ${path}`), 0];
+  };
+  return async (req) => {
+    const start = clock?.now();
+    const [response, bytesIn] = await route(req);
+    if (log) {
+      const ms = start === undefined ? "" : ` ${clock!.now() - start}ms`;
+      log(
+        "debug",
+        `${req.method} ${new URL(req.url).pathname} ${response.status} in=${bytesIn}${ms}`,
+      );
+    }
+    return response;
+  };
+}
+
+async function post(core: ServerCore, req: Request): Promise<[Response, number]> {
+  const max = core.limits.requestBytesMax;
+  const declared = Number(req.headers.get("content-length") ?? "0");
+  if (declared > max) return [text(413, `request body exceeds ${max} bytes`), declared];
+  const body = await readLimited(req, max);
+  if (body === undefined) return [text(413, `request body exceeds ${max} bytes`), max + 1];
+  const answer = await core.handle(body, req.signal);
+  if (answer.length === 0) {
+    return [text(400, "not a PackedServerMessage with a usable `from` key"), body.length];
+  }
+  return [binary(answer), body.length];
+}
+
+/** The body, or `undefined` as soon as it grows past `max` bytes (the rest is not read). */
+async function readLimited(req: Request, max: number): Promise<Uint8Array | undefined> {
+  if (!req.body) return new Uint8Array(0);
+  const chunks: Uint8Array[] = [];
+  let length = 0;
+  const reader = req.body.getReader();
+  while (true) {
+    const { done, value } = await reader.read();
+    if (done) break;
+    length += value.length;
+    if (length > max) {
+      await reader.cancel().catch(() => {});
+      return undefined;
+    }
+    chunks.push(value);
+  }
+  const out = new Uint8Array(length);
+  let offset = 0;
+  for (const chunk of chunks) {
+    out.set(chunk, offset);
+    offset += chunk.length;
+  }
+  return out;
+}
+
+function binary(bytes: Uint8Array): Response {
+  return new Response(bytes as Uint8Array<ArrayBuffer>, {
+    headers: { "content-type": PROTOBUF, ...CORS },
+  });
+}
+
+function text(status: number, message: string): Response {
+  return new Response(message + "\n", {
+    status,
+    headers: { "content-type": "text/plain; charset=utf-8", ...CORS },
+  });
+}

@@ -1,0 +1,106 @@
+/**
+ * The limits a relay enforces, each with its unit last, and their defaults.
+ *
+ * @module
+ */
+
+/** How far a pull request's timestamp may be from the relay's clock, in ms (PROTOCOL.md). */
+export const PULL_FRESHNESS_MS = 5 * 60 * 1000;
+
+/**
+ * Every limit of a relay. The first eight are published in the card
+ * (`ServerLimits`); `pullMessagesMax` and `acksPerRequestMax` have no card
+ * field and are documented here and in `server/README.md`.
+ */
+export interface ServerLimitsInit {
+  /**
+   * Largest packed user message stored (serialized), and largest invitation payload, in bytes.
+   * @default {32768}
+   */
+  messageBytesMax: number;
+  /**
+   * Most packed user messages one request may carry.
+   * @default {16}
+   */
+  messagesPerRequestMax: number;
+  /**
+   * Most live messages one queue holds; more are refused with QUEUE_FULL.
+   * @default {1000}
+   */
+  queueLengthMax: number;
+  /**
+   * How long a stored message (and an invitation without expiry) is kept, in ms.
+   * @default {1209600000} (14 days)
+   */
+  retentionMs: number;
+  /**
+   * Longest long-poll wait granted, in ms.
+   * @default {30000}
+   */
+  longPollMsMax: number;
+  /**
+   * Most long polls open at once in this process; more are answered at once with BUSY.
+   * @default {1000}
+   */
+  longPollsOpenMax: number;
+  /**
+   * Most pull requests one request may carry.
+   * @default {16}
+   */
+  pullRequestsMax: number;
+  /**
+   * Largest request body read, in bytes.
+   * @default {1048576}
+   */
+  requestBytesMax: number;
+  /**
+   * Most messages one answer carries (the oldest ones; the client acks and pulls again).
+   * @default {64}
+   */
+  pullMessagesMax: number;
+  /**
+   * Most delivery uuids one request may ack.
+   * @default {1024}
+   */
+  acksPerRequestMax: number;
+}
+
+/** The defaults of {@linkcode ServerLimitsInit}. */
+export const DEFAULT_LIMITS: Readonly<ServerLimitsInit> = Object.freeze({
+  messageBytesMax: 32 * 1024,
+  messagesPerRequestMax: 16,
+  queueLengthMax: 1000,
+  retentionMs: 14 * 24 * 60 * 60 * 1000,
+  longPollMsMax: 30_000,
+  longPollsOpenMax: 1000,
+  pullRequestsMax: 16,
+  requestBytesMax: 1024 * 1024,
+  pullMessagesMax: 64,
+  acksPerRequestMax: 1024,
+});
+
+/**
+ * The defaults overridden by `overrides`, validated.
+ *
+ * @throws {RangeError} when a limit is not a positive safe integer (uint32 for card fields)
+ * @example
+ * ```ts
+ * import { resolveLimits } from "./limits.ts";
+ * console.assert(resolveLimits({ queueLengthMax: 5 }).queueLengthMax === 5);
+ * ```
+ */
+export function resolveLimits(overrides: Partial<ServerLimitsInit> = {}): ServerLimitsInit {
+  const limits = { ...DEFAULT_LIMITS };
+  for (const [name, value] of Object.entries(overrides)) {
+    if (value === undefined) continue;
+    if (!(name in DEFAULT_LIMITS)) throw new RangeError(`Unknown relay limit "${name}"`);
+    const max = name === "retentionMs" ? Number.MAX_SAFE_INTEGER : 0xffffffff;
+    if (!Number.isSafeInteger(value) || value <= 0 || value > max) {
+      throw new RangeError(
+        `Cannot use relay limit ${name}=${value}: expected a positive integer up to ${max}`,
+      );
+    }
+    (limits as Record<string, number>)[name] = value;
+  }
+  return limits;
+}

@@ -1,0 +1,261 @@
+/**
+ * The memory backend: Maps and promise notification, for the simulator and
+ * unit tests. It passes the same conformance suite as Deno KV and Redis.
+ *
+ * @module
+ */
+import {
+  type Backend,
+  compareStored,
+  type InvitationRecord,
+  type QueueWatch,
+  type ReadOptions,
+  type ServerKeys,
+  type StoredMessage,
+  type StoreOptions,
+} from "./backend.ts";
+
+/**
+ * The state of a memory relay. Two {@linkcode MemoryBackend}s over one
+ * `MemoryData` behave like two processes over one database: the simulator
+ * "restarts" a relay by opening a new backend over the old data.
+ */
+export class MemoryData {
+  /** @internal queue → delivery uuid → message, kept in queue order */
+  readonly queues: Map<string, Map<string, StoredMessage>> = new Map();
+  /** @internal signature id → expiry ms */
+  readonly signatures: Map<string, number> = new Map();
+  /** @internal code → invitation */
+  readonly invitations: Map<string, InvitationRecord> = new Map();
+  /** @internal queue → callbacks to run on the next store */
+  readonly watchers: Map<string, Set<() => void>> = new Map();
+  /** @internal */
+  keys: ServerKeys | undefined;
+}
+
+/** Options for {@linkcode MemoryBackend}. */
+export interface MemoryBackendOptions {
+  /**
+   * The state to run over; pass another backend's `data` to "reopen" it.
+   * @default {a fresh, empty MemoryData}
+   */
+  data?: MemoryData;
+}
+
+/**
+ * A relay backend in memory.
+ *
+ * @example
+ * ```ts
+ * import { MemoryBackend } from "./memory.ts";
+ * const backend = new MemoryBackend();
+ * const stored = await backend.storeMessages(
+ *   [{ queue: "q", deliveryUuid: "u1", receivedMs: 1, bytes: new Uint8Array([1]) }],
+ *   { nowMs: 1, retentionMs: 1000, queueLengthMax: 10 },
+ * );
+ * console.assert(stored[0] === true);
+ * const read = await backend.readQueues(["q"], { nowMs: 2, retentionMs: 1000, messagesMax: 10 });
+ * console.assert(read.length === 1);
+ * await backend.close();
+ * ```
+ */
+export class MemoryBackend implements Backend {
+  /** Always "memory". */
+  readonly kind = "memory";
+  /** The state this backend runs over. */
+  readonly data: MemoryData;
+  #closed = false;
+
+  /** @param options see {@linkcode MemoryBackendOptions} */
+  constructor(options: MemoryBackendOptions = {}) {
+    this.data = options.data ?? new MemoryData();
+  }
+
+  /** Accepts any limits: memory has no value size ceiling. */
+  checkLimits(_limits: { messageBytesMax: number; messagesPerRequestMax: number }): void {}
+
+  /** Stores `candidate` unless keys exist; resolves with the stored keys. */
+  loadOrStoreKeys(candidate: ServerKeys): Promise<ServerKeys> {
+    this.#open();
+    this.data.keys ??= structuredClone(candidate);
+    return Promise.resolve(structuredClone(this.data.keys));
+  }
+
+  /** Stores the batch atomically; `false` where the queue was full. */
+  storeMessages(batch: StoredMessage[], options: StoreOptions): Promise<boolean[]> {
+    this.#open();
+    const touched = new Set<string>();
+    const results = batch.map((message) => {
+      const queue = this.#queue(message.queue, options.nowMs, options.retentionMs, true)!;
+      if (queue.size >= options.queueLengthMax) return false;
+      queue.set(message.deliveryUuid, { ...message, bytes: message.bytes.slice() });
+      touched.add(message.queue);
+      return true;
+    });
+    for (const name of touched) this.#sortQueue(name);
+    for (const name of touched) this.#notify(name);
+    return Promise.resolve(results);
+  }
+
+  /** The live messages of `queues`, oldest first. */
+  readQueues(queues: string[], options: ReadOptions): Promise<StoredMessage[]> {
+    this.#open();
+    const out: StoredMessage[] = [];
+    for (const name of new Set(queues)) {
+      const queue = this.#queue(name, options.nowMs, options.retentionMs, false);
+      for (const message of queue?.values() ?? []) {
+        out.push({ ...message, bytes: message.bytes.slice() });
+      }
+    }
+    out.sort(compareStored);
+    return Promise.resolve(out.slice(0, options.messagesMax));
+  }
+
+  /** Removes those delivery uuids from those queues only. */
+  ackMessages(queues: string[], deliveryUuids: string[]): Promise<number> {
+    this.#open();
+    let removed = 0;
+    for (const name of new Set(queues)) {
+      const queue = this.data.queues.get(name);
+      if (!queue) continue;
+      for (const uuid of deliveryUuids) if (queue.delete(uuid)) removed++;
+      if (queue.size === 0) this.data.queues.delete(name);
+    }
+    return Promise.resolve(removed);
+  }
+
+  /** Records a signature id; `false` when it was recorded before and is not expired. */
+  useSignature(id: string, expiresMs: number, nowMs: number): Promise<boolean> {
+    this.#open();
+    const previous = this.data.signatures.get(id);
+    if (previous !== undefined && previous > nowMs) return Promise.resolve(false);
+    this.data.signatures.set(id, expiresMs);
+    return Promise.resolve(true);
+  }
+
+  /** Stores an invitation unless a live one has this code. */
+  putInvitation(code: string, record: InvitationRecord, nowMs: number): Promise<boolean> {
+    this.#open();
+    const previous = this.data.invitations.get(code);
+    if (previous && previous.expiresMs > nowMs) return Promise.resolve(false);
+    this.data.invitations.set(code, structuredClone(record));
+    return Promise.resolve(true);
+  }
+
+  /** The live invitation under `code`. */
+  getInvitation(code: string, nowMs: number): Promise<InvitationRecord | undefined> {
+    this.#open();
+    const record = this.data.invitations.get(code);
+    if (!record) return Promise.resolve(undefined);
+    if (record.expiresMs <= nowMs) {
+      this.data.invitations.delete(code);
+      return Promise.resolve(undefined);
+    }
+    return Promise.resolve(structuredClone(record));
+  }
+
+  /** Deletes the invitation under `code`. */
+  deleteInvitation(code: string, nowMs: number): Promise<boolean> {
+    this.#open();
+    const record = this.data.invitations.get(code);
+    this.data.invitations.delete(code);
+    return Promise.resolve(record !== undefined && record.expiresMs > nowMs);
+  }
+
+  /** Watches `queues`; active as soon as it resolves. */
+  watchQueues(queues: string[]): Promise<QueueWatch> {
+    this.#open();
+    const names = [...new Set(queues)];
+    let fire!: () => void;
+    const changed = new Promise<void>((resolve) => (fire = resolve));
+    const close = () => {
+      for (const name of names) {
+        const set = this.data.watchers.get(name);
+        set?.delete(onStore);
+        if (set?.size === 0) this.data.watchers.delete(name);
+      }
+    };
+    const onStore = () => {
+      close();
+      fire();
+    };
+    for (const name of names) {
+      let set = this.data.watchers.get(name);
+      if (!set) this.data.watchers.set(name, set = new Set());
+      set.add(onStore);
+    }
+    return Promise.resolve({ changed, close });
+  }
+
+  /** Drops expired messages, signatures and invitations. */
+  sweep(nowMs: number, retentionMs: number): Promise<number> {
+    this.#open();
+    let dropped = 0;
+    for (const [name, queue] of this.data.queues) {
+      const before = queue.size;
+      this.#queue(name, nowMs, retentionMs, false);
+      if (queue.size === 0) this.data.queues.delete(name);
+      dropped += before - queue.size;
+    }
+    for (const [id, expires] of this.data.signatures) {
+      if (expires <= nowMs) this.data.signatures.delete(id);
+    }
+    for (const [code, record] of this.data.invitations) {
+      if (record.expiresMs <= nowMs) this.data.invitations.delete(code);
+    }
+    return Promise.resolve(dropped);
+  }
+
+  /** Marks this backend closed; the data stays for another backend to reopen. */
+  close(): Promise<void> {
+    this.#closed = true;
+    return Promise.resolve();
+  }
+
+  #open(): void {
+    if (this.#closed) throw new TypeError("Cannot use the memory backend: it is closed");
+  }
+
+  /** The queue `name` with its expired messages dropped (created when missing). */
+  #queue(
+    name: string,
+    nowMs: number,
+    retentionMs: number,
+    create: boolean,
+  ): Map<string, StoredMessage> | undefined {
+    let queue = this.data.queues.get(name);
+    if (!queue) {
+      if (!create) return undefined;
+      queue = new Map();
+      this.data.queues.set(name, queue);
+      return queue;
+    }
+    const cutoff = nowMs - retentionMs;
+    for (const [uuid, message] of queue) {
+      // Queue order is receive order, so the first live message ends the scan.
+      if (message.receivedMs >= cutoff) break;
+      queue.delete(uuid);
+    }
+    return queue;
+  }
+
+  #sortQueue(name: string): void {
+    const queue = this.data.queues.get(name)!;
+    let previous: StoredMessage | undefined;
+    let ordered = true;
+    for (const message of queue.values()) {
+      if (previous && compareStored(previous, message) > 0) ordered = false;
+      previous = message;
+    }
+    if (ordered) return;
+    const sorted = [...queue.values()].sort(compareStored);
+    queue.clear();
+    for (const message of sorted) queue.set(message.deliveryUuid, message);
+  }
+
+  #notify(name: string): void {
+    const set = this.data.watchers.get(name);
+    if (!set) return;
+    for (const callback of [...set]) callback();
+  }
+}

@@ -1,0 +1,65 @@
+/**
+ * The meowsync relay server: the core (request bytes in, answer bytes out),
+ * its backends (memory, Deno KV, Redis), the client side of the protocol
+ * used by devices, the transports and the HTTP entry.
+ *
+ * @example
+ * ```ts
+ * import { create } from "@bufbuild/protobuf";
+ * import { LocalTransport, MemoryBackend, openAnswer, sealRequest, ServerCore, signPull } from "./mod.ts";
+ * import { generateEncryptionKeyPair, generateLookupKeyPair, generateSigningKeyPair, SeededRandom } from "../kernel/crypto/mod.ts";
+ * import { ToServerMessageSchema } from "../proto/gen/meow_pb.ts";
+ *
+ * const random = new SeededRandom(9);
+ * const clock = { now: () => 1_000_000, sleep: () => Promise.resolve() };
+ * const core = await ServerCore.create({ backend: new MemoryBackend(), clock, random });
+ * const transport = new LocalTransport([core]);
+ * const device = { deviceEncryption: generateEncryptionKeyPair(random), deviceSigning: generateSigningKeyPair(random) };
+ * const lookup = generateLookupKeyPair(random);
+ * const server = core.card();
+ * const pull = await signPull({ server, lookup, now: clock.now() });
+ * const request = create(ToServerMessageSchema, { uuid: "r", pullRequests: [pull] });
+ * const body = await sealRequest({ server, request, random, ...device });
+ * const answer = await openAnswer({ server, body: await transport.exchange(server, body), ...device });
+ * console.assert(answer.errors.length === 0 && answer.chat.length === 0);
+ * ```
+ *
+ * @module
+ */
+export type {
+  Backend,
+  InvitationRecord,
+  QueueWatch,
+  ReadOptions,
+  ServerKeys,
+  StoredMessage,
+  StoreOptions,
+} from "./backend.ts";
+export {
+  type ObservedEvent,
+  ServerCore,
+  type ServerCoreOptions,
+  type ServerStats,
+} from "./core.ts";
+export {
+  DEFAULT_LIMITS,
+  PULL_FRESHNESS_MS,
+  resolveLimits,
+  type ServerLimitsInit,
+} from "./limits.ts";
+export {
+  ANSWER_BYTES_MAX,
+  openAnswer,
+  type OpenAnswerOptions,
+  sealRequest,
+  type SealRequestOptions,
+  signPull,
+  type SignPullOptions,
+} from "./client.ts";
+export { MemoryBackend, type MemoryBackendOptions, MemoryData } from "./memory.ts";
+export { LocalTransport } from "./local_transport.ts";
+export { KvBackend, type KvBackendOptions } from "./kv.ts";
+export { RedisBackend, type RedisBackendOptions } from "./redis.ts";
+export { createHandler, type HandlerOptions, type LogLevel, type LogSink } from "./http.ts";
+export { type ChoresOptions, startChores } from "./http_summary.ts";
+export { HttpTransport, type HttpTransportOptions } from "./http_transport.ts";

@@ -1,0 +1,426 @@
+/**
+ * The Redis backend.
+ *
+ * Layout (every key starts with the configured prefix; a queue's keys share
+ * the hash tag `{<lookup key>}` so they live in one Cluster slot):
+ * - `msg:{q}` — a sorted set per queue: score = receive ms, member = delivery uuid;
+ * - `body:{q}` — a hash per queue: delivery uuid → the serialized PackedUserMessage;
+ *   (a member uuid plus a hash, rather than uuid ‖ bytes as the member, lets an ack
+ *   remove a message by uuid alone);
+ * - `notify:{q}` — the pub/sub channel a store publishes on; long polls subscribe
+ *   on a second connection (no polling);
+ * - `sig:<id>` — used pull signatures (value: expiry ms, with a matching TTL);
+ * - `inv:<code>` — invitations (a hash: payload, password hash, expiry; with a TTL);
+ * - `keys` — the relay's keys.
+ *
+ * Each queue's part of an operation is one Lua script, so it is atomic; the
+ * parts of a multi-queue store or ack are sent in one MULTI/EXEC transaction,
+ * so a crash never applies half a request on one Redis. (On Redis Cluster a
+ * transaction cannot span slots: there each queue's part stays atomic.)
+ *
+ * The client needs `--allow-env=REDIS_DEBUG_MAINTENANCE` (without it its
+ * `connect()` never resolves) and network access to the server.
+ *
+ * @module
+ */
+import { Buffer } from "node:buffer";
+import { createClient, RESP_TYPES } from "redis";
+import {
+  type Backend,
+  compareStored,
+  type InvitationRecord,
+  type QueueWatch,
+  type ReadOptions,
+  type ServerKeys,
+  type StoredMessage,
+  type StoreOptions,
+} from "./backend.ts";
+
+/** The part of the node-redis client this backend uses (its generic types do not compose). */
+interface RedisClient {
+  readonly isOpen: boolean;
+  sendCommand<T = unknown>(args: (string | Buffer)[], options?: object): Promise<T>;
+  multi(): { addCommand(args: (string | Buffer)[]): unknown; exec(): Promise<unknown> };
+  duplicate(): RedisClient;
+  connect(): Promise<unknown>;
+  on(event: "error", listener: (error: unknown) => void): unknown;
+  subscribe(channels: string[], listener: () => void): Promise<void>;
+  unsubscribe(channels: string[], listener: () => void): Promise<void>;
+  destroy(): void;
+}
+
+/** Every bulk string as bytes: message bodies are binary. */
+const BINARY = { typeMapping: { [RESP_TYPES.BLOB_STRING]: Buffer } };
+/** Most keys one sweep visits. */
+const SWEEP_KEYS_MAX = 100_000;
+/** Keys one SCAN step asks for. */
+const SCAN_COUNT = 200;
+
+const PURGE = `
+local expired = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', '(' .. ARGV[1])
+for i = 1, #expired do redis.call('HDEL', KEYS[2], expired[i]) end
+if #expired > 0 then redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', '(' .. ARGV[1]) end
+`;
+
+/** KEYS: msg, body. ARGV: cutoff, queueLengthMax, ttlMs, channel, then (uuid, ms, bytes)*. */
+const STORE_SCRIPT = `${PURGE}
+local count = redis.call('ZCARD', KEYS[1])
+local max = tonumber(ARGV[2])
+local results = {}
+local stored = 0
+for i = 5, #ARGV, 3 do
+  if count < max then
+    redis.call('ZADD', KEYS[1], ARGV[i + 1], ARGV[i])
+    redis.call('HSET', KEYS[2], ARGV[i], ARGV[i + 2])
+    count = count + 1
+    stored = stored + 1
+    results[#results + 1] = 1
+  else
+    results[#results + 1] = 0
+  end
+end
+if stored > 0 then
+  redis.call('PEXPIRE', KEYS[1], ARGV[3])
+  redis.call('PEXPIRE', KEYS[2], ARGV[3])
+  redis.call('PUBLISH', ARGV[4], '1')
+end
+return results
+`;
+
+/** KEYS: msg, body. ARGV: cutoff, max. Returns (uuid, ms, bytes)*. */
+const READ_SCRIPT = `
+local ids = redis.call('ZRANGEBYSCORE', KEYS[1], ARGV[1], '+inf', 'WITHSCORES', 'LIMIT', 0, ARGV[2])
+if #ids == 0 then return {} end
+local uuids = {}
+for i = 1, #ids, 2 do uuids[#uuids + 1] = ids[i] end
+local bodies = redis.call('HMGET', KEYS[2], unpack(uuids))
+local out = {}
+for i = 1, #uuids do
+  if bodies[i] then
+    out[#out + 1] = uuids[i]
+    out[#out + 1] = ids[2 * i]
+    out[#out + 1] = bodies[i]
+  end
+end
+return out
+`;
+
+/** KEYS: msg, body. ARGV: uuids. Returns how many were removed. */
+const ACK_SCRIPT = `
+local removed = 0
+for i = 1, #ARGV do
+  removed = removed + redis.call('ZREM', KEYS[1], ARGV[i])
+  redis.call('HDEL', KEYS[2], ARGV[i])
+end
+return removed
+`;
+
+/** KEYS: msg, body. ARGV: cutoff. Returns how many were dropped. */
+const SWEEP_SCRIPT = `${PURGE}
+return #expired
+`;
+
+/** KEYS: sig. ARGV: now, expires, ttl. Returns 1 when recorded, 0 when live already. */
+const SIGNATURE_SCRIPT = `
+local previous = redis.call('GET', KEYS[1])
+if previous and tonumber(previous) > tonumber(ARGV[1]) then return 0 end
+redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
+return 1
+`;
+
+/** KEYS: inv. ARGV: now, payload, password hash, expires, ttl. Returns 1 when stored. */
+const PUT_INVITATION_SCRIPT = `
+local previous = redis.call('HGET', KEYS[1], 'expires')
+if previous and tonumber(previous) > tonumber(ARGV[1]) then return 0 end
+redis.call('DEL', KEYS[1])
+redis.call('HSET', KEYS[1], 'payload', ARGV[2], 'password', ARGV[3], 'expires', ARGV[4])
+redis.call('PEXPIRE', KEYS[1], ARGV[5])
+return 1
+`;
+
+/** KEYS: inv. ARGV: now. Returns 1 when a live invitation was deleted. */
+const DELETE_INVITATION_SCRIPT = `
+local previous = redis.call('HGET', KEYS[1], 'expires')
+redis.call('DEL', KEYS[1])
+if previous and tonumber(previous) > tonumber(ARGV[1]) then return 1 end
+return 0
+`;
+
+/** Options for {@linkcode RedisBackend.connect}. */
+export interface RedisBackendOptions {
+  /** `redis://host:port` (credentials and database number as the client accepts them). */
+  url: string;
+  /**
+   * Prepended to every key and channel (so tests, or two relays, can share one Redis).
+   * @default {""}
+   */
+  prefix?: string;
+}
+
+/**
+ * A relay backend over Redis sorted sets.
+ *
+ * @example
+ * ```ts ignore
+ * import { RedisBackend } from "./redis.ts";
+ * const backend = await RedisBackend.connect({ url: "redis://127.0.0.1:6379" });
+ * await backend.close();
+ * ```
+ */
+export class RedisBackend implements Backend {
+  /** Always "redis". */
+  readonly kind = "redis";
+  readonly #client: RedisClient;
+  readonly #prefix: string;
+  #subscriber: Promise<RedisClient> | undefined;
+  readonly #watches = new Set<() => void>();
+  #closed = false;
+
+  private constructor(client: RedisClient, prefix: string) {
+    this.#client = client;
+    this.#prefix = prefix;
+  }
+
+  /** Connects to the Redis at `options.url`. */
+  static async connect(options: RedisBackendOptions): Promise<RedisBackend> {
+    const client = createClient({ url: options.url }) as unknown as RedisClient;
+    // Without a listener a connection error would be an uncaught exception; commands reject.
+    client.on("error", () => {});
+    await client.connect();
+    return new RedisBackend(client, options.prefix ?? "");
+  }
+
+  /** Accepts any limits: a Redis value holds up to 512 MB. */
+  checkLimits(_limits: { messageBytesMax: number; messagesPerRequestMax: number }): void {}
+
+  /** Stores `candidate` unless keys exist; resolves with the stored keys. */
+  async loadOrStoreKeys(candidate: ServerKeys): Promise<ServerKeys> {
+    const key = `${this.#prefix}keys`;
+    const packed = Buffer.concat([
+      candidate.encryption.privateKey,
+      candidate.encryption.publicKey,
+      candidate.signing.privateKey,
+      candidate.signing.publicKey,
+    ]);
+    await this.#client.sendCommand(["SET", key, packed, "NX"]);
+    const stored = await this.#client.sendCommand<Buffer>(["GET", key], BINARY);
+    const part = (i: number) => new Uint8Array(stored.subarray(i * 32, i * 32 + 32));
+    return {
+      encryption: { privateKey: part(0), publicKey: part(1) },
+      signing: { privateKey: part(2), publicKey: part(3) },
+    };
+  }
+
+  /** Stores the batch: one script per queue, all in one MULTI/EXEC. */
+  async storeMessages(batch: StoredMessage[], options: StoreOptions): Promise<boolean[]> {
+    const byQueue = groupBy(batch.map((m, i) => ({ m, i })), (x) => x.m.queue);
+    const cutoff = String(options.nowMs - options.retentionMs);
+    const multi = this.#client.multi();
+    for (const [queue, items] of byQueue) {
+      const args: (string | Buffer)[] = [
+        cutoff,
+        String(options.queueLengthMax),
+        String(Math.max(1, options.retentionMs)),
+        this.#key("notify", queue),
+      ];
+      for (const { m } of items) args.push(m.deliveryUuid, String(m.receivedMs), toBuffer(m.bytes));
+      multi.addCommand(this.#eval(STORE_SCRIPT, queue, args));
+    }
+    const replies = (await multi.exec()) as unknown as number[][];
+    const results = new Array<boolean>(batch.length);
+    [...byQueue.values()].forEach((items, q) => {
+      items.forEach(({ i }, j) => (results[i] = Number(replies[q][j]) === 1));
+    });
+    return results;
+  }
+
+  /** The live messages of `queues`, oldest first. */
+  async readQueues(queues: string[], options: ReadOptions): Promise<StoredMessage[]> {
+    const cutoff = String(options.nowMs - options.retentionMs);
+    const perQueue = await Promise.all([...new Set(queues)].map(async (queue) => {
+      const reply = await this.#client.sendCommand<Buffer[]>(
+        this.#eval(READ_SCRIPT, queue, [cutoff, String(options.messagesMax)]),
+        BINARY,
+      );
+      const out: StoredMessage[] = [];
+      for (let i = 0; i + 2 < reply.length; i += 3) {
+        out.push({
+          queue,
+          deliveryUuid: reply[i].toString(),
+          receivedMs: Number(reply[i + 1].toString()),
+          bytes: new Uint8Array(reply[i + 2]),
+        });
+      }
+      return out;
+    }));
+    return perQueue.flat().sort(compareStored).slice(0, options.messagesMax);
+  }
+
+  /** Removes those uuids from those queues: one script per queue, all in one MULTI/EXEC. */
+  async ackMessages(queues: string[], deliveryUuids: string[]): Promise<number> {
+    const names = [...new Set(queues)];
+    const uuids = [...new Set(deliveryUuids)];
+    if (names.length === 0 || uuids.length === 0) return 0;
+    const multi = this.#client.multi();
+    for (const queue of names) multi.addCommand(this.#eval(ACK_SCRIPT, queue, uuids));
+    const replies = (await multi.exec()) as unknown as number[];
+    return replies.reduce((sum, n) => sum + Number(n), 0);
+  }
+
+  /** Records a signature id atomically (a script), with a TTL to its expiry. */
+  async useSignature(id: string, expiresMs: number, nowMs: number): Promise<boolean> {
+    const reply = await this.#client.sendCommand([
+      "EVAL",
+      SIGNATURE_SCRIPT,
+      "1",
+      `${this.#prefix}sig:${id}`,
+      String(nowMs),
+      String(expiresMs),
+      String(ttl(expiresMs, nowMs)),
+    ]);
+    return Number(reply) === 1;
+  }
+
+  /** Stores an invitation unless a live one has this code. */
+  async putInvitation(code: string, record: InvitationRecord, nowMs: number): Promise<boolean> {
+    const reply = await this.#client.sendCommand([
+      "EVAL",
+      PUT_INVITATION_SCRIPT,
+      "1",
+      `${this.#prefix}inv:${code}`,
+      String(nowMs),
+      toBuffer(record.payload),
+      toBuffer(record.passwordSha256),
+      String(record.expiresMs),
+      String(ttl(record.expiresMs, nowMs)),
+    ]);
+    return Number(reply) === 1;
+  }
+
+  /** The live invitation under `code`. */
+  async getInvitation(code: string, nowMs: number): Promise<InvitationRecord | undefined> {
+    const [payload, password, expires] = await this.#client.sendCommand<(Buffer | null)[]>(
+      ["HMGET", `${this.#prefix}inv:${code}`, "payload", "password", "expires"],
+      BINARY,
+    );
+    if (payload === null || password === null || expires === null) return undefined;
+    const expiresMs = Number(expires.toString());
+    if (expiresMs <= nowMs) return undefined;
+    return {
+      payload: new Uint8Array(payload),
+      passwordSha256: new Uint8Array(password),
+      expiresMs,
+    };
+  }
+
+  /** Deletes the invitation under `code`. */
+  async deleteInvitation(code: string, nowMs: number): Promise<boolean> {
+    const reply = await this.#client.sendCommand([
+      "EVAL",
+      DELETE_INVITATION_SCRIPT,
+      "1",
+      `${this.#prefix}inv:${code}`,
+      String(nowMs),
+    ]);
+    return Number(reply) === 1;
+  }
+
+  /** Subscribes to each queue's notify channel on the second connection. */
+  async watchQueues(queues: string[]): Promise<QueueWatch> {
+    const subscriber = await this.#subscriberConnection();
+    const channels = [...new Set(queues)].map((q) => this.#key("notify", q));
+    let fire!: () => void;
+    const changed = new Promise<void>((resolve) => (fire = resolve));
+    let closed = false;
+    const listener = () => {
+      close();
+      fire();
+    };
+    const close = () => {
+      if (closed) return;
+      closed = true;
+      this.#watches.delete(close);
+      if (subscriber.isOpen) subscriber.unsubscribe(channels, listener).catch(() => {});
+    };
+    this.#watches.add(close);
+    // SUBSCRIBE resolves when Redis confirms it: from then on no publish is missed.
+    await subscriber.subscribe(channels, listener);
+    return { changed, close };
+  }
+
+  /** Drops expired messages of every queue (SCAN over `msg:*`). */
+  async sweep(nowMs: number, retentionMs: number): Promise<number> {
+    const cutoff = String(nowMs - retentionMs);
+    const pattern = `${this.#prefix}msg:{*}`;
+    let cursor = "0";
+    let visited = 0;
+    let dropped = 0;
+    do {
+      const [next, keys] = await this.#client.sendCommand<[string, string[]]>([
+        "SCAN",
+        cursor,
+        "MATCH",
+        pattern,
+        "COUNT",
+        String(SCAN_COUNT),
+      ]);
+      cursor = next;
+      for (const key of keys) {
+        const queue = key.slice(key.indexOf("{") + 1, key.lastIndexOf("}"));
+        dropped += Number(
+          await this.#client.sendCommand(this.#eval(SWEEP_SCRIPT, queue, [cutoff])),
+        );
+      }
+      visited += keys.length;
+    } while (cursor !== "0" && visited < SWEEP_KEYS_MAX);
+    return dropped;
+  }
+
+  /** Ends every watch and closes both connections. */
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    for (const close of [...this.#watches]) close();
+    const subscriber = await this.#subscriber?.catch(() => undefined);
+    if (subscriber?.isOpen) subscriber.destroy();
+    if (this.#client.isOpen) this.#client.destroy();
+  }
+
+  #subscriberConnection(): Promise<RedisClient> {
+    this.#subscriber ??= (async () => {
+      const subscriber = this.#client.duplicate();
+      subscriber.on("error", () => {});
+      await subscriber.connect();
+      return subscriber;
+    })();
+    return this.#subscriber;
+  }
+
+  #key(kind: "msg" | "body" | "notify", queue: string): string {
+    return `${this.#prefix}${kind}:{${queue}}`;
+  }
+
+  #eval(script: string, queue: string, args: (string | Buffer)[]): (string | Buffer)[] {
+    return ["EVAL", script, "2", this.#key("msg", queue), this.#key("body", queue), ...args];
+  }
+}
+
+function toBuffer(bytes: Uint8Array): Buffer {
+  return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+}
+
+function groupBy<T>(items: T[], key: (item: T) => string): Map<string, T[]> {
+  const out = new Map<string, T[]>();
+  for (const item of items) {
+    const k = key(item);
+    const list = out.get(k);
+    if (list) list.push(item);
+    else out.set(k, [item]);
+  }
+  return out;
+}
+
+/** A TTL for a key that must live until `expiresMs` (at least 1 ms). */
+function ttl(expiresMs: number, nowMs: number): number {
+  return Math.max(1, Math.ceil(expiresMs - nowMs));
+}

@@ -1,0 +1,351 @@
+/**
+ * The invariant checkers: every expectation of SCENARIOS.md, each a pure
+ * function of the recording and the devices' final states. A failing
+ * expectation's detail names the device, the conversation and the message
+ * uuid that break it.
+ *
+ * @module
+ */
+import type { Expectation } from "./scenario.ts";
+import type { DeviceState, MessageState } from "./state.ts";
+import type { Recording, SentRecord } from "./world.ts";
+
+/** The result of one expectation. */
+export interface ExpectationResult {
+  name: string;
+  ok: boolean;
+  detail: string;
+}
+
+/** What the checkers read. */
+export interface CheckInput {
+  recording: Recording;
+  states: DeviceState[];
+  /** `user/device` → scheduler ms it joined its user (undefined: never). */
+  pairedAt: Map<string, number | undefined>;
+  /** User pair key → every conversation uid ever created between them. */
+  conversationUids: Map<string, Set<string>>;
+  /** Scheduler ms at the end. */
+  endMs: number;
+}
+
+/** Percentiles of delivery latency over the messages `delivered_within` counts. */
+export interface Latency {
+  p50: number;
+  p99: number;
+  max: number;
+  count: number;
+}
+
+const shortUuid = (uuid: string) => uuid.slice(0, 8);
+
+function find(state: DeviceState, peerUid: string, uuid: string): MessageState[] {
+  return (state.conversations.get(peerUid) ?? []).filter((m) => m.uuid === uuid);
+}
+
+/** Devices that must hold `sent`: the sender's and the recipient's, paired before it was sent. */
+export function mustHold(input: CheckInput, sent: SentRecord): DeviceState[] {
+  return input.states.filter((s) => {
+    if (s.user !== sent.fromUser && s.user !== sent.toUser) return false;
+    const at = input.pairedAt.get(s.ref);
+    return at !== undefined && at <= sent.at;
+  });
+}
+
+function fail(name: string, detail: string): ExpectationResult {
+  return { name, ok: false, detail };
+}
+
+function pass(name: string): ExpectationResult {
+  return { name, ok: true, detail: "" };
+}
+
+function converged(input: CheckInput): ExpectationResult {
+  const byUser = new Map<string, DeviceState[]>();
+  for (const s of input.states) {
+    if (s.paired) byUser.set(s.user, [...(byUser.get(s.user) ?? []), s]);
+  }
+  for (const [user, states] of byUser) {
+    for (let i = 1; i < states.length; i++) {
+      const a = states[0];
+      const b = states[i];
+      const since = Math.max(
+        input.pairedAt.get(a.ref) ?? Infinity,
+        input.pairedAt.get(b.ref) ?? Infinity,
+      );
+      if (JSON.stringify(a.contacts) !== JSON.stringify(b.contacts)) {
+        const diff = a.contacts.find((c) =>
+          JSON.stringify(c) !== JSON.stringify(b.contacts.find((d) =>
+            d.uid === c.uid
+          ))
+        ) ??
+          b.contacts.find((c) => !a.contacts.some((d) => d.uid === c.uid));
+        return fail(
+          "converged",
+          `${user}: ${a.ref} and ${b.ref} hold different contacts (conversation ${
+            diff?.uid ?? "?"
+          }: ${JSON.stringify(a.contacts.find((c) => c.uid === diff?.uid))} vs ${
+            JSON.stringify(b.contacts.find((c) => c.uid === diff?.uid))
+          })`,
+        );
+      }
+      if (JSON.stringify(a.profile) !== JSON.stringify(b.profile)) {
+        return fail(
+          "converged",
+          `${user}: ${a.ref} and ${b.ref} show different profiles (${
+            JSON.stringify(a.profile)
+          } vs ${JSON.stringify(b.profile)})`,
+        );
+      }
+      if (a.servers.join() !== b.servers.join()) {
+        return fail(
+          "converged",
+          `${user}: ${a.ref} and ${b.ref} list different relays (${a.servers} vs ${b.servers})`,
+        );
+      }
+      for (const sent of input.recording.sent.values()) {
+        if (sent.at < since || (sent.fromUser !== user && sent.toUser !== user)) continue;
+        const x = find(a, sent.peerUid, sent.uuid)[0];
+        const y = find(b, sent.peerUid, sent.uuid)[0];
+        const where = `conversation ${sent.peerUid}, message ${sent.uuid}`;
+        if (!x || !y) {
+          return fail(
+            "converged",
+            `${user}: ${x ? b.ref : a.ref} lacks ${where} that ${x ? a.ref : b.ref} holds${
+              !x && !y ? " (neither holds it)" : ""
+            }`,
+          );
+        }
+        const show = (m: MessageState) =>
+          JSON.stringify([m.outbound, m.text, m.sent, m.received, m.processed, m.pendingForward]);
+        if (show(x) !== show(y)) {
+          return fail(
+            "converged",
+            `${user}: ${where} differs: ${a.ref} ${show(x)} vs ${b.ref} ${show(y)}`,
+          );
+        }
+      }
+    }
+  }
+  return pass("converged");
+}
+
+function noDuplicates(input: CheckInput): ExpectationResult {
+  const textsByConversation = new Map<string, Map<string, string>>();
+  for (const sent of input.recording.sent.values()) {
+    const texts = textsByConversation.get(sent.peerUid) ?? new Map<string, string>();
+    texts.set(`${sent.fromUser}\u0000${sent.text}`, sent.uuid);
+    textsByConversation.set(sent.peerUid, texts);
+  }
+  for (const s of input.states) {
+    for (const [peerUid, messages] of s.conversations) {
+      const seen = new Set<string>();
+      for (const m of messages) {
+        if (seen.has(m.uuid)) {
+          return fail(
+            "no_duplicates",
+            `${s.ref} holds message ${m.uuid} twice in conversation ${peerUid}`,
+          );
+        }
+        seen.add(m.uuid);
+        if (m.type !== "chat" || input.recording.sent.has(m.uuid)) continue;
+        const author = m.outbound ? s.user : otherUser(input, peerUid, s.user);
+        const original = textsByConversation.get(peerUid)?.get(`${author}\u0000${m.text}`);
+        if (original) {
+          return fail(
+            "no_duplicates",
+            `${s.ref} holds a second copy (uuid ${m.uuid}) of message ${original} in conversation ${peerUid}`,
+          );
+        }
+      }
+    }
+  }
+  return pass("no_duplicates");
+}
+
+function otherUser(input: CheckInput, peerUid: string, user: string): string {
+  for (const [key, uids] of input.conversationUids) {
+    if (!uids.has(peerUid)) continue;
+    const [a, b] = key.split("|");
+    return a === user ? b : a;
+  }
+  return "";
+}
+
+function noLoss(input: CheckInput): ExpectationResult {
+  for (const sent of input.recording.sent.values()) {
+    for (const s of mustHold(input, sent)) {
+      if (find(s, sent.peerUid, sent.uuid).length === 0) {
+        return fail(
+          "no_loss",
+          `${s.ref} lacks message ${sent.uuid} ("${sent.text}") sent by ${sent.from} in conversation ${sent.peerUid}`,
+        );
+      }
+    }
+  }
+  return pass("no_loss");
+}
+
+function contactsBlind(input: CheckInput): ExpectationResult {
+  for (const [key, uids] of input.conversationUids) {
+    if (uids.size > 1) {
+      return fail(
+        "contacts_blind",
+        `users ${key.replace("|", " and ")} hold ${uids.size} conversations with each other (${
+          [...uids].map(shortUuid).join(", ")
+        }): one per device shows`,
+      );
+    }
+  }
+  const keys = new Map<string, Set<string>>();
+  for (const inbound of input.recording.contactInbound) {
+    const id = `${inbound.device.split("/")[0]}\u0000${inbound.peerUid}`;
+    const set = keys.get(id) ?? new Set<string>();
+    set.add(inbound.identityKey);
+    keys.set(id, set);
+    if (set.size > 1) {
+      return fail(
+        "contacts_blind",
+        `${inbound.device} received conversation ${inbound.peerUid} under ${set.size} identity keys`,
+      );
+    }
+  }
+  for (const s of input.states) {
+    const ownDevices = input.states.filter((t) => t.user === s.user && t.paired).length;
+    if (s.paired && s.deviceCount > Math.max(0, ownDevices - 1)) {
+      return fail(
+        "contacts_blind",
+        `${s.ref} holds ${s.deviceCount} device records but its user has ${ownDevices} devices`,
+      );
+    }
+  }
+  return pass("contacts_blind");
+}
+
+function forwarded(input: CheckInput): ExpectationResult {
+  for (const sent of input.recording.sent.values()) {
+    if (sent.fromPrimary) continue;
+    const recipients = input.states.filter((s) => s.user === sent.toUser);
+    const holders = recipients.filter((s) => find(s, sent.peerUid, sent.uuid).length > 0);
+    if (holders.length === 0) {
+      return fail(
+        "forwarded",
+        `message ${sent.uuid} sent from non-primary ${sent.from} never reached ${sent.toUser}`,
+      );
+    }
+    for (const s of input.states.filter((t) => t.user === sent.fromUser && t.paired)) {
+      const copies = find(s, sent.peerUid, sent.uuid);
+      if (copies.length !== 1) {
+        return fail(
+          "forwarded",
+          `${s.ref} holds ${copies.length} copies of forwarded message ${sent.uuid} in conversation ${sent.peerUid}`,
+        );
+      }
+      if (copies[0].pendingForward) {
+        return fail(
+          "forwarded",
+          `${s.ref} still shows message ${sent.uuid} (conversation ${sent.peerUid}) as pending_forward, not sent`,
+        );
+      }
+    }
+  }
+  return pass("forwarded");
+}
+
+function decryptClean(input: CheckInput): ExpectationResult {
+  const first = input.recording.rejections[0];
+  if (first) {
+    return fail(
+      "decrypt_clean",
+      `${input.recording.rejections.length} rejected message(s); first on ${first.device}: ${first.code}: ${first.detail}`,
+    );
+  }
+  return pass("decrypt_clean");
+}
+
+/** Delivery latency of each message delivered while every device involved was up. */
+export function latency(input: CheckInput): Latency {
+  const samples: number[] = [];
+  for (const sent of input.recording.sent.values()) {
+    const arrivals = input.recording.arrivals.get(sent.uuid);
+    const holders = mustHold(input, sent);
+    if (!arrivals || holders.length === 0) continue;
+    let last = sent.at;
+    let complete = true;
+    for (const s of holders) {
+      const at = arrivals.get(s.ref);
+      if (at === undefined) complete = false;
+      else last = Math.max(last, at);
+    }
+    if (!complete) continue;
+    const down = holders.some((s) =>
+      (input.recording.downtime.get(s.ref) ?? []).some(([from, to]) => from < last && to > sent.at)
+    );
+    if (!down) samples.push(last - sent.at);
+  }
+  samples.sort((a, b) => a - b);
+  const pick = (p: number) =>
+    samples.length === 0
+      ? 0
+      : samples[Math.min(samples.length - 1, Math.ceil(p * samples.length) - 1)];
+  return { p50: pick(0.5), p99: pick(0.99), max: samples.at(-1) ?? 0, count: samples.length };
+}
+
+/** Runs one expectation. */
+export function check(expectation: Expectation, input: CheckInput): ExpectationResult {
+  switch (expectation.name) {
+    case "converged":
+      return converged(input);
+    case "no_duplicates":
+      return noDuplicates(input);
+    case "no_loss":
+      return noLoss(input);
+    case "contacts_blind":
+      return contactsBlind(input);
+    case "root_key_private": {
+      const leak = input.recording.rootLeaks[0];
+      return leak
+        ? fail(
+          "root_key_private",
+          `${leak.device} sent its identity root private key (${leak.where}); ${input.recording.rootLeaks.length} time(s)`,
+        )
+        : pass("root_key_private");
+    }
+    case "server_blind": {
+      const leak = input.recording.serverLeaks[0];
+      return leak
+        ? fail(
+          "server_blind",
+          `relay ${leak.relay} saw the text "${leak.text}" in the clear; ${input.recording.serverLeaks.length} time(s)`,
+        )
+        : pass("server_blind");
+    }
+    case "forwarded":
+      return forwarded(input);
+    case "decrypt_clean":
+      return decryptClean(input);
+    case "delivered_within": {
+      const l = latency(input);
+      const name = "delivered_within";
+      if (expectation.p50Ms !== undefined && l.p50 > expectation.p50Ms) {
+        return fail(
+          name,
+          `p50 latency ${l.p50} ms exceeds ${expectation.p50Ms} ms over ${l.count} messages`,
+        );
+      }
+      if (expectation.p99Ms !== undefined && l.p99 > expectation.p99Ms) {
+        return fail(
+          name,
+          `p99 latency ${l.p99} ms exceeds ${expectation.p99Ms} ms over ${l.count} messages`,
+        );
+      }
+      return pass(name);
+    }
+    case "count": {
+      const n = input.recording.sent.size;
+      return n === expectation.messages
+        ? pass("count")
+        : fail("count", `${n} distinct messages were sent, expected ${expectation.messages}`);
+    }
+  }
+}

@@ -1,0 +1,173 @@
+/**
+ * The network model between one device and the relays: a {@linkcode Transport}
+ * whose requests travel in virtual time with per-delivery latency, some held
+ * back behind later ones (reordering), some delivered twice (duplication) and
+ * some lost (the client times out and retries). A device that is offline,
+ * crashed or partitioned cannot reach anything.
+ *
+ * Every byte that leaves the device passes the `tap`, so the privacy checkers
+ * read the wire rather than trusting the code under test.
+ *
+ * @module
+ */
+import type { ServerCard } from "../proto/gen/meow_pb.ts";
+import { randomFloat, type SeededRandom } from "../kernel/crypto/mod.ts";
+import { type Transport, TransportError } from "../kernel/ports.ts";
+import type { ServerCore } from "../server/mod.ts";
+import type { Scheduler } from "./scheduler.ts";
+import type { NetworkSpec } from "./scenario.ts";
+
+/** How long a client waits for a lost request before it gives up, in virtual ms. */
+export const REQUEST_TIMEOUT_MS = 10_000;
+
+/** What the network asks of the device it serves. */
+export interface Endpoint {
+  /** `user/device`, for traces. */
+  readonly ref: string;
+  /** Whether the device can reach the network now. */
+  reachable(): boolean;
+  /** Bumped at every crash: answers to an earlier incarnation are never delivered. */
+  readonly incarnation: number;
+}
+
+/** Options of {@linkcode SimTransport}. */
+export interface SimTransportOptions {
+  /** The device. */
+  endpoint: Endpoint;
+  /** The relays by uid. */
+  relays: Map<string, ServerCore>;
+  /** Virtual time. */
+  scheduler: Scheduler;
+  /** Latency, reordering, duplication and loss. */
+  network: NetworkSpec;
+  /** This device's network stream (forked from the seed by device name). */
+  random: SeededRandom;
+  /** Sees every request body that leaves the device. */
+  tap?: (ref: string, server: ServerCard, body: Uint8Array) => void;
+  /** Sees every delivery, for the trace. */
+  trace?: (line: Record<string, unknown>) => void;
+  /** Wraps work that runs outside virtual time (relay handling), so the scheduler waits for it. */
+  track: <T>(promise: Promise<T>) => Promise<T>;
+}
+
+/** Counters of one device's traffic. */
+export interface TrafficStats {
+  /** Requests sent. */
+  requests: number;
+  /** Bytes of requests sent. */
+  bytesToServer: number;
+  /** Bytes of answers received. */
+  bytesFromServer: number;
+  /** Requests lost by the network. */
+  dropped: number;
+  /** Requests delivered twice. */
+  duplicated: number;
+}
+
+/**
+ * A device's view of the network.
+ *
+ * @example
+ * ```ts ignore
+ * const transport = new SimTransport({ endpoint, relays, scheduler, network, random, track });
+ * ```
+ */
+export class SimTransport implements Transport {
+  readonly stats: TrafficStats = {
+    requests: 0,
+    bytesToServer: 0,
+    bytesFromServer: 0,
+    dropped: 0,
+    duplicated: 0,
+  };
+  readonly #o: SimTransportOptions;
+  #inFlight = 0;
+
+  /** Creates the transport of one device. */
+  constructor(options: SimTransportOptions) {
+    this.#o = options;
+  }
+
+  /** Requests in flight (sent, not yet answered or failed). */
+  get inFlight(): number {
+    return this.#inFlight;
+  }
+
+  #latency(): number {
+    const { min, max } = this.#o.network.latencyMs;
+    return min + Math.floor(randomFloat(this.#o.random) * (max - min + 1));
+  }
+
+  /** Sends `body` to the relay of `server` through the modelled network. */
+  exchange(server: ServerCard, body: Uint8Array, signal?: AbortSignal): Promise<Uint8Array> {
+    const { endpoint, scheduler, network, random } = this.#o;
+    if (!endpoint.reachable()) {
+      return Promise.reject(new TransportError(`${endpoint.ref} is offline`));
+    }
+    const core = this.#o.relays.get(server.uid);
+    if (!core) {
+      return Promise.reject(new TransportError(`no relay ${server.uid} in this simulation`));
+    }
+    this.#o.tap?.(endpoint.ref, server, body);
+    this.stats.requests++;
+    this.stats.bytesToServer += body.length;
+    const incarnation = endpoint.incarnation;
+    // Draw every random choice up front, in a fixed order, so the stream never depends on timing.
+    const lost = randomFloat(random) < network.drop;
+    const heldBack = randomFloat(random) < network.reorder;
+    const twice = randomFloat(random) < network.duplicate;
+    let there = this.#latency();
+    if (heldBack) there += network.latencyMs.max + this.#latency();
+    const back = this.#latency();
+    this.#inFlight++;
+    return new Promise<Uint8Array>((resolve, reject) => {
+      let settled = false;
+      const finish = (fn: () => void) => {
+        if (settled) return;
+        settled = true;
+        this.#inFlight--;
+        fn();
+      };
+      signal?.addEventListener("abort", () => finish(() => reject(signal.reason)), { once: true });
+      if (lost) {
+        this.stats.dropped++;
+        this.#o.trace?.({ kind: "net.drop", device: endpoint.ref, relay: server.name });
+        scheduler.schedule(
+          scheduler.now + REQUEST_TIMEOUT_MS,
+          () => finish(() => reject(new TransportError(`request from ${endpoint.ref} was lost`))),
+          `timeout ${endpoint.ref}`,
+        );
+        return;
+      }
+      scheduler.schedule(scheduler.now + there, async () => {
+        this.#o.trace?.({
+          kind: "net.deliver",
+          device: endpoint.ref,
+          relay: server.name,
+          bytes: body.length,
+        });
+        const answer = await this.#o.track(core.handle(body));
+        if (twice) {
+          this.stats.duplicated++;
+          await this.#o.track(core.handle(body)); // the repeat's answer is lost on the way
+        }
+        scheduler.schedule(scheduler.now + back, () => {
+          if (!endpoint.reachable() || endpoint.incarnation !== incarnation) {
+            finish(() => reject(new TransportError(`${endpoint.ref} lost the connection`)));
+            return;
+          }
+          this.stats.bytesFromServer += answer.length;
+          finish(() => resolve(answer));
+        }, `answer ${endpoint.ref}`);
+      }, `request ${endpoint.ref}`);
+    });
+  }
+
+  /** Cards are known to the simulation; fetching one by URL is not modelled. */
+  fetchCard(url: string): Promise<ServerCard> {
+    for (const core of this.#o.relays.values()) {
+      if (core.card().url === url) return Promise.resolve(core.card());
+    }
+    return Promise.reject(new TransportError(`no relay at ${url} in this simulation`));
+  }
+}

@@ -1,0 +1,242 @@
+/**
+ * Runs one scenario with one seed and produces its report (SCENARIOS.md,
+ * "Report"): expectations, stats, the `digest` of every device's final state
+ * and the `traceHash` of the event trace.
+ *
+ * @module
+ */
+import { sha256 } from "@noble/hashes/sha2.js";
+import type { PluginInput } from "../kernel/plugin.ts";
+import type { Backend } from "../server/mod.ts";
+import { check, type CheckInput, type ExpectationResult, latency } from "./checks.ts";
+import type { Scenario } from "./scenario.ts";
+import { Scheduler } from "./scheduler.ts";
+import { canonical, type DeviceState, readState } from "./state.ts";
+import { openStore, type StorageKind } from "./storage.ts";
+import { VIRTUAL_EPOCH_MS } from "./virtual_clock.ts";
+import { pairKey, World } from "./world.ts";
+
+/** The report of one run. */
+export interface Report {
+  scenario: string;
+  seed: number;
+  server: string;
+  ok: boolean;
+  expectations: ExpectationResult[];
+  stats: {
+    virtualMs: number;
+    wallMs: number;
+    events: number;
+    users: number;
+    devices: number;
+    messagesSent: number;
+    syncPayloads: number;
+    forwards: number;
+    bytesToServer: number;
+    bytesFromServer: number;
+    latencyMs: { p50: number; p99: number; max: number };
+  };
+  digest: string;
+  traceHash: string;
+  /** The command line that replays this run. */
+  replay: string;
+}
+
+/** Options of {@linkcode runScenario}. */
+export interface RunOptions {
+  /** @default the file's seed, else 1 */
+  seed?: number;
+  /** `fake`, `redis[://host:port]`. @default the file's server, else "fake" */
+  server?: string;
+  /** @default "memory" */
+  storage?: StorageKind;
+  /** The scenario file, for the replay command. */
+  file?: string;
+  /** Gets every trace line (JSON-able). */
+  trace?: (line: Record<string, unknown>) => void;
+  /** Called now and then with virtual progress. */
+  progress?: (virtualMs: number, durationMs: number) => void;
+  /** Extra plugins per device: tests plant bugs with them. */
+  extraPlugins?: (ref: string) => PluginInput[];
+  /** Opens the backend of a relay for a non-fake server kind. */
+  backend?: (name: string) => Promise<Backend>;
+  /** Wall-clock reader for `stats.wallMs` (the simulation itself never reads it). @default () => 0 */
+  wallClock?: () => number;
+}
+
+const encoder = new TextEncoder();
+
+function hex(bytes: Uint8Array): string {
+  return Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
+}
+
+/** The command that replays a run. */
+export function replayCommand(file: string, seed: number, server: string, storage: string): string {
+  let command = `deno task sim ${file} --seed ${seed}`;
+  if (server !== "fake") command += ` --server ${server}`;
+  if (storage !== "memory") command += ` --storage ${storage}`;
+  return command;
+}
+
+/**
+ * Runs `scenario` and returns its report.
+ *
+ * @example
+ * ```ts ignore
+ * const report = await runScenario(await loadScenario("scenarios/quickstart.yaml"), { seed: 1 });
+ * console.log(report.ok, report.digest);
+ * ```
+ */
+export async function runScenario(scenario: Scenario, options: RunOptions = {}): Promise<Report> {
+  const wall = options.wallClock ?? (() => 0);
+  const started = wall();
+  const seed = options.seed ?? scenario.seed ?? 1;
+  const server = options.server ?? scenario.server ?? "fake";
+  const storage = options.storage ?? "memory";
+  const traceHash = sha256.create();
+  const trace = (line: Record<string, unknown>) => {
+    const text = JSON.stringify(line);
+    traceHash.update(encoder.encode(text + "\n"));
+    options.trace?.(line);
+  };
+  let lastProgress = 0;
+  const scheduler = new Scheduler({
+    onEvent: (e) => {
+      trace({ t: e.atMs, ev: e.label });
+      if (options.progress && e.atMs - lastProgress >= 1000) {
+        lastProgress = e.atMs;
+        options.progress(e.atMs, scenario.durationMs);
+      }
+    },
+  });
+  const folder = storage === "memory"
+    ? undefined
+    : await Deno.makeTempDir({ prefix: "meowsync-sim-" });
+  const world = await World.create({
+    scenario,
+    seed,
+    scheduler,
+    storage,
+    folder,
+    extraPlugins: options.extraPlugins,
+    backend: options.backend,
+    trace,
+  });
+  try {
+    world.scheduleSteps();
+    world.startAll();
+    const lastStepMs = scenario.steps.at(-1)?.atMs ?? 0;
+    let nextIdleCheck = 0;
+    await scheduler.runUntil(scenario.durationMs, {
+      idle: () => {
+        if (scheduler.now < lastStepMs || scheduler.now < nextIdleCheck) return false;
+        nextIdleCheck = scheduler.now + Math.max(100, Math.floor(scenario.pollIntervalMs / 4));
+        return world.quiescent();
+      },
+    });
+    const endMs = scheduler.now;
+    world.closeDowntime();
+    await world.stopAll();
+    trace({ kind: "end", t: endMs });
+
+    const states: DeviceState[] = [];
+    for (const device of world.devices.values()) {
+      let store = device.store!;
+      if (device.crashed) {
+        store = await openStore(storage, {
+          folder,
+          ref: device.ref,
+          reopen: store,
+          track: (p) => scheduler.track(p),
+        });
+        device.store = store;
+        device.crashed = false;
+      }
+      states.push(await readState(device.ref, store));
+    }
+    const conversationUids = new Map<string, Set<string>>();
+    for (const [key, uid] of world.conversations) conversationUids.set(key, new Set([uid]));
+    for (const s of states) {
+      for (const c of s.contacts) {
+        for (const [key, uids] of conversationUids) {
+          const [a, b] = key.split("|");
+          if (s.user === a || s.user === b) {
+            const other = s.user === a ? b : a;
+            if (world.contactOf(s.ref, c.uid) === other) uids.add(c.uid);
+          }
+        }
+      }
+    }
+    const input: CheckInput = {
+      recording: world.recording,
+      states,
+      pairedAt: new Map([...world.devices.values()].map((d) => [d.ref, d.pairedAt])),
+      conversationUids,
+      endMs,
+    };
+    const expectations = scenario.expect.map((e) => check(e, input));
+    const replay = replayCommand(options.file ?? scenario.source, seed, server, storage);
+    for (const e of expectations) if (!e.ok) e.detail += ` — replay: ${replay}`;
+    const digest = sha256.create();
+    for (const s of [...states].sort((a, b) => (a.ref < b.ref ? -1 : 1))) {
+      digest.update(encoder.encode(canonical(s, VIRTUAL_EPOCH_MS) + "\n"));
+    }
+    const l = latency(input);
+    let bytesToServer = 0;
+    let bytesFromServer = 0;
+    for (const d of world.devices.values()) {
+      bytesToServer += d.transport.stats.bytesToServer;
+      bytesFromServer += d.transport.stats.bytesFromServer;
+    }
+    return {
+      scenario: scenario.name,
+      seed,
+      server,
+      ok: expectations.every((e) => e.ok),
+      expectations,
+      stats: {
+        virtualMs: endMs,
+        wallMs: Math.round(wall() - started),
+        events: scheduler.eventsRun,
+        users: scenario.users.length,
+        devices: world.devices.size,
+        messagesSent: world.recording.sent.size,
+        syncPayloads: world.recording.counters.syncPayloads,
+        forwards: world.recording.counters.forwards,
+        bytesToServer,
+        bytesFromServer,
+        latencyMs: { p50: l.p50, p99: l.p99, max: l.max },
+      },
+      digest: hex(digest.digest()),
+      traceHash: hex(traceHash.digest()),
+      replay,
+    };
+  } finally {
+    await world.close();
+    if (folder) await Deno.remove(folder, { recursive: true }).catch(() => {});
+  }
+}
+
+/** A one-screen human summary of a report. */
+export function summary(report: Report): string {
+  const s = report.stats;
+  const lines = [
+    `${
+      report.ok ? "PASS" : "FAIL"
+    } ${report.scenario} (seed ${report.seed}, server ${report.server})`,
+    `  ${s.users} users, ${s.devices} devices, ${s.messagesSent} messages, ${s.syncPayloads} sync payloads, ${s.forwards} forwards`,
+    `  virtual ${(s.virtualMs / 1000).toFixed(1)} s in ${
+      (s.wallMs / 1000).toFixed(2)
+    } s wall, ${s.events} events`,
+    `  latency p50 ${s.latencyMs.p50} ms, p99 ${s.latencyMs.p99} ms, max ${s.latencyMs.max} ms; ` +
+    `${s.bytesToServer} B to relays, ${s.bytesFromServer} B back`,
+  ];
+  for (const e of report.expectations) {
+    lines.push(`  ${e.ok ? "ok  " : "FAIL"} ${e.name}${e.ok ? "" : `: ${e.detail}`}`);
+  }
+  lines.push(`  digest ${report.digest.slice(0, 16)}…  trace ${report.traceHash.slice(0, 16)}…`);
+  if (!report.ok) lines.push(`  replay: ${report.replay}`);
+  return lines.join("\n");
+}
+
+void pairKey;

@@ -1,0 +1,134 @@
+/**
+ * A device's final state in a canonical form: what the checkers compare and
+ * what the run's `digest` hashes. Read from the device's store (its "disk"),
+ * so a device that is down at the end is read as it would restart.
+ *
+ * @module
+ */
+import { PeerType } from "../proto/gen/meow_pb.ts";
+import type { Store } from "../kernel/ports.ts";
+
+/** One stored message, as compared across devices. */
+export interface MessageState {
+  uuid: string;
+  outbound: boolean;
+  text: string;
+  type: string;
+  sent: number;
+  received: number;
+  processed: number;
+  pendingForward: boolean;
+}
+
+/** One contact, as compared across devices. */
+export interface ContactState {
+  uid: string;
+  name: string;
+  blocked: boolean;
+  visible: boolean;
+  settings: string;
+}
+
+/** A device's state. */
+export interface DeviceState {
+  ref: string;
+  user: string;
+  /** Has an identity of its user (created here or received by pairing). */
+  paired: boolean;
+  identityUid: string;
+  profile: { nickname: string; status: string; avatars: number };
+  servers: string[];
+  contacts: ContactState[];
+  /** Sibling device peers held. */
+  deviceCount: number;
+  /** peer uid → messages in stored order (duplicates kept, to be found). */
+  conversations: Map<string, MessageState[]>;
+}
+
+/** Reads a device's state from its store. */
+export async function readState(ref: string, store: Store): Promise<DeviceState> {
+  const identity = await store.loadIdentity();
+  const contacts = (await store.listPeers())
+    .filter((p) => p.type === PeerType.CONTACT && p.contact !== undefined)
+    .map((p) => ({
+      uid: p.uid,
+      name: p.name,
+      blocked: p.blocked,
+      visible: p.visible,
+      settings: JSON.stringify({
+        n: p.settings?.notifications,
+        d: p.settings?.deliveryAck,
+        p: p.settings?.processingAck,
+        c: p.settings?.calls,
+      }),
+    }))
+    .sort((a, b) => (a.uid < b.uid ? -1 : a.uid > b.uid ? 1 : 0));
+  const conversations = new Map<string, MessageState[]>();
+  for (const uid of await store.listConversations()) {
+    conversations.set(
+      uid,
+      (await store.listMessages(uid)).map((m) => ({
+        uuid: m.message?.status?.uuid ?? "",
+        outbound: m.outbound,
+        text: m.message?.data ?? "",
+        type: m.message?.type ?? "",
+        sent: m.message?.status?.sent ?? 0,
+        received: m.message?.status?.received ?? 0,
+        processed: m.message?.status?.processed ?? 0,
+        pendingForward: m.pendingForward,
+      })),
+    );
+  }
+  return {
+    ref,
+    user: ref.split("/")[0],
+    paired: (identity?.uid ?? "") !== "",
+    identityUid: identity?.uid ?? "",
+    profile: {
+      nickname: identity?.profile?.nickname ?? "",
+      status: identity?.profile?.status ?? "",
+      avatars: identity?.profile?.avatars.length ?? 0,
+    },
+    servers: (identity?.servers ?? []).map((s) => s.name).sort(),
+    contacts,
+    deviceCount: (await store.listDevices()).filter((d) => d.contact !== undefined).length,
+    conversations,
+  };
+}
+
+/**
+ * The canonical JSON of a device's state, relative to the virtual epoch, in a
+ * fixed order: the input of the run's digest.
+ */
+export function canonical(state: DeviceState, epochMs: number): string {
+  const rel = (t: number) => (t === 0 ? 0 : t - epochMs);
+  const conversations = [...state.conversations.entries()]
+    .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))
+    .map(([uid, messages]) => [
+      uid,
+      [...messages]
+        .sort((a, b) => (a.uuid < b.uuid ? -1 : a.uuid > b.uuid ? 1 : 0))
+        .map((
+          m,
+        ) => [
+          m.uuid,
+          m.outbound,
+          m.type,
+          m.text,
+          rel(m.sent),
+          rel(m.received),
+          rel(m.processed),
+          m.pendingForward,
+        ]),
+    ]);
+  return JSON.stringify([
+    state.ref,
+    state.paired,
+    state.identityUid,
+    state.profile,
+    state.servers,
+    state.contacts,
+    state.deviceCount,
+    conversations,
+  ]);
+}

@@ -1,0 +1,680 @@
+/**
+ * A simulated world: relays (the production server core), devices (production
+ * kernels with production plugins over real stores), the network between
+ * them, and the scenario's steps, all on one virtual clock and one seed.
+ *
+ * @module
+ */
+import { create } from "@bufbuild/protobuf";
+import { encode } from "../proto/codec.ts";
+import {
+  type PeerRecord,
+  PeerType,
+  type ServerCard,
+  UserMessageSchema,
+} from "../proto/gen/meow_pb.ts";
+import { randomFloat, randomInt, SeededRandom, setWebCryptoRunner } from "../kernel/crypto/mod.ts";
+import { Kernel, type KernelObservation } from "../kernel/kernel.ts";
+import type { Plugin, PluginInput } from "../kernel/plugin.ts";
+import type { Store } from "../kernel/ports.ts";
+import type { ChatApi } from "../plugins/chat/mod.ts";
+import { type Backend, MemoryBackend, ServerCore } from "../server/mod.ts";
+import { SimTransport } from "./network.ts";
+import { defaultPlugins, type DeviceSyncLike } from "./plugins.ts";
+import type { Scenario, Step } from "./scenario.ts";
+import type { Scheduler } from "./scheduler.ts";
+import { openStore, type StorageKind } from "./storage.ts";
+import { VirtualClock } from "./virtual_clock.ts";
+
+/** One message a device accepted for sending. */
+export interface SentRecord {
+  uuid: string;
+  /** `user/device` that sent it. */
+  from: string;
+  fromUser: string;
+  toUser: string;
+  peerUid: string;
+  text: string;
+  /** Virtual ms (scheduler time) when it was accepted. */
+  at: number;
+  /** Whether the sending device was the contact's primary. */
+  fromPrimary: boolean;
+}
+
+/** One arrival of a message in a device's store. */
+export interface Arrival {
+  device: string;
+  uuid: string;
+  at: number;
+}
+
+/** What happened on the wire and in the pipelines, for the checkers. */
+export interface Recording {
+  sent: Map<string, SentRecord>;
+  /** uuid → device → first time it was stored there. */
+  arrivals: Map<string, Map<string, number>>;
+  /** Rejections other than repeats, by device. */
+  rejections: { device: string; code: string; detail: string }[];
+  /** Root private keys found in bytes that left their device. */
+  rootLeaks: { device: string; where: string }[];
+  /** Sent texts found in bytes a relay saw or stored. */
+  serverLeaks: { text: string; relay: string }[];
+  /** Packed messages a contact accepted: receiving device, peer uid, signer identity key (hex). */
+  contactInbound: { device: string; peerUid: string; identityKey: string; ratchetKeys: string }[];
+  /** Times each device was offline, crashed or partitioned: [from, to). */
+  downtime: Map<string, [number, number][]>;
+  /** Sync payloads sent, forwards sent. */
+  counters: { syncPayloads: number; forwards: number; chat: number };
+}
+
+/** Options of {@linkcode World.create}. */
+export interface WorldOptions {
+  scenario: Scenario;
+  seed: number;
+  scheduler: Scheduler;
+  /** Relay kind: `fake`, or a backend factory (Redis). */
+  backend?: (name: string) => Promise<Backend>;
+  /** @default "memory" */
+  storage?: StorageKind;
+  /** A temp folder for sqlite/kv stores. */
+  folder?: string;
+  /** Extra plugins per device (tests plant bugs this way). */
+  extraPlugins?: (ref: string) => PluginInput[];
+  /** Trace sink. */
+  trace: (line: Record<string, unknown>) => void;
+}
+
+const HEX = (bytes: Uint8Array) =>
+  Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
+
+/** A device of the world. */
+export class SimDevice {
+  readonly ref: string;
+  readonly user: string;
+  readonly name: string;
+  readonly random: SeededRandom;
+  incarnation = 0;
+  online = true;
+  crashed = false;
+  partitionedUntil = 0;
+  kernel: Kernel | undefined;
+  store: Store | undefined;
+  transport!: SimTransport;
+  /** Scheduler time at which this device got its identity (joined its user). */
+  pairedAt: number | undefined;
+  #world: World;
+
+  constructor(world: World, user: string, name: string) {
+    this.#world = world;
+    this.user = user;
+    this.name = name;
+    this.ref = `${user}/${name}`;
+    this.random = world.deviceRandom.fork(this.ref);
+  }
+
+  reachable(): boolean {
+    return this.online && !this.crashed && this.#world.scheduler.now >= this.partitionedUntil;
+  }
+
+  /** The kernel, or a clear error when the device is crashed. */
+  live(): Kernel {
+    if (!this.kernel) throw new Error(`${this.ref} is crashed`);
+    return this.kernel;
+  }
+}
+
+/** The simulated world. */
+export class World {
+  readonly scenario: Scenario;
+  readonly scheduler: Scheduler;
+  readonly clock: VirtualClock;
+  readonly seedRandom: SeededRandom;
+  readonly deviceRandom: SeededRandom;
+  readonly networkRandom: SeededRandom;
+  readonly scenarioRandom: SeededRandom;
+  readonly relays = new Map<string, ServerCore>();
+  readonly relaysByName = new Map<string, ServerCore>();
+  readonly devices = new Map<string, SimDevice>();
+  readonly recording: Recording;
+  readonly storage: StorageKind;
+  /** `userA|userB` → peer uid of their conversation. */
+  readonly conversations = new Map<string, string>();
+  /** Relay → last time it stored a message (scheduler ms). */
+  readonly lastStoredAt = new Map<string, number>();
+  readonly #options: WorldOptions;
+  #cryptoChain: Promise<unknown> = Promise.resolve();
+  #backends: Backend[] = [];
+  #textIndex = new Map<string, string[]>();
+
+  private constructor(options: WorldOptions) {
+    this.#options = options;
+    this.scenario = options.scenario;
+    this.scheduler = options.scheduler;
+    this.storage = options.storage ?? "memory";
+    this.clock = new VirtualClock(options.scheduler);
+    this.seedRandom = new SeededRandom(options.seed);
+    this.deviceRandom = this.seedRandom.fork("devices");
+    this.networkRandom = this.seedRandom.fork("network");
+    this.scenarioRandom = this.seedRandom.fork("scenario");
+    this.recording = {
+      sent: new Map(),
+      arrivals: new Map(),
+      rejections: [],
+      rootLeaks: [],
+      serverLeaks: [],
+      contactInbound: [],
+      downtime: new Map(),
+      counters: { syncPayloads: 0, forwards: 0, chat: 0 },
+    };
+  }
+
+  /** Builds relays and devices; identities are created on each user's first device. */
+  static async create(options: WorldOptions): Promise<World> {
+    const world = new World(options);
+    world.#installCryptoRunner();
+    for (const name of world.scenario.servers) {
+      const backend = options.backend ? await options.backend(name) : new MemoryBackend();
+      world.#backends.push(backend);
+      const core = await ServerCore.create({
+        backend,
+        clock: world.clock,
+        random: world.seedRandom.fork(`relay/${name}`),
+        name,
+        url: `sim://${name}`,
+      });
+      core.observe = (event) => world.#relaySaw(name, event.kind, event.bytes);
+      world.relays.set(core.card().uid, core);
+      world.relaysByName.set(name, core);
+    }
+    for (const user of world.scenario.users) {
+      for (const name of user.devices) {
+        const device = new SimDevice(world, user.name, name);
+        world.devices.set(device.ref, device);
+        device.transport = new SimTransport({
+          endpoint: device,
+          relays: world.relays,
+          scheduler: world.scheduler,
+          network: world.scenario.network,
+          random: world.networkRandom.fork(device.ref),
+          tap: (ref, _server, body) => world.#leftDevice(ref, body, "wire"),
+          trace: options.trace,
+          track: (p) => world.scheduler.track(p),
+        });
+        device.store = await openStore(world.storage, {
+          folder: options.folder,
+          ref: device.ref,
+          track: (p) => world.scheduler.track(p),
+        });
+        await world.#boot(device);
+      }
+      const first = world.devices.get(`${user.name}/${user.devices[0]}`)!;
+      await first.live().createIdentity({
+        nickname: user.name,
+        deviceName: first.name,
+        servers: [world.home().card()],
+      });
+      first.pairedAt = world.scheduler.now;
+      first.live().start();
+    }
+    return world;
+  }
+
+  /** The home relay: the first of `servers`. */
+  home(): ServerCore {
+    return this.relaysByName.get(this.scenario.servers[0])!;
+  }
+
+  /**
+   * WebCrypto completes through the event loop; run its operations one at a
+   * time in the order asked, each tracked by the scheduler, so the order of
+   * everything that follows them is reproducible.
+   */
+  #installCryptoRunner(): void {
+    setWebCryptoRunner(<T>(operation: () => Promise<T>): Promise<T> => {
+      const run = this.#cryptoChain.then(operation);
+      this.#cryptoChain = run.catch(() => {});
+      return this.scheduler.track(run);
+    });
+  }
+
+  /** Undoes global hooks. */
+  dispose(): void {
+    setWebCryptoRunner(undefined);
+  }
+
+  async #boot(device: SimDevice): Promise<void> {
+    const plugins: PluginInput[] = [
+      ...defaultPlugins(),
+      this.#probe(device),
+      ...(this.#options.extraPlugins?.(device.ref) ?? []),
+    ];
+    device.kernel = await Kernel.open({
+      store: device.store!,
+      clock: this.clock,
+      random: device.random,
+      transport: device.transport,
+      plugins,
+      name: device.ref,
+      pollIntervalMs: this.scenario.pollIntervalMs,
+      longPollMs: 0,
+      observe: (o) => this.#observed(device, o),
+    });
+    if (device.kernel.hasIdentity() && device.kernel.identity().uid !== "") {
+      device.pairedAt ??= this.scheduler.now;
+    }
+  }
+
+  /** The sim's own instrument: records when each message lands in each device's store. */
+  #probe(device: SimDevice): Plugin {
+    return {
+      name: "sim_probe",
+      on: {
+        "message.stored": ({ message }, tx) => {
+          const uuid = message.message?.status?.uuid ?? "";
+          tx.afterCommit(() => {
+            const at = this.scheduler.now;
+            let byDevice = this.recording.arrivals.get(uuid);
+            if (!byDevice) this.recording.arrivals.set(uuid, byDevice = new Map());
+            if (!byDevice.has(device.ref)) byDevice.set(device.ref, at);
+          });
+        },
+        "identity.updated": (_p, tx) => {
+          tx.afterCommit(() => {
+            if (device.kernel?.identity().uid) device.pairedAt ??= this.scheduler.now;
+          });
+        },
+      },
+    };
+  }
+
+  #observed(device: SimDevice, o: KernelObservation): void {
+    if (o.kind === "rejected") {
+      if (o.error.code !== "Replay") {
+        this.recording.rejections.push({
+          device: device.ref,
+          code: o.error.code,
+          detail: o.error.message,
+        });
+      }
+      return;
+    }
+    if (o.kind === "outbound") {
+      if (o.message.type === "device_sync") this.recording.counters.syncPayloads++;
+      if (o.message.type === "chat") this.recording.counters.chat++;
+      this.#leftDevice(device.ref, encode(UserMessageSchema, o.message), "plaintext");
+      return;
+    }
+    // inbound: what a contact accepted from which identity key and ratchet.
+    const peer = device.kernel?.peer(o.peerUid);
+    if (peer?.type === PeerType.CONTACT && peer.contact) {
+      this.recording.contactInbound.push({
+        device: device.ref,
+        peerUid: o.peerUid,
+        identityKey: HEX(peer.contact.identityPublicKey),
+        ratchetKeys: HEX(o.packed.drHeader.subarray(1, 33)),
+      });
+    }
+  }
+
+  /** root_key_private: the sending device's root private key must never be in what it sends. */
+  #leftDevice(ref: string, bytes: Uint8Array, where: string): void {
+    const root = this.devices.get(ref)?.kernel?.hasIdentity()
+      ? this.devices.get(ref)!.kernel!.identity().root?.privateKey
+      : undefined;
+    if (root && root.length === 32 && indexOf(bytes, root) >= 0) {
+      this.recording.rootLeaks.push({ device: ref, where });
+    }
+  }
+
+  /** server_blind: no sent text in any byte a relay saw or stored. */
+  #relaySaw(relay: string, kind: string, bytes: Uint8Array): void {
+    if (kind === "stored") this.lastStoredAt.set(relay, this.scheduler.now);
+    if (this.#textIndex.size === 0) return;
+    for (let i = 0; i + 4 <= bytes.length; i++) {
+      const key = `${bytes[i]},${bytes[i + 1]},${bytes[i + 2]},${bytes[i + 3]}`;
+      const texts = this.#textIndex.get(key);
+      if (!texts) continue;
+      for (const text of texts) {
+        const encoded = new TextEncoder().encode(text);
+        if (indexOf(bytes.subarray(i, i + encoded.length), encoded) === 0) {
+          this.recording.serverLeaks.push({ text, relay });
+        }
+      }
+    }
+  }
+
+  /** Registers a sent text for the server_blind scan (texts under 4 bytes match by chance). */
+  #watchText(text: string): void {
+    const bytes = new TextEncoder().encode(text);
+    if (bytes.length < 4) return;
+    const key = `${bytes[0]},${bytes[1]},${bytes[2]},${bytes[3]}`;
+    const list = this.#textIndex.get(key) ?? [];
+    if (!list.includes(text)) list.push(text);
+    this.#textIndex.set(key, list);
+  }
+
+  /** The user on the other side of conversation `peerUid` as `ref` knows it ("" if none). */
+  contactOf(ref: string, peerUid: string): string {
+    for (const [key, uid] of this.conversations) {
+      if (uid !== peerUid) continue;
+      const [a, b] = key.split("|");
+      const user = ref.split("/")[0];
+      return a === user ? b : a;
+    }
+    return "";
+  }
+
+  device(ref: string): SimDevice {
+    const device = this.devices.get(ref);
+    if (!device) throw new Error(`no device ${ref}`);
+    return device;
+  }
+
+  /** Devices of a user, in file order. */
+  devicesOf(user: string): SimDevice[] {
+    return [...this.devices.values()].filter((d) => d.user === user);
+  }
+
+  #down(device: SimDevice, from: number, to: number): void {
+    const list = this.recording.downtime.get(device.ref) ?? [];
+    list.push([from, to]);
+    this.recording.downtime.set(device.ref, list);
+  }
+
+  #downSince = new Map<string, number>();
+
+  // ─── Steps ────────────────────────────────────────────────────────────────
+
+  /** Schedules every step of the scenario. */
+  scheduleSteps(): void {
+    for (const step of this.scenario.steps) {
+      this.scheduler.schedule(
+        step.atMs,
+        () => this.#track(this.#run(step), step),
+        `step ${step.index} ${step.kind}`,
+      );
+    }
+  }
+
+  #track(work: Promise<void>, step: Step): Promise<void> {
+    return this.scheduler.track(work.catch((e) => {
+      this.#options.trace({
+        kind: "step.error",
+        step: step.index,
+        error: String((e as Error).message),
+      });
+    }));
+  }
+
+  async #run(step: Step): Promise<void> {
+    this.#options.trace({ kind: "step", step: step.index, action: step.kind });
+    switch (step.kind) {
+      case "invite":
+        return await this.#invite(this.device(step.from), this.device(step.to));
+      case "invite_group":
+        return await this.#inviteGroup(step.from, step.to, step.peers);
+      case "pair":
+        return await this.#pair(
+          this.device(`${step.user}/${step.from}`),
+          this.device(`${step.user}/${step.to}`),
+        );
+      case "offline": {
+        const d = this.device(step.device);
+        if (d.online) this.#downSince.set(d.ref, this.scheduler.now);
+        d.online = false;
+        return;
+      }
+      case "online": {
+        const d = this.device(step.device);
+        if (!d.online) this.#down(d, this.#downSince.get(d.ref) ?? 0, this.scheduler.now);
+        d.online = true;
+        return;
+      }
+      case "crash":
+        return await this.crash(this.device(step.device));
+      case "restart":
+        return await this.restart(this.device(step.device));
+      case "send":
+        for (let k = 0; k < step.count; k++) {
+          const text = step.count > 1 ? `${step.text} #${k + 1}` : step.text;
+          const at = step.atMs + k * step.everyMs;
+          if (k === 0) await this.send(this.device(step.from), step.to, text);
+          else {
+            this.scheduler.schedule(
+              at,
+              () => this.#track(this.send(this.device(step.from), step.to, text), step),
+              `send ${step.from}`,
+            );
+          }
+        }
+        return;
+      case "profile":
+        await this.device(step.device).live().updateProfile({
+          nickname: step.nickname,
+          status: step.status,
+        });
+        return;
+      case "rename": {
+        const d = this.device(step.device);
+        await d.live().updatePeer(this.#peerUid(d.user, step.peer), { name: step.name });
+        return;
+      }
+      case "read": {
+        const d = this.device(step.device);
+        await d.live().api<ChatApi>("chat").markRead(this.#peerUid(d.user, step.peer));
+        return;
+      }
+      case "partition":
+        for (const ref of step.devices) {
+          const d = this.device(ref);
+          d.partitionedUntil = this.scheduler.now + step.forMs;
+          this.#down(d, this.scheduler.now, d.partitionedUntil);
+        }
+        return;
+      case "add_server": {
+        const core = this.relaysByName.get(step.server)!;
+        await this.device(step.device).live().addServer(core.card());
+        return;
+      }
+      case "chatter":
+        return this.#chatter(step.users, step.messages, step.overMs, step.atMs);
+    }
+  }
+
+  #peerUid(user: string, other: string): string {
+    const uid = this.conversations.get(pairKey(user, other));
+    if (!uid) throw new Error(`${user} and ${other} are not contacts`);
+    return uid;
+  }
+
+  async #invite(from: SimDevice, to: SimDevice): Promise<void> {
+    const ticket = await from.live().createInvitation();
+    const uid = await to.live().acceptInvitation(ticket.bytes);
+    this.conversations.set(pairKey(from.user, to.user), uid);
+  }
+
+  async #inviteGroup(fromGroup: string, toGroup: string, peers: number): Promise<void> {
+    const members = (group: string) =>
+      this.scenario.users.filter((u) => u.generated?.group === group || u.name === group).map((u) =>
+        u.name
+      );
+    const from = members(fromGroup);
+    const to = members(toGroup);
+    for (const user of from) {
+      const candidates = to.filter((u) => u !== user && !this.conversations.has(pairKey(user, u)));
+      for (let i = 0; i < peers && candidates.length > 0; i++) {
+        const other = candidates.splice(randomInt(this.scenarioRandom, candidates.length), 1)[0];
+        await this.#invite(this.devicesOf(user)[0], this.devicesOf(other)[0]);
+      }
+    }
+  }
+
+  async #pair(from: SimDevice, to: SimDevice): Promise<void> {
+    const sync = from.live().api<DeviceSyncLike>("device_sync");
+    const ticket = await sync.initDevicePairing();
+    await to.live().api<DeviceSyncLike>("device_sync").answerDevicePairing(ticket.bytes, {
+      deviceName: to.name,
+    });
+    to.live().start();
+  }
+
+  /** Sends a chat text from `from` to the conversation with `toUser`; records it when accepted. */
+  async send(from: SimDevice, toUser: string, text: string): Promise<void> {
+    const kernel = from.live();
+    const peerUid = this.#peerUid(from.user, toUser);
+    const peer: PeerRecord | undefined = kernel.peer(peerUid);
+    if (!peer) throw new Error(`${from.ref} does not know ${toUser} (yet)`);
+    this.#watchText(text);
+    const at = this.scheduler.now;
+    const stored = await kernel.api<ChatApi>("chat").send(peerUid, text);
+    const uuid = stored.message!.status!.uuid;
+    this.recording.sent.set(uuid, {
+      uuid,
+      from: from.ref,
+      fromUser: from.user,
+      toUser,
+      peerUid,
+      text,
+      at,
+      fromPrimary: peer.primaryDeviceUid === "" || peer.primaryDeviceUid === kernel.deviceUid(),
+    });
+    if (!(peer.primaryDeviceUid === "" || peer.primaryDeviceUid === kernel.deviceUid())) {
+      this.recording.counters.forwards++;
+    }
+  }
+
+  #chatter(group: string, messages: number, overMs: number, atMs: number): void {
+    const users = this.scenario.users.filter((u) =>
+      u.generated?.group === group || u.name === group
+    );
+    for (let i = 0; i < messages; i++) {
+      const at = atMs + Math.floor((i * overMs) / messages);
+      const user = users[randomInt(this.scenarioRandom, users.length)];
+      const device = user.devices[randomInt(this.scenarioRandom, user.devices.length)];
+      const text = `chatter ${i} ${randomFloat(this.scenarioRandom).toString(36).slice(2, 10)}`;
+      this.scheduler.schedule(at, () => {
+        const contacts = [...this.conversations.keys()]
+          .map((k) => k.split("|"))
+          .filter(([a, b]) => a === user.name || b === user.name)
+          .map(([a, b]) => a === user.name ? b : a)
+          .sort();
+        if (contacts.length === 0) return;
+        const to = contacts[randomInt(this.scenarioRandom, contacts.length)];
+        return this.scheduler.track(
+          this.send(this.device(`${user.name}/${device}`), to, text).catch((e) =>
+            this.#options.trace({
+              kind: "chatter.skip",
+              device: `${user.name}/${device}`,
+              error: String(e.message),
+            })
+          ),
+        );
+      }, `chatter ${user.name}`);
+    }
+  }
+
+  /** Drops the kernel and every in-memory cache at once; the store stays as a disk would. */
+  async crash(device: SimDevice): Promise<void> {
+    if (device.crashed) return;
+    device.kernel?.crash();
+    device.kernel = undefined;
+    device.crashed = true;
+    device.incarnation++;
+    this.#downSince.set(device.ref, this.scheduler.now);
+    await device.store?.close();
+  }
+
+  /** Starts the device again from its stores. */
+  async restart(device: SimDevice): Promise<void> {
+    if (!device.crashed) return;
+    device.store = await openStore(this.storage, {
+      folder: this.#options.folder,
+      ref: device.ref,
+      reopen: device.store,
+      track: (p) => this.scheduler.track(p),
+    });
+    device.crashed = false;
+    this.#down(device, this.#downSince.get(device.ref) ?? 0, this.scheduler.now);
+    await this.#boot(device);
+    device.kernel!.start();
+  }
+
+  /** Starts every device's loops (devices without identity start when paired). */
+  startAll(): void {
+    for (const device of this.devices.values()) {
+      if (device.kernel?.hasIdentity()) device.kernel.start();
+    }
+  }
+
+  /**
+   * Quiescent: every device up, nothing in flight, every outbox empty, and
+   * every device polled each of its relays after the relay last stored anything.
+   */
+  quiescent(): boolean {
+    for (const device of this.devices.values()) {
+      const kernel = device.kernel;
+      if (!kernel || !device.reachable()) return false;
+      if (device.transport.inFlight > 0 || kernel.outboxSize() > 0) return false;
+      if (!kernel.hasIdentity()) continue;
+      for (const server of kernel.identity().servers) {
+        const relay = this.relays.get(server.uid);
+        const stored = this.lastStoredAt.get(relay?.card().name ?? "") ?? -1;
+        if (kernel.quietPollAt(server.uid) - this.clock.now() + this.scheduler.now <= stored) {
+          return false;
+        }
+      }
+    }
+    return true;
+  }
+
+  /** Stops every kernel. */
+  async stopAll(): Promise<void> {
+    for (const device of this.devices.values()) await device.kernel?.stop();
+  }
+
+  /** Closes kernels, stores and relays. */
+  async close(): Promise<void> {
+    for (const device of this.devices.values()) {
+      if (device.kernel) await device.kernel.close();
+      else await device.store?.close();
+    }
+    for (const backend of this.#backends) await backend.close();
+    this.dispose();
+  }
+
+  /** Closes downtime spans still open at the end of the run. */
+  closeDowntime(): void {
+    for (const device of this.devices.values()) {
+      if (!device.online || device.crashed) {
+        this.#down(device, this.#downSince.get(device.ref) ?? 0, this.scheduler.now);
+      }
+    }
+  }
+
+  /** A serverCard by relay name. */
+  card(name: string): ServerCard {
+    return this.relaysByName.get(name)!.card();
+  }
+}
+
+/** The conversation key of two users. */
+export function pairKey(a: string, b: string): string {
+  return a < b ? `${a}|${b}` : `${b}|${a}`;
+}
+
+/** Index of `needle` in `haystack`, or -1. */
+export function indexOf(haystack: Uint8Array, needle: Uint8Array): number {
+  if (needle.length === 0) return 0;
+  const first = needle[0];
+  outer: for (
+    let i = haystack.indexOf(first);
+    i >= 0 && i + needle.length <= haystack.length;
+    i = haystack.indexOf(first, i + 1)
+  ) {
+    for (let j = 1; j < needle.length; j++) if (haystack[i + j] !== needle[j]) continue outer;
+    return i;
+  }
+  return -1;
+}
+
+void create;

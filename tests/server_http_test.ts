@@ -1,0 +1,159 @@
+import assert from "node:assert/strict";
+import { create } from "@bufbuild/protobuf";
+import {
+  generateEncryptionKeyPair,
+  generateLookupKeyPair,
+  generateSigningKeyPair,
+  type KeyPair,
+  SystemRandom,
+  toBase64Url,
+} from "../kernel/crypto/mod.ts";
+import { systemClock } from "../kernel/system_clock.ts";
+import { TransportError } from "../kernel/ports.ts";
+import {
+  type FromServerMessage,
+  PackedUserMessageSchema,
+  type ServerCard,
+  ToServerMessageSchema,
+} from "../proto/gen/meow_pb.ts";
+import {
+  type Backend,
+  createHandler,
+  HttpTransport,
+  KvBackend,
+  openAnswer,
+  RedisBackend,
+  sealRequest,
+  ServerCore,
+  signPull,
+} from "../server/mod.ts";
+import type { MessageInitShape } from "@bufbuild/protobuf";
+import { redisSkip, startRedis } from "./_redis.ts";
+
+const random = new SystemRandom();
+const transport = new HttpTransport({ timeoutMs: 5_000 });
+
+class Client {
+  readonly encryption: KeyPair = generateEncryptionKeyPair(random);
+  readonly signing: KeyPair = generateSigningKeyPair(random);
+  readonly lookup: KeyPair = generateLookupKeyPair(random);
+  readonly queue = toBase64Url(this.lookup.publicKey);
+  #tick = 0;
+  constructor(readonly server: ServerCard) {}
+
+  async send(init: MessageInitShape<typeof ToServerMessageSchema>): Promise<FromServerMessage> {
+    const body = await sealRequest({
+      server: this.server,
+      request: create(ToServerMessageSchema, init),
+      deviceEncryption: this.encryption,
+      deviceSigning: this.signing,
+      random,
+    });
+    const answer = await transport.exchange(this.server, body);
+    return openAnswer({ server: this.server, body: answer, deviceEncryption: this.encryption });
+  }
+
+  pull() {
+    return signPull({ server: this.server, lookup: this.lookup, now: Date.now() + this.#tick++ });
+  }
+}
+
+async function exchangeOver(backend: Backend): Promise<void> {
+  const core = await ServerCore.create({ backend, clock: systemClock, random });
+  const server = Deno.serve(
+    { hostname: "127.0.0.1", port: 0, onListen: () => {} },
+    createHandler(core),
+  );
+  try {
+    const url = `http://127.0.0.1:${server.addr.port}`;
+    const card = await transport.fetchCard(url);
+    assert.equal(card.uid, core.card().uid);
+    card.url = url;
+    const alice = new Client(card);
+    const bob = new Client(card);
+
+    // Bob long-polls; Alice's store wakes him.
+    const poll = bob.send({ uuid: "poll", pullRequests: [await bob.pull()], timeoutMs: 10_000 });
+    const sent = await alice.send({
+      uuid: "send",
+      messages: [
+        create(PackedUserMessageSchema, {
+          destination: bob.queue,
+          payload: new TextEncoder().encode("hello bob"),
+        }),
+      ],
+    });
+    assert.equal(sent.stored, 1);
+    const got = await poll;
+    assert.equal(got.uuidAck, "poll");
+    assert.equal(new TextDecoder().decode(got.chat[0].payload), "hello bob");
+
+    // Bob answers and acks in one request; Alice pulls it.
+    const reply = await bob.send({
+      messages: [
+        create(PackedUserMessageSchema, {
+          destination: alice.queue,
+          payload: new TextEncoder().encode("hi alice"),
+        }),
+      ],
+      pullRequests: [await bob.pull()],
+      acks: [got.chat[0].serverDeliveryUuid],
+    });
+    assert.deepEqual(reply.chat, [], "the ack removed Bob's message before the read");
+    const inbox = await alice.send({ pullRequests: [await alice.pull()] });
+    assert.equal(new TextDecoder().decode(inbox.chat[0].payload), "hi alice");
+
+    // Oversized and unreadable bodies are HTTP errors, i.e. TransportErrors.
+    await assert.rejects(
+      () => transport.exchange(card, new Uint8Array(core.limits.requestBytesMax + 1)),
+      (e) => e instanceof TransportError && e.message.includes("413"),
+    );
+    await assert.rejects(
+      () => transport.exchange(card, new Uint8Array([1, 2, 3])),
+      (e) => e instanceof TransportError && e.message.includes("400"),
+    );
+    const health = await (await fetch(`${url}/health`)).json();
+    assert.equal(health.ok, true);
+  } finally {
+    await server.shutdown();
+    await backend.close();
+  }
+}
+
+Deno.test({
+  name: "relay over HTTP: two clients exchange sealed messages over the KV backend",
+  sanitizeResources: false,
+  sanitizeOps: false,
+  fn: async () => {
+    const dir = await Deno.makeTempDir({ prefix: "meowsync-http-" });
+    try {
+      await exchangeOver(await KvBackend.open({ path: `${dir}/relay.kv` }));
+    } finally {
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
+});
+
+Deno.test({
+  name: `relay over HTTP: two clients exchange sealed messages over the Redis backend${
+    redisSkip() ? ` (skipped: ${redisSkip()})` : ""
+  }`,
+  ignore: redisSkip() !== undefined,
+  sanitizeResources: false,
+  sanitizeOps: false,
+  fn: async () => {
+    const redis = await startRedis();
+    try {
+      await exchangeOver(await RedisBackend.connect({ url: redis.url }));
+    } finally {
+      await redis.stop();
+    }
+  },
+});
+
+Deno.test("HttpTransport turns an unreachable relay into a TransportError", async () => {
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const port = (listener.addr as Deno.NetAddr).port;
+  listener.close();
+  await assert.rejects(() => transport.fetchCard(`http://127.0.0.1:${port}`), TransportError);
+});
