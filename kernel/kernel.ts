@@ -40,8 +40,16 @@ import {
   type KeyPair,
   randomInt,
   randomUuid,
+  verify,
 } from "./crypto/mod.ts";
-import { Malformed, MeowError, UnknownDestination, UnknownType } from "./errors.ts";
+import {
+  BadSignature,
+  Malformed,
+  MeowError,
+  Replay,
+  UnknownDestination,
+  UnknownType,
+} from "./errors.ts";
 import {
   answerInvitation,
   cardBytes,
@@ -51,7 +59,7 @@ import {
   HELLO_TYPE,
   isPending,
 } from "./invitation.ts";
-import { assertUsablePeer, myLookupKey, pack, unpack } from "./pipeline.ts";
+import { assertUsablePeer, myLookupKey, pack, signedBytes, unpack } from "./pipeline.ts";
 import type {
   KernelEventName,
   KernelEvents,
@@ -928,6 +936,19 @@ export class Kernel {
       tx.putPeer(done);
       await tx.emit("peer.updated", { peer: done, created: true, origin: "local" });
       return { kind: "accepted", peerUid: done.uid, type: "invitation" };
+    }
+    if (packed.drHeader.length === 0) {
+      // Only an invitation answer travels without a ratchet header: a second copy of one
+      // (delivery is at least once) is dropped as a repeat once its signature checks out.
+      const signed = signedBytes(packed.destination, packed.payload, packed.drHeader);
+      if (peer.contact && await verify(peer.contact.identityPublicKey, signed, packed.signature)) {
+        throw new Replay(
+          `Dropped a repeated invitation answer from peer "${peer.name}" (uid ${peer.uid})`,
+        );
+      }
+      throw new BadSignature(
+        `Cannot open message: signature does not match peer "${peer.name}" (uid ${peer.uid})`,
+      );
     }
     assertUsablePeer(peer);
     const { message, ratchet } = await unpack(peer, packed, { random: this.random, now: tx.now });

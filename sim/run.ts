@@ -94,7 +94,9 @@ export async function runScenario(scenario: Scenario, options: RunOptions = {}):
   const server = options.server ?? scenario.server ?? "fake";
   const storage = options.storage ?? "memory";
   const traceHash = sha256.create();
-  const trace = (line: Record<string, unknown>) => {
+  let now = () => 0;
+  const trace = (record: Record<string, unknown>) => {
+    const line = "t" in record ? record : { t: now(), ...record };
     const text = JSON.stringify(line);
     traceHash.update(encoder.encode(text + "\n"));
     options.trace?.(line);
@@ -109,6 +111,7 @@ export async function runScenario(scenario: Scenario, options: RunOptions = {}):
       }
     },
   });
+  now = () => scheduler.now;
   const folder = storage === "memory"
     ? undefined
     : await Deno.makeTempDir({ prefix: "meowsync-sim-" });
@@ -125,7 +128,19 @@ export async function runScenario(scenario: Scenario, options: RunOptions = {}):
   try {
     world.scheduleSteps();
     world.startAll();
-    const lastStepMs = scenario.steps.at(-1)?.atMs ?? 0;
+    // The last moment a step does anything: repeated sends and chatter run past their `at`.
+    const lastStepMs = Math.max(
+      0,
+      ...scenario.steps.map((step) =>
+        step.kind === "send"
+          ? step.atMs + (step.count - 1) * step.everyMs
+          : step.kind === "chatter"
+          ? step.atMs + step.overMs
+          : step.kind === "partition"
+          ? step.atMs + step.forMs
+          : step.atMs
+      ),
+    );
     let nextIdleCheck = 0;
     await scheduler.runUntil(scenario.durationMs, {
       idle: () => {

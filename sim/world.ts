@@ -6,8 +6,9 @@
  * @module
  */
 import { create } from "@bufbuild/protobuf";
-import { encode } from "../proto/codec.ts";
+import { decode, encode } from "../proto/codec.ts";
 import {
+  DeviceSyncPayloadSchema,
   type PeerRecord,
   PeerType,
   type ServerCard,
@@ -215,6 +216,11 @@ export class World {
       });
       first.pairedAt = world.scheduler.now;
       first.live().start();
+      if (user.generated?.pairAll) {
+        for (const other of user.devices.slice(1)) {
+          await world.#pair(first, world.devices.get(`${user.name}/${other}`)!);
+        }
+      }
     }
     return world;
   }
@@ -287,13 +293,44 @@ export class World {
     };
   }
 
+  /** A trace line for a user message entering or leaving a device's pipeline. */
+  #traceMessage(device: SimDevice, o: KernelObservation): void {
+    if (o.kind === "rejected") {
+      this.#options.trace({ kind: "msg.rejected", device: device.ref, code: o.error.code });
+      return;
+    }
+    let kind = o.message.type;
+    if (kind === "device_sync") {
+      try {
+        kind = `sync:${decode(DeviceSyncPayloadSchema, o.message.appdata).syncType}`;
+      } catch {
+        kind = "sync:?";
+      }
+    }
+    this.#options.trace({
+      kind: o.kind === "outbound" ? "msg.out" : "msg.in",
+      device: device.ref,
+      peer: o.peerUid,
+      type: kind,
+      uuid: o.message.status?.uuid ?? "",
+      queue: o.packed.destination.slice(0, 12),
+    });
+  }
+
   #observed(device: SimDevice, o: KernelObservation): void {
+    this.#traceMessage(device, o);
     if (o.kind === "rejected") {
       if (o.error.code !== "Replay") {
+        const from = device.kernel?.pullKeys().find((k) => k.lookupKey === o.packed.destination)
+          ?.peer;
+        const peer = from
+          ? ` (from ${from.type === PeerType.DEVICE ? "device" : "contact"} "${from.name}", ` +
+            `conversation ${from.uid})`
+          : "";
         this.recording.rejections.push({
           device: device.ref,
           code: o.error.code,
-          detail: o.error.message,
+          detail: `${o.error.message}${peer}`,
         });
       }
       return;
@@ -607,14 +644,15 @@ export class World {
   }
 
   /**
-   * Quiescent: every device up, nothing in flight, every outbox empty, and
+   * Quiescent: every device up, every outbox empty (nothing left to deliver), and
    * every device polled each of its relays after the relay last stored anything.
    */
   quiescent(): boolean {
     for (const device of this.devices.values()) {
       const kernel = device.kernel;
       if (!kernel || !device.reachable()) return false;
-      if (device.transport.inFlight > 0 || kernel.outboxSize() > 0) return false;
+      // A poll in flight is harmless: what it could bring is covered by the check below.
+      if (kernel.outboxSize() > 0) return false;
       if (!kernel.hasIdentity()) continue;
       for (const server of kernel.identity().servers) {
         const relay = this.relays.get(server.uid);

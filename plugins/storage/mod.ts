@@ -1,7 +1,8 @@
 /**
  * The storage adapters of the {@linkcode Store} port: in memory (tests and the
  * simulator), Deno KV (Deno Deploy) and SQLite (`node:sqlite`, the agent).
- * All three pass one conformance suite (`store_conformance.ts`).
+ * All three pass one conformance suite (`store_conformance.ts`). SQLite can
+ * seal every record at rest with a {@linkcode StoreCipher} (`cipher.ts`).
  *
  * @example
  * ```ts
@@ -27,5 +28,11 @@ export {
   KvStore,
   type KvStoreOptions,
 } from "./kv.ts";
-export { SqliteStore } from "./sqlite.ts";
+export { SqliteStore, type SqliteStoreOptions } from "./sqlite.ts";
+export {
+  SEAL_OVERHEAD_BYTES,
+  type StoreCipher,
+  UnreadableRecord,
+  xchachaCipher,
+} from "./cipher.ts";
 export type { Store };

@@ -19,6 +19,7 @@ import {
 } from "../../proto/gen/meow_pb.ts";
 import { checkBeforeMs, checkLimit, prepareBatch } from "./_prepare.ts";
 import { run } from "./_run.ts";
+import { type StoreCipher, UnreadableRecord } from "./cipher.ts";
 
 const NAME = "SqliteStore";
 
@@ -80,6 +81,20 @@ const SQL = {
 
 type Statements = { [K in keyof typeof SQL]: StatementSync };
 
+/** Options for {@linkcode SqliteStore.open}. */
+export interface SqliteStoreOptions {
+  /**
+   * Seals every record (the BLOB column of each table) before it is written
+   * and opens it after it is read: at-rest encryption of the identity, the
+   * peers, the messages and the outbox. Keys and ordering columns (uids,
+   * uuids, ids, times) stay in the clear. A store written with a cipher must
+   * be opened with the same one; a record that does not open is an
+   * {@linkcode UnreadableRecord}.
+   * @default {no cipher: records are stored as they are}
+   */
+  cipher?: StoreCipher;
+}
+
 /**
  * A {@linkcode Store} in one SQLite file, in WAL mode with `synchronous=FULL`:
  * a commit is on disk (the WAL fsynced) before `commit` resolves, because the
@@ -109,9 +124,11 @@ type Statements = { [K in keyof typeof SQL]: StatementSync };
 export class SqliteStore implements Store {
   readonly #db: DatabaseSync;
   readonly #q: Statements;
+  readonly #cipher: StoreCipher | undefined;
 
-  private constructor(db: DatabaseSync) {
+  private constructor(db: DatabaseSync, cipher: StoreCipher | undefined) {
     this.#db = db;
+    this.#cipher = cipher;
     this.#q = Object.fromEntries(
       Object.entries(SQL).map(([name, sql]) => [name, db.prepare(sql)]),
     ) as Statements;
@@ -119,7 +136,8 @@ export class SqliteStore implements Store {
 
   /**
    * Opens (creating if needed) the store in the SQLite file at `path`;
-   * `":memory:"` gives a store that lives as long as the handle.
+   * `":memory:"` gives a store that lives as long as the handle. With
+   * `options.cipher` every record is sealed at rest (see {@linkcode SqliteStoreOptions}).
    *
    * @throws {Error} the file cannot be opened, or was written by a newer schema version
    * @example
@@ -130,7 +148,7 @@ export class SqliteStore implements Store {
    * await store.close();
    * ```
    */
-  static open(path: string): Promise<SqliteStore> {
+  static open(path: string, options: SqliteStoreOptions = {}): Promise<SqliteStore> {
     return run(() => {
       const db = new DatabaseSync(path);
       try {
@@ -154,7 +172,7 @@ export class SqliteStore implements Store {
           if (db.isTransaction) db.exec("ROLLBACK");
           throw e;
         }
-        return new SqliteStore(db);
+        return new SqliteStore(db, options.cipher);
       } catch (e) {
         db.close();
         throw e;
@@ -171,7 +189,7 @@ export class SqliteStore implements Store {
   loadIdentity(): Promise<IdentityRecord | undefined> {
     return run(() => {
       const row = this.#stmt.identityGet.get() as Row | undefined;
-      return row && decode(IdentityRecordSchema, bytesOf(row));
+      return row && decode(IdentityRecordSchema, this.#open(bytesOf(row), "the identity"));
     });
   }
 
@@ -194,7 +212,7 @@ export class SqliteStore implements Store {
   getMessage(peerUid: string, uuid: string): Promise<DbMessage | undefined> {
     return run(() => {
       const row = this.#stmt.messageGet.get(peerUid, uuid) as Row | undefined;
-      return row && decode(DbMessageSchema, bytesOf(row));
+      return row && decode(DbMessageSchema, this.#open(bytesOf(row), "a message"));
     });
   }
 
@@ -233,15 +251,16 @@ export class SqliteStore implements Store {
       });
       this.#db.exec("BEGIN IMMEDIATE");
       try {
-        if (p.identity) q.identityPut.run(p.identity);
-        for (const [uid, bytes] of p.peers) q.peerPut.run(uid, bytes);
+        const seal = (bytes: Uint8Array) => this.#cipher ? this.#cipher.seal(bytes) : bytes;
+        if (p.identity) q.identityPut.run(seal(p.identity));
+        for (const [uid, bytes] of p.peers) q.peerPut.run(uid, seal(bytes));
         for (const uid of p.deletePeers) q.peerDelete.run(uid);
-        for (const [uid, bytes] of p.devices) q.devicePut.run(uid, bytes);
+        for (const [uid, bytes] of p.devices) q.devicePut.run(uid, seal(bytes));
         for (const uid of p.deleteDevices) q.deviceDelete.run(uid);
         for (const m of p.messages.values()) {
-          q.messagePut.run(m.peerUid, m.uuid, m.storedAt, m.bytes);
+          q.messagePut.run(m.peerUid, m.uuid, m.storedAt, seal(m.bytes));
         }
-        for (const e of p.outboxPut.values()) q.outboxPut.run(e.id, e.queuedAt, e.bytes);
+        for (const e of p.outboxPut.values()) q.outboxPut.run(e.id, e.queuedAt, seal(e.bytes));
         for (const id of p.outboxDelete) q.outboxDelete.run(id);
         for (const [id, at] of p.seen) q.seenPut.run(id, at);
         this.#db.exec("COMMIT");
@@ -268,7 +287,23 @@ export class SqliteStore implements Store {
   }
 
   #all(statement: StatementSync, ...params: (string | number)[]): Uint8Array[] {
-    return (statement.all(...params) as unknown as Row[]).map(bytesOf);
+    return (statement.all(...params) as unknown as Row[]).map((row) =>
+      this.#open(bytesOf(row), "a record")
+    );
+  }
+
+  /** Opens a sealed record (as it is without a cipher). */
+  #open(bytes: Uint8Array, what: string): Uint8Array {
+    if (!this.#cipher) return bytes;
+    try {
+      return this.#cipher.open(bytes);
+    } catch (cause) {
+      throw new UnreadableRecord(
+        `Cannot read ${what} of ${NAME}: it does not open with this key ` +
+          `(the wrong key, or the file was altered): ${(cause as Error).message}`,
+        { cause },
+      );
+    }
   }
 }
 
