@@ -170,7 +170,7 @@ export async function runScenario(scenario: Scenario, options: RunOptions = {}):
       states.push(await readState(device.ref, store));
     }
     const conversationUids = new Map<string, Set<string>>();
-    for (const [key, uid] of world.conversations) conversationUids.set(key, new Set([uid]));
+    for (const [key, uids] of world.conversationsAll) conversationUids.set(key, new Set(uids));
     for (const s of states) {
       for (const c of s.contacts) {
         for (const [key, uids] of conversationUids) {

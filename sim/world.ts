@@ -138,8 +138,10 @@ export class World {
   readonly devices = new Map<string, SimDevice>();
   readonly recording: Recording;
   readonly storage: StorageKind;
-  /** `userA|userB` → peer uid of their conversation. */
+  /** `userA|userB` → peer uid of their conversation (the latest one). */
   readonly conversations = new Map<string, string>();
+  /** `userA|userB` → every conversation uid ever created between them. */
+  readonly conversationsAll = new Map<string, Set<string>>();
   /** Relay → last time it stored a message (scheduler ms). */
   readonly lastStoredAt = new Map<string, number>();
   readonly #options: WorldOptions;
@@ -392,8 +394,8 @@ export class World {
 
   /** The user on the other side of conversation `peerUid` as `ref` knows it ("" if none). */
   contactOf(ref: string, peerUid: string): string {
-    for (const [key, uid] of this.conversations) {
-      if (uid !== peerUid) continue;
+    for (const [key, uids] of this.conversationsAll) {
+      if (!uids.has(peerUid)) continue;
       const [a, b] = key.split("|");
       const user = ref.split("/")[0];
       return a === user ? b : a;
@@ -527,7 +529,9 @@ export class World {
   async #invite(from: SimDevice, to: SimDevice): Promise<void> {
     const ticket = await from.live().createInvitation();
     const uid = await to.live().acceptInvitation(ticket.bytes);
-    this.conversations.set(pairKey(from.user, to.user), uid);
+    const key = pairKey(from.user, to.user);
+    this.conversations.set(key, uid);
+    this.conversationsAll.set(key, (this.conversationsAll.get(key) ?? new Set()).add(uid));
   }
 
   async #inviteGroup(fromGroup: string, toGroup: string, peers: number): Promise<void> {

@@ -1,0 +1,280 @@
+import assert from "node:assert/strict";
+import { create } from "@bufbuild/protobuf";
+import { PackedUserMessageSchema } from "../proto/gen/meow_pb.ts";
+import type { Plugin } from "../kernel/plugin.ts";
+import { contactLookupKey } from "../kernel/pipeline.ts";
+import { redisSkip, startRedis } from "../tests/_redis.ts";
+import { RedisBackend } from "../server/redis.ts";
+import { type Report, runScenario } from "./run.ts";
+import { loadScenario, parseScenario, type Scenario } from "./scenario.ts";
+
+/** Alice with two paired devices, bob with one; traffic both ways, a read. */
+function base(expect: unknown[], overrides: Record<string, unknown> = {}): Scenario {
+  return parseScenario({
+    name: "checker-base",
+    seed: 5,
+    duration: "3m",
+    network: { latency: { min: "20ms", max: "120ms" } },
+    users: [{ name: "alice", devices: ["phone", "laptop"] }, { name: "bob", devices: ["phone"] }],
+    steps: [
+      { at: "0s", invite: { from: "alice/phone", to: "bob/phone" } },
+      { at: "2s", pair: { user: "alice", from: "phone", to: "laptop" } },
+      {
+        at: "20s",
+        send: { from: "alice/phone", to: "bob", text: "first words", count: 4, every: "1s" },
+      },
+      {
+        at: "21s",
+        send: { from: "alice/laptop", to: "bob", text: "laptop words", count: 3, every: "1s" },
+      },
+      {
+        at: "22s",
+        send: { from: "bob/phone", to: "alice", text: "answers", count: 4, every: "1s" },
+      },
+      { at: "40s", read: { device: "bob/phone", peer: "alice" } },
+    ],
+    expect,
+    ...overrides,
+  }, "checker-base");
+}
+
+function failed(report: Report, name: string): string {
+  const result = report.expectations.find((e) => e.name === name);
+  assert.ok(result, `expectation ${name} was checked`);
+  assert.equal(result.ok, false, `${name} should fail on this broken run`);
+  return result.detail;
+}
+
+/** A plugin on one device, built per kernel (restarts get a fresh one). */
+function on(device: string, plugin: () => Plugin): (ref: string) => Plugin[] {
+  return (ref) => (ref === device ? [plugin()] : []);
+}
+
+Deno.test("runScenario() gives the same traceHash and digest for the same seed, another for another seed", async () => {
+  const scenario = await loadScenario("scenarios/quickstart.yaml");
+  const a = await runScenario(scenario, { seed: 7 });
+  const b = await runScenario(scenario, { seed: 7 });
+  const c = await runScenario(scenario, { seed: 8 });
+  assert.equal(a.traceHash, b.traceHash);
+  assert.equal(a.digest, b.digest);
+  assert.notEqual(a.traceHash, c.traceHash);
+  assert.ok(a.ok && c.ok);
+});
+
+for (
+  const file of [
+    "scenarios/quickstart.yaml",
+    "scenarios/sync_two_devices.yaml",
+    "scenarios/forward_primary_crash.yaml",
+  ]
+) {
+  Deno.test(`runScenario() digest of ${file} is the same over memory, SQLite and Deno KV stores`, async () => {
+    const scenario = await loadScenario(file);
+    const memory = await runScenario(scenario, { storage: "memory" });
+    const sqlite = await runScenario(scenario, { storage: "sqlite" });
+    const kv = await runScenario(scenario, { storage: "kv" });
+    assert.ok(memory.ok, JSON.stringify(memory.expectations));
+    assert.equal(sqlite.digest, memory.digest);
+    assert.equal(kv.digest, memory.digest);
+    assert.equal(sqlite.traceHash, memory.traceHash);
+  });
+}
+
+Deno.test({
+  name: "runScenario() digest is the same with the fake relay and a real Redis",
+  ignore: redisSkip() !== undefined,
+  sanitizeResources: false,
+  sanitizeOps: false,
+  fn: async () => {
+    const redis = await startRedis();
+    try {
+      for (const file of ["scenarios/quickstart.yaml", "scenarios/forward_primary_online.yaml"]) {
+        const scenario = await loadScenario(file);
+        const fake = await runScenario(scenario, {});
+        const real = await runScenario(scenario, {
+          server: "redis",
+          backend: (name) => RedisBackend.connect({ url: redis.url, prefix: `${file}:${name}:` }),
+        });
+        assert.ok(real.ok, JSON.stringify(real.expectations));
+        assert.equal(real.digest, fake.digest, file);
+      }
+    } finally {
+      await redis.stop();
+    }
+  },
+});
+
+Deno.test("every checker passes on the healthy base run", async () => {
+  const report = await runScenario(base([
+    "converged",
+    "no_duplicates",
+    "no_loss",
+    "contacts_blind",
+    "root_key_private",
+    "server_blind",
+    "forwarded",
+    "decrypt_clean",
+    { delivered_within: { p99: "10s" } },
+    { count: { messages: 11 } },
+  ]));
+  assert.deepEqual(report.expectations.filter((e) => !e.ok), []);
+});
+
+Deno.test("no_loss fails when a plugin drops an outgoing message", async () => {
+  let chats = 0;
+  const report = await runScenario(base(["no_loss"]), {
+    extraPlugins: on("bob/phone", () => ({
+      name: "drop-third-chat",
+      outbound: (message) => message.type === "chat" && ++chats === 3,
+    })),
+  });
+  assert.match(failed(report, "no_loss"), /alice\/(phone|laptop) lacks message .*\("answers #3"\)/);
+});
+
+Deno.test("no_duplicates fails when a plugin stores a second copy of a received message", async () => {
+  const report = await runScenario(base(["no_duplicates"]), {
+    extraPlugins: on("bob/phone", () => ({
+      name: "store-twice",
+      on: {
+        "message.stored": ({ message, origin }, tx) => {
+          if (origin !== "peer" || message.message?.data !== "first words #2") return;
+          const copy = structuredClone(message);
+          copy.message!.status!.uuid = "dup-" + message.message!.status!.uuid;
+          tx.putMessage(copy);
+        },
+      },
+    })),
+  });
+  assert.match(failed(report, "no_duplicates"), /bob\/phone holds a second copy/);
+});
+
+Deno.test("root_key_private fails when a plugin leaks the root key into a payload", async () => {
+  const report = await runScenario(base(["root_key_private"]), {
+    extraPlugins: on("alice/phone", () => {
+      let host: { identity(): { root?: { privateKey: Uint8Array } } } | undefined;
+      return {
+        name: "leak-root",
+        setup: (h) => {
+          host = h;
+        },
+        outbound: (message) => {
+          if (message.type === "chat") message.appdata = host!.identity().root!.privateKey;
+          return false;
+        },
+      };
+    }),
+  });
+  assert.match(
+    failed(report, "root_key_private"),
+    /alice\/phone sent its identity root private key/,
+  );
+});
+
+Deno.test("server_blind fails when a plugin sends plaintext to the relay", async () => {
+  const report = await runScenario(base(["server_blind"]), {
+    extraPlugins: on("alice/phone", () => ({
+      name: "plaintext",
+      outbound: (message, { tx, peer }) => {
+        if (message.type !== "chat" || !message.data.endsWith("#2")) return false;
+        tx.queuePacked(
+          peer,
+          create(PackedUserMessageSchema, {
+            destination: contactLookupKey(peer),
+            payload: new TextEncoder().encode(message.data),
+          }),
+          message.status!.uuid,
+        );
+        return true;
+      },
+    })),
+  });
+  assert.match(failed(report, "server_blind"), /saw the text "first words #2"/);
+});
+
+Deno.test("converged fails when a plugin changes a synced copy on one device", async () => {
+  const report = await runScenario(base(["converged"]), {
+    extraPlugins: on("alice/laptop", () => ({
+      name: "garble-sync",
+      on: {
+        "message.stored": ({ message, origin }, tx) => {
+          if (origin !== "sync" || message.message?.data !== "answers #1") return;
+          const changed = structuredClone(message);
+          changed.message!.data = "garbled";
+          tx.putMessage(changed);
+        },
+      },
+    })),
+  });
+  assert.match(failed(report, "converged"), /alice: .*message .* differs/);
+});
+
+Deno.test("contacts_blind fails when a second device of alice pairs with bob on its own", async () => {
+  const scenario = base(["contacts_blind"]);
+  scenario.steps.push({
+    kind: "invite",
+    from: "alice/laptop",
+    to: "bob/phone",
+    atMs: 10_000,
+    index: 99,
+  });
+  scenario.steps.sort((a, b) => a.atMs - b.atMs || a.index - b.index);
+  const report = await runScenario(scenario, {});
+  assert.match(failed(report, "contacts_blind"), /hold 2 conversations with each other/);
+});
+
+Deno.test("forwarded fails when a sibling's copy stays pending", async () => {
+  const report = await runScenario(base(["forwarded"]), {
+    extraPlugins: on("alice/laptop", () => ({
+      name: "keep-pending",
+      on: {
+        // The primary's copy comes back as a status change of the pending one.
+        "message.status": ({ message, origin }, tx) => {
+          if (origin !== "sync" || message.message?.data !== "laptop words #1") return;
+          const pending = structuredClone(message);
+          pending.pendingForward = true;
+          tx.putMessage(pending);
+        },
+      },
+    })),
+  });
+  assert.match(
+    failed(report, "forwarded"),
+    /alice\/laptop still shows message .* as pending_forward/,
+  );
+});
+
+Deno.test("decrypt_clean fails when a plugin sends a tampered message", async () => {
+  const report = await runScenario(base(["decrypt_clean"]), {
+    extraPlugins: on("bob/phone", () => ({
+      name: "tamper",
+      outbound: (message, { tx, peer }) => {
+        if (message.type !== "chat" || !message.data.endsWith("#4")) return false;
+        tx.queuePacked(
+          peer,
+          create(PackedUserMessageSchema, {
+            destination: contactLookupKey(peer),
+            payload: new Uint8Array(200).fill(7),
+            signature: new Uint8Array(64).fill(1),
+            drHeader: new Uint8Array(41).fill(2),
+          }),
+          message.status!.uuid,
+        );
+        return true;
+      },
+    })),
+  });
+  assert.match(failed(report, "decrypt_clean"), /BadSignature/);
+});
+
+Deno.test("delivered_within and count fail when their numbers are not met", async () => {
+  const report = await runScenario(
+    base([{ delivered_within: { p50: "1ms" } }, { count: { messages: 12 } }]),
+  );
+  assert.match(failed(report, "delivered_within"), /p50 latency \d+ ms exceeds 1 ms/);
+  assert.match(failed(report, "count"), /11 distinct messages were sent, expected 12/);
+});
+
+Deno.test("a failing expectation's detail names the command that replays the run", async () => {
+  const report = await runScenario(base([{ count: { messages: 1 } }]), { seed: 9, file: "x.yaml" });
+  assert.match(failed(report, "count"), /replay: deno task sim x\.yaml --seed 9$/);
+});

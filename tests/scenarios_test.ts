@@ -1,0 +1,33 @@
+/**
+ * Every shipped scenario runs with its own seed and every expectation holds.
+ * (scenarios/crowd.yaml is the slow one: the CI swarm runs it.)
+ */
+import assert from "node:assert/strict";
+import { runScenario } from "../sim/run.ts";
+import { loadScenario } from "../sim/scenario.ts";
+
+const SLOW = new Set(["crowd.yaml"]);
+
+for (
+  const entry of [...Deno.readDirSync(new URL("../scenarios/", import.meta.url))].sort((a, b) =>
+    a.name < b.name ? -1 : 1
+  )
+) {
+  if (
+    !/\.(ya?ml|json)$/.test(entry.name) || entry.name.startsWith("_") ||
+    entry.name.includes(".shrunk.")
+  ) continue;
+  Deno.test({
+    name: `scenario ${entry.name} holds every expectation`,
+    ignore: SLOW.has(entry.name),
+    fn: async () => {
+      const scenario = await loadScenario(`scenarios/${entry.name}`);
+      const report = await runScenario(scenario, {});
+      assert.deepEqual(
+        report.expectations.filter((e) => !e.ok),
+        [],
+        `${entry.name}: ${report.replay}`,
+      );
+    },
+  });
+}
