@@ -258,3 +258,23 @@ Deno.test("chat markRead() sets processed and sends read receipts that advance t
   assert.equal(await chat(bob).markRead(uid), 0, "nothing unread any more");
   void create;
 });
+
+Deno.test("Kernel.receive() drops a repeated invitation answer as a Replay and defers a message that overtakes its answer", async () => {
+  const world = await TestWorld.create(9);
+  const alice = await world.device("alice", { nickname: "alice" });
+  const bob = await world.device("bob", { nickname: "bob" });
+  const ticket = await alice.kernel.createInvitation();
+  const uid = await bob.kernel.acceptInvitation(ticket.bytes);
+  await chat(bob).send(uid, "right after answering");
+  const [answer, early] = (await bob.store.listOutbox()).map((e) => e.packed!);
+  assert.equal(answer.drHeader.length, 0, "the answer travels without a ratchet header");
+  // The chat message overtakes the answer: it is kept for a later poll, not dropped.
+  assert.equal((await alice.kernel.receive(early)).kind, "deferred");
+  assert.equal((await alice.kernel.receive(answer)).kind, "accepted");
+  const before = await snapshot(alice.store);
+  const again = await alice.kernel.receive(answer);
+  assert.equal(again.kind === "rejected" && again.error.code, "Replay");
+  assert.equal(await snapshot(alice.store), before, "a repeated answer changes nothing");
+  assert.equal((await alice.kernel.receive(early)).kind, "accepted");
+  assert.deepEqual(await texts(alice, uid), ["<right after answering"]);
+});
