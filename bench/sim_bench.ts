@@ -13,10 +13,10 @@
  */
 import { parseArgs } from "node:util";
 import { runScenario } from "../sim/run.ts";
-import { parseScenario } from "../sim/scenario.ts";
+import { parseScenario, type Scenario } from "../sim/scenario.ts";
 
 /** Builds the crowd scenario. */
-export function crowd(users: number, messages: number, poll: string, overMs: number) {
+export function crowd(users: number, messages: number, poll: string, overMs: number): Scenario {
   return parseScenario({
     name: `bench-crowd-${users * 2}-devices`,
     seed: 1,
@@ -33,7 +33,9 @@ export function crowd(users: number, messages: number, poll: string, overMs: num
 }
 
 /** Times WebCrypto calls (beneath the simulator's runner) while `fn` runs. */
-async function timed<T>(fn: () => Promise<T>): Promise<{ result: T; cryptoMs: number; calls: number }> {
+async function timed<T>(
+  fn: () => Promise<T>,
+): Promise<{ result: T; cryptoMs: number; calls: number }> {
   const subtle = crypto.subtle as unknown as Record<string, (...a: unknown[]) => Promise<unknown>>;
   const originals = new Map<string, (...a: unknown[]) => Promise<unknown>>();
   let cryptoMs = 0;
@@ -59,7 +61,9 @@ async function timed<T>(fn: () => Promise<T>): Promise<{ result: T; cryptoMs: nu
 }
 
 /** Runs the crowd and prints the report. */
-export async function benchCrowd(options: { users: number; messages: number; poll: string; overMs: number }): Promise<void> {
+export async function benchCrowd(
+  options: { users: number; messages: number; poll: string; overMs: number },
+): Promise<void> {
   const scenario = crowd(options.users, options.messages, options.poll, options.overMs);
   let peakRss = 0;
   const t0 = performance.now();
@@ -74,11 +78,29 @@ export async function benchCrowd(options: { users: number; messages: number; pol
   const wallMs = performance.now() - t0;
   peakRss = Math.max(peakRss, Deno.memoryUsage().rss);
   const s = report.stats;
-  console.log(`${scenario.name}: ${s.devices} devices, ${s.messagesSent} messages, ${s.syncPayloads} sync payloads`);
-  console.log(`  ok ${report.ok} ${report.expectations.filter((e) => !e.ok).map((e) => e.detail).join("; ")}`);
-  console.log(`  wall ${(wallMs / 1000).toFixed(1)} s, virtual ${(s.virtualMs / 1000).toFixed(0)} s → ${(s.virtualMs / wallMs).toFixed(1)} virtual s per wall s`);
-  console.log(`  ${s.events} events, ${(s.events / (wallMs / 1000)).toFixed(0)} events/s, peak RSS ${(peakRss / 2 ** 20).toFixed(0)} MiB`);
-  console.log(`  WebCrypto ${(cryptoMs / 1000).toFixed(1)} s in ${calls} calls (${((cryptoMs / wallMs) * 100).toFixed(0)}% of wall); the rest (scheduler, stores, protobuf, noble) ${((wallMs - cryptoMs) / 1000).toFixed(1)} s`);
+  console.log(
+    `${scenario.name}: ${s.devices} devices, ${s.messagesSent} messages, ${s.syncPayloads} sync payloads`,
+  );
+  console.log(
+    `  ok ${report.ok} ${report.expectations.filter((e) => !e.ok).map((e) => e.detail).join("; ")}`,
+  );
+  console.log(
+    `  wall ${(wallMs / 1000).toFixed(1)} s, virtual ${(s.virtualMs / 1000).toFixed(0)} s → ${
+      (s.virtualMs / wallMs).toFixed(1)
+    } virtual s per wall s`,
+  );
+  console.log(
+    `  ${s.events} events, ${(s.events / (wallMs / 1000)).toFixed(0)} events/s, peak RSS ${
+      (peakRss / 2 ** 20).toFixed(0)
+    } MiB`,
+  );
+  console.log(
+    `  WebCrypto ${(cryptoMs / 1000).toFixed(1)} s in ${calls} calls (${
+      ((cryptoMs / wallMs) * 100).toFixed(0)
+    }% of wall); the rest (scheduler, stores, protobuf, noble) ${
+      ((wallMs - cryptoMs) / 1000).toFixed(1)
+    } s`,
+  );
 }
 
 if (import.meta.main) {
@@ -91,7 +113,12 @@ if (import.meta.main) {
       over: { type: "string", default: "300000" },
     },
   });
-  await benchCrowd({ users: Number(values.users), messages: Number(values.messages), poll: values.poll!, overMs: Number(values.over) });
+  await benchCrowd({
+    users: Number(values.users),
+    messages: Number(values.messages),
+    poll: values.poll!,
+    overMs: Number(values.over),
+  });
 } else {
   Deno.bench({
     name: "simulator: 40 devices, 200 messages, one run",

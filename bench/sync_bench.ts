@@ -16,9 +16,9 @@
  *
  * @module
  */
+import { ManualClock } from "../kernel/_test_world.ts";
 import { Kernel } from "../kernel/kernel.ts";
 import { SeededRandom } from "../kernel/crypto/mod.ts";
-import type { Clock } from "../kernel/ports.ts";
 import { encode } from "../proto/codec.ts";
 import { PackedUserMessageSchema } from "../proto/gen/meow_pb.ts";
 import { type ChatApi, chatPlugin } from "../plugins/chat/mod.ts";
@@ -35,24 +35,9 @@ const ROUND_SENDS = 40;
 const ROUNDS = 7;
 const TEXT = "x".repeat(200);
 
-class BenchClock implements Clock {
-  #now = 1_767_225_600_000;
-  now(): number {
-    return this.#now;
-  }
-  advance(ms: number): void {
-    this.#now += ms;
-  }
-  sleep(_ms: number, signal?: AbortSignal): Promise<void> {
-    return new Promise((_, reject) =>
-      signal?.addEventListener("abort", () => reject(signal.reason))
-    );
-  }
-}
-
 /** A user with `devices` devices (the first one is the contact's primary) and a contact. */
 async function setup(devices: number) {
-  const clock = new BenchClock();
+  const clock = new ManualClock();
   const random = new SeededRandom(`sync bench ${devices}`);
   const core = await ServerCore.create({
     backend: new MemoryBackend(),

@@ -45,42 +45,33 @@ export const subtle = {
 /** Most CryptoKeys kept per cache (one cache per key kind). Least recently used go first. */
 export const importedKeysMax = 256;
 
-const ED25519_PKCS8_PREFIX = Uint8Array.of(
-  0x30,
-  0x2e,
-  0x02,
-  0x01,
-  0x00,
-  0x30,
-  0x05,
-  0x06,
-  0x03,
-  0x2b,
-  0x65,
-  0x70,
-  0x04,
-  0x22,
-  0x04,
-  0x20,
-);
-const X25519_PKCS8_PREFIX = Uint8Array.of(
-  0x30,
-  0x2e,
-  0x02,
-  0x01,
-  0x00,
-  0x30,
-  0x05,
-  0x06,
-  0x03,
-  0x2b,
-  0x65,
-  0x6e,
-  0x04,
-  0x22,
-  0x04,
-  0x20,
-);
+/**
+ * The fixed 16-byte PKCS#8 prefix of a raw 32-byte key of the curve with OID
+ * 1.3.101.`oid` (112: Ed25519, 110: X25519), RFC 8410.
+ */
+function pkcs8Prefix(oid: number): Uint8Array {
+  // SEQUENCE { INTEGER 0, SEQUENCE { OID 1.3.101.oid }, OCTET STRING { OCTET STRING (32) } }
+  return Uint8Array.of(
+    0x30,
+    0x2e,
+    0x02,
+    0x01,
+    0x00,
+    0x30,
+    0x05,
+    0x06,
+    0x03,
+    0x2b,
+    0x65,
+    oid,
+    0x04,
+    0x22,
+    0x04,
+    0x20,
+  );
+}
+const ED25519_PKCS8_PREFIX = pkcs8Prefix(0x70);
+const X25519_PKCS8_PREFIX = pkcs8Prefix(0x6e);
 /** The X25519 base point u = 9: DH with it gives a private key's public key. */
 const X25519_BASE_POINT = Uint8Array.of(9, ...new Uint8Array(31));
 const ED25519 = { name: "Ed25519" } as const;
