@@ -1,0 +1,58 @@
+/**
+ * The device agent a person runs (`deno task agent`): a kernel with the
+ * production plugins over one home — a directory with the device's SQLite
+ * store, every record encrypted with a key derived from a passphrase — and
+ * the command line around it. See `agent.ts` for why the store is one SQLite
+ * file, `home.ts` for the files of a home and the lock that keeps kernels to
+ * one per home, and `control.ts` for how commands reach a running agent.
+ *
+ * @example
+ * ```ts
+ * import { EXIT, runCli } from "./mod.ts";
+ * const out: string[] = [];
+ * const io = { out: (l: string) => out.push(l), err: (l: string) => out.push(l), env: () => undefined };
+ * console.assert(await runCli(["send", "--help"], io) === EXIT.ok);
+ * ```
+ *
+ * @module
+ */
+export {
+  Agent,
+  type AgentOptions,
+  type ContactView,
+  type ConversationView,
+  type DeviceView,
+  type IncomingView,
+  LONG_POLL_MS,
+  type MessageView,
+  messageView,
+  type StatusView,
+  type TicketView,
+} from "./agent.ts";
+export { type CliIo, denoIo, runCli, toAgentError } from "./cli.ts";
+export {
+  callControl,
+  CONTROL_OPS,
+  type ControlOp,
+  type ControlServer,
+  serveControl,
+} from "./control.ts";
+export { AgentError, EXIT, EXIT_HELP } from "./errors.ts";
+export {
+  defaultHome,
+  type HomeConfig,
+  HomeLock,
+  type HomePaths,
+  homePaths,
+  type LockHolder,
+  readConfig,
+} from "./home.ts";
+export {
+  deriveKey,
+  getPassphrase,
+  KDF_LOG_N_DEFAULT,
+  type KdfParams,
+  keyCheck,
+  keyMatches,
+  newKdfParams,
+} from "./passphrase.ts";

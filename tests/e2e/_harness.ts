@@ -1,0 +1,239 @@
+/**
+ * Real processes for the end-to-end tests: a relay (`cli/server.ts`) and
+ * device agents (`cli/agent.ts`), each run with exactly the permissions of
+ * its `deno.json` task, on loopback only. Every process a test starts is
+ * registered with a {@linkcode Procs} and killed by its handle at the end,
+ * even when the test fails.
+ *
+ * @module
+ */
+import { redisSkip, startRedis, type TestRedis } from "../_redis.ts";
+
+/** The repository root. */
+export const ROOT: string = new URL("../../", import.meta.url).pathname;
+/** The passphrase every test home uses. */
+export const PASSPHRASE = "correct horse battery staple";
+/** How long one CLI command may take, in ms. */
+const COMMAND_MS_MAX = 30_000;
+
+/** `deno run …` of a task in deno.json, as arguments for this Deno binary. */
+async function taskArgs(task: string): Promise<string[]> {
+  const config = JSON.parse(await Deno.readTextFile(`${ROOT}deno.json`)) as {
+    tasks: Record<string, string>;
+  };
+  const words = config.tasks[task].split(/\s+/);
+  if (words[0] !== "deno") throw new Error(`task ${task} does not start with deno`);
+  return words.slice(1);
+}
+
+/** What a finished command printed and how it ended. */
+export interface Result {
+  /** The exit code. */
+  code: number;
+  /** Its stdout. */
+  stdout: string;
+  /** Its stderr. */
+  stderr: string;
+}
+
+/** A started process whose output is collected line by line. */
+export class Proc {
+  readonly child: Deno.ChildProcess;
+  readonly name: string;
+  stdout = "";
+  stderr = "";
+  readonly done: Promise<Result>;
+
+  constructor(name: string, child: Deno.ChildProcess) {
+    this.name = name;
+    this.child = child;
+    const read = async (stream: ReadableStream<Uint8Array>, into: "stdout" | "stderr") => {
+      for await (const chunk of stream.pipeThrough(new TextDecoderStream())) this[into] += chunk;
+    };
+    this.done = Promise.all([
+      read(child.stdout, "stdout"),
+      read(child.stderr, "stderr"),
+      child.status,
+    ]).then(([, , status]) => ({ code: status.code, stdout: this.stdout, stderr: this.stderr }));
+  }
+
+  /** Resolves with the first match of `pattern` in stdout + stderr, within `timeoutMs`. */
+  async waitFor(pattern: RegExp, timeoutMs = COMMAND_MS_MAX): Promise<RegExpMatchArray> {
+    const deadline = Date.now() + timeoutMs;
+    let finished = false;
+    this.done.then(() => finished = true, () => finished = true);
+    for (;;) {
+      const match = (this.stdout + "\n" + this.stderr).match(pattern);
+      if (match) return match;
+      if (finished || Date.now() > deadline) {
+        throw new Error(
+          `${this.name}: ${
+            finished ? "exited" : "timed out"
+          } without printing ${pattern}\nstdout: ${this.stdout}\nstderr: ${this.stderr}`,
+        );
+      }
+      await new Promise((resolve) => setTimeout(resolve, 25));
+    }
+  }
+
+  /** Sends `signal` (if it still runs). */
+  kill(signal: Deno.Signal = "SIGTERM"): void {
+    try {
+      this.child.kill(signal);
+    } catch {
+      // Already gone.
+    }
+  }
+}
+
+/** The processes of one test: started through it, all stopped by {@linkcode Procs.stopAll}. */
+export class Procs {
+  readonly #all: Proc[] = [];
+  readonly dir: string;
+  #agentArgs: string[] | undefined;
+  #serverArgs: string[] | undefined;
+  readonly env: Record<string, string>;
+
+  private constructor(dir: string) {
+    this.dir = dir;
+    this.env = { MEOW_PASSPHRASE: PASSPHRASE, NO_COLOR: "1", MEOW_HOME: `${dir}/default-home` };
+  }
+
+  /** A new set of processes with a temp dir. */
+  static async create(): Promise<Procs> {
+    const procs = new Procs(await Deno.makeTempDir({ prefix: "meowsync-e2e-" }));
+    procs.#agentArgs = await taskArgs("agent");
+    procs.#serverArgs = await taskArgs("server");
+    return procs;
+  }
+
+  #spawn(name: string, args: string[], env: Record<string, string> = {}): Proc {
+    const child = new Deno.Command(Deno.execPath(), {
+      args,
+      cwd: ROOT,
+      env: { ...this.env, ...env },
+      stdin: "null",
+      stdout: "piped",
+      stderr: "piped",
+    }).spawn();
+    const proc = new Proc(name, child);
+    this.#all.push(proc);
+    return proc;
+  }
+
+  /** Starts `deno task agent <args>` (same permissions) and returns at once. */
+  spawnAgent(args: string[], env: Record<string, string> = {}): Proc {
+    return this.#spawn(`agent ${args.join(" ")}`, [...this.#agentArgs!, ...args], env);
+  }
+
+  /** Runs `deno task agent <args>` to its end. */
+  async agent(args: string[], env: Record<string, string> = {}): Promise<Result> {
+    const proc = this.spawnAgent(args, env);
+    const timer = setTimeout(() => proc.kill("SIGKILL"), COMMAND_MS_MAX);
+    try {
+      return await proc.done;
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  /** Runs an agent command that must succeed; resolves with its stdout. */
+  async ok(args: string[]): Promise<string> {
+    const result = await this.agent(args);
+    if (result.code !== 0) {
+      throw new Error(
+        `agent ${
+          args.join(" ")
+        } exited ${result.code}\nstdout: ${result.stdout}\nstderr: ${result.stderr}`,
+      );
+    }
+    return result.stdout;
+  }
+
+  /** Runs an agent command with `--json`; resolves with its (last) JSON line. */
+  async json<T>(args: string[]): Promise<T> {
+    const lines = (await this.ok(["--json", ...args])).trim().split("\n");
+    return JSON.parse(lines[lines.length - 1]) as T;
+  }
+
+  /**
+   * Starts a relay on a free loopback port over `backend` (`kv` in the temp
+   * dir, or a redis:// URL) and resolves with its URL once its card answers.
+   */
+  async relay(backend: string): Promise<string> {
+    const port = freePort();
+    const spec = backend === "kv" ? `kv:${this.dir}/relay.kv` : backend;
+    const proc = this.#spawn("relay", [
+      ...this.#serverArgs!,
+      "--port",
+      String(port),
+      "--hostname",
+      "127.0.0.1",
+      "--backend",
+      spec,
+      "--log-level",
+      "warn",
+    ]);
+    const url = `http://127.0.0.1:${port}`;
+    const deadline = Date.now() + COMMAND_MS_MAX;
+    for (;;) {
+      try {
+        const response = await fetch(`${url}/card`);
+        await response.body?.cancel();
+        if (response.ok) return url;
+      } catch {
+        // Not listening yet.
+      }
+      if (Date.now() > deadline) throw new Error(`relay did not start: ${proc.stderr}`);
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+  }
+
+  /** Kills every process still running (SIGKILL, by handle), waits for them, removes the dir. */
+  async stopAll(): Promise<void> {
+    for (const proc of this.#all) proc.kill("SIGKILL");
+    await Promise.allSettled(this.#all.map((p) => p.done));
+    await Deno.remove(this.dir, { recursive: true }).catch(() => {});
+  }
+}
+
+/** A loopback port nothing listens on (just closed). */
+export function freePort(): number {
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const port = (listener.addr as Deno.NetAddr).port;
+  listener.close();
+  return port;
+}
+
+/** Runs `body` with a private Redis, or says why it cannot. */
+export async function withRedis(body: (redis: TestRedis) => Promise<void>): Promise<void> {
+  const redis = await startRedis();
+  try {
+    await body(redis);
+  } finally {
+    await redis.stop();
+  }
+}
+
+export { redisSkip };
+
+/** Splits a shell command line into words (double and single quotes, no escapes). */
+export function shellWords(line: string): string[] {
+  const words: string[] = [];
+  const re = /"([^"]*)"|'([^']*)'|(\S+)/g;
+  for (const m of line.matchAll(re)) words.push(m[1] ?? m[2] ?? m[3]);
+  return words;
+}
+
+/** Polls `check` until it resolves true, within `timeoutMs`. */
+export async function eventually(
+  what: string,
+  check: () => Promise<boolean>,
+  timeoutMs = 20_000,
+): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await check())) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 200));
+  }
+}
