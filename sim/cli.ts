@@ -8,11 +8,12 @@
  */
 import { parseArgs } from "node:util";
 import type { PluginInput } from "../kernel/plugin.ts";
-import type { Backend } from "../server/mod.ts";
-import { RedisBackend } from "../server/redis.ts";
-import { type Report, runScenario, summary } from "./run.ts";
+import { replayCommand, type Report, summary } from "./run.ts";
 import { loadScenario, type Scenario, ScenarioError } from "./scenario.ts";
+import { scenarioSize, shrinkScenario, shrunkPath, writeShrunk } from "./shrink.ts";
 import type { StorageKind } from "./storage.ts";
+import { httpVirtualMsMax, runSeed, runSwarm, type SeedJob, type SeedResult } from "./swarm.ts";
+import { timelineHtml } from "./timeline.ts";
 
 /** The help text. */
 export const HELP = `Usage: deno task sim FILE [options]
@@ -22,13 +23,17 @@ simulator and checks its expectations. See docs/SCENARIOS.md.
 
 Options:
   --seed N            seed for every random choice (default: the file's seed, else 1)
-  --seeds A..B        run every seed in the range; one line per failing seed
-  --server KIND       fake | redis[://host:port] (default: the file's server, else fake)
+  --seeds A..B        run every seed in the range in parallel workers (one per core);
+                      one line per failing seed with its replay command
+  --server KIND       fake | redis[://host:port] | http://host:port (a running
+                      \`deno task server\`) (default: the file's server, else fake)
   --storage KIND      memory | sqlite | kv (default: memory)
   --json PATH         write the report as JSON ("-" for stdout)
   --trace PATH        write every event as JSON lines
-  --timeline PATH     write an HTML message-flow diagram (not available yet)
-  --shrink            on failure, search for a smaller failing scenario (not available yet)
+  --timeline PATH     write an HTML message-flow diagram of the run (with --seeds: of
+                      the first failing seed, else the first seed)
+  --shrink            on failure, search for a smaller scenario failing the same
+                      expectation and write it as NAME.shrunk.yaml beside the file
   --quiet             no progress bar
   -h, --help          this help
 
@@ -49,8 +54,19 @@ export interface CliIo {
   startRedis?(): Promise<{ url: string; stop(): Promise<void> }>;
   /** A unique prefix for Redis keys of one run. */
   uniqueId(): string;
-  /** Extra plugins per device (tests plant bugs this way). */
+  /**
+   * Extra plugins per device (tests plant bugs this way). A function cannot
+   * reach workers: with it, `--seeds` runs its seeds in this process, one
+   * after another.
+   */
   extraPlugins?: (ref: string) => PluginInput[];
+  /**
+   * URL of a module whose default export is `(ref) => PluginInput[]`: extra
+   * plugins that also reach swarm workers. `extraPlugins` wins when both are given.
+   */
+  extraPluginsModule?: string;
+  /** Workers of a swarm. @default navigator.hardwareConcurrency */
+  workers?: number;
 }
 
 class UsageError extends Error {}
@@ -102,6 +118,7 @@ export async function main(args: string[], io: CliIo): Promise<number> {
   let scenario: Scenario;
   let seeds: number[];
   let storage: StorageKind;
+  let server: string;
   try {
     if (positionals.length !== 1) {
       throw new UsageError(
@@ -110,18 +127,31 @@ export async function main(args: string[], io: CliIo): Promise<number> {
           : `one scenario file expected, got ${positionals.length}`,
       );
     }
-    if (values.timeline !== undefined) throw new UsageError("--timeline is not available yet");
-    if (values.shrink) throw new UsageError("--shrink is not available yet");
+    if (values.timeline === "") throw new UsageError("--timeline: give a file name, e.g. out.html");
     storage = (values.storage ?? "memory") as StorageKind;
     if (!["memory", "sqlite", "kv"].includes(storage)) {
       throw new UsageError(`--storage: "${values.storage}" is not memory, sqlite or kv`);
     }
-    if (values.server !== undefined && !/^(fake|redis(:\/\/.+)?)$/.test(values.server)) {
+    if (
+      values.server !== undefined &&
+      !/^(fake|redis(:\/\/.+)?|http:\/\/[^/\s]+\/?)$/.test(values.server)
+    ) {
       throw new UsageError(
-        `--server: "${values.server}" is not supported (expected fake or redis[://host:port]; http:// relays are not available yet)`,
+        `--server: "${values.server}" is not supported (expected fake, redis[://host:port] or http://host:port)`,
       );
     }
     scenario = await loadScenario(positionals[0]);
+    server = values.server ?? scenario.server ?? "fake";
+    if (server.startsWith("https://")) {
+      throw new UsageError(`--server: "${server}" is not supported (expected http://host:port)`);
+    }
+    if (server.startsWith("http://") && scenario.servers.length > 1) {
+      throw new UsageError(
+        `--server ${server}: the scenario declares ${scenario.servers.length} relays ` +
+          `(${scenario.servers.join(", ")}) but one running server is one relay ` +
+          "(expected a scenario with one relay, or --server fake|redis)",
+      );
+    }
     if (values.seeds !== undefined && values.seed !== undefined) {
       throw new UsageError("give --seed or --seeds, not both");
     }
@@ -142,10 +172,15 @@ export async function main(args: string[], io: CliIo): Promise<number> {
     }
     throw e;
   }
+  const file = positionals[0];
 
-  const server = values.server ?? scenario.server ?? "fake";
   let redis: { url: string; stop(): Promise<void> } | undefined;
-  let backend: ((name: string) => Promise<Backend>) | undefined;
+  const job: Omit<SeedJob, "seed"> = {
+    file,
+    server,
+    storage,
+    pluginsModule: io.extraPluginsModule,
+  };
   if (server.startsWith("redis")) {
     if (server === "redis") {
       if (!io.startRedis) {
@@ -154,29 +189,26 @@ export async function main(args: string[], io: CliIo): Promise<number> {
       }
       redis = await io.startRedis();
     }
-    const url = redis?.url ?? server;
-    const run = io.uniqueId();
-    backend = (name) => RedisBackend.connect({ url, prefix: `meowsync-sim:${run}:${name}:` });
+    job.redisUrl = redis?.url ?? server;
+    job.redisPrefix = `meowsync-sim:${io.uniqueId()}:`;
   }
 
   const traceLines: string[] = [];
-  const reports: Report[] = [];
+  const results: SeedResult[] = [];
+  let timelineTrace: Record<string, unknown>[] | undefined;
+  let failing: Report | undefined;
   const started = io.wallClock();
   try {
-    for (const seed of seeds) {
+    if (seeds.length === 1) {
       let lastBar = "";
-      const report = await runScenario(scenario, {
-        seed,
-        server,
-        storage,
-        file: positionals[0],
-        backend,
+      const lines: Record<string, unknown>[] = [];
+      const result = await runSeed({ ...job, scenario, seed: seeds[0] }, {
         extraPlugins: io.extraPlugins,
         wallClock: io.wallClock,
-        trace: values.trace !== undefined
-          ? (line) => traceLines.push(JSON.stringify(line))
+        trace: values.trace !== undefined || values.timeline !== undefined
+          ? (line) => lines.push(line)
           : undefined,
-        progress: io.errIsTerminal && !values.quiet && seeds.length === 1
+        progress: io.errIsTerminal && !values.quiet
           ? (virtualMs, durationMs) => {
             const share = Math.min(1, virtualMs / durationMs);
             const bar = `\r[${"#".repeat(Math.round(share * 30)).padEnd(30, ".")}] ${
@@ -188,12 +220,104 @@ export async function main(args: string[], io: CliIo): Promise<number> {
           : undefined,
       });
       if (lastBar) io.err("\r" + " ".repeat(lastBar.length) + "\r");
-      reports.push(report);
-      if (seeds.length > 1) {
-        if (!report.ok) {
-          const failed = report.expectations.filter((e) => !e.ok).map((e) => e.name).join(", ");
-          io.out(`seed ${seed}: FAIL (${failed}) — replay: ${report.replay}\n`);
-        } else if (!values.quiet) io.err(`seed ${seed}: ok\n`);
+      results.push(result);
+      for (const line of lines) traceLines.push(JSON.stringify(line));
+      timelineTrace = lines;
+    } else {
+      // Failures are printed in seed order as soon as every lower seed is done,
+      // so the output does not depend on which worker finished first.
+      const done = new Map<number, SeedResult>();
+      let printed = 0;
+      const onResult = (result: SeedResult) => {
+        done.set(result.seed, result);
+        while (printed < seeds.length && done.has(seeds[printed])) {
+          printSeed(done.get(seeds[printed])!, io, { quiet: values.quiet, job });
+          printed++;
+        }
+      };
+      const swarmJob = { ...job, trace: values.trace !== undefined };
+      if (io.extraPlugins) {
+        for (const seed of seeds) {
+          const t0 = io.wallClock();
+          const result = await runSeed({ ...swarmJob, scenario, seed }, {
+            extraPlugins: io.extraPlugins,
+          }).catch((e) => ({ seed, error: (e as Error).stack ?? String(e) }) as SeedResult);
+          if (result.report) result.report.stats.wallMs = Math.round(io.wallClock() - t0);
+          onResult(result);
+        }
+      } else {
+        await runSwarm(swarmJob, seeds, {
+          workers: io.workers,
+          wallClock: io.wallClock,
+          onResult,
+        });
+      }
+      for (const seed of seeds) {
+        const result = done.get(seed)!;
+        results.push(result);
+        for (const line of result.trace ?? []) traceLines.push(JSON.stringify(line));
+        delete result.trace;
+      }
+    }
+    failing = results.find((r) => r.report && !r.report.ok)?.report;
+    const late = results.find((r) => (r.report?.stats.virtualMs ?? 0) > httpVirtualMsMax);
+    if (server.startsWith("http") && late) {
+      io.err(
+        `sim: warning: seed ${late.seed} ran ${
+          late.report!.stats.virtualMs
+        } ms of virtual time, past the ` +
+          `${httpVirtualMsMax} ms an http:// relay accepts (its pull signatures must be within ` +
+          "PULL_FRESHNESS_MS of the relay's real clock); later pulls were refused as stale\n",
+      );
+    }
+
+    if (values.timeline !== undefined) {
+      const chosen = failing ?? results.find((r) => r.report)?.report;
+      if (chosen && !timelineTrace) {
+        // A swarm keeps no traces: run the chosen seed again (the same run, by determinism).
+        if (!values.quiet) io.err(`sim: tracing seed ${chosen.seed} for the timeline\n`);
+        const lines: Record<string, unknown>[] = [];
+        await runSeed({ ...job, scenario, seed: chosen.seed }, {
+          extraPlugins: io.extraPlugins,
+          trace: (line) => lines.push(line),
+        });
+        timelineTrace = lines;
+      }
+      if (chosen && timelineTrace) {
+        await Deno.writeTextFile(
+          values.timeline,
+          timelineHtml(timelineTrace, { scenario, report: chosen }),
+        );
+        if (!values.quiet) io.err(`sim: timeline of seed ${chosen.seed} in ${values.timeline}\n`);
+      }
+    }
+
+    if (values.shrink) {
+      if (!failing) {
+        if (!values.quiet) io.err("sim: --shrink: every expectation held, nothing to shrink\n");
+      } else {
+        const seed = failing.seed;
+        const expectation = failing.expectations.find((e) => !e.ok)!.name;
+        io.err(`sim: shrinking seed ${seed} (${expectation} fails)\n`);
+        const shrunk = await shrinkScenario(scenario, {
+          expectation,
+          run: async (candidate) =>
+            (await runSeed({ ...job, scenario: candidate, seed }, {
+              extraPlugins: io.extraPlugins,
+            })).report!,
+          progress: (line) => io.err(`sim: shrink: ${line}\n`),
+        });
+        const path = shrunkPath(file);
+        // The file's own seed is the failing one, so running it alone replays the failure.
+        await writeShrunk(path, { ...shrunk.scenario, seed });
+        const before = scenarioSize(scenario);
+        const after = scenarioSize(shrunk.scenario);
+        io.out(
+          `shrunk in ${shrunk.runs} runs: users ${before.users} → ${after.users}, devices ${before.devices} → ${after.devices}, ` +
+            `steps ${before.steps} → ${after.steps}, messages ${before.messages} → ${after.messages}; ` +
+            `still fails ${expectation}\n` +
+            `  written to ${path} — replay: ${replayCommand(path, seed, server, storage)}\n`,
+        );
       }
     }
   } finally {
@@ -203,19 +327,37 @@ export async function main(args: string[], io: CliIo): Promise<number> {
   if (values.trace !== undefined) {
     await Deno.writeTextFile(values.trace, traceLines.join("\n") + "\n");
   }
+  const reports = results.flatMap((r) => r.report ? [r.report] : []);
   const json = JSON.stringify(seeds.length === 1 ? reports[0] : reports, null, 2);
   if (values.json === "-") io.out(json + "\n");
   else {
     if (values.json !== undefined) await Deno.writeTextFile(values.json, json + "\n");
     if (seeds.length === 1) io.out(summary(reports[0]) + "\n");
     else {
-      const failures = reports.filter((r) => !r.ok).length;
+      const failures = results.filter((r) => !r.report?.ok).length;
       io.out(
-        `${reports.length} seeds run, ${failures} failed, ${
+        `${results.length} seeds run, ${failures} failed, ${
           ((io.wallClock() - started) / 1000).toFixed(1)
         } s wall\n`,
       );
     }
   }
-  return reports.every((r) => r.ok) ? 0 : 1;
+  return results.every((r) => r.report?.ok) ? 0 : 1;
+}
+
+/** One swarm line: failures on stdout with their replay command, passes on stderr. */
+function printSeed(
+  result: SeedResult,
+  io: CliIo,
+  options: { quiet?: boolean; job: Omit<SeedJob, "seed"> },
+): void {
+  const { report, seed } = result;
+  if (!report) {
+    const { file, server, storage } = options.job;
+    const replay = replayCommand(file, seed, server, storage ?? "memory");
+    io.out(`seed ${seed}: ERROR (${result.error?.split("\n")[0]}) — replay: ${replay}\n`);
+  } else if (!report.ok) {
+    const failed = report.expectations.filter((e) => !e.ok).map((e) => e.name).join(", ");
+    io.out(`seed ${seed}: FAIL (${failed}) — replay: ${report.replay}\n`);
+  } else if (!options.quiet) io.err(`seed ${seed}: ok\n`);
 }

@@ -7,7 +7,7 @@
  */
 import { sha256 } from "@noble/hashes/sha2.js";
 import type { PluginInput } from "../kernel/plugin.ts";
-import type { Backend } from "../server/mod.ts";
+import type { Backend, ServerCore } from "../server/mod.ts";
 import { check, type CheckInput, type ExpectationResult, latency } from "./checks.ts";
 import type { Scenario } from "./scenario.ts";
 import { Scheduler } from "./scheduler.ts";
@@ -62,6 +62,10 @@ export interface RunOptions {
   backend?: (name: string) => Promise<Backend>;
   /** Wall-clock reader for `stats.wallMs` (the simulation itself never reads it). @default () => 0 */
   wallClock?: () => number;
+  /** Opens each relay outside the process (`http://` servers); see `WorldOptions.relay`. */
+  relay?: (name: string) => Promise<ServerCore>;
+  /** The virtual clock's time at scheduler time 0 (`digest` is relative to it). @default VIRTUAL_EPOCH_MS */
+  epochMs?: number;
 }
 
 const encoder = new TextEncoder();
@@ -124,6 +128,8 @@ export async function runScenario(scenario: Scenario, options: RunOptions = {}):
     extraPlugins: options.extraPlugins,
     backend: options.backend,
     trace,
+    relay: options.relay,
+    epochMs: options.epochMs,
   });
   try {
     world.scheduleSteps();
@@ -194,7 +200,7 @@ export async function runScenario(scenario: Scenario, options: RunOptions = {}):
     for (const e of expectations) if (!e.ok) e.detail += ` — replay: ${replay}`;
     const digest = sha256.create();
     for (const s of [...states].sort((a, b) => (a.ref < b.ref ? -1 : 1))) {
-      digest.update(encoder.encode(canonical(s, VIRTUAL_EPOCH_MS) + "\n"));
+      digest.update(encoder.encode(canonical(s, options.epochMs ?? VIRTUAL_EPOCH_MS) + "\n"));
     }
     const l = latency(input);
     let bytesToServer = 0;

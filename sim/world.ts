@@ -83,6 +83,14 @@ export interface WorldOptions {
   extraPlugins?: (ref: string) => PluginInput[];
   /** Trace sink. */
   trace: (line: Record<string, unknown>) => void;
+  /**
+   * Opens relay `name` outside the process (a running server over HTTP)
+   * instead of an in-process core; the stand-in answers `card()` and
+   * `handle()` and calls `observe` as a core does. @default in-process cores
+   */
+  relay?: (name: string) => Promise<ServerCore>;
+  /** The virtual clock's time at scheduler time 0. @default VIRTUAL_EPOCH_MS */
+  epochMs?: number;
 }
 
 const HEX = (bytes: Uint8Array) =>
@@ -147,14 +155,14 @@ export class World {
   readonly #options: WorldOptions;
   #cryptoChain: Promise<unknown> = Promise.resolve();
   #backends: Backend[] = [];
-  #textIndex = new Map<string, string[]>();
+  #textIndex = new Map<number, { text: string; encoded: Uint8Array }[]>();
 
   private constructor(options: WorldOptions) {
     this.#options = options;
     this.scenario = options.scenario;
     this.scheduler = options.scheduler;
     this.storage = options.storage ?? "memory";
-    this.clock = new VirtualClock(options.scheduler);
+    this.clock = new VirtualClock(options.scheduler, { epochMs: options.epochMs });
     this.seedRandom = new SeededRandom(options.seed);
     this.deviceRandom = this.seedRandom.fork("devices");
     this.networkRandom = this.seedRandom.fork("network");
@@ -176,15 +184,19 @@ export class World {
     const world = new World(options);
     world.#installCryptoRunner();
     for (const name of world.scenario.servers) {
-      const backend = options.backend ? await options.backend(name) : new MemoryBackend();
-      world.#backends.push(backend);
-      const core = await ServerCore.create({
-        backend,
-        clock: world.clock,
-        random: world.seedRandom.fork(`relay/${name}`),
-        name,
-        url: `sim://${name}`,
-      });
+      let core: ServerCore;
+      if (options.relay) core = await options.relay(name);
+      else {
+        const backend = options.backend ? await options.backend(name) : new MemoryBackend();
+        world.#backends.push(backend);
+        core = await ServerCore.create({
+          backend,
+          clock: world.clock,
+          random: world.seedRandom.fork(`relay/${name}`),
+          name,
+          url: `sim://${name}`,
+        });
+      }
       core.observe = (event) => world.#relaySaw(name, event.kind, event.bytes);
       world.relays.set(core.card().uid, core);
       world.relaysByName.set(name, core);
@@ -368,13 +380,14 @@ export class World {
   /** server_blind: no sent text in any byte a relay saw or stored. */
   #relaySaw(relay: string, kind: string, bytes: Uint8Array): void {
     if (kind === "stored") this.lastStoredAt.set(relay, this.scheduler.now);
-    if (this.#textIndex.size === 0) return;
+    if (this.#textIndex.size === 0 || bytes.length < 4) return;
+    // A rolling window of 4 bytes as one number: one map lookup per byte position.
+    let word = ((bytes[0] << 16) | (bytes[1] << 8) | bytes[2]) >>> 0;
     for (let i = 0; i + 4 <= bytes.length; i++) {
-      const key = `${bytes[i]},${bytes[i + 1]},${bytes[i + 2]},${bytes[i + 3]}`;
-      const texts = this.#textIndex.get(key);
+      word = ((word << 8) | bytes[i + 3]) >>> 0;
+      const texts = this.#textIndex.get(word);
       if (!texts) continue;
-      for (const text of texts) {
-        const encoded = new TextEncoder().encode(text);
+      for (const { text, encoded } of texts) {
         if (indexOf(bytes.subarray(i, i + encoded.length), encoded) === 0) {
           this.recording.serverLeaks.push({ text, relay });
         }
@@ -384,11 +397,11 @@ export class World {
 
   /** Registers a sent text for the server_blind scan (texts under 4 bytes match by chance). */
   #watchText(text: string): void {
-    const bytes = new TextEncoder().encode(text);
-    if (bytes.length < 4) return;
-    const key = `${bytes[0]},${bytes[1]},${bytes[2]},${bytes[3]}`;
+    const encoded = new TextEncoder().encode(text);
+    if (encoded.length < 4) return;
+    const key = ((encoded[0] << 24) | (encoded[1] << 16) | (encoded[2] << 8) | encoded[3]) >>> 0;
     const list = this.#textIndex.get(key) ?? [];
-    if (!list.includes(text)) list.push(text);
+    if (!list.some((t) => t.text === text)) list.push({ text, encoded });
     this.#textIndex.set(key, list);
   }
 
