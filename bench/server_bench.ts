@@ -41,7 +41,7 @@ import {
   ServerCore,
   signPull,
 } from "../server/mod.ts";
-import { redisSkip, startRedis } from "../tests/_redis.ts";
+import { redisSkip, startRedis } from "../server/redis_process.ts";
 
 const BATCH = 16;
 const HTTP_CLIENTS = 64;

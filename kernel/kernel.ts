@@ -659,8 +659,7 @@ export class Kernel {
           password: options.password ?? "",
         }),
       },
-      undefined,
-      keys,
+      { keys },
     );
     const error = answer.errors[0];
     if (error) {
@@ -697,9 +696,10 @@ export class Kernel {
   async #request(
     server: ServerCard,
     init: MessageInitShape<typeof ToServerMessageSchema>,
-    signal?: AbortSignal,
-    keys: { encryption: KeyPair; signing: KeyPair } = this.#deviceKeys(),
+    options: { signal?: AbortSignal; keys?: { encryption: KeyPair; signing: KeyPair } } = {},
   ): Promise<FromServerMessage> {
+    const keys = options.keys ?? this.#deviceKeys();
+    const signal = options.signal;
     const request = create(ToServerMessageSchema, init);
     request.uuid = randomUuid(this.random);
     const body = await sealRequest({
@@ -749,7 +749,7 @@ export class Kernel {
     const server = entries[0].server!;
     let answer: FromServerMessage;
     try {
-      answer = await this.#request(server, { messages: entries.map((e) => e.packed!) }, signal);
+      answer = await this.#request(server, { messages: entries.map((e) => e.packed!) }, { signal });
     } catch (e) {
       if (!(e instanceof TransportError || e instanceof MeowError)) throw e;
       this.#log(
@@ -866,7 +866,7 @@ export class Kernel {
         pullRequests,
         acks,
         timeoutMs: round === 0 ? timeoutMs : 0,
-      }, signal);
+      }, { signal });
       this.#acks.set(
         server.uid,
         (this.#acks.get(server.uid) ?? []).filter((a) => !acks.includes(a)),

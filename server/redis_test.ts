@@ -1,4 +1,4 @@
-import { redisSkip, startRedis, type TestRedis } from "../tests/_redis.ts";
+import { redisSkip, startRedis, type TestRedis } from "./redis_process.ts";
 import { backendConformance } from "./backend_conformance.ts";
 import { RedisBackend } from "./redis.ts";
 

@@ -3,7 +3,7 @@ import { create } from "@bufbuild/protobuf";
 import { PackedUserMessageSchema } from "../proto/gen/meow_pb.ts";
 import type { Plugin } from "../kernel/plugin.ts";
 import { contactLookupKey } from "../kernel/pipeline.ts";
-import { redisSkip, startRedis } from "../tests/_redis.ts";
+import { redisSkip, startRedis } from "../server/redis_process.ts";
 import { RedisBackend } from "../server/redis.ts";
 import { type Report, runScenario } from "./run.ts";
 import { loadScenario, parseScenario, type Scenario } from "./scenario.ts";

@@ -28,7 +28,7 @@ import {
   signPull,
 } from "../server/mod.ts";
 import type { MessageInitShape } from "@bufbuild/protobuf";
-import { redisSkip, startRedis } from "./_redis.ts";
+import { redisSkip, startRedis } from "../server/redis_process.ts";
 
 const random = new SystemRandom();
 const transport = new HttpTransport({ timeoutMs: 5_000 });

@@ -7,7 +7,7 @@
  *
  * @module
  */
-import { redisSkip, startRedis, type TestRedis } from "../_redis.ts";
+import { redisSkip, startRedis, type TestRedis } from "../../server/redis_process.ts";
 
 /** The repository root. */
 export const ROOT: string = new URL("../../", import.meta.url).pathname;

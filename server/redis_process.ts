@@ -1,5 +1,6 @@
+// meowsync:production-port — starts and stops a private redis-server process, on the real clock.
 /**
- * A private `redis-server` for a test or a benchmark: started on a free
+ * A private `redis-server` for a test, a benchmark or `deno task sim --server redis`: started on a free
  * loopback port in a temp dir, stopped by its PID. It never touches a Redis
  * it did not start. When `redis-server` is not installed, {@linkcode redisSkip}
  * says why and the Redis tests are registered with `ignore: true`.
