@@ -36,6 +36,7 @@ import { type ChatApi, chatPlugin } from "../plugins/chat/mod.ts";
 import { dedupPlugin } from "../plugins/dedup/mod.ts";
 import { type DeviceSyncApi, deviceSyncPlugin } from "../plugins/device_sync/mod.ts";
 import { forwardRelayPlugin } from "../plugins/forward_relay/mod.ts";
+import { relaysPlugin } from "../plugins/relays/mod.ts";
 import { SqliteStore, xchachaCipher } from "../plugins/storage/mod.ts";
 import { HttpTransport } from "../server/http_transport.ts";
 import { AgentError, EXIT } from "./errors.ts";
@@ -209,6 +210,7 @@ export class Agent {
       dedupPlugin(),
       deviceSyncPlugin(),
       forwardRelayPlugin(),
+      relaysPlugin(),
     ];
     if (options.onMessage) plugins.push(printerPlugin(options.onMessage));
     try {

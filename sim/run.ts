@@ -38,6 +38,8 @@ export interface Report {
   };
   digest: string;
   traceHash: string;
+  /** Steps the devices refused (at most 20 listed), e.g. a send before its pairing completed. */
+  refusedSteps: { at: number; step: string; error: string }[];
   /** The command line that replays this run. */
   replay: string;
 }
@@ -228,6 +230,7 @@ export async function runScenario(scenario: Scenario, options: RunOptions = {}):
         bytesFromServer,
         latencyMs: { p50: l.p50, p99: l.p99, max: l.max },
       },
+      refusedSteps: world.recording.refused.slice(0, 20),
       digest: hex(digest.digest()),
       traceHash: hex(traceHash.digest()),
       replay,
@@ -252,6 +255,13 @@ export function summary(report: Report): string {
     `  latency p50 ${s.latencyMs.p50} ms, p99 ${s.latencyMs.p99} ms, max ${s.latencyMs.max} ms; ` +
     `${s.bytesToServer} B to relays, ${s.bytesFromServer} B back`,
   ];
+  const refused = report.refusedSteps;
+  if (refused.length > 0) {
+    lines.push(
+      `  ${refused.length}${refused.length === 20 ? "+" : ""} step(s) refused; first at ` +
+        `${(refused[0].at / 1000).toFixed(1)} s: ${refused[0].step}: ${refused[0].error}`,
+    );
+  }
   for (const e of report.expectations) {
     lines.push(`  ${e.ok ? "ok  " : "FAIL"} ${e.name}${e.ok ? "" : `: ${e.detail}`}`);
   }

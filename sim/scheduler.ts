@@ -401,6 +401,7 @@ function eventFailed(entry: Entry, cause: unknown): Error {
  * What runs in the meantime is decided by the microtask queue alone, so the
  * order of events does not depend on it.
  */
-function macrotask(): Promise<void> {
+/** Resolves after one macrotask turn: every microtask queued before it has run. */
+export function macrotask(): Promise<void> {
   return new Promise((resolve) => setImmediate(resolve));
 }

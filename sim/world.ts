@@ -23,7 +23,7 @@ import { type Backend, MemoryBackend, ServerCore } from "../server/mod.ts";
 import { SimTransport } from "./network.ts";
 import { defaultPlugins, type DeviceSyncLike } from "./plugins.ts";
 import type { Scenario, Step } from "./scenario.ts";
-import type { Scheduler } from "./scheduler.ts";
+import { macrotask, type Scheduler } from "./scheduler.ts";
 import { openStore, type StorageKind } from "./storage.ts";
 import { VirtualClock } from "./virtual_clock.ts";
 
@@ -66,6 +66,8 @@ export interface Recording {
   downtime: Map<string, [number, number][]>;
   /** Sync payloads sent, forwards sent. */
   counters: { syncPayloads: number; forwards: number; chat: number };
+  /** Steps (and chatter sends) the devices refused, e.g. a send before a pairing completed. */
+  refused: { at: number; step: string; error: string }[];
 }
 
 /** Options of {@linkcode World.create}. */
@@ -176,6 +178,7 @@ export class World {
       contactInbound: [],
       downtime: new Map(),
       counters: { syncPayloads: 0, forwards: 0, chat: 0 },
+      refused: [],
     };
   }
 
@@ -251,7 +254,14 @@ export class World {
    */
   #installCryptoRunner(): void {
     setWebCryptoRunner(<T>(operation: () => Promise<T>): Promise<T> => {
-      const run = this.#cryptoChain.then(operation);
+      // Deno settles some operations within the current turn and others on a later one;
+      // handing every result over on a macrotask boundary makes the order of what follows
+      // independent of which.
+      const run = this.#cryptoChain.then(async () => {
+        const result = await operation();
+        await macrotask();
+        return result;
+      });
       this.#cryptoChain = run.catch(() => {});
       return this.scheduler.track(run);
     });
@@ -450,6 +460,11 @@ export class World {
 
   #track(work: Promise<void>, step: Step): Promise<void> {
     return this.scheduler.track(work.catch((e) => {
+      this.recording.refused.push({
+        at: this.scheduler.now,
+        step: `steps[${step.index}] ${step.kind}`,
+        error: String((e as Error).message),
+      });
       this.#options.trace({
         kind: "step.error",
         step: step.index,
@@ -615,13 +630,18 @@ export class World {
         if (contacts.length === 0) return;
         const to = contacts[randomInt(this.scenarioRandom, contacts.length)];
         return this.scheduler.track(
-          this.send(this.device(`${user.name}/${device}`), to, text).catch((e) =>
+          this.send(this.device(`${user.name}/${device}`), to, text).catch((e) => {
+            this.recording.refused.push({
+              at: this.scheduler.now,
+              step: `chatter ${user.name}/${device}`,
+              error: String(e.message),
+            });
             this.#options.trace({
               kind: "chatter.skip",
               device: `${user.name}/${device}`,
               error: String(e.message),
-            })
-          ),
+            });
+          }),
         );
       }, `chatter ${user.name}`);
     }
