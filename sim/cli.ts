@@ -34,6 +34,9 @@ Options:
                       the first failing seed, else the first seed)
   --shrink            on failure, search for a smaller scenario failing the same
                       expectation and write it as NAME.shrunk.yaml beside the file
+  --vary-network      draw each seed's network within the file's ranges (latency max
+                      in [min, max]; reorder, duplicate, drop in [0, value]); replays
+                      name it too
   --quiet             no progress bar
   -h, --help          this help
 
@@ -103,6 +106,7 @@ export async function main(args: string[], io: CliIo): Promise<number> {
         timeline: { type: "string" },
         shrink: { type: "boolean" },
         quiet: { type: "boolean" },
+        "vary-network": { type: "boolean" },
         help: { type: "boolean", short: "h" },
       },
     });
@@ -180,6 +184,7 @@ export async function main(args: string[], io: CliIo): Promise<number> {
     server,
     storage,
     pluginsModule: io.extraPluginsModule,
+    varyNetwork: values["vary-network"] ?? false,
   };
   if (server.startsWith("redis")) {
     if (server === "redis") {
@@ -316,7 +321,9 @@ export async function main(args: string[], io: CliIo): Promise<number> {
           `shrunk in ${shrunk.runs} runs: users ${before.users} → ${after.users}, devices ${before.devices} → ${after.devices}, ` +
             `steps ${before.steps} → ${after.steps}, messages ${before.messages} → ${after.messages}; ` +
             `still fails ${expectation}\n` +
-            `  written to ${path} — replay: ${replayCommand(path, seed, server, storage)}\n`,
+            `  written to ${path} — replay: ${
+              replayCommand(path, seed, server, storage, values["vary-network"])
+            }\n`,
         );
       }
     }
@@ -354,7 +361,7 @@ function printSeed(
   const { report, seed } = result;
   if (!report) {
     const { file, server, storage } = options.job;
-    const replay = replayCommand(file, seed, server, storage ?? "memory");
+    const replay = replayCommand(file, seed, server, storage ?? "memory", options.job.varyNetwork);
     io.out(`seed ${seed}: ERROR (${result.error?.split("\n")[0]}) — replay: ${replay}\n`);
   } else if (!report.ok) {
     const failed = report.expectations.filter((e) => !e.ok).map((e) => e.name).join(", ");

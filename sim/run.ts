@@ -9,7 +9,8 @@ import { sha256 } from "@noble/hashes/sha2.js";
 import type { PluginInput } from "../kernel/plugin.ts";
 import type { Backend, ServerCore } from "../server/mod.ts";
 import { check, type CheckInput, type ExpectationResult, latency } from "./checks.ts";
-import type { Scenario } from "./scenario.ts";
+import type { NetworkSpec, Scenario } from "./scenario.ts";
+import { randomFloat, SeededRandom } from "../kernel/crypto/mod.ts";
 import { Scheduler } from "./scheduler.ts";
 import { canonical, type DeviceState, readState } from "./state.ts";
 import { openStore, type StorageKind } from "./storage.ts";
@@ -62,6 +63,8 @@ export interface RunOptions {
   extraPlugins?: (ref: string) => PluginInput[];
   /** Opens the backend of a relay for a non-fake server kind. */
   backend?: (name: string) => Promise<Backend>;
+  /** Draw the network from the seed within the file's ranges (see {@linkcode variedNetwork}). */
+  varyNetwork?: boolean;
   /** Wall-clock reader for `stats.wallMs` (the simulation itself never reads it). @default () => 0 */
   wallClock?: () => number;
   /** Opens each relay outside the process (`http://` servers); see `WorldOptions.relay`. */
@@ -77,11 +80,43 @@ function hex(bytes: Uint8Array): string {
 }
 
 /** The command that replays a run. */
-export function replayCommand(file: string, seed: number, server: string, storage: string): string {
+export function replayCommand(
+  file: string,
+  seed: number,
+  server: string,
+  storage: string,
+  varyNetwork = false,
+): string {
   let command = `deno task sim ${file} --seed ${seed}`;
   if (server !== "fake") command += ` --server ${server}`;
   if (storage !== "memory") command += ` --storage ${storage}`;
+  if (varyNetwork) command += " --vary-network";
   return command;
+}
+
+/**
+ * The network a seed runs under with `--vary-network`: each parameter drawn
+ * from the seed within the scenario's range — latency max in [min, max],
+ * reorder, duplicate and drop in [0, the file's value] — so a swarm explores
+ * gentler and harsher networks, and `--seed N --vary-network` replays one.
+ *
+ * @example
+ * ```ts
+ * import { variedNetwork } from "./run.ts";
+ * const spec = { latencyMs: { min: 20, max: 200 }, reorder: 0.2, duplicate: 0.1, drop: 0 };
+ * const varied = variedNetwork(spec, 7);
+ * console.assert(varied.latencyMs.max <= 200 && varied.reorder <= 0.2 && varied.drop === 0);
+ * ```
+ */
+export function variedNetwork(network: NetworkSpec, seed: number): NetworkSpec {
+  const random = new SeededRandom(seed).fork("network-variant");
+  const { min, max } = network.latencyMs;
+  return {
+    latencyMs: { min, max: min + Math.round(randomFloat(random) * (max - min)) },
+    reorder: randomFloat(random) * network.reorder,
+    duplicate: randomFloat(random) * network.duplicate,
+    drop: randomFloat(random) * network.drop,
+  };
 }
 
 /**
@@ -97,6 +132,9 @@ export async function runScenario(scenario: Scenario, options: RunOptions = {}):
   const wall = options.wallClock ?? (() => 0);
   const started = wall();
   const seed = options.seed ?? scenario.seed ?? 1;
+  if (options.varyNetwork) {
+    scenario = { ...scenario, network: variedNetwork(scenario.network, seed) };
+  }
   const server = options.server ?? scenario.server ?? "fake";
   const storage = options.storage ?? "memory";
   const traceHash = sha256.create();
@@ -198,7 +236,13 @@ export async function runScenario(scenario: Scenario, options: RunOptions = {}):
       endMs,
     };
     const expectations = scenario.expect.map((e) => check(e, input));
-    const replay = replayCommand(options.file ?? scenario.source, seed, server, storage);
+    const replay = replayCommand(
+      options.file ?? scenario.source,
+      seed,
+      server,
+      storage,
+      options.varyNetwork,
+    );
     for (const e of expectations) if (!e.ok) e.detail += ` — replay: ${replay}`;
     const digest = sha256.create();
     for (const s of [...states].sort((a, b) => (a.ref < b.ref ? -1 : 1))) {

@@ -5,7 +5,7 @@ import type { Plugin } from "../kernel/plugin.ts";
 import { contactLookupKey } from "../kernel/pipeline.ts";
 import { redisSkip, startRedis } from "../server/redis_process.ts";
 import { RedisBackend } from "../server/redis.ts";
-import { type Report, runScenario } from "./run.ts";
+import { type Report, runScenario, variedNetwork } from "./run.ts";
 import { loadScenario, parseScenario, type Scenario } from "./scenario.ts";
 
 /** Alice with two paired devices, bob with one; traffic both ways, a read. */
@@ -286,4 +286,22 @@ Deno.test("runScenario() is reproducible with every fault at once: five runs, on
   const hashes = new Set<string>();
   for (let i = 0; i < 5; i++) hashes.add((await runScenario(scenario, {})).traceHash);
   assert.equal(hashes.size, 1);
+});
+
+Deno.test("runScenario() with varyNetwork draws the network from the seed within the file's ranges", async () => {
+  const scenario = await loadScenario("scenarios/sync_duplicates.yaml");
+  const spec = scenario.network;
+  const variants = [1, 2, 3, 4].map((seed) => variedNetwork(spec, seed));
+  for (const v of variants) {
+    assert.ok(v.latencyMs.min === spec.latencyMs.min && v.latencyMs.max <= spec.latencyMs.max);
+    assert.ok(v.duplicate >= 0 && v.duplicate <= spec.duplicate && v.drop === 0);
+  }
+  assert.equal(new Set(variants.map((v) => v.duplicate)).size, 4, "each seed its own network");
+  const plain = await runScenario(scenario, { seed: 2, file: "f.yaml" });
+  const varied = await runScenario(scenario, { seed: 2, file: "f.yaml", varyNetwork: true });
+  const again = await runScenario(scenario, { seed: 2, file: "f.yaml", varyNetwork: true });
+  assert.notEqual(varied.traceHash, plain.traceHash);
+  assert.equal(varied.traceHash, again.traceHash);
+  assert.equal(varied.replay, "deno task sim f.yaml --seed 2 --vary-network");
+  assert.ok(varied.ok, JSON.stringify(varied.expectations));
 });

@@ -45,6 +45,8 @@ export interface SeedJob {
   redisPrefix?: string;
   /** Whether to send the trace lines back. @default false */
   trace?: boolean;
+  /** Draw the network from the seed within the file's ranges (`--vary-network`). @default false */
+  varyNetwork?: boolean;
   /**
    * URL of a module whose default export is `(ref: string) => PluginInput[]`:
    * extra plugins per device (tests plant bugs this way). Unlike a function,
@@ -121,6 +123,7 @@ export async function runSeed(job: SeedJob, options: RunSeedOptions = {}): Promi
     server: job.server,
     storage: job.storage ?? "memory",
     file: job.file,
+    varyNetwork: job.varyNetwork,
     extraPlugins,
     wallClock: options.wallClock,
     progress: options.progress,
