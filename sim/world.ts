@@ -111,6 +111,8 @@ export class SimDevice {
   kernel: Kernel | undefined;
   store: Store | undefined;
   transport!: SimTransport;
+  /** The identity root private key held here (null: none), read once for root_key_private. */
+  rootKey: Uint8Array | null | undefined;
   /** Scheduler time at which this device got its identity (joined its user). */
   pairedAt: number | undefined;
   #world: World;
@@ -158,10 +160,15 @@ export class World {
   #cryptoChain: Promise<unknown> = Promise.resolve();
   #backends: Backend[] = [];
   #textIndex = new Map<number, { text: string; encoded: Uint8Array }[]>();
+  /** First two bytes of every watched text, as a 64 Ki bitmap. */
+  #textPairs = new Uint8Array(65536);
+  /** The expectations this run checks: the recording keeps only what they read. */
+  readonly #expects: Set<string>;
 
   private constructor(options: WorldOptions) {
     this.#options = options;
     this.scenario = options.scenario;
+    this.#expects = new Set(options.scenario.expect.map((e) => e.name));
     this.scheduler = options.scheduler;
     this.storage = options.storage ?? "memory";
     this.clock = new VirtualClock(options.scheduler, { epochMs: options.epochMs });
@@ -362,10 +369,13 @@ export class World {
     if (o.kind === "outbound") {
       if (o.message.type === "device_sync") this.recording.counters.syncPayloads++;
       if (o.message.type === "chat") this.recording.counters.chat++;
-      this.#leftDevice(device.ref, encode(UserMessageSchema, o.message), "plaintext");
+      if (this.#expects.has("root_key_private")) {
+        this.#leftDevice(device.ref, encode(UserMessageSchema, o.message), "plaintext");
+      }
       return;
     }
     // inbound: what a contact accepted from which identity key and ratchet.
+    if (!this.#expects.has("contacts_blind")) return;
     const peer = device.kernel?.peer(o.peerUid);
     if (peer?.type === PeerType.CONTACT && peer.contact) {
       this.recording.contactInbound.push({
@@ -379,9 +389,14 @@ export class World {
 
   /** root_key_private: the sending device's root private key must never be in what it sends. */
   #leftDevice(ref: string, bytes: Uint8Array, where: string): void {
-    const root = this.devices.get(ref)?.kernel?.hasIdentity()
-      ? this.devices.get(ref)!.kernel!.identity().root?.privateKey
-      : undefined;
+    if (!this.#expects.has("root_key_private")) return;
+    const device = this.devices.get(ref);
+    if (!device) return;
+    // The root key never changes on a device: read it once (identity() copies the record).
+    if (device.rootKey === undefined && device.kernel?.hasIdentity()) {
+      device.rootKey = device.kernel.identity().root?.privateKey ?? null;
+    }
+    const root = device.rootKey;
     if (root && root.length === 32 && indexOf(bytes, root) >= 0) {
       this.recording.rootLeaks.push({ device: ref, where });
     }
@@ -391,10 +406,12 @@ export class World {
   #relaySaw(relay: string, kind: string, bytes: Uint8Array): void {
     if (kind === "stored") this.lastStoredAt.set(relay, this.scheduler.now);
     if (this.#textIndex.size === 0 || bytes.length < 4) return;
-    // A rolling window of 4 bytes as one number: one map lookup per byte position.
-    let word = ((bytes[0] << 16) | (bytes[1] << 8) | bytes[2]) >>> 0;
+    const pairs = this.#textPairs;
     for (let i = 0; i + 4 <= bytes.length; i++) {
-      word = ((word << 8) | bytes[i + 3]) >>> 0;
+      // Most positions fail on their first two bytes: an array lookup, before any map lookup.
+      if (pairs[(bytes[i] << 8) | bytes[i + 1]] === 0) continue;
+      const word =
+        ((bytes[i] << 24) | (bytes[i + 1] << 16) | (bytes[i + 2] << 8) | bytes[i + 3]) >>> 0;
       const texts = this.#textIndex.get(word);
       if (!texts) continue;
       for (const { text, encoded } of texts) {
@@ -407,12 +424,32 @@ export class World {
 
   /** Registers a sent text for the server_blind scan (texts under 4 bytes match by chance). */
   #watchText(text: string): void {
+    if (!this.#expects.has("server_blind")) return;
     const encoded = new TextEncoder().encode(text);
     if (encoded.length < 4) return;
+    this.#textPairs[(encoded[0] << 8) | encoded[1]] = 1;
     const key = ((encoded[0] << 24) | (encoded[1] << 16) | (encoded[2] << 8) | encoded[3]) >>> 0;
     const list = this.#textIndex.get(key) ?? [];
     if (!list.some((t) => t.text === text)) list.push({ text, encoded });
     this.#textIndex.set(key, list);
+  }
+
+  #contacts: Map<string, string[]> | undefined;
+  #contactsFor = -1;
+
+  /** The users `user` has a conversation with, sorted (recomputed when a conversation is added). */
+  #contactsOf(user: string): string[] {
+    if (!this.#contacts || this.#contactsFor !== this.conversations.size) {
+      this.#contacts = new Map();
+      for (const key of this.conversations.keys()) {
+        const [a, b] = key.split("|");
+        this.#contacts.set(a, [...(this.#contacts.get(a) ?? []), b]);
+        this.#contacts.set(b, [...(this.#contacts.get(b) ?? []), a]);
+      }
+      for (const list of this.#contacts.values()) list.sort();
+      this.#contactsFor = this.conversations.size;
+    }
+    return this.#contacts.get(user) ?? [];
   }
 
   /** The user on the other side of conversation `peerUid` as `ref` knows it ("" if none). */
@@ -622,11 +659,7 @@ export class World {
       const device = user.devices[randomInt(this.scenarioRandom, user.devices.length)];
       const text = `chatter ${i} ${randomFloat(this.scenarioRandom).toString(36).slice(2, 10)}`;
       this.scheduler.schedule(at, () => {
-        const contacts = [...this.conversations.keys()]
-          .map((k) => k.split("|"))
-          .filter(([a, b]) => a === user.name || b === user.name)
-          .map(([a, b]) => a === user.name ? b : a)
-          .sort();
+        const contacts = this.#contactsOf(user.name);
         if (contacts.length === 0) return;
         const to = contacts[randomInt(this.scenarioRandom, contacts.length)];
         return this.scheduler.track(
