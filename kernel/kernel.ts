@@ -135,6 +135,8 @@ export interface KernelOptions {
 
 /** Rounds of pull-then-ack one poll makes before it yields, so a busy queue cannot hold the device. */
 const POLL_ROUNDS_MAX = 8;
+/** Messages in one answer past which a poll goes on at once (the relay may cap its answers). */
+const POLL_ANSWER_LARGE = 32;
 /** First retry delay of a failed delivery, in ms; doubles per attempt up to `retryMsMax`. */
 const RETRY_MS_MIN = 500;
 /** Length of generated relay short codes, in characters. */
@@ -844,12 +846,16 @@ export class Kernel {
   async pollOnce(signal?: AbortSignal): Promise<number> {
     let accepted = 0;
     for (const server of this.#identity?.servers ?? []) {
-      accepted += await this.#pollServer(server, 0, signal);
+      accepted += await this.#pollServer(server, { timeoutMs: 0, signal });
     }
     return accepted;
   }
 
-  async #pollServer(server: ServerCard, timeoutMs: number, signal?: AbortSignal): Promise<number> {
+  async #pollServer(
+    server: ServerCard,
+    options: { timeoutMs: number; signal?: AbortSignal; deferAcks?: boolean },
+  ): Promise<number> {
+    const { timeoutMs, signal } = options;
     let accepted = 0;
     for (let round = 0; round < POLL_ROUNDS_MAX; round++) {
       const keys = this.pullKeys();
@@ -891,6 +897,9 @@ export class Kernel {
       this.#lastPollAt = this.clock.now();
       if (answer.chat.length === 0 && acks.length === 0) this.#quietPollAt.set(server.uid, now);
       if (answer.chat.length === 0 && (this.#acks.get(server.uid) ?? []).length === 0) break;
+      // Another round only to ack can wait for the next poll, unless the answer was large
+      // enough that the relay may have held more back.
+      if (options.deferAcks && answer.chat.length < POLL_ANSWER_LARGE) break;
     }
     return accepted;
   }
@@ -997,7 +1006,8 @@ export class Kernel {
     let failures = 0;
     while (!signal.aborted) {
       try {
-        await this.#pollServer(server, this.#longPollMs, signal);
+        // The relay applies acks before it reads the queues: the next poll carries them.
+        await this.#pollServer(server, { timeoutMs: this.#longPollMs, signal, deferAcks: true });
         failures = 0;
       } catch (e) {
         if (signal.aborted) return;

@@ -76,11 +76,14 @@ Deno.test("--seeds --shrink finds a planted sync bug and shrinks it to 3 devices
     await Deno.writeTextFile(path, FOUR_DEVICES);
     const sink = io({ extraPluginsModule: new URL(`file://${bug}`).href, workers: 2 });
     assert.equal(await main([path, "--seeds", "1..4", "--shrink", "--quiet"], sink), 1);
-    assert.match(sink.stdout, /seed 1: FAIL \((converged|no_loss)[^)]*\) — replay: /);
+    // Which seeds trip the bug depends on message timing; the swarm must find at least one.
+    const found = /seed (\d+): FAIL \((converged|no_loss)[^)]*\) — replay: /.exec(sink.stdout);
+    assert.ok(found, sink.stdout);
+    const seed = found[1];
     assert.match(sink.stderr, /shrink: from 2 users, 5 devices/);
     const written = shrunkPath(path);
     assert.equal(written, `${dir}/planted.shrunk.yaml`);
-    assert.match(sink.stdout, new RegExp(`replay: deno task sim ${written} --seed 1`));
+    assert.match(sink.stdout, new RegExp(`replay: deno task sim ${written} --seed ${seed}`));
 
     const shrunk = await loadScenario(written);
     const alice = shrunk.users.find((u) => u.name === "alice")!;
