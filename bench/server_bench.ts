@@ -15,69 +15,25 @@
  */
 import { parseArgs } from "node:util";
 import { create } from "@bufbuild/protobuf";
-import {
-  generateEncryptionKeyPair,
-  generateLookupKeyPair,
-  generateSigningKeyPair,
-  type KeyPair,
-  SystemRandom,
-  toBase64Url,
-} from "../kernel/crypto/mod.ts";
+import { SystemRandom } from "../kernel/crypto/mod.ts";
 import { systemClock } from "../kernel/system_clock.ts";
-import {
-  type FromServerMessage,
-  PackedUserMessageSchema,
-  type ServerCard,
-  ToServerMessageSchema,
-} from "../proto/gen/meow_pb.ts";
-import type { MessageInitShape } from "@bufbuild/protobuf";
+import { PackedUserMessageSchema, type ServerCard } from "../proto/gen/meow_pb.ts";
 import {
   createHandler,
   HttpTransport,
   MemoryBackend,
-  openAnswer,
   RedisBackend,
-  sealRequest,
   ServerCore,
-  signPull,
 } from "../server/mod.ts";
 import { redisSkip, startRedis } from "../server/redis_process.ts";
+import { TestDevice } from "../server/_testing.ts";
 
 const BATCH = 16;
 const HTTP_CLIENTS = 64;
 const random = new SystemRandom();
-let stamp = 0;
-
-class Device {
-  readonly encryption: KeyPair = generateEncryptionKeyPair(random);
-  readonly signing: KeyPair = generateSigningKeyPair(random);
-  readonly lookup: KeyPair = generateLookupKeyPair(random);
-  readonly queue = toBase64Url(this.lookup.publicKey);
-  constructor(readonly server: ServerCard, readonly send: (b: Uint8Array) => Promise<Uint8Array>) {}
-
-  seal(init: MessageInitShape<typeof ToServerMessageSchema>): Promise<Uint8Array> {
-    return sealRequest({
-      server: this.server,
-      request: create(ToServerMessageSchema, init),
-      deviceEncryption: this.encryption,
-      deviceSigning: this.signing,
-      random,
-    });
-  }
-
-  async request(init: MessageInitShape<typeof ToServerMessageSchema>): Promise<FromServerMessage> {
-    const body = await this.send(await this.seal(init));
-    return openAnswer({ server: this.server, body, deviceEncryption: this.encryption });
-  }
-
-  pull() {
-    // Distinct timestamps: each pull signature is good once.
-    return signPull({
-      server: this.server,
-      lookup: this.lookup,
-      now: Date.now() - 60_000 + stamp++,
-    });
-  }
+/** A benchmark client: the relay tests' device, on the real clock. */
+function benchDevice(server: ServerCard, send: (b: Uint8Array) => Promise<Uint8Array>): TestDevice {
+  return new TestDevice(random, server, send, () => Date.now());
 }
 
 function batch(destination: string) {
@@ -95,8 +51,8 @@ async function coreThroughput(core: ServerCore, seconds: number, pairs: number):
   const deadline = Date.now() + seconds * 1000;
   let acked = 0;
   await Promise.all(Array.from({ length: pairs }, async () => {
-    const sender = new Device(core.card(), send);
-    const receiver = new Device(core.card(), send);
+    const sender = benchDevice(core.card(), send);
+    const receiver = benchDevice(core.card(), send);
     let toAck: string[] = [];
     while (Date.now() < deadline) {
       const stored = await sender.request({ messages: batch(receiver.queue) });
@@ -147,7 +103,7 @@ async function httpRequestsPerSecond(
     const deadline = Date.now() + seconds * 1000;
     let requests = 0;
     await Promise.all(Array.from({ length: HTTP_CLIENTS }, async () => {
-      const device = new Device(card, send);
+      const device = benchDevice(card, send);
       while (Date.now() < deadline) {
         // One message in, one pull with ack out: the shape of a chatty client.
         const answer = await device.request({
@@ -225,8 +181,8 @@ if (import.meta.main) {
     clock: systemClock,
     random,
   });
-  const sender = new Device(core.card(), (b) => core.handle(b));
-  const receiver = new Device(core.card(), (b) => core.handle(b));
+  const sender = benchDevice(core.card(), (b) => core.handle(b));
+  const receiver = benchDevice(core.card(), (b) => core.handle(b));
   Deno.bench({
     name: "core over memory: store 16 + pull + ack",
     baseline: true,

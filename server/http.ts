@@ -4,6 +4,7 @@
  *
  * @module
  */
+import { concatBytes } from "../kernel/crypto/mod.ts";
 import { encode, encodeJson } from "../proto/codec.ts";
 import { ServerCardSchema } from "../proto/gen/meow_pb.ts";
 import type { Clock } from "../kernel/ports.ts";
@@ -123,13 +124,7 @@ async function readLimited(req: Request, max: number): Promise<Uint8Array | unde
     }
     chunks.push(value);
   }
-  const out = new Uint8Array(length);
-  let offset = 0;
-  for (const chunk of chunks) {
-    out.set(chunk, offset);
-    offset += chunk.length;
-  }
-  return out;
+  return concatBytes(...chunks);
 }
 
 function binary(bytes: Uint8Array): Response {

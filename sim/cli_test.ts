@@ -1,22 +1,8 @@
 import assert from "node:assert/strict";
-import { type CliIo, main } from "./cli.ts";
+import { testIo } from "./_test_io.ts";
+import { main } from "./cli.ts";
 
-function io(): CliIo & { stdout: string; stderr: string } {
-  const sink = {
-    stdout: "",
-    stderr: "",
-    out(text: string) {
-      sink.stdout += text;
-    },
-    err(text: string) {
-      sink.stderr += text;
-    },
-    errIsTerminal: false,
-    wallClock: () => 0,
-    uniqueId: () => "test",
-  };
-  return sink;
-}
+const io = testIo;
 
 async function withFile(text: string, fn: (path: string) => Promise<void>): Promise<void> {
   const dir = await Deno.makeTempDir({ prefix: "meowsync-cli-" });

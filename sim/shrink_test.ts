@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
+import { testIo } from "./_test_io.ts";
 import YAML from "yaml";
-import { type CliIo, main } from "./cli.ts";
+import { main } from "./cli.ts";
 import { loadScenario, parseScenario } from "./scenario.ts";
 import { scenarioInput, scenarioSize, shrinkScenario, shrunkPath } from "./shrink.ts";
 
@@ -49,23 +50,7 @@ steps:
 expect: [converged, no_duplicates, no_loss]
 `;
 
-function io(options: Partial<CliIo> = {}): CliIo & { stdout: string; stderr: string } {
-  const sink = {
-    stdout: "",
-    stderr: "",
-    out(text: string) {
-      sink.stdout += text;
-    },
-    err(text: string) {
-      sink.stderr += text;
-    },
-    errIsTerminal: false,
-    wallClock: () => 0,
-    uniqueId: () => "test",
-    ...options,
-  };
-  return sink;
-}
+const io = testIo;
 
 Deno.test("--seeds --shrink finds a planted sync bug and shrinks it to 3 devices of one user and at most 10 messages", async () => {
   const dir = await Deno.makeTempDir({ prefix: "meowsync-shrink-" });

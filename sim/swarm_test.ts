@@ -1,28 +1,13 @@
 import assert from "node:assert/strict";
-import { type CliIo, main } from "./cli.ts";
+import { testIo } from "./_test_io.ts";
+import { main } from "./cli.ts";
 import { runScenario } from "./run.ts";
 import { loadScenario } from "./scenario.ts";
 import { runSwarm } from "./swarm.ts";
 
 const QUICKSTART = "scenarios/quickstart.yaml";
 
-function io(options: Partial<CliIo> = {}): CliIo & { stdout: string; stderr: string } {
-  const sink = {
-    stdout: "",
-    stderr: "",
-    out(text: string) {
-      sink.stdout += text;
-    },
-    err(text: string) {
-      sink.stderr += text;
-    },
-    errIsTerminal: false,
-    wallClock: () => 0,
-    uniqueId: () => "test",
-    ...options,
-  };
-  return sink;
-}
+const io = testIo;
 
 Deno.test("runSwarm() gives each seed the digest and trace hash of a direct run", async () => {
   const seeds = [1, 2, 3];

@@ -4,7 +4,8 @@
  * scenarios give the same `digest` as with the in-process fake relay.
  */
 import assert from "node:assert/strict";
-import { type CliIo, main } from "../sim/cli.ts";
+import { testIo } from "../sim/_test_io.ts";
+import { main } from "../sim/cli.ts";
 
 function freePort(): number {
   const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
@@ -55,22 +56,7 @@ async function startRelay(): Promise<{ url: string; stop(): Promise<void> }> {
   throw new Error(`the relay on port ${port} did not start within 15 s`);
 }
 
-function io(): CliIo & { stdout: string; stderr: string } {
-  const sink = {
-    stdout: "",
-    stderr: "",
-    out(text: string) {
-      sink.stdout += text;
-    },
-    err(text: string) {
-      sink.stderr += text;
-    },
-    errIsTerminal: false,
-    wallClock: () => 0,
-    uniqueId: () => "test",
-  };
-  return sink;
-}
+const io = testIo;
 
 async function report(args: string[]): Promise<{ ok: boolean; digest: string; server: string }> {
   const sink = io();
