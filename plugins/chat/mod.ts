@@ -63,7 +63,7 @@ export function newUserMessage(
   });
 }
 
-/** Advances `stored`'s status by `update`, never backwards; returns whether it changed. */
+/** Sets each state of `stored`'s status that `update` reaches first; returns whether it changed. */
 export function advanceStatus(
   stored: DbMessage,
   update: { received?: number; processed?: number; sent?: number },
@@ -71,13 +71,11 @@ export function advanceStatus(
   const status = stored.message!.status!;
   let changed = false;
   for (const field of ["sent", "received", "processed"] as const) {
+    // Keep the first time a state was reached, so every device ends on the same value.
     const value = update[field] ?? 0;
-    if (value > 0 && (status[field] === 0 || value > status[field])) {
-      // Keep the first time a state was reached, so every device ends on the same value.
-      if (status[field] === 0) {
-        status[field] = value;
-        changed = true;
-      }
+    if (value > 0 && status[field] === 0) {
+      status[field] = value;
+      changed = true;
     }
   }
   return changed;
