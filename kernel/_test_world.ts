@@ -26,8 +26,9 @@ export class ManualClock implements Clock {
     this.#now += ms;
   }
   sleep(_ms: number, signal?: AbortSignal): Promise<void> {
+    if (signal?.aborted) return Promise.reject(signal.reason);
     return new Promise((_, reject) =>
-      signal?.addEventListener("abort", () => reject(signal.reason))
+      signal?.addEventListener("abort", () => reject(signal.reason), { once: true })
     );
   }
 }

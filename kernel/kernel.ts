@@ -212,6 +212,8 @@ export class Kernel {
   #flushing: Promise<void> | undefined;
   #lastPollAt = 0;
   #polled = new Set<string>();
+  /** Per relay, the open long poll's restart switch: the set of pulled queues changed. */
+  readonly #pollRestarts = new Map<string, AbortController>();
   #quietPollAt = new Map<string, number>();
   #outboxSeq = 0;
 
@@ -424,6 +426,7 @@ export class Kernel {
     const batch = tx.batch();
     if (this.#closed) throw new TypeError(`${this.#name}: the kernel is closed`);
     await this.#store.commit(batch);
+    const pulled = this.#pollRestarts.size > 0 ? this.#pullSet() : undefined;
     if (batch.identity) {
       this.#identity = batch.identity;
       // Relays can arrive by device sync or with a new install's first identity: poll them too.
@@ -431,6 +434,10 @@ export class Kernel {
     }
     for (const peer of batch.peers ?? []) this.#cachePeer(peer);
     for (const device of batch.devices ?? []) this.#cachePeer(device);
+    if (pulled !== undefined && pulled !== this.#pullSet()) {
+      // An open long poll does not wait on the new queues: end it, the loop polls again at once.
+      for (const restart of this.#pollRestarts.values()) restart.abort();
+    }
     for (const entry of batch.outboxPut ?? []) this.#outbox.set(entry.id, entry);
     for (const id of batch.outboxDelete ?? []) this.#outbox.delete(id);
     if ((batch.outboxPut ?? []).length > 0) this.#flushWake?.();
@@ -754,6 +761,9 @@ export class Kernel {
       answer = await this.#request(server, { messages: entries.map((e) => e.packed!) }, { signal });
     } catch (e) {
       if (!(e instanceof TransportError || e instanceof MeowError)) throw e;
+      // Stopped mid-request: not a failed attempt, the entries stay due for the next flush
+      // (a copy the relay got anyway is dropped as a repeat by the receiver).
+      if (signal?.aborted) return 0;
       this.#log(
         "debug",
         `${this.#name} outbox: ${server.name || server.uid} unreachable: ${e.message}`,
@@ -838,6 +848,11 @@ export class Kernel {
     return keys;
   }
 
+  /** The pulled lookup keys as one comparable string. */
+  #pullSet(): string {
+    return this.pullKeys().map((k) => k.lookupKey).sort().join(" ");
+  }
+
   /**
    * Polls every relay of the identity once: pulls, processes, acks, until the
    * queues are empty (at most a bounded number of rounds). Resolves with how
@@ -853,7 +868,13 @@ export class Kernel {
 
   async #pollServer(
     server: ServerCard,
-    options: { timeoutMs: number; signal?: AbortSignal; deferAcks?: boolean },
+    options: {
+      timeoutMs: number;
+      signal?: AbortSignal;
+      /** Ends the request only (default `signal`); processing answers to `signal`. */
+      requestSignal?: AbortSignal;
+      deferAcks?: boolean;
+    },
   ): Promise<number> {
     const { timeoutMs, signal } = options;
     let accepted = 0;
@@ -872,7 +893,7 @@ export class Kernel {
         pullRequests,
         acks,
         timeoutMs: round === 0 ? timeoutMs : 0,
-      }, { signal });
+      }, { signal: options.requestSignal ?? signal });
       this.#acks.set(
         server.uid,
         (this.#acks.get(server.uid) ?? []).filter((a) => !acks.includes(a)),
@@ -1005,25 +1026,37 @@ export class Kernel {
   async #pollLoop(server: ServerCard, signal: AbortSignal): Promise<void> {
     let failures = 0;
     while (!signal.aborted) {
+      const restart = new AbortController();
+      if (this.#longPollMs > 0) this.#pollRestarts.set(server.uid, restart);
+      const waiting = AbortSignal.any([signal, restart.signal]);
       try {
         // The relay applies acks before it reads the queues: the next poll carries them.
-        await this.#pollServer(server, { timeoutMs: this.#longPollMs, signal, deferAcks: true });
+        await this.#pollServer(server, {
+          timeoutMs: this.#longPollMs,
+          signal,
+          requestSignal: waiting,
+          deferAcks: true,
+        });
         failures = 0;
       } catch (e) {
         if (signal.aborted) return;
-        if (!(e instanceof TransportError || e instanceof MeowError)) {
-          this.#log(
-            "error",
-            `${this.#name} poll ${server.name || server.uid} failed: ${(e as Error).stack}`,
-          );
+        if (!restart.signal.aborted) {
+          if (!(e instanceof TransportError || e instanceof MeowError)) {
+            this.#log(
+              "error",
+              `${this.#name} poll ${server.name || server.uid} failed: ${(e as Error).stack}`,
+            );
+          }
+          failures++;
         }
-        failures++;
+      } finally {
+        this.#pollRestarts.delete(server.uid);
       }
       const wait = failures === 0
         ? this.#pollIntervalMs
         : Math.min(this.#retryMsMax, this.#pollIntervalMs * 2 ** Math.min(8, failures - 1));
       try {
-        await this.clock.sleep(wait, signal);
+        if (!restart.signal.aborted) await this.clock.sleep(wait, signal);
       } catch {
         return;
       }

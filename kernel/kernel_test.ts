@@ -7,13 +7,14 @@ import {
   type PackedUserMessage,
   PackedUserMessageSchema,
   PeerRecordSchema,
+  type ServerCard,
 } from "../proto/gen/meow_pb.ts";
 import { type ChatApi, chatPlugin } from "../plugins/chat/mod.ts";
 import { dedupPlugin } from "../plugins/dedup/mod.ts";
 import { randomInt, SeededRandom } from "./crypto/mod.ts";
 import { newUserMessage } from "../plugins/chat/mod.ts";
 import type { Plugin } from "./plugin.ts";
-import type { Store } from "./ports.ts";
+import { type Store, type Transport, TransportError } from "./ports.ts";
 import { type TestDevice, TestWorld } from "./_test_world.ts";
 import { pack } from "./pipeline.ts";
 
@@ -277,4 +278,80 @@ Deno.test("Kernel.receive() drops a repeated invitation answer as a Replay and d
   assert.equal(await snapshot(alice.store), before, "a repeated answer changes nothing");
   assert.equal((await alice.kernel.receive(early)).kind, "accepted");
   assert.deepEqual(await texts(alice, uid), ["<right after answering"]);
+});
+
+/** Yields to the event loop until `done()` holds, at most `turnsMax` turns. */
+async function untilTrue(done: () => boolean, turnsMax = 2_000): Promise<boolean> {
+  for (let turn = 0; turn < turnsMax && !done(); turn++) {
+    await new Promise((resolve) => setTimeout(resolve, 0));
+  }
+  return done();
+}
+
+Deno.test("Kernel restarts a long poll when a new peer adds a queue: an answer does not wait out the poll", async () => {
+  const world = await TestWorld.create();
+  // The manual clock never moves here: a long poll ends only when its queues see a message.
+  const alice = await world.device("alice", {
+    nickname: "alice",
+    kernel: { longPollMs: 60_000 },
+  });
+  const bob = await world.device("bob", { nickname: "bob" });
+  const carol = await world.device("carol", { nickname: "carol" });
+  await pairOutOfBand(world, alice, carol); // alice has a queue to wait on
+  alice.kernel.start();
+  try {
+    assert.ok(await untilTrue(() => world.core.stats().longPollsOpen === 1), "alice waits");
+    const ticket = await alice.kernel.createInvitation();
+    const uid = await bob.kernel.acceptInvitation(ticket.bytes);
+    assert.equal(await bob.kernel.flushOutbox(), 1, "bob's answer is on the relay");
+    assert.ok(
+      await untilTrue(() => alice.kernel.peer(uid)?.contact !== undefined),
+      "alice finalized the invitation from the answer while her clock stood still",
+    );
+  } finally {
+    await alice.kernel.stop();
+  }
+});
+
+/** A transport that holds every exchange while closed; a held one ends only on its signal. */
+class GatedTransport implements Transport {
+  open = true;
+  held = 0;
+  constructor(readonly inner: Transport) {}
+  exchange(server: ServerCard, body: Uint8Array, signal?: AbortSignal): Promise<Uint8Array> {
+    if (this.open) return this.inner.exchange(server, body, signal);
+    this.held++;
+    return new Promise((_, reject) =>
+      signal?.addEventListener(
+        "abort",
+        () => reject(new TransportError("Cannot reach relay: the exchange was aborted")),
+        { once: true },
+      )
+    );
+  }
+  fetchCard(url: string, signal?: AbortSignal): Promise<ServerCard> {
+    return this.inner.fetchCard(url, signal);
+  }
+}
+
+Deno.test("Kernel.stop() during a delivery leaves the entry due: the flush that follows sends it", async () => {
+  const world = await TestWorld.create();
+  const gate = new GatedTransport(world.transport);
+  const alice = await world.device("alice", { nickname: "alice", kernel: { transport: gate } });
+  const bob = await world.device("bob", { nickname: "bob" });
+  const uid = await pairOutOfBand(world, alice, bob);
+  gate.open = false;
+  alice.kernel.start();
+  await chat(alice).send(uid, "sent while stopping");
+  assert.ok(await untilTrue(() => gate.held >= 2), "the poll and the delivery are in flight");
+  await alice.kernel.stop(); // aborts the delivery: not a failed attempt
+  gate.open = true;
+  assert.equal(
+    await alice.kernel.flushOutbox(),
+    1,
+    "the entry is still due, with the clock unmoved",
+  );
+  assert.equal(alice.kernel.outboxSize(), 0);
+  await world.settle([alice, bob]);
+  assert.deepEqual(await texts(bob, uid), ["<sent while stopping"]);
 });

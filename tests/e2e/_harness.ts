@@ -15,6 +15,14 @@ export const ROOT: string = new URL("../../", import.meta.url).pathname;
 export const PASSPHRASE = "correct horse battery staple";
 /** How long one CLI command may take, in ms. */
 const COMMAND_MS_MAX = 30_000;
+/**
+ * How long a command that waits for another device (`pair join`, `accept`)
+ * may take, in ms: two process starts, a passphrase derivation and two relay
+ * round trips each side, on a loaded two-core CI machine.
+ */
+export const WAITING_COMMAND_MS_MAX = 120_000;
+/** How much of each process's output a failure report shows, in characters. */
+const TAIL_CHARS = 2_000;
 
 /** `deno run …` of a task in deno.json, as arguments for this Deno binary. */
 async function taskArgs(task: string): Promise<string[]> {
@@ -43,6 +51,8 @@ export class Proc {
   stdout = "";
   stderr = "";
   readonly done: Promise<Result>;
+  /** Whether the process has ended. */
+  exited = false;
 
   constructor(name: string, child: Deno.ChildProcess) {
     this.name = name;
@@ -54,7 +64,10 @@ export class Proc {
       read(child.stdout, "stdout"),
       read(child.stderr, "stderr"),
       child.status,
-    ]).then(([, , status]) => ({ code: status.code, stdout: this.stdout, stderr: this.stderr }));
+    ]).then(([, , status]) => {
+      this.exited = true;
+      return { code: status.code, stdout: this.stdout, stderr: this.stderr };
+    });
   }
 
   /** Resolves with the first match of `pattern` in stdout + stderr, within `timeoutMs`. */
@@ -126,10 +139,14 @@ export class Procs {
     return this.#spawn(`agent ${args.join(" ")}`, [...this.#agentArgs!, ...args], env);
   }
 
-  /** Runs `deno task agent <args>` to its end. */
-  async agent(args: string[], env: Record<string, string> = {}): Promise<Result> {
+  /** Runs `deno task agent <args>` to its end; SIGKILL after `timeoutMs`. */
+  async agent(
+    args: string[],
+    env: Record<string, string> = {},
+    timeoutMs = COMMAND_MS_MAX,
+  ): Promise<Result> {
     const proc = this.spawnAgent(args, env);
-    const timer = setTimeout(() => proc.kill("SIGKILL"), COMMAND_MS_MAX);
+    const timer = setTimeout(() => proc.kill("SIGKILL"), timeoutMs);
     try {
       return await proc.done;
     } finally {
@@ -137,17 +154,32 @@ export class Procs {
     }
   }
 
-  /** Runs an agent command that must succeed; resolves with its stdout. */
-  async ok(args: string[]): Promise<string> {
-    const result = await this.agent(args);
+  /**
+   * Runs an agent command that must succeed; resolves with its stdout. A
+   * failure reports the command's output, how long it ran, and the tail of
+   * every other process of the test (the relay, a waiting sibling).
+   */
+  async ok(args: string[], options: { timeoutMs?: number } = {}): Promise<string> {
+    const started = Date.now();
+    const result = await this.agent(args, {}, options.timeoutMs);
     if (result.code !== 0) {
+      const name = `agent ${args.join(" ")}`;
       throw new Error(
-        `agent ${
-          args.join(" ")
-        } exited ${result.code}\nstdout: ${result.stdout}\nstderr: ${result.stderr}`,
+        `${name} exited ${result.code} after ${Date.now() - started} ms` +
+          (result.code === 137 ? " (killed: it ran out of time)" : "") +
+          `\nstdout: ${result.stdout}\nstderr: ${result.stderr}\n${this.describe(name)}`,
       );
     }
     return result.stdout;
+  }
+
+  /** The output tails of every process but `except`, for a failure report. */
+  describe(except = ""): string {
+    const tail = (text: string) => text.length > TAIL_CHARS ? `…${text.slice(-TAIL_CHARS)}` : text;
+    return this.#all.filter((p) => p.name !== except).map((p) =>
+      `--- ${p.name} (${p.exited ? "exited" : "running"})\n` +
+      `stdout: ${tail(p.stdout)}\nstderr: ${tail(p.stderr)}`
+    ).join("\n");
   }
 
   /** Runs an agent command with `--json`; resolves with its (last) JSON line. */

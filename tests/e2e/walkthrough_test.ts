@@ -13,6 +13,7 @@ import {
   redisSkip,
   ROOT,
   shellWords,
+  WAITING_COMMAND_MS_MAX,
   withRedis,
 } from "./_harness.ts";
 
@@ -57,7 +58,8 @@ async function walkThrough(procs: Procs, relay: string): Promise<void> {
       code = (await waiting.waitFor(/code: ([0-9A-Z]{8})/))[1];
       continue;
     }
-    if ((command === "pair" && words.includes("join")) || command === "accept") {
+    const joins = (command === "pair" && words.includes("join")) || command === "accept";
+    if (joins) {
       // The README shows an example code; the test types the one just printed, as a reader would.
       const at = words.indexOf(command === "accept" ? "accept" : "join") + 1;
       assert.match(words[at], /^[0-9A-Z]{8}$/, `${line}: an example code`);
@@ -67,10 +69,13 @@ async function walkThrough(procs: Procs, relay: string): Promise<void> {
       await allDevicesAgree(procs, homes);
       converged = true;
     }
-    outputs.push({ line, stdout: await procs.ok(words) });
+    const timeoutMs = joins ? WAITING_COMMAND_MS_MAX : undefined;
+    outputs.push({ line, stdout: await procs.ok(words, { timeoutMs }) });
     if (waiting) {
       const done = await waiting.done;
-      assert.equal(done.code, 0, `the waiting side ends well: ${done.stderr}`);
+      assert.equal(done.code, 0, `the waiting side ends well: ${done.stderr}\n${procs.describe()}`);
+      // What it queued on completing (the new device's welcome) left before it exited.
+      assert.doesNotMatch(done.stderr, /wait in the outbox/, `${line}: ${done.stderr}`);
       waiting = undefined;
     }
   }
