@@ -12,6 +12,15 @@
  * @module
  */
 import { parseArgs } from "node:util";
+import { clone, create } from "@bufbuild/protobuf";
+import { TestWorld } from "../kernel/_test_world.ts";
+import { SeededRandom } from "../kernel/crypto/mod.ts";
+import { pack, unpack } from "../kernel/pipeline.ts";
+import {
+  ConversationStatusSchema,
+  PeerRecordSchema,
+  UserMessageSchema,
+} from "../proto/gen/meow_pb.ts";
 import { runScenario } from "../sim/run.ts";
 import { parseScenario, type Scenario } from "../sim/scenario.ts";
 
@@ -32,15 +41,20 @@ export function crowd(users: number, messages: number, poll: string, overMs: num
   }, "bench");
 }
 
-/** Times WebCrypto calls (beneath the simulator's runner) while `fn` runs. */
+/** Time and calls of one WebCrypto operation. */
+interface OpTime {
+  ms: number;
+  calls: number;
+}
+
+/** Times WebCrypto calls (beneath the simulator's runner) while `fn` runs, per operation. */
 async function timed<T>(
   fn: () => Promise<T>,
-): Promise<{ result: T; cryptoMs: number; calls: number }> {
+): Promise<{ result: T; cryptoMs: number; calls: number; ops: Map<string, OpTime> }> {
   const subtle = crypto.subtle as unknown as Record<string, (...a: unknown[]) => Promise<unknown>>;
   const originals = new Map<string, (...a: unknown[]) => Promise<unknown>>();
-  let cryptoMs = 0;
-  let calls = 0;
-  for (const name of ["sign", "verify", "importKey", "deriveBits"]) {
+  const ops = new Map<string, OpTime>();
+  for (const name of ["sign", "verify", "importKey", "deriveBits", "generateKey"]) {
     const original = subtle[name].bind(crypto.subtle);
     originals.set(name, subtle[name]);
     subtle[name] = async (...args: unknown[]) => {
@@ -48,16 +62,62 @@ async function timed<T>(
       try {
         return await original(...args);
       } finally {
-        cryptoMs += performance.now() - t;
-        calls++;
+        const op = ops.get(name) ?? { ms: 0, calls: 0 };
+        op.ms += performance.now() - t;
+        op.calls++;
+        ops.set(name, op);
       }
     };
   }
   try {
-    return { result: await fn(), cryptoMs, calls };
+    const result = await fn();
+    const all = [...ops.values()];
+    return {
+      result,
+      cryptoMs: all.reduce((sum, op) => sum + op.ms, 0),
+      calls: all.reduce((sum, op) => sum + op.calls, 0),
+      ops,
+    };
   } finally {
     for (const [name, original] of originals) subtle[name] = original;
   }
+}
+
+/**
+ * The crypto pipeline's floor: `count` user messages packed (ratchet →
+ * symmetric → seal → sign) and unpacked (verify → unseal → symmetric →
+ * ratchet) between two paired peers, each answering the other in turn (so
+ * every message also takes a DH ratchet step), with nothing else around
+ * them: no relay, no store, no scheduler. Resolves with the wall time in ms.
+ */
+export async function pipelineFloor(count: number, textBytes = 120): Promise<number> {
+  const world = await TestWorld.create(7);
+  const a = await world.device("a", { nickname: "a" });
+  const b = await world.device("b", { nickname: "b" });
+  const ticket = await a.kernel.createInvitation();
+  const uid = await b.kernel.acceptInvitation(ticket.bytes);
+  await world.settle([a, b]);
+  const peers = [a, b].map((d) => clone(PeerRecordSchema, d.kernel.peer(uid)!));
+  await a.kernel.close();
+  await b.kernel.close();
+  const random = new SeededRandom(7);
+  const now = world.clock.now();
+  const text = "m".repeat(textBytes);
+  const t0 = performance.now();
+  for (let i = 0; i < count; i++) {
+    const [from, to] = i % 2 === 0 ? [peers[0], peers[1]] : [peers[1], peers[0]];
+    const message = create(UserMessageSchema, {
+      destination: "",
+      type: "chat",
+      data: text,
+      status: create(ConversationStatusSchema, { uuid: `floor-${i}`, sent: now }),
+    });
+    const packed = await pack(from, message, { random, now });
+    from.ratchet = packed.ratchet;
+    const opened = await unpack(to, packed.packed, { random, now });
+    to.ratchet = opened.ratchet;
+  }
+  return performance.now() - t0;
 }
 
 /** Runs the crowd and prints the report. */
@@ -67,9 +127,13 @@ export async function benchCrowd(
   const scenario = crowd(options.users, options.messages, options.poll, options.overMs);
   let peakRss = 0;
   const t0 = performance.now();
-  const { result: report, cryptoMs, calls } = await timed(() =>
+  let packed = 0;
+  const { result: report, cryptoMs, calls, ops } = await timed(() =>
     runScenario(scenario, {
       wallClock: () => performance.now(),
+      trace: (line) => {
+        if (line.kind === "msg.out") packed++;
+      },
       progress: () => {
         peakRss = Math.max(peakRss, Deno.memoryUsage().rss);
       },
@@ -100,6 +164,22 @@ export async function benchCrowd(
     }% of wall); the rest (scheduler, stores, protobuf, noble) ${
       ((wallMs - cryptoMs) / 1000).toFixed(1)
     } s`,
+  );
+  const floorMs = await pipelineFloor(packed);
+  const perMessage = wallMs / packed;
+  const floorPerMessage = floorMs / packed;
+  console.log(
+    `  per user message (chat, sync, ack: ${packed} packed and opened): ${
+      perMessage.toFixed(2)
+    } ms in the simulator vs ${floorPerMessage.toFixed(2)} ms for the bare crypto pipeline ` +
+      `(floor, same run) → ${(perMessage / floorPerMessage).toFixed(2)}x the floor`,
+  );
+  console.log(
+    `  by operation: ${
+      [...ops].map(([name, op]) => `${name} ${op.calls} (${(op.ms / 1000).toFixed(1)} s)`).join(
+        ", ",
+      )
+    }`,
   );
 }
 

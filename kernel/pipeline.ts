@@ -142,17 +142,26 @@ export async function unpack(
   packed: PackedUserMessage,
   options: { random: Random; now: number },
 ): Promise<Unpacked> {
-  const ok = await verify(
-    peer.contact!.identityPublicKey,
-    signedBytes(packed.destination, packed.payload, packed.drHeader),
-    packed.signature,
-  );
+  // Verifying and unsealing are independent and pure: run them side by side, but a bad
+  // signature is the error reported, whatever unsealing made of the payload.
+  const [ok, unsealed] = await Promise.all([
+    verify(
+      peer.contact!.identityPublicKey,
+      signedBytes(packed.destination, packed.payload, packed.drHeader),
+      packed.signature,
+    ),
+    open(peer.myEncryption!.privateKey, packed.payload).then(
+      (bytes) => ({ bytes, error: undefined }),
+      (error: unknown) => ({ bytes: undefined, error }),
+    ),
+  ]);
   if (!ok) {
     throw new BadSignature(
       `Cannot open message: signature does not match peer "${peer.name}" (uid ${peer.uid})`,
     );
   }
-  const symmetric = await open(peer.myEncryption!.privateKey, packed.payload);
+  if (unsealed.error !== undefined) throw unsealed.error;
+  const symmetric = unsealed.bytes!;
   const ciphertext = symDecrypt(peer.contact!.symKey, symmetric);
   const state = deserializeRatchet(peer.ratchet);
   const step = await ratchetDecrypt(state, packed.drHeader, ciphertext, options);

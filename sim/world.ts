@@ -255,17 +255,21 @@ export class World {
   }
 
   /**
-   * WebCrypto completes through the event loop; run its operations one at a
-   * time in the order asked, each tracked by the scheduler, so the order of
-   * everything that follows them is reproducible.
+   * WebCrypto completes through the event loop, on a pool of threads. Every
+   * operation starts at once (they are pure functions of their inputs, so
+   * they may run side by side on both cores), but their results are handed
+   * over one at a time, in the order asked, each tracked by the scheduler: the
+   * order of everything that follows them is reproducible.
    */
   #installCryptoRunner(): void {
     setWebCryptoRunner(<T>(operation: () => Promise<T>): Promise<T> => {
+      const started = operation();
+      started.catch(() => {}); // handed over (rejection included) in turn below
       // Deno settles some operations within the current turn and others on a later one;
-      // handing every result over on a macrotask boundary makes the order of what follows
-      // independent of which.
+      // handing every result over on a macrotask boundary, after the previous one's, makes
+      // the order of what follows independent of which, and of which finished first.
       const run = this.#cryptoChain.then(async () => {
-        const result = await operation();
+        const result = await started;
         await macrotask();
         return result;
       });
