@@ -5,16 +5,14 @@
  * (it stays online and serves the other commands through the control
  * endpoint), so a command behaves the same either way.
  *
- * **The store.** One `SqliteStore` file per home (`device.db`), every record
- * sealed with the passphrase key. One store, not "Deno KV + SQLite": the
- * store port commits a ratchet step, the message it encrypted and the outbox
- * entry that carries it in ONE atomic batch, which two databases cannot do.
- * SQLite rather than a local Deno KV file: a single file in WAL mode with
- * `synchronous=FULL` (a commit is on disk before the message leaves), the
- * seen table of the design as a real table, readable by any SQLite tool, and
- * a second process (a CLI inspecting the home) can open it, where a Deno KV
- * file refuses a second writer process with "database is locked". The
- * kernel lock (`agent.lock`) still keeps kernels to one per home.
+ * **The store.** One store per home, every record sealed with the passphrase
+ * key: Deno KV (`device.kv`) by default, or SQLite (`device.db`, chosen with
+ * `init --store sqlite`). One store, not "Deno KV + SQLite": the store port
+ * commits a ratchet step, the message it encrypted and the outbox entry that
+ * carries it in ONE atomic batch, which two databases cannot do. A local Deno
+ * KV file takes one writer process; the kernel lock (`agent.lock`) keeps the
+ * store to one process per home anyway (other commands go through a running
+ * agent's control endpoint).
  *
  * @module
  */
@@ -37,10 +35,10 @@ import { dedupPlugin } from "../plugins/dedup/mod.ts";
 import { type DeviceSyncApi, deviceSyncPlugin } from "../plugins/device_sync/mod.ts";
 import { forwardRelayPlugin } from "../plugins/forward_relay/mod.ts";
 import { relaysPlugin } from "../plugins/relays/mod.ts";
-import { SqliteStore, xchachaCipher } from "../plugins/storage/mod.ts";
+import { KvStore, SqliteStore, xchachaCipher } from "../plugins/storage/mod.ts";
 import { HttpTransport } from "../server/http_transport.ts";
 import { AgentError, EXIT } from "./errors.ts";
-import type { HomePaths } from "./home.ts";
+import { type HomePaths, readConfig } from "./home.ts";
 
 /** Long-poll wait asked of the relay while the agent is online, in ms. */
 export const LONG_POLL_MS = 25_000;
@@ -203,7 +201,10 @@ export class Agent {
     options: AgentOptions = {},
   ): Promise<Agent> {
     const random = new SystemRandom();
-    const store = await SqliteStore.open(paths.db, { cipher: xchachaCipher(key, random) });
+    const cipher = xchachaCipher(key, random);
+    const store = (await readConfig(paths))?.store === "kv"
+      ? await KvStore.open(paths.kv, { cipher })
+      : await SqliteStore.open(paths.db, { cipher });
     const transport = options.transport ?? new HttpTransport();
     const plugins: Plugin[] = [
       chatPlugin(),

@@ -40,6 +40,8 @@ import {
   readConfig,
   readControlAddress,
   removeControlAddress,
+  STORE_KINDS,
+  type StoreKind,
   writeConfig,
 } from "./home.ts";
 import {
@@ -220,10 +222,16 @@ ${EXIT_HELP}`,
       .default(KDF_LOG_N_DEFAULT)
       .argParser(positiveInt("--scrypt-log-n"));
 
+  const storeKind = () =>
+    new Option("--store <kind>", "the database of this device's encrypted store")
+      .choices([...STORE_KINDS])
+      .default("kv");
+
   sub("init", "create an identity on this device (its first device)")
     .requiredOption("--name <nickname>", "your nickname, as contacts see it")
     .requiredOption("--server <url>", "your home relay, e.g. http://127.0.0.1:8080")
     .option("--device <name>", "this device's name (default: the host name)")
+    .addOption(storeKind())
     .addOption(kdfCost())
     .action(act(cmdInit));
 
@@ -242,6 +250,7 @@ ${EXIT_HELP}`,
     .option("--server <url>", "the relay the code is parked on (needed with a code)")
     .option("--in <file>", "read the card `pair start --out` wrote instead of a code")
     .option("--device <name>", "this device's name (default: the host name)")
+    .addOption(storeKind())
     .addOption(timeout())
     .addOption(kdfCost())
     .addHelpText("after", `\n${EXIT_HELP}`)
@@ -430,19 +439,20 @@ async function assertNewHome(ctx: Ctx): Promise<void> {
   }
 }
 
-async function createHomeFiles(ctx: Ctx, logN: number): Promise<Uint8Array> {
+async function createHomeFiles(ctx: Ctx, logN: number, store: StoreKind): Promise<Uint8Array> {
   await assertNewHome(ctx);
   const random = new SystemRandom();
   const kdf = newKdfParams(random, logN);
   const passphrase = await getPassphrase({ env: ctx.io.env, ask: ctx.io.ask }, { confirm: true });
   await removeHomeFiles(ctx.paths); // a half-made home from an earlier failure
   const key = deriveKey(passphrase, kdf);
-  await writeConfig(ctx.paths, { version: 1, kdf, check: keyCheck(key, random) });
+  await writeConfig(ctx.paths, { version: 1, store, kdf, check: keyCheck(key, random) });
   return key;
 }
 
 async function removeHomeFiles(paths: HomePaths): Promise<void> {
-  for (const path of [paths.config, paths.db, `${paths.db}-wal`, `${paths.db}-shm`]) {
+  const stores = [paths.db, paths.kv].flatMap((db) => [db, `${db}-wal`, `${db}-shm`]);
+  for (const path of [paths.config, ...stores]) {
     await Deno.remove(path).catch(() => {});
   }
 }
@@ -487,14 +497,14 @@ async function withProgress<T>(ctx: Ctx, what: string, promise: Promise<T>): Pro
 
 async function cmdInit(
   ctx: Ctx,
-  o: { name: string; server: string; device?: string; scryptLogN: number },
+  o: { name: string; server: string; device?: string; store: StoreKind; scryptLogN: number },
 ): Promise<void> {
   if (o.name.trim() === "") throw new AgentError("--name must not be empty", EXIT.usage);
   const lock = await lockNewHome(ctx);
   try {
     await assertNewHome(ctx);
     const server = await fetchServerCard(ctx.transport, o.server);
-    const key = await createHomeFiles(ctx, o.scryptLogN);
+    const key = await createHomeFiles(ctx, o.scryptLogN, o.store);
     const deviceName = o.device ?? hostName();
     try {
       const agent = await Agent.open(ctx.paths, key, { transport: ctx.transport });
@@ -570,6 +580,7 @@ async function cmdPairJoin(
     server?: string;
     in?: string;
     device?: string;
+    store: StoreKind;
     timeout: number;
     scryptLogN: number;
   },
@@ -588,7 +599,7 @@ async function cmdPairJoin(
       : await fetchServerCard(ctx.transport, o.server);
     const fileCard = o.in === undefined ? undefined : cardFromText(await readIn(o.in));
     if (fileCard) checkDeviceCard(fileCard);
-    const key = await createHomeFiles(ctx, o.scryptLogN);
+    const key = await createHomeFiles(ctx, o.scryptLogN, o.store);
     const deviceName = o.device ?? hostName();
     const agent = await Agent.open(ctx.paths, key, { transport: ctx.transport });
     let answered = false;

@@ -3,7 +3,8 @@
  *
  * - `agent.json` — the key-derivation parameters, the salt and the key check
  *   (no secret);
- * - `device.db` — the SQLite store, every record sealed with the derived key;
+ * - `device.kv` — the store (Deno KV, the default), every record sealed with
+ *   the derived key; or `device.db` — the same in SQLite (`init --store sqlite`);
  * - `agent.lock` — held (an OS file lock) by the one process that runs a
  *   kernel on this home; it names that process's PID;
  * - `agent.port`, `agent.token` — while `run` runs: its control endpoint on
@@ -20,6 +21,8 @@ export interface HomePaths {
   dir: string;
   /** `agent.json`: key derivation and key check. */
   config: string;
+  /** `device.kv`: the Deno KV store. */
+  kv: string;
   /** `device.db`: the SQLite store. */
   db: string;
   /** `agent.lock`: the kernel lock. */
@@ -45,6 +48,7 @@ export function homePaths(dir: string): HomePaths {
   return {
     dir: base,
     config: file("agent.json"),
+    kv: file("device.kv"),
     db: file("device.db"),
     lock: file("agent.lock"),
     port: file("agent.port"),
@@ -75,10 +79,17 @@ export function defaultHome(env: (name: string) => string | undefined): string {
   return `${home.replace(/\/+$/, "")}/.local/share/meowsync`;
 }
 
+/** The store kinds a home can use. */
+export const STORE_KINDS = ["kv", "sqlite"] as const;
+/** Which database holds a home's store. */
+export type StoreKind = typeof STORE_KINDS[number];
+
 /** What `agent.json` holds. */
 export interface HomeConfig {
   /** The format version. */
   version: 1;
+  /** The store's database (absent in homes made before there was a choice: `sqlite`). */
+  store?: StoreKind;
   /** How the store key is derived from the passphrase. */
   kdf: KdfParams;
   /** The key check: a constant sealed with the derived key (base64url). */
@@ -104,7 +115,10 @@ export async function readConfig(paths: HomePaths): Promise<HomeConfig | undefin
   }
   try {
     const config = JSON.parse(text) as HomeConfig;
-    if (config.version !== 1 || typeof config.check !== "string" || !config.kdf?.salt) {
+    if (
+      config.version !== 1 || typeof config.check !== "string" || !config.kdf?.salt ||
+      (config.store !== undefined && !STORE_KINDS.includes(config.store))
+    ) {
       throw new Error("unknown format");
     }
     return config;

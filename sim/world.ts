@@ -14,7 +14,14 @@ import {
   type ServerCard,
   UserMessageSchema,
 } from "../proto/gen/meow_pb.ts";
-import { randomFloat, randomInt, SeededRandom, setWebCryptoRunner } from "../kernel/crypto/mod.ts";
+import {
+  IMPORTED_KEYS_MAX_DEFAULT,
+  randomFloat,
+  randomInt,
+  SeededRandom,
+  setImportedKeysMax,
+  setWebCryptoRunner,
+} from "../kernel/crypto/mod.ts";
 import { Kernel, type KernelObservation } from "../kernel/kernel.ts";
 import type { Plugin, PluginInput } from "../kernel/plugin.ts";
 import type { Store } from "../kernel/ports.ts";
@@ -26,6 +33,13 @@ import type { Scenario, Step } from "./scenario.ts";
 import { macrotask, type Scheduler } from "./scheduler.ts";
 import { openStore, type StorageKind } from "./storage.ts";
 import { VirtualClock } from "./virtual_clock.ts";
+
+/**
+ * Imported keys per simulated device each key cache makes room for: the
+ * device's own keys and, per peer, its identity, lookup and encryption keys
+ * and the peer's public ones, with room for a dozen peers.
+ */
+const IMPORTED_KEYS_PER_DEVICE = 32;
 
 /** One message a device accepted for sending. */
 export interface SentRecord {
@@ -193,6 +207,9 @@ export class World {
   static async create(options: WorldOptions): Promise<World> {
     const world = new World(options);
     world.#installCryptoRunner();
+    // One process holds every device's keys: size the key caches so none is evicted in use.
+    const devices = world.scenario.users.reduce((n, user) => n + user.devices.length, 0);
+    setImportedKeysMax(Math.max(IMPORTED_KEYS_MAX_DEFAULT, devices * IMPORTED_KEYS_PER_DEVICE));
     for (const name of world.scenario.servers) {
       let core: ServerCore;
       if (options.relay) core = await options.relay(name);
@@ -281,6 +298,7 @@ export class World {
   /** Undoes global hooks. */
   dispose(): void {
     setWebCryptoRunner(undefined);
+    setImportedKeysMax(undefined);
   }
 
   async #boot(device: SimDevice): Promise<void> {

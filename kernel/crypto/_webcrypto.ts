@@ -42,8 +42,15 @@ export const subtle = {
     runner(() => crypto.subtle.verify(...args)),
 };
 
-/** Most CryptoKeys kept per cache (one cache per key kind). Least recently used go first. */
-export const importedKeysMax = 256;
+/**
+ * Most CryptoKeys kept per cache (one cache per key kind) unless
+ * {@linkcode setImportedKeysMax} says otherwise. Least recently used go
+ * first. A device with a few hundred contacts holds about three keys per
+ * contact of each kind; a cache smaller than the keys in use evicts a key
+ * just before it is needed again, and a miss of a private X25519 key costs an
+ * import and a scalar multiplication.
+ */
+export const IMPORTED_KEYS_MAX_DEFAULT = 4_096;
 
 /**
  * The fixed 16-byte PKCS#8 prefix of a raw 32-byte key of the curve with OID
@@ -80,9 +87,14 @@ const X25519 = { name: "X25519" } as const;
 /** A least-recently-used map holding at most `max` entries. */
 class BoundedCache<V> {
   readonly #map = new Map<string, V>();
-  readonly #max: number;
+  #max: number;
   constructor(max: number) {
     this.#max = max;
+  }
+  /** Sets the bound, dropping the least recently used entries beyond it. */
+  resize(max: number): void {
+    this.#max = max;
+    while (this.#map.size > max) this.#map.delete(this.#map.keys().next().value!);
   }
   get(key: string): V | undefined {
     const value = this.#map.get(key);
@@ -102,11 +114,38 @@ class BoundedCache<V> {
   }
 }
 
-const ed25519Private = new BoundedCache<CryptoKey>(importedKeysMax);
-const ed25519Public = new BoundedCache<CryptoKey>(importedKeysMax);
-const x25519Private = new BoundedCache<{ key: CryptoKey; publicKey: Uint8Array }>(
-  importedKeysMax,
-);
+let keysMax = IMPORTED_KEYS_MAX_DEFAULT;
+const ed25519Private = new BoundedCache<CryptoKey>(keysMax);
+const ed25519Public = new BoundedCache<CryptoKey>(keysMax);
+const x25519Private = new BoundedCache<{ key: CryptoKey; publicKey: Uint8Array }>(keysMax);
+
+/**
+ * Sets how many imported keys each cache keeps (`undefined` restores
+ * {@linkcode IMPORTED_KEYS_MAX_DEFAULT}); a smaller bound drops the least
+ * recently used at once. One process simulating many devices holds all of
+ * their keys: the simulator sizes the caches to its devices.
+ *
+ * @example
+ * ```ts
+ * import { importedKeysMax, setImportedKeysMax } from "./_webcrypto.ts";
+ * setImportedKeysMax(64);
+ * console.assert(importedKeysMax() === 64);
+ * setImportedKeysMax(undefined);
+ * ```
+ */
+export function setImportedKeysMax(max: number | undefined): void {
+  const next = max ?? IMPORTED_KEYS_MAX_DEFAULT;
+  if (!Number.isSafeInteger(next) || next < 1) {
+    throw new RangeError(`Cannot bound the key caches at ${max}: a positive integer is needed`);
+  }
+  keysMax = next;
+  for (const cache of [ed25519Private, ed25519Public, x25519Private]) cache.resize(next);
+}
+
+/** The current bound of each key cache. */
+export function importedKeysMax(): number {
+  return keysMax;
+}
 
 /** The current sizes of the key caches, for tests of their bound. */
 export function _cacheSizes(): { ed25519Private: number; ed25519Public: number; x25519: number } {

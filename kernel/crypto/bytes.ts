@@ -32,3 +32,31 @@ export function _bytesEqual(a: Uint8Array, b: Uint8Array): boolean {
   for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
   return true;
 }
+
+/**
+ * Whether `needle` occurs in `haystack` (used to refuse sending any byte of a
+ * private key that must never leave the device).
+ *
+ * @example
+ * ```ts
+ * import { containsBytes } from "./mod.ts";
+ * console.assert(containsBytes(new Uint8Array([1, 2, 3, 4]), new Uint8Array([2, 3])));
+ * console.assert(!containsBytes(new Uint8Array([1, 2, 3]), new Uint8Array([3, 2])));
+ * ```
+ */
+export function containsBytes(haystack: Uint8Array, needle: Uint8Array): boolean {
+  if (needle.length === 0 || needle.length > haystack.length) return false;
+  const first = needle[0];
+  const last = haystack.length - needle.length;
+  outer: for (
+    let i = haystack.indexOf(first);
+    i !== -1 && i <= last;
+    i = haystack.indexOf(first, i + 1)
+  ) {
+    for (let j = 1; j < needle.length; j++) {
+      if (haystack[i + j] !== needle[j]) continue outer;
+    }
+    return true;
+  }
+  return false;
+}

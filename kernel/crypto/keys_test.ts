@@ -10,7 +10,13 @@ import {
 } from "./keys.ts";
 import { SeededRandom } from "./random.ts";
 import { x25519PublicKeyReference, x25519Reference } from "./_reference.ts";
-import { _cacheSizes, importedKeysMax, x25519PublicKey } from "./_webcrypto.ts";
+import {
+  _cacheSizes,
+  IMPORTED_KEYS_MAX_DEFAULT,
+  importedKeysMax,
+  setImportedKeysMax,
+  x25519PublicKey,
+} from "./_webcrypto.ts";
 import { FixedRandom, hex, toHex } from "./_test_util.ts";
 
 const bytes32 = fc.uint8Array({ minLength: 32, maxLength: 32 });
@@ -147,11 +153,21 @@ Deno.test("generateSigningKeyPair() and friends are deterministic under a Seeded
   }
 });
 
-Deno.test("x25519SharedSecret() keeps at most importedKeysMax imported private keys", async () => {
+Deno.test("x25519SharedSecret() keeps at most importedKeysMax() imported private keys", async () => {
   const random = new SeededRandom("x25519 cache");
   const peer = generateEncryptionKeyPair(random).publicKey;
-  for (let i = 0; i < importedKeysMax + 20; i++) {
-    await x25519SharedSecret(random.bytes(32), peer);
+  setImportedKeysMax(64);
+  try {
+    for (let i = 0; i < 64 + 20; i++) {
+      await x25519SharedSecret(random.bytes(32), peer);
+    }
+    assert.equal(_cacheSizes().x25519, 64);
+    setImportedKeysMax(16); // a smaller bound drops the least recently used at once
+    assert.equal(_cacheSizes().x25519, 16);
+    assert.throws(() => setImportedKeysMax(0), RangeError);
+    assert.equal(importedKeysMax(), 16, "a refused bound changes nothing");
+  } finally {
+    setImportedKeysMax(undefined);
   }
-  assert.equal(_cacheSizes().x25519, importedKeysMax);
+  assert.equal(importedKeysMax(), IMPORTED_KEYS_MAX_DEFAULT);
 });

@@ -8,7 +8,7 @@
 export * from "./random.ts";
 export { SystemRandom } from "./system_random.ts";
 export { fromBase64Url, toBase64Url } from "./base64.ts";
-export { concatBytes } from "./bytes.ts";
+export { concatBytes, containsBytes } from "./bytes.ts";
 export {
   generateEncryptionKeyPair,
   generateLookupKeyPair,
@@ -36,4 +36,10 @@ export {
   SKIPPED_KEY_TTL_MS,
   type SkippedMessageKey,
 } from "./ratchet.ts";
-export { setWebCryptoRunner, type WebCryptoRunner } from "./_webcrypto.ts";
+export {
+  IMPORTED_KEYS_MAX_DEFAULT,
+  importedKeysMax,
+  setImportedKeysMax,
+  setWebCryptoRunner,
+  type WebCryptoRunner,
+} from "./_webcrypto.ts";

@@ -17,6 +17,7 @@ import {
   PeerRecordSchema,
 } from "../../proto/gen/meow_pb.ts";
 import { compareMessages, compareOutbox } from "./_order.ts";
+import { SEAL_OVERHEAD_BYTES, type StoreCipher, UnreadableRecord } from "./cipher.ts";
 import {
   checkBeforeMs,
   checkLimit,
@@ -57,6 +58,15 @@ export interface KvStoreOptions {
    * @default {8}
    */
   commitAttemptsMax?: number;
+  /**
+   * Seals every record (identity, peers, devices, messages, outbox entries)
+   * before it is written and opens it after it is read: at-rest encryption.
+   * Keys (uids, uuids, ids, times) stay in the clear, so the store can still
+   * index and order. A store written with a cipher must be opened with the
+   * same one; a record that does not open is an {@linkcode UnreadableRecord}.
+   * @default {no cipher: records are stored as they are}
+   */
+  cipher?: StoreCipher;
 }
 
 /**
@@ -99,12 +109,19 @@ export class KvStore implements Store {
   readonly #kv: Deno.Kv;
   readonly #prefix: Deno.KvKey;
   readonly #attemptsMax: number;
+  readonly #cipher: StoreCipher | undefined;
   #closed = false;
 
-  private constructor(kv: Deno.Kv, prefix: Deno.KvKey, attemptsMax: number) {
+  private constructor(
+    kv: Deno.Kv,
+    prefix: Deno.KvKey,
+    attemptsMax: number,
+    cipher: StoreCipher | undefined,
+  ) {
     this.#kv = kv;
     this.#prefix = prefix;
     this.#attemptsMax = attemptsMax;
+    this.#cipher = cipher;
   }
 
   /**
@@ -130,7 +147,7 @@ export class KvStore implements Store {
       );
     }
     const kv = await Deno.openKv(path);
-    return new KvStore(kv, [...prefix], attemptsMax);
+    return new KvStore(kv, [...prefix], attemptsMax, options.cipher);
   }
 
   #key(...parts: Deno.KvKeyPart[]): Deno.KvKey {
@@ -141,7 +158,9 @@ export class KvStore implements Store {
   /** The identity record, if this device has one. */
   async loadIdentity(): Promise<IdentityRecord | undefined> {
     const entry = await this.#kv.get<Uint8Array>(this.#key("identity"));
-    return entry.value === null ? undefined : decode(IdentityRecordSchema, entry.value);
+    return entry.value === null
+      ? undefined
+      : decode(IdentityRecordSchema, this.#open(entry.value, "the identity"));
   }
 
   /** Every contact peer, by uid. */
@@ -166,7 +185,9 @@ export class KvStore implements Store {
   /** One stored message by conversation and uuid. */
   async getMessage(peerUid: string, uuid: string): Promise<DbMessage | undefined> {
     const entry = await this.#kv.get<Uint8Array>(this.#key("msg", peerUid, uuid));
-    return entry.value === null ? undefined : decode(DbMessageSchema, entry.value);
+    return entry.value === null
+      ? undefined
+      : decode(DbMessageSchema, this.#open(entry.value, "a message"));
   }
 
   /** The messages of one conversation by storedAt then uuid; `limit` keeps the newest. */
@@ -188,7 +209,9 @@ export class KvStore implements Store {
     const out: DbMessage[] = [];
     for (let i = 0; i < keys.length; i += GET_MANY_KEYS_MAX) {
       const entries = await this.#kv.getMany<Uint8Array[]>(keys.slice(i, i + GET_MANY_KEYS_MAX));
-      for (const e of entries) if (e.value !== null) out.push(decode(DbMessageSchema, e.value));
+      for (const e of entries) {
+        if (e.value !== null) out.push(decode(DbMessageSchema, this.#open(e.value, "a message")));
+      }
     }
     // The index and the rows are two reads: sort again so a concurrent re-store cannot misorder.
     return out.sort(compareMessages);
@@ -217,11 +240,12 @@ export class KvStore implements Store {
    */
   async commit(batch: Batch): Promise<void> {
     const counterKey = this.#key("commit");
-    const p = prepareBatch(batch, {
+    const p = this.#seal(prepareBatch(batch, {
       store: NAME,
-      recordBytesMax: KV_VALUE_BYTES_MAX,
-      recordLimitName: "Deno KV's value limit (KV_VALUE_BYTES_MAX)",
-    });
+      recordBytesMax: KV_VALUE_BYTES_MAX - (this.#cipher ? SEAL_OVERHEAD_BYTES : 0),
+      recordLimitName: "Deno KV's value limit (KV_VALUE_BYTES_MAX)" +
+        (this.#cipher ? `, less the cipher's ${SEAL_OVERHEAD_BYTES} bytes` : ""),
+    }));
     this.#checkLimits(p, counterKey);
     const messages = [...p.messages.values()];
     const seenIds = [...p.seen.keys()];
@@ -241,7 +265,7 @@ export class KvStore implements Store {
         const before = old[i].value;
         const beforeAt = before === null
           ? undefined
-          : Number(decode(DbMessageSchema, before).storedAt);
+          : Number(decode(DbMessageSchema, this.#open(before, "a message")).storedAt);
         if (beforeAt !== undefined && beforeAt !== m.storedAt) {
           op.delete(this.#key("msg_order", m.peerUid, beforeAt, m.uuid));
         }
@@ -322,8 +346,40 @@ export class KvStore implements Store {
 
   async #values(prefix: Deno.KvKey): Promise<Uint8Array[]> {
     const out: Uint8Array[] = [];
-    for await (const entry of this.#kv.list<Uint8Array>({ prefix })) out.push(entry.value);
+    for await (const entry of this.#kv.list<Uint8Array>({ prefix })) {
+      out.push(this.#open(entry.value, "a record"));
+    }
     return out;
+  }
+
+  /** The batch with every record sealed (as it is without a cipher); sealed once per commit. */
+  #seal(p: PreparedBatch): PreparedBatch {
+    const cipher = this.#cipher;
+    if (!cipher) return p;
+    const sealMap = <K, V extends { bytes: Uint8Array }>(map: Map<K, V>) =>
+      new Map([...map].map(([k, v]) => [k, { ...v, bytes: cipher.seal(v.bytes) }]));
+    return {
+      ...p,
+      identity: p.identity && cipher.seal(p.identity),
+      peers: new Map([...p.peers].map(([uid, bytes]) => [uid, cipher.seal(bytes)])),
+      devices: new Map([...p.devices].map(([uid, bytes]) => [uid, cipher.seal(bytes)])),
+      messages: sealMap(p.messages),
+      outboxPut: sealMap(p.outboxPut),
+    };
+  }
+
+  /** Opens a sealed record (as it is without a cipher). */
+  #open(bytes: Uint8Array, what: string): Uint8Array {
+    if (!this.#cipher) return bytes;
+    try {
+      return this.#cipher.open(bytes);
+    } catch (cause) {
+      throw new UnreadableRecord(
+        `Cannot read ${what} of ${NAME}: it does not open with this key ` +
+          `(the wrong key, or the database was altered): ${(cause as Error).message}`,
+        { cause },
+      );
+    }
   }
 
   async #getMany(keys: Deno.KvKey[]): Promise<Deno.KvEntryMaybe<Uint8Array>[]> {

@@ -15,7 +15,11 @@ Deno.test("agent run killed with SIGKILL and restarted loses nothing and duplica
     const start = procs.spawnAgent([...home("alice-phone"), "pair", "start"]);
     const pairCode = (await start.waitFor(/code: (\w+)/))[1];
     const waits = { timeoutMs: WAITING_COMMAND_MS_MAX };
-    await procs.ok([...home("alice-laptop"), "pair", "join", pairCode, "--server", relay], waits);
+    // The laptop keeps its store in SQLite, the other devices in Deno KV (the default).
+    await procs.ok(
+      [...home("alice-laptop"), "pair", "join", pairCode, "--server", relay, "--store", "sqlite"],
+      waits,
+    );
     assert.equal((await start.done).code, 0);
     await procs.ok([...home("bob"), "init", "--name", "bob", "--server", relay]);
     const invite = procs.spawnAgent([...home("bob"), "invite"]);

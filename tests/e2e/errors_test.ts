@@ -126,6 +126,21 @@ Deno.test("agent CLI errors: one line on stderr and the documented exit code", a
       EXIT.usage,
       /unknown command/,
     );
+    assertOneLine(
+      await procs.agent([
+        "--home",
+        `${procs.dir}/dave`,
+        "init",
+        "--name",
+        "dave",
+        "--server",
+        relay,
+        "--store",
+        "paper",
+      ]),
+      EXIT.usage,
+      /--store.*paper.*kv, sqlite/,
+    );
     // A second `run` on a home that runs already.
     const run = procs.spawnAgent(["--home", alice, "run"]);
     await run.waitFor(/is online/);

@@ -5,6 +5,7 @@
  */
 import assert from "node:assert/strict";
 import type { ConversationView } from "../../agent/mod.ts";
+import { containsBytes } from "../../kernel/crypto/mod.ts";
 import {
   eventually,
   PASSPHRASE,
@@ -99,6 +100,27 @@ async function walkThrough(procs: Procs, relay: string): Promise<void> {
 
   // And afterwards, every device of each user holds the same conversation, each message once.
   await allDevicesAgree(procs, homes);
+  await sealedAtRest(homes);
+}
+
+/** Each home keeps its store in Deno KV (the default), and no file of it holds a message text. */
+async function sealedAtRest(homes: string): Promise<void> {
+  const texts = ["hi bob, from my phone", "bob's laptop too"].map((t) =>
+    new TextEncoder().encode(t)
+  );
+  for (const device of ["alice-phone", "alice-laptop", "bob-phone", "bob-laptop"]) {
+    const dir = `${homes}${device}`;
+    const config = JSON.parse(await Deno.readTextFile(`${dir}/agent.json`));
+    assert.equal(config.store, "kv", `${device}: the default store`);
+    assert.ok((await Deno.stat(`${dir}/device.kv`)).size > 0, `${device}: device.kv`);
+    for await (const entry of Deno.readDir(dir)) {
+      if (!entry.isFile) continue;
+      const bytes = await Deno.readFile(`${dir}/${entry.name}`);
+      for (const text of texts) {
+        assert.ok(!containsBytes(bytes, text), `${device}/${entry.name} holds a message text`);
+      }
+    }
+  }
 }
 
 /** The four devices' conversations hold the same four messages, each once, mirrored between users. */

@@ -1,0 +1,152 @@
+/**
+ * The at-rest encryption tests every store adapter with a `cipher` option
+ * passes: records round-trip through a reopen, the wrong key is an
+ * {@linkcode UnreadableRecord} (never garbage), and no record text reaches
+ * the files on disk while the keys stay readable.
+ *
+ * @module
+ */
+import assert from "node:assert/strict";
+import { create } from "@bufbuild/protobuf";
+import type { Store } from "../../kernel/ports.ts";
+import { containsBytes, SeededRandom } from "../../kernel/crypto/mod.ts";
+import {
+  DbMessageSchema,
+  IdentityRecordSchema,
+  OutboxEntrySchema,
+  PeerRecordSchema,
+} from "../../proto/gen/meow_pb.ts";
+import { type StoreCipher, UnreadableRecord, xchachaCipher } from "./cipher.ts";
+
+/** How the at-rest tests open an adapter. */
+export interface CipherConformance {
+  /** The adapter's name as its errors say it ("SqliteStore"). */
+  name: string;
+  /** The store's file name in a fresh directory ("device.db"). */
+  file: string;
+  /** Opens the store at `path`, with `cipher` when given. */
+  open(path: string, cipher?: StoreCipher): Promise<Store>;
+  /** The files that hold the store at `path`, the main one first (its WAL and so on after). */
+  files(path: string): string[];
+}
+
+const SECRET_TEXT = "the owl flies at midnight";
+
+/**
+ * Registers the at-rest encryption tests of one adapter.
+ *
+ * @example
+ * ```ts ignore
+ * cipherConformance({ name: "SqliteStore", file: "device.db", open, files: (p) => [p, `${p}-wal`] });
+ * ```
+ */
+export function cipherConformance(adapter: CipherConformance): void {
+  const random = new SeededRandom(7);
+  const key = random.bytes(32);
+  const sealed = (): StoreCipher => xchachaCipher(key, random);
+
+  async function withSealedStore(body: (path: string, store: Store) => Promise<void>) {
+    const dir = await Deno.makeTempDir({ prefix: "meowsync_cipher_" });
+    try {
+      const path = `${dir}/${adapter.file}`;
+      const store = await adapter.open(path, sealed());
+      await store.commit({
+        identity: create(IdentityRecordSchema, { uid: "id-1", deviceName: SECRET_TEXT }),
+        peers: [create(PeerRecordSchema, { uid: "bob", name: `${SECRET_TEXT} (peer)` })],
+        devices: [create(PeerRecordSchema, { uid: "laptop", name: `${SECRET_TEXT} (device)` })],
+        messages: [
+          create(DbMessageSchema, {
+            peerUid: "bob",
+            storedAt: 1,
+            message: { type: "chat", data: `${SECRET_TEXT} (message)`, status: { uuid: "m1" } },
+          }),
+        ],
+        outboxPut: [create(OutboxEntrySchema, { id: "o1", messageUuid: SECRET_TEXT })],
+      });
+      await body(path, store);
+    } finally {
+      await Deno.remove(dir, { recursive: true });
+    }
+  }
+
+  Deno.test(`${adapter.name} with a cipher round-trips every record through a reopen`, async () => {
+    await withSealedStore(async (path, store) => {
+      // A second commit re-stores m1 at another time: the adapter reads the sealed old row.
+      await store.commit({
+        messages: [
+          create(DbMessageSchema, {
+            peerUid: "bob",
+            storedAt: 2,
+            message: { type: "chat", data: `${SECRET_TEXT} (message)`, status: { uuid: "m1" } },
+          }),
+        ],
+      });
+      await store.close();
+      const again = await adapter.open(path, sealed());
+      try {
+        assert.equal((await again.loadIdentity())?.deviceName, SECRET_TEXT);
+        assert.equal((await again.listPeers())[0].name, `${SECRET_TEXT} (peer)`);
+        assert.equal((await again.listDevices())[0].name, `${SECRET_TEXT} (device)`);
+        const message = await again.getMessage("bob", "m1");
+        assert.equal(message?.message?.data, `${SECRET_TEXT} (message)`);
+        assert.equal(message?.storedAt, 2);
+        const newest = await again.listMessages("bob", { limit: 1 });
+        assert.deepEqual(newest.map((m) => m.message?.status?.uuid), ["m1"]);
+        assert.equal((await again.listMessages("bob")).length, 1);
+        assert.equal((await again.listOutbox())[0].messageUuid, SECRET_TEXT);
+      } finally {
+        await again.close();
+      }
+    });
+  });
+
+  Deno.test(`${adapter.name} with a cipher under the wrong key fails with UnreadableRecord`, async () => {
+    await withSealedStore(async (path, store) => {
+      await store.close();
+      const other = new SeededRandom(8);
+      const wrong = await adapter.open(path, xchachaCipher(other.bytes(32), other));
+      try {
+        await assert.rejects(wrong.loadIdentity(), (e: Error) => {
+          assert.ok(e instanceof UnreadableRecord, `${e}`);
+          assert.match(
+            e.message,
+            new RegExp(`^Cannot read the identity of ${adapter.name}: .*wrong key`),
+          );
+          return true;
+        });
+        await assert.rejects(wrong.listPeers(), UnreadableRecord);
+        await assert.rejects(wrong.listMessages("bob"), UnreadableRecord);
+        await assert.rejects(wrong.listMessages("bob", { limit: 1 }), UnreadableRecord);
+        await assert.rejects(wrong.listOutbox(), UnreadableRecord);
+      } finally {
+        await wrong.close();
+      }
+      // Without a cipher the sealed bytes do not decode either: never silently garbage.
+      const plain = await adapter.open(path);
+      try {
+        await assert.rejects(plain.loadIdentity());
+      } finally {
+        await plain.close();
+      }
+    });
+  });
+
+  Deno.test(`${adapter.name} with a cipher leaves no record text in its files`, async () => {
+    await withSealedStore(async (path, store) => {
+      // Before close: the write-ahead log holds the commits; after close: the main file.
+      const needle = new TextEncoder().encode(SECRET_TEXT.slice(4, 16));
+      const files = () =>
+        Promise.all(
+          adapter.files(path).map((f) => Deno.readFile(f).catch(() => new Uint8Array(0))),
+        );
+      const open = await files();
+      assert.ok(open.some((b) => b.length > 0), "the store wrote its files");
+      for (const bytes of open) assert.equal(containsBytes(bytes, needle), false);
+      await store.close();
+      for (const bytes of await files()) assert.equal(containsBytes(bytes, needle), false);
+      // The keys stay readable, as documented.
+      const keys = (await files()).some((b) => containsBytes(b, new TextEncoder().encode("bob")));
+      assert.equal(keys, true);
+    });
+  });
+}
