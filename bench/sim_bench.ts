@@ -90,7 +90,10 @@ async function timed<T>(
  * every message also takes a DH ratchet step), with nothing else around
  * them: no relay, no store, no scheduler. Resolves with the wall time in ms.
  */
-export async function pipelineFloor(count: number, textBytes = 120): Promise<number> {
+export async function pipelineFloor(
+  count: number,
+  options: { textBytes?: number; start?: () => void; end?: () => void } = {},
+): Promise<number> {
   const world = await TestWorld.create(7);
   const a = await world.device("a", { nickname: "a" });
   const b = await world.device("b", { nickname: "b" });
@@ -102,7 +105,8 @@ export async function pipelineFloor(count: number, textBytes = 120): Promise<num
   await b.kernel.close();
   const random = new SeededRandom(7);
   const now = world.clock.now();
-  const text = "m".repeat(textBytes);
+  const text = "m".repeat(options.textBytes ?? 120);
+  options.start?.();
   const t0 = performance.now();
   for (let i = 0; i < count; i++) {
     const [from, to] = i % 2 === 0 ? [peers[0], peers[1]] : [peers[1], peers[0]];
@@ -117,7 +121,9 @@ export async function pipelineFloor(count: number, textBytes = 120): Promise<num
     const opened = await unpack(to, packed.packed, { random, now });
     to.ratchet = opened.ratchet;
   }
-  return performance.now() - t0;
+  const ms = performance.now() - t0;
+  options.end?.();
+  return ms;
 }
 
 /** Runs the crowd and prints the report. */
@@ -200,13 +206,35 @@ if (import.meta.main) {
     overMs: Number(values.over),
   });
 } else {
+  // The simulator's run against the crypto pipeline alone for as many user messages
+  // (deno bench prints the ratio to the baseline).
+  const group = "simulator vs the crypto pipeline's floor";
+  let packedInRun = 0;
   Deno.bench({
     name: "simulator: 40 devices, 200 messages, one run",
+    group,
     n: 1,
     warmup: 0,
     fn: async () => {
-      const report = await runScenario(crowd(20, 200, "5s", 60_000), {});
+      let packed = 0;
+      const report = await runScenario(crowd(20, 200, "5s", 60_000), {
+        trace: (line) => {
+          if (line.kind === "msg.out") packed++;
+        },
+      });
       if (!report.ok) throw new Error(JSON.stringify(report.expectations));
+      packedInRun = packed;
+    },
+  });
+  Deno.bench({
+    name: "floor: the same number of user messages packed and opened, nothing else",
+    group,
+    baseline: true,
+    n: 1,
+    warmup: 0,
+    fn: async (b) => {
+      if (packedInRun === 0) throw new Error("the simulator's run did not count its messages");
+      await pipelineFloor(packedInRun, { start: () => b.start(), end: () => b.end() });
     },
   });
 }
