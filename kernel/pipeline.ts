@@ -144,24 +144,22 @@ export async function unpack(
 ): Promise<Unpacked> {
   // Verifying and unsealing are independent and pure: run them side by side, but a bad
   // signature is the error reported, whatever unsealing made of the payload.
-  const [ok, unsealed] = await Promise.all([
+  const [verified, unsealed] = await Promise.allSettled([
     verify(
       peer.contact!.identityPublicKey,
       signedBytes(packed.destination, packed.payload, packed.drHeader),
       packed.signature,
     ),
-    open(peer.myEncryption!.privateKey, packed.payload).then(
-      (bytes) => ({ bytes, error: undefined }),
-      (error: unknown) => ({ bytes: undefined, error }),
-    ),
+    open(peer.myEncryption!.privateKey, packed.payload),
   ]);
-  if (!ok) {
+  if (verified.status === "rejected") throw verified.reason;
+  if (!verified.value) {
     throw new BadSignature(
       `Cannot open message: signature does not match peer "${peer.name}" (uid ${peer.uid})`,
     );
   }
-  if (unsealed.error !== undefined) throw unsealed.error;
-  const symmetric = unsealed.bytes!;
+  if (unsealed.status === "rejected") throw unsealed.reason;
+  const symmetric = unsealed.value;
   const ciphertext = symDecrypt(peer.contact!.symKey, symmetric);
   const state = deserializeRatchet(peer.ratchet);
   const step = await ratchetDecrypt(state, packed.drHeader, ciphertext, options);

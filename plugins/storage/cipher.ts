@@ -70,3 +70,36 @@ export function xchachaCipher(key: Uint8Array, random: Random): StoreCipher {
     open: (bytes) => symDecrypt(secret, bytes),
   };
 }
+
+/**
+ * Opens a record `store` read (returns it as it is without a cipher); a
+ * record that does not open becomes an {@linkcode UnreadableRecord} naming
+ * `what` and `store`.
+ *
+ * @example
+ * ```ts
+ * import { SeededRandom } from "../../kernel/crypto/mod.ts";
+ * import { openRecord, xchachaCipher } from "./cipher.ts";
+ * const random = new SeededRandom(1);
+ * const cipher = xchachaCipher(random.bytes(32), random);
+ * const bytes = openRecord(cipher, cipher.seal(new Uint8Array([7])), "a record", "MyStore");
+ * console.assert(bytes[0] === 7);
+ * ```
+ */
+export function openRecord(
+  cipher: StoreCipher | undefined,
+  bytes: Uint8Array,
+  what: string,
+  store: string,
+): Uint8Array {
+  if (!cipher) return bytes;
+  try {
+    return cipher.open(bytes);
+  } catch (cause) {
+    throw new UnreadableRecord(
+      `Cannot read ${what} of ${store}: it does not open with this key ` +
+        `(the wrong key, or the stored data was altered): ${(cause as Error).message}`,
+      { cause },
+    );
+  }
+}

@@ -1,6 +1,7 @@
 /**
  * The at-rest encryption tests every store adapter with a `cipher` option
- * passes: records round-trip through a reopen, the wrong key is an
+ * passes: the whole store conformance suite with a cipher, records
+ * round-trip through a reopen, the wrong key is an
  * {@linkcode UnreadableRecord} (never garbage), and no record text reaches
  * the files on disk while the keys stay readable.
  *
@@ -17,6 +18,7 @@ import {
   PeerRecordSchema,
 } from "../../proto/gen/meow_pb.ts";
 import { type StoreCipher, UnreadableRecord, xchachaCipher } from "./cipher.ts";
+import { storeConformance } from "./store_conformance.ts";
 
 /** How the at-rest tests open an adapter. */
 export interface CipherConformance {
@@ -24,6 +26,8 @@ export interface CipherConformance {
   name: string;
   /** The store's file name in a fresh directory ("device.db"). */
   file: string;
+  /** The largest encoded record the adapter accepts with a cipher, in bytes. */
+  recordBytesMax: number;
   /** Opens the store at `path`, with `cipher` when given. */
   open(path: string, cipher?: StoreCipher): Promise<Store>;
   /** The files that hold the store at `path`, the main one first (its WAL and so on after). */
@@ -37,13 +41,42 @@ const SECRET_TEXT = "the owl flies at midnight";
  *
  * @example
  * ```ts ignore
- * cipherConformance({ name: "SqliteStore", file: "device.db", open, files: (p) => [p, `${p}-wal`] });
+ * cipherConformance({
+ *   name: "SqliteStore",
+ *   file: "device.db",
+ *   recordBytesMax: MESSAGE_BYTES_MAX,
+ *   open: (path, cipher) => SqliteStore.open(path, { cipher }),
+ *   files: (path) => [path, `${path}-wal`],
+ * });
  * ```
  */
 export function cipherConformance(adapter: CipherConformance): void {
   const random = new SeededRandom(7);
   const key = random.bytes(32);
   const sealed = (): StoreCipher => xchachaCipher(key, random);
+
+  const dirs = new WeakMap<Store, string>();
+  storeConformance({
+    name: `${adapter.name} with a cipher`,
+    recordBytesMax: adapter.recordBytesMax,
+    open: async () => {
+      const dir = await Deno.makeTempDir({ prefix: "meowsync_cipher_" });
+      const store = await adapter.open(`${dir}/${adapter.file}`, sealed());
+      dirs.set(store, dir);
+      return store;
+    },
+    reopen: async (store) => {
+      const dir = dirs.get(store)!;
+      await store.close();
+      const next = await adapter.open(`${dir}/${adapter.file}`, sealed());
+      dirs.set(next, dir);
+      return next;
+    },
+    dispose: async (store) => {
+      await store.close();
+      await Deno.remove(dirs.get(store)!, { recursive: true });
+    },
+  });
 
   async function withSealedStore(body: (path: string, store: Store) => Promise<void>) {
     const dir = await Deno.makeTempDir({ prefix: "meowsync_cipher_" });

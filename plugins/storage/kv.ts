@@ -17,7 +17,7 @@ import {
   PeerRecordSchema,
 } from "../../proto/gen/meow_pb.ts";
 import { compareMessages, compareOutbox } from "./_order.ts";
-import { SEAL_OVERHEAD_BYTES, type StoreCipher, UnreadableRecord } from "./cipher.ts";
+import { openRecord, SEAL_OVERHEAD_BYTES, type StoreCipher } from "./cipher.ts";
 import {
   checkBeforeMs,
   checkLimit,
@@ -370,16 +370,7 @@ export class KvStore implements Store {
 
   /** Opens a sealed record (as it is without a cipher). */
   #open(bytes: Uint8Array, what: string): Uint8Array {
-    if (!this.#cipher) return bytes;
-    try {
-      return this.#cipher.open(bytes);
-    } catch (cause) {
-      throw new UnreadableRecord(
-        `Cannot read ${what} of ${NAME}: it does not open with this key ` +
-          `(the wrong key, or the database was altered): ${(cause as Error).message}`,
-        { cause },
-      );
-    }
+    return openRecord(this.#cipher, bytes, what, NAME);
   }
 
   async #getMany(keys: Deno.KvKey[]): Promise<Deno.KvEntryMaybe<Uint8Array>[]> {

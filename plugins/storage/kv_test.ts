@@ -5,8 +5,7 @@ import { DbMessageSchema } from "../../proto/gen/meow_pb.ts";
 import { KV_MUTATIONS_MAX, KV_VALUE_BYTES_MAX, KvStore } from "./kv.ts";
 import { storeConformance } from "./store_conformance.ts";
 import { cipherConformance } from "./cipher_conformance.ts";
-import { SEAL_OVERHEAD_BYTES, type StoreCipher, xchachaCipher } from "./cipher.ts";
-import { SeededRandom } from "../../kernel/crypto/mod.ts";
+import { SEAL_OVERHEAD_BYTES } from "./cipher.ts";
 
 const dirs = new WeakMap<Store, string>();
 
@@ -117,35 +116,10 @@ Deno.test("KvStore.commit() calls racing on one handle keep the order index exac
 
 // ─── At-rest encryption ──────────────────────────────────────────────────────
 
-const cipherRandom = new SeededRandom(7);
-const cipherKey = cipherRandom.bytes(32);
-const sealed = (): StoreCipher => xchachaCipher(cipherKey, cipherRandom);
-
-storeConformance({
-  name: "KvStore with a cipher",
-  recordBytesMax: KV_VALUE_BYTES_MAX - SEAL_OVERHEAD_BYTES,
-  open: async () => {
-    const dir = await Deno.makeTempDir({ prefix: "meowsync_kv_" });
-    const store = await KvStore.open(`${dir}/device.kv`, { cipher: sealed() });
-    dirs.set(store, dir);
-    return store;
-  },
-  reopen: async (store) => {
-    const dir = dirs.get(store)!;
-    await store.close();
-    const next = await KvStore.open(`${dir}/device.kv`, { cipher: sealed() });
-    dirs.set(next, dir);
-    return next;
-  },
-  dispose: async (store) => {
-    await store.close();
-    await Deno.remove(dirs.get(store)!, { recursive: true });
-  },
-});
-
 cipherConformance({
   name: "KvStore",
   file: "device.kv",
+  recordBytesMax: KV_VALUE_BYTES_MAX - SEAL_OVERHEAD_BYTES,
   open: (path, cipher) => KvStore.open(path, { cipher }),
   files: (path) => [path, `${path}-wal`],
 });

@@ -19,7 +19,7 @@ import {
 } from "../../proto/gen/meow_pb.ts";
 import { checkBeforeMs, checkLimit, prepareBatch } from "./_prepare.ts";
 import { run } from "./_run.ts";
-import { type StoreCipher, UnreadableRecord } from "./cipher.ts";
+import { openRecord, type StoreCipher } from "./cipher.ts";
 
 const NAME = "SqliteStore";
 
@@ -294,16 +294,7 @@ export class SqliteStore implements Store {
 
   /** Opens a sealed record (as it is without a cipher). */
   #open(bytes: Uint8Array, what: string): Uint8Array {
-    if (!this.#cipher) return bytes;
-    try {
-      return this.#cipher.open(bytes);
-    } catch (cause) {
-      throw new UnreadableRecord(
-        `Cannot read ${what} of ${NAME}: it does not open with this key ` +
-          `(the wrong key, or the file was altered): ${(cause as Error).message}`,
-        { cause },
-      );
-    }
+    return openRecord(this.#cipher, bytes, what, NAME);
   }
 }
 

@@ -2,8 +2,6 @@ import assert from "node:assert/strict";
 import { DatabaseSync } from "node:sqlite";
 import { MESSAGE_BYTES_MAX } from "../../proto/codec.ts";
 import type { Store } from "../../kernel/ports.ts";
-import { SeededRandom } from "../../kernel/crypto/mod.ts";
-import { type StoreCipher, xchachaCipher } from "./cipher.ts";
 import { SqliteStore } from "./sqlite.ts";
 import { storeConformance } from "./store_conformance.ts";
 import { cipherConformance } from "./cipher_conformance.ts";
@@ -75,35 +73,10 @@ Deno.test("SqliteStore.open(':memory:') works without files", async () => {
 
 // ─── At-rest encryption ──────────────────────────────────────────────────────
 
-const cipherRandom = new SeededRandom(7);
-const cipherKey = cipherRandom.bytes(32);
-const sealed = (): StoreCipher => xchachaCipher(cipherKey, cipherRandom);
-
-storeConformance({
-  name: "SqliteStore with a cipher",
-  recordBytesMax: MESSAGE_BYTES_MAX,
-  open: async () => {
-    const dir = await Deno.makeTempDir({ prefix: "meowsync_sqlite_" });
-    const store = await SqliteStore.open(`${dir}/device.db`, { cipher: sealed() });
-    dirs.set(store, dir);
-    return store;
-  },
-  reopen: async (store) => {
-    const dir = dirs.get(store)!;
-    await store.close();
-    const next = await SqliteStore.open(`${dir}/device.db`, { cipher: sealed() });
-    dirs.set(next, dir);
-    return next;
-  },
-  dispose: async (store) => {
-    await store.close();
-    await Deno.remove(dirs.get(store)!, { recursive: true });
-  },
-});
-
 cipherConformance({
   name: "SqliteStore",
   file: "device.db",
+  recordBytesMax: MESSAGE_BYTES_MAX,
   open: (path, cipher) => SqliteStore.open(path, { cipher }),
   files: (path) => [path, `${path}-wal`],
 });

@@ -4,7 +4,7 @@
  * homes, first over the Deno KV backend, then over Redis.
  */
 import assert from "node:assert/strict";
-import type { ConversationView } from "../../agent/mod.ts";
+import { type ConversationView, homePaths, readConfig } from "../../agent/mod.ts";
 import { containsBytes } from "../../kernel/crypto/mod.ts";
 import {
   eventually,
@@ -109,13 +109,12 @@ async function sealedAtRest(homes: string): Promise<void> {
     new TextEncoder().encode(t)
   );
   for (const device of ["alice-phone", "alice-laptop", "bob-phone", "bob-laptop"]) {
-    const dir = `${homes}${device}`;
-    const config = JSON.parse(await Deno.readTextFile(`${dir}/agent.json`));
-    assert.equal(config.store, "kv", `${device}: the default store`);
-    assert.ok((await Deno.stat(`${dir}/device.kv`)).size > 0, `${device}: device.kv`);
-    for await (const entry of Deno.readDir(dir)) {
+    const paths = homePaths(`${homes}${device}`);
+    assert.equal((await readConfig(paths))?.store, "kv", `${device}: the default store`);
+    assert.ok((await Deno.stat(paths.kv)).size > 0, `${device}: ${paths.kv}`);
+    for await (const entry of Deno.readDir(paths.dir)) {
       if (!entry.isFile) continue;
-      const bytes = await Deno.readFile(`${dir}/${entry.name}`);
+      const bytes = await Deno.readFile(`${paths.dir}/${entry.name}`);
       for (const text of texts) {
         assert.ok(!containsBytes(bytes, text), `${device}/${entry.name} holds a message text`);
       }
