@@ -41,48 +41,6 @@ export function crowd(users: number, messages: number, poll: string, overMs: num
   }, "bench");
 }
 
-/** Time and calls of one WebCrypto operation. */
-interface OpTime {
-  ms: number;
-  calls: number;
-}
-
-/** Times WebCrypto calls (beneath the simulator's runner) while `fn` runs, per operation. */
-async function timed<T>(
-  fn: () => Promise<T>,
-): Promise<{ result: T; cryptoMs: number; calls: number; ops: Map<string, OpTime> }> {
-  const subtle = crypto.subtle as unknown as Record<string, (...a: unknown[]) => Promise<unknown>>;
-  const originals = new Map<string, (...a: unknown[]) => Promise<unknown>>();
-  const ops = new Map<string, OpTime>();
-  for (const name of ["sign", "verify", "importKey", "deriveBits", "generateKey"]) {
-    const original = subtle[name].bind(crypto.subtle);
-    originals.set(name, subtle[name]);
-    subtle[name] = async (...args: unknown[]) => {
-      const t = performance.now();
-      try {
-        return await original(...args);
-      } finally {
-        const op = ops.get(name) ?? { ms: 0, calls: 0 };
-        op.ms += performance.now() - t;
-        op.calls++;
-        ops.set(name, op);
-      }
-    };
-  }
-  try {
-    const result = await fn();
-    const all = [...ops.values()];
-    return {
-      result,
-      cryptoMs: all.reduce((sum, op) => sum + op.ms, 0),
-      calls: all.reduce((sum, op) => sum + op.calls, 0),
-      ops,
-    };
-  } finally {
-    for (const [name, original] of originals) subtle[name] = original;
-  }
-}
-
 /**
  * The crypto pipeline's floor: `count` user messages packed (ratchet →
  * symmetric → seal → sign) and unpacked (verify → unseal → symmetric →
@@ -134,17 +92,15 @@ export async function benchCrowd(
   let peakRss = 0;
   const t0 = performance.now();
   let packed = 0;
-  const { result: report, cryptoMs, calls, ops } = await timed(() =>
-    runScenario(scenario, {
-      wallClock: () => performance.now(),
-      trace: (line) => {
-        if (line.kind === "msg.out") packed++;
-      },
-      progress: () => {
-        peakRss = Math.max(peakRss, Deno.memoryUsage().rss);
-      },
-    })
-  );
+  const report = await runScenario(scenario, {
+    wallClock: () => performance.now(),
+    trace: (line) => {
+      if (line.kind === "msg.out") packed++;
+    },
+    progress: () => {
+      peakRss = Math.max(peakRss, Deno.memoryUsage().rss);
+    },
+  });
   const wallMs = performance.now() - t0;
   peakRss = Math.max(peakRss, Deno.memoryUsage().rss);
   const s = report.stats;
@@ -164,13 +120,6 @@ export async function benchCrowd(
       (peakRss / 2 ** 20).toFixed(0)
     } MiB`,
   );
-  console.log(
-    `  WebCrypto ${(cryptoMs / 1000).toFixed(1)} s in ${calls} calls (${
-      ((cryptoMs / wallMs) * 100).toFixed(0)
-    }% of wall); the rest (scheduler, stores, protobuf, noble) ${
-      ((wallMs - cryptoMs) / 1000).toFixed(1)
-    } s`,
-  );
   const floorMs = await pipelineFloor(packed);
   const perMessage = wallMs / packed;
   const floorPerMessage = floorMs / packed;
@@ -179,13 +128,6 @@ export async function benchCrowd(
       perMessage.toFixed(2)
     } ms in the simulator vs ${floorPerMessage.toFixed(2)} ms for the bare crypto pipeline ` +
       `(floor, same run) → ${(perMessage / floorPerMessage).toFixed(2)}x the floor`,
-  );
-  console.log(
-    `  by operation: ${
-      [...ops].map(([name, op]) => `${name} ${op.calls} (${(op.ms / 1000).toFixed(1)} s)`).join(
-        ", ",
-      )
-    }`,
   );
 }
 

@@ -280,8 +280,8 @@ Deno.test("a failing expectation's detail names the command that replays the run
 });
 
 Deno.test("runScenario() is reproducible with every fault at once: five runs, one trace", async () => {
-  // Before WebCrypto results were handed over on macrotask boundaries, a quarter of these runs
-  // ordered two flows of one device differently.
+  // When crypto still completed through the event loop (WebCrypto), a quarter of these runs
+  // ordered two flows of one device differently; kept as the guard against any such source.
   const scenario = await loadScenario("scenarios/chaos.yaml");
   const hashes = new Set<string>();
   for (let i = 0; i < 5; i++) hashes.add((await runScenario(scenario, {})).traceHash);

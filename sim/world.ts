@@ -20,7 +20,6 @@ import {
   randomInt,
   SeededRandom,
   setImportedKeysMax,
-  setWebCryptoRunner,
 } from "../kernel/crypto/mod.ts";
 import { Kernel, type KernelObservation } from "../kernel/kernel.ts";
 import type { Plugin, PluginInput } from "../kernel/plugin.ts";
@@ -30,7 +29,7 @@ import { type Backend, MemoryBackend, ServerCore } from "../server/mod.ts";
 import { SimTransport } from "./network.ts";
 import { defaultPlugins, type DeviceSyncLike } from "./plugins.ts";
 import type { Scenario, Step } from "./scenario.ts";
-import { macrotask, type Scheduler } from "./scheduler.ts";
+import type { Scheduler } from "./scheduler.ts";
 import { openStore, type StorageKind } from "./storage.ts";
 import { VirtualClock } from "./virtual_clock.ts";
 
@@ -171,7 +170,6 @@ export class World {
   /** Relay → last time it stored a message (scheduler ms). */
   readonly lastStoredAt = new Map<string, number>();
   readonly #options: WorldOptions;
-  #cryptoChain: Promise<unknown> = Promise.resolve();
   #backends: Backend[] = [];
   #textIndex = new Map<number, { text: string; encoded: Uint8Array }[]>();
   /** First two bytes of every watched text, as a 64 Ki bitmap. */
@@ -206,7 +204,6 @@ export class World {
   /** Builds relays and devices; identities are created on each user's first device. */
   static async create(options: WorldOptions): Promise<World> {
     const world = new World(options);
-    world.#installCryptoRunner();
     // One process holds every device's keys: size the key caches so none is evicted in use.
     const devices = world.scenario.users.reduce((n, user) => n + user.devices.length, 0);
     setImportedKeysMax(Math.max(IMPORTED_KEYS_MAX_DEFAULT, devices * IMPORTED_KEYS_PER_DEVICE));
@@ -271,33 +268,8 @@ export class World {
     return this.relaysByName.get(this.scenario.servers[0])!;
   }
 
-  /**
-   * WebCrypto completes through the event loop, on a pool of threads. Every
-   * operation starts at once (they are pure functions of their inputs, so
-   * they may run side by side on both cores), but their results are handed
-   * over one at a time, in the order asked, each tracked by the scheduler: the
-   * order of everything that follows them is reproducible.
-   */
-  #installCryptoRunner(): void {
-    setWebCryptoRunner(<T>(operation: () => Promise<T>): Promise<T> => {
-      const started = operation();
-      started.catch(() => {}); // handed over (rejection included) in turn below
-      // Deno settles some operations within the current turn and others on a later one;
-      // handing every result over on a macrotask boundary, after the previous one's, makes
-      // the order of what follows independent of which, and of which finished first.
-      const run = this.#cryptoChain.then(async () => {
-        const result = await started;
-        await macrotask();
-        return result;
-      });
-      this.#cryptoChain = run.catch(() => {});
-      return this.scheduler.track(run);
-    });
-  }
-
   /** Undoes global hooks. */
   dispose(): void {
-    setWebCryptoRunner(undefined);
     setImportedKeysMax(undefined);
   }
 

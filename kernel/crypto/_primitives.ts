@@ -1,11 +1,20 @@
 /**
- * The symmetric building blocks every layer shares, all from noble:
- * HKDF-SHA-256, HMAC-SHA-256 and XChaCha20-Poly1305. Private to kernel/crypto.
+ * The symmetric building blocks every layer shares: HKDF-SHA-256 and
+ * ChaCha20-Poly1305 from Deno's built-in `node:crypto` (computed at once, on
+ * the calling thread), HMAC-SHA-256 and XChaCha20's HChaCha20 subkey from
+ * noble (faster than a `node:crypto` call for 32-byte inputs). Private to
+ * kernel/crypto.
+ *
+ * XChaCha20-Poly1305 is ChaCha20-Poly1305 (RFC 8439) under the HChaCha20
+ * subkey of the key and the nonce's first 16 bytes, with the nonce's last 8
+ * bytes after four zero bytes as its 12-byte nonce
+ * (draft-irtf-cfrg-xchacha-03, section 2.3); tests check it against the
+ * draft's vector and noble's own XChaCha20-Poly1305.
  *
  * @module
  */
-import { xchacha20poly1305 } from "@noble/ciphers/chacha.js";
-import { hkdf } from "@noble/hashes/hkdf.js";
+import { createCipheriv, createDecipheriv, hkdfSync } from "node:crypto";
+import { hchacha } from "@noble/ciphers/chacha.js";
 import { hmac } from "@noble/hashes/hmac.js";
 import { sha256 } from "@noble/hashes/sha2.js";
 import { BadCiphertext, Malformed } from "../errors.ts";
@@ -24,12 +33,37 @@ export function hkdfSha256(
   ikm: Uint8Array,
   options: { salt: Uint8Array; info: Uint8Array; length: number },
 ): Uint8Array {
-  return hkdf(sha256, ikm, options.salt, options.info, options.length);
+  return new Uint8Array(hkdfSync("sha256", ikm, options.salt, options.info, options.length));
 }
 
 /** HMAC-SHA-256 of `message` under `key`. */
 export function hmacSha256(key: Uint8Array, message: Uint8Array): Uint8Array {
   return hmac(sha256, key, message);
+}
+
+/** "expand 32-byte k", ChaCha20's constant, as four little-endian words. */
+const SIGMA = new Uint32Array([0x61707865, 0x3320646e, 0x79622d32, 0x6b206574]);
+
+/** The ChaCha20-Poly1305 key and 12-byte nonce that XChaCha20-Poly1305 runs under. */
+function xchachaParts(
+  key: Uint8Array,
+  nonce: Uint8Array,
+): { subkey: Uint8Array; iv: Uint8Array } {
+  if (key.length !== AEAD_KEY_BYTES || nonce.length !== AEAD_NONCE_BYTES) {
+    throw new RangeError(
+      `Cannot use XChaCha20-Poly1305: the key is ${key.length} bytes and the nonce ` +
+        `${nonce.length}, expected ${AEAD_KEY_BYTES} and ${AEAD_NONCE_BYTES}`,
+    );
+  }
+  const words = new Uint32Array(12);
+  const bytes = new Uint8Array(words.buffer);
+  bytes.set(key, 0);
+  bytes.set(nonce.subarray(0, 16), 32);
+  const subkey = new Uint32Array(8);
+  hchacha(SIGMA, words.subarray(0, 8), words.subarray(8, 12), subkey);
+  const iv = new Uint8Array(12);
+  iv.set(nonce.subarray(16, 24), 4);
+  return { subkey: new Uint8Array(subkey.buffer), iv };
 }
 
 /** XChaCha20-Poly1305 encryption: ciphertext ‖ tag. */
@@ -38,7 +72,16 @@ export function aeadEncrypt(
   plaintext: Uint8Array,
   options: { nonce: Uint8Array; ad?: Uint8Array },
 ): Uint8Array {
-  return xchacha20poly1305(key, options.nonce, options.ad).encrypt(plaintext);
+  const { subkey, iv } = xchachaParts(key, options.nonce);
+  const cipher = createCipheriv("chacha20-poly1305", subkey, iv, { authTagLength: AEAD_TAG_BYTES });
+  if (options.ad) cipher.setAAD(options.ad, { plaintextLength: plaintext.length });
+  const head = cipher.update(plaintext);
+  const tail = cipher.final();
+  const out = new Uint8Array(head.length + tail.length + AEAD_TAG_BYTES);
+  out.set(head, 0);
+  out.set(tail, head.length);
+  out.set(cipher.getAuthTag(), head.length + tail.length);
+  return out;
 }
 
 /**
@@ -56,8 +99,20 @@ export function aeadDecrypt(
       `Cannot decrypt ${options.what}: ${ciphertext.length} bytes is shorter than the tag`,
     );
   }
+  const { subkey, iv } = xchachaParts(key, options.nonce);
+  const body = ciphertext.subarray(0, ciphertext.length - AEAD_TAG_BYTES);
   try {
-    return xchacha20poly1305(key, options.nonce, options.ad).decrypt(ciphertext);
+    const decipher = createDecipheriv("chacha20-poly1305", subkey, iv, {
+      authTagLength: AEAD_TAG_BYTES,
+    });
+    decipher.setAuthTag(ciphertext.subarray(ciphertext.length - AEAD_TAG_BYTES));
+    if (options.ad) decipher.setAAD(options.ad, { plaintextLength: body.length });
+    const head = decipher.update(body);
+    const tail = decipher.final();
+    const out = new Uint8Array(head.length + tail.length);
+    out.set(head, 0);
+    out.set(tail, head.length);
+    return out;
   } catch (cause) {
     throw new BadCiphertext(
       `Cannot decrypt ${options.what}: the ${ciphertext.length}-byte ciphertext does not ` +

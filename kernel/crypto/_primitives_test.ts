@@ -1,4 +1,8 @@
 import assert from "node:assert/strict";
+import fc from "fast-check";
+import { xchacha20poly1305 } from "@noble/ciphers/chacha.js";
+import { hkdf } from "@noble/hashes/hkdf.js";
+import { sha256 } from "@noble/hashes/sha2.js";
 import { BadCiphertext } from "../errors.ts";
 import { aeadDecrypt, aeadEncrypt, hkdfSha256, hmacSha256 } from "./_primitives.ts";
 import { flipByte, hex, toHex } from "./_test_util.ts";
@@ -62,5 +66,46 @@ Deno.test("aeadDecrypt() opens the A.3.1 vector and rejects it with any byte fli
   assert.throws(
     () => aeadDecrypt(key, sealed.subarray(0, 15), { nonce, ad, what: "the vector" }),
     BadCiphertext,
+  );
+});
+
+Deno.test("aeadEncrypt() and aeadDecrypt() agree with noble's XChaCha20-Poly1305 on any input", () => {
+  fc.assert(
+    fc.property(
+      fc.uint8Array({ minLength: 32, maxLength: 32 }),
+      fc.uint8Array({ minLength: 24, maxLength: 24 }),
+      fc.uint8Array({ maxLength: 300 }),
+      fc.option(fc.uint8Array({ maxLength: 80 }), { nil: undefined }),
+      (key, nonce, plaintext, ad) => {
+        const sealed = aeadEncrypt(key, plaintext, { nonce, ad });
+        assert.deepEqual(sealed, xchacha20poly1305(key, nonce, ad).encrypt(plaintext));
+        assert.deepEqual(aeadDecrypt(key, sealed, { nonce, ad, what: "a box" }), plaintext);
+      },
+    ),
+    { numRuns: 200 },
+  );
+});
+
+Deno.test("aeadEncrypt() refuses a key or nonce of the wrong length", () => {
+  const { key, nonce, plaintext } = XCHACHA;
+  assert.throws(() => aeadEncrypt(key.subarray(1), plaintext, { nonce }), RangeError);
+  assert.throws(() => aeadEncrypt(key, plaintext, { nonce: nonce.subarray(12) }), RangeError);
+});
+
+Deno.test("hkdfSha256() agrees with noble's HKDF on any input", () => {
+  fc.assert(
+    fc.property(
+      fc.uint8Array({ maxLength: 64 }),
+      fc.uint8Array({ maxLength: 64 }),
+      fc.uint8Array({ maxLength: 64 }),
+      fc.integer({ min: 1, max: 96 }),
+      (ikm, salt, info, length) => {
+        assert.deepEqual(
+          hkdfSha256(ikm, { salt, info, length }),
+          hkdf(sha256, ikm, salt, info, length),
+        );
+      },
+    ),
+    { numRuns: 200 },
   );
 });

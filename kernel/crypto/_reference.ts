@@ -1,5 +1,5 @@
 /**
- * The reference implementations (noble) of what `_webcrypto.ts` does fast.
+ * The reference implementations (noble) of what `_native.ts` does fast.
  * Tests cross-check the two; nothing on a hot path uses these.
  *
  * @module
@@ -24,7 +24,7 @@ export function verifyReference(
   }
 }
 
-/** X25519 by noble; throws on a low-order public key, as WebCrypto does. */
+/** X25519 by noble; throws on a low-order public key, as `node:crypto` does. */
 export function x25519Reference(privateKey: Uint8Array, publicKey: Uint8Array): Uint8Array {
   return x25519.getSharedSecret(privateKey, publicKey);
 }

@@ -6,7 +6,7 @@
 import { ed25519, x25519 } from "@noble/curves/ed25519.js";
 import type { Random } from "./random.ts";
 import { assertLength, assertPublicKey, KEY_BYTES } from "./_primitives.ts";
-import { x25519 as x25519Fast } from "./_webcrypto.ts";
+import { x25519 as x25519Fast } from "./_native.ts";
 
 /**
  * A 32-byte private key (an Ed25519 seed or an X25519 scalar) and its 32-byte public key.
@@ -87,11 +87,13 @@ export function generateLookupKeyPair(random: Random): KeyPair {
  * console.assert(ab.join() === ba.join());
  * ```
  */
-export async function x25519SharedSecret(
+export function x25519SharedSecret(
   privateKey: Uint8Array,
   publicKey: Uint8Array,
 ): Promise<Uint8Array> {
-  assertLength(privateKey, KEY_BYTES, "an X25519 private key");
-  assertPublicKey(publicKey, "an X25519 shared secret");
-  return await x25519Fast(privateKey, publicKey, { cache: true });
+  return Promise.try(() => {
+    assertLength(privateKey, KEY_BYTES, "an X25519 private key");
+    assertPublicKey(publicKey, "an X25519 shared secret");
+    return x25519Fast(privateKey, publicKey, { cache: true });
+  });
 }

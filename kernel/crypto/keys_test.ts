@@ -16,7 +16,7 @@ import {
   importedKeysMax,
   setImportedKeysMax,
   x25519PublicKey,
-} from "./_webcrypto.ts";
+} from "./_native.ts";
 import { FixedRandom, hex, toHex } from "./_test_util.ts";
 
 const bytes32 = fc.uint8Array({ minLength: 32, maxLength: 32 });
@@ -74,7 +74,7 @@ Deno.test("x25519SharedSecret() matches the RFC 7748 section 6.1 Diffie-Hellman 
   assert.equal(toHex(await x25519SharedSecret(bob.privateKey, alice.publicKey)), shared);
 });
 
-Deno.test("x25519SharedSecret() through WebCrypto equals noble's on random keys", async () => {
+Deno.test("x25519SharedSecret() through node:crypto equals noble's on random keys", async () => {
   await fc.assert(
     fc.asyncProperty(bytes32, bytes32, async (privateKey, peerPrivateKey) => {
       const peerPublicKey = x25519PublicKeyReference(peerPrivateKey);
@@ -121,7 +121,7 @@ Deno.test("x25519SharedSecret() rejects low-order and wrong-length public keys a
   await assert.rejects(x25519SharedSecret(new Uint8Array(31), hex(lowOrder[2])), RangeError);
 });
 
-Deno.test("generateEncryptionKeyPair() gives the public key WebCrypto derives from the private key", async () => {
+Deno.test("generateEncryptionKeyPair() gives the public key node:crypto derives from the private key", async () => {
   await fc.assert(
     fc.asyncProperty(fc.integer(), async (seed) => {
       const pair = generateEncryptionKeyPair(new SeededRandom(seed));

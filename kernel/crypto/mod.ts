@@ -1,6 +1,6 @@
 /**
  * The crypto core of meowsync: keys, signatures, sealed boxes, the symmetric
- * layer and the Double Ratchet. Ed25519 and X25519 run through WebCrypto
+ * layer and the Double Ratchet. Ed25519 and X25519 run through `node:crypto`
  * (cross-checked against noble); everything else is noble.
  *
  * @module
@@ -36,10 +36,4 @@ export {
   SKIPPED_KEY_TTL_MS,
   type SkippedMessageKey,
 } from "./ratchet.ts";
-export {
-  IMPORTED_KEYS_MAX_DEFAULT,
-  importedKeysMax,
-  setImportedKeysMax,
-  setWebCryptoRunner,
-  type WebCryptoRunner,
-} from "./_webcrypto.ts";
+export { IMPORTED_KEYS_MAX_DEFAULT, importedKeysMax, setImportedKeysMax } from "./_native.ts";

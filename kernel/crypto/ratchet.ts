@@ -25,7 +25,7 @@ import {
   hmacSha256,
   KEY_BYTES,
 } from "./_primitives.ts";
-import { x25519, x25519Ephemeral } from "./_webcrypto.ts";
+import { x25519, x25519Ephemeral } from "./_native.ts";
 import { _bytesEqual, concatBytes } from "./bytes.ts";
 
 /**
@@ -255,7 +255,7 @@ export function decodeRatchetHeader(b: Uint8Array): RatchetHeader {
  * console.assert(alice.cks !== null);
  * ```
  */
-export async function initRatchetInitiator(options: {
+export function initRatchetInitiator(options: {
   /** The shared secret both sides agreed (e.g. by X3DH), 32 bytes. */
   rootKey: Uint8Array;
   /** The responder's ratchet public key. */
@@ -265,14 +265,15 @@ export async function initRatchetInitiator(options: {
   /** Source of the first ratchet key pair. */
   random: Random;
 }): Promise<RatchetState> {
+  return Promise.try(() => initiate(options));
+}
+
+function initiate(options: Parameters<typeof initRatchetInitiator>[0]): RatchetState {
   assertLength(options.rootKey, KEY_BYTES, "a ratchet root key");
   assertAd(options.ad);
   assertPublicKey(options.remotePublicKey, "a ratchet session");
   const privateKey = options.random.bytes(KEY_BYTES);
-  const { publicKey, sharedSecret } = await x25519Ephemeral(
-    privateKey,
-    options.remotePublicKey,
-  );
+  const { publicKey, sharedSecret } = x25519Ephemeral(privateKey, options.remotePublicKey);
   const [rk, cks] = kdfRk(options.rootKey, sharedSecret);
   return {
     dhs: { privateKey, publicKey },
@@ -433,7 +434,7 @@ export function ratchetEncrypt(
  * console.assert(again instanceof Replay);
  * ```
  */
-export async function ratchetDecrypt(
+export function ratchetDecrypt(
   state: RatchetState,
   header: Uint8Array,
   ciphertext: Uint8Array,
@@ -444,6 +445,15 @@ export async function ratchetDecrypt(
     now: number;
   },
 ): Promise<{ state: RatchetState; plaintext: Uint8Array }> {
+  return Promise.try(() => decrypt(state, header, ciphertext, options));
+}
+
+function decrypt(
+  state: RatchetState,
+  header: Uint8Array,
+  ciphertext: Uint8Array,
+  options: Parameters<typeof ratchetDecrypt>[3],
+): { state: RatchetState; plaintext: Uint8Array } {
   const h = decodeRatchetHeader(header);
   const ad = concatBytes(state.ad, header);
   const { now } = options;
@@ -501,10 +511,8 @@ export async function ratchetDecrypt(
     }).skipped;
   }
   const nextPrivateKey = options.random.bytes(KEY_BYTES);
-  const [received, next] = await Promise.all([
-    x25519(state.dhs.privateKey, h.publicKey, { cache: false }),
-    x25519Ephemeral(nextPrivateKey, h.publicKey),
-  ]);
+  const received = x25519(state.dhs.privateKey, h.publicKey, { cache: false });
+  const next = x25519Ephemeral(nextPrivateKey, h.publicKey);
   const [rkMid, ckrNew] = kdfRk(state.rk, received);
   const [rk, cks] = kdfRk(rkMid, next.sharedSecret);
   const chain = skipMessageKeys(ckrNew, {

@@ -19,7 +19,7 @@ import {
   hkdfSha256,
   KEY_BYTES,
 } from "./_primitives.ts";
-import { x25519, x25519Ephemeral, x25519PublicKey } from "./_webcrypto.ts";
+import { x25519, x25519Ephemeral, x25519PublicKey } from "./_native.ts";
 import { concatBytes } from "./bytes.ts";
 
 const SEAL_INFO = new TextEncoder().encode("meowsync/seal/v1");
@@ -53,15 +53,23 @@ function sealKey(
  * console.assert((await open(server.privateKey, sealed)).join() === "1,2");
  * ```
  */
-export async function seal(
+export function seal(
   recipientPublicKey: Uint8Array,
   plaintext: Uint8Array,
   random: Random,
 ): Promise<Uint8Array> {
+  return Promise.try(() => sealNow(recipientPublicKey, plaintext, random));
+}
+
+function sealNow(
+  recipientPublicKey: Uint8Array,
+  plaintext: Uint8Array,
+  random: Random,
+): Uint8Array {
   assertPublicKey(recipientPublicKey, "a sealed box");
   const ephemeral = random.bytes(KEY_BYTES);
   const nonce = random.bytes(AEAD_NONCE_BYTES);
-  const { publicKey, sharedSecret } = await x25519Ephemeral(ephemeral, recipientPublicKey);
+  const { publicKey, sharedSecret } = x25519Ephemeral(ephemeral, recipientPublicKey);
   const key = sealKey(sharedSecret, publicKey, recipientPublicKey);
   return concatBytes(publicKey, nonce, aeadEncrypt(key, plaintext, { nonce }));
 }
@@ -81,10 +89,11 @@ export async function seal(
  * console.assert(error instanceof BadCiphertext);
  * ```
  */
-export async function open(
-  recipientPrivateKey: Uint8Array,
-  sealed: Uint8Array,
-): Promise<Uint8Array> {
+export function open(recipientPrivateKey: Uint8Array, sealed: Uint8Array): Promise<Uint8Array> {
+  return Promise.try(() => openNow(recipientPrivateKey, sealed));
+}
+
+function openNow(recipientPrivateKey: Uint8Array, sealed: Uint8Array): Uint8Array {
   assertLength(recipientPrivateKey, KEY_BYTES, "an X25519 private key");
   if (!(sealed instanceof Uint8Array) || sealed.length < SEAL_OVERHEAD_BYTES) {
     throw new BadCiphertext(
@@ -96,14 +105,14 @@ export async function open(
   const nonce = sealed.subarray(KEY_BYTES, KEY_BYTES + AEAD_NONCE_BYTES);
   let sharedSecret: Uint8Array;
   try {
-    sharedSecret = await x25519(recipientPrivateKey, ephemeralPublicKey, { cache: true });
+    sharedSecret = x25519(recipientPrivateKey, ephemeralPublicKey, { cache: true });
   } catch (cause) {
     if (!(cause instanceof MeowError)) throw cause;
     throw new BadCiphertext("Cannot open a sealed box: its ephemeral key is a low-order point", {
       cause,
     });
   }
-  const recipientPublicKey = await x25519PublicKey(recipientPrivateKey, { cache: true });
+  const recipientPublicKey = x25519PublicKey(recipientPrivateKey, { cache: true });
   const key = sealKey(sharedSecret, ephemeralPublicKey, recipientPublicKey);
   return aeadDecrypt(key, sealed.subarray(KEY_BYTES + AEAD_NONCE_BYTES), {
     nonce,

@@ -1,10 +1,10 @@
 /**
- * Ed25519 signatures (RFC 8032), through WebCrypto.
+ * Ed25519 signatures (RFC 8032), through `node:crypto`.
  *
  * @module
  */
 import { assertLength, KEY_BYTES } from "./_primitives.ts";
-import { ed25519SigningKey, ed25519VerifyingKey, subtle } from "./_webcrypto.ts";
+import { ed25519Sign, ed25519Verify } from "./_native.ts";
 
 /** Length of an Ed25519 signature. */
 export const SIGNATURE_BYTES = 64;
@@ -23,10 +23,11 @@ export const SIGNATURE_BYTES = 64;
  * console.assert(await verify(publicKey, message, signature));
  * ```
  */
-export async function sign(privateKey: Uint8Array, message: Uint8Array): Promise<Uint8Array> {
-  assertLength(privateKey, KEY_BYTES, "an Ed25519 private key");
-  const key = await ed25519SigningKey(privateKey);
-  return new Uint8Array(await subtle.sign("Ed25519", key, message as BufferSource));
+export function sign(privateKey: Uint8Array, message: Uint8Array): Promise<Uint8Array> {
+  return Promise.try(() => {
+    assertLength(privateKey, KEY_BYTES, "an Ed25519 private key");
+    return ed25519Sign(privateKey, message);
+  });
 }
 
 /**
@@ -42,7 +43,7 @@ export async function sign(privateKey: Uint8Array, message: Uint8Array): Promise
  * console.assert(!(await verify(new Uint8Array(3), new Uint8Array([1]), signature)));
  * ```
  */
-export async function verify(
+export function verify(
   publicKey: Uint8Array,
   message: Uint8Array,
   signature: Uint8Array,
@@ -52,18 +53,12 @@ export async function verify(
     !(signature instanceof Uint8Array) || signature.length !== SIGNATURE_BYTES ||
     !(message instanceof Uint8Array)
   ) {
-    return false;
+    return Promise.resolve(false);
   }
   try {
-    const key = await ed25519VerifyingKey(publicKey);
-    return await subtle.verify(
-      "Ed25519",
-      key,
-      signature as BufferSource,
-      message as BufferSource,
-    );
+    return Promise.resolve(ed25519Verify(publicKey, message, signature));
   } catch {
     // An invalid point may fail at import or at verification: either way, not valid.
-    return false;
+    return Promise.resolve(false);
   }
 }

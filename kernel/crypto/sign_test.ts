@@ -5,7 +5,7 @@ import { generateSigningKeyPair } from "./keys.ts";
 import { SeededRandom } from "./random.ts";
 import { sign, verify } from "./sign.ts";
 import { signReference, verifyReference } from "./_reference.ts";
-import { _cacheSizes, setImportedKeysMax } from "./_webcrypto.ts";
+import { _cacheSizes, setImportedKeysMax } from "./_native.ts";
 import { FixedRandom, flipByte, hex, toHex } from "./_test_util.ts";
 
 const RFC8032 = [
@@ -43,7 +43,7 @@ Deno.test("sign() and verify() match RFC 8032 Ed25519 test vectors 1-3", async (
   }
 });
 
-Deno.test("sign() through WebCrypto equals noble's signature on random keys and messages", async () => {
+Deno.test("sign() through node:crypto equals noble's signature on random keys and messages", async () => {
   await fc.assert(
     fc.asyncProperty(
       fc.uint8Array({ minLength: 32, maxLength: 32 }),
@@ -57,7 +57,7 @@ Deno.test("sign() through WebCrypto equals noble's signature on random keys and 
   );
 });
 
-Deno.test("verify() through WebCrypto agrees with noble on valid, tampered and garbage input", async () => {
+Deno.test("verify() through node:crypto agrees with noble on valid, tampered and garbage input", async () => {
   await fc.assert(
     fc.asyncProperty(
       fc.integer(),
@@ -151,7 +151,7 @@ Deno.test("sign() keeps at most importedKeysMax() imported keys", async () => {
   }
 });
 
-Deno.test("verify() rejects small-order and non-canonical public keys, which WebCrypto alone accepts", async () => {
+Deno.test("verify() rejects small-order and non-canonical public keys, which node:crypto alone accepts", async () => {
   // Under a small-order key A, R = a small-order point and S = 0 satisfy [S]B = R + [k]A
   // for many messages: a universal forgery unless such keys are refused.
   const nonCanonical = [
