@@ -2,8 +2,11 @@
  * The simulator at scale (issue 7's benchmark): a generated crowd — by default
  * 500 users x 2 devices, 4 contacts each, exchanging 10,000 messages — run
  * once, reporting virtual seconds per wall second, events per second, wall
- * time, peak memory, and where the time went (WebCrypto vs the rest), beside
- * the crypto pipeline's floor measured in the same run.
+ * time and peak memory, beside two floors measured in the same run: the bare
+ * crypto pipeline for as many user messages, and that plus the relay
+ * protocol's crypto for as many relay requests (with as many pull
+ * signatures) as the run made. The first ratio is the issue's measure; the
+ * second is the simulator's own overhead (scheduler, stores, protobuf).
  *
  *   ./dev run --allow-all bench/sim_bench.ts [--users 500] [--messages 10000] [--poll 5s]
  *
@@ -13,14 +16,23 @@
  */
 import { parseArgs } from "node:util";
 import { clone, create } from "@bufbuild/protobuf";
-import { TestWorld } from "../kernel/_test_world.ts";
-import { SeededRandom } from "../kernel/crypto/mod.ts";
+import { ManualClock, TestWorld } from "../kernel/_test_world.ts";
+import {
+  generateEncryptionKeyPair,
+  generateLookupKeyPair,
+  generateSigningKeyPair,
+  randomUuid,
+  SeededRandom,
+} from "../kernel/crypto/mod.ts";
 import { pack, unpack } from "../kernel/pipeline.ts";
+import { decode } from "../proto/codec.ts";
 import {
   ConversationStatusSchema,
   PeerRecordSchema,
+  ToServerMessageSchema,
   UserMessageSchema,
 } from "../proto/gen/meow_pb.ts";
+import { MemoryBackend, openAnswer, sealRequest, ServerCore, signPull } from "../server/mod.ts";
 import { runScenario } from "../sim/run.ts";
 import { parseScenario, type Scenario } from "../sim/scenario.ts";
 
@@ -84,6 +96,51 @@ export async function pipelineFloor(
   return ms;
 }
 
+/** At most this many requests are timed for the relay protocol's floor; more are sampled. */
+const RELAY_FLOOR_REQUESTS_MAX = 20_000;
+
+/**
+ * The relay protocol's floor: requests sealed to an in-process relay over
+ * memory (device: seal, sign; relay: open, verify, verify each pull
+ * signature, seal the answer; device: open the answer), request i carrying
+ * `pulls[i]` signed pull requests as the run's did, nothing else around
+ * them. A request's cost hardly depends on the messages it carries (opaque
+ * to the relay), so none are sent. Past {@linkcode RELAY_FLOOR_REQUESTS_MAX}
+ * requests an evenly spaced sample is timed and scaled. Resolves with the
+ * wall time in ms for all of `pulls`.
+ */
+export async function relayFloor(pulls: number[]): Promise<number> {
+  if (pulls.length === 0) return 0;
+  const step = Math.max(1, pulls.length / RELAY_FLOOR_REQUESTS_MAX);
+  const sample: number[] = [];
+  for (let i = 0; i < pulls.length; i += step) sample.push(pulls[Math.floor(i)]);
+  const clock = new ManualClock();
+  const random = new SeededRandom(8);
+  const core = await ServerCore.create({
+    backend: new MemoryBackend(),
+    clock,
+    random: random.fork("relay"),
+    name: "floor",
+    url: "sim://floor",
+  });
+  const server = core.card();
+  const deviceEncryption = generateEncryptionKeyPair(random);
+  const deviceSigning = generateSigningKeyPair(random);
+  const lookups = Array.from({ length: Math.max(...sample) }, () => generateLookupKeyPair(random));
+  const t0 = performance.now();
+  for (const count of sample) {
+    clock.advance(1); // a pull signature is good once per key and time
+    const pullRequests = await Promise.all(
+      lookups.slice(0, count).map((lookup) => signPull({ server, lookup, now: clock.now() })),
+    );
+    const request = create(ToServerMessageSchema, { uuid: randomUuid(random), pullRequests });
+    const body = await sealRequest({ server, request, deviceEncryption, deviceSigning, random });
+    const answer = await openAnswer({ server, body: await core.handle(body), deviceEncryption });
+    if (answer.errors.length > 0) throw new Error(`relay floor: ${answer.errors[0].detail}`);
+  }
+  return (performance.now() - t0) * (pulls.length / sample.length);
+}
+
 /** Runs the crowd and prints the report. */
 export async function benchCrowd(
   options: { users: number; messages: number; poll: string; overMs: number },
@@ -92,13 +149,29 @@ export async function benchCrowd(
   let peakRss = 0;
   const t0 = performance.now();
   let packed = 0;
+  let lastReport = t0;
+  const pulls: number[] = [];
   const report = await runScenario(scenario, {
+    relayObserved: (_relay, event) => {
+      if (event.kind === "request") {
+        pulls.push(decode(ToServerMessageSchema, event.bytes).pullRequests.length);
+      }
+    },
     wallClock: () => performance.now(),
     trace: (line) => {
       if (line.kind === "msg.out") packed++;
     },
-    progress: () => {
+    progress: (virtualMs) => {
       peakRss = Math.max(peakRss, Deno.memoryUsage().rss);
+      // A line every 30 s of wall time: a large crowd runs for minutes.
+      if (performance.now() - lastReport >= 30_000) {
+        lastReport = performance.now();
+        console.error(
+          `  … ${(virtualMs / 1000).toFixed(0)} virtual s after ${
+            ((lastReport - t0) / 1000).toFixed(0)
+          } s, ${packed} user messages, RSS ${(peakRss / 2 ** 20).toFixed(0)} MiB`,
+        );
+      }
     },
   });
   const wallMs = performance.now() - t0;
@@ -121,13 +194,22 @@ export async function benchCrowd(
     } MiB`,
   );
   const floorMs = await pipelineFloor(packed);
+  const relayMs = await relayFloor(pulls);
   const perMessage = wallMs / packed;
   const floorPerMessage = floorMs / packed;
+  const cryptoPerMessage = (floorMs + relayMs) / packed;
+  const pullCount = pulls.reduce((sum, n) => sum + n, 0);
   console.log(
     `  per user message (chat, sync, ack: ${packed} packed and opened): ${
       perMessage.toFixed(2)
     } ms in the simulator vs ${floorPerMessage.toFixed(2)} ms for the bare crypto pipeline ` +
       `(floor, same run) → ${(perMessage / floorPerMessage).toFixed(2)}x the floor`,
+  );
+  console.log(
+    `  relay requests: ${pulls.length} (${pullCount} pull signatures) cost ${
+      (relayMs / 1000).toFixed(1)
+    } s bare; with them the run's crypto alone costs ${cryptoPerMessage.toFixed(2)} ms per user ` +
+      `message → the simulator runs at ${(perMessage / cryptoPerMessage).toFixed(2)}x its crypto`,
   );
 }
 

@@ -15,7 +15,7 @@ import { Scheduler } from "./scheduler.ts";
 import { canonical, type DeviceState, readState } from "./state.ts";
 import { openStore, type StorageKind } from "./storage.ts";
 import { VIRTUAL_EPOCH_MS } from "./virtual_clock.ts";
-import { pairKey, World } from "./world.ts";
+import { pairKey, World, type WorldOptions } from "./world.ts";
 
 /** The report of one run. */
 export interface Report {
@@ -71,6 +71,8 @@ export interface RunOptions {
   relay?: (name: string) => Promise<ServerCore>;
   /** The virtual clock's time at scheduler time 0 (`digest` is relative to it). @default VIRTUAL_EPOCH_MS */
   epochMs?: number;
+  /** Told what each relay saw: every unsealed request (a ToServerMessage), every message stored. */
+  relayObserved?: WorldOptions["relayObserved"];
 }
 
 const encoder = new TextEncoder();
@@ -170,6 +172,7 @@ export async function runScenario(scenario: Scenario, options: RunOptions = {}):
     trace,
     relay: options.relay,
     epochMs: options.epochMs,
+    relayObserved: options.relayObserved,
   });
   try {
     world.scheduleSteps();

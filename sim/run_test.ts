@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { create } from "@bufbuild/protobuf";
-import { PackedUserMessageSchema } from "../proto/gen/meow_pb.ts";
+import { decode } from "../proto/codec.ts";
+import { PackedUserMessageSchema, ToServerMessageSchema } from "../proto/gen/meow_pb.ts";
 import type { Plugin } from "../kernel/plugin.ts";
 import { contactLookupKey } from "../kernel/pipeline.ts";
 import { redisSkip, startRedis } from "../server/redis_process.ts";
@@ -304,4 +305,23 @@ Deno.test("runScenario() with varyNetwork draws the network from the seed within
   assert.equal(varied.traceHash, again.traceHash);
   assert.equal(varied.replay, "deno task sim f.yaml --seed 2 --vary-network");
   assert.ok(varied.ok, JSON.stringify(varied.expectations));
+});
+
+Deno.test("runScenario() tells relayObserved what each relay opened and stored, changing nothing", async () => {
+  const scenario = await loadScenario("scenarios/quickstart.yaml");
+  const seen = { requests: 0, pulls: 0, stored: 0, relays: new Set<string>() };
+  const observed = await runScenario(scenario, {
+    relayObserved: (relay, event) => {
+      seen.relays.add(relay);
+      if (event.kind === "stored") return void seen.stored++;
+      seen.requests++;
+      seen.pulls += decode(ToServerMessageSchema, event.bytes).pullRequests.length;
+    },
+  });
+  const plain = await runScenario(scenario);
+  assert.equal(observed.digest, plain.digest);
+  assert.equal(observed.traceHash, plain.traceHash);
+  assert.deepEqual([...seen.relays], scenario.servers);
+  assert.ok(seen.stored >= observed.stats.messagesSent, `${seen.stored} stored`);
+  assert.ok(seen.requests > seen.stored / 16 && seen.pulls > 0, JSON.stringify(seen));
 });

@@ -25,7 +25,7 @@ import { Kernel, type KernelObservation } from "../kernel/kernel.ts";
 import type { Plugin, PluginInput } from "../kernel/plugin.ts";
 import type { Store } from "../kernel/ports.ts";
 import type { ChatApi } from "../plugins/chat/mod.ts";
-import { type Backend, MemoryBackend, ServerCore } from "../server/mod.ts";
+import { type Backend, MemoryBackend, type ObservedEvent, ServerCore } from "../server/mod.ts";
 import { SimTransport } from "./network.ts";
 import { defaultPlugins, type DeviceSyncLike } from "./plugins.ts";
 import type { Scenario, Step } from "./scenario.ts";
@@ -106,6 +106,8 @@ export interface WorldOptions {
   relay?: (name: string) => Promise<ServerCore>;
   /** The virtual clock's time at scheduler time 0. @default VIRTUAL_EPOCH_MS */
   epochMs?: number;
+  /** Told what each relay saw: every unsealed request, every message stored. */
+  relayObserved?: (relay: string, event: ObservedEvent) => void;
 }
 
 const HEX = (bytes: Uint8Array) =>
@@ -221,7 +223,10 @@ export class World {
           url: `sim://${name}`,
         });
       }
-      core.observe = (event) => world.#relaySaw(name, event.kind, event.bytes);
+      core.observe = (event) => {
+        world.#relaySaw(name, event.kind, event.bytes);
+        options.relayObserved?.(name, event);
+      };
       world.relays.set(core.card().uid, core);
       world.relaysByName.set(name, core);
     }
