@@ -122,13 +122,17 @@ export class SimTransport implements Transport {
     this.#inFlight++;
     return new Promise<Uint8Array>((resolve, reject) => {
       let settled = false;
+      const onAbort = () => finish(() => reject(signal!.reason));
       const finish = (fn: () => void) => {
         if (settled) return;
         settled = true;
         this.#inFlight--;
+        // The signal may outlive the request (a kernel's run): a listener left on it would
+        // keep this request, its body and a dependent signal alive for the rest of the run.
+        signal?.removeEventListener("abort", onAbort);
         fn();
       };
-      signal?.addEventListener("abort", () => finish(() => reject(signal.reason)), { once: true });
+      signal?.addEventListener("abort", onAbort, { once: true });
       if (lost) {
         this.stats.dropped++;
         this.#o.trace?.({ kind: "net.drop", device: endpoint.ref, relay: server.name });
