@@ -88,6 +88,7 @@ let keysMax = IMPORTED_KEYS_MAX_DEFAULT;
 const ed25519Private = new BoundedCache<KeyObject>(keysMax);
 const ed25519Public = new BoundedCache<KeyObject>(keysMax);
 const x25519Private = new BoundedCache<{ key: KeyObject; publicKey: Uint8Array }>(keysMax);
+const x25519Public = new BoundedCache<KeyObject>(keysMax);
 
 /**
  * Sets how many imported keys each cache keeps (`undefined` restores
@@ -109,7 +110,9 @@ export function setImportedKeysMax(max: number | undefined): void {
     throw new RangeError(`Cannot bound the key caches at ${max}: a positive integer is needed`);
   }
   keysMax = next;
-  for (const cache of [ed25519Private, ed25519Public, x25519Private]) cache.resize(next);
+  for (const cache of [ed25519Private, ed25519Public, x25519Private, x25519Public]) {
+    cache.resize(next);
+  }
 }
 
 /** The current bound of each key cache. */
@@ -118,11 +121,17 @@ export function importedKeysMax(): number {
 }
 
 /** The current sizes of the key caches, for tests of their bound. */
-export function _cacheSizes(): { ed25519Private: number; ed25519Public: number; x25519: number } {
+export function _cacheSizes(): {
+  ed25519Private: number;
+  ed25519Public: number;
+  x25519: number;
+  x25519Public: number;
+} {
   return {
     ed25519Private: ed25519Private.size,
     ed25519Public: ed25519Public.size,
     x25519: x25519Private.size,
+    x25519Public: x25519Public.size,
   };
 }
 
@@ -200,9 +209,21 @@ export function ed25519Verify(
   return nodeVerify(null, message, key, signature);
 }
 
-function deriveX25519(privateKey: KeyObject, publicKey: Uint8Array): Uint8Array {
+/** A peer's X25519 public key as a KeyObject; cached when `cache` is set. */
+function x25519PeerKey(publicKey: Uint8Array, cache: boolean): KeyObject {
+  if (!cache) return importPublic(X25519_SPKI, publicKey);
+  const id = cacheKey(publicKey);
+  let key = x25519Public.get(id);
+  if (key === undefined) {
+    key = importPublic(X25519_SPKI, publicKey);
+    x25519Public.set(id, key);
+  }
+  return key;
+}
+
+function deriveX25519(privateKey: KeyObject, publicKey: Uint8Array, cache = false): Uint8Array {
   try {
-    const secret = diffieHellman({ privateKey, publicKey: importPublic(X25519_SPKI, publicKey) });
+    const secret = diffieHellman({ privateKey, publicKey: x25519PeerKey(publicKey, cache) });
     return new Uint8Array(secret.buffer, secret.byteOffset, secret.length);
   } catch (cause) {
     // A low-order point gives an all-zero shared secret, which is refused (RFC 7748 §6.1).
@@ -255,16 +276,19 @@ export function x25519PublicKey(
 /**
  * For a fresh private key used once (seal's ephemeral key, a ratchet step):
  * its public key and its shared secret with `peerPublicKey`, importing it once.
+ * `cachePeer` keeps the imported peer key for reuse (a relay's or a peer's
+ * long-term key that boxes are sealed to again and again).
  *
  * @throws {Malformed} when `peerPublicKey` is a low-order point
  */
 export function x25519Ephemeral(
   privateKey: Uint8Array,
   peerPublicKey: Uint8Array,
+  options: { cachePeer: boolean } = { cachePeer: false },
 ): { publicKey: Uint8Array; sharedSecret: Uint8Array } {
   const key = importPrivate(X25519_PKCS8, privateKey);
   return {
     publicKey: rawPublic(createPublicKey(key)),
-    sharedSecret: deriveX25519(key, peerPublicKey),
+    sharedSecret: deriveX25519(key, peerPublicKey, options.cachePeer),
   };
 }

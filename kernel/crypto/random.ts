@@ -5,7 +5,7 @@
  *
  * @module
  */
-import { chacha20 } from "@noble/ciphers/chacha.js";
+import { createCipheriv } from "node:crypto";
 import { sha256 } from "@noble/hashes/sha2.js";
 
 /**
@@ -26,7 +26,7 @@ export interface Random {
 const encoder = new TextEncoder();
 /** Bytes of keystream generated per refill of a seeded stream. */
 const SEEDED_BLOCK_BYTES = 4096;
-const NONCE = new Uint8Array(12);
+const ZEROS = new Uint8Array(SEEDED_BLOCK_BYTES);
 
 /**
  * Deterministic randomness: the ChaCha20 keystream under a key derived from a
@@ -44,7 +44,7 @@ const NONCE = new Uint8Array(12);
 export class SeededRandom implements Random {
   readonly #key: Uint8Array;
   #counter = 0;
-  #buffer = new Uint8Array(0);
+  #buffer: Uint8Array = new Uint8Array(0);
   #offset = 0;
 
   /** @param seed a number, string or bytes; equal seeds give equal streams */
@@ -81,14 +81,13 @@ export class SeededRandom implements Random {
   }
 
   #refill(): void {
-    // Each refill continues the keystream at the next 64-byte block.
-    this.#buffer = chacha20(
-      this.#key,
-      NONCE,
-      new Uint8Array(SEEDED_BLOCK_BYTES),
-      undefined,
-      this.#counter,
-    );
+    // Each refill continues the keystream at the next 64-byte block: ChaCha20 (RFC 8439) with
+    // a zero nonce, through node:crypto, whose 16-byte IV is the block counter (little
+    // endian) then the nonce.
+    const iv = new Uint8Array(16);
+    new DataView(iv.buffer).setUint32(0, this.#counter, true);
+    const keystream = createCipheriv("chacha20", this.#key, iv).update(ZEROS);
+    this.#buffer = new Uint8Array(keystream.buffer, keystream.byteOffset, keystream.length);
     this.#counter += SEEDED_BLOCK_BYTES / 64;
     this.#offset = 0;
   }

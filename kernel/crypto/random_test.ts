@@ -1,5 +1,7 @@
 import assert from "node:assert/strict";
 import fc from "fast-check";
+import { chacha20 } from "@noble/ciphers/chacha.js";
+import { sha256 } from "@noble/hashes/sha2.js";
 import { randomFloat, randomInt, randomUuid, SeededRandom } from "./random.ts";
 import { SystemRandom } from "./system_random.ts";
 
@@ -78,4 +80,11 @@ Deno.test("SystemRandom.bytes() fills requests larger than one getRandomValues c
   const out = new SystemRandom().bytes(70_000);
   assert.equal(out.length, 70_000);
   assert.ok(out.subarray(65_536).some((b) => b !== 0));
+});
+
+Deno.test("SeededRandom's stream is the ChaCha20 keystream (RFC 8439, zero nonce) under sha256 of its seed", () => {
+  // 20,000 bytes cross several refills: each must continue at the right block counter.
+  const key = sha256(new TextEncoder().encode("meowsync/seed/7"));
+  const expected = chacha20(key, new Uint8Array(12), new Uint8Array(20_000));
+  assert.deepEqual(new SeededRandom(7).bytes(20_000), expected);
 });

@@ -69,7 +69,9 @@ function sealNow(
   assertPublicKey(recipientPublicKey, "a sealed box");
   const ephemeral = random.bytes(KEY_BYTES);
   const nonce = random.bytes(AEAD_NONCE_BYTES);
-  const { publicKey, sharedSecret } = x25519Ephemeral(ephemeral, recipientPublicKey);
+  const { publicKey, sharedSecret } = x25519Ephemeral(ephemeral, recipientPublicKey, {
+    cachePeer: true,
+  });
   const key = sealKey(sharedSecret, publicKey, recipientPublicKey);
   return concatBytes(publicKey, nonce, aeadEncrypt(key, plaintext, { nonce }));
 }

@@ -8,6 +8,7 @@ import { open, seal, SEAL_OVERHEAD_BYTES } from "./seal.ts";
 import { aeadDecrypt, hkdfSha256 } from "./_primitives.ts";
 import { x25519PublicKeyReference, x25519Reference } from "./_reference.ts";
 import { flipByte, hex } from "./_test_util.ts";
+import { _cacheSizes, setImportedKeysMax } from "./_native.ts";
 
 Deno.test("seal() then open() round-trips any plaintext", async () => {
   await fc.assert(
@@ -94,4 +95,20 @@ Deno.test("seal() is deterministic under a SeededRandom and fresh for each call"
   const first = await seal(publicKey, plaintext, random);
   const second = await seal(publicKey, plaintext, random);
   assert.notDeepEqual(first.subarray(0, 56), second.subarray(0, 56));
+});
+
+Deno.test("seal() keeps at most importedKeysMax() recipients' keys, and opens the same", async () => {
+  const random = new SeededRandom("seal cache");
+  setImportedKeysMax(8);
+  try {
+    const recipients = Array.from({ length: 20 }, () => generateEncryptionKeyPair(random));
+    for (const recipient of [...recipients, ...recipients]) {
+      const sealed = await seal(recipient.publicKey, new Uint8Array([7]), random);
+      assert.deepEqual(await open(recipient.privateKey, sealed), new Uint8Array([7]));
+      assert.ok(_cacheSizes().x25519Public <= 8);
+    }
+    assert.equal(_cacheSizes().x25519Public, 8);
+  } finally {
+    setImportedKeysMax(undefined);
+  }
 });
