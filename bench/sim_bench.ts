@@ -231,9 +231,10 @@ if (import.meta.main) {
   });
 } else {
   // The simulator's run against the crypto pipeline alone for as many user messages
-  // (deno bench prints the ratio to the baseline).
+  // (deno bench prints the ratio to the baseline), and against all of the run's crypto.
   const group = "simulator vs the crypto pipeline's floor";
   let packedInRun = 0;
+  let pullsInRun: number[] = [];
   Deno.bench({
     name: "simulator: 40 devices, 200 messages, one run",
     group,
@@ -241,13 +242,20 @@ if (import.meta.main) {
     warmup: 0,
     fn: async () => {
       let packed = 0;
+      const pulls: number[] = [];
       const report = await runScenario(crowd(20, 200, "5s", 60_000), {
         trace: (line) => {
           if (line.kind === "msg.out") packed++;
         },
+        relayObserved: (_relay, event) => {
+          if (event.kind === "request") {
+            pulls.push(decode(ToServerMessageSchema, event.bytes).pullRequests.length);
+          }
+        },
       });
       if (!report.ok) throw new Error(JSON.stringify(report.expectations));
       packedInRun = packed;
+      pullsInRun = pulls;
     },
   });
   Deno.bench({
@@ -259,6 +267,21 @@ if (import.meta.main) {
     fn: async (b) => {
       if (packedInRun === 0) throw new Error("the simulator's run did not count its messages");
       await pipelineFloor(packedInRun, { start: () => b.start(), end: () => b.end() });
+    },
+  });
+  Deno.bench({
+    name: "all of the run's crypto: that floor, plus the relay protocol for its requests",
+    group,
+    n: 1,
+    warmup: 0,
+    fn: async (b) => {
+      if (pullsInRun.length === 0) {
+        throw new Error("the simulator's run did not count its requests");
+      }
+      b.start();
+      await pipelineFloor(packedInRun);
+      await relayFloor(pullsInRun);
+      b.end();
     },
   });
 }
