@@ -169,7 +169,7 @@ export async function benchCrowd(
         console.error(
           `  … ${(virtualMs / 1000).toFixed(0)} virtual s after ${
             ((lastReport - t0) / 1000).toFixed(0)
-          } s, ${packed} user messages, RSS ${(peakRss / 2 ** 20).toFixed(0)} MiB`,
+          } s, ${packed} user messages, peak RSS ${(peakRss / 2 ** 20).toFixed(0)} MiB`,
         );
       }
     },
