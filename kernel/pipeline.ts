@@ -142,24 +142,17 @@ export async function unpack(
   packed: PackedUserMessage,
   options: { random: Random; now: number },
 ): Promise<Unpacked> {
-  // Verifying and unsealing are independent and pure: run them side by side, but a bad
-  // signature is the error reported, whatever unsealing made of the payload.
-  const [verified, unsealed] = await Promise.allSettled([
-    verify(
-      peer.contact!.identityPublicKey,
-      signedBytes(packed.destination, packed.payload, packed.drHeader),
-      packed.signature,
-    ),
-    open(peer.myEncryption!.privateKey, packed.payload),
-  ]);
-  if (verified.status === "rejected") throw verified.reason;
-  if (!verified.value) {
+  const verified = await verify(
+    peer.contact!.identityPublicKey,
+    signedBytes(packed.destination, packed.payload, packed.drHeader),
+    packed.signature,
+  );
+  if (!verified) {
     throw new BadSignature(
       `Cannot open message: signature does not match peer "${peer.name}" (uid ${peer.uid})`,
     );
   }
-  if (unsealed.status === "rejected") throw unsealed.reason;
-  const symmetric = unsealed.value;
+  const symmetric = await open(peer.myEncryption!.privateKey, packed.payload);
   const ciphertext = symDecrypt(peer.contact!.symKey, symmetric);
   const state = deserializeRatchet(peer.ratchet);
   const step = await ratchetDecrypt(state, packed.drHeader, ciphertext, options);
