@@ -169,6 +169,8 @@ export class World {
   readonly conversations = new Map<string, string>();
   /** `userA|userB` → every conversation uid ever created between them. */
   readonly conversationsAll = new Map<string, Set<string>>();
+  /** Conversation uid → its `userA|userB` (the index {@linkcode World.contactOf} reads). */
+  readonly #conversationOf = new Map<string, string>();
   /** Relay → last time it stored a message (scheduler ms). */
   readonly lastStoredAt = new Map<string, number>();
   readonly #options: WorldOptions;
@@ -453,13 +455,11 @@ export class World {
 
   /** The user on the other side of conversation `peerUid` as `ref` knows it ("" if none). */
   contactOf(ref: string, peerUid: string): string {
-    for (const [key, uids] of this.conversationsAll) {
-      if (!uids.has(peerUid)) continue;
-      const [a, b] = key.split("|");
-      const user = ref.split("/")[0];
-      return a === user ? b : a;
-    }
-    return "";
+    const key = this.#conversationOf.get(peerUid);
+    if (key === undefined) return "";
+    const [a, b] = key.split("|");
+    const user = ref.split("/")[0];
+    return a === user ? b : a;
   }
 
   device(ref: string): SimDevice {
@@ -596,6 +596,7 @@ export class World {
     const key = pairKey(from.user, to.user);
     this.conversations.set(key, uid);
     this.conversationsAll.set(key, (this.conversationsAll.get(key) ?? new Set()).add(uid));
+    if (!this.#conversationOf.has(uid)) this.#conversationOf.set(uid, key);
   }
 
   async #inviteGroup(fromGroup: string, toGroup: string, peers: number): Promise<void> {
