@@ -27,6 +27,7 @@ import {
 } from "node:crypto";
 import { ed25519 } from "@noble/curves/ed25519.js";
 import { Malformed } from "../errors.ts";
+import { concatBytes } from "./bytes.ts";
 
 /**
  * Most KeyObjects kept per cache (one cache per key kind) unless
@@ -54,7 +55,7 @@ const ED25519_SPKI = derPrefix("spki", ED25519_OID);
 const X25519_PKCS8 = derPrefix("pkcs8", X25519_OID);
 const X25519_SPKI = derPrefix("spki", X25519_OID);
 
-/** A least-recently-used map holding at most `max` entries. */
+/** A least-recently-used map of imported keys by their bytes, holding at most `max` entries. */
 class BoundedCache<V> {
   readonly #map = new Map<string, V>();
   #max: number;
@@ -66,18 +67,15 @@ class BoundedCache<V> {
     this.#max = max;
     while (this.#map.size > max) this.#map.delete(this.#map.keys().next().value!);
   }
-  get(key: string): V | undefined {
-    const value = this.#map.get(key);
-    if (value !== undefined) {
-      this.#map.delete(key);
-      this.#map.set(key, value);
-    }
-    return value;
-  }
-  set(key: string, value: V): void {
-    this.#map.delete(key);
+  /** The entry for `bytes`, made by `make` (and kept) on a miss. */
+  obtain(bytes: Uint8Array, make: () => V): V {
+    const key = String.fromCharCode.apply(null, bytes as unknown as number[]);
+    let value = this.#map.get(key);
+    if (value === undefined) value = make();
+    else this.#map.delete(key);
     this.#map.set(key, value);
     if (this.#map.size > this.#max) this.#map.delete(this.#map.keys().next().value!);
+    return value;
   }
   get size(): number {
     return this.#map.size;
@@ -135,23 +133,16 @@ export function _cacheSizes(): {
   };
 }
 
-function cacheKey(bytes: Uint8Array): string {
-  return String.fromCharCode.apply(null, bytes as unknown as number[]);
-}
-
-function der(prefix: Uint8Array, key: Uint8Array): Uint8Array {
-  const out = new Uint8Array(prefix.length + key.length);
-  out.set(prefix, 0);
-  out.set(key, prefix.length);
-  return out;
-}
-
 function importPrivate(prefix: Uint8Array, key: Uint8Array): KeyObject {
-  return createPrivateKey({ key: der(prefix, key) as Buffer, format: "der", type: "pkcs8" });
+  return createPrivateKey({
+    key: concatBytes(prefix, key) as Buffer,
+    format: "der",
+    type: "pkcs8",
+  });
 }
 
 function importPublic(prefix: Uint8Array, key: Uint8Array): KeyObject {
-  return createPublicKey({ key: der(prefix, key) as Buffer, format: "der", type: "spki" });
+  return createPublicKey({ key: concatBytes(prefix, key) as Buffer, format: "der", type: "spki" });
 }
 
 /** The raw 32 bytes of a public KeyObject (the end of its SubjectPublicKeyInfo). */
@@ -162,12 +153,7 @@ function rawPublic(key: KeyObject): Uint8Array {
 
 /** Ed25519 signature of `message` by the 32-byte seed `seed` (its KeyObject cached). */
 export function ed25519Sign(seed: Uint8Array, message: Uint8Array): Uint8Array {
-  const id = cacheKey(seed);
-  let key = ed25519Private.get(id);
-  if (key === undefined) {
-    key = importPrivate(ED25519_PKCS8, seed);
-    ed25519Private.set(id, key);
-  }
+  const key = ed25519Private.obtain(seed, () => importPrivate(ED25519_PKCS8, seed));
   const signature = nodeSign(null, message, key);
   return new Uint8Array(signature.buffer, signature.byteOffset, signature.length);
 }
@@ -189,9 +175,7 @@ export function ed25519Verify(
   message: Uint8Array,
   signature: Uint8Array,
 ): boolean {
-  const id = cacheKey(publicKey);
-  let key = ed25519Public.get(id);
-  if (key === undefined) {
+  const key = ed25519Public.obtain(publicKey, () => {
     let point;
     try {
       point = ed25519.Point.fromBytes(publicKey, false);
@@ -203,22 +187,15 @@ export function ed25519Verify(
     if (point.isSmallOrder()) {
       throw new Malformed("Cannot use an Ed25519 public key: it is a small-order point");
     }
-    key = importPublic(ED25519_SPKI, publicKey);
-    ed25519Public.set(id, key);
-  }
+    return importPublic(ED25519_SPKI, publicKey);
+  });
   return nodeVerify(null, message, key, signature);
 }
 
 /** A peer's X25519 public key as a KeyObject; cached when `cache` is set. */
 function x25519PeerKey(publicKey: Uint8Array, cache: boolean): KeyObject {
-  if (!cache) return importPublic(X25519_SPKI, publicKey);
-  const id = cacheKey(publicKey);
-  let key = x25519Public.get(id);
-  if (key === undefined) {
-    key = importPublic(X25519_SPKI, publicKey);
-    x25519Public.set(id, key);
-  }
-  return key;
+  const make = () => importPublic(X25519_SPKI, publicKey);
+  return cache ? x25519Public.obtain(publicKey, make) : make();
 }
 
 function deriveX25519(privateKey: KeyObject, publicKey: Uint8Array, cache = false): Uint8Array {
@@ -240,14 +217,10 @@ function x25519Key(
   cache: boolean,
 ): { key: KeyObject; publicKey?: Uint8Array } {
   if (!cache) return { key: importPrivate(X25519_PKCS8, privateKey) };
-  const id = cacheKey(privateKey);
-  let entry = x25519Private.get(id);
-  if (entry === undefined) {
+  return x25519Private.obtain(privateKey, () => {
     const key = importPrivate(X25519_PKCS8, privateKey);
-    entry = { key, publicKey: rawPublic(createPublicKey(key)) };
-    x25519Private.set(id, entry);
-  }
-  return entry;
+    return { key, publicKey: rawPublic(createPublicKey(key)) };
+  });
 }
 
 /**

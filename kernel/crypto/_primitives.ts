@@ -18,6 +18,7 @@ import { hchacha } from "@noble/ciphers/chacha.js";
 import { hmac } from "@noble/hashes/hmac.js";
 import { sha256 } from "@noble/hashes/sha2.js";
 import { BadCiphertext, Malformed } from "../errors.ts";
+import { concatBytes } from "./bytes.ts";
 
 /** Length of every private and public key in meowsync. */
 export const KEY_BYTES = 32;
@@ -77,11 +78,7 @@ export function aeadEncrypt(
   if (options.ad) cipher.setAAD(options.ad, { plaintextLength: plaintext.length });
   const head = cipher.update(plaintext);
   const tail = cipher.final();
-  const out = new Uint8Array(head.length + tail.length + AEAD_TAG_BYTES);
-  out.set(head, 0);
-  out.set(tail, head.length);
-  out.set(cipher.getAuthTag(), head.length + tail.length);
-  return out;
+  return concatBytes(head, tail, cipher.getAuthTag());
 }
 
 /**
@@ -108,11 +105,7 @@ export function aeadDecrypt(
     decipher.setAuthTag(ciphertext.subarray(ciphertext.length - AEAD_TAG_BYTES));
     if (options.ad) decipher.setAAD(options.ad, { plaintextLength: body.length });
     const head = decipher.update(body);
-    const tail = decipher.final();
-    const out = new Uint8Array(head.length + tail.length);
-    out.set(head, 0);
-    out.set(tail, head.length);
-    return out;
+    return concatBytes(head, decipher.final());
   } catch (cause) {
     throw new BadCiphertext(
       `Cannot decrypt ${options.what}: the ${ciphertext.length}-byte ciphertext does not ` +
