@@ -33,7 +33,7 @@ import {
   UserMessageSchema,
 } from "../proto/gen/meow_pb.ts";
 import { MemoryBackend, openAnswer, sealRequest, ServerCore, signPull } from "../server/mod.ts";
-import { runScenario } from "../sim/run.ts";
+import { type RunOptions, runScenario } from "../sim/run.ts";
 import { parseScenario, type Scenario } from "../sim/scenario.ts";
 
 /** Builds the crowd scenario. */
@@ -96,6 +96,15 @@ export async function pipelineFloor(
   return ms;
 }
 
+/** A `relayObserved` hook that appends each request's number of pull signatures to `pulls`. */
+function countPulls(pulls: number[]): RunOptions["relayObserved"] {
+  return (_relay, event) => {
+    if (event.kind === "request") {
+      pulls.push(decode(ToServerMessageSchema, event.bytes).pullRequests.length);
+    }
+  };
+}
+
 /** At most this many requests are timed for the relay protocol's floor; more are sampled. */
 const RELAY_FLOOR_REQUESTS_MAX = 20_000;
 
@@ -152,11 +161,7 @@ export async function benchCrowd(
   let lastReport = t0;
   const pulls: number[] = [];
   const report = await runScenario(scenario, {
-    relayObserved: (_relay, event) => {
-      if (event.kind === "request") {
-        pulls.push(decode(ToServerMessageSchema, event.bytes).pullRequests.length);
-      }
-    },
+    relayObserved: countPulls(pulls),
     wallClock: () => performance.now(),
     trace: (line) => {
       if (line.kind === "msg.out") packed++;
@@ -247,11 +252,7 @@ if (import.meta.main) {
         trace: (line) => {
           if (line.kind === "msg.out") packed++;
         },
-        relayObserved: (_relay, event) => {
-          if (event.kind === "request") {
-            pulls.push(decode(ToServerMessageSchema, event.bytes).pullRequests.length);
-          }
-        },
+        relayObserved: countPulls(pulls),
       });
       if (!report.ok) throw new Error(JSON.stringify(report.expectations));
       packedInRun = packed;
