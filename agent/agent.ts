@@ -666,11 +666,12 @@ export function decodeCardOrThrow(bytes: Uint8Array): ReturnType<typeof decodeCa
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { create } from "@bufbuild/protobuf";
  * import { DbMessageSchema } from "../proto/gen/meow_pb.ts";
  * import { messageView } from "./agent.ts";
  * const m = create(DbMessageSchema, { outbound: true, message: { data: "hi", status: { uuid: "u", sent: 5, received: 6 } } });
- * console.assert(messageView(m).state === "delivered");
+ * assert(messageView(m).state === "delivered");
  * ```
  */
 export function messageView(m: DbMessage): MessageView {

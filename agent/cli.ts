@@ -90,8 +90,9 @@ export interface CliIo {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { denoIo } from "./cli.ts";
- * console.assert(typeof denoIo().out === "function");
+ * assert(typeof denoIo().out === "function");
  * ```
  */
 export function denoIo(): CliIo {
@@ -115,11 +116,12 @@ interface Ctx {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { runCli } from "./cli.ts";
  * const lines: string[] = [];
  * const io = { out: (l: string) => lines.push(l), err: (l: string) => lines.push(l), env: () => undefined };
- * console.assert(await runCli(["--help"], io) === 0);
- * console.assert(lines.join("\n").includes("pair"));
+ * assert(await runCli(["--help"], io) === 0);
+ * assert(lines.join("\n").includes("pair"));
  * ```
  */
 export async function runCli(args: string[], io: CliIo = denoIo()): Promise<number> {

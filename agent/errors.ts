@@ -9,8 +9,9 @@
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { EXIT } from "./errors.ts";
- * console.assert(EXIT.unknownContact === 4);
+ * assert(EXIT.unknownContact === 4);
  * ```
  */
 export const EXIT = {
@@ -52,9 +53,10 @@ export const EXIT_HELP = `Exit codes:
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { AgentError, EXIT } from "./errors.ts";
  * const e = new AgentError("no contact matches \"zed\"", EXIT.unknownContact);
- * console.assert(e.exitCode === 4);
+ * assert(e.exitCode === 4);
  * ```
  */
 export class AgentError extends Error {

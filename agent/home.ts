@@ -38,8 +38,9 @@ export interface HomePaths {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { homePaths } from "./home.ts";
- * console.assert(homePaths("/tmp/alice").db === "/tmp/alice/device.db");
+ * assert(homePaths("/tmp/alice").db === "/tmp/alice/device.db");
  * ```
  */
 export function homePaths(dir: string): HomePaths {
@@ -62,9 +63,10 @@ export function homePaths(dir: string): HomePaths {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { defaultHome } from "./home.ts";
  * const env = (name: string) => ({ HOME: "/home/al" } as Record<string, string>)[name];
- * console.assert(defaultHome(env) === "/home/al/.local/share/meowsync");
+ * assert(defaultHome(env) === "/home/al/.local/share/meowsync");
  * ```
  */
 export function defaultHome(env: (name: string) => string | undefined): string {
@@ -101,8 +103,9 @@ export interface HomeConfig {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { homePaths, readConfig } from "./home.ts";
- * console.assert(await readConfig(homePaths(await Deno.makeTempDir())) === undefined);
+ * assert(await readConfig(homePaths(await Deno.makeTempDir())) === undefined);
  * ```
  */
 export async function readConfig(paths: HomePaths): Promise<HomeConfig | undefined> {
@@ -162,10 +165,11 @@ export class HomeLock {
    *
    * @example
    * ```ts
+   * import assert from "node:assert/strict";
    * import { HomeLock, homePaths } from "./home.ts";
    * const paths = homePaths(await Deno.makeTempDir());
    * const lock = await HomeLock.tryAcquire(paths);
-   * console.assert(lock instanceof HomeLock);
+   * assert(lock instanceof HomeLock);
    * if (lock instanceof HomeLock) lock.release();
    * ```
    */

@@ -8,10 +8,11 @@
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { EXIT, runCli } from "./mod.ts";
  * const out: string[] = [];
  * const io = { out: (l: string) => out.push(l), err: (l: string) => out.push(l), env: () => undefined };
- * console.assert(await runCli(["send", "--help"], io) === EXIT.ok);
+ * assert(await runCli(["send", "--help"], io) === EXIT.ok);
  * ```
  *
  * @module

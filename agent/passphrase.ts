@@ -47,9 +47,10 @@ const CHECK_TEXT = "meowsync key check v1";
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { SystemRandom } from "../kernel/crypto/mod.ts";
  * import { newKdfParams } from "./passphrase.ts";
- * console.assert(newKdfParams(new SystemRandom()).logN === 17);
+ * assert(newKdfParams(new SystemRandom()).logN === 17);
  * ```
  */
 export function newKdfParams(random: Random, logN: number = KDF_LOG_N_DEFAULT): KdfParams {
@@ -67,9 +68,10 @@ export function newKdfParams(random: Random, logN: number = KDF_LOG_N_DEFAULT): 
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { deriveKey } from "./passphrase.ts";
  * const key = deriveKey("correct horse", { name: "scrypt", logN: 10, r: 8, p: 1, salt: "AAAAAAAAAAAAAAAAAAAAAA" });
- * console.assert(key.length === 32);
+ * assert(key.length === 32);
  * ```
  */
 export function deriveKey(passphrase: string, params: KdfParams): Uint8Array {
@@ -86,10 +88,11 @@ export function deriveKey(passphrase: string, params: KdfParams): Uint8Array {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { SystemRandom } from "../kernel/crypto/mod.ts";
  * import { keyCheck, keyMatches } from "./passphrase.ts";
  * const key = new SystemRandom().bytes(32);
- * console.assert(keyMatches(key, keyCheck(key, new SystemRandom())));
+ * assert(keyMatches(key, keyCheck(key, new SystemRandom())));
  * ```
  */
 export function keyCheck(key: Uint8Array, random: Random): string {
@@ -124,9 +127,10 @@ export interface PassphraseSource {
  * @throws {AgentError} none given, or the two entries differ
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { getPassphrase } from "./passphrase.ts";
  * const pass = await getPassphrase({ env: () => "s3cret" }, { confirm: true });
- * console.assert(pass === "s3cret");
+ * assert(pass === "s3cret");
  * ```
  */
 export async function getPassphrase(

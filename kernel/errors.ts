@@ -11,9 +11,10 @@
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { Malformed, MeowError } from "./errors.ts";
  * const e = new Malformed("Cannot decode UserMessage: truncated");
- * console.assert(e instanceof MeowError && e.code === "Malformed");
+ * assert(e instanceof MeowError && e.code === "Malformed");
  * ```
  */
 export class MeowError extends Error {

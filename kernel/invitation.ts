@@ -99,10 +99,11 @@ export function defaultSettings(): PeerRecord["settings"] {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { SeededRandom } from "./crypto/mod.ts";
  * import { createInvitation } from "./invitation.ts";
  * const { pending, card } = createInvitation({ random: new SeededRandom(1), now: 0, name: "alice", servers: [] });
- * console.assert(pending.contact === undefined && card.drRootKey.length === 32);
+ * assert(pending.contact === undefined && card.drRootKey.length === 32);
  * ```
  */
 export function createInvitation(

@@ -168,6 +168,7 @@ class Deferred extends Error {}
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { Kernel } from "./kernel.ts";
  * import { SeededRandom } from "./crypto/mod.ts";
  * import { MemoryStore } from "../plugins/storage/mod.ts";
@@ -178,7 +179,7 @@ class Deferred extends Error {}
  * const transport = new LocalTransport([core]);
  * const kernel = await Kernel.open({ store: new MemoryStore(), clock, random, transport });
  * await kernel.createIdentity({ nickname: "alice", deviceName: "phone", servers: [core.card()] });
- * console.assert(kernel.identity().profile?.nickname === "alice");
+ * assert(kernel.identity().profile?.nickname === "alice");
  * await kernel.close();
  * ```
  */

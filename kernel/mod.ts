@@ -4,8 +4,9 @@
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { Kernel } from "./mod.ts";
- * console.assert(typeof Kernel.open === "function");
+ * assert(typeof Kernel.open === "function");
  * ```
  *
  * @module

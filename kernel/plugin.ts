@@ -154,6 +154,7 @@ export type EventHooks = {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import type { Plugin } from "./plugin.ts";
  * const reactions: Plugin = {
  *   name: "reaction",
@@ -162,7 +163,7 @@ export type EventHooks = {
  *     tx.afterCommit(() => console.log(`${peer.name} reacted ${message.data}`));
  *   },
  * };
- * console.assert(reactions.types?.[0] === "reaction");
+ * assert(reactions.types?.[0] === "reaction");
  * ```
  */
 export interface Plugin {

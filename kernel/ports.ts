@@ -23,9 +23,10 @@ export type { Random } from "./crypto/random.ts";
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import type { Clock } from "./ports.ts";
  * const fixed: Clock = { now: () => 1000, sleep: () => Promise.resolve() };
- * console.assert(fixed.now() === 1000);
+ * assert(fixed.now() === 1000);
  * ```
  */
 export interface Clock {

@@ -11,8 +11,9 @@ import type { Clock } from "./ports.ts";
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { systemClock } from "./system_clock.ts";
- * console.assert(systemClock.now() > 0);
+ * assert(systemClock.now() > 0);
  * ```
  */
 export const systemClock: Clock = {

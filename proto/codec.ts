@@ -37,11 +37,12 @@ export interface DecodeOptions {
  * @throws {Malformed} when the bytes are oversized, truncated or not a valid encoding
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { create } from "@bufbuild/protobuf";
  * import { decode, encode } from "./codec.ts";
  * import { UserMessageSchema } from "./gen/meow_pb.ts";
  * const bytes = encode(UserMessageSchema, create(UserMessageSchema, { type: "chat", data: "hi" }));
- * console.assert(decode(UserMessageSchema, bytes).data === "hi");
+ * assert(decode(UserMessageSchema, bytes).data === "hi");
  * ```
  */
 export function decode<Desc extends DescMessage>(
@@ -74,10 +75,11 @@ export function decode<Desc extends DescMessage>(
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { create } from "@bufbuild/protobuf";
  * import { encode } from "./codec.ts";
  * import { AckPayloadSchema } from "./gen/meow_pb.ts";
- * console.assert(encode(AckPayloadSchema, create(AckPayloadSchema, { uuid: "u" })).length > 0);
+ * assert(encode(AckPayloadSchema, create(AckPayloadSchema, { uuid: "u" })).length > 0);
  * ```
  */
 export function encode<Desc extends DescMessage>(
@@ -93,9 +95,10 @@ export function encode<Desc extends DescMessage>(
  * @throws {Malformed} when the value does not match the schema
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { decodeJson } from "./codec.ts";
  * import { AckPayloadSchema } from "./gen/meow_pb.ts";
- * console.assert(decodeJson(AckPayloadSchema, { uuid: "u", received: "5" }).received === 5);
+ * assert(decodeJson(AckPayloadSchema, { uuid: "u", received: "5" }).received === 5);
  * ```
  */
 export function decodeJson<Desc extends DescMessage>(
@@ -116,10 +119,11 @@ export function decodeJson<Desc extends DescMessage>(
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { create } from "@bufbuild/protobuf";
  * import { encodeJson } from "./codec.ts";
  * import { AckPayloadSchema } from "./gen/meow_pb.ts";
- * console.assert(JSON.stringify(encodeJson(AckPayloadSchema, create(AckPayloadSchema, { uuid: "u" }))) === '{"uuid":"u"}');
+ * assert(JSON.stringify(encodeJson(AckPayloadSchema, create(AckPayloadSchema, { uuid: "u" }))) === '{"uuid":"u"}');
  * ```
  */
 export function encodeJson<Desc extends DescMessage>(

@@ -4,10 +4,11 @@
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { create } from "@bufbuild/protobuf";
  * import { decode, encode, UserMessageSchema } from "./mod.ts";
  * const m = decode(UserMessageSchema, encode(UserMessageSchema, create(UserMessageSchema, { data: "hi" })));
- * console.assert(m.data === "hi");
+ * assert(m.data === "hi");
  * ```
  *
  * @module

@@ -52,6 +52,7 @@ export interface SealRequestOptions {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { create } from "@bufbuild/protobuf";
  * import { sealRequest } from "./client.ts";
  * import { ServerCore } from "./core.ts";
@@ -69,7 +70,7 @@ export interface SealRequestOptions {
  *   deviceSigning: generateSigningKeyPair(random),
  *   random,
  * });
- * console.assert(body.length > 0);
+ * assert(body.length > 0);
  * ```
  */
 export async function sealRequest(options: SealRequestOptions): Promise<Uint8Array> {
@@ -111,6 +112,7 @@ export interface OpenAnswerOptions {
  * @throws {BadCiphertext} when the payload is not sealed to `deviceEncryption`
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { openAnswer } from "./client.ts";
  * import { Malformed } from "../kernel/errors.ts";
  * import { create } from "@bufbuild/protobuf";
@@ -119,8 +121,8 @@ export interface OpenAnswerOptions {
  * const deviceEncryption = generateEncryptionKeyPair(new SeededRandom(3));
  * const server = create(ServerCardSchema, {});
  * await openAnswer({ server, body: new Uint8Array(0), deviceEncryption }).then(
- *   () => console.assert(false),
- *   (e) => console.assert(e instanceof Malformed),
+ *   () => assert(false),
+ *   (e) => assert(e instanceof Malformed),
  * );
  * ```
  */
@@ -163,13 +165,14 @@ export interface SignPullOptions {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { create } from "@bufbuild/protobuf";
  * import { signPull } from "./client.ts";
  * import { generateLookupKeyPair, SeededRandom, toBase64Url } from "../kernel/crypto/mod.ts";
  * import { ServerCardSchema } from "../proto/gen/meow_pb.ts";
  * const lookup = generateLookupKeyPair(new SeededRandom(4));
  * const pull = await signPull({ server: create(ServerCardSchema, { uid: "ab" }), lookup, now: 5 });
- * console.assert(pull.lookupKey === toBase64Url(lookup.publicKey) && pull.sendTimestamp === 5);
+ * assert(pull.lookupKey === toBase64Url(lookup.publicKey) && pull.sendTimestamp === 5);
  * ```
  */
 export async function signPull(options: SignPullOptions): Promise<ConversationRequest> {

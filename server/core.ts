@@ -114,6 +114,7 @@ export interface ServerStats {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { create } from "@bufbuild/protobuf";
  * import { ServerCore } from "./core.ts";
  * import { MemoryBackend } from "./memory.ts";
@@ -129,7 +130,7 @@ export interface ServerStats {
  * const request = create(ToServerMessageSchema, { uuid: "r1" });
  * const body = await sealRequest({ server: core.card(), request, deviceEncryption, deviceSigning, random });
  * const answer = await openAnswer({ server: core.card(), body: await core.handle(body), deviceEncryption });
- * console.assert(answer.uuidAck === "r1" && answer.errors.length === 0);
+ * assert(answer.uuidAck === "r1" && answer.errors.length === 0);
  * ```
  */
 export class ServerCore {

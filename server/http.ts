@@ -44,6 +44,7 @@ const CORS = {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { createHandler } from "./http.ts";
  * import { ServerCore } from "./core.ts";
  * import { MemoryBackend } from "./memory.ts";
@@ -55,7 +56,7 @@ const CORS = {
  * });
  * const handler = createHandler(core);
  * const res = await handler(new Request("http://relay/card", { headers: { accept: "application/json" } }));
- * console.assert((await res.json()).uid === core.card().uid);
+ * assert((await res.json()).uid === core.card().uid);
  * ```
  */
 export function createHandler(

@@ -29,12 +29,13 @@ export interface HttpTransportOptions {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { HttpTransport } from "./http_transport.ts";
  * import { TransportError } from "../kernel/ports.ts";
  * const transport = new HttpTransport({ fetch: () => Promise.reject(new TypeError("offline")) });
  * await transport.fetchCard("http://127.0.0.1:9").then(
- *   () => console.assert(false),
- *   (e) => console.assert(e instanceof TransportError),
+ *   () => assert(false),
+ *   (e) => assert(e instanceof TransportError),
  * );
  * ```
  */

@@ -52,6 +52,7 @@ export interface KvBackendOptions {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { KvBackend } from "./kv.ts";
  * const backend = await KvBackend.open({ path: ":memory:" });
  * await backend.storeMessages(
@@ -59,7 +60,7 @@ export interface KvBackendOptions {
  *   { nowMs: 5, retentionMs: 1000, queueLengthMax: 10 },
  * );
  * const [m] = await backend.readQueues(["q"], { nowMs: 6, retentionMs: 1000, messagesMax: 10 });
- * console.assert(m.bytes[0] === 7);
+ * assert(m.bytes[0] === 7);
  * await backend.close();
  * ```
  */

@@ -85,8 +85,9 @@ export const DEFAULT_LIMITS: Readonly<ServerLimitsInit> = Object.freeze({
  * @throws {RangeError} when a limit is not a positive safe integer (uint32 for card fields)
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { resolveLimits } from "./limits.ts";
- * console.assert(resolveLimits({ queueLengthMax: 5 }).queueLengthMax === 5);
+ * assert(resolveLimits({ queueLengthMax: 5 }).queueLengthMax === 5);
  * ```
  */
 export function resolveLimits(overrides: Partial<ServerLimitsInit> = {}): ServerLimitsInit {

@@ -18,6 +18,7 @@ import type { ServerCore } from "./core.ts";
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { LocalTransport } from "./local_transport.ts";
  * import { ServerCore } from "./core.ts";
  * import { MemoryBackend } from "./memory.ts";
@@ -30,7 +31,7 @@ import type { ServerCore } from "./core.ts";
  * });
  * const transport = new LocalTransport([core]);
  * const card = await transport.fetchCard("sim://relay");
- * console.assert(card.uid === core.card().uid);
+ * assert(card.uid === core.card().uid);
  * ```
  */
 export class LocalTransport implements Transport {

@@ -47,15 +47,16 @@ export interface MemoryBackendOptions {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { MemoryBackend } from "./memory.ts";
  * const backend = new MemoryBackend();
  * const stored = await backend.storeMessages(
  *   [{ queue: "q", deliveryUuid: "u1", receivedMs: 1, bytes: new Uint8Array([1]) }],
  *   { nowMs: 1, retentionMs: 1000, queueLengthMax: 10 },
  * );
- * console.assert(stored[0] === true);
+ * assert(stored[0] === true);
  * const read = await backend.readQueues(["q"], { nowMs: 2, retentionMs: 1000, messagesMax: 10 });
- * console.assert(read.length === 1);
+ * assert(read.length === 1);
  * await backend.close();
  * ```
  */

@@ -5,6 +5,7 @@
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { create } from "@bufbuild/protobuf";
  * import { LocalTransport, MemoryBackend, openAnswer, sealRequest, ServerCore, signPull } from "./mod.ts";
  * import { generateEncryptionKeyPair, generateLookupKeyPair, generateSigningKeyPair, SeededRandom } from "../kernel/crypto/mod.ts";
@@ -21,7 +22,7 @@
  * const request = create(ToServerMessageSchema, { uuid: "r", pullRequests: [pull] });
  * const body = await sealRequest({ server, request, random, ...device });
  * const answer = await openAnswer({ server, body: await transport.exchange(server, body), ...device });
- * console.assert(answer.errors.length === 0 && answer.chat.length === 0);
+ * assert(answer.errors.length === 0 && answer.chat.length === 0);
  * ```
  *
  * @module

@@ -24,10 +24,11 @@ const DURATION_PATTERN = /^(\d+(?:\.\d+)?)(ms|s|m|h)$/;
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { parseDuration } from "./duration.ts";
- * console.assert(parseDuration("1.5s") === 1500);
- * console.assert(parseDuration(250) === 250);
- * console.assert(parseDuration("10 seconds") === undefined);
+ * assert(parseDuration("1.5s") === 1500);
+ * assert(parseDuration(250) === 250);
+ * assert(parseDuration("10 seconds") === undefined);
  * ```
  */
 export function parseDuration(value: unknown): number | undefined {
@@ -52,9 +53,10 @@ export function parseDuration(value: unknown): number | undefined {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { formatDuration } from "./duration.ts";
- * console.assert(formatDuration(300_000) === "5m");
- * console.assert(formatDuration(1500) === "1500ms");
+ * assert(formatDuration(300_000) === "5m");
+ * assert(formatDuration(1500) === "1500ms");
  * ```
  */
 export function formatDuration(ms: number): string {

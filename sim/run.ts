@@ -104,10 +104,11 @@ export function replayCommand(
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { variedNetwork } from "./run.ts";
  * const spec = { latencyMs: { min: 20, max: 200 }, reorder: 0.2, duplicate: 0.1, drop: 0 };
  * const varied = variedNetwork(spec, 7);
- * console.assert(varied.latencyMs.max <= 200 && varied.reorder <= 0.2 && varied.drop === 0);
+ * assert(varied.latencyMs.max <= 200 && varied.reorder <= 0.2 && varied.drop === 0);
  * ```
  */
 export function variedNetwork(network: NetworkSpec, seed: number): NetworkSpec {

@@ -262,13 +262,14 @@ export type ExpectationInput =
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { parseScenario, type ScenarioInput } from "./scenario.ts";
  * const input = {
  *   name: "hello",
  *   users: [{ name: "alice", devices: ["phone"] }, { name: "bob", devices: ["phone"] }],
  *   steps: [{ at: "1s", send: { from: "alice/phone", to: "bob", text: "hi" } }],
  * } satisfies ScenarioInput;
- * console.assert(parseScenario(input, "hello.ts").steps[0].atMs === 1000);
+ * assert(parseScenario(input, "hello.ts").steps[0].atMs === 1000);
  * ```
  */
 export interface ScenarioInput {
@@ -313,11 +314,12 @@ export interface ScenarioErrorDetails {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { parseScenario, ScenarioError } from "./scenario.ts";
  * try {
  *   parseScenario({ name: "x", duration: "10 seconds" }, "x.yaml");
  * } catch (e) {
- *   console.assert(e instanceof ScenarioError && e.path === "duration");
+ *   assert(e instanceof ScenarioError && e.path === "duration");
  * }
  * ```
  */
@@ -409,6 +411,7 @@ const SERVER_KIND_EXPECTED = "fake, redis, redis://host:port or http://host:port
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { parseScenario } from "./scenario.ts";
  * const s = parseScenario({
  *   name: "crowd",
@@ -416,8 +419,8 @@ const SERVER_KIND_EXPECTED = "fake, redis, redis://host:port or http://host:port
  *   users: [{ name: "crowd", count: 3, devices: 2, pair: "all" }],
  *   steps: [{ at: "0s", invite: { from: "crowd", to: "crowd", peers: 2 } }],
  * }, "crowd.yaml");
- * console.assert(s.users.map((u) => u.name).join() === "crowd1,crowd2,crowd3");
- * console.assert(s.steps[0].kind === "invite_group" && s.durationMs === 60_000);
+ * assert(s.users.map((u) => u.name).join() === "crowd1,crowd2,crowd3");
+ * assert(s.steps[0].kind === "invite_group" && s.durationMs === 60_000);
  * ```
  */
 export function parseScenario(raw: unknown, source: string): Scenario {
@@ -433,11 +436,12 @@ export function parseScenario(raw: unknown, source: string): Scenario {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { loadScenario } from "./scenario.ts";
  * const path = await Deno.makeTempFile({ suffix: ".json" });
  * await Deno.writeTextFile(path, JSON.stringify({ name: "empty", duration: "5s" }));
  * const s = await loadScenario(path);
- * console.assert(s.durationMs === 5000 && s.servers[0] === "relay");
+ * assert(s.durationMs === 5000 && s.servers[0] === "relay");
  * await Deno.remove(path);
  * ```
  */

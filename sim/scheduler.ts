@@ -82,6 +82,7 @@ interface Entry {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { Scheduler } from "./scheduler.ts";
  * const scheduler = new Scheduler();
  * const seen: string[] = [];
@@ -92,7 +93,7 @@ interface Entry {
  *   scheduler.schedule(scheduler.now + 10, () => void seen.push("c"));
  * });
  * await scheduler.runUntil(1_000);
- * console.assert(seen.join("") === "abc" && scheduler.now === 1_000);
+ * assert(seen.join("") === "abc" && scheduler.now === 1_000);
  * ```
  */
 export class Scheduler {
@@ -127,10 +128,11 @@ export class Scheduler {
    *
    * @example
    * ```ts
+   * import assert from "node:assert/strict";
    * import { Scheduler } from "./scheduler.ts";
    * const scheduler = new Scheduler();
    * const id = scheduler.schedule(5, () => {}, "ping");
-   * console.assert(typeof id === "number" && scheduler.pending() === 1);
+   * assert(typeof id === "number" && scheduler.pending() === 1);
    * ```
    */
   schedule(atMs: number, fn: EventCallback, label = ""): EventId {
@@ -151,10 +153,11 @@ export class Scheduler {
    *
    * @example
    * ```ts
+   * import assert from "node:assert/strict";
    * import { Scheduler } from "./scheduler.ts";
    * const scheduler = new Scheduler();
    * const id = scheduler.schedule(5, () => {});
-   * console.assert(scheduler.cancel(id) && !scheduler.cancel(id) && scheduler.pending() === 0);
+   * assert(scheduler.cancel(id) && !scheduler.cancel(id) && scheduler.pending() === 0);
    * ```
    */
   cancel(id: EventId): boolean {
@@ -171,8 +174,9 @@ export class Scheduler {
    *
    * @example
    * ```ts
+   * import assert from "node:assert/strict";
    * import { Scheduler } from "./scheduler.ts";
-   * console.assert(new Scheduler().pending() === 0);
+   * assert(new Scheduler().pending() === 0);
    * ```
    */
   pending(): number {
@@ -184,11 +188,12 @@ export class Scheduler {
    *
    * @example
    * ```ts
+   * import assert from "node:assert/strict";
    * import { Scheduler } from "./scheduler.ts";
    * const scheduler = new Scheduler();
    * scheduler.schedule(1, () => {});
    * await scheduler.runUntil(1);
-   * console.assert(scheduler.eventsRun === 1);
+   * assert(scheduler.eventsRun === 1);
    * ```
    */
   get eventsRun(): number {
@@ -206,6 +211,7 @@ export class Scheduler {
    *
    * @example
    * ```ts
+   * import assert from "node:assert/strict";
    * import { Scheduler } from "./scheduler.ts";
    * const scheduler = new Scheduler();
    * let written = false;
@@ -215,7 +221,7 @@ export class Scheduler {
    *     written = true;
    *   }));
    * });
-   * scheduler.schedule(2, () => console.assert(written));
+   * scheduler.schedule(2, () => assert(written));
    * await scheduler.runUntil(2);
    * ```
    */
@@ -242,6 +248,7 @@ export class Scheduler {
    *
    * @example
    * ```ts
+   * import assert from "node:assert/strict";
    * import { Scheduler } from "./scheduler.ts";
    * const scheduler = new Scheduler();
    * let ticks = 0;
@@ -251,7 +258,7 @@ export class Scheduler {
    * };
    * scheduler.schedule(0, tick);
    * await scheduler.runUntil(60_000, { idle: () => ticks === 10 });
-   * console.assert(ticks === 10 && scheduler.now === 9_000);
+   * assert(ticks === 10 && scheduler.now === 9_000);
    * ```
    */
   async runUntil(endMs: number, options: RunOptions = {}): Promise<void> {

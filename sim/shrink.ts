@@ -44,6 +44,7 @@ export interface ScenarioSize {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { parseScenario } from "./scenario.ts";
  * import { scenarioSize } from "./shrink.ts";
  * const s = parseScenario({
@@ -51,7 +52,7 @@ export interface ScenarioSize {
  *   users: [{ name: "a", devices: ["p", "q"] }, { name: "b", devices: ["p"] }],
  *   steps: [{ at: 0, invite: { from: "a/p", to: "b" } }, { at: 1, send: { from: "a/p", to: "b", text: "t", count: 4 } }],
  * }, "x.yaml");
- * console.assert(JSON.stringify(scenarioSize(s)) === '{"users":2,"devices":3,"steps":2,"messages":4}');
+ * assert(JSON.stringify(scenarioSize(s)) === '{"users":2,"devices":3,"steps":2,"messages":4}');
  * ```
  */
 export function scenarioSize(scenario: Scenario): ScenarioSize {
@@ -140,12 +141,13 @@ function expectationInput(e: Expectation): ExpectationInput {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { parseScenario } from "./scenario.ts";
  * import { scenarioInput } from "./shrink.ts";
  * const s = parseScenario({ name: "x", duration: "90s", users: [{ name: "g", count: 2, devices: 2, pair: "all" }] }, "x.yaml");
  * const input = scenarioInput(s);
- * console.assert(input.duration === "90s" && input.users?.length === 1);
- * console.assert(JSON.stringify(parseScenario(input, "x.yaml")) === JSON.stringify(s));
+ * assert(input.duration === "90s" && input.users?.length === 1);
+ * assert(JSON.stringify(parseScenario(input, "x.yaml")) === JSON.stringify(s));
  * ```
  */
 export function scenarioInput(scenario: Scenario): ScenarioInput {

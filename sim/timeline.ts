@@ -184,6 +184,7 @@ function spans(scenario: Scenario, endMs: number): Span[] {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { parseScenario } from "./scenario.ts";
  * import { timelineHtml } from "./timeline.ts";
  * const scenario = parseScenario({
@@ -196,7 +197,7 @@ function spans(scenario: Scenario, endMs: number): Span[] {
  *   { t: 90, kind: "net.deliver", device: "b/p", relay: "relay", bytes: 100 },
  *   { t: 120, kind: "msg.in", device: "b/p", type: "chat", uuid: "u1" },
  * ], { scenario });
- * console.assert(html.includes('data-lane="a/p"') && html.includes('data-lane="relay"'));
+ * assert(html.includes('data-lane="a/p"') && html.includes('data-lane="relay"'));
  * ```
  */
 export function timelineHtml(trace: Record<string, unknown>[], options: TimelineOptions): string {

@@ -34,6 +34,7 @@ export interface VirtualClockOptions {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { Scheduler } from "./scheduler.ts";
  * import { VIRTUAL_EPOCH_MS, VirtualClock } from "./virtual_clock.ts";
  * const scheduler = new Scheduler();
@@ -44,7 +45,7 @@ export interface VirtualClockOptions {
  *   wokeAt = clock.now();
  * });
  * await scheduler.runUntil(10_000);
- * console.assert(wokeAt === VIRTUAL_EPOCH_MS + 5_000);
+ * assert(wokeAt === VIRTUAL_EPOCH_MS + 5_000);
  * ```
  */
 export class VirtualClock implements Clock {
@@ -64,10 +65,11 @@ export class VirtualClock implements Clock {
    *
    * @example
    * ```ts
+   * import assert from "node:assert/strict";
    * import { Scheduler } from "./scheduler.ts";
    * import { VirtualClock } from "./virtual_clock.ts";
    * const clock = new VirtualClock(new Scheduler({ startMs: 1_000 }), { epochMs: 0 });
-   * console.assert(clock.now() === 1_000);
+   * assert(clock.now() === 1_000);
    * ```
    */
   now(): number {
@@ -81,6 +83,7 @@ export class VirtualClock implements Clock {
    *
    * @example
    * ```ts
+   * import assert from "node:assert/strict";
    * import { Scheduler } from "./scheduler.ts";
    * import { VirtualClock } from "./virtual_clock.ts";
    * const scheduler = new Scheduler();
@@ -88,7 +91,7 @@ export class VirtualClock implements Clock {
    * const controller = new AbortController();
    * const slept = clock.sleep(60_000, controller.signal).catch((e) => e);
    * controller.abort(new Error("stop"));
-   * console.assert((await slept).message === "stop" && scheduler.pending() === 0);
+   * assert((await slept).message === "stop" && scheduler.pending() === 0);
    * ```
    */
   sleep(ms: number, signal?: AbortSignal): Promise<void> {

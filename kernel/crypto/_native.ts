@@ -96,9 +96,10 @@ const x25519Public = new BoundedCache<KeyObject>(keysMax);
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { importedKeysMax, setImportedKeysMax } from "./_native.ts";
  * setImportedKeysMax(64);
- * console.assert(importedKeysMax() === 64);
+ * assert(importedKeysMax() === 64);
  * setImportedKeysMax(undefined);
  * ```
  */

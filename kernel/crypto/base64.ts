@@ -16,8 +16,9 @@ for (let i = 0; i < ALPHABET.length; i++) DECODE[ALPHABET.charCodeAt(i)] = i;
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { toBase64Url } from "./mod.ts";
- * console.assert(toBase64Url(new Uint8Array([0xfb, 0xff])) === "-_8");
+ * assert(toBase64Url(new Uint8Array([0xfb, 0xff])) === "-_8");
  * ```
  */
 export function toBase64Url(bytes: Uint8Array): string {
@@ -48,8 +49,9 @@ export function toBase64Url(bytes: Uint8Array): string {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { fromBase64Url } from "./mod.ts";
- * console.assert(fromBase64Url("-_8").join() === "251,255");
+ * assert(fromBase64Url("-_8").join() === "251,255");
  * ```
  */
 export function fromBase64Url(text: string): Uint8Array {

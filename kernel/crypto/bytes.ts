@@ -9,9 +9,10 @@
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { concatBytes } from "./mod.ts";
  * const joined = concatBytes(new Uint8Array([1]), new Uint8Array([2, 3]));
- * console.assert(joined.join() === "1,2,3");
+ * assert(joined.join() === "1,2,3");
  * ```
  */
 export function concatBytes(...parts: Uint8Array[]): Uint8Array {
@@ -39,9 +40,10 @@ export function _bytesEqual(a: Uint8Array, b: Uint8Array): boolean {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { containsBytes } from "./mod.ts";
- * console.assert(containsBytes(new Uint8Array([1, 2, 3, 4]), new Uint8Array([2, 3])));
- * console.assert(!containsBytes(new Uint8Array([1, 2, 3]), new Uint8Array([3, 2])));
+ * assert(containsBytes(new Uint8Array([1, 2, 3, 4]), new Uint8Array([2, 3])));
+ * assert(!containsBytes(new Uint8Array([1, 2, 3]), new Uint8Array([3, 2])));
  * ```
  */
 export function containsBytes(haystack: Uint8Array, needle: Uint8Array): boolean {

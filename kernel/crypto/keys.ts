@@ -13,9 +13,10 @@ import { x25519 as x25519Fast } from "./_native.ts";
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { generateSigningKeyPair, type KeyPair, SeededRandom } from "./mod.ts";
  * const pair: KeyPair = generateSigningKeyPair(new SeededRandom(1));
- * console.assert(pair.publicKey.length === 32);
+ * assert(pair.publicKey.length === 32);
  * ```
  */
 export interface KeyPair {
@@ -30,9 +31,10 @@ export interface KeyPair {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { generateSigningKeyPair, SeededRandom } from "./mod.ts";
  * const { privateKey, publicKey } = generateSigningKeyPair(new SeededRandom(1));
- * console.assert(privateKey.length === 32 && publicKey.length === 32);
+ * assert(privateKey.length === 32 && publicKey.length === 32);
  * ```
  */
 export function generateSigningKeyPair(random: Random): KeyPair {
@@ -45,9 +47,10 @@ export function generateSigningKeyPair(random: Random): KeyPair {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { generateEncryptionKeyPair, SeededRandom } from "./mod.ts";
  * const { publicKey } = generateEncryptionKeyPair(new SeededRandom(1));
- * console.assert(publicKey.length === 32);
+ * assert(publicKey.length === 32);
  * ```
  */
 export function generateEncryptionKeyPair(random: Random): KeyPair {
@@ -61,9 +64,10 @@ export function generateEncryptionKeyPair(random: Random): KeyPair {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { generateLookupKeyPair, SeededRandom, toBase64Url } from "./mod.ts";
  * const queue = toBase64Url(generateLookupKeyPair(new SeededRandom(1)).publicKey);
- * console.assert(queue.length === 43);
+ * assert(queue.length === 43);
  * ```
  */
 export function generateLookupKeyPair(random: Random): KeyPair {
@@ -78,13 +82,14 @@ export function generateLookupKeyPair(random: Random): KeyPair {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { generateEncryptionKeyPair, SeededRandom, x25519SharedSecret } from "./mod.ts";
  * const random = new SeededRandom(1);
  * const a = generateEncryptionKeyPair(random);
  * const b = generateEncryptionKeyPair(random);
  * const ab = await x25519SharedSecret(a.privateKey, b.publicKey);
  * const ba = await x25519SharedSecret(b.privateKey, a.publicKey);
- * console.assert(ab.join() === ba.join());
+ * assert(ab.join() === ba.join());
  * ```
  */
 export function x25519SharedSecret(

@@ -13,9 +13,10 @@ import { sha256 } from "@noble/hashes/sha2.js";
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { SeededRandom } from "./random.ts";
  * const random = new SeededRandom(7);
- * console.assert(random.bytes(32).length === 32);
+ * assert(random.bytes(32).length === 32);
  * ```
  */
 export interface Random {
@@ -35,10 +36,11 @@ const ZEROS = new Uint8Array(SEEDED_BLOCK_BYTES);
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { SeededRandom } from "./random.ts";
  * const a = new SeededRandom(42).fork("alice/phone").bytes(8);
  * const b = new SeededRandom(42).fork("alice/phone").bytes(8);
- * console.assert(a.join() === b.join());
+ * assert(a.join() === b.join());
  * ```
  */
 export class SeededRandom implements Random {
@@ -98,8 +100,9 @@ export class SeededRandom implements Random {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { randomUuid, SeededRandom } from "./random.ts";
- * console.assert(/^[0-9a-f-]{36}$/.test(randomUuid(new SeededRandom(1))));
+ * assert(/^[0-9a-f-]{36}$/.test(randomUuid(new SeededRandom(1))));
  * ```
  */
 export function randomUuid(random: Random): string {
@@ -117,9 +120,10 @@ export function randomUuid(random: Random): string {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { randomFloat, SeededRandom } from "./random.ts";
  * const x = randomFloat(new SeededRandom(1));
- * console.assert(x >= 0 && x < 1);
+ * assert(x >= 0 && x < 1);
  * ```
  */
 export function randomFloat(random: Random): number {
@@ -134,9 +138,10 @@ export function randomFloat(random: Random): number {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { randomInt, SeededRandom } from "./random.ts";
  * const n = randomInt(new SeededRandom(1), 6);
- * console.assert(n >= 0 && n < 6);
+ * assert(n >= 0 && n < 6);
  * ```
  */
 export function randomInt(random: Random, maxExclusive: number): number {

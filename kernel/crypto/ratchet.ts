@@ -34,8 +34,9 @@ import { _bytesEqual, concatBytes } from "./bytes.ts";
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { MAX_SKIP } from "./mod.ts";
- * console.assert(MAX_SKIP === 1000);
+ * assert(MAX_SKIP === 1000);
  * ```
  */
 export const MAX_SKIP = 1000;
@@ -46,8 +47,9 @@ export const MAX_SKIP = 1000;
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { SKIPPED_KEY_TTL_MS } from "./mod.ts";
- * console.assert(SKIPPED_KEY_TTL_MS === 604_800_000);
+ * assert(SKIPPED_KEY_TTL_MS === 604_800_000);
  * ```
  */
 export const SKIPPED_KEY_TTL_MS = 7 * 24 * 3600 * 1000;
@@ -59,8 +61,9 @@ export const SKIPPED_KEY_TTL_MS = 7 * 24 * 3600 * 1000;
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { previousRemoteKeysMax } from "./mod.ts";
- * console.assert(previousRemoteKeysMax > 0);
+ * assert(previousRemoteKeysMax > 0);
  * ```
  */
 export const previousRemoteKeysMax = 16;
@@ -71,8 +74,9 @@ export const previousRemoteKeysMax = 16;
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { ratchetAdBytesMax } from "./mod.ts";
- * console.assert(ratchetAdBytesMax >= 64);
+ * assert(ratchetAdBytesMax >= 64);
  * ```
  */
 export const ratchetAdBytesMax = 1024;
@@ -92,6 +96,7 @@ const CHAIN_NEXT = Uint8Array.of(0x02);
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import type { SkippedMessageKey } from "./mod.ts";
  * const entry: SkippedMessageKey = {
  *   publicKey: new Uint8Array(32),
@@ -99,7 +104,7 @@ const CHAIN_NEXT = Uint8Array.of(0x02);
  *   messageKey: new Uint8Array(32),
  *   createdMs: 0,
  * };
- * console.assert(entry.n === 3);
+ * assert(entry.n === 3);
  * ```
  */
 export interface SkippedMessageKey {
@@ -120,6 +125,7 @@ export interface SkippedMessageKey {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { generateEncryptionKeyPair, initRatchetResponder, SeededRandom } from "./mod.ts";
  * const random = new SeededRandom(1);
  * const state = initRatchetResponder({
@@ -127,7 +133,7 @@ export interface SkippedMessageKey {
  *   ownKeyPair: generateEncryptionKeyPair(random),
  *   ad: new Uint8Array(64),
  * });
- * console.assert(state.cks === null && state.skipped.length === 0);
+ * assert(state.cks === null && state.skipped.length === 0);
  * ```
  */
 export interface RatchetState {
@@ -160,9 +166,10 @@ export interface RatchetState {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import type { RatchetHeader } from "./mod.ts";
  * const header: RatchetHeader = { publicKey: new Uint8Array(32), pn: 0, n: 0 };
- * console.assert(header.n === 0);
+ * assert(header.n === 0);
  * ```
  */
 export interface RatchetHeader {
@@ -181,9 +188,10 @@ export interface RatchetHeader {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { decodeRatchetHeader, encodeRatchetHeader } from "./mod.ts";
  * const bytes = encodeRatchetHeader({ publicKey: new Uint8Array(32), pn: 2, n: 5 });
- * console.assert(decodeRatchetHeader(bytes).n === 5);
+ * assert(decodeRatchetHeader(bytes).n === 5);
  * ```
  */
 export function encodeRatchetHeader(h: RatchetHeader): Uint8Array {
@@ -206,13 +214,14 @@ export function encodeRatchetHeader(h: RatchetHeader): Uint8Array {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { Malformed } from "../errors.ts";
  * import { decodeRatchetHeader } from "./mod.ts";
  * try {
  *   decodeRatchetHeader(new Uint8Array(3));
  *   throw new Error("unreachable");
  * } catch (e) {
- *   console.assert(e instanceof Malformed);
+ *   assert(e instanceof Malformed);
  * }
  * ```
  */
@@ -243,6 +252,7 @@ export function decodeRatchetHeader(b: Uint8Array): RatchetHeader {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { generateEncryptionKeyPair, initRatchetInitiator, SeededRandom } from "./mod.ts";
  * const random = new SeededRandom(1);
  * const bob = generateEncryptionKeyPair(random);
@@ -252,7 +262,7 @@ export function decodeRatchetHeader(b: Uint8Array): RatchetHeader {
  *   ad: new Uint8Array(64),
  *   random,
  * });
- * console.assert(alice.cks !== null);
+ * assert(alice.cks !== null);
  * ```
  */
 export function initRatchetInitiator(options: {
@@ -298,6 +308,7 @@ function initiate(options: Parameters<typeof initRatchetInitiator>[0]): RatchetS
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { generateEncryptionKeyPair, initRatchetResponder, SeededRandom } from "./mod.ts";
  * const random = new SeededRandom(1);
  * const bob = initRatchetResponder({
@@ -305,7 +316,7 @@ function initiate(options: Parameters<typeof initRatchetInitiator>[0]): RatchetS
  *   ownKeyPair: generateEncryptionKeyPair(random),
  *   ad: new Uint8Array(64),
  * });
- * console.assert(bob.dhr === null);
+ * assert(bob.dhr === null);
  * ```
  */
 export function initRatchetResponder(options: {
@@ -346,6 +357,7 @@ export function initRatchetResponder(options: {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import {
  *   generateEncryptionKeyPair,
  *   initRatchetInitiator,
@@ -362,7 +374,7 @@ export function initRatchetResponder(options: {
  * const bob = initRatchetResponder({ rootKey, ownKeyPair: bobPair, ad });
  * const sent = await ratchetEncrypt(alice, new Uint8Array([42]), { random, now: 0 });
  * const got = await ratchetDecrypt(bob, sent.header, sent.ciphertext, { random, now: 0 });
- * console.assert(got.plaintext[0] === 42);
+ * assert(got.plaintext[0] === 42);
  * ```
  */
 export function ratchetEncrypt(
@@ -412,6 +424,7 @@ export function ratchetEncrypt(
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { Replay } from "../errors.ts";
  * import {
  *   generateEncryptionKeyPair,
@@ -431,7 +444,7 @@ export function ratchetEncrypt(
  * const { state } = await ratchetDecrypt(bob, sent.header, sent.ciphertext, { random, now: 0 });
  * const again = await ratchetDecrypt(state, sent.header, sent.ciphertext, { random, now: 0 })
  *   .catch((e) => e);
- * console.assert(again instanceof Replay);
+ * assert(again instanceof Replay);
  * ```
  */
 export function ratchetDecrypt(
@@ -551,6 +564,7 @@ function decrypt(
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import {
  *   deserializeRatchet,
  *   generateEncryptionKeyPair,
@@ -565,8 +579,8 @@ function decrypt(
  *   ad: new Uint8Array(64),
  * });
  * const bytes = serializeRatchet(state);
- * console.assert(bytes[0] === 1);
- * console.assert(serializeRatchet(deserializeRatchet(bytes)).join() === bytes.join());
+ * assert(bytes[0] === 1);
+ * assert(serializeRatchet(deserializeRatchet(bytes)).join() === bytes.join());
  * ```
  */
 export function serializeRatchet(state: RatchetState): Uint8Array {
@@ -622,13 +636,14 @@ export function serializeRatchet(state: RatchetState): Uint8Array {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { Malformed } from "../errors.ts";
  * import { deserializeRatchet } from "./mod.ts";
  * try {
  *   deserializeRatchet(new Uint8Array([9]));
  *   throw new Error("unreachable");
  * } catch (e) {
- *   console.assert(e instanceof Malformed);
+ *   assert(e instanceof Malformed);
  * }
  * ```
  */

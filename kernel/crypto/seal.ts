@@ -46,11 +46,12 @@ function sealKey(
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { generateEncryptionKeyPair, open, seal, SeededRandom } from "./mod.ts";
  * const random = new SeededRandom(1);
  * const server = generateEncryptionKeyPair(random);
  * const sealed = await seal(server.publicKey, new Uint8Array([1, 2]), random);
- * console.assert((await open(server.privateKey, sealed)).join() === "1,2");
+ * assert((await open(server.privateKey, sealed)).join() === "1,2");
  * ```
  */
 export function seal(
@@ -84,11 +85,12 @@ function sealNow(
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { BadCiphertext } from "../errors.ts";
  * import { generateEncryptionKeyPair, open, SeededRandom } from "./mod.ts";
  * const { privateKey } = generateEncryptionKeyPair(new SeededRandom(1));
  * const error = await open(privateKey, new Uint8Array(10)).catch((e) => e);
- * console.assert(error instanceof BadCiphertext);
+ * assert(error instanceof BadCiphertext);
  * ```
  */
 export function open(recipientPrivateKey: Uint8Array, sealed: Uint8Array): Promise<Uint8Array> {

@@ -16,11 +16,12 @@ export const SIGNATURE_BYTES = 64;
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { generateSigningKeyPair, SeededRandom, sign, verify } from "./mod.ts";
  * const { privateKey, publicKey } = generateSigningKeyPair(new SeededRandom(1));
  * const message = new TextEncoder().encode("meow");
  * const signature = await sign(privateKey, message);
- * console.assert(await verify(publicKey, message, signature));
+ * assert(await verify(publicKey, message, signature));
  * ```
  */
 export function sign(privateKey: Uint8Array, message: Uint8Array): Promise<Uint8Array> {
@@ -36,11 +37,12 @@ export function sign(privateKey: Uint8Array, message: Uint8Array): Promise<Uint8
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { generateSigningKeyPair, SeededRandom, sign, verify } from "./mod.ts";
  * const { privateKey, publicKey } = generateSigningKeyPair(new SeededRandom(1));
  * const signature = await sign(privateKey, new Uint8Array([1]));
- * console.assert(!(await verify(publicKey, new Uint8Array([2]), signature)));
- * console.assert(!(await verify(new Uint8Array(3), new Uint8Array([1]), signature)));
+ * assert(!(await verify(publicKey, new Uint8Array([2]), signature)));
+ * assert(!(await verify(new Uint8Array(3), new Uint8Array([1]), signature)));
  * ```
  */
 export function verify(

@@ -23,11 +23,12 @@ import { concatBytes } from "./bytes.ts";
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { SeededRandom, symDecrypt, symEncrypt } from "./mod.ts";
  * const random = new SeededRandom(1);
  * const key = random.bytes(32);
  * const box = symEncrypt(key, new Uint8Array([1, 2, 3]), random);
- * console.assert(symDecrypt(key, box).join() === "1,2,3");
+ * assert(symDecrypt(key, box).join() === "1,2,3");
  * ```
  */
 export function symEncrypt(key: Uint8Array, plaintext: Uint8Array, random: Random): Uint8Array {
@@ -44,6 +45,7 @@ export function symEncrypt(key: Uint8Array, plaintext: Uint8Array, random: Rando
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { BadCiphertext } from "../errors.ts";
  * import { SeededRandom, symDecrypt, symEncrypt } from "./mod.ts";
  * const random = new SeededRandom(1);
@@ -52,7 +54,7 @@ export function symEncrypt(key: Uint8Array, plaintext: Uint8Array, random: Rando
  *   symDecrypt(random.bytes(32), box);
  *   throw new Error("unreachable");
  * } catch (e) {
- *   console.assert(e instanceof BadCiphertext);
+ *   assert(e instanceof BadCiphertext);
  * }
  * ```
  */

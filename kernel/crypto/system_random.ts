@@ -11,8 +11,9 @@ import type { Random } from "./random.ts";
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { SystemRandom } from "./system_random.ts";
- * console.assert(new SystemRandom().bytes(16).length === 16);
+ * assert(new SystemRandom().bytes(16).length === 16);
  * ```
  */
 export class SystemRandom implements Random {

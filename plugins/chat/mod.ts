@@ -86,8 +86,9 @@ export function advanceStatus(
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { chatPlugin } from "./mod.ts";
- * console.assert(chatPlugin().types?.includes("chat"));
+ * assert(chatPlugin().types?.includes("chat"));
  * ```
  */
 export function chatPlugin(): Plugin {

@@ -42,8 +42,9 @@ export interface DedupOptions {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { dedupPlugin } from "./mod.ts";
- * console.assert(dedupPlugin().name === "dedup");
+ * assert(dedupPlugin().name === "dedup");
  * ```
  */
 export function dedupPlugin(options: DedupOptions = {}): Plugin {

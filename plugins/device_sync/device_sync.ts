@@ -107,9 +107,10 @@ export interface DeviceSyncApi {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { deviceSyncPlugin } from "./mod.ts";
  * const plugin = deviceSyncPlugin();
- * console.assert(plugin.name === "device_sync" && plugin.types?.[0] === "device_sync");
+ * assert(plugin.name === "device_sync" && plugin.types?.[0] === "device_sync");
  * ```
  */
 export function deviceSyncPlugin(): Plugin {

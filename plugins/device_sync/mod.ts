@@ -6,11 +6,12 @@
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { chatPlugin } from "../chat/mod.ts";
  * import { dedupPlugin } from "../dedup/mod.ts";
  * import { deviceSyncPlugin } from "./mod.ts";
  * const plugins = [chatPlugin(), dedupPlugin(), deviceSyncPlugin()];
- * console.assert(plugins[2].name === "device_sync");
+ * assert(plugins[2].name === "device_sync");
  * ```
  *
  * @module

@@ -52,11 +52,12 @@ export const SYNC_PAYLOAD_BYTES_MAX = 256 * 1024;
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { create } from "@bufbuild/protobuf";
  * import { DeviceSyncPayloadSchema } from "../../proto/gen/meow_pb.ts";
  * import { decodeSyncPayload, encodeSyncPayload } from "./payload.ts";
  * const bytes = encodeSyncPayload(create(DeviceSyncPayloadSchema, { syncType: "msg", dedupId: "d" }));
- * console.assert(decodeSyncPayload(bytes).dedupId === "d");
+ * assert(decodeSyncPayload(bytes).dedupId === "d");
  * ```
  */
 export function encodeSyncPayload(payload: DeviceSyncPayload): Uint8Array {
@@ -70,6 +71,7 @@ export function encodeSyncPayload(payload: DeviceSyncPayload): Uint8Array {
  * @throws {Malformed} for bytes that do not decode, or a payload without type or dedup id
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { decodeSyncPayload } from "./payload.ts";
  * let malformed = false;
  * try {
@@ -77,7 +79,7 @@ export function encodeSyncPayload(payload: DeviceSyncPayload): Uint8Array {
  * } catch (e) {
  *   malformed = (e as Error).name === "Malformed";
  * }
- * console.assert(malformed);
+ * assert(malformed);
  * ```
  */
 export function decodeSyncPayload(bytes: Uint8Array): DeviceSyncPayload {
@@ -98,11 +100,12 @@ export function decodeSyncPayload(bytes: Uint8Array): DeviceSyncPayload {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { create } from "@bufbuild/protobuf";
  * import { DbMessageSchema } from "../../proto/gen/meow_pb.ts";
  * import { messageDedupId } from "./payload.ts";
  * const m = create(DbMessageSchema, { peerUid: "p", message: { status: { uuid: "u", sent: 5 } } });
- * console.assert(messageDedupId("msg", m) === "msg:u:00:5:0:0");
+ * assert(messageDedupId("msg", m) === "msg:u:00:5:0:0");
  * ```
  */
 export function messageDedupId(syncType: string, message: DbMessage): string {
@@ -118,11 +121,12 @@ export function messageDedupId(syncType: string, message: DbMessage): string {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { create } from "@bufbuild/protobuf";
  * import { DbMessageSchema } from "../../proto/gen/meow_pb.ts";
  * import { messageForSync } from "./payload.ts";
  * const m = create(DbMessageSchema, { peerUid: "p", filePaths: ["/home/a/cat.png"] });
- * console.assert(messageForSync(m).filePaths.length === 0);
+ * assert(messageForSync(m).filePaths.length === 0);
  * ```
  */
 export function messageForSync(message: DbMessage): DbMessage {
@@ -140,12 +144,13 @@ export function messageForSync(message: DbMessage): DbMessage {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { create } from "@bufbuild/protobuf";
  * import { PeerRecordSchema } from "../../proto/gen/meow_pb.ts";
  * import { peerForSync } from "./payload.ts";
  * const peer = create(PeerRecordSchema, { uid: "p", ratchet: new Uint8Array([1, 2]) });
  * const sent = peerForSync(peer, "phone");
- * console.assert(sent.ratchet.length === 0 && sent.primaryDeviceUid === "phone");
+ * assert(sent.ratchet.length === 0 && sent.primaryDeviceUid === "phone");
  * ```
  */
 export function peerForSync(peer: PeerRecord, deviceUid: string): PeerRecord {
@@ -163,10 +168,11 @@ export function peerForSync(peer: PeerRecord, deviceUid: string): PeerRecord {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { create } from "@bufbuild/protobuf";
  * import { ProfileSchema } from "../../proto/gen/meow_pb.ts";
  * import { profileForSync } from "./payload.ts";
- * console.assert(profileForSync(create(ProfileSchema, { nickname: "al" })).nickname === "al");
+ * assert(profileForSync(create(ProfileSchema, { nickname: "al" })).nickname === "al");
  * ```
  */
 export function profileForSync(profile: Profile | undefined): Profile {
@@ -186,6 +192,7 @@ export function profileForSync(profile: Profile | undefined): Profile {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { create } from "@bufbuild/protobuf";
  * import { IdentityRecordSchema } from "../../proto/gen/meow_pb.ts";
  * import { publicIdentity } from "./payload.ts";
@@ -195,7 +202,7 @@ export function profileForSync(profile: Profile | undefined): Profile {
  *   hiddenPeers: ["secret"],
  * });
  * const shared = publicIdentity(full);
- * console.assert(shared.root?.privateKey.length === 0 && shared.hiddenPeers.length === 0);
+ * assert(shared.root?.privateKey.length === 0 && shared.hiddenPeers.length === 0);
  * ```
  */
 export function publicIdentity(identity: IdentityRecord): IdentityRecord {
@@ -220,10 +227,11 @@ export interface Version {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { wins } from "./payload.ts";
- * console.assert(wins({ at: 2, by: "a" }, { at: 1, by: "z" }));
- * console.assert(wins({ at: 1, by: "b" }, { at: 1, by: "a" }));
- * console.assert(!wins({ at: 1, by: "a" }, { at: 1, by: "a" }));
+ * assert(wins({ at: 2, by: "a" }, { at: 1, by: "z" }));
+ * assert(wins({ at: 1, by: "b" }, { at: 1, by: "a" }));
+ * assert(!wins({ at: 1, by: "a" }, { at: 1, by: "a" }));
  * ```
  */
 export function wins(a: Version, b: Version): boolean {

@@ -53,12 +53,13 @@ export interface ForwardRelayApi {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { chatPlugin } from "../chat/mod.ts";
  * import { dedupPlugin } from "../dedup/mod.ts";
  * import { deviceSyncPlugin } from "../device_sync/mod.ts";
  * import { forwardRelayPlugin } from "./mod.ts";
  * const plugins = [chatPlugin(), dedupPlugin(), deviceSyncPlugin(), forwardRelayPlugin()];
- * console.assert(plugins[3].name === "forward_relay");
+ * assert(plugins[3].name === "forward_relay");
  * ```
  */
 export function forwardRelayPlugin(): Plugin {

@@ -7,8 +7,9 @@
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { FORWARD_SYNC_TYPE, forwardRelayPlugin } from "./mod.ts";
- * console.assert(forwardRelayPlugin().name === "forward_relay" && FORWARD_SYNC_TYPE === "forward");
+ * assert(forwardRelayPlugin().name === "forward_relay" && FORWARD_SYNC_TYPE === "forward");
  * ```
  *
  * @module

@@ -33,8 +33,9 @@ function usable(server: ServerCard): boolean {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { relaysPlugin } from "./mod.ts";
- * console.assert(relaysPlugin().types?.includes("relays"));
+ * assert(relaysPlugin().types?.includes("relays"));
  * ```
  */
 export function relaysPlugin(): Plugin {

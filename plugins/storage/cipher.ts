@@ -32,9 +32,10 @@ export interface StoreCipher {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { UnreadableRecord } from "./cipher.ts";
  * const e = new UnreadableRecord("Cannot read the identity of SqliteStore: wrong key");
- * console.assert(e.name === "UnreadableRecord");
+ * assert(e.name === "UnreadableRecord");
  * ```
  */
 export class UnreadableRecord extends Error {
@@ -52,12 +53,13 @@ export class UnreadableRecord extends Error {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { SeededRandom } from "../../kernel/crypto/mod.ts";
  * import { xchachaCipher } from "./cipher.ts";
  * const random = new SeededRandom(1);
  * const cipher = xchachaCipher(random.bytes(32), random);
  * const sealed = cipher.seal(new TextEncoder().encode("hello"));
- * console.assert(new TextDecoder().decode(cipher.open(sealed)) === "hello");
+ * assert(new TextDecoder().decode(cipher.open(sealed)) === "hello");
  * ```
  */
 export function xchachaCipher(key: Uint8Array, random: Random): StoreCipher {
@@ -78,12 +80,13 @@ export function xchachaCipher(key: Uint8Array, random: Random): StoreCipher {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { SeededRandom } from "../../kernel/crypto/mod.ts";
  * import { openRecord, xchachaCipher } from "./cipher.ts";
  * const random = new SeededRandom(1);
  * const cipher = xchachaCipher(random.bytes(32), random);
  * const bytes = openRecord(cipher, cipher.seal(new Uint8Array([7])), "a record", "MyStore");
- * console.assert(bytes[0] === 7);
+ * assert(bytes[0] === 7);
  * ```
  */
 export function openRecord(

@@ -96,12 +96,13 @@ export interface KvStoreOptions {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { create } from "@bufbuild/protobuf";
  * import { KvStore } from "./kv.ts";
  * import { OutboxEntrySchema } from "../../proto/gen/meow_pb.ts";
  * const store = await KvStore.open(":memory:");
  * await store.commit({ outboxPut: [create(OutboxEntrySchema, { id: "o1", queuedAt: 5 })] });
- * console.assert((await store.listOutbox())[0].id === "o1");
+ * assert((await store.listOutbox())[0].id === "o1");
  * await store.close();
  * ```
  */
@@ -130,9 +131,10 @@ export class KvStore implements Store {
    *
    * @example
    * ```ts
+   * import assert from "node:assert/strict";
    * import { KvStore } from "./kv.ts";
    * const store = await KvStore.open(":memory:", { prefix: ["device", "phone"] });
-   * console.assert(!(await store.isSeen("d1")));
+   * assert(!(await store.isSeen("d1")));
    * await store.close();
    * ```
    */

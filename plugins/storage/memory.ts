@@ -45,6 +45,7 @@ const NAME = "MemoryStore";
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { create } from "@bufbuild/protobuf";
  * import { MemoryStore } from "./memory.ts";
  * import { PeerRecordSchema } from "../../proto/gen/meow_pb.ts";
@@ -52,7 +53,7 @@ const NAME = "MemoryStore";
  * await store.commit({ peers: [create(PeerRecordSchema, { uid: "bob", name: "Bob" })] });
  * await store.close(); // a crash: the handle goes, the data stays
  * const again = store.reopen();
- * console.assert((await again.listPeers())[0].name === "Bob");
+ * assert((await again.listPeers())[0].name === "Bob");
  * ```
  */
 export class MemoryStore implements Store {
@@ -78,10 +79,11 @@ export class MemoryStore implements Store {
    *
    * @example
    * ```ts
+   * import assert from "node:assert/strict";
    * import { MemoryStore } from "./memory.ts";
    * const store = new MemoryStore();
    * await store.commit({ seen: [{ id: "d1", at: 5 }] });
-   * console.assert(await store.reopen().isSeen("d1"));
+   * assert(await store.reopen().isSeen("d1"));
    * ```
    */
   reopen(): MemoryStore {

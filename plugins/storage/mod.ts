@@ -6,10 +6,11 @@
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { MemoryStore, SqliteStore } from "./mod.ts";
  * for (const store of [new MemoryStore(), await SqliteStore.open(":memory:")]) {
  *   await store.commit({ seen: [{ id: "d1", at: 1 }] });
- *   console.assert(await store.isSeen("d1"));
+ *   assert(await store.isSeen("d1"));
  *   await store.close();
  * }
  * ```

@@ -107,6 +107,7 @@ export interface SqliteStoreOptions {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { create } from "@bufbuild/protobuf";
  * import { SqliteStore } from "./sqlite.ts";
  * import { DbMessageSchema } from "../../proto/gen/meow_pb.ts";
@@ -117,7 +118,7 @@ export interface SqliteStoreOptions {
  *   message: { type: "chat", data: "hi", status: { uuid: "m1" } },
  * });
  * await store.commit({ messages: [message], seen: [{ id: "m1", at: 10 }] });
- * console.assert((await store.listMessages("bob"))[0].message?.data === "hi");
+ * assert((await store.listMessages("bob"))[0].message?.data === "hi");
  * await store.close();
  * ```
  */
@@ -142,9 +143,10 @@ export class SqliteStore implements Store {
    * @throws {Error} the file cannot be opened, or was written by a newer schema version
    * @example
    * ```ts
+   * import assert from "node:assert/strict";
    * import { SqliteStore } from "./sqlite.ts";
    * const store = await SqliteStore.open(":memory:");
-   * console.assert((await store.listPeers()).length === 0);
+   * assert((await store.listPeers()).length === 0);
    * await store.close();
    * ```
    */
