@@ -1,6 +1,6 @@
 /**
  * The crypto core of meowsync: keys, signatures, sealed boxes, the symmetric
- * layer and the Double Ratchet. Ed25519 and X25519 run through `node:crypto`
+ * layer, the Double Ratchet and CPace pairing. Ed25519 and X25519 run through `node:crypto`
  * (cross-checked against noble); everything else is noble.
  *
  * @module
@@ -36,4 +36,18 @@ export {
   SKIPPED_KEY_TTL_MS,
   type SkippedMessageKey,
 } from "./ratchet.ts";
+export {
+  CPACE_ISK_BYTES,
+  CPACE_POINT_BYTES,
+  CPACE_SCALAR_BYTES,
+  CPACE_TAG_BYTES,
+  cpaceConfirmationTag,
+  cpaceFinish,
+  type CpaceOptions,
+  type CpaceRole,
+  cpaceSidOutput,
+  cpaceStart,
+  type CpaceTagInput,
+  cpaceVerifyTag,
+} from "./cpace.ts";
 export { IMPORTED_KEYS_MAX_DEFAULT, importedKeysMax, setImportedKeysMax } from "./_native.ts";
