@@ -1,6 +1,6 @@
 /**
  * The crypto core of meowsync: keys, signatures, sealed boxes, the symmetric
- * layer, the Double Ratchet and CPace pairing. Ed25519 and X25519 run through `node:crypto`
+ * layer, the Double Ratchet, CPace pairing and Crockford base32 codes. Ed25519 and X25519 run through `node:crypto`
  * (cross-checked against noble); everything else is noble.
  *
  * @module
@@ -50,4 +50,5 @@ export {
   type CpaceTagInput,
   cpaceVerifyTag,
 } from "./cpace.ts";
+export { groupCode, normalizeCrockford, randomCrockford } from "./crockford.ts";
 export { IMPORTED_KEYS_MAX_DEFAULT, importedKeysMax, setImportedKeysMax } from "./_native.ts";
