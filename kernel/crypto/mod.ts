@@ -20,20 +20,20 @@ export { sign, verify } from "./sign.ts";
 export { open, seal } from "./seal.ts";
 export { symDecrypt, symEncrypt } from "./sym.ts";
 export {
-  decodeRatchetHeader,
-  deserializeRatchet,
-  encodeRatchetHeader,
   initRatchetInitiator,
   initRatchetResponder,
-  MAX_SKIP,
   previousRemoteKeysMax,
   ratchetAdBytesMax,
   ratchetDecrypt,
   ratchetEncrypt,
-  type RatchetHeader,
   type RatchetState,
-  serializeRatchet,
-  SKIPPED_KEY_TTL_MS,
-  type SkippedMessageKey,
 } from "./ratchet.ts";
+export { decodeRatchetHeader, encodeRatchetHeader, type RatchetHeader } from "./_ratchet_header.ts";
+export { deserializeRatchet, serializeRatchet } from "./_ratchet_state.ts";
+export {
+  MAX_SKIP,
+  SKIPPED_KEY_TTL_MS,
+  SKIPPED_KEYS_MAX,
+  type SkippedMessageKey,
+} from "./_skipped_keys.ts";
 export { IMPORTED_KEYS_MAX_DEFAULT, importedKeysMax, setImportedKeysMax } from "./_native.ts";
