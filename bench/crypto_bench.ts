@@ -50,7 +50,7 @@ const destination = bobLookup.publicKey;
 const rootKey = random.bytes(32);
 const ad = concatBytes(aliceIdentity.publicKey, random.bytes(32));
 const bobRatchetPair = generateEncryptionKeyPair(random);
-let alice: RatchetState = await initRatchetInitiator({
+let alice: RatchetState = initRatchetInitiator({
   rootKey,
   remotePublicKey: bobRatchetPair.publicKey,
   ad,
@@ -58,23 +58,23 @@ let alice: RatchetState = await initRatchetInitiator({
 });
 let bob: RatchetState = initRatchetResponder({ rootKey, ownKeyPair: bobRatchetPair, ad });
 {
-  const first = await ratchetEncrypt(alice, plaintext, { random, now });
+  const first = ratchetEncrypt(alice, plaintext, { random, now });
   alice = first.state;
-  bob = (await ratchetDecrypt(bob, first.header, first.ciphertext, { random, now })).state;
-  const reply = await ratchetEncrypt(bob, plaintext, { random, now });
+  bob = ratchetDecrypt(bob, first.header, first.ciphertext, { random, now }).state;
+  const reply = ratchetEncrypt(bob, plaintext, { random, now });
   bob = reply.state;
-  alice = (await ratchetDecrypt(alice, reply.header, reply.ciphertext, { random, now })).state;
+  alice = ratchetDecrypt(alice, reply.header, reply.ciphertext, { random, now }).state;
 }
 // The states are values: every benchmark below reuses them without advancing them.
 const aliceBeforeStep = alice; // her next message starts a new chain for Bob
-const stepMessage = await ratchetEncrypt(alice, plaintext, { random, now });
+const stepMessage = ratchetEncrypt(alice, plaintext, { random, now });
 const bobAtStep = bob;
-const bobInChain = (await ratchetDecrypt(bob, stepMessage.header, stepMessage.ciphertext, {
+const bobInChain = ratchetDecrypt(bob, stepMessage.header, stepMessage.ciphertext, {
   random,
   now,
-})).state;
+}).state;
 const aliceInChain = stepMessage.state;
-const chainMessage = await ratchetEncrypt(aliceInChain, plaintext, { random, now });
+const chainMessage = ratchetEncrypt(aliceInChain, plaintext, { random, now });
 
 // One packed message, layer by layer, for the single-primitive benchmarks.
 const ratchetCiphertext = chainMessage.ciphertext;
@@ -92,7 +92,7 @@ interface Packed {
 }
 
 async function outbound(): Promise<Packed> {
-  const r = await ratchetEncrypt(aliceInChain, plaintext, { random, now });
+  const r = ratchetEncrypt(aliceInChain, plaintext, { random, now });
   const sym = symEncrypt(symKey, r.ciphertext, random);
   const payload = await seal(bobEncryption.publicKey, sym, random);
   const signature = await sign(
@@ -109,7 +109,7 @@ async function inbound(packed: Packed): Promise<Uint8Array> {
   }
   const sym = await open(bobEncryption.privateKey, packed.payload);
   const ratchetCiphertext = symDecrypt(symKey, sym);
-  const r = await ratchetDecrypt(bobInChain, packed.header, ratchetCiphertext, { random, now });
+  const r = ratchetDecrypt(bobInChain, packed.header, ratchetCiphertext, { random, now });
   return r.plaintext;
 }
 
@@ -136,23 +136,19 @@ for (const [name, fn] of Object.entries(primitives)) {
 Deno.bench({
   name: "ratchetEncrypt (first of a new chain)",
   group: "ratchet",
-  fn: async () => void (await ratchetEncrypt(aliceBeforeStep, plaintext, { random, now })),
+  fn: () => void ratchetEncrypt(aliceBeforeStep, plaintext, { random, now }),
 });
 Deno.bench({
   name: "ratchetDecrypt (same chain)",
   group: "ratchet",
   baseline: true,
-  fn: async () =>
-    void (await ratchetDecrypt(bobInChain, header, ratchetCiphertext, { random, now })),
+  fn: () => void ratchetDecrypt(bobInChain, header, ratchetCiphertext, { random, now }),
 });
 Deno.bench({
   name: "ratchetDecrypt (with a DH step)",
   group: "ratchet",
-  fn: async () =>
-    void (await ratchetDecrypt(bobAtStep, stepMessage.header, stepMessage.ciphertext, {
-      random,
-      now,
-    })),
+  fn: () =>
+    void ratchetDecrypt(bobAtStep, stepMessage.header, stepMessage.ciphertext, { random, now }),
 });
 Deno.bench({
   name: "outbound (ratchet → sym → seal → sign)",

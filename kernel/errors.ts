@@ -60,7 +60,7 @@ export class Replay extends MeowError {
   }
 }
 
-/** A ratchet header that would skip more message keys than the session allows. */
+/** A ratchet header that would make one message skip more keys of a chain than MAX_SKIP. */
 export class TooManySkipped extends MeowError {
   /** @param message how many keys would be skipped, and the limit */
   constructor(message: string, options?: ErrorOptions) {

@@ -211,7 +211,7 @@ export async function answerInvitation(
     createdAt: now,
     updatedAt: now,
   });
-  const state = await initRatchetInitiator({
+  const state = initRatchetInitiator({
     rootKey: card.drRootKey,
     remotePublicKey: card.drPublicKey,
     ad: ratchetAd(peer),
@@ -222,7 +222,7 @@ export async function answerInvitation(
     destination: lookupKeyOf(card.lookupPublicKey),
     from: lookupKeyOf(lookup.publicKey),
   });
-  const first = await ratchetEncrypt(state, encode(UserMessageSchema, hello), { random, now });
+  const first = ratchetEncrypt(state, encode(UserMessageSchema, hello), { random, now });
   peer.ratchet = serializeRatchet(first.state);
   const answerBytes = encode(
     InvitationAnswerSchema,
@@ -299,7 +299,7 @@ export async function finalizeInvitation(
     ownKeyPair: { privateKey: ratchetKey.privateKey, publicKey: ratchetKey.publicKey },
     ad: ratchetAd(peer),
   });
-  const first = await ratchetDecrypt(state, body.drHeader, body.drCiphertext, options);
+  const first = ratchetDecrypt(state, body.drHeader, body.drCiphertext, options);
   const hello = decode(UserMessageSchema, first.plaintext);
   if (hello.type !== HELLO_TYPE) {
     throw new Malformed(

@@ -106,7 +106,7 @@ export async function pack(
     );
   }
   const state = deserializeRatchet(peer.ratchet);
-  const step = await ratchetEncrypt(state, plaintext, options);
+  const step = ratchetEncrypt(state, plaintext, options);
   const symmetric = symEncrypt(peer.mySymKey, step.ciphertext, options.random);
   const payload = await seal(peer.contact!.encryptionPublicKey, symmetric, options.random);
   const destination = contactLookupKey(peer);
@@ -155,7 +155,7 @@ export async function unpack(
   const symmetric = await open(peer.myEncryption!.privateKey, packed.payload);
   const ciphertext = symDecrypt(peer.contact!.symKey, symmetric);
   const state = deserializeRatchet(peer.ratchet);
-  const step = await ratchetDecrypt(state, packed.drHeader, ciphertext, options);
+  const step = ratchetDecrypt(state, packed.drHeader, ciphertext, options);
   const message = decode(UserMessageSchema, step.plaintext, { bytesMax: USER_MESSAGE_BYTES_MAX });
   return { message, ratchet: serializeRatchet(step.state) };
 }

@@ -20,21 +20,13 @@ export { sign, verify } from "./sign.ts";
 export { open, seal } from "./seal.ts";
 export { symDecrypt, symEncrypt } from "./sym.ts";
 export {
-  decodeRatchetHeader,
-  deserializeRatchet,
-  encodeRatchetHeader,
   initRatchetInitiator,
   initRatchetResponder,
-  MAX_SKIP,
   previousRemoteKeysMax,
   ratchetAdBytesMax,
   ratchetDecrypt,
   ratchetEncrypt,
-  type RatchetHeader,
   type RatchetState,
-  serializeRatchet,
-  SKIPPED_KEY_TTL_MS,
-  type SkippedMessageKey,
 } from "./ratchet.ts";
 export {
   CPACE_ISK_BYTES,
@@ -51,4 +43,12 @@ export {
   cpaceVerifyTag,
 } from "./cpace.ts";
 export { groupCode, normalizeCrockford, randomCrockford } from "./crockford.ts";
+export { decodeRatchetHeader, encodeRatchetHeader, type RatchetHeader } from "./_ratchet_header.ts";
+export { deserializeRatchet, serializeRatchet } from "./_ratchet_state.ts";
+export {
+  MAX_SKIP,
+  SKIPPED_KEY_TTL_MS,
+  SKIPPED_KEYS_MAX,
+  type SkippedMessageKey,
+} from "./_skipped_keys.ts";
 export { IMPORTED_KEYS_MAX_DEFAULT, importedKeysMax, setImportedKeysMax } from "./_native.ts";

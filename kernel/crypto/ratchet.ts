@@ -8,10 +8,24 @@
  * (0x01 → message key, 0x02 → next chain key); each message key expands by
  * HKDF into an XChaCha20-Poly1305 key and nonce (each key is used once, so the
  * nonce may be derived); associated data = the session's `ad` ‖ encoded header.
+ * Every function is synchronous.
+ *
+ * Skipped message keys follow Signal's rules: {@linkcode MAX_SKIP} bounds how
+ * many keys ONE message makes the receiver skip in a chain, the stored keys are
+ * capped at {@linkcode SKIPPED_KEYS_MAX} with the oldest evicted, and they
+ * expire after {@linkcode SKIPPED_KEY_TTL_MS}. One refinement: where Signal's
+ * SkipMessageKeys raises because a DH step's PN is more than MAX_SKIP past Nr
+ * of the old receiving chain, this code stores the MAX_SKIP keys after Nr,
+ * abandons the rest of that chain (those messages were lost) and steps. A gap
+ * past MAX_SKIP in the current chain is still refused per message and changes
+ * nothing; the sender's next DH step, which follows as soon as it hears from
+ * us, then goes through, so one long gap never locks a session. (A new chain
+ * whose first message to arrive is already more than MAX_SKIP in is refused,
+ * as in Signal.)
  *
  * @module
  */
-import { BadCiphertext, Malformed, Replay, TooManySkipped } from "../errors.ts";
+import { BadCiphertext, Replay } from "../errors.ts";
 import type { Random } from "./random.ts";
 import type { KeyPair } from "./keys.ts";
 import {
@@ -22,37 +36,20 @@ import {
   assertLength,
   assertPublicKey,
   hkdfSha256,
-  hmacSha256,
   KEY_BYTES,
 } from "./_primitives.ts";
 import { x25519, x25519Ephemeral } from "./_native.ts";
 import { _bytesEqual, concatBytes } from "./bytes.ts";
-
-/**
- * Most skipped message keys one session stores. A header that would take the
- * store past this throws {@linkcode TooManySkipped}.
- *
- * @example
- * ```ts
- * import assert from "node:assert/strict";
- * import { MAX_SKIP } from "./mod.ts";
- * assert(MAX_SKIP === 1000);
- * ```
- */
-export const MAX_SKIP = 1000;
-
-/**
- * Age after which a stored skipped message key is dropped: a message delayed
- * longer than this can no longer be decrypted.
- *
- * @example
- * ```ts
- * import assert from "node:assert/strict";
- * import { SKIPPED_KEY_TTL_MS } from "./mod.ts";
- * assert(SKIPPED_KEY_TTL_MS === 604_800_000);
- * ```
- */
-export const SKIPPED_KEY_TTL_MS = 7 * 24 * 3600 * 1000;
+import { decodeRatchetHeader, encodeRatchetHeader, U32_MAX } from "./_ratchet_header.ts";
+import {
+  assertSkipBound,
+  expireSkipped,
+  kdfCk,
+  MAX_SKIP,
+  skipMessageKeys,
+  type SkippedMessageKey,
+  takeSkipped,
+} from "./_skipped_keys.ts";
 
 /**
  * How many earlier remote ratchet public keys a session remembers, so that a
@@ -81,42 +78,9 @@ export const previousRemoteKeysMax = 16;
  */
 export const ratchetAdBytesMax = 1024;
 
-const HEADER_VERSION = 1;
-const HEADER_BYTES = 1 + KEY_BYTES + 4 + 4;
-const STATE_VERSION = 1;
-const U32_MAX = 0xffff_ffff;
 const ROOT_INFO = new TextEncoder().encode("meowsync/ratchet/root/v1");
 const MESSAGE_INFO = new TextEncoder().encode("meowsync/ratchet/message/v1");
 const MESSAGE_SALT = new Uint8Array(32);
-const CHAIN_MESSAGE = Uint8Array.of(0x01);
-const CHAIN_NEXT = Uint8Array.of(0x02);
-
-/**
- * A message key kept for a message that has not arrived yet.
- *
- * @example
- * ```ts
- * import assert from "node:assert/strict";
- * import type { SkippedMessageKey } from "./mod.ts";
- * const entry: SkippedMessageKey = {
- *   publicKey: new Uint8Array(32),
- *   n: 3,
- *   messageKey: new Uint8Array(32),
- *   createdMs: 0,
- * };
- * assert(entry.n === 3);
- * ```
- */
-export interface SkippedMessageKey {
-  /** The remote ratchet public key of the chain the message belongs to. */
-  readonly publicKey: Uint8Array;
-  /** The message's number in that chain. */
-  readonly n: number;
-  /** The message key. */
-  readonly messageKey: Uint8Array;
-  /** When the key was stored (ms, the caller's clock): it expires after SKIPPED_KEY_TTL_MS. */
-  readonly createdMs: number;
-}
 
 /**
  * One side of a Double Ratchet session (Signal's names). Treat it as a value:
@@ -153,93 +117,12 @@ export interface RatchetState {
   readonly nr: number;
   /** PN: number of messages in our previous sending chain. */
   readonly pn: number;
-  /** Stored keys of skipped messages, oldest first; at most {@linkcode MAX_SKIP}. */
+  /** Stored keys of skipped messages, oldest first; at most {@linkcode SKIPPED_KEYS_MAX}. */
   readonly skipped: readonly SkippedMessageKey[];
   /** Earlier remote ratchet public keys, oldest first; at most {@linkcode previousRemoteKeysMax}. */
   readonly previousRemoteKeys: readonly Uint8Array[];
   /** Associated data bound into every message (both sides' identity public keys). */
   readonly ad: Uint8Array;
-}
-
-/**
- * The cleartext header of a ratchet message.
- *
- * @example
- * ```ts
- * import assert from "node:assert/strict";
- * import type { RatchetHeader } from "./mod.ts";
- * const header: RatchetHeader = { publicKey: new Uint8Array(32), pn: 0, n: 0 };
- * assert(header.n === 0);
- * ```
- */
-export interface RatchetHeader {
-  /** The sender's current ratchet public key. */
-  publicKey: Uint8Array;
-  /** PN: number of messages in the sender's previous sending chain. */
-  pn: number;
-  /** N: this message's number in the sending chain. */
-  n: number;
-}
-
-/**
- * Encodes a header: version (1) ‖ public key (32) ‖ PN (u32 BE) ‖ N (u32 BE), 41 bytes.
- *
- * @throws {RangeError} when the key is not 32 bytes or PN/N is not a u32
- *
- * @example
- * ```ts
- * import assert from "node:assert/strict";
- * import { decodeRatchetHeader, encodeRatchetHeader } from "./mod.ts";
- * const bytes = encodeRatchetHeader({ publicKey: new Uint8Array(32), pn: 2, n: 5 });
- * assert(decodeRatchetHeader(bytes).n === 5);
- * ```
- */
-export function encodeRatchetHeader(h: RatchetHeader): Uint8Array {
-  assertLength(h.publicKey, KEY_BYTES, "a ratchet header public key");
-  assertU32(h.pn, "a ratchet header PN");
-  assertU32(h.n, "a ratchet header N");
-  const out = new Uint8Array(HEADER_BYTES);
-  const view = new DataView(out.buffer);
-  out[0] = HEADER_VERSION;
-  out.set(h.publicKey, 1);
-  view.setUint32(1 + KEY_BYTES, h.pn);
-  view.setUint32(1 + KEY_BYTES + 4, h.n);
-  return out;
-}
-
-/**
- * Decodes what {@linkcode encodeRatchetHeader} produced.
- *
- * @throws {Malformed} on a wrong length or version
- *
- * @example
- * ```ts
- * import assert from "node:assert/strict";
- * import { Malformed } from "../errors.ts";
- * import { decodeRatchetHeader } from "./mod.ts";
- * try {
- *   decodeRatchetHeader(new Uint8Array(3));
- *   throw new Error("unreachable");
- * } catch (e) {
- *   assert(e instanceof Malformed);
- * }
- * ```
- */
-export function decodeRatchetHeader(b: Uint8Array): RatchetHeader {
-  if (!(b instanceof Uint8Array) || b.length !== HEADER_BYTES) {
-    throw new Malformed(
-      `Cannot decode a ratchet header: expected ${HEADER_BYTES} bytes, got ${b?.length}`,
-    );
-  }
-  if (b[0] !== HEADER_VERSION) {
-    throw new Malformed(`Cannot decode a ratchet header: unknown version ${b[0]}`);
-  }
-  const view = new DataView(b.buffer, b.byteOffset, b.byteLength);
-  return {
-    publicKey: b.slice(1, 1 + KEY_BYTES),
-    pn: view.getUint32(1 + KEY_BYTES),
-    n: view.getUint32(1 + KEY_BYTES + 4),
-  };
 }
 
 /**
@@ -256,7 +139,7 @@ export function decodeRatchetHeader(b: Uint8Array): RatchetHeader {
  * import { generateEncryptionKeyPair, initRatchetInitiator, SeededRandom } from "./mod.ts";
  * const random = new SeededRandom(1);
  * const bob = generateEncryptionKeyPair(random);
- * const alice = await initRatchetInitiator({
+ * const alice = initRatchetInitiator({
  *   rootKey: random.bytes(32),
  *   remotePublicKey: bob.publicKey,
  *   ad: new Uint8Array(64),
@@ -274,11 +157,7 @@ export function initRatchetInitiator(options: {
   ad: Uint8Array;
   /** Source of the first ratchet key pair. */
   random: Random;
-}): Promise<RatchetState> {
-  return Promise.try(() => initiate(options));
-}
-
-function initiate(options: Parameters<typeof initRatchetInitiator>[0]): RatchetState {
+}): RatchetState {
   assertLength(options.rootKey, KEY_BYTES, "a ratchet root key");
   assertAd(options.ad);
   assertPublicKey(options.remotePublicKey, "a ratchet session");
@@ -370,10 +249,10 @@ export function initRatchetResponder(options: {
  * const rootKey = random.bytes(32);
  * const ad = new Uint8Array(64);
  * const bobPair = generateEncryptionKeyPair(random);
- * const alice = await initRatchetInitiator({ rootKey, remotePublicKey: bobPair.publicKey, ad, random });
+ * const alice = initRatchetInitiator({ rootKey, remotePublicKey: bobPair.publicKey, ad, random });
  * const bob = initRatchetResponder({ rootKey, ownKeyPair: bobPair, ad });
- * const sent = await ratchetEncrypt(alice, new Uint8Array([42]), { random, now: 0 });
- * const got = await ratchetDecrypt(bob, sent.header, sent.ciphertext, { random, now: 0 });
+ * const sent = ratchetEncrypt(alice, new Uint8Array([42]), { random, now: 0 });
+ * const got = ratchetDecrypt(bob, sent.header, sent.ciphertext, { random, now: 0 });
  * assert(got.plaintext[0] === 42);
  * ```
  */
@@ -382,33 +261,29 @@ export function ratchetEncrypt(
   plaintext: Uint8Array,
   // The options are accepted for a call shape uniform with ratchetDecrypt:
   // encryption needs neither randomness (the nonce is derived) nor the time.
-  _options: {
+  _options?: {
     /** Unused by encryption. */
     random: Random;
     /** Unused by encryption. */
     now: number;
   },
-): Promise<{ state: RatchetState; header: Uint8Array; ciphertext: Uint8Array }> {
-  try {
-    if (state.cks === null) {
-      throw new TypeError(
-        "Cannot encrypt with the ratchet: this responder session has not received a message yet",
-      );
-    }
-    if (state.ns >= U32_MAX) {
-      throw new RangeError("Cannot encrypt with the ratchet: the sending chain is exhausted");
-    }
-    const [messageKey, cks] = kdfCk(state.cks);
-    const header = encodeRatchetHeader({
-      publicKey: state.dhs.publicKey,
-      pn: state.pn,
-      n: state.ns,
-    });
-    const ciphertext = messageEncrypt(messageKey, plaintext, concatBytes(state.ad, header));
-    return Promise.resolve({ state: { ...state, cks, ns: state.ns + 1 }, header, ciphertext });
-  } catch (e) {
-    return Promise.reject(e);
+): { state: RatchetState; header: Uint8Array; ciphertext: Uint8Array } {
+  if (state.cks === null) {
+    throw new TypeError(
+      "Cannot encrypt with the ratchet: this responder session has not received a message yet",
+    );
   }
+  if (state.ns >= U32_MAX) {
+    throw new RangeError("Cannot encrypt with the ratchet: the sending chain is exhausted");
+  }
+  const [messageKey, cks] = kdfCk(state.cks);
+  const header = encodeRatchetHeader({
+    publicKey: state.dhs.publicKey,
+    pn: state.pn,
+    n: state.ns,
+  });
+  const ciphertext = messageEncrypt(messageKey, plaintext, concatBytes(state.ad, header));
+  return { state: { ...state, cks, ns: state.ns + 1 }, header, ciphertext };
 }
 
 /**
@@ -420,7 +295,8 @@ export function ratchetEncrypt(
  * @throws {Malformed} when the header does not decode or holds a low-order key
  * @throws {BadCiphertext} when the message does not authenticate
  * @throws {Replay} when its message key was already used (or has expired)
- * @throws {TooManySkipped} when accepting it would store more than MAX_SKIP skipped keys
+ * @throws {TooManySkipped} when it would skip more than MAX_SKIP keys of its chain (the
+ *   current one, or the new one of a DH step; see the module's notes)
  *
  * @example
  * ```ts
@@ -438,13 +314,14 @@ export function ratchetEncrypt(
  * const rootKey = random.bytes(32);
  * const ad = new Uint8Array(64);
  * const bobPair = generateEncryptionKeyPair(random);
- * const alice = await initRatchetInitiator({ rootKey, remotePublicKey: bobPair.publicKey, ad, random });
+ * const alice = initRatchetInitiator({ rootKey, remotePublicKey: bobPair.publicKey, ad, random });
  * const bob = initRatchetResponder({ rootKey, ownKeyPair: bobPair, ad });
- * const sent = await ratchetEncrypt(alice, new Uint8Array([1]), { random, now: 0 });
- * const { state } = await ratchetDecrypt(bob, sent.header, sent.ciphertext, { random, now: 0 });
- * const again = await ratchetDecrypt(state, sent.header, sent.ciphertext, { random, now: 0 })
- *   .catch((e) => e);
- * assert(again instanceof Replay);
+ * const sent = ratchetEncrypt(alice, new Uint8Array([1]), { random, now: 0 });
+ * const { state } = ratchetDecrypt(bob, sent.header, sent.ciphertext, { random, now: 0 });
+ * assert.throws(
+ *   () => ratchetDecrypt(state, sent.header, sent.ciphertext, { random, now: 0 }),
+ *   Replay,
+ * );
  * ```
  */
 export function ratchetDecrypt(
@@ -457,25 +334,16 @@ export function ratchetDecrypt(
     /** The current time (ms), to expire old skipped keys and date new ones. */
     now: number;
   },
-): Promise<{ state: RatchetState; plaintext: Uint8Array }> {
-  return Promise.try(() => decrypt(state, header, ciphertext, options));
-}
-
-function decrypt(
-  state: RatchetState,
-  header: Uint8Array,
-  ciphertext: Uint8Array,
-  options: Parameters<typeof ratchetDecrypt>[3],
 ): { state: RatchetState; plaintext: Uint8Array } {
   const h = decodeRatchetHeader(header);
   const ad = concatBytes(state.ad, header);
   const { now } = options;
   const live = expireSkipped(state.skipped, now);
 
-  const found = live.findIndex((k) => k.n === h.n && _bytesEqual(k.publicKey, h.publicKey));
-  if (found >= 0) {
-    const plaintext = messageDecrypt(live[found].messageKey, ciphertext, ad);
-    return { state: { ...state, skipped: live.toSpliced(found, 1) }, plaintext };
+  const stored = takeSkipped(live, h.publicKey, h.n);
+  if (stored !== null) {
+    const plaintext = messageDecrypt(stored.messageKey, ciphertext, ad);
+    return { state: { ...state, skipped: stored.rest }, plaintext };
   }
 
   if (state.dhr !== null && _bytesEqual(h.publicKey, state.dhr)) {
@@ -490,7 +358,7 @@ function decrypt(
           `received (next expected ${state.nr})`,
       );
     }
-    assertSkipRoom(live.length, h.n - state.nr);
+    assertSkipBound(h.n - state.nr, "in the current chain");
     const chain = skipMessageKeys(state.ckr, {
       from: state.nr,
       until: h.n,
@@ -511,13 +379,14 @@ function decrypt(
   }
 
   // A new remote ratchet key: finish the current receiving chain up to PN, then step.
-  const oldChainSkips = state.ckr !== null && state.dhr !== null ? Math.max(0, h.pn - state.nr) : 0;
-  assertSkipRoom(live.length, oldChainSkips + h.n);
+  assertSkipBound(h.n, "in the new chain");
   let skipped = live;
   if (state.ckr !== null && state.dhr !== null) {
+    // Signal raises when PN is more than MAX_SKIP past Nr; we keep the MAX_SKIP
+    // keys after Nr and abandon the rest of the old chain (see the module's notes).
     skipped = skipMessageKeys(state.ckr, {
       from: state.nr,
-      until: h.pn,
+      until: Math.min(h.pn, state.nr + MAX_SKIP),
       publicKey: state.dhr,
       now,
       into: skipped,
@@ -558,176 +427,12 @@ function decrypt(
   };
 }
 
-/**
- * Serializes a session: version (1) first, then a compact binary layout; an
- * exact round trip through {@linkcode deserializeRatchet}.
- *
- * @example
- * ```ts
- * import assert from "node:assert/strict";
- * import {
- *   deserializeRatchet,
- *   generateEncryptionKeyPair,
- *   initRatchetResponder,
- *   SeededRandom,
- *   serializeRatchet,
- * } from "./mod.ts";
- * const random = new SeededRandom(1);
- * const state = initRatchetResponder({
- *   rootKey: random.bytes(32),
- *   ownKeyPair: generateEncryptionKeyPair(random),
- *   ad: new Uint8Array(64),
- * });
- * const bytes = serializeRatchet(state);
- * assert(bytes[0] === 1);
- * assert(serializeRatchet(deserializeRatchet(bytes)).join() === bytes.join());
- * ```
- */
-export function serializeRatchet(state: RatchetState): Uint8Array {
-  if (state.skipped.length > MAX_SKIP) {
-    throw new RangeError(`Cannot serialize a ratchet: ${state.skipped.length} skipped keys`);
-  }
-  if (state.previousRemoteKeys.length > previousRemoteKeysMax) {
-    throw new RangeError(
-      `Cannot serialize a ratchet: ${state.previousRemoteKeys.length} previous remote keys`,
-    );
-  }
-  assertAd(state.ad);
-  const runs = skippedRuns(state.skipped);
-  const present = [state.dhr, state.cks, state.ckr].filter((k) => k !== null).length;
-  const w = new Writer(
-    2 + (3 + present) * KEY_BYTES + 3 * 4 + 2 + state.ad.length +
-      1 + state.previousRemoteKeys.length * KEY_BYTES +
-      2 + runs.length * (KEY_BYTES + 2) + state.skipped.length * (4 + KEY_BYTES + 8),
-  );
-  w.u8(STATE_VERSION);
-  w.u8((state.dhr ? 1 : 0) | (state.cks ? 2 : 0) | (state.ckr ? 4 : 0));
-  w.key(state.dhs.privateKey);
-  w.key(state.dhs.publicKey);
-  w.key(state.rk);
-  if (state.dhr) w.key(state.dhr);
-  if (state.cks) w.key(state.cks);
-  if (state.ckr) w.key(state.ckr);
-  w.u32(state.ns);
-  w.u32(state.nr);
-  w.u32(state.pn);
-  w.u16(state.ad.length);
-  w.bytes(state.ad);
-  w.u8(state.previousRemoteKeys.length);
-  for (const k of state.previousRemoteKeys) w.key(k);
-  // Skipped keys come in runs sharing a chain's public key: store each key once per run.
-  w.u16(runs.length);
-  for (const run of runs) {
-    w.key(run[0].publicKey);
-    w.u16(run.length);
-    for (const entry of run) {
-      w.u32(entry.n);
-      w.key(entry.messageKey);
-      w.f64(entry.createdMs);
-    }
-  }
-  return w.done();
-}
-
-/**
- * Restores a session serialized by {@linkcode serializeRatchet}.
- *
- * @throws {Malformed} on an unknown version, a wrong length, or values out of range
- *
- * @example
- * ```ts
- * import assert from "node:assert/strict";
- * import { Malformed } from "../errors.ts";
- * import { deserializeRatchet } from "./mod.ts";
- * try {
- *   deserializeRatchet(new Uint8Array([9]));
- *   throw new Error("unreachable");
- * } catch (e) {
- *   assert(e instanceof Malformed);
- * }
- * ```
- */
-export function deserializeRatchet(bytes: Uint8Array): RatchetState {
-  if (!(bytes instanceof Uint8Array)) {
-    throw new Malformed("Cannot deserialize a ratchet: not bytes");
-  }
-  const r = new Reader(bytes);
-  const version = r.u8();
-  if (version !== STATE_VERSION) {
-    throw new Malformed(`Cannot deserialize a ratchet: unknown version ${version}`);
-  }
-  const flags = r.u8();
-  if ((flags & ~7) !== 0 || ((flags & 4) !== 0 && (flags & 1) === 0)) {
-    throw new Malformed(`Cannot deserialize a ratchet: invalid flags ${flags}`);
-  }
-  const privateKey = r.key();
-  const publicKey = r.key();
-  const rk = r.key();
-  const dhr = flags & 1 ? r.key() : null;
-  const cks = flags & 2 ? r.key() : null;
-  const ckr = flags & 4 ? r.key() : null;
-  const ns = r.u32();
-  const nr = r.u32();
-  const pn = r.u32();
-  const adLength = r.u16();
-  if (adLength > ratchetAdBytesMax) {
-    throw new Malformed(`Cannot deserialize a ratchet: ad of ${adLength} bytes is too long`);
-  }
-  const ad = r.bytes(adLength);
-  const previousCount = r.u8();
-  if (previousCount > previousRemoteKeysMax) {
-    throw new Malformed(
-      `Cannot deserialize a ratchet: ${previousCount} previous remote keys (max ${previousRemoteKeysMax})`,
-    );
-  }
-  const previousRemoteKeys: Uint8Array[] = [];
-  for (let i = 0; i < previousCount; i++) previousRemoteKeys.push(r.key());
-  const runCount = r.u16();
-  const skipped: SkippedMessageKey[] = [];
-  for (let i = 0; i < runCount; i++) {
-    const runKey = r.key();
-    const count = r.u16();
-    if (count === 0 || skipped.length + count > MAX_SKIP) {
-      throw new Malformed(
-        `Cannot deserialize a ratchet: a run of ${count} skipped keys after ${skipped.length}`,
-      );
-    }
-    for (let j = 0; j < count; j++) {
-      const n = r.u32();
-      const messageKey = r.key();
-      const createdMs = r.f64();
-      if (!Number.isFinite(createdMs)) {
-        throw new Malformed("Cannot deserialize a ratchet: a skipped key has no valid time");
-      }
-      skipped.push({ publicKey: j === 0 ? runKey : runKey.slice(), n, messageKey, createdMs });
-    }
-  }
-  r.end();
-  return {
-    dhs: { privateKey, publicKey },
-    dhr,
-    rk,
-    cks,
-    ckr,
-    ns,
-    nr,
-    pn,
-    skipped,
-    previousRemoteKeys,
-    ad,
-  };
-}
-
 // --- internals ---
 
+/** KDF_RK: [next root key, new chain key]. */
 function kdfRk(rk: Uint8Array, dhOut: Uint8Array): [Uint8Array, Uint8Array] {
   const out = hkdfSha256(dhOut, { salt: rk, info: ROOT_INFO, length: 2 * KEY_BYTES });
   return [out.slice(0, KEY_BYTES), out.slice(KEY_BYTES)];
-}
-
-/** KDF_CK: [message key, next chain key]. */
-function kdfCk(ck: Uint8Array): [Uint8Array, Uint8Array] {
-  return [hmacSha256(ck, CHAIN_MESSAGE), hmacSha256(ck, CHAIN_NEXT)];
 }
 
 function messageCipher(messageKey: Uint8Array): { key: Uint8Array; nonce: Uint8Array } {
@@ -753,152 +458,16 @@ function messageDecrypt(
   return aeadDecrypt(key, ciphertext, { nonce, ad, what: "a ratchet message" });
 }
 
-function expireSkipped(
-  skipped: readonly SkippedMessageKey[],
-  now: number,
-): readonly SkippedMessageKey[] {
-  const fresh = (k: SkippedMessageKey) => now - k.createdMs <= SKIPPED_KEY_TTL_MS;
-  return skipped.every(fresh) ? skipped : skipped.filter(fresh);
-}
-
-function assertSkipRoom(stored: number, more: number): void {
-  if (stored + more > MAX_SKIP) {
-    throw new TooManySkipped(
-      `Cannot decrypt a ratchet message: it would skip ${more} message keys with ${stored} ` +
-        `already stored (max ${MAX_SKIP})`,
-    );
-  }
-}
-
-/** Advances a chain from message `from` to `until`, storing each skipped key. */
-function skipMessageKeys(
-  ck: Uint8Array,
-  options: {
-    from: number;
-    until: number;
-    publicKey: Uint8Array;
-    now: number;
-    into: readonly SkippedMessageKey[];
-  },
-): { ck: Uint8Array; skipped: readonly SkippedMessageKey[] } {
-  if (options.until <= options.from) return { ck, skipped: options.into };
-  const skipped = options.into.slice();
-  for (let n = options.from; n < options.until; n++) {
-    const [messageKey, next] = kdfCk(ck);
-    skipped.push({ publicKey: options.publicKey, n, messageKey, createdMs: options.now });
-    ck = next;
-  }
-  return { ck, skipped };
-}
-
-function skippedRuns(skipped: readonly SkippedMessageKey[]): SkippedMessageKey[][] {
-  const runs: SkippedMessageKey[][] = [];
-  for (const entry of skipped) {
-    const last = runs.at(-1);
-    if (last && _bytesEqual(last[0].publicKey, entry.publicKey)) last.push(entry);
-    else runs.push([entry]);
-  }
-  return runs;
-}
-
-function assertU32(value: number, what: string): void {
-  if (!Number.isInteger(value) || value < 0 || value > U32_MAX) {
-    throw new RangeError(`Cannot encode ${what}: ${value} is not a u32`);
-  }
-}
-
-function assertAd(ad: Uint8Array): void {
+/**
+ * Throws a RangeError unless `ad` is bytes of at most {@linkcode ratchetAdBytesMax}.
+ *
+ * @throws {RangeError} when `ad` is not bytes or too long
+ */
+export function assertAd(ad: Uint8Array): void {
   if (!(ad instanceof Uint8Array) || ad.length > ratchetAdBytesMax) {
     throw new RangeError(
       `Cannot use ratchet associated data: expected at most ${ratchetAdBytesMax} bytes, ` +
         `got ${ad?.length}`,
     );
-  }
-}
-
-class Writer {
-  readonly #out: Uint8Array;
-  readonly #view: DataView;
-  #at = 0;
-  constructor(length: number) {
-    this.#out = new Uint8Array(length);
-    this.#view = new DataView(this.#out.buffer);
-  }
-  u8(v: number): void {
-    this.#view.setUint8(this.#at, v);
-    this.#at += 1;
-  }
-  u16(v: number): void {
-    this.#view.setUint16(this.#at, v);
-    this.#at += 2;
-  }
-  u32(v: number): void {
-    assertU32(v, "a ratchet counter");
-    this.#view.setUint32(this.#at, v);
-    this.#at += 4;
-  }
-  f64(v: number): void {
-    this.#view.setFloat64(this.#at, v);
-    this.#at += 8;
-  }
-  key(k: Uint8Array): void {
-    assertLength(k, KEY_BYTES, "a ratchet key");
-    this.bytes(k);
-  }
-  bytes(b: Uint8Array): void {
-    this.#out.set(b, this.#at);
-    this.#at += b.length;
-  }
-  done(): Uint8Array {
-    if (this.#at !== this.#out.length) {
-      throw new Error(`ratchet serializer wrote ${this.#at} of ${this.#out.length} bytes`);
-    }
-    return this.#out;
-  }
-}
-
-class Reader {
-  readonly #bytes: Uint8Array;
-  readonly #view: DataView;
-  #at = 0;
-  constructor(bytes: Uint8Array) {
-    this.#bytes = bytes;
-    this.#view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-  }
-  #take(n: number): number {
-    if (this.#at + n > this.#bytes.length) {
-      throw new Malformed(
-        `Cannot deserialize a ratchet: truncated at byte ${this.#at} of ${this.#bytes.length}`,
-      );
-    }
-    const at = this.#at;
-    this.#at += n;
-    return at;
-  }
-  u8(): number {
-    return this.#view.getUint8(this.#take(1));
-  }
-  u16(): number {
-    return this.#view.getUint16(this.#take(2));
-  }
-  u32(): number {
-    return this.#view.getUint32(this.#take(4));
-  }
-  f64(): number {
-    return this.#view.getFloat64(this.#take(8));
-  }
-  key(): Uint8Array {
-    return this.bytes(KEY_BYTES);
-  }
-  bytes(n: number): Uint8Array {
-    const at = this.#take(n);
-    return this.#bytes.slice(at, at + n);
-  }
-  end(): void {
-    if (this.#at !== this.#bytes.length) {
-      throw new Malformed(
-        `Cannot deserialize a ratchet: ${this.#bytes.length - this.#at} trailing bytes`,
-      );
-    }
   }
 }
