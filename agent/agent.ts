@@ -20,7 +20,7 @@ import { SystemRandom } from "../kernel/crypto/mod.ts";
 import { fromBase64Url, toBase64Url } from "../kernel/crypto/base64.ts";
 import { MeowError } from "../kernel/errors.ts";
 import { decodeCard } from "../kernel/invitation.ts";
-import { Kernel, type LogLevel } from "../kernel/kernel.ts";
+import { Kernel, type LogLevel, type RelayHealth } from "../kernel/kernel.ts";
 import type { Plugin } from "../kernel/plugin.ts";
 import { type Transport, TransportError } from "../kernel/ports.ts";
 import { systemClock } from "../kernel/system_clock.ts";
@@ -108,6 +108,8 @@ export interface StatusView {
   outbox: number;
   /** When the last poll completed, in ms (0: not since this process started). */
   lastPollAt: number;
+  /** How each relay treated this device's polls and sends since this process started. */
+  relayHealth: RelayHealth[];
   /** Whether `run` serves this home. */
   running: boolean;
 }
@@ -315,6 +317,7 @@ export class Agent {
       contacts: this.kernel.peers().length,
       outbox: this.kernel.outboxSize(),
       lastPollAt: this.kernel.lastPollAt(),
+      relayHealth: this.kernel.relayHealth(),
       running: this.serving,
     });
   }

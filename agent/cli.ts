@@ -804,8 +804,27 @@ async function cmdStatus(ctx: Ctx): Promise<void> {
       `contacts: ${s.contacts}`,
       `outbox:   ${s.outbox} waiting`,
       `last poll: ${time(s.lastPollAt)}`,
+      ...relayTrouble(s),
     ]);
   });
+}
+
+/** One line per relay that refuses this device's requests, cannot be reached, or dropped messages. */
+function relayTrouble(s: StatusView): string[] {
+  const lines: string[] = [];
+  for (const h of s.relayHealth) {
+    const relay = h.serverName || h.serverUid.slice(0, 8);
+    const what = h.request === "poll" ? "polls" : "sends";
+    if (h.state === "refused") {
+      lines.push(`relay ${relay}: ${what} refused since ${time(h.since)}: ${h.detail}`);
+    } else if (h.state === "unreachable") {
+      lines.push(`relay ${relay}: unreachable since ${time(h.since)} (${what}): ${h.detail}`);
+    }
+    if (h.dropped > 0) {
+      lines.push(`relay ${relay}: ${h.dropped} message(s) it will never take were dropped`);
+    }
+  }
+  return lines;
 }
 
 async function cmdStop(ctx: Ctx): Promise<void> {

@@ -7,11 +7,12 @@
 import { SeededRandom } from "./crypto/mod.ts";
 import { Kernel, type KernelOptions } from "./kernel.ts";
 import type { Clock, Store } from "./ports.ts";
+import type { ServerCard } from "../proto/gen/meow_pb.ts";
 import type { PluginInput } from "./plugin.ts";
 import { MemoryStore } from "../plugins/storage/mod.ts";
 import { chatPlugin } from "../plugins/chat/mod.ts";
 import { dedupPlugin } from "../plugins/dedup/mod.ts";
-import { LocalTransport, MemoryBackend, ServerCore } from "../server/mod.ts";
+import { LocalTransport, MemoryBackend, ServerCore, type ServerLimitsInit } from "../server/mod.ts";
 
 /** A clock the test moves by hand; sleeps never resolve on their own. */
 export class ManualClock implements Clock {
@@ -52,13 +53,17 @@ export class TestWorld {
     this.random = new SeededRandom(seed);
   }
 
-  static async create(seed = 1): Promise<TestWorld> {
+  static async create(
+    seed = 1,
+    options: { limits?: Partial<ServerLimitsInit> } = {},
+  ): Promise<TestWorld> {
     const world = new TestWorld(seed);
     world.core = await ServerCore.create({
       backend: new MemoryBackend(),
       clock: world.clock,
       random: world.random.fork("relay"),
       name: "relay",
+      limits: options.limits,
     });
     world.transport = new LocalTransport([world.core]);
     return world;
@@ -73,6 +78,8 @@ export class TestWorld {
       plugins?: () => PluginInput[];
       kernel?: Partial<KernelOptions>;
       reopen?: (store: Store) => Promise<Store>;
+      /** The relay card the identity is created with (default: the relay's own). */
+      card?: ServerCard;
     } = {},
   ): Promise<TestDevice> {
     const plugins = options.plugins ?? (() => [chatPlugin(), dedupPlugin()]);
@@ -104,7 +111,7 @@ export class TestWorld {
       await device.kernel.createIdentity({
         nickname: options.nickname,
         deviceName: name,
-        servers: [this.core.card()],
+        servers: [options.card ?? this.core.card()],
       });
     }
     return device;

@@ -83,3 +83,37 @@ export class UnknownType extends MeowError {
     super("UnknownType", message, options);
   }
 }
+
+/**
+ * A relay refused a whole request (too large, busy, unreadable): nothing of
+ * it was applied. The kernel backs off (after `retryAfterMs` when the relay
+ * named a time), retries with what it can change, and reports it.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { RelayRefused } from "./errors.ts";
+ * const e = new RelayRefused("Relay r1 refused a poll: BUSY (too many long polls)", {
+ *   relayCode: "BUSY",
+ *   retryAfterMs: 500,
+ * });
+ * assert.equal(e.code, "RelayRefused");
+ * assert.equal(e.retryAfterMs, 500);
+ * ```
+ */
+export class RelayRefused extends MeowError {
+  /** The relay's error code (`TOO_LARGE`, `BUSY`, `MALFORMED`, …). */
+  readonly relayCode: string;
+  /** When the relay asked to be retried, in ms (0: not said). */
+  readonly retryAfterMs: number;
+  /** @param message which relay refused what, and what it said */
+  constructor(
+    message: string,
+    details: { relayCode: string; retryAfterMs?: number },
+    options?: ErrorOptions,
+  ) {
+    super("RelayRefused", message, options);
+    this.relayCode = details.relayCode;
+    this.retryAfterMs = details.retryAfterMs ?? 0;
+  }
+}

@@ -30,6 +30,7 @@ import {
   PeerType,
   ProfileSchema,
   type ServerCard,
+  type ServerError,
   ToServerMessageSchema,
   type UserMessage,
 } from "../proto/gen/meow_pb.ts";
@@ -46,6 +47,7 @@ import {
   BadSignature,
   Malformed,
   MeowError,
+  RelayRefused,
   Replay,
   UnknownDestination,
   UnknownType,
@@ -59,7 +61,15 @@ import {
   HELLO_TYPE,
   isPending,
 } from "./invitation.ts";
-import { assertUsablePeer, myLookupKey, pack, signedBytes, unpack } from "./pipeline.ts";
+import {
+  assertUsablePeer,
+  myLookupKey,
+  pack,
+  packedBytes,
+  signedBytes,
+  unpack,
+} from "./pipeline.ts";
+import { type RelayLimits, relayLimits } from "./relay_limits.ts";
 import type {
   KernelEventName,
   KernelEvents,
@@ -79,7 +89,65 @@ import { TransportError } from "./ports.ts";
 export type KernelObservation =
   | { kind: "outbound"; peerUid: string; message: UserMessage; packed: PackedUserMessage }
   | { kind: "inbound"; peerUid: string; message: UserMessage; packed: PackedUserMessage }
-  | { kind: "rejected"; error: MeowError; packed: PackedUserMessage };
+  | { kind: "rejected"; error: MeowError; packed: PackedUserMessage }
+  | {
+    kind: "relay";
+    serverUid: string;
+    request: RelayRequestKind;
+    /** The new state of that kind of request, or `dropped`: the relay will never take one message. */
+    state: RelayHealth["state"] | "dropped";
+    detail: string;
+  };
+
+/** The kinds of relay request whose health the kernel tracks. */
+export type RelayRequestKind = "poll" | "send";
+
+/** How a relay treated this device's last request of one kind ({@linkcode Kernel.relayHealth}). */
+export interface RelayHealth {
+  /** The relay's uid. */
+  serverUid: string;
+  /** The relay's name from its card. */
+  serverName: string;
+  /** Which requests: polls (pulls and acks) or sends (the outbox). */
+  request: RelayRequestKind;
+  /** `ok`: accepted; `refused`: the relay refused it (or some of its pulls); `unreachable`: no answer. */
+  state: "ok" | "refused" | "unreachable";
+  /** When this state began, in clock ms. */
+  since: number;
+  /** What the relay or the transport said ("" when ok). */
+  detail: string;
+  /** Requests the relay refused so far. */
+  refusals: number;
+  /** Messages the relay will never take (too large), dropped from the outbox. */
+  dropped: number;
+  /** When a request was last accepted, in clock ms (0: never). */
+  lastOkAt: number;
+}
+
+/** One request's share of a poll round: queues to pull, with the acks waiting for them. */
+interface PullChunk {
+  keys: { lookupKey: string; peer: PeerRecord }[];
+  /** Acks it carries. */
+  acks: number;
+  /** Estimated request bytes. */
+  bytes: number;
+}
+
+/** What one pull request did. */
+interface ChunkResult {
+  /** The relay answered (not refused as a whole, not unreachable). */
+  answered: boolean;
+  /** Every pull of it was authorised. */
+  clean: boolean;
+  accepted: number;
+  /** Messages the answer carried. */
+  messages: number;
+  acksSent: number;
+  /** The answer held as many messages as the relay sends at most: more may wait. */
+  full: boolean;
+  /** Why it did not go through. */
+  error?: MeowError | TransportError;
+}
 
 /** Log levels, lowest first. */
 export type LogLevel = "debug" | "info" | "warn" | "error";
@@ -135,8 +203,14 @@ export interface KernelOptions {
 
 /** Rounds of pull-then-ack one poll makes before it yields, so a busy queue cannot hold the device. */
 const POLL_ROUNDS_MAX = 8;
-/** Messages in one answer past which a poll goes on at once (the relay may cap its answers). */
-const POLL_ANSWER_LARGE = 32;
+/** What one pull request adds to a request, in bytes at most (lookup key, time, signature, framing). */
+const PULL_BYTES = 160;
+/** What one ack adds to a request, in bytes at most (a delivery uuid and framing). */
+const ACK_BYTES = 40;
+/** Framing one packed message adds inside a request, in bytes at most. */
+const MESSAGE_FRAMING_BYTES = 16;
+/** What a request adds around its pulls, acks and messages, in bytes at most (envelope, sealing). */
+const REQUEST_OVERHEAD_BYTES = 512;
 /** First retry delay of a failed delivery, in ms; doubles per attempt up to `retryMsMax`. */
 const RETRY_MS_MIN = 500;
 /** Length of generated relay short codes, in characters. */
@@ -203,7 +277,12 @@ export class Kernel {
   #devices = new Map<string, PeerRecord>();
   #lookup = new Map<string, string>();
   #outbox = new Map<string, OutboxEntry>();
-  #acks = new Map<string, string[]>();
+  /** Per relay, per queue: delivery uuids committed here and not yet acked. */
+  #acks = new Map<string, Map<string, string[]>>();
+  /** Per relay: the most pulls per request after the relay refused a larger one. */
+  readonly #pullChunkMax = new Map<string, number>();
+  /** Per `relay uid` + request kind: how the relay treated the last request. */
+  readonly #relayHealth = new Map<string, RelayHealth>();
   #lastPullTs = new Map<string, number>();
   #queue: Promise<unknown> = Promise.resolve();
   #closed = false;
@@ -747,12 +826,83 @@ export class Kernel {
     }
     let delivered = 0;
     for (const entries of byServer.values()) {
-      for (let i = 0; i < entries.length; i += this.#outboxBatchMax) {
+      for (const batch of await this.#batches(entries)) {
         if (signal?.aborted || this.#closed) return delivered;
-        delivered += await this.#deliver(entries.slice(i, i + this.#outboxBatchMax), signal);
+        delivered += await this.#deliver(batch, signal);
       }
     }
     return delivered;
+  }
+
+  /**
+   * Splits one relay's due entries into requests within its card's limits
+   * (messages per request, request bytes). An entry larger than the relay
+   * stores can never leave: it is dropped, reported and counted, not sent.
+   */
+  async #batches(entries: OutboxEntry[]): Promise<OutboxEntry[][]> {
+    const server = entries[0].server!;
+    const limits = relayLimits(server);
+    const countMax = Math.min(this.#outboxBatchMax, limits.messagesPerRequestMax);
+    const bytesMax = limits.requestBytesMax - REQUEST_OVERHEAD_BYTES;
+    const batches: OutboxEntry[][] = [];
+    const tooLarge: OutboxEntry[] = [];
+    let batch: OutboxEntry[] = [];
+    let bytes = 0;
+    for (const entry of entries) {
+      const size = packedBytes(entry.packed!);
+      if (size > limits.messageBytesMax) {
+        tooLarge.push(entry);
+        continue;
+      }
+      if (batch.length >= countMax || (batch.length > 0 && bytes + size > bytesMax)) {
+        batches.push(batch);
+        batch = [];
+        bytes = 0;
+      }
+      batch.push(entry);
+      bytes += size + MESSAGE_FRAMING_BYTES;
+    }
+    if (batch.length > 0) batches.push(batch);
+    if (tooLarge.length > 0) {
+      for (const entry of tooLarge) {
+        this.#dropped(
+          server,
+          entry,
+          `${
+            packedBytes(entry.packed!)
+          } bytes, more than the relay's messageBytesMax ${limits.messageBytesMax}`,
+        );
+      }
+      await this.#serial(() => this.#commitOutbox(tooLarge.map((e) => e.id), []));
+    }
+    return batches;
+  }
+
+  /** Reports an outbox entry the relay will never take (it is removed by the caller). */
+  #dropped(server: ServerCard, entry: OutboxEntry, why: string): void {
+    const detail = `message ${entry.messageUuid || entry.id} dropped: ${why}`;
+    this.#log("error", `${this.#name} outbox ${server.name || server.uid}: ${detail}`);
+    const key = `${server.uid} send`;
+    const old = this.#relayHealth.get(key);
+    const now = this.clock.now();
+    this.#relayHealth.set(key, {
+      serverUid: server.uid,
+      serverName: server.name,
+      request: "send",
+      state: old?.state ?? "ok",
+      since: old?.since ?? now,
+      detail: old?.detail ?? "",
+      refusals: old?.refusals ?? 0,
+      dropped: (old?.dropped ?? 0) + 1,
+      lastOkAt: old?.lastOkAt ?? 0,
+    });
+    this.#observe({
+      kind: "relay",
+      serverUid: server.uid,
+      request: "send",
+      state: "dropped",
+      detail,
+    });
   }
 
   async #deliver(entries: OutboxEntry[], signal?: AbortSignal): Promise<number> {
@@ -769,17 +919,17 @@ export class Kernel {
         "debug",
         `${this.#name} outbox: ${server.name || server.uid} unreachable: ${e.message}`,
       );
+      this.#health(server, "send", "unreachable", e.message);
       await this.#reschedule(entries);
       return 0;
     }
-    if (answer.errors.some((e) => e.messageIndex === 0)) {
-      this.#log(
-        "warn",
-        `${this.#name} outbox: relay refused the request: ${answer.errors[0].detail}`,
-      );
-      await this.#reschedule(entries);
+    const refusal = answer.errors.find((e) => e.messageIndex === 0 && e.lookupKey === "");
+    if (refusal) {
+      const error = this.#refused(server, "send", refusal);
+      await this.#reschedule(entries, error.retryAfterMs);
       return 0;
     }
+    this.#health(server, "send", "ok", "");
     const failed = new Map(answer.errors.map((e) => [e.messageIndex - 1, e]));
     const done: string[] = [];
     const retry: OutboxEntry[] = [];
@@ -787,10 +937,7 @@ export class Kernel {
       const error = failed.get(i);
       if (!error) return done.push(entry.id);
       if (error.code === ErrorCode.TOO_LARGE) {
-        this.#log(
-          "error",
-          `${this.#name} outbox: message ${entry.messageUuid} is too large for the relay; dropped`,
-        );
+        this.#dropped(server, entry, `the relay refused it: ${error.detail}`);
         return done.push(entry.id);
       }
       retry.push(entry);
@@ -800,14 +947,17 @@ export class Kernel {
     return done.length;
   }
 
-  #reschedule(entries: OutboxEntry[]): Promise<void> {
+  /** Retries `entries` later: exponential backoff with jitter, at least `retryAfterMs`. */
+  #reschedule(entries: OutboxEntry[], retryAfterMs = 0): Promise<void> {
     const now = this.clock.now();
     const updated = entries.filter((e) => this.#outbox.has(e.id)).map((entry) => {
       const next = clone(OutboxEntrySchema, entry);
       next.attempts += 1;
       const backoff = Math.min(this.#retryMsMax, RETRY_MS_MIN * 2 ** Math.min(16, entry.attempts));
-      next.nextAttemptAt = now + backoff / 2 +
-        randomInt(this.random, Math.max(1, Math.floor(backoff / 2)));
+      next.nextAttemptAt = now + Math.max(
+        retryAfterMs,
+        backoff / 2 + randomInt(this.random, Math.max(1, Math.floor(backoff / 2))),
+      );
       return next;
     });
     return this.#serial(() => this.#commitOutbox([], updated));
@@ -877,53 +1027,254 @@ export class Kernel {
       deferAcks?: boolean;
     },
   ): Promise<number> {
-    const { timeoutMs, signal } = options;
+    const { signal } = options;
+    const limits = relayLimits(server);
+    const timeoutMs = Math.min(options.timeoutMs, limits.longPollMsMax);
     let accepted = 0;
     for (let round = 0; round < POLL_ROUNDS_MAX; round++) {
-      const keys = this.pullKeys();
-      const acks = this.#acks.get(server.uid) ?? [];
-      if (keys.length === 0 && acks.length === 0) break;
-      const now = this.clock.now();
-      const pullRequests = await Promise.all(keys.map(({ lookupKey, peer }) => {
-        // Signatures are single-use: never sign two pulls of one key with one timestamp.
-        const ts = Math.max(now, (this.#lastPullTs.get(lookupKey) ?? 0) + 1);
-        this.#lastPullTs.set(lookupKey, ts);
-        return signPull({ server, lookup: peer.myLookup!, now: ts });
-      }));
-      const answer = await this.#request(server, {
-        pullRequests,
-        acks,
-        timeoutMs: round === 0 ? timeoutMs : 0,
-      }, { signal: options.requestSignal ?? signal });
-      this.#acks.set(
-        server.uid,
-        (this.#acks.get(server.uid) ?? []).filter((a) => !acks.includes(a)),
-      );
-      for (const error of answer.errors) {
-        this.#log(
-          "warn",
-          `${this.#name} poll ${server.name || server.uid}: ${
-            ErrorCode[error.code]
-          } ${error.detail}`,
-        );
+      const chunks = this.#pullChunks(server, limits);
+      if (chunks.length === 0) break;
+      const started = this.clock.now();
+      const wait = round === 0 ? timeoutMs : 0;
+      // Several long polls at once, one per chunk: the first that brings anything ends the
+      // others, so no queue waits behind another chunk's long poll.
+      const together = wait > 0 && chunks.length > 1;
+      const early = new AbortController();
+      const requestSignal = options.requestSignal ?? signal;
+      const poll = async (chunk: PullChunk): Promise<ChunkResult> => {
+        const result = await this.#pollChunk(server, chunk, {
+          timeoutMs: wait,
+          signal,
+          requestSignal: together
+            ? (requestSignal ? AbortSignal.any([requestSignal, early.signal]) : early.signal)
+            : requestSignal,
+          limits,
+        });
+        if (together && result.messages > 0) early.abort();
+        return result;
+      };
+      const results: ChunkResult[] = [];
+      if (together) results.push(...await Promise.all(chunks.map(poll)));
+      else {
+        for (const chunk of chunks) {
+          results.push(await poll(chunk));
+          if (signal?.aborted || this.#closed) return accepted;
+        }
       }
-      for (const packed of answer.chat) {
-        if (signal?.aborted || this.#closed) return accepted;
-        const outcome = await this.receive(packed);
-        if (outcome.kind === "accepted") accepted++;
-        if (outcome.kind === "deferred") continue;
-        const pending = this.#acks.get(server.uid) ?? [];
-        pending.push(packed.serverDeliveryUuid);
-        this.#acks.set(server.uid, pending);
+      accepted += results.reduce((n, r) => n + r.accepted, 0);
+      const messages = results.reduce((n, r) => n + r.messages, 0);
+      const failure = results.find((r) => r.error)?.error;
+      if (results.some((r) => r.answered)) this.#lastPollAt = this.clock.now();
+      if (results.every((r) => r.answered && r.clean) && messages === 0) {
+        const acked = results.reduce((n, r) => n + r.acksSent, 0);
+        if (acked === 0) this.#quietPollAt.set(server.uid, started);
       }
-      this.#lastPollAt = this.clock.now();
-      if (answer.chat.length === 0 && acks.length === 0) this.#quietPollAt.set(server.uid, now);
-      if (answer.chat.length === 0 && (this.#acks.get(server.uid) ?? []).length === 0) break;
-      // Another round only to ack can wait for the next poll, unless the answer was large
-      // enough that the relay may have held more back.
-      if (options.deferAcks && answer.chat.length < POLL_ANSWER_LARGE) break;
+      if (failure) {
+        // A request too large for the relay goes again at once, in smaller chunks.
+        const largest = Math.max(...chunks.map((c) => c.keys.length));
+        const shrink = failure instanceof RelayRefused && failure.relayCode === "TOO_LARGE" &&
+          largest > 1 && round < POLL_ROUNDS_MAX - 1;
+        if (!shrink) throw failure;
+        this.#pullChunkMax.set(server.uid, Math.floor(largest / 2));
+        continue;
+      }
+      if (signal?.aborted || this.#closed) return accepted;
+      if (messages === 0 && !this.#hasAcks(server.uid)) break;
+      // Another round only to ack can wait for the next poll, unless an answer was full:
+      // the relay may have held more back.
+      if (options.deferAcks && !results.some((r) => r.full)) break;
     }
     return accepted;
+  }
+
+  /** The pulls and acks of one poll round, split to the relay's limits. */
+  #pullChunks(server: ServerCard, limits: RelayLimits): PullChunk[] {
+    const keys = this.pullKeys();
+    const pending = this.#acks.get(server.uid);
+    if (pending) {
+      // Acks count only with a pull of their queue: those of queues no longer pulled go.
+      const pulled = new Set(keys.map((k) => k.lookupKey));
+      for (const queue of [...pending.keys()]) if (!pulled.has(queue)) pending.delete(queue);
+    }
+    const pullsMax = Math.min(
+      limits.pullRequestsMax,
+      this.#pullChunkMax.get(server.uid) ?? limits.pullRequestsMax,
+    );
+    const bytesMax = limits.requestBytesMax - REQUEST_OVERHEAD_BYTES;
+    const chunks: PullChunk[] = [];
+    let chunk: PullChunk | undefined;
+    for (const key of keys) {
+      const acks = pending?.get(key.lookupKey) ?? [];
+      const bytes = PULL_BYTES + Math.min(acks.length, limits.acksPerRequestMax) * ACK_BYTES;
+      if (
+        !chunk || chunk.keys.length >= pullsMax || chunk.bytes + bytes > bytesMax ||
+        (acks.length > 0 && chunk.acks >= limits.acksPerRequestMax)
+      ) {
+        chunk = { keys: [], acks: 0, bytes: 0 };
+        chunks.push(chunk);
+      }
+      chunk.keys.push(key);
+      chunk.bytes += bytes;
+      chunk.acks += Math.min(acks.length, limits.acksPerRequestMax - chunk.acks);
+    }
+    return chunks;
+  }
+
+  #hasAcks(serverUid: string): boolean {
+    for (const acks of this.#acks.get(serverUid)?.values() ?? []) if (acks.length > 0) return true;
+    return false;
+  }
+
+  /**
+   * One pull request: the chunk's queues with the acks waiting for them. Never
+   * throws for the relay's sake: a transport failure or a refusal comes back
+   * as the result's `error`, with the acks put back for the next request.
+   */
+  async #pollChunk(
+    server: ServerCard,
+    chunk: PullChunk,
+    options: {
+      timeoutMs: number;
+      signal?: AbortSignal;
+      requestSignal?: AbortSignal;
+      limits: RelayLimits;
+    },
+  ): Promise<ChunkResult> {
+    const { signal, limits } = options;
+    const result: ChunkResult = {
+      answered: false,
+      clean: false,
+      accepted: 0,
+      messages: 0,
+      acksSent: 0,
+      full: false,
+    };
+    const now = this.clock.now();
+    const pending = this.#acks.get(server.uid) ?? new Map<string, string[]>();
+    this.#acks.set(server.uid, pending);
+    const taken: [string, string[]][] = [];
+    let budget = limits.acksPerRequestMax;
+    for (const { lookupKey } of chunk.keys) {
+      const acks = pending.get(lookupKey) ?? [];
+      if (acks.length === 0 || budget === 0) continue;
+      const sent = acks.slice(0, budget);
+      budget -= sent.length;
+      taken.push([lookupKey, sent]);
+      if (sent.length === acks.length) pending.delete(lookupKey);
+      else pending.set(lookupKey, acks.slice(sent.length));
+    }
+    const restore = () => {
+      for (const [queue, acks] of taken) {
+        pending.set(queue, [...acks, ...(pending.get(queue) ?? [])]);
+      }
+    };
+    const pullRequests = await Promise.all(chunk.keys.map(({ lookupKey, peer }) => {
+      // Signatures are single-use: never sign two pulls of one key with one timestamp.
+      const ts = Math.max(now, (this.#lastPullTs.get(lookupKey) ?? 0) + 1);
+      this.#lastPullTs.set(lookupKey, ts);
+      return signPull({ server, lookup: peer.myLookup!, now: ts });
+    }));
+    const acks = taken.flatMap(([, a]) => a);
+    let answer: FromServerMessage;
+    try {
+      answer = await this.#request(server, {
+        pullRequests,
+        acks,
+        timeoutMs: options.timeoutMs,
+      }, { signal: options.requestSignal });
+    } catch (e) {
+      restore();
+      if (!(e instanceof TransportError || e instanceof MeowError)) throw e;
+      // Ended on purpose (stopped, or another chunk's long poll brought something): no failure.
+      if (options.requestSignal?.aborted) return result;
+      this.#health(server, "poll", "unreachable", e.message);
+      result.error = e;
+      return result;
+    }
+    const refusal = answer.errors.find((e) => e.messageIndex === 0 && e.lookupKey === "");
+    if (refusal) {
+      restore();
+      result.error = this.#refused(server, "poll", refusal);
+      return result;
+    }
+    result.answered = true;
+    result.acksSent = acks.length;
+    const keyErrors = answer.errors.filter((e) => e.lookupKey !== "");
+    if (keyErrors.length > 0) {
+      const detail = keyErrors.map((e) =>
+        `${ErrorCode[e.code]} for queue ${e.lookupKey.slice(0, 8)}…: ${e.detail}`
+      ).join("; ");
+      this.#log("warn", `${this.#name} poll ${server.name || server.uid}: ${detail}`);
+      this.#health(server, "poll", "refused", detail);
+    } else {
+      result.clean = true;
+      this.#health(server, "poll", "ok", "");
+    }
+    result.messages = answer.chat.length;
+    result.full = answer.chat.length >= limits.pullMessagesMax;
+    for (const packed of answer.chat) {
+      if (signal?.aborted || this.#closed) return result;
+      const outcome = await this.receive(packed);
+      if (outcome.kind === "accepted") result.accepted++;
+      if (outcome.kind === "deferred") continue;
+      const queue = pending.get(packed.destination) ?? [];
+      queue.push(packed.serverDeliveryUuid);
+      pending.set(packed.destination, queue);
+    }
+    return result;
+  }
+
+  /** Records and reports a relay's refusal of a whole request; the error to surface. */
+  #refused(server: ServerCard, request: RelayRequestKind, error: ServerError): RelayRefused {
+    const code = ErrorCode[error.code] ?? String(error.code);
+    const detail = `${code} (${error.detail})`;
+    this.#log(
+      "warn",
+      `${this.#name} ${request} ${
+        server.name || server.uid
+      }: the relay refused the request: ${detail}`,
+    );
+    this.#health(server, request, "refused", detail);
+    return new RelayRefused(
+      `Relay ${server.name || server.uid} refused a ${request} request: ${detail}`,
+      { relayCode: code, retryAfterMs: Number(error.retryAfterMs) },
+    );
+  }
+
+  /** Moves a relay's health for one kind of request; a change is observed. */
+  #health(
+    server: ServerCard,
+    request: RelayRequestKind,
+    state: RelayHealth["state"],
+    detail: string,
+  ): void {
+    const key = `${server.uid} ${request}`;
+    const now = this.clock.now();
+    const old = this.#relayHealth.get(key);
+    const health: RelayHealth = {
+      serverUid: server.uid,
+      serverName: server.name,
+      request,
+      state,
+      since: old?.state === state ? old.since : now,
+      detail,
+      refusals: (old?.refusals ?? 0) + (state === "refused" ? 1 : 0),
+      dropped: old?.dropped ?? 0,
+      lastOkAt: state === "ok" ? now : old?.lastOkAt ?? 0,
+    };
+    this.#relayHealth.set(key, health);
+    if (old?.state !== state) {
+      this.#observe({ kind: "relay", serverUid: server.uid, request, state, detail });
+    }
+  }
+
+  /**
+   * How each relay treated this device's last requests, per kind (`poll`,
+   * `send`): whether they were accepted, refused (and why) or could not reach
+   * it, and since when.
+   */
+  relayHealth(): RelayHealth[] {
+    return [...this.#relayHealth.values()].map((h) => ({ ...h }));
   }
 
   /**
@@ -1030,6 +1381,7 @@ export class Kernel {
       const restart = new AbortController();
       if (this.#longPollMs > 0) this.#pollRestarts.set(server.uid, restart);
       const waiting = AbortSignal.any([signal, restart.signal]);
+      let retryAfterMs = 0;
       try {
         // The relay applies acks before it reads the queues: the next poll carries them.
         await this.#pollServer(server, {
@@ -1048,14 +1400,16 @@ export class Kernel {
               `${this.#name} poll ${server.name || server.uid} failed: ${(e as Error).stack}`,
             );
           }
+          if (e instanceof RelayRefused) retryAfterMs = e.retryAfterMs;
           failures++;
         }
       } finally {
         this.#pollRestarts.delete(server.uid);
       }
-      const wait = failures === 0
+      const backoff = failures === 0
         ? this.#pollIntervalMs
         : Math.min(this.#retryMsMax, this.#pollIntervalMs * 2 ** Math.min(8, failures - 1));
+      const wait = Math.max(backoff, retryAfterMs);
       try {
         if (!restart.signal.aborted) await this.clock.sleep(wait, signal);
       } catch {

@@ -18,7 +18,10 @@ export type {
   KernelOptions,
   LogLevel,
   ReceiveOutcome,
+  RelayHealth,
+  RelayRequestKind,
 } from "./kernel.ts";
+export { ASSUMED_LIMITS, type RelayLimits, relayLimits } from "./relay_limits.ts";
 export type {
   EventHooks,
   KernelEventName,

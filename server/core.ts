@@ -181,6 +181,8 @@ export class ServerCore {
         longPollsOpenMax: limits.longPollsOpenMax,
         pullRequestsMax: limits.pullRequestsMax,
         requestBytesMax: limits.requestBytesMax,
+        acksPerRequestMax: limits.acksPerRequestMax,
+        pullMessagesMax: limits.pullMessagesMax,
       }),
     });
   }
@@ -408,17 +410,21 @@ export class ServerCore {
         }));
         return;
       }
-      message.serverDeliveryUuid = uuids[i];
-      message.serverReceivedMs = now;
-      const bytes = encode(PackedUserMessageSchema, message);
-      if (bytes.length > this.limits.messageBytesMax) {
+      // The limit counts the message as its sender packed it, before the relay's own fields.
+      message.serverDeliveryUuid = "";
+      message.serverReceivedMs = 0;
+      const sent = encode(PackedUserMessageSchema, message).length;
+      if (sent > this.limits.messageBytesMax) {
         answer.errors.push(error(
           ErrorCode.TOO_LARGE,
-          `message of ${bytes.length} bytes exceeds messageBytesMax ${this.limits.messageBytesMax}`,
+          `message of ${sent} bytes exceeds messageBytesMax ${this.limits.messageBytesMax}`,
           { messageIndex: i + 1, lookupKey: message.destination },
         ));
         return;
       }
+      message.serverDeliveryUuid = uuids[i];
+      message.serverReceivedMs = now;
+      const bytes = encode(PackedUserMessageSchema, message);
       batch.push({ queue: message.destination, deliveryUuid: uuids[i], receivedMs: now, bytes });
       indexes.push(i);
     });

@@ -8,9 +8,8 @@
 export const PULL_FRESHNESS_MS = 5 * 60 * 1000;
 
 /**
- * Every limit of a relay. The first eight are published in the card
- * (`ServerLimits`); `pullMessagesMax` and `acksPerRequestMax` have no card
- * field and are documented here and in `server/README.md`.
+ * Every limit of a relay, each published in the card (`ServerLimits`) so
+ * clients keep within them.
  */
 export interface ServerLimitsInit {
   /**
@@ -44,8 +43,9 @@ export interface ServerLimitsInit {
    */
   longPollsOpenMax: number;
   /**
-   * Most pull requests one request may carry.
-   * @default {16}
+   * Most pull requests one request may carry: enough for a device with a couple of hundred
+   * contacts in one long poll (a device with more splits its pulls into several requests).
+   * @default {256}
    */
   pullRequestsMax: number;
   /**
@@ -73,7 +73,7 @@ export const DEFAULT_LIMITS: Readonly<ServerLimitsInit> = Object.freeze({
   retentionMs: 14 * 24 * 60 * 60 * 1000,
   longPollMsMax: 30_000,
   longPollsOpenMax: 1000,
-  pullRequestsMax: 16,
+  pullRequestsMax: 256,
   requestBytesMax: 1024 * 1024,
   pullMessagesMax: 64,
   acksPerRequestMax: 1024,

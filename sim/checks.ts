@@ -263,6 +263,38 @@ function decryptClean(input: CheckInput): ExpectationResult {
   return pass("decrypt_clean");
 }
 
+/**
+ * relay_clean: no device ended the run refused by a relay (every refusal was
+ * followed by an accepted request of the same kind), and no relay refused a
+ * message for good.
+ */
+function relayClean(input: CheckInput): ExpectationResult {
+  const last = new Map<string, { state: string; detail: string; at: number }>();
+  let dropped: { device: string; relay: string; detail: string } | undefined;
+  for (const e of input.recording.relayEvents) {
+    if (e.state === "dropped") {
+      dropped ??= e;
+      continue;
+    }
+    last.set(`${e.device} ${e.relay} ${e.request}`, e);
+  }
+  if (dropped) {
+    return fail(
+      "relay_clean",
+      `relay ${dropped.relay} refused for good: ${dropped.device}: ${dropped.detail}`,
+    );
+  }
+  for (const [key, e] of last) {
+    if (e.state !== "refused") continue;
+    const [device, relay, request] = key.split(" ");
+    return fail(
+      "relay_clean",
+      `${device} was still refused by relay ${relay} at the end (${request} requests, since ${e.at} ms): ${e.detail}`,
+    );
+  }
+  return pass("relay_clean");
+}
+
 /** Delivery latency of each message delivered while every device involved was up. */
 export function latency(input: CheckInput): Latency {
   const samples: number[] = [];
@@ -324,6 +356,8 @@ export function check(expectation: Expectation, input: CheckInput): ExpectationR
       return forwarded(input);
     case "decrypt_clean":
       return decryptClean(input);
+    case "relay_clean":
+      return relayClean(input);
     case "delivered_within": {
       const l = latency(input);
       const name = "delivered_within";

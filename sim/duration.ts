@@ -1,19 +1,19 @@
 /**
  * Durations as scenario files write them: a number of milliseconds, or a
- * string with a unit (`250ms`, `10s`, `5m`, `1h`). Everything downstream works
+ * string with a unit (`250ms`, `10s`, `5m`, `1h`, `3d`). Everything downstream works
  * in whole milliseconds.
  *
  * @module
  */
 
 /** What a duration looks like, for error messages. */
-export const DURATION_EXPECTED = "a number of ms or a string like 250ms, 10s, 5m, 1h";
+export const DURATION_EXPECTED = "a number of ms or a string like 250ms, 10s, 5m, 1h, 3d";
 
 /** Milliseconds per unit a duration string may carry. */
-const UNIT_MS = { ms: 1, s: 1_000, m: 60_000, h: 3_600_000 } as const;
+const UNIT_MS = { ms: 1, s: 1_000, m: 60_000, h: 3_600_000, d: 86_400_000 } as const;
 
 /** A number (digits, an optional fraction) and a unit; nothing else, not even a space between. */
-const DURATION_PATTERN = /^(\d+(?:\.\d+)?)(ms|s|m|h)$/;
+const DURATION_PATTERN = /^(\d+(?:\.\d+)?)(ms|s|m|h|d)$/;
 
 /**
  * Reads a duration into whole milliseconds, or returns `undefined` when the
@@ -64,7 +64,7 @@ export function formatDuration(ms: number): string {
     throw new RangeError(`Cannot format duration: ${ms} is not a non-negative whole number of ms`);
   }
   if (ms === 0) return "0s";
-  for (const unit of ["h", "m", "s"] as const) {
+  for (const unit of ["d", "h", "m", "s"] as const) {
     if (ms % UNIT_MS[unit] === 0) return `${ms / UNIT_MS[unit]}${unit}`;
   }
   return `${ms}ms`;

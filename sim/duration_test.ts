@@ -31,7 +31,7 @@ Deno.test("parseDuration() refuses what is not a duration", () => {
       "10",
       "s",
       "-1s",
-      "1d",
+      "1w",
       "1e3ms",
       "",
       -1,
@@ -58,4 +58,11 @@ Deno.test("formatDuration() picks the largest exact unit and round-trips", () =>
     assert.equal(parseDuration(formatDuration(ms)), ms);
   }
   assert.throws(() => formatDuration(-1), RangeError);
+});
+
+Deno.test("parseDuration() reads days and formatDuration() writes them", () => {
+  assert.equal(parseDuration("3d"), 3 * 86_400_000);
+  assert.equal(parseDuration("1.5d"), 36 * 3_600_000);
+  assert.equal(formatDuration(2 * 86_400_000), "2d");
+  assert.equal(formatDuration(36 * 3_600_000), "36h");
 });

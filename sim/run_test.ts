@@ -115,10 +115,40 @@ Deno.test("every checker passes on the healthy base run", async () => {
     "server_blind",
     "forwarded",
     "decrypt_clean",
+    "relay_clean",
     { delivered_within: { p99: "10s" } },
     { count: { messages: 11 } },
   ]));
   assert.deepEqual(report.expectations.filter((e) => !e.ok), []);
+});
+
+Deno.test("relay_clean fails when a relay refuses a device's requests to the end", async () => {
+  // A relay that reads no request over 300 bytes refuses every poll and every send.
+  const report = await runScenario(base(["relay_clean"], { limits: { request_bytes_max: 300 } }));
+  assert.match(
+    failed(report, "relay_clean"),
+    /(alice|bob)\/\w+ was still refused by relay relay at the end \((poll|send) requests.*TOO_LARGE/,
+  );
+});
+
+Deno.test("relay_clean fails when a relay will never take a message", async () => {
+  // Room for the pairing and sync, not for a chat text of 2,000 characters.
+  const scenario = base(["relay_clean", "no_loss"], { limits: { message_bytes_max: 2500 } });
+  scenario.steps.push({
+    kind: "send",
+    atMs: 50_000,
+    index: scenario.steps.length,
+    from: "bob/phone",
+    to: "alice",
+    text: "x".repeat(2000),
+    count: 1,
+    everyMs: 0,
+  });
+  const report = await runScenario(scenario);
+  assert.match(
+    failed(report, "relay_clean"),
+    /refused for good: (alice|bob)\/\w+: message .* dropped: \d+ bytes, more than the relay.s messageBytesMax 2500/,
+  );
 });
 
 Deno.test("no_loss fails when a plugin drops an outgoing message", async () => {

@@ -185,7 +185,8 @@ export type SimpleExpectationName =
   | "root_key_private"
   | "server_blind"
   | "forwarded"
-  | "decrypt_clean";
+  | "decrypt_clean"
+  | "relay_clean";
 
 /** One expectation checked at the end of a run (docs/SCENARIOS.md, "Expectations"). */
 export type Expectation =
@@ -211,6 +212,8 @@ export interface Scenario {
   network: NetworkSpec;
   /** How often an online device polls its relays. @default 2000 */
   pollIntervalMs: number;
+  /** Relay limits the file sets (every relay of the run gets them); the rest are the relay's defaults. */
+  limits: ScenarioLimits;
   /** Users in file order, generated groups expanded in place. */
   users: UserSpec[];
   /** Steps stably sorted by `atMs` (file order for equal times). */
@@ -220,6 +223,38 @@ export interface Scenario {
   /** Where the scenario came from (the file path), for messages. */
   source: string;
 }
+
+/** Relay limits a scenario may set, in the relay's units (ms, bytes, counts). */
+export interface ScenarioLimits {
+  retentionMs?: number;
+  longPollMsMax?: number;
+  messageBytesMax?: number;
+  messagesPerRequestMax?: number;
+  queueLengthMax?: number;
+  longPollsOpenMax?: number;
+  pullRequestsMax?: number;
+  requestBytesMax?: number;
+  pullMessagesMax?: number;
+  acksPerRequestMax?: number;
+}
+
+/** A scenario file's `limits:` keys: durations, and counts or bytes. */
+export const LIMIT_DURATIONS = {
+  retention: "retentionMs",
+  long_poll_max: "longPollMsMax",
+} as const;
+export const LIMIT_COUNTS = {
+  message_bytes_max: "messageBytesMax",
+  messages_per_request_max: "messagesPerRequestMax",
+  queue_length_max: "queueLengthMax",
+  long_polls_open_max: "longPollsOpenMax",
+  pull_requests_max: "pullRequestsMax",
+  request_bytes_max: "requestBytesMax",
+  pull_messages_max: "pullMessagesMax",
+  acks_per_request_max: "acksPerRequestMax",
+} as const;
+/** The largest count limit a file may set (the card's fields are 32-bit). */
+const limitCountMax = 0xffffffff;
 
 // ---------------------------------------------------------------------------
 // Input, for scenario modules written in TypeScript
@@ -286,6 +321,11 @@ export interface ScenarioInput {
     drop?: number;
   };
   poll?: { interval?: DurationInput };
+  limits?:
+    & { -readonly [K in keyof typeof LIMIT_DURATIONS]?: DurationInput }
+    & {
+      -readonly [K in keyof typeof LIMIT_COUNTS]?: number;
+    };
   users?: UserInput[];
   steps?: StepInput[];
   expect?: ExpectationInput[];
@@ -375,6 +415,7 @@ const SIMPLE_EXPECTATIONS: readonly SimpleExpectationName[] = [
   "server_blind",
   "forwarded",
   "decrypt_clean",
+  "relay_clean",
 ];
 const EXPECTATION_NAMES = [...SIMPLE_EXPECTATIONS, "delivered_within", "count"];
 
@@ -515,6 +556,7 @@ class Reader {
       "servers",
       "network",
       "poll",
+      "limits",
       "users",
       "steps",
       "expect",
@@ -535,6 +577,7 @@ class Reader {
     if (top.servers !== undefined) this.#servers = this.#names(top.servers, "servers", "relay");
     const network = this.#network(top.network);
     const pollIntervalMs = this.#poll(top.poll);
+    const limits = this.#limits(top.limits);
     const users = this.#users(top.users);
     const steps = this.#list(top.steps, "steps").map((s, i) => this.#step(s, i));
     steps.sort((a, b) => a.atMs - b.atMs || a.index - b.index);
@@ -548,6 +591,7 @@ class Reader {
       servers: [...this.#servers],
       network,
       pollIntervalMs,
+      limits,
       users,
       steps,
       expect,
@@ -590,6 +634,26 @@ class Reader {
       if (f[key] !== undefined) network[key] = this.#probability(f[key], `network.${key}`);
     }
     return network;
+  }
+
+  #limits(raw: unknown): ScenarioLimits {
+    if (raw === undefined) return {};
+    const f = this.#fields(raw, "limits", [
+      ...Object.keys(LIMIT_DURATIONS),
+      ...Object.keys(LIMIT_COUNTS),
+    ]);
+    const limits: ScenarioLimits = {};
+    for (const [key, name] of Object.entries(LIMIT_DURATIONS)) {
+      if (f[key] !== undefined) {
+        limits[name] = this.#duration(f[key], `limits.${key}`, { positive: true });
+      }
+    }
+    for (const [key, name] of Object.entries(LIMIT_COUNTS)) {
+      if (f[key] !== undefined) {
+        limits[name] = this.#integer(f[key], `limits.${key}`, 1, limitCountMax);
+      }
+    }
+    return limits;
   }
 
   #poll(raw: unknown): number {

@@ -271,9 +271,9 @@ Deno.test("parseScenario() reports a bad duration with the field, the value and 
     path: "steps[3].send.every",
     value: "10 seconds",
     message: 'scenarios/x.yaml: steps[3].send.every: "10 seconds" is not a duration ' +
-      "(expected a number of ms or a string like 250ms, 10s, 5m, 1h)",
+      "(expected a number of ms or a string like 250ms, 10s, 5m, 1h, 3d)",
   });
-  assert.equal(e.expected, "a number of ms or a string like 250ms, 10s, 5m, 1h");
+  assert.equal(e.expected, "a number of ms or a string like 250ms, 10s, 5m, 1h, 3d");
   assertScenarioError(() => parseScenario({ ...base(), duration: -5 }, "x.yaml"), {
     path: "duration",
     message: /-5 is not a duration/,
@@ -349,6 +349,7 @@ Deno.test("parseScenario() fills the defaults of the contract", () => {
     servers: ["relay"],
     network: { latencyMs: { min: 20, max: 100 }, reorder: 0, duplicate: 0, drop: 0 },
     pollIntervalMs: 2000,
+    limits: {},
     users: [],
     steps: [],
     expect: [],
@@ -649,4 +650,28 @@ Deno.test("loadScenario() reads scenarios/offline_primary.yaml", async () => {
   const offline = await loadScenario(new URL("offline_primary.yaml", root).pathname);
   assert.equal(offline.steps.length, 12);
   assert.deepEqual(offline.servers, ["relay", "relay2"]);
+});
+
+Deno.test("parseScenario() reads relay limits: durations and counts, each validated", () => {
+  const s = parseScenario(
+    { name: "l", limits: { retention: "3d", pull_requests_max: 16, long_poll_max: "10s" } },
+    "x.yaml",
+  );
+  assert.deepEqual(s.limits, {
+    retentionMs: 3 * 86_400_000,
+    longPollMsMax: 10_000,
+    pullRequestsMax: 16,
+  });
+  assert.throws(
+    () => parseScenario({ name: "l", limits: { pull_request_max: 16 } }, "x.yaml"),
+    (e) => e instanceof ScenarioError && e.path === "limits.pull_request_max",
+  );
+  assert.throws(
+    () => parseScenario({ name: "l", limits: { pull_requests_max: 0 } }, "x.yaml"),
+    (e) => e instanceof ScenarioError && e.path === "limits.pull_requests_max",
+  );
+  assert.throws(
+    () => parseScenario({ name: "l", limits: { retention: "soon" } }, "x.yaml"),
+    (e) => e instanceof ScenarioError && e.path === "limits.retention",
+  );
 });

@@ -18,6 +18,8 @@ import type { Report } from "./run.ts";
 import {
   type Expectation,
   type ExpectationInput,
+  LIMIT_COUNTS,
+  LIMIT_DURATIONS,
   parseScenario,
   type Scenario,
   ScenarioError,
@@ -180,6 +182,16 @@ export function scenarioInput(scenario: Scenario): ScenarioInput {
     drop,
   };
   input.poll = { interval: duration(scenario.pollIntervalMs) };
+  const limits: NonNullable<ScenarioInput["limits"]> = {};
+  for (const [key, name] of Object.entries(LIMIT_DURATIONS)) {
+    const ms = scenario.limits[name];
+    if (ms !== undefined) limits[key as keyof typeof LIMIT_DURATIONS] = duration(ms);
+  }
+  for (const [key, name] of Object.entries(LIMIT_COUNTS)) {
+    const n = scenario.limits[name];
+    if (n !== undefined) limits[key as keyof typeof LIMIT_COUNTS] = n;
+  }
+  if (Object.keys(limits).length > 0) input.limits = limits;
   input.users = users;
   // In file order: the reader sorts by time again and numbers the steps as before.
   input.steps = [...scenario.steps].sort((a, b) => a.index - b.index).map(stepInput);

@@ -81,6 +81,21 @@ export interface Recording {
   counters: { syncPayloads: number; forwards: number; chat: number };
   /** Steps (and chatter sends) the devices refused, e.g. a send before a pairing completed. */
   refused: { at: number; step: string; error: string }[];
+  /**
+   * Relay refusals as the kernels reported them: every change of a device's
+   * state with a relay, per request kind, and every message a relay will never take.
+   */
+  relayEvents: RelayEvent[];
+}
+
+/** One relay health change a device reported (see `KernelObservation` kind `relay`). */
+export interface RelayEvent {
+  at: number;
+  device: string;
+  relay: string;
+  request: string;
+  state: string;
+  detail: string;
 }
 
 /** Options of {@linkcode World.create}. */
@@ -202,6 +217,7 @@ export class World {
       downtime: new Map(),
       counters: { syncPayloads: 0, forwards: 0, chat: 0 },
       refused: [],
+      relayEvents: [],
     };
   }
 
@@ -223,6 +239,7 @@ export class World {
           random: world.seedRandom.fork(`relay/${name}`),
           name,
           url: `sim://${name}`,
+          limits: world.scenario.limits,
         });
       }
       core.observe = (event) => {
@@ -326,7 +343,10 @@ export class World {
   }
 
   /** A trace line for a user message entering or leaving a device's pipeline. */
-  #traceMessage(device: SimDevice, o: KernelObservation): void {
+  #traceMessage(
+    device: SimDevice,
+    o: Exclude<KernelObservation, { kind: "relay" }>,
+  ): void {
     if (o.kind === "rejected") {
       this.#options.trace({ kind: "msg.rejected", device: device.ref, code: o.error.code });
       return;
@@ -350,6 +370,25 @@ export class World {
   }
 
   #observed(device: SimDevice, o: KernelObservation): void {
+    if (o.kind === "relay") {
+      const relay = this.relays.get(o.serverUid)?.card().name ?? o.serverUid;
+      this.recording.relayEvents.push({
+        at: this.scheduler.now,
+        device: device.ref,
+        relay,
+        request: o.request,
+        state: o.state,
+        detail: o.detail,
+      });
+      this.#options.trace({
+        kind: "relay.health",
+        device: device.ref,
+        relay,
+        request: o.request,
+        state: o.state,
+      });
+      return;
+    }
     this.#traceMessage(device, o);
     if (o.kind === "rejected") {
       if (o.error.code !== "Replay") {

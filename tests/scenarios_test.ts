@@ -1,12 +1,12 @@
 /**
  * Every shipped scenario runs with its own seed and every expectation holds.
- * (scenarios/crowd.yaml is the slow one: the CI swarm runs it.)
+ * (The slow ones, crowd, hub200 and crowd_many_peers, are left to the CI swarm.)
  */
 import assert from "node:assert/strict";
 import { runScenario } from "../sim/run.ts";
 import { loadScenario } from "../sim/scenario.ts";
 
-const SLOW = new Set(["crowd.yaml"]);
+const SLOW = new Set(["crowd.yaml", "hub200.yaml", "crowd_many_peers.yaml"]);
 
 for (
   const entry of [...Deno.readDirSync(new URL("../scenarios/", import.meta.url))].sort((a, b) =>

@@ -190,9 +190,9 @@ export class Procs {
 
   /**
    * Starts a relay on a free loopback port over `backend` (`kv` in the temp
-   * dir, or a redis:// URL) and resolves with its URL once its card answers.
+   * dir, or a redis:// URL), with `extraArgs` (limits), and resolves with its URL once its card answers.
    */
-  async relay(backend: string): Promise<string> {
+  async relay(backend: string, extraArgs: string[] = []): Promise<string> {
     const port = freePort();
     const spec = backend === "kv" ? `kv:${this.dir}/relay.kv` : backend;
     const proc = this.#spawn("relay", [
@@ -205,6 +205,7 @@ export class Procs {
       spec,
       "--log-level",
       "warn",
+      ...extraArgs,
     ]);
     const url = `http://127.0.0.1:${port}`;
     const deadline = Date.now() + COMMAND_MS_MAX;

@@ -1,0 +1,44 @@
+/**
+ * A device with more contacts than the relay takes pulls in one request:
+ * 17 contacts against a relay started with `--pull-requests-max 16`. Every
+ * message of every contact reaches it, through real agent processes.
+ */
+import assert from "node:assert/strict";
+import type { ConversationView, StatusView } from "../../agent/mod.ts";
+import { eventually, Procs, WAITING_COMMAND_MS_MAX } from "./_harness.ts";
+
+const CONTACTS = 17;
+
+Deno.test("agent with 17 contacts on a relay taking 16 pulls a request receives every message", async () => {
+  const procs = await Procs.create();
+  try {
+    const relay = await procs.relay("kv", ["--pull-requests-max", "16"]);
+    const home = (name: string) => ["--home", `${procs.dir}/${name}`];
+    const names = Array.from({ length: CONTACTS }, (_, i) => `c${i + 1}`);
+    await procs.ok([...home("hub"), "init", "--name", "hub", "--server", relay]);
+    await Promise.all(
+      names.map((n) => procs.ok([...home(n), "init", "--name", n, "--server", relay])),
+    );
+    const waits = { timeoutMs: WAITING_COMMAND_MS_MAX };
+    for (const name of names) {
+      const invite = procs.spawnAgent([...home("hub"), "invite"]);
+      const code = (await invite.waitFor(/code: (\w+)/))[1];
+      await procs.ok([...home(name), "accept", code], waits);
+      assert.equal((await invite.done).code, 0, invite.stderr);
+    }
+    const hub = procs.spawnAgent([...home("hub"), "run"]);
+    await hub.waitFor(/is online/);
+    await Promise.all(names.map((n) => procs.ok([...home(n), "send", "hub", `hello from ${n}`])));
+    for (const name of names) {
+      await eventually(`the hub holds the message of ${name}`, async () => {
+        const view = await procs.json<ConversationView>([...home("hub"), "history", name]);
+        return view.messages.some((m) => m.text === `hello from ${name}`);
+      });
+    }
+    const status = await procs.json<StatusView>([...home("hub"), "status"]);
+    assert.equal(status.contacts, CONTACTS);
+    assert.deepEqual(status.relayHealth.filter((h) => h.state !== "ok"), []);
+  } finally {
+    await procs.stopAll();
+  }
+});
