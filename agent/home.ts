@@ -10,10 +10,18 @@
  * - `agent.port`, `agent.token` — while `run` runs: its control endpoint on
  *   127.0.0.1 and the token that authorizes a request to it.
  *
+ * The home is created with mode 0700 and every file in it with 0600 (the
+ * stores' side files `-wal` and `-shm` too): only its owner reads any of it.
+ *
  * @module
  */
 import { AgentError, EXIT } from "./errors.ts";
 import type { KdfParams } from "./passphrase.ts";
+
+/** The mode of every file in a home: read and write for its owner only. */
+const OWNER_ONLY_FILE_MODE = 0o600;
+/** The mode of a home directory a command creates: its owner's only. */
+const OWNER_ONLY_DIR_MODE = 0o700;
 
 /** The files of a home. */
 export interface HomePaths {
@@ -132,7 +140,9 @@ export async function readConfig(paths: HomePaths): Promise<HomeConfig | undefin
 
 /** Writes `agent.json` (readable by the owner only). */
 export async function writeConfig(paths: HomePaths, config: HomeConfig): Promise<void> {
-  await Deno.writeTextFile(paths.config, JSON.stringify(config, null, 2) + "\n", { mode: 0o600 });
+  await Deno.writeTextFile(paths.config, JSON.stringify(config, null, 2) + "\n", {
+    mode: OWNER_ONLY_FILE_MODE,
+  });
 }
 
 /** The process holding a home's lock, as far as it says. */
@@ -174,8 +184,13 @@ export class HomeLock {
    * ```
    */
   static async tryAcquire(paths: HomePaths): Promise<HomeLock | LockHolder> {
-    await Deno.mkdir(paths.dir, { recursive: true, mode: 0o700 });
-    const file = await Deno.open(paths.lock, { read: true, write: true, create: true });
+    await Deno.mkdir(paths.dir, { recursive: true, mode: OWNER_ONLY_DIR_MODE });
+    const file = await Deno.open(paths.lock, {
+      read: true,
+      write: true,
+      create: true,
+      mode: OWNER_ONLY_FILE_MODE,
+    });
     let locked = false;
     try {
       locked = await file.tryLock(true);
@@ -230,8 +245,8 @@ export async function writeControlAddress(
   paths: HomePaths,
   address: ControlAddress,
 ): Promise<void> {
-  await Deno.writeTextFile(paths.token, address.token + "\n", { mode: 0o600 });
-  await Deno.writeTextFile(paths.port, `${address.port}\n`, { mode: 0o600 });
+  await Deno.writeTextFile(paths.token, address.token + "\n", { mode: OWNER_ONLY_FILE_MODE });
+  await Deno.writeTextFile(paths.port, `${address.port}\n`, { mode: OWNER_ONLY_FILE_MODE });
 }
 
 /** Removes the control files (a stale pair left by a killed agent, or at shutdown). */

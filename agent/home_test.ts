@@ -6,6 +6,9 @@ Deno.test("HomeLock.tryAcquire() lets one holder in and names its pid to the oth
   try {
     const first = await HomeLock.tryAcquire(paths);
     assert.ok(first instanceof HomeLock);
+    if (Deno.build.os !== "windows") {
+      assert.equal((await Deno.stat(paths.lock)).mode! & 0o777, 0o600);
+    }
     const second = await HomeLock.tryAcquire(paths);
     assert.deepEqual(second, { pid: Deno.pid });
     first.release();
@@ -59,7 +62,11 @@ Deno.test("writeControlAddress() and readControlAddress() round-trip; files are 
     assert.equal(await readControlAddress(paths), undefined);
     await writeControlAddress(paths, { port: 4321, token: "t0k" });
     assert.deepEqual(await readControlAddress(paths), { port: 4321, token: "t0k" });
-    if (Deno.build.os !== "windows") assert.equal((await Deno.stat(paths.token)).mode! & 0o077, 0);
+    if (Deno.build.os !== "windows") {
+      for (const file of [paths.token, paths.port]) {
+        assert.equal((await Deno.stat(file)).mode! & 0o777, 0o600, file);
+      }
+    }
   } finally {
     await Deno.remove(paths.dir, { recursive: true });
   }

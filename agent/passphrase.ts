@@ -8,7 +8,7 @@
 import { scrypt } from "@noble/hashes/scrypt.js";
 import { fromBase64Url, toBase64Url } from "../kernel/crypto/base64.ts";
 import type { Random } from "../kernel/ports.ts";
-import { xchachaCipher } from "../plugins/storage/mod.ts";
+import { recordAd, SEAL_OVERHEAD_BYTES, xchachaCipher } from "../plugins/storage/mod.ts";
 import { AgentError, EXIT } from "./errors.ts";
 
 /** scrypt parameters, stored with their salt so a home always opens with the ones it was made with. */
@@ -41,6 +41,8 @@ const KEY_BYTES = 32;
 const SALT_BYTES = 16;
 /** What the key check seals. */
 const CHECK_TEXT = "meowsync key check v1";
+/** Where the key check is bound (its associated data): no store record has this key. */
+const CHECK_AD = recordAd(["agent.json", "check"]);
 
 /**
  * Fresh parameters with a random salt.
@@ -96,13 +98,35 @@ export function deriveKey(passphrase: string, params: KdfParams): Uint8Array {
  * ```
  */
 export function keyCheck(key: Uint8Array, random: Random): string {
-  return toBase64Url(xchachaCipher(key, random).seal(new TextEncoder().encode(CHECK_TEXT)));
+  return toBase64Url(
+    xchachaCipher(key, random).seal(new TextEncoder().encode(CHECK_TEXT), CHECK_AD),
+  );
 }
 
-/** Whether `key` opens the key check. */
+/**
+ * Whether `key` opens the key check.
+ *
+ * @throws {AgentError} the check was made by an older meowsync, whose store
+ *   records are not bound to their keys and do not open any more
+ */
 export function keyMatches(key: Uint8Array, check: string): boolean {
+  let sealed: Uint8Array;
   try {
-    const text = xchachaCipher(key, { bytes: () => new Uint8Array(0) }).open(fromBase64Url(check));
+    sealed = fromBase64Url(check);
+  } catch {
+    return false;
+  }
+  // A check's length is fixed by its format: one byte short (no format byte) is an older home's.
+  if (sealed.length === CHECK_TEXT.length + SEAL_OVERHEAD_BYTES - 1) {
+    throw new AgentError(
+      "this home was made by an older meowsync, whose store format is no longer read " +
+        "(records were not bound to their keys); move it away and set the device up again " +
+        "(`init`, or `pair join` from a sibling)",
+      EXIT.failure,
+    );
+  }
+  try {
+    const text = xchachaCipher(key, { bytes: () => new Uint8Array(0) }).open(sealed, CHECK_AD);
     return new TextDecoder().decode(text) === CHECK_TEXT;
   } catch {
     return false;

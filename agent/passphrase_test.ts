@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { SeededRandom } from "../kernel/crypto/mod.ts";
+import { SeededRandom, symEncrypt, toBase64Url } from "../kernel/crypto/mod.ts";
 import { AgentError, EXIT } from "./errors.ts";
 import { deriveKey, getPassphrase, keyCheck, keyMatches, newKdfParams } from "./passphrase.ts";
 
@@ -32,4 +32,18 @@ Deno.test("getPassphrase() takes MEOW_PASSPHRASE, else asks, and checks the conf
     getPassphrase({ env: () => undefined, ask: () => Promise.resolve(undefined) }),
     (e: AgentError) => e.exitCode === EXIT.passphrase && /MEOW_PASSPHRASE/.test(e.message),
   );
+});
+
+Deno.test("keyMatches() refuses the key check of a home made before records were bound to their keys", () => {
+  const random = new SeededRandom(2);
+  const key = random.bytes(32);
+  // The old format: nonce ‖ ciphertext ‖ tag, no format byte, no associated data.
+  const old = toBase64Url(
+    symEncrypt(key, new TextEncoder().encode("meowsync key check v1"), random),
+  );
+  assert.throws(
+    () => keyMatches(key, old),
+    (e: AgentError) => e.exitCode === EXIT.failure && /older meowsync/.test(e.message),
+  );
+  assert.equal(keyMatches(key, keyCheck(key, random)), true);
 });

@@ -17,7 +17,8 @@ import { concatBytes } from "./bytes.ts";
 
 /**
  * Encrypts with XChaCha20-Poly1305 under `key` (32 bytes): a random 24-byte
- * nonce ‖ ciphertext ‖ 16-byte tag.
+ * nonce ‖ ciphertext ‖ 16-byte tag. `ad` (associated data) is authenticated,
+ * not encrypted: {@linkcode symDecrypt} must be given the same bytes.
  *
  * @throws {RangeError} when `key` is not 32 bytes
  *
@@ -31,17 +32,23 @@ import { concatBytes } from "./bytes.ts";
  * assert(symDecrypt(key, box).join() === "1,2,3");
  * ```
  */
-export function symEncrypt(key: Uint8Array, plaintext: Uint8Array, random: Random): Uint8Array {
+export function symEncrypt(
+  key: Uint8Array,
+  plaintext: Uint8Array,
+  random: Random,
+  ad?: Uint8Array,
+): Uint8Array {
   assertLength(key, AEAD_KEY_BYTES, "a symmetric key");
   const nonce = random.bytes(AEAD_NONCE_BYTES);
-  return concatBytes(nonce, aeadEncrypt(key, plaintext, { nonce }));
+  return concatBytes(nonce, aeadEncrypt(key, plaintext, { nonce, ad }));
 }
 
 /**
- * Decrypts what {@linkcode symEncrypt} produced.
+ * Decrypts what {@linkcode symEncrypt} produced with the same associated data `ad`.
  *
  * @throws {RangeError} when `key` is not 32 bytes
- * @throws {BadCiphertext} when the input is too short, tampered, or under another key
+ * @throws {BadCiphertext} when the input is too short, tampered, under another key, or
+ *   sealed with other associated data
  *
  * @example
  * ```ts
@@ -58,7 +65,11 @@ export function symEncrypt(key: Uint8Array, plaintext: Uint8Array, random: Rando
  * }
  * ```
  */
-export function symDecrypt(key: Uint8Array, ciphertext: Uint8Array): Uint8Array {
+export function symDecrypt(
+  key: Uint8Array,
+  ciphertext: Uint8Array,
+  ad?: Uint8Array,
+): Uint8Array {
   assertLength(key, AEAD_KEY_BYTES, "a symmetric key");
   if (
     !(ciphertext instanceof Uint8Array) || ciphertext.length < AEAD_NONCE_BYTES + AEAD_TAG_BYTES
@@ -70,6 +81,7 @@ export function symDecrypt(key: Uint8Array, ciphertext: Uint8Array): Uint8Array 
   }
   return aeadDecrypt(key, ciphertext.subarray(AEAD_NONCE_BYTES), {
     nonce: ciphertext.subarray(0, AEAD_NONCE_BYTES),
+    ad,
     what: "a symmetric message",
   });
 }

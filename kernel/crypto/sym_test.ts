@@ -58,3 +58,15 @@ Deno.test("symEncrypt() is deterministic under a SeededRandom", () => {
   const b = symEncrypt(key, new Uint8Array([9]), new SeededRandom(3));
   assert.deepEqual(a, b);
 });
+
+Deno.test("symDecrypt() opens only with the associated data the box was sealed with", () => {
+  const random = new SeededRandom("ad");
+  const key = random.bytes(32);
+  const ad = new TextEncoder().encode("peer/bob");
+  const box = symEncrypt(key, new Uint8Array([5]), random, ad);
+  assert.deepEqual(symDecrypt(key, box, ad), new Uint8Array([5]));
+  assert.throws(() => symDecrypt(key, box, new TextEncoder().encode("peer/bod")), BadCiphertext);
+  assert.throws(() => symDecrypt(key, box), BadCiphertext);
+  const plain = symEncrypt(key, new Uint8Array([5]), random);
+  assert.throws(() => symDecrypt(key, plain, ad), BadCiphertext);
+});

@@ -2,8 +2,9 @@
  * The at-rest encryption tests every store adapter with a `cipher` option
  * passes: the whole store conformance suite with a cipher, records
  * round-trip through a reopen, the wrong key is an
- * {@linkcode UnreadableRecord} (never garbage), and no record text reaches
- * the files on disk while the keys stay readable.
+ * {@linkcode UnreadableRecord} (never garbage), a record swapped or copied
+ * to another store key does not open there, no record text reaches the files
+ * on disk while the keys stay readable, and the files are the owner's only.
  *
  * @module
  */
@@ -20,6 +21,12 @@ import {
 import { type StoreCipher, UnreadableRecord, xchachaCipher } from "./cipher.ts";
 import { storeConformance } from "./store_conformance.ts";
 
+/** Where a record lives in a store, as the at-rest tests name it to the adapter. */
+export type RecordPlace =
+  | { table: "identity" }
+  | { table: "peer" | "device" | "outbox"; id: string }
+  | { table: "message"; peerUid: string; uuid: string };
+
 /** How the at-rest tests open an adapter. */
 export interface CipherConformance {
   /** The adapter's name as its errors say it ("SqliteStore"). */
@@ -32,6 +39,14 @@ export interface CipherConformance {
   open(path: string, cipher?: StoreCipher): Promise<Store>;
   /** The files that hold the store at `path`, the main one first (its WAL and so on after). */
   files(path: string): string[];
+  /** The stored (sealed) bytes at `place` in the closed store at `path`, straight from the database. */
+  readRaw(path: string, place: RecordPlace): Promise<Uint8Array>;
+  /**
+   * Writes `bytes` as the stored bytes at `place` in the closed store at
+   * `path`, straight into the database (a new row when there is none; a new
+   * message need not be listed by `listMessages` with a limit).
+   */
+  writeRaw(path: string, place: RecordPlace, bytes: Uint8Array): Promise<void>;
 }
 
 const SECRET_TEXT = "the owl flies at midnight";
@@ -46,7 +61,9 @@ const SECRET_TEXT = "the owl flies at midnight";
  *   file: "device.db",
  *   recordBytesMax: MESSAGE_BYTES_MAX,
  *   open: (path, cipher) => SqliteStore.open(path, { cipher }),
- *   files: (path) => [path, `${path}-wal`],
+ *   files: (path) => [path, `${path}-wal`, `${path}-shm`],
+ *   readRaw: (path, place) => readRow(path, place),
+ *   writeRaw: (path, place, bytes) => writeRow(path, place, bytes),
  * });
  * ```
  */
@@ -180,6 +197,139 @@ export function cipherConformance(adapter: CipherConformance): void {
       // The keys stay readable, as documented.
       const keys = (await files()).some((b) => containsBytes(b, new TextEncoder().encode("bob")));
       assert.equal(keys, true);
+    });
+  });
+
+  const peer = (uid: string) => create(PeerRecordSchema, { uid, name: `${uid}'s name` });
+  const chat = (peerUid: string, uuid: string, storedAt: number) =>
+    create(DbMessageSchema, {
+      peerUid,
+      storedAt,
+      message: { type: "chat", data: `${uuid} of ${peerUid}`, status: { uuid } },
+    });
+  /** A sealed store with two of each keyed record, closed; `body` gets its path. */
+  async function withClosedStore(body: (path: string) => Promise<void>) {
+    const dir = await Deno.makeTempDir({ prefix: "meowsync_cipher_" });
+    try {
+      const path = `${dir}/${adapter.file}`;
+      const store = await adapter.open(path, sealed());
+      await store.commit({
+        identity: create(IdentityRecordSchema, { uid: "id-1", deviceName: "phone" }),
+        peers: [peer("bob"), peer("carol")],
+        devices: [peer("laptop"), peer("tablet")],
+        messages: [chat("bob", "m1", 1), chat("bob", "m2", 2), chat("carol", "m3", 3)],
+        outboxPut: [
+          create(OutboxEntrySchema, { id: "o1", queuedAt: 1, messageUuid: "m1" }),
+          create(OutboxEntrySchema, { id: "o2", queuedAt: 2, messageUuid: "m2" }),
+        ],
+      });
+      await store.close();
+      await body(path);
+    } finally {
+      await Deno.remove(dir, { recursive: true });
+    }
+  }
+  const unreadable = (e: Error) => {
+    assert.ok(e instanceof UnreadableRecord, `${e}`);
+    assert.match(e.message, /moved/);
+    return true;
+  };
+
+  Deno.test(`${adapter.name} with a cipher: a record swapped between two store keys does not open`, async () => {
+    await withClosedStore(async (path) => {
+      const swap = async (a: RecordPlace, b: RecordPlace) => {
+        const [bytesA, bytesB] = [await adapter.readRaw(path, a), await adapter.readRaw(path, b)];
+        await adapter.writeRaw(path, a, bytesB);
+        await adapter.writeRaw(path, b, bytesA);
+      };
+      await swap({ table: "peer", id: "bob" }, { table: "peer", id: "carol" });
+      await swap({ table: "device", id: "laptop" }, { table: "device", id: "tablet" });
+      await swap({ table: "message", peerUid: "bob", uuid: "m1" }, {
+        table: "message",
+        peerUid: "bob",
+        uuid: "m2",
+      });
+      await swap({ table: "outbox", id: "o1" }, { table: "outbox", id: "o2" });
+      const store = await adapter.open(path, sealed());
+      try {
+        await assert.rejects(store.listPeers(), unreadable);
+        await assert.rejects(store.listDevices(), unreadable);
+        await assert.rejects(store.getMessage("bob", "m1"), unreadable);
+        await assert.rejects(store.getMessage("bob", "m2"), unreadable);
+        await assert.rejects(store.listMessages("bob"), unreadable);
+        await assert.rejects(store.listMessages("bob", { limit: 1 }), unreadable);
+        await assert.rejects(store.listOutbox(), unreadable);
+        // What was not moved still opens.
+        assert.equal((await store.loadIdentity())?.deviceName, "phone");
+        assert.equal((await store.getMessage("carol", "m3"))?.message?.data, "m3 of carol");
+      } finally {
+        await store.close();
+      }
+    });
+  });
+
+  Deno.test(`${adapter.name} with a cipher: a record copied to another store key does not open there`, async () => {
+    await withClosedStore(async (path) => {
+      const copy = async (from: RecordPlace, to: RecordPlace) =>
+        await adapter.writeRaw(path, to, await adapter.readRaw(path, from));
+      // Same uid, another table: a contact must not turn into a sibling device.
+      await copy({ table: "peer", id: "bob" }, { table: "device", id: "bob" });
+      // Same uuid, another conversation; another uuid, same conversation.
+      await copy({ table: "message", peerUid: "bob", uuid: "m1" }, {
+        table: "message",
+        peerUid: "carol",
+        uuid: "m1",
+      });
+      await copy({ table: "message", peerUid: "bob", uuid: "m2" }, {
+        table: "message",
+        peerUid: "bob",
+        uuid: "m9",
+      });
+      await copy({ table: "outbox", id: "o1" }, { table: "outbox", id: "o9" });
+      await copy({ table: "identity" }, { table: "peer", id: "dave" });
+      const store = await adapter.open(path, sealed());
+      try {
+        await assert.rejects(store.listDevices(), unreadable);
+        await assert.rejects(store.getMessage("carol", "m1"), unreadable);
+        await assert.rejects(store.listMessages("carol"), unreadable);
+        await assert.rejects(store.getMessage("bob", "m9"), unreadable);
+        await assert.rejects(store.listMessages("bob"), unreadable);
+        await assert.rejects(store.listOutbox(), unreadable);
+        await assert.rejects(store.listPeers(), unreadable);
+        // The originals still open where they were sealed.
+        assert.equal((await store.getMessage("bob", "m1"))?.message?.data, "m1 of bob");
+        assert.equal((await store.getMessage("bob", "m2"))?.message?.data, "m2 of bob");
+        assert.equal((await store.loadIdentity())?.uid, "id-1");
+      } finally {
+        await store.close();
+      }
+    });
+  });
+
+  Deno.test(`${adapter.name} creates its files readable by their owner only (0600)`, {
+    ignore: Deno.build.os === "windows",
+  }, async () => {
+    await withSealedStore(async (path, store) => {
+      const modes = async () => {
+        const out: Record<string, number> = {};
+        for (const file of adapter.files(path)) {
+          const stat = await Deno.stat(file).catch(() => undefined);
+          if (stat) out[file.slice(path.length) || "(main)"] = stat.mode! & 0o777;
+        }
+        return out;
+      };
+      // Open, the write-ahead log and its index exist besides the main file.
+      const open = await modes();
+      assert.ok(Object.keys(open).length >= 2, JSON.stringify(open));
+      for (const [file, mode] of Object.entries(open)) {
+        assert.equal(mode, 0o600, `${file}: 0${mode.toString(8)}`);
+      }
+      await store.close();
+      const again = await adapter.open(path, sealed());
+      await again.close();
+      for (const [file, mode] of Object.entries(await modes())) {
+        assert.equal(mode, 0o600, `${file}: 0${mode.toString(8)}`);
+      }
     });
   });
 }

@@ -17,7 +17,8 @@ import {
   PeerRecordSchema,
 } from "../../proto/gen/meow_pb.ts";
 import { compareMessages, compareOutbox } from "./_order.ts";
-import { openRecord, SEAL_OVERHEAD_BYTES, type StoreCipher } from "./cipher.ts";
+import { openRecord, SEAL_OVERHEAD_BYTES, sealRecord, type StoreCipher } from "./cipher.ts";
+import { createOwnerOnly } from "./_files.ts";
 import {
   checkBeforeMs,
   checkLimit,
@@ -62,8 +63,10 @@ export interface KvStoreOptions {
    * Seals every record (identity, peers, devices, messages, outbox entries)
    * before it is written and opens it after it is read: at-rest encryption.
    * Keys (uids, uuids, ids, times) stay in the clear, so the store can still
-   * index and order. A store written with a cipher must be opened with the
-   * same one; a record that does not open is an {@linkcode UnreadableRecord}.
+   * index and order. Each record is bound to its full key (prefix included):
+   * moved to another key it does not open. A store written with a cipher
+   * must be opened with the same one; a record that does not open is an
+   * {@linkcode UnreadableRecord}.
    * @default {no cipher: records are stored as they are}
    */
   cipher?: StoreCipher;
@@ -127,7 +130,9 @@ export class KvStore implements Store {
 
   /**
    * Opens the Deno KV database at `path` (a file, or `":memory:"`), or the
-   * default database (Deno Deploy's) when `path` is undefined.
+   * default database (Deno Deploy's) when `path` is undefined. A file that
+   * does not exist yet is created readable by its owner only (0600), and so
+   * are its side files (`-wal`, `-shm`), which take the main file's mode.
    *
    * @example
    * ```ts
@@ -148,6 +153,7 @@ export class KvStore implements Store {
         }`,
       );
     }
+    if (path !== undefined && path !== ":memory:") createOwnerOnly(path);
     const kv = await Deno.openKv(path);
     return new KvStore(kv, [...prefix], attemptsMax, options.cipher);
   }
@@ -159,10 +165,11 @@ export class KvStore implements Store {
 
   /** The identity record, if this device has one. */
   async loadIdentity(): Promise<IdentityRecord | undefined> {
-    const entry = await this.#kv.get<Uint8Array>(this.#key("identity"));
+    const key = this.#key("identity");
+    const entry = await this.#kv.get<Uint8Array>(key);
     return entry.value === null
       ? undefined
-      : decode(IdentityRecordSchema, this.#open(entry.value, "the identity"));
+      : decode(IdentityRecordSchema, this.#open(entry.value, key, "the identity"));
   }
 
   /** Every contact peer, by uid. */
@@ -186,10 +193,11 @@ export class KvStore implements Store {
 
   /** One stored message by conversation and uuid. */
   async getMessage(peerUid: string, uuid: string): Promise<DbMessage | undefined> {
-    const entry = await this.#kv.get<Uint8Array>(this.#key("msg", peerUid, uuid));
+    const key = this.#key("msg", peerUid, uuid);
+    const entry = await this.#kv.get<Uint8Array>(key);
     return entry.value === null
       ? undefined
-      : decode(DbMessageSchema, this.#open(entry.value, "a message"));
+      : decode(DbMessageSchema, this.#open(entry.value, key, "a message"));
   }
 
   /** The messages of one conversation by storedAt then uuid; `limit` keeps the newest. */
@@ -212,7 +220,9 @@ export class KvStore implements Store {
     for (let i = 0; i < keys.length; i += GET_MANY_KEYS_MAX) {
       const entries = await this.#kv.getMany<Uint8Array[]>(keys.slice(i, i + GET_MANY_KEYS_MAX));
       for (const e of entries) {
-        if (e.value !== null) out.push(decode(DbMessageSchema, this.#open(e.value, "a message")));
+        if (e.value !== null) {
+          out.push(decode(DbMessageSchema, this.#open(e.value, e.key, "a message")));
+        }
       }
     }
     // The index and the rows are two reads: sort again so a concurrent re-store cannot misorder.
@@ -253,7 +263,8 @@ export class KvStore implements Store {
     const seenIds = [...p.seen.keys()];
     for (let attempt = 1; attempt <= this.#attemptsMax; attempt++) {
       const counter = await this.#kv.get(counterKey);
-      const old = await this.#getMany(messages.map((m) => this.#key("msg", m.peerUid, m.uuid)));
+      const oldKeys = messages.map((m) => this.#key("msg", m.peerUid, m.uuid));
+      const old = await this.#getMany(oldKeys);
       const seen = await this.#getMany(seenIds.map((id) => this.#key("seen", id)));
 
       const op = this.#kv.atomic().check(counter).sum(counterKey, 1n);
@@ -267,7 +278,7 @@ export class KvStore implements Store {
         const before = old[i].value;
         const beforeAt = before === null
           ? undefined
-          : Number(decode(DbMessageSchema, this.#open(before, "a message")).storedAt);
+          : Number(decode(DbMessageSchema, this.#open(before, oldKeys[i], "a message")).storedAt);
         if (beforeAt !== undefined && beforeAt !== m.storedAt) {
           op.delete(this.#key("msg_order", m.peerUid, beforeAt, m.uuid));
         }
@@ -349,30 +360,37 @@ export class KvStore implements Store {
   async #values(prefix: Deno.KvKey): Promise<Uint8Array[]> {
     const out: Uint8Array[] = [];
     for await (const entry of this.#kv.list<Uint8Array>({ prefix })) {
-      out.push(this.#open(entry.value, "a record"));
+      out.push(this.#open(entry.value, entry.key, "a record"));
     }
     return out;
   }
 
-  /** The batch with every record sealed (as it is without a cipher); sealed once per commit. */
+  /**
+   * The batch with every record sealed to its key (as it is without a
+   * cipher); sealed once per commit.
+   */
   #seal(p: PreparedBatch): PreparedBatch {
     const cipher = this.#cipher;
     if (!cipher) return p;
-    const sealMap = <K, V extends { bytes: Uint8Array }>(map: Map<K, V>) =>
-      new Map([...map].map(([k, v]) => [k, { ...v, bytes: cipher.seal(v.bytes) }]));
+    const seal = (bytes: Uint8Array, ...key: Deno.KvKeyPart[]) =>
+      sealRecord(cipher, bytes, this.#key(...key));
+    const sealMap = <K, V extends { bytes: Uint8Array }>(
+      map: Map<K, V>,
+      key: (v: V) => Deno.KvKeyPart[],
+    ) => new Map([...map].map(([k, v]) => [k, { ...v, bytes: seal(v.bytes, ...key(v)) }]));
     return {
       ...p,
-      identity: p.identity && cipher.seal(p.identity),
-      peers: new Map([...p.peers].map(([uid, bytes]) => [uid, cipher.seal(bytes)])),
-      devices: new Map([...p.devices].map(([uid, bytes]) => [uid, cipher.seal(bytes)])),
-      messages: sealMap(p.messages),
-      outboxPut: sealMap(p.outboxPut),
+      identity: p.identity && seal(p.identity, "identity"),
+      peers: new Map([...p.peers].map(([uid, bytes]) => [uid, seal(bytes, "peer", uid)])),
+      devices: new Map([...p.devices].map(([uid, bytes]) => [uid, seal(bytes, "device", uid)])),
+      messages: sealMap(p.messages, (m) => ["msg", m.peerUid, m.uuid]),
+      outboxPut: sealMap(p.outboxPut, (e) => ["outbox", e.id]),
     };
   }
 
-  /** Opens a sealed record (as it is without a cipher). */
-  #open(bytes: Uint8Array, what: string): Uint8Array {
-    return openRecord(this.#cipher, bytes, what, NAME);
+  /** Opens a record sealed to `key` (as it is without a cipher). */
+  #open(bytes: Uint8Array, key: Deno.KvKey, what: string): Uint8Array {
+    return openRecord(this.#cipher, bytes, key, what, NAME);
   }
 
   async #getMany(keys: Deno.KvKey[]): Promise<Deno.KvEntryMaybe<Uint8Array>[]> {

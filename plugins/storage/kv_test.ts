@@ -4,7 +4,7 @@ import type { Store } from "../../kernel/ports.ts";
 import { DbMessageSchema } from "../../proto/gen/meow_pb.ts";
 import { KV_MUTATIONS_MAX, KV_VALUE_BYTES_MAX, KvStore } from "./kv.ts";
 import { storeConformance } from "./store_conformance.ts";
-import { cipherConformance } from "./cipher_conformance.ts";
+import { cipherConformance, type RecordPlace } from "./cipher_conformance.ts";
 import { SEAL_OVERHEAD_BYTES } from "./cipher.ts";
 
 const dirs = new WeakMap<Store, string>();
@@ -116,10 +116,38 @@ Deno.test("KvStore.commit() calls racing on one handle keep the order index exac
 
 // ─── At-rest encryption ──────────────────────────────────────────────────────
 
+/** The Deno KV key of a record (the store has no prefix). */
+const kvKey = (place: RecordPlace): Deno.KvKey =>
+  place.table === "identity"
+    ? ["identity"]
+    : place.table === "message"
+    ? ["msg", place.peerUid, place.uuid]
+    : [place.table, place.id];
+
+/** Runs `f` on the KV database at `path`, opened directly (the store closed). */
+async function withKv<T>(path: string, f: (kv: Deno.Kv) => Promise<T>): Promise<T> {
+  const kv = await Deno.openKv(path);
+  try {
+    return await f(kv);
+  } finally {
+    kv.close();
+  }
+}
+
 cipherConformance({
   name: "KvStore",
   file: "device.kv",
   recordBytesMax: KV_VALUE_BYTES_MAX - SEAL_OVERHEAD_BYTES,
   open: (path, cipher) => KvStore.open(path, { cipher }),
-  files: (path) => [path, `${path}-wal`],
+  files: (path) => [path, `${path}-wal`, `${path}-shm`],
+  readRaw: (path, place) =>
+    withKv(path, async (kv) => {
+      const entry = await kv.get<Uint8Array>(kvKey(place));
+      assert.ok(entry.value instanceof Uint8Array, `no record at ${JSON.stringify(place)}`);
+      return entry.value;
+    }),
+  writeRaw: (path, place, bytes) =>
+    withKv(path, async (kv) => {
+      assert.ok((await kv.set(kvKey(place), bytes)).ok);
+    }),
 });

@@ -1,8 +1,9 @@
 /**
  * The storage adapters of the {@linkcode Store} port: in memory (tests and the
  * simulator), Deno KV (Deno Deploy) and SQLite (`node:sqlite`, the agent).
- * All three pass one conformance suite (`store_conformance.ts`). SQLite can
- * seal every record at rest with a {@linkcode StoreCipher} (`cipher.ts`).
+ * All three pass one conformance suite (`store_conformance.ts`). SQLite and
+ * Deno KV can seal every record at rest with a {@linkcode StoreCipher}
+ * (`cipher.ts`), each bound to its store key, in files only their owner can read.
  *
  * @example
  * ```ts
@@ -31,8 +32,11 @@ export {
 } from "./kv.ts";
 export { SqliteStore, type SqliteStoreOptions } from "./sqlite.ts";
 export {
+  recordAd,
+  SEAL_FORMAT_VERSION,
   SEAL_OVERHEAD_BYTES,
   type StoreCipher,
+  type StoreKeyPart,
   UnreadableRecord,
   xchachaCipher,
 } from "./cipher.ts";

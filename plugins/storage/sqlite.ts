@@ -19,7 +19,8 @@ import {
 } from "../../proto/gen/meow_pb.ts";
 import { checkBeforeMs, checkLimit, prepareBatch } from "./_prepare.ts";
 import { run } from "./_run.ts";
-import { openRecord, type StoreCipher } from "./cipher.ts";
+import { openRecord, sealRecord, type StoreCipher, type StoreKeyPart } from "./cipher.ts";
+import { createOwnerOnly } from "./_files.ts";
 
 const NAME = "SqliteStore";
 
@@ -54,23 +55,24 @@ const SQL = {
   identityGet: "SELECT data FROM identity WHERE k = 0",
   identityPut: "INSERT INTO identity (k, data) VALUES (0, ?) " +
     "ON CONFLICT (k) DO UPDATE SET data = excluded.data",
-  peersList: "SELECT data FROM peers ORDER BY uid",
+  peersList: "SELECT uid, data FROM peers ORDER BY uid",
   peerPut: "INSERT INTO peers (uid, data) VALUES (?, ?) " +
     "ON CONFLICT (uid) DO UPDATE SET data = excluded.data",
   peerDelete: "DELETE FROM peers WHERE uid = ?",
-  devicesList: "SELECT data FROM devices ORDER BY uid",
+  devicesList: "SELECT uid, data FROM devices ORDER BY uid",
   devicePut: "INSERT INTO devices (uid, data) VALUES (?, ?) " +
     "ON CONFLICT (uid) DO UPDATE SET data = excluded.data",
   deviceDelete: "DELETE FROM devices WHERE uid = ?",
-  outboxList: "SELECT data FROM outbox ORDER BY queued_at, id",
+  outboxList: "SELECT id, data FROM outbox ORDER BY queued_at, id",
   outboxPut: "INSERT INTO outbox (id, queued_at, data) VALUES (?, ?, ?) " +
     "ON CONFLICT (id) DO UPDATE SET queued_at = excluded.queued_at, data = excluded.data",
   outboxDelete: "DELETE FROM outbox WHERE id = ?",
   messageGet: "SELECT data FROM messages WHERE peer_uid = ? AND uuid = ?",
-  messagesList: "SELECT data FROM messages WHERE peer_uid = ? ORDER BY stored_at, uuid",
-  messagesNewest:
-    "SELECT data FROM (SELECT data, stored_at, uuid FROM messages WHERE peer_uid = ? " +
-    "ORDER BY stored_at DESC, uuid DESC LIMIT ?) ORDER BY stored_at, uuid",
+  messagesList:
+    "SELECT peer_uid, uuid, data FROM messages WHERE peer_uid = ? ORDER BY stored_at, uuid",
+  messagesNewest: "SELECT peer_uid, uuid, data FROM (SELECT peer_uid, uuid, data, stored_at " +
+    "FROM messages WHERE peer_uid = ? ORDER BY stored_at DESC, uuid DESC LIMIT ?) " +
+    "ORDER BY stored_at, uuid",
   messagePut: "INSERT INTO messages (peer_uid, uuid, stored_at, data) VALUES (?, ?, ?, ?) " +
     "ON CONFLICT (peer_uid, uuid) DO UPDATE SET stored_at = excluded.stored_at, data = excluded.data",
   conversations: "SELECT DISTINCT peer_uid FROM messages ORDER BY peer_uid",
@@ -87,9 +89,11 @@ export interface SqliteStoreOptions {
    * Seals every record (the BLOB column of each table) before it is written
    * and opens it after it is read: at-rest encryption of the identity, the
    * peers, the messages and the outbox. Keys and ordering columns (uids,
-   * uuids, ids, times) stay in the clear. A store written with a cipher must
-   * be opened with the same one; a record that does not open is an
-   * {@linkcode UnreadableRecord}.
+   * uuids, ids, times) stay in the clear. Each record is bound to its table
+   * and primary key (`["messages", peerUid, uuid]`, `["peers", uid]`,
+   * `["identity", 0]`, …): moved to another row it does not open. A store
+   * written with a cipher must be opened with the same one; a record that
+   * does not open is an {@linkcode UnreadableRecord}.
    * @default {no cipher: records are stored as they are}
    */
   cipher?: StoreCipher;
@@ -137,8 +141,10 @@ export class SqliteStore implements Store {
 
   /**
    * Opens (creating if needed) the store in the SQLite file at `path`;
-   * `":memory:"` gives a store that lives as long as the handle. With
-   * `options.cipher` every record is sealed at rest (see {@linkcode SqliteStoreOptions}).
+   * `":memory:"` gives a store that lives as long as the handle. A file that
+   * does not exist yet is created readable by its owner only (0600); SQLite
+   * gives its `-wal` and `-shm` files the same mode. With `options.cipher`
+   * every record is sealed at rest (see {@linkcode SqliteStoreOptions}).
    *
    * @throws {Error} the file cannot be opened, or was written by a newer schema version
    * @example
@@ -152,6 +158,7 @@ export class SqliteStore implements Store {
    */
   static open(path: string, options: SqliteStoreOptions = {}): Promise<SqliteStore> {
     return run(() => {
+      if (path !== ":memory:" && path !== "") createOwnerOnly(path);
       const db = new DatabaseSync(path);
       try {
         db.exec(`PRAGMA busy_timeout = ${BUSY_TIMEOUT_MS}`);
@@ -191,30 +198,41 @@ export class SqliteStore implements Store {
   loadIdentity(): Promise<IdentityRecord | undefined> {
     return run(() => {
       const row = this.#stmt.identityGet.get() as Row | undefined;
-      return row && decode(IdentityRecordSchema, this.#open(bytesOf(row), "the identity"));
+      return row &&
+        decode(IdentityRecordSchema, this.#open(bytesOf(row), IDENTITY_KEY, "the identity"));
     });
   }
 
   /** Every contact peer, by uid. */
   listPeers(): Promise<PeerRecord[]> {
-    return run(() => this.#all(this.#stmt.peersList).map((b) => decode(PeerRecordSchema, b)));
+    return run(() =>
+      this.#all(this.#stmt.peersList, (r) => ["peers", r.uid!])
+        .map((b) => decode(PeerRecordSchema, b))
+    );
   }
 
   /** Every device peer (sibling), by uid. */
   listDevices(): Promise<PeerRecord[]> {
-    return run(() => this.#all(this.#stmt.devicesList).map((b) => decode(PeerRecordSchema, b)));
+    return run(() =>
+      this.#all(this.#stmt.devicesList, (r) => ["devices", r.uid!])
+        .map((b) => decode(PeerRecordSchema, b))
+    );
   }
 
   /** Every outbox entry, by queuedAt then id. */
   listOutbox(): Promise<OutboxEntry[]> {
-    return run(() => this.#all(this.#stmt.outboxList).map((b) => decode(OutboxEntrySchema, b)));
+    return run(() =>
+      this.#all(this.#stmt.outboxList, (r) => ["outbox", r.id!])
+        .map((b) => decode(OutboxEntrySchema, b))
+    );
   }
 
   /** One stored message by conversation and uuid. */
   getMessage(peerUid: string, uuid: string): Promise<DbMessage | undefined> {
     return run(() => {
       const row = this.#stmt.messageGet.get(peerUid, uuid) as Row | undefined;
-      return row && decode(DbMessageSchema, this.#open(bytesOf(row), "a message"));
+      return row &&
+        decode(DbMessageSchema, this.#open(bytesOf(row), messageKey(peerUid, uuid), "a message"));
     });
   }
 
@@ -222,9 +240,10 @@ export class SqliteStore implements Store {
   listMessages(peerUid: string, options: ListMessagesOptions = {}): Promise<DbMessage[]> {
     return run(() => {
       const limit = checkLimit(NAME, options.limit);
+      const key = (r: Row) => messageKey(r.peer_uid!, r.uuid!);
       const rows = limit === undefined
-        ? this.#all(this.#stmt.messagesList, peerUid)
-        : this.#all(this.#stmt.messagesNewest, peerUid, limit);
+        ? this.#all(this.#stmt.messagesList, key, peerUid)
+        : this.#all(this.#stmt.messagesNewest, key, peerUid, limit);
       return rows.map((b) => decode(DbMessageSchema, b));
     });
   }
@@ -253,16 +272,24 @@ export class SqliteStore implements Store {
       });
       this.#db.exec("BEGIN IMMEDIATE");
       try {
-        const seal = (bytes: Uint8Array) => this.#cipher ? this.#cipher.seal(bytes) : bytes;
-        if (p.identity) q.identityPut.run(seal(p.identity));
-        for (const [uid, bytes] of p.peers) q.peerPut.run(uid, seal(bytes));
+        const seal = (bytes: Uint8Array, key: readonly StoreKeyPart[]) =>
+          sealRecord(this.#cipher, bytes, key);
+        if (p.identity) q.identityPut.run(seal(p.identity, IDENTITY_KEY));
+        for (const [uid, bytes] of p.peers) q.peerPut.run(uid, seal(bytes, ["peers", uid]));
         for (const uid of p.deletePeers) q.peerDelete.run(uid);
-        for (const [uid, bytes] of p.devices) q.devicePut.run(uid, seal(bytes));
+        for (const [uid, bytes] of p.devices) q.devicePut.run(uid, seal(bytes, ["devices", uid]));
         for (const uid of p.deleteDevices) q.deviceDelete.run(uid);
         for (const m of p.messages.values()) {
-          q.messagePut.run(m.peerUid, m.uuid, m.storedAt, seal(m.bytes));
+          q.messagePut.run(
+            m.peerUid,
+            m.uuid,
+            m.storedAt,
+            seal(m.bytes, messageKey(m.peerUid, m.uuid)),
+          );
         }
-        for (const e of p.outboxPut.values()) q.outboxPut.run(e.id, e.queuedAt, seal(e.bytes));
+        for (const e of p.outboxPut.values()) {
+          q.outboxPut.run(e.id, e.queuedAt, seal(e.bytes, ["outbox", e.id]));
+        }
         for (const id of p.outboxDelete) q.outboxDelete.run(id);
         for (const [id, at] of p.seen) q.seenPut.run(id, at);
         this.#db.exec("COMMIT");
@@ -288,20 +315,41 @@ export class SqliteStore implements Store {
     });
   }
 
-  #all(statement: StatementSync, ...params: (string | number)[]): Uint8Array[] {
+  /** The records `statement` selects, each opened at the key `keyOf` reads from its row. */
+  #all(
+    statement: StatementSync,
+    keyOf: (row: Row) => StoreKeyPart[],
+    ...params: (string | number)[]
+  ): Uint8Array[] {
     return (statement.all(...params) as unknown as Row[]).map((row) =>
-      this.#open(bytesOf(row), "a record")
+      this.#open(bytesOf(row), keyOf(row), "a record")
     );
   }
 
-  /** Opens a sealed record (as it is without a cipher). */
-  #open(bytes: Uint8Array, what: string): Uint8Array {
-    return openRecord(this.#cipher, bytes, what, NAME);
+  /** Opens a record sealed to `key` (as it is without a cipher). */
+  #open(bytes: Uint8Array, key: readonly StoreKeyPart[], what: string): Uint8Array {
+    return openRecord(this.#cipher, bytes, key, what, NAME);
   }
 }
 
+/**
+ * The store key a record is sealed to: its table, then its primary key
+ * columns. The identity table's one row has the key `k = 0`.
+ */
+const IDENTITY_KEY: readonly StoreKeyPart[] = ["identity", 0];
+
+/** The store key of a message row. */
+function messageKey(peerUid: string, uuid: string): StoreKeyPart[] {
+  return ["messages", peerUid, uuid];
+}
+
+/** A selected row: the record, and the key columns the statement selects. */
 interface Row {
   data: Uint8Array | null;
+  uid?: string;
+  id?: string;
+  peer_uid?: string;
+  uuid?: string;
 }
 
 /** A zero-length BLOB (a record with every field at its default) may come back as null. */

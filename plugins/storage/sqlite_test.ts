@@ -1,10 +1,10 @@
 import assert from "node:assert/strict";
-import { DatabaseSync } from "node:sqlite";
+import { DatabaseSync, type SQLInputValue } from "node:sqlite";
 import { MESSAGE_BYTES_MAX } from "../../proto/codec.ts";
 import type { Store } from "../../kernel/ports.ts";
 import { SqliteStore } from "./sqlite.ts";
 import { storeConformance } from "./store_conformance.ts";
-import { cipherConformance } from "./cipher_conformance.ts";
+import { cipherConformance, type RecordPlace } from "./cipher_conformance.ts";
 
 const dirs = new WeakMap<Store, string>();
 
@@ -73,10 +73,57 @@ Deno.test("SqliteStore.open(':memory:') works without files", async () => {
 
 // ─── At-rest encryption ──────────────────────────────────────────────────────
 
+/** The table, key columns and key values of a record's row. */
+function row(place: RecordPlace): { table: string; columns: string[]; values: SQLInputValue[] } {
+  switch (place.table) {
+    case "identity":
+      return { table: "identity", columns: ["k"], values: [0] };
+    case "message":
+      return {
+        table: "messages",
+        columns: ["peer_uid", "uuid"],
+        values: [place.peerUid, place.uuid],
+      };
+    case "outbox":
+      return { table: "outbox", columns: ["id"], values: [place.id] };
+    default:
+      return { table: `${place.table}s`, columns: ["uid"], values: [place.id] };
+  }
+}
+
+/** Runs `f` on the SQLite file at `path`, opened directly (the store closed). */
+function withDb<T>(path: string, f: (db: DatabaseSync) => T): Promise<T> {
+  const db = new DatabaseSync(path);
+  try {
+    return Promise.resolve(f(db));
+  } finally {
+    db.close();
+  }
+}
+
 cipherConformance({
   name: "SqliteStore",
   file: "device.db",
   recordBytesMax: MESSAGE_BYTES_MAX,
   open: (path, cipher) => SqliteStore.open(path, { cipher }),
-  files: (path) => [path, `${path}-wal`],
+  files: (path) => [path, `${path}-wal`, `${path}-shm`],
+  readRaw: (path, place) =>
+    withDb(path, (db) => {
+      const { table, columns, values } = row(place);
+      const where = columns.map((c) => `${c} = ?`).join(" AND ");
+      const found = db.prepare(`SELECT data FROM ${table} WHERE ${where}`).get(...values);
+      assert.ok(found?.data instanceof Uint8Array, `no record at ${JSON.stringify(place)}`);
+      return found.data;
+    }),
+  writeRaw: (path, place, bytes) =>
+    withDb(path, (db) => {
+      const { table, columns, values } = row(place);
+      // A new message or outbox row also needs its ordering column; 0 puts it first.
+      const extra = table === "messages" ? ["stored_at"] : table === "outbox" ? ["queued_at"] : [];
+      const all = [...columns, ...extra, "data"];
+      db.prepare(
+        `INSERT INTO ${table} (${all.join(", ")}) VALUES (${all.map(() => "?").join(", ")}) ` +
+          `ON CONFLICT (${columns.join(", ")}) DO UPDATE SET data = excluded.data`,
+      ).run(...values, ...extra.map(() => 0), bytes);
+    }),
 });
