@@ -44,6 +44,50 @@ export interface InvitationRecord {
   expiresMs: number;
 }
 
+/** One post in a mailbox, as {@linkcode Backend.stepMailbox} answers it. */
+export interface MailboxPostRecord {
+  /** Its place in the mailbox's one numbering, from 0 in the order the relay received posts. */
+  index: number;
+  /** The member that posted it (16 bytes). */
+  side: Uint8Array;
+  /** The ciphertext as posted. */
+  body: Uint8Array;
+}
+
+/** What {@linkcode Backend.createMailbox} starts a mailbox with. */
+export interface MailboxInit {
+  /** The first member (16 bytes). */
+  side: Uint8Array;
+  /** Its first post (index 0), if any. */
+  post?: Uint8Array;
+  /** When the mailbox expires, in ms. */
+  expiresMs: number;
+}
+
+/** One step of a side in a mailbox, for {@linkcode Backend.stepMailbox}. */
+export interface MailboxStep {
+  /** The stepping side (16 bytes): a member, or a newcomer claiming the free place. */
+  side: Uint8Array;
+  /** A post to append, if any. */
+  post?: Uint8Array;
+  /** Answer the other side's posts with an index of at least this. */
+  after: number;
+  /** A mailbox holding this many posts refuses more. */
+  postsMax: number;
+}
+
+/** The outcome of a {@linkcode Backend.stepMailbox} on a live mailbox. */
+export interface MailboxStepResult {
+  /** Whether the side was a member before this step (`false`: it just took the second place). */
+  member: boolean;
+  /** Whether the step's post was refused because the mailbox holds `postsMax` posts. */
+  full: boolean;
+  /** The other side's posts with index >= `after`, oldest first. */
+  posts: MailboxPostRecord[];
+  /** When the mailbox expires, in ms. */
+  expiresMs: number;
+}
+
 /** Options for {@linkcode Backend.storeMessages}. */
 export interface StoreOptions {
   /** The core's current time, in ms. */
@@ -88,7 +132,9 @@ export interface Backend {
    * Throws a `RangeError` when the backend cannot honour these limits (for
    * example a message larger than a Deno KV value). Called once by the core.
    */
-  checkLimits(limits: { messageBytesMax: number; messagesPerRequestMax: number }): void;
+  checkLimits(
+    limits: { messageBytesMax: number; messagesPerRequestMax: number; mailboxPostsMax: number },
+  ): void;
   /** Stores `candidate` unless keys exist already; resolves with the stored keys. */
   loadOrStoreKeys(candidate: ServerKeys): Promise<ServerKeys>;
   /**
@@ -118,7 +164,34 @@ export interface Backend {
   deleteInvitation(code: string, nowMs: number): Promise<boolean>;
   /** Starts watching `queues` for stores; see {@linkcode QueueWatch}. */
   watchQueues(queues: string[]): Promise<QueueWatch>;
-  /** Drops expired messages, signatures and invitations; resolves with how many messages went. */
+  /**
+   * Creates a mailbox with one member unless a live one holds `nameplate`;
+   * resolves `false` on conflict. An expired one under the name is replaced.
+   */
+  createMailbox(nameplate: string, init: MailboxInit, nowMs: number): Promise<boolean>;
+  /**
+   * One atomic step: joins `step.side` as the second member when it is new
+   * and a place is free, appends `step.post` unless `postsMax` posts are
+   * there, and answers the other side's posts. Resolves `undefined` when
+   * there is no live mailbox this side may use: unknown, expired, closed, or
+   * both places taken by others (the caller cannot tell which).
+   */
+  stepMailbox(
+    nameplate: string,
+    step: MailboxStep,
+    nowMs: number,
+  ): Promise<MailboxStepResult | undefined>;
+  /**
+   * Deletes the mailbox when `side` is one of its members; resolves `true`
+   * when a live mailbox went. A closed mailbox is gone for everyone.
+   */
+  closeMailbox(nameplate: string, side: Uint8Array, nowMs: number): Promise<boolean>;
+  /** Starts watching the mailbox for posts; `changed` fires on the next one. */
+  watchMailbox(nameplate: string): Promise<QueueWatch>;
+  /**
+   * Drops expired messages, signatures, invitations and mailboxes; resolves
+   * with how many messages went.
+   */
   sweep(nowMs: number, retentionMs: number): Promise<number>;
   /** Releases connections and handles; the backend is unusable afterwards. */
   close(): Promise<void>;

@@ -84,6 +84,13 @@ export function backendConformance(
     ["records a signature once until it expires", signatures],
     ["wakes a watch on a store in a watched queue only", watchWakes],
     ["keeps the first keys it was given", keys],
+    ["creates a mailbox unless a live one holds the nameplate", mailboxCreate],
+    ["joins a second side to a mailbox and refuses a third", mailboxJoin],
+    ["numbers mailbox posts and answers the other side's from `after`", mailboxPosts],
+    ["refuses mailbox posts beyond postsMax", mailboxPostsMax],
+    ["closes a mailbox for its members only, for everyone", mailboxClose],
+    ["expires mailboxes, and sweep drops them", mailboxExpiry],
+    ["wakes a mailbox watch on a post in that mailbox only", mailboxWatch],
   ];
   for (const [title, body] of cases) {
     Deno.test({
@@ -288,4 +295,152 @@ async function keys(open: () => Promise<Backend>): Promise<void> {
   assert.deepEqual(await b.loadOrStoreKeys(second), first);
   const restarted = await open();
   assert.deepEqual(await restarted.loadOrStoreKeys(second), first);
+}
+
+const A = new Uint8Array(16).fill(0xa);
+const B = new Uint8Array(16).fill(0xb);
+const C = new Uint8Array(16).fill(0xc);
+const bytes = (text: string) => new TextEncoder().encode(text);
+const life = (nowMs = T0) => ({ side: A, expiresMs: nowMs + 10_000 });
+const step = (side: Uint8Array, post?: string, after = 0, postsMax = 8) => ({
+  side,
+  post: post === undefined ? undefined : bytes(post),
+  after,
+  postsMax,
+});
+/** The posts of a step as "index:side:text" (side as the letter of A, B or C). */
+function posts(
+  result: { posts: { index: number; side: Uint8Array; body: Uint8Array }[] } | undefined,
+) {
+  assert.ok(result, "a live mailbox this side may use");
+  return result.posts.map((p) =>
+    `${p.index}:${"?ABC"[p.side[0] - 9] ?? "?"}:${new TextDecoder().decode(p.body)}`
+  );
+}
+
+async function mailboxCreate(open: () => Promise<Backend>): Promise<void> {
+  const b = await open();
+  assert.equal(await b.createMailbox("M1", life(), T0), true);
+  assert.equal(await b.createMailbox("M1", { side: B, expiresMs: T0 + 10_000 }, T0 + 1), false);
+  assert.equal(await b.createMailbox("M2", { ...life(), post: bytes("p") }, T0), true);
+  const restarted = await open();
+  assert.equal(await restarted.createMailbox("M1", life(), T0 + 2), false, "survives restarts");
+  assert.equal(
+    await restarted.createMailbox("M2", life(T0 + 10_000), T0 + 10_000),
+    true,
+    "expired",
+  );
+  assert.deepEqual(posts(await restarted.stepMailbox("M2", step(B), T0 + 10_001)), [], "a new one");
+  const made = await Promise.all(
+    [A, B, C].map((side) => b.createMailbox("M3", { side, expiresMs: T0 + 10_000 }, T0)),
+  );
+  assert.deepEqual(made.sort(), [false, false, true], "exactly one concurrent create wins");
+}
+
+async function mailboxJoin(open: () => Promise<Backend>): Promise<void> {
+  const b = await open();
+  assert.equal(await b.stepMailbox("M1", step(A), T0), undefined, "unknown");
+  await b.createMailbox("M1", life(), T0);
+  const first = await b.stepMailbox("M1", step(A), T0);
+  assert.equal(first?.member, true, "the creator is a member");
+  assert.equal(first?.expiresMs, T0 + 10_000);
+  assert.equal((await b.stepMailbox("M1", step(B), T0))?.member, false, "B joins");
+  assert.equal((await b.stepMailbox("M1", step(B), T0))?.member, true, "B is a member now");
+  assert.equal(await b.stepMailbox("M1", step(C), T0), undefined, "both places are taken");
+  assert.equal(await b.stepMailbox("M1", step(C, "x"), T0), undefined, "with or without a post");
+  assert.deepEqual(posts(await b.stepMailbox("M1", step(A), T0)), [], "C's post went nowhere");
+  await b.createMailbox("M2", life(), T0);
+  const raced = await Promise.all([B, C].map((side) => b.stepMailbox("M2", step(side), T0)));
+  assert.equal(raced.filter((r) => r !== undefined).length, 1, "one newcomer takes the place");
+}
+
+async function mailboxPosts(open: () => Promise<Backend>): Promise<void> {
+  const b = await open();
+  await b.createMailbox("M1", { ...life(), post: bytes("a0") }, T0);
+  assert.deepEqual(posts(await b.stepMailbox("M1", step(A), T0)), [], "not its own posts");
+  assert.deepEqual(posts(await b.stepMailbox("M1", step(B, "b1"), T0)), ["0:A:a0"]);
+  assert.deepEqual(posts(await b.stepMailbox("M1", step(A, "a2"), T0)), ["1:B:b1"]);
+  assert.deepEqual(posts(await b.stepMailbox("M1", step(B, undefined, 1), T0)), ["2:A:a2"]);
+  assert.deepEqual(posts(await b.stepMailbox("M1", step(B, undefined, 3), T0)), []);
+  const restarted = await open();
+  assert.deepEqual(posts(await restarted.stepMailbox("M1", step(B), T0)), ["0:A:a0", "2:A:a2"]);
+  const big = new Uint8Array(20_000).map((_, i) => i % 251);
+  await restarted.stepMailbox("M1", { ...step(A), post: big }, T0);
+  const [last] = (await b.stepMailbox("M1", step(B, undefined, 3), T0))!.posts;
+  assert.equal(last.index, 3);
+  assert.deepEqual(last.body, big, "bytes survive intact");
+  assert.deepEqual(last.side, A);
+}
+
+async function mailboxPostsMax(open: () => Promise<Backend>): Promise<void> {
+  const b = await open();
+  await b.createMailbox("M1", { ...life(), post: bytes("a0") }, T0);
+  assert.equal((await b.stepMailbox("M1", step(B, "b1", 0, 3), T0))?.full, false);
+  assert.equal((await b.stepMailbox("M1", step(A, "a2", 0, 3), T0))?.full, false);
+  const refused = await b.stepMailbox("M1", step(B, "b3", 0, 3), T0);
+  assert.equal(refused?.full, true, "the fourth post is refused");
+  assert.deepEqual(posts(refused), ["0:A:a0", "2:A:a2"], "posts are still answered");
+  assert.deepEqual(posts(await b.stepMailbox("M1", step(A), T0)), ["1:B:b1"], "b3 was not kept");
+  assert.equal((await b.stepMailbox("M1", step(A, undefined, 0, 3), T0))?.full, false);
+}
+
+async function mailboxClose(open: () => Promise<Backend>): Promise<void> {
+  const b = await open();
+  await b.createMailbox("M1", { ...life(), post: bytes("a0") }, T0);
+  await b.stepMailbox("M1", step(B, "b1"), T0);
+  assert.equal(await b.closeMailbox("M1", C, T0), false, "not a member");
+  assert.equal(await b.closeMailbox("NONE", A, T0), false, "unknown");
+  assert.equal((await b.stepMailbox("M1", step(A), T0))?.member, true, "still there");
+  assert.equal(await b.closeMailbox("M1", B, T0), true, "the second member closes it");
+  assert.equal(await b.stepMailbox("M1", step(A), T0), undefined, "gone for the creator");
+  assert.equal(await b.stepMailbox("M1", step(C), T0), undefined, "and for a newcomer");
+  assert.equal(await b.closeMailbox("M1", A, T0), false, "closed once");
+  assert.equal(await b.createMailbox("M1", { side: C, expiresMs: T0 + 10_000 }, T0), true);
+  assert.deepEqual(
+    posts(await b.stepMailbox("M1", step(A), T0)),
+    [],
+    "a new mailbox, no old posts",
+  );
+  const first = await b.createMailbox("M2", life(), T0);
+  assert.equal(first, true);
+  assert.equal(await b.closeMailbox("M2", A, T0 + 10_000), false, "expired");
+}
+
+async function mailboxExpiry(open: () => Promise<Backend>): Promise<void> {
+  const b = await open();
+  await b.createMailbox("OLD", { ...life(), post: bytes("a0") }, T0);
+  await b.createMailbox("NEW", { side: A, expiresMs: T0 + 20_000 }, T0);
+  assert.equal((await b.stepMailbox("OLD", step(B), T0 + 9_999))?.member, false);
+  assert.equal(await b.stepMailbox("OLD", step(A), T0 + 10_000), undefined, "expired");
+  assert.equal(await b.stepMailbox("OLD", step(B), T0 + 10_000), undefined, "for every side");
+  assert.equal(await b.sweep(T0 + 10_000, RETENTION_MS), 0, "sweep counts messages only");
+  // Back in time, an unswept mailbox would be live: sweep removed it.
+  assert.equal(await b.stepMailbox("OLD", step(A), T0), undefined, "sweep dropped it");
+  assert.equal((await b.stepMailbox("NEW", step(A), T0))?.member, true, "a live one stays");
+}
+
+async function mailboxWatch(open: () => Promise<Backend>): Promise<void> {
+  const b = await open();
+  await b.createMailbox("M1", life(), T0);
+  await b.createMailbox("M2", life(), T0);
+  const watch = await b.watchMailbox("M1");
+  let fired = false;
+  watch.changed.then(() => (fired = true));
+  await b.stepMailbox("M1", step(B), T0);
+  await b.stepMailbox("M2", step(A, "elsewhere"), T0);
+  await b.stepMailbox("M1", step(C, "refused"), T0);
+  await b.stepMailbox("M1", step(B, "full", 0, 0), T0);
+  await systemClock.sleep(QUIET_MS);
+  assert.equal(fired, false, "a join, a post elsewhere and refused posts wake nobody");
+  const other = await open();
+  await other.stepMailbox("M1", step(B, "b0"), T0);
+  const bound = new AbortController();
+  await Promise.race([
+    watch.changed,
+    systemClock.sleep(WAKE_MS_MAX, bound.signal).then(() => {
+      throw new Error(`the mailbox watch did not wake within ${WAKE_MS_MAX} ms of a post`);
+    }),
+  ]).finally(() => bound.abort());
+  watch.close();
+  watch.close();
 }

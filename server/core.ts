@@ -31,6 +31,10 @@ import {
   type Invitation,
   InvitationAction,
   InvitationSchema,
+  MailboxAction,
+  MailboxAnswerSchema,
+  MailboxPostSchema,
+  type MailboxRequest,
   PackedServerMessageSchema,
   type PackedUserMessage,
   PackedUserMessageSchema,
@@ -42,7 +46,14 @@ import {
   type ToServerMessage,
   ToServerMessageSchema,
 } from "../proto/gen/meow_pb.ts";
-import type { Backend, ServerKeys, StoredMessage } from "./backend.ts";
+import type {
+  Backend,
+  MailboxStepResult,
+  QueueWatch,
+  ServerKeys,
+  StoredMessage,
+} from "./backend.ts";
+import { WindowLimiter } from "./client_limits.ts";
 import { PULL_FRESHNESS_MS, resolveLimits, type ServerLimitsInit } from "./limits.ts";
 
 const encoder = new TextEncoder();
@@ -51,13 +62,44 @@ const EMPTY_ANSWER = new Uint8Array(0);
 const KEY_BYTES = 32;
 /** An invitation code: 1–64 characters of base64url's alphabet, compared case-insensitively. */
 const INVITATION_CODE = /^[A-Za-z0-9_-]{1,64}$/;
+/** The alphabet of nameplates: Crockford's base32 (no I, L, O, U). */
+const NAMEPLATE_ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ";
+/** How many characters a nameplate has. */
+const NAMEPLATE_LENGTH = 4;
+/** A normalised nameplate. */
+const NAMEPLATE = new RegExp(`^[${NAMEPLATE_ALPHABET}]{${NAMEPLATE_LENGTH}}$`);
+/** How many random nameplates an ALLOCATE tries before it answers BUSY. */
+const NAMEPLATE_ATTEMPTS_MAX = 16;
+/** How many bytes a mailbox side is. */
+const SIDE_BYTES = 16;
+/** The window of the per-client mailbox look-up count, in ms. */
+const LOOKUP_WINDOW_MS = 60_000;
+/** Most client addresses whose mailbox look-ups are counted at once (least recently seen go). */
+const LOOKUP_CLIENTS_MAX = 100_000;
+/** The one answer to a mailbox that is unknown, expired, closed or taken by two other sides. */
+const NO_SUCH_MAILBOX = "no such mailbox";
 
 /** What {@linkcode ServerCore.observe} is told. */
 export interface ObservedEvent {
-  /** `request`: an unsealed ToServerMessage; `stored`: a PackedUserMessage as stored. */
-  kind: "request" | "stored";
+  /**
+   * `request`: an unsealed ToServerMessage; `stored`: a PackedUserMessage as stored; `mailbox`: a
+   * mailbox post as stored.
+   */
+  kind: "request" | "stored" | "mailbox";
   /** The bytes the relay saw. */
   bytes: Uint8Array;
+}
+
+/** Options for {@linkcode ServerCore.handle}. */
+export interface HandleOptions {
+  /** Ends a long poll early (the client went away). */
+  signal?: AbortSignal;
+  /**
+   * Who sent the request, for per-client limits (the remote address over HTTP). Requests without
+   * one share one count.
+   * @default {""}
+   */
+  client?: string;
 }
 
 /** Options for {@linkcode ServerCore.create}. */
@@ -145,6 +187,7 @@ export class ServerCore {
   readonly #keys: ServerKeys;
   readonly #card: ServerCard;
   readonly #uidBytes: Uint8Array;
+  readonly #lookups: WindowLimiter;
   readonly #stats: ServerStats = {
     requests: 0,
     rejected: 0,
@@ -164,6 +207,11 @@ export class ServerCore {
     this.#random = options.random;
     this.#keys = keys;
     this.limits = Object.freeze(limits);
+    this.#lookups = new WindowLimiter({
+      takesMax: limits.mailboxLookupsPerMinuteMax,
+      windowMs: LOOKUP_WINDOW_MS,
+      clientsMax: LOOKUP_CLIENTS_MAX,
+    });
     const uid = toHex(sha256(keys.signing.publicKey).subarray(0, 16));
     this.#uidBytes = encoder.encode(uid);
     this.#card = create(ServerCardSchema, {
@@ -183,6 +231,9 @@ export class ServerCore {
         requestBytesMax: limits.requestBytesMax,
         acksPerRequestMax: limits.acksPerRequestMax,
         pullMessagesMax: limits.pullMessagesMax,
+        mailboxMsMax: limits.mailboxMsMax,
+        mailboxPostsMax: limits.mailboxPostsMax,
+        mailboxLookupsPerMinuteMax: limits.mailboxLookupsPerMinuteMax,
       }),
     });
   }
@@ -218,12 +269,12 @@ export class ServerCore {
   /**
    * Answers one request. Never throws: bad input gets a typed error in a
    * sealed answer, or the empty answer when nobody can be answered (see the
-   * class doc). `signal` ends a long poll early (the client went away).
+   * class doc). See {@linkcode HandleOptions} for `signal` and `client`.
    */
-  async handle(body: Uint8Array, signal?: AbortSignal): Promise<Uint8Array> {
+  async handle(body: Uint8Array, options: HandleOptions = {}): Promise<Uint8Array> {
     this.#stats.requests++;
     try {
-      return await this.#handle(body, signal);
+      return await this.#handle(body, options);
     } catch {
       // Only a failing backend or an unusable `from` key get here.
       this.#stats.rejected++;
@@ -231,12 +282,16 @@ export class ServerCore {
     }
   }
 
-  /** Drops expired messages, signatures and invitations; resolves with how many messages went. */
+  /**
+   * Drops expired messages, signatures, invitations and mailboxes; resolves with how many
+   * messages went.
+   */
   sweep(): Promise<number> {
     return this.backend.sweep(this.#clock.now(), this.limits.retentionMs);
   }
 
-  async #handle(body: Uint8Array, signal?: AbortSignal): Promise<Uint8Array> {
+  async #handle(body: Uint8Array, options: HandleOptions): Promise<Uint8Array> {
+    const { signal, client = "" } = options;
     if (!(body instanceof Uint8Array) || body.length > 2 * this.limits.requestBytesMax) {
       this.#stats.rejected++;
       return EMPTY_ANSWER;
@@ -288,6 +343,12 @@ export class ServerCore {
       if (request.invitation && request.invitation.action !== InvitationAction.UNSPECIFIED) {
         await this.#invitation(request.invitation, answer);
       }
+      if (request.mailbox && request.mailbox.action !== MailboxAction.UNSPECIFIED) {
+        // A long poll on a mailbox would hold back the request's messages and pulls.
+        const alone = request.messages.length === 0 && request.pullRequests.length === 0;
+        const timeoutMs = alone ? request.timeoutMs : 0;
+        await this.#mailbox(request.mailbox, { client, timeoutMs, signal }, answer);
+      }
       if (request.messages.length > 0) await this.#store(request.messages, answer);
       const queues = await this.#authorise(request.pullRequests, answer);
       if (queues.length > 0 && request.acks.length > 0) {
@@ -296,7 +357,17 @@ export class ServerCore {
       if (queues.length > 0) {
         let messages = await this.#read(queues);
         if (messages.length === 0 && request.timeoutMs > 0) {
-          messages = await this.#longPoll(queues, request.timeoutMs, answer, signal);
+          messages = await this.#longPoll(
+            {
+              initial: messages,
+              watch: () => this.backend.watchQueues(queues),
+              read: () => this.#read(queues),
+              done: (read) => read.length > 0,
+            },
+            request.timeoutMs,
+            answer,
+            signal,
+          );
         }
         this.#stats.delivered += messages.length;
         answer.chat = messages.map((m) => decode(PackedUserMessageSchema, m.bytes));
@@ -305,6 +376,7 @@ export class ServerCore {
     } catch (e) {
       // A failing backend: tell the client to retry (stores are idempotent for the receiver).
       answer.chat = [];
+      answer.mailbox = undefined;
       return await reject(ErrorCode.BUSY, `relay storage failed: ${(e as Error).message}`);
     }
   }
@@ -395,6 +467,127 @@ export class ServerCore {
           error(ErrorCode.MALFORMED, `unknown invitation action ${invitation.action}`),
         );
     }
+  }
+
+  /** One mailbox step; its outcome goes into `answer.mailbox` or one request-scoped error. */
+  async #mailbox(
+    request: MailboxRequest,
+    context: { client: string; timeoutMs: number; signal?: AbortSignal },
+    answer: FromServerMessage,
+  ): Promise<void> {
+    const fail = (code: ErrorCode, detail: string, retryAfterMs = 0) =>
+      void answer.errors.push(create(ServerErrorSchema, { code, detail, retryAfterMs }));
+    const { action, side, post } = request;
+    if (
+      action !== MailboxAction.ALLOCATE && action !== MailboxAction.EXCHANGE &&
+      action !== MailboxAction.CLOSE
+    ) {
+      return fail(ErrorCode.MALFORMED, `unknown mailbox action ${action}`);
+    }
+    if (side.length !== SIDE_BYTES) {
+      return fail(ErrorCode.MALFORMED, `mailbox side must be ${SIDE_BYTES} bytes`);
+    }
+    if (post.length > this.limits.messageBytesMax) {
+      return fail(
+        ErrorCode.TOO_LARGE,
+        `mailbox post of ${post.length} bytes exceeds messageBytesMax ${this.limits.messageBytesMax}`,
+      );
+    }
+    if (action === MailboxAction.ALLOCATE) return await this.#allocate(request, answer);
+    const nameplate = normaliseNameplate(request.nameplate);
+    if (!NAMEPLATE.test(nameplate)) {
+      return fail(
+        ErrorCode.MALFORMED,
+        `nameplate must be ${NAMEPLATE_LENGTH} characters of Crockford base32`,
+      );
+    }
+    // Every step counts until the backend says it came from a member; then it is given back.
+    const take = this.#lookups.take(context.client, this.#clock.now());
+    if (!take.ok) {
+      return fail(
+        ErrorCode.BUSY,
+        `mailboxLookupsPerMinuteMax ${this.limits.mailboxLookupsPerMinuteMax} mailbox look-ups used; retry later`,
+        take.retryAfterMs,
+      );
+    }
+    const now = this.#clock.now();
+    if (action === MailboxAction.CLOSE) {
+      if (!(await this.backend.closeMailbox(nameplate, side, now))) {
+        return fail(ErrorCode.NOT_FOUND, NO_SUCH_MAILBOX);
+      }
+      this.#lookups.refund(context.client, take.window);
+      answer.mailbox = create(MailboxAnswerSchema, { nameplate });
+      return;
+    }
+    const postsMax = this.limits.mailboxPostsMax;
+    const posting = post.length > 0 ? post : undefined;
+    let result = await this.backend.stepMailbox(
+      nameplate,
+      { side, post: posting, after: request.after, postsMax },
+      now,
+    );
+    if (!result) return fail(ErrorCode.NOT_FOUND, NO_SUCH_MAILBOX);
+    if (result.member) this.#lookups.refund(context.client, take.window);
+    if (result.full) {
+      fail(ErrorCode.QUEUE_FULL, `mailbox holds mailboxPostsMax ${postsMax} posts`);
+    } else if (posting) {
+      this.observe?.({ kind: "mailbox", bytes: posting });
+    }
+    if (result.posts.length === 0 && context.timeoutMs > 0) {
+      // This side is a member now: the poll's reads are member steps, never look-ups.
+      const read = () =>
+        this.backend.stepMailbox(
+          nameplate,
+          { side, after: request.after, postsMax },
+          this.#clock.now(),
+        );
+      const polled: MailboxStepResult | undefined = await this.#longPoll(
+        {
+          initial: result,
+          watch: () => this.backend.watchMailbox(nameplate),
+          read,
+          done: (r: MailboxStepResult | undefined) => r === undefined || r.posts.length > 0,
+        },
+        context.timeoutMs,
+        answer,
+        context.signal,
+      );
+      // Closed by the other member during the wait.
+      if (!polled) return fail(ErrorCode.NOT_FOUND, NO_SUCH_MAILBOX);
+      result = polled;
+    }
+    answer.mailbox = create(MailboxAnswerSchema, {
+      nameplate,
+      posts: result.posts.map((p) => create(MailboxPostSchema, { index: p.index, body: p.body })),
+      expiresAt: result.expiresMs,
+    });
+  }
+
+  /** ALLOCATE: a free random nameplate for a new mailbox with `side` as its first member. */
+  async #allocate(request: MailboxRequest, answer: FromServerMessage): Promise<void> {
+    const now = this.#clock.now();
+    const max = this.limits.mailboxMsMax;
+    const asked = request.expiresMs > 0 ? Math.min(request.expiresMs, max) : max;
+    const expiresMs = now + Math.max(1, Math.floor(asked));
+    const post = request.post.length > 0 ? request.post : undefined;
+    for (let attempt = 0; attempt < NAMEPLATE_ATTEMPTS_MAX; attempt++) {
+      const nameplate = Array.from(
+        this.#random.bytes(NAMEPLATE_LENGTH),
+        (b) => NAMEPLATE_ALPHABET[b % NAMEPLATE_ALPHABET.length],
+      ).join("");
+      if (
+        !(await this.backend.createMailbox(nameplate, { side: request.side, post, expiresMs }, now))
+      ) {
+        continue;
+      }
+      if (post) this.observe?.({ kind: "mailbox", bytes: post });
+      answer.mailbox = create(MailboxAnswerSchema, { nameplate, expiresAt: expiresMs });
+      return;
+    }
+    answer.errors.push(error(
+      ErrorCode.BUSY,
+      `no free nameplate in ${NAMEPLATE_ATTEMPTS_MAX} attempts; retry later`,
+    ));
   }
 
   async #store(messages: PackedUserMessage[], answer: FromServerMessage): Promise<void> {
@@ -494,33 +687,43 @@ export class ServerCore {
     });
   }
 
-  async #longPoll(
-    queues: string[],
+  /**
+   * Waits until `read()` is `done` or the wait ends (min(timeoutMs, longPollMsMax), or `signal`):
+   * watch first, then read, so nothing stored in between is missed. Resolves with the last read,
+   * or `initial` when no long poll may open (BUSY) or the signal ended it already.
+   */
+  async #longPoll<T>(
+    poll: {
+      initial: T;
+      watch: () => Promise<QueueWatch>;
+      read: () => Promise<T>;
+      done: (read: T) => boolean;
+    },
     timeoutMs: number,
     answer: FromServerMessage,
     signal?: AbortSignal,
-  ): Promise<StoredMessage[]> {
-    if (signal?.aborted) return [];
+  ): Promise<T> {
+    if (signal?.aborted) return poll.initial;
     if (this.#stats.longPollsOpen >= this.limits.longPollsOpenMax) {
       answer.errors.push(error(
         ErrorCode.BUSY,
         `longPollsOpenMax ${this.limits.longPollsOpenMax} long polls are open; retry later`,
       ));
-      return [];
+      return poll.initial;
     }
     this.#stats.longPollsOpen++;
     const stop = new AbortController();
     const onAbort = () => stop.abort();
     signal?.addEventListener("abort", onAbort, { once: true });
-    const watch = await this.backend.watchQueues(queues).catch((e) => {
+    const watch = await poll.watch().catch((e) => {
       this.#stats.longPollsOpen--;
       signal?.removeEventListener("abort", onAbort);
       throw e;
     });
     try {
       // The watch is live: a store from here on fires it, so this read misses nothing.
-      const messages = await this.#read(queues);
-      if (messages.length > 0) return messages;
+      const first = await poll.read();
+      if (poll.done(first)) return first;
       const waitMs = Math.min(timeoutMs, this.limits.longPollMsMax);
       const aborted = new Promise<void>((resolve) =>
         stop.signal.addEventListener("abort", () => resolve(), { once: true })
@@ -530,7 +733,7 @@ export class ServerCore {
         this.#clock.sleep(waitMs, stop.signal).catch(() => {}),
         aborted,
       ]);
-      return await this.#read(queues);
+      return await poll.read();
     } finally {
       stop.abort();
       watch.close();
@@ -572,6 +775,11 @@ function isLookupKey(text: string): boolean {
   } catch {
     return false;
   }
+}
+
+/** A typed nameplate as the relay stores it: trimmed, upper case, Crockford's look-alikes mapped. */
+function normaliseNameplate(text: string): string {
+  return text.trim().toUpperCase().replace(/O/g, "0").replace(/[IL]/g, "1");
 }
 
 function toHex(bytes: Uint8Array): string {

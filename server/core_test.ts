@@ -3,9 +3,14 @@ import fc from "fast-check";
 import { create } from "@bufbuild/protobuf";
 import { SeededRandom } from "../kernel/crypto/mod.ts";
 import { decode, encode } from "../proto/codec.ts";
+import type { Random } from "../kernel/crypto/mod.ts";
 import {
   ErrorCode,
+  type FromServerMessage,
+  FromServerMessageSchema,
   InvitationAction,
+  MailboxAction,
+  MailboxRequestSchema,
   PackedServerMessageSchema,
   PackedUserMessageSchema,
   ToServerMessageSchema,
@@ -15,16 +20,26 @@ import { ServerCore, type ServerCoreOptions } from "./core.ts";
 import { MemoryBackend, MemoryData } from "./memory.ts";
 import { ManualClock, TestDevice, text } from "./_testing.ts";
 import type { ServerLimitsInit } from "./limits.ts";
+import type { MessageInitShape } from "@bufbuild/protobuf";
+
+/** A mailbox step as a request carries it. */
+type MailboxStep = MessageInitShape<typeof MailboxRequestSchema>;
 
 interface Relay {
   core: ServerCore;
   clock: ManualClock;
   data: MemoryData;
-  device(): TestDevice;
+  /** A device whose requests come from client address `client`. */
+  device(client?: string): TestDevice;
 }
 
 async function relay(
-  options: { limits?: Partial<ServerLimitsInit>; data?: MemoryData; seed?: number } = {},
+  options: {
+    limits?: Partial<ServerLimitsInit>;
+    data?: MemoryData;
+    seed?: number;
+    random?: (seeded: Random) => Random;
+  } = {},
 ): Promise<Relay> {
   const clock = new ManualClock();
   const data = options.data ?? new MemoryData();
@@ -32,7 +47,7 @@ async function relay(
   const coreOptions: ServerCoreOptions = {
     backend: new MemoryBackend({ data }),
     clock,
-    random: random.fork("relay"),
+    random: options.random?.(random.fork("relay")) ?? random.fork("relay"),
     limits: options.limits,
   };
   const core = await ServerCore.create(coreOptions);
@@ -41,11 +56,11 @@ async function relay(
     core,
     clock,
     data,
-    device: () =>
+    device: (client?: string) =>
       new TestDevice(
         random.fork(`device-${devices++}`),
         core.card(),
-        (body) => core.handle(body),
+        (body) => core.handle(body, { client }),
         () => clock.now(),
       ),
   };
@@ -305,7 +320,7 @@ Deno.test("ServerCore.handle() ends a long poll when the request's signal aborts
   const bob = device();
   const stop = new AbortController();
   const body = await bob.seal({ pullRequests: [await bob.pull()], timeoutMs: 10_000 });
-  const poll = core.handle(body, stop.signal);
+  const poll = core.handle(body, { signal: stop.signal });
   await clock.sleepers(1);
   stop.abort();
   const answer = await openAnswer({
@@ -456,6 +471,312 @@ Deno.test("ServerCore.handle() overwrites client-set delivery fields", async () 
     alice.queue,
   );
   assert.ok(create(ToServerMessageSchema, {}));
+});
+
+const SIDE_A = new Uint8Array(16).fill(0xa);
+const SIDE_B = new Uint8Array(16).fill(0xb);
+const SIDE_C = new Uint8Array(16).fill(0xc);
+const utf8 = (text: string) => new TextEncoder().encode(text);
+
+/** Sends one mailbox step from `device`. */
+function step(
+  device: TestDevice,
+  mailbox: MailboxStep,
+  extra: { timeoutMs?: number; uuid?: string } = {},
+): Promise<FromServerMessage> {
+  return device.request({ uuid: extra.uuid, timeoutMs: extra.timeoutMs, mailbox });
+}
+
+/** The texts of an answer's mailbox posts as "index:text". */
+function postTexts(answer: FromServerMessage): string[] {
+  return (answer.mailbox?.posts ?? []).map((p) => `${p.index}:${new TextDecoder().decode(p.body)}`);
+}
+
+/** The codes of an answer's errors. */
+const codes = (answer: FromServerMessage) => answer.errors.map((e) => e.code);
+
+Deno.test("ServerCore.handle() allocates, exchanges and closes a mailbox", async () => {
+  const { device, clock, core } = await relay();
+  const limits = core.card().limits!;
+  assert.equal(limits.mailboxMsMax, 600_000);
+  assert.equal(limits.mailboxPostsMax, 8);
+  assert.equal(limits.mailboxLookupsPerMinuteMax, 10);
+  const seen: string[] = [];
+  core.observe = (e) => e.kind === "mailbox" && seen.push(new TextDecoder().decode(e.bytes));
+  const alice = device("10.0.0.1");
+  const bob = device("10.0.0.2");
+  const allocated = await step(alice, {
+    action: MailboxAction.ALLOCATE,
+    side: SIDE_A,
+    post: utf8("a0"),
+  });
+  assert.deepEqual(allocated.errors, []);
+  const nameplate = allocated.mailbox!.nameplate;
+  assert.match(nameplate, /^[0-9A-HJKMNP-TV-Z]{4}$/);
+  assert.equal(allocated.mailbox!.expiresAt, clock.now() + 600_000, "the default life");
+
+  // Typed by hand: case and spaces do not matter.
+  const typed = ` ${nameplate.toLowerCase()} `;
+  const joined = await step(bob, {
+    action: MailboxAction.EXCHANGE,
+    nameplate: typed,
+    side: SIDE_B,
+    post: utf8("b1"),
+  });
+  assert.deepEqual(joined.errors, []);
+  assert.equal(joined.mailbox?.nameplate, nameplate);
+  assert.deepEqual(postTexts(joined), ["0:a0"]);
+  assert.equal(joined.mailbox?.expiresAt, allocated.mailbox!.expiresAt);
+  const exchange = (device: TestDevice, side: Uint8Array, after: number, post?: string) =>
+    step(device, {
+      action: MailboxAction.EXCHANGE,
+      nameplate,
+      side,
+      after,
+      post: post === undefined ? undefined : utf8(post),
+    });
+  assert.deepEqual(postTexts(await exchange(alice, SIDE_A, 1, "a2")), ["1:b1"]);
+  assert.deepEqual(postTexts(await exchange(bob, SIDE_B, 1)), ["2:a2"]);
+  assert.deepEqual(seen, ["a0", "b1", "a2"], "observe sees each stored post");
+
+  const closed = await step(alice, { action: MailboxAction.CLOSE, nameplate, side: SIDE_A });
+  assert.deepEqual(closed.errors, []);
+  assert.equal(closed.mailbox?.nameplate, nameplate);
+  assert.deepEqual(codes(await exchange(bob, SIDE_B, 0)), [ErrorCode.NOT_FOUND], "gone");
+
+  const short = await step(alice, {
+    action: MailboxAction.ALLOCATE,
+    side: SIDE_A,
+    expiresMs: 5_000,
+  });
+  assert.equal(short.mailbox?.expiresAt, clock.now() + 5_000, "a shorter life asked for");
+  const long = await step(alice, {
+    action: MailboxAction.ALLOCATE,
+    side: SIDE_A,
+    expiresMs: 1e12,
+  });
+  assert.equal(long.mailbox?.expiresAt, clock.now() + 600_000, "bounded by mailboxMsMax");
+});
+
+Deno.test("ServerCore.handle() answers an unknown, expired, closed or taken mailbox identically", async () => {
+  const { device, clock } = await relay({ limits: { mailboxLookupsPerMinuteMax: 100 } });
+  const alice = device();
+  const allocate = async () =>
+    (await step(alice, { action: MailboxAction.ALLOCATE, side: SIDE_A, expiresMs: 1_000 }))
+      .mailbox!.nameplate;
+  const expired = await allocate();
+  clock.advance(1_000);
+  const closed = await allocate();
+  await step(alice, { action: MailboxAction.CLOSE, nameplate: closed, side: SIDE_A });
+  const taken = await allocate();
+  await step(alice, { action: MailboxAction.EXCHANGE, nameplate: taken, side: SIDE_B });
+  const unknown = ["0000", "ZZZZ"].find((n) => ![expired, closed, taken].includes(n))!;
+  const answers: string[] = [];
+  for (
+    const [nameplate, side] of [
+      [unknown, SIDE_C],
+      [expired, SIDE_A],
+      [closed, SIDE_A],
+      [taken, SIDE_C],
+    ] as const
+  ) {
+    const answer = await step(alice, {
+      action: MailboxAction.EXCHANGE,
+      nameplate,
+      side,
+      post: utf8("x"),
+    }, { uuid: "same" });
+    assert.deepEqual(codes(answer), [ErrorCode.NOT_FOUND]);
+    assert.equal(answer.errors[0].detail, "no such mailbox");
+    answer.serverTime = 0;
+    answers.push(encode(FromServerMessageSchema, answer).join());
+  }
+  assert.equal(new Set(answers).size, 1, "byte-identical answers");
+  const closes: string[] = [];
+  for (const nameplate of [unknown, expired, closed, taken]) {
+    const answer = await step(alice, {
+      action: MailboxAction.CLOSE,
+      nameplate,
+      side: SIDE_C,
+    }, { uuid: "same" });
+    answer.serverTime = 0;
+    closes.push(encode(FromServerMessageSchema, answer).join());
+  }
+  assert.equal(new Set(closes).size, 1, "closes too");
+  assert.deepEqual(closes[0], answers[0], "and a close answers like an exchange");
+});
+
+Deno.test("ServerCore.handle() limits mailbox look-ups per client address and minute", async () => {
+  const { device, clock } = await relay();
+  const alice = device("10.0.0.1");
+  const mallory = device("10.6.6.6");
+  const carol = device("10.0.0.3");
+  const live = (await step(alice, { action: MailboxAction.ALLOCATE, side: SIDE_A }))
+    .mailbox!.nameplate;
+  const guess = (who: TestDevice, nameplate: string, side = SIDE_C) =>
+    step(who, { action: MailboxAction.EXCHANGE, nameplate, side });
+  const misses = ["0000", "1111", "2222", "3333", "4444", "5555", "6666", "7777", "8888", "9999"]
+    .filter((n) => n !== live);
+  for (const nameplate of misses.slice(0, 10)) {
+    assert.deepEqual(codes(await guess(mallory, nameplate)), [ErrorCode.NOT_FOUND]);
+  }
+  if (misses.length < 10) await guess(mallory, "AAAA");
+  const windowEndMs = (Math.floor(clock.now() / 60_000) + 1) * 60_000;
+  clock.advance(1);
+  const refused = await guess(mallory, live);
+  assert.deepEqual(codes(refused), [ErrorCode.BUSY], "the 11th look-up");
+  assert.equal(refused.errors[0].retryAfterMs, windowEndMs - clock.now());
+  assert.ok(refused.errors[0].retryAfterMs > 0);
+  assert.equal(refused.mailbox, undefined);
+  // The refused claim did not reach the backend: the second place is still free.
+  const claimed = await guess(carol, live, SIDE_B);
+  assert.deepEqual(claimed.errors, [], "another client is unaffected");
+  assert.deepEqual(codes(await guess(mallory, "AAAA")), [ErrorCode.BUSY]);
+  clock.advance(windowEndMs - clock.now());
+  assert.deepEqual(codes(await guess(mallory, "AAAA")), [ErrorCode.NOT_FOUND], "a new window");
+});
+
+Deno.test("ServerCore.handle() never counts a member's own mailbox steps as look-ups", async () => {
+  const { device } = await relay({ limits: { mailboxLookupsPerMinuteMax: 2 } });
+  const alice = device("10.0.0.1");
+  const bob = device("10.0.0.2");
+  const nameplate = (await step(alice, { action: MailboxAction.ALLOCATE, side: SIDE_A }))
+    .mailbox!.nameplate;
+  const own = (who: TestDevice, side: Uint8Array, post: string) =>
+    step(who, { action: MailboxAction.EXCHANGE, nameplate, side, post: utf8(post) });
+  assert.deepEqual((await own(bob, SIDE_B, "join")).errors, [], "a claim counts once");
+  for (let i = 0; i < 6; i++) {
+    assert.deepEqual((await own(alice, SIDE_A, `a${i}`)).errors.map((e) => e.code), []);
+    if (i < 1) assert.deepEqual((await own(bob, SIDE_B, `b${i}`)).errors, []);
+  }
+  const mailboxPostsMax = 8;
+  assert.deepEqual(
+    codes(await own(alice, SIDE_A, "over")),
+    [ErrorCode.QUEUE_FULL],
+    `${mailboxPostsMax} posts at most`,
+  );
+  const closed = await step(alice, { action: MailboxAction.CLOSE, nameplate, side: SIDE_A });
+  assert.deepEqual(closed.errors, []);
+  // Bob used one of his two look-ups (the claim); Alice none.
+  const miss = (who: TestDevice) =>
+    step(who, { action: MailboxAction.EXCHANGE, nameplate, side: SIDE_C });
+  assert.deepEqual(codes(await miss(bob)), [ErrorCode.NOT_FOUND]);
+  assert.deepEqual(codes(await miss(bob)), [ErrorCode.BUSY]);
+  assert.deepEqual(codes(await miss(alice)), [ErrorCode.NOT_FOUND]);
+  assert.deepEqual(codes(await miss(alice)), [ErrorCode.NOT_FOUND]);
+  assert.deepEqual(codes(await miss(alice)), [ErrorCode.BUSY]);
+});
+
+Deno.test("ServerCore.handle() refuses mailbox posts beyond mailboxPostsMax and still answers", async () => {
+  const { device } = await relay({ limits: { mailboxPostsMax: 2 } });
+  const alice = device();
+  const bob = device();
+  const nameplate = (await step(alice, {
+    action: MailboxAction.ALLOCATE,
+    side: SIDE_A,
+    post: utf8("a0"),
+  })).mailbox!.nameplate;
+  const post = (who: TestDevice, side: Uint8Array, text: string) =>
+    step(who, { action: MailboxAction.EXCHANGE, nameplate, side, post: utf8(text) });
+  assert.deepEqual((await post(bob, SIDE_B, "b1")).errors, []);
+  const full = await post(bob, SIDE_B, "b2");
+  assert.deepEqual(codes(full), [ErrorCode.QUEUE_FULL]);
+  assert.deepEqual(postTexts(full), ["0:a0"], "posts are still answered");
+  assert.deepEqual(postTexts(await post(alice, SIDE_A, "a3")), ["1:b1"], "b2 was not kept");
+});
+
+Deno.test("ServerCore.handle() long-polls a mailbox exchange until the other side posts", async () => {
+  const { device, clock, core } = await relay();
+  const alice = device();
+  const bob = device();
+  const nameplate = (await step(alice, { action: MailboxAction.ALLOCATE, side: SIDE_A }))
+    .mailbox!.nameplate;
+  const poll = step(bob, { action: MailboxAction.EXCHANGE, nameplate, side: SIDE_B }, {
+    timeoutMs: 20_000,
+  });
+  await clock.sleepers(1);
+  assert.equal(core.stats().longPollsOpen, 1);
+  await step(alice, { action: MailboxAction.EXCHANGE, nameplate, side: SIDE_A, post: utf8("hi") });
+  const answer = await poll;
+  assert.deepEqual(answer.errors, []);
+  assert.deepEqual(postTexts(answer), ["0:hi"]);
+  assert.equal(clock.sleeping, 0, "the poll's sleep was cancelled");
+
+  // Closed by the other member while waiting: no such mailbox.
+  const waiting = step(bob, {
+    action: MailboxAction.EXCHANGE,
+    nameplate,
+    side: SIDE_B,
+    after: 1,
+  }, { timeoutMs: 20_000 });
+  await clock.sleepers(1);
+  await step(alice, { action: MailboxAction.CLOSE, nameplate, side: SIDE_A });
+  clock.advance(20_000);
+  assert.deepEqual(codes(await waiting), [ErrorCode.NOT_FOUND]);
+  assert.equal(core.stats().longPollsOpen, 0);
+});
+
+Deno.test("ServerCore.handle() refuses oversized mailbox posts with TOO_LARGE", async () => {
+  const { device, data } = await relay({ limits: { messageBytesMax: 200 } });
+  const alice = device();
+  const big = new Uint8Array(201);
+  const allocated = await step(alice, { action: MailboxAction.ALLOCATE, side: SIDE_A, post: big });
+  assert.deepEqual(codes(allocated), [ErrorCode.TOO_LARGE]);
+  assert.equal(allocated.mailbox, undefined);
+  assert.equal(data.mailboxes.size, 0);
+  const nameplate = (await step(alice, {
+    action: MailboxAction.ALLOCATE,
+    side: SIDE_A,
+    post: new Uint8Array(200),
+  })).mailbox!.nameplate;
+  const refused = await step(alice, {
+    action: MailboxAction.EXCHANGE,
+    nameplate,
+    side: SIDE_B,
+    post: big,
+  });
+  assert.deepEqual(codes(refused), [ErrorCode.TOO_LARGE]);
+  assert.equal(data.mailboxes.get(nameplate)?.sides.length, 1, "nothing was applied");
+});
+
+Deno.test("ServerCore.handle() answers malformed mailbox steps with MALFORMED, not counting them", async () => {
+  const { device, data } = await relay({ limits: { mailboxLookupsPerMinuteMax: 1 } });
+  const alice = device();
+  const nameplate = (await step(alice, { action: MailboxAction.ALLOCATE, side: SIDE_A }))
+    .mailbox!.nameplate;
+  const bad: MailboxStep[] = [
+    { action: MailboxAction.ALLOCATE, side: new Uint8Array(15) },
+    { action: MailboxAction.EXCHANGE, nameplate, side: new Uint8Array(17) },
+    { action: MailboxAction.EXCHANGE, nameplate, side: new Uint8Array(0) },
+    { action: MailboxAction.CLOSE, nameplate, side: SIDE_A.subarray(1) },
+    { action: MailboxAction.EXCHANGE, nameplate: "ABC", side: SIDE_B },
+    { action: MailboxAction.EXCHANGE, nameplate: "ABCU", side: SIDE_B },
+    { action: MailboxAction.EXCHANGE, nameplate: "", side: SIDE_B },
+    { action: 9 as MailboxAction, nameplate, side: SIDE_B },
+  ];
+  for (const mailbox of bad) {
+    const answer = await step(alice, mailbox);
+    assert.deepEqual(codes(answer), [ErrorCode.MALFORMED], JSON.stringify(mailbox));
+    assert.equal(answer.errors[0].lookupKey, "", "scoped to the request");
+    assert.equal(answer.errors[0].messageIndex, 0);
+    assert.equal(answer.mailbox, undefined);
+  }
+  assert.equal(data.mailboxes.get(nameplate)?.sides.length, 1, "nothing was applied");
+  const joined = await step(alice, { action: MailboxAction.EXCHANGE, nameplate, side: SIDE_B });
+  assert.deepEqual(joined.errors, [], "no malformed step used the one look-up");
+});
+
+Deno.test("ServerCore.handle() answers BUSY when no free nameplate turns up", async () => {
+  // Every nameplate draw is "0000": the second allocation finds it taken each time.
+  const { device } = await relay({
+    random: (inner) => ({ bytes: (n) => (n === 4 ? new Uint8Array(4) : inner.bytes(n)) }),
+  });
+  const alice = device();
+  const first = await step(alice, { action: MailboxAction.ALLOCATE, side: SIDE_A });
+  assert.equal(first.mailbox?.nameplate, "0000");
+  const second = await step(alice, { action: MailboxAction.ALLOCATE, side: SIDE_B });
+  assert.deepEqual(codes(second), [ErrorCode.BUSY]);
+  assert.equal(second.mailbox, undefined);
 });
 
 function sameEnvelope(a: Uint8Array, b: Uint8Array): boolean {

@@ -40,7 +40,8 @@ const CORS = {
 /**
  * A fetch handler for `core`: `POST /` (body at most `requestBytesMax`, else
  * 413; an envelope nobody can be answered on gets 400), `GET /card` (protobuf,
- * or JSON with `Accept: application/json`), `GET /health`.
+ * or JSON with `Accept: application/json`), `GET /health`. The remote address
+ * `Deno.serve` passes in `info` is the client for per-address limits.
  *
  * @example
  * ```ts
@@ -62,12 +63,12 @@ const CORS = {
 export function createHandler(
   core: ServerCore,
   options: HandlerOptions = {},
-): (req: Request) => Promise<Response> {
+): (req: Request, info?: Deno.ServeHandlerInfo) => Promise<Response> {
   const { log, clock } = options;
-  const route = async (req: Request): Promise<[Response, number]> => {
+  const route = async (req: Request, client: string): Promise<[Response, number]> => {
     const path = new URL(req.url).pathname;
     if (req.method === "OPTIONS") return [new Response(null, { status: 204, headers: CORS }), 0];
-    if (path === "/" && req.method === "POST") return await post(core, req);
+    if (path === "/" && req.method === "POST") return await post(core, req, client);
     if (path === "/card" && req.method === "GET") {
       if ((req.headers.get("accept") ?? "").includes("application/json")) {
         return [Response.json(encodeJson(ServerCardSchema, core.card()), { headers: CORS }), 0];
@@ -82,9 +83,9 @@ export function createHandler(
     }
     return [text(404, `no such path ${path}`), 0];
   };
-  return async (req) => {
+  return async (req, info) => {
     const start = clock?.now();
-    const [response, bytesIn] = await route(req);
+    const [response, bytesIn] = await route(req, remoteHost(info));
     if (log) {
       const ms = start === undefined ? "" : ` ${clock!.now() - start}ms`;
       log(
@@ -96,13 +97,23 @@ export function createHandler(
   };
 }
 
-async function post(core: ServerCore, req: Request): Promise<[Response, number]> {
+/** The client address of a request: the remote host name (empty on a Unix socket or without `info`). */
+function remoteHost(info: Deno.ServeHandlerInfo | undefined): string {
+  const address = info?.remoteAddr as Partial<Deno.NetAddr> | undefined;
+  return address?.hostname ?? "";
+}
+
+async function post(
+  core: ServerCore,
+  req: Request,
+  client: string,
+): Promise<[Response, number]> {
   const max = core.limits.requestBytesMax;
   const declared = Number(req.headers.get("content-length") ?? "0");
   if (declared > max) return [text(413, `request body exceeds ${max} bytes`), declared];
   const body = await readLimited(req, max);
   if (body === undefined) return [text(413, `request body exceeds ${max} bytes`), max + 1];
-  const answer = await core.handle(body, req.signal);
+  const answer = await core.handle(body, { signal: req.signal, client });
   if (answer.length === 0) {
     return [text(400, "not a PackedServerMessage with a usable `from` key"), body.length];
   }

@@ -9,7 +9,11 @@
  *   write to a queue checks its versionstamp, so concurrent writers retry, never overshoot);
  * - `["notify", queue]` → bumped by every store; long polls `kv.watch` it;
  * - `["sig", id]` → expiry ms of a used pull signature; `["inv", code]` → an invitation;
- *   `["keys"]` → the relay's keys.
+ *   `["keys"]` → the relay's keys;
+ * - `["mbx", nameplate]` → a mailbox's members, post count and expiry (every change to a
+ *   mailbox checks its versionstamp); `["mbxpost", nameplate, index]` → one post (a value holds
+ *   at most 64 KiB, so posts are entries of their own); `["mbxnotify", nameplate]` → bumped by
+ *   every post, watched by long polls. All of them carry a TTL to the mailbox's expiry.
  *
  * @module
  */
@@ -17,17 +21,24 @@ import {
   type Backend,
   compareStored,
   type InvitationRecord,
+  type MailboxInit,
+  type MailboxPostRecord,
+  type MailboxStep,
+  type MailboxStepResult,
   type QueueWatch,
   type ReadOptions,
   type ServerKeys,
   type StoredMessage,
   type StoreOptions,
 } from "./backend.ts";
+import { _bytesEqual } from "../kernel/crypto/bytes.ts";
 
 /** Largest Deno KV value, in bytes. */
 const KV_VALUE_BYTES_MAX = 65_536;
 /** Largest total size of one atomic operation Deno KV accepts, in bytes. */
 const KV_ATOMIC_BYTES_MAX = 800 * 1024;
+/** Most mutations one atomic operation Deno KV accepts (closing a mailbox deletes every post). */
+const KV_MUTATIONS_MAX = 1000;
 /** Most expired messages one store removes from one queue (the sweep takes the rest). */
 const PURGE_PER_STORE_MAX = 64;
 /** Most retries of an atomic operation that lost a race to another writer. */
@@ -36,6 +47,19 @@ const ATOMIC_ATTEMPTS_MAX = 32;
 const KV_KEYS_PER_CALL_MAX = 10;
 /** Most expired messages one sweep removes per queue per round. */
 const SWEEP_BATCH_MAX = 200;
+
+/** A mailbox's head entry `["mbx", nameplate]`. */
+interface KvMailbox {
+  sides: Uint8Array[];
+  count: number;
+  expiresMs: number;
+}
+
+/** One post entry `["mbxpost", nameplate, index]`: which member posted it, and the ciphertext. */
+interface KvMailboxPost {
+  side: number;
+  body: Uint8Array;
+}
 
 /** Options for {@linkcode KvBackend.open}. */
 export interface KvBackendOptions {
@@ -86,7 +110,14 @@ export class KvBackend implements Backend {
   }
 
   /** Refuses limits beyond a KV value or a KV atomic operation. */
-  checkLimits(limits: { messageBytesMax: number; messagesPerRequestMax: number }): void {
+  checkLimits(
+    limits: { messageBytesMax: number; messagesPerRequestMax: number; mailboxPostsMax: number },
+  ): void {
+    if (limits.mailboxPostsMax + 1 > KV_MUTATIONS_MAX) {
+      throw new RangeError(
+        `Cannot run over Deno KV with mailboxPostsMax ${limits.mailboxPostsMax}: one KV atomic operation makes at most ${KV_MUTATIONS_MAX} changes`,
+      );
+    }
     // Room for the key, the index entry and the counters of each message.
     const perMessage = limits.messageBytesMax + 512;
     if (limits.messageBytesMax > KV_VALUE_BYTES_MAX - 1024) {
@@ -249,45 +280,108 @@ export class KvBackend implements Backend {
   }
 
   /** Watches `["notify", queue]` of each queue (in groups of ten keys per `kv.watch`). */
-  async watchQueues(queues: string[]): Promise<QueueWatch> {
-    const names = [...new Set(queues)];
-    let fire!: () => void;
-    const changed = new Promise<void>((resolve) => (fire = resolve));
-    const readers: ReadableStreamDefaultReader<Deno.KvEntryMaybe<unknown>[]>[] = [];
-    let closed = false;
-    const close = () => {
-      if (closed) return;
-      closed = true;
-      this.#watches.delete(close);
-      for (const reader of readers) reader.cancel().catch(() => {});
-    };
-    this.#watches.add(close);
-    const ready: Promise<void>[] = [];
-    for (let i = 0; i < names.length; i += KV_KEYS_PER_CALL_MAX) {
-      const keys = names.slice(i, i + KV_KEYS_PER_CALL_MAX).map((q) => ["notify", q]);
-      const reader = this.#kv.watch(keys).getReader();
-      readers.push(reader);
-      // The first emission is the current state: from then on the watch is live.
-      ready.push(
-        reader.read().then(() => {
-          (async () => {
-            while (!closed) {
-              const next = await reader.read().catch(() => ({ done: true as const }));
-              if (next.done) return;
-              if (!closed) {
-                close();
-                fire();
-              }
-            }
-          })();
-        }),
-      );
-    }
-    await Promise.all(ready);
-    return { changed, close };
+  watchQueues(queues: string[]): Promise<QueueWatch> {
+    return this.#watch([...new Set(queues)].map((q) => ["notify", q]));
   }
 
-  /** Drops expired messages of every queue; signatures and invitations expire by TTL. */
+  /** Creates a mailbox unless a live one holds the nameplate (an expired one's posts go). */
+  async createMailbox(nameplate: string, init: MailboxInit, nowMs: number): Promise<boolean> {
+    const key = ["mbx", nameplate];
+    const expireIn = ttl(init.expiresMs, nowMs);
+    for (let attempt = 0; attempt < ATOMIC_ATTEMPTS_MAX; attempt++) {
+      const previous = await this.#kv.get<KvMailbox>(key);
+      if (previous.value !== null && previous.value.expiresMs > nowMs) return false;
+      const op = this.#kv.atomic().check(previous);
+      for await (const old of this.#kv.list({ prefix: ["mbxpost", nameplate] })) {
+        op.delete(old.key);
+      }
+      const head: KvMailbox = { sides: [init.side], count: 0, expiresMs: init.expiresMs };
+      if (init.post) {
+        op.set(["mbxpost", nameplate, 0], { side: 0, body: init.post }, { expireIn })
+          .set(["mbxnotify", nameplate], nowMs, { expireIn });
+        head.count = 1;
+      }
+      op.set(key, head, { expireIn });
+      if ((await op.commit()).ok) return true;
+    }
+    throw new Error(`Cannot create a mailbox in Deno KV: ${ATOMIC_ATTEMPTS_MAX} attempts lost`);
+  }
+
+  /** One atomic mailbox step: a check of the mailbox's versionstamp guards every change. */
+  async stepMailbox(
+    nameplate: string,
+    step: MailboxStep,
+    nowMs: number,
+  ): Promise<MailboxStepResult | undefined> {
+    const key = ["mbx", nameplate];
+    for (let attempt = 0; attempt < ATOMIC_ATTEMPTS_MAX; attempt++) {
+      const entry = await this.#kv.get<KvMailbox>(key);
+      const head = entry.value;
+      if (head === null || head.expiresMs <= nowMs) return undefined;
+      const sides = [...head.sides];
+      let me = sides.findIndex((side) => _bytesEqual(side, step.side));
+      const member = me >= 0;
+      if (!member) {
+        if (sides.length >= 2) return undefined;
+        me = sides.push(step.side) - 1;
+      }
+      const full = step.post !== undefined && head.count >= step.postsMax;
+      const posting = step.post !== undefined && !full;
+      // Posts below `count` never change while the versionstamp stands: read, then check it.
+      const posts: MailboxPostRecord[] = [];
+      const list = this.#kv.list<KvMailboxPost>({
+        start: ["mbxpost", nameplate, Math.max(0, step.after)],
+        end: ["mbxpost", nameplate, head.count],
+      });
+      for await (const post of list) {
+        if (post.value.side === me) continue;
+        posts.push({
+          index: post.key[2] as number,
+          side: sides[post.value.side],
+          body: post.value.body,
+        });
+      }
+      const result = { member, full, posts, expiresMs: head.expiresMs };
+      if (member && !posting) {
+        const still = await this.#kv.get<KvMailbox>(key);
+        if (still.versionstamp === entry.versionstamp) return result;
+        continue;
+      }
+      const expireIn = ttl(head.expiresMs, nowMs);
+      const op = this.#kv.atomic().check(entry);
+      if (posting) {
+        op.set(["mbxpost", nameplate, head.count], { side: me, body: step.post }, { expireIn })
+          .set(["mbxnotify", nameplate], nowMs, { expireIn });
+      }
+      op.set(key, { sides, count: head.count + (posting ? 1 : 0), expiresMs: head.expiresMs }, {
+        expireIn,
+      });
+      if ((await op.commit()).ok) return result;
+    }
+    throw new Error(`Cannot step a mailbox in Deno KV: ${ATOMIC_ATTEMPTS_MAX} attempts lost`);
+  }
+
+  /** Deletes the mailbox and its posts when `side` is a member. */
+  async closeMailbox(nameplate: string, side: Uint8Array, nowMs: number): Promise<boolean> {
+    for (let attempt = 0; attempt < ATOMIC_ATTEMPTS_MAX; attempt++) {
+      const entry = await this.#kv.get<KvMailbox>(["mbx", nameplate]);
+      const head = entry.value;
+      if (head === null || head.expiresMs <= nowMs) return false;
+      if (!head.sides.some((s) => _bytesEqual(s, side))) return false;
+      if (await this.#dropMailbox(entry)) return true;
+    }
+    throw new Error(`Cannot close a mailbox in Deno KV: ${ATOMIC_ATTEMPTS_MAX} attempts lost`);
+  }
+
+  /** Watches `["mbxnotify", nameplate]`. */
+  watchMailbox(nameplate: string): Promise<QueueWatch> {
+    return this.#watch([["mbxnotify", nameplate]]);
+  }
+
+  /**
+   * Drops expired messages of every queue and expired mailboxes; signatures and invitations
+   * expire by TTL.
+   */
   async sweep(nowMs: number, retentionMs: number): Promise<number> {
     const cutoff = nowMs - retentionMs;
     let dropped = 0;
@@ -312,6 +406,10 @@ export class KvBackend implements Backend {
         if ((await op.commit()).ok) dropped += expired.length;
       }
     }
+    for await (const mailbox of this.#kv.list<KvMailbox>({ prefix: ["mbx"] })) {
+      // A lost race means the mailbox changed: the next sweep looks again.
+      if (mailbox.value.expiresMs <= nowMs) await this.#dropMailbox(mailbox);
+    }
     return dropped;
   }
 
@@ -322,6 +420,51 @@ export class KvBackend implements Backend {
     for (const close of [...this.#watches]) close();
     this.#kv.close();
     return Promise.resolve();
+  }
+
+  /** Fires on the first change of any of `keys` after the watch is live (when this resolves). */
+  async #watch(keys: Deno.KvKey[]): Promise<QueueWatch> {
+    let fire!: () => void;
+    const changed = new Promise<void>((resolve) => (fire = resolve));
+    const readers: ReadableStreamDefaultReader<Deno.KvEntryMaybe<unknown>[]>[] = [];
+    let closed = false;
+    const close = () => {
+      if (closed) return;
+      closed = true;
+      this.#watches.delete(close);
+      for (const reader of readers) reader.cancel().catch(() => {});
+    };
+    this.#watches.add(close);
+    const ready: Promise<void>[] = [];
+    for (let i = 0; i < keys.length; i += KV_KEYS_PER_CALL_MAX) {
+      const reader = this.#kv.watch(keys.slice(i, i + KV_KEYS_PER_CALL_MAX)).getReader();
+      readers.push(reader);
+      // The first emission is the current state: from then on the watch is live.
+      ready.push(
+        reader.read().then(() => {
+          (async () => {
+            while (!closed) {
+              const next = await reader.read().catch(() => ({ done: true as const }));
+              if (next.done) return;
+              if (!closed) {
+                close();
+                fire();
+              }
+            }
+          })();
+        }),
+      );
+    }
+    await Promise.all(ready);
+    return { changed, close };
+  }
+
+  /** Deletes a mailbox head and its posts, checked against the head's versionstamp. */
+  async #dropMailbox(entry: Deno.KvEntry<KvMailbox>): Promise<boolean> {
+    const nameplate = entry.key[1] as string;
+    const op = this.#kv.atomic().check(entry).delete(entry.key);
+    for await (const post of this.#kv.list({ prefix: ["mbxpost", nameplate] })) op.delete(post.key);
+    return (await op.commit()).ok;
   }
 
   async #getMany<T>(keys: Deno.KvKey[]): Promise<Deno.KvEntryMaybe<T>[]> {

@@ -63,6 +63,22 @@ export interface ServerLimitsInit {
    * @default {1024}
    */
   acksPerRequestMax: number;
+  /**
+   * Longest life of a mailbox, in ms; also the life of one whose ALLOCATE asks for none.
+   * @default {600000} (10 minutes)
+   */
+  mailboxMsMax: number;
+  /**
+   * Most posts one mailbox holds (both members together); more are refused with QUEUE_FULL.
+   * @default {8}
+   */
+  mailboxPostsMax: number;
+  /**
+   * Most mailbox look-ups per client address per minute: EXCHANGE and CLOSE steps by a side that
+   * was not a member yet (claims and misses). More are answered with BUSY.
+   * @default {10}
+   */
+  mailboxLookupsPerMinuteMax: number;
 }
 
 /** The defaults of {@linkcode ServerLimitsInit}. */
@@ -77,6 +93,9 @@ export const DEFAULT_LIMITS: Readonly<ServerLimitsInit> = Object.freeze({
   requestBytesMax: 1024 * 1024,
   pullMessagesMax: 64,
   acksPerRequestMax: 1024,
+  mailboxMsMax: 10 * 60 * 1000,
+  mailboxPostsMax: 8,
+  mailboxLookupsPerMinuteMax: 10,
 });
 
 /**

@@ -37,9 +37,15 @@ import type { ServerCore } from "./core.ts";
 export class LocalTransport implements Transport {
   readonly #byUid = new Map<string, ServerCore>();
   readonly #byUrl = new Map<string, ServerCore>();
+  readonly #client: string;
 
-  /** @param cores relays reachable from the start */
-  constructor(cores: Iterable<ServerCore> = []) {
+  /**
+   * @param cores relays reachable from the start
+   * @param options `client`: who the relays see as the sender, for per-client limits
+   *   (default "local")
+   */
+  constructor(cores: Iterable<ServerCore> = [], options: { client?: string } = {}) {
+    this.#client = options.client ?? "local";
     for (const core of cores) this.add(core);
   }
 
@@ -72,7 +78,7 @@ export class LocalTransport implements Transport {
     }
     if (signal?.aborted) throw new TransportError("Cannot reach relay: the exchange was aborted");
     // Copies both ways: neither side may keep a view into the other's buffer.
-    const answer = await core.handle(body.slice(), signal);
+    const answer = await core.handle(body.slice(), { signal, client: this.#client });
     return answer.slice();
   }
 

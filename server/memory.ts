@@ -8,12 +8,16 @@ import {
   type Backend,
   compareStored,
   type InvitationRecord,
+  type MailboxInit,
+  type MailboxStep,
+  type MailboxStepResult,
   type QueueWatch,
   type ReadOptions,
   type ServerKeys,
   type StoredMessage,
   type StoreOptions,
 } from "./backend.ts";
+import { _bytesEqual } from "../kernel/crypto/bytes.ts";
 
 /**
  * The state of a memory relay. Two {@linkcode MemoryBackend}s over one
@@ -27,10 +31,24 @@ export class MemoryData {
   readonly signatures: Map<string, number> = new Map();
   /** @internal code → invitation */
   readonly invitations: Map<string, InvitationRecord> = new Map();
+  /** @internal nameplate → mailbox */
+  readonly mailboxes: Map<string, MemoryMailbox> = new Map();
   /** @internal queue → callbacks to run on the next store */
   readonly watchers: Map<string, Set<() => void>> = new Map();
+  /** @internal nameplate → callbacks to run on the next post */
+  readonly mailboxWatchers: Map<string, Set<() => void>> = new Map();
   /** @internal */
   keys: ServerKeys | undefined;
+}
+
+/** @internal One mailbox of a {@linkcode MemoryData}. */
+export interface MemoryMailbox {
+  /** Its members, one or two. */
+  sides: Uint8Array[];
+  /** Its posts; a post's index is its place here. */
+  posts: { side: number; body: Uint8Array }[];
+  /** When it expires, in ms. */
+  expiresMs: number;
 }
 
 /** Options for {@linkcode MemoryBackend}. */
@@ -166,29 +184,71 @@ export class MemoryBackend implements Backend {
   /** Watches `queues`; active as soon as it resolves. */
   watchQueues(queues: string[]): Promise<QueueWatch> {
     this.#open();
-    const names = [...new Set(queues)];
-    let fire!: () => void;
-    const changed = new Promise<void>((resolve) => (fire = resolve));
-    const close = () => {
-      for (const name of names) {
-        const set = this.data.watchers.get(name);
-        set?.delete(onStore);
-        if (set?.size === 0) this.data.watchers.delete(name);
-      }
-    };
-    const onStore = () => {
-      close();
-      fire();
-    };
-    for (const name of names) {
-      let set = this.data.watchers.get(name);
-      if (!set) this.data.watchers.set(name, set = new Set());
-      set.add(onStore);
-    }
-    return Promise.resolve({ changed, close });
+    return Promise.resolve(watch(this.data.watchers, queues));
   }
 
-  /** Drops expired messages, signatures and invitations. */
+  /** Creates a mailbox unless a live one holds the nameplate. */
+  createMailbox(nameplate: string, init: MailboxInit, nowMs: number): Promise<boolean> {
+    this.#open();
+    if (this.#mailbox(nameplate, nowMs)) return Promise.resolve(false);
+    const posts = init.post ? [{ side: 0, body: init.post.slice() }] : [];
+    this.data.mailboxes.set(nameplate, {
+      sides: [init.side.slice()],
+      posts,
+      expiresMs: init.expiresMs,
+    });
+    if (posts.length > 0) notify(this.data.mailboxWatchers, nameplate);
+    return Promise.resolve(true);
+  }
+
+  /** One atomic mailbox step (see {@linkcode Backend.stepMailbox}). */
+  stepMailbox(
+    nameplate: string,
+    step: MailboxStep,
+    nowMs: number,
+  ): Promise<MailboxStepResult | undefined> {
+    this.#open();
+    const mailbox = this.#mailbox(nameplate, nowMs);
+    if (!mailbox) return Promise.resolve(undefined);
+    let me = mailbox.sides.findIndex((side) => _bytesEqual(side, step.side));
+    const member = me >= 0;
+    if (!member) {
+      if (mailbox.sides.length >= 2) return Promise.resolve(undefined);
+      me = mailbox.sides.push(step.side.slice()) - 1;
+    }
+    let full = false;
+    if (step.post) {
+      full = mailbox.posts.length >= step.postsMax;
+      if (!full) {
+        mailbox.posts.push({ side: me, body: step.post.slice() });
+        notify(this.data.mailboxWatchers, nameplate);
+      }
+    }
+    const posts = [];
+    for (let index = Math.max(0, step.after); index < mailbox.posts.length; index++) {
+      const post = mailbox.posts[index];
+      if (post.side === me) continue;
+      posts.push({ index, side: mailbox.sides[post.side].slice(), body: post.body.slice() });
+    }
+    return Promise.resolve({ member, full, posts, expiresMs: mailbox.expiresMs });
+  }
+
+  /** Deletes the mailbox when `side` is a member. */
+  closeMailbox(nameplate: string, side: Uint8Array, nowMs: number): Promise<boolean> {
+    this.#open();
+    const mailbox = this.#mailbox(nameplate, nowMs);
+    if (!mailbox || !mailbox.sides.some((s) => _bytesEqual(s, side))) return Promise.resolve(false);
+    this.data.mailboxes.delete(nameplate);
+    return Promise.resolve(true);
+  }
+
+  /** Watches the mailbox for posts; active as soon as it resolves. */
+  watchMailbox(nameplate: string): Promise<QueueWatch> {
+    this.#open();
+    return Promise.resolve(watch(this.data.mailboxWatchers, [nameplate]));
+  }
+
+  /** Drops expired messages, signatures, invitations and mailboxes. */
   sweep(nowMs: number, retentionMs: number): Promise<number> {
     this.#open();
     let dropped = 0;
@@ -203,6 +263,9 @@ export class MemoryBackend implements Backend {
     }
     for (const [code, record] of this.data.invitations) {
       if (record.expiresMs <= nowMs) this.data.invitations.delete(code);
+    }
+    for (const [nameplate, mailbox] of this.data.mailboxes) {
+      if (mailbox.expiresMs <= nowMs) this.data.mailboxes.delete(nameplate);
     }
     return Promise.resolve(dropped);
   }
@@ -255,8 +318,46 @@ export class MemoryBackend implements Backend {
   }
 
   #notify(name: string): void {
-    const set = this.data.watchers.get(name);
-    if (!set) return;
-    for (const callback of [...set]) callback();
+    notify(this.data.watchers, name);
   }
+
+  /** The live mailbox under `nameplate` (an expired one is dropped on the way). */
+  #mailbox(nameplate: string, nowMs: number): MemoryMailbox | undefined {
+    const mailbox = this.data.mailboxes.get(nameplate);
+    if (mailbox && mailbox.expiresMs <= nowMs) {
+      this.data.mailboxes.delete(nameplate);
+      return undefined;
+    }
+    return mailbox;
+  }
+}
+
+/** A watch on `names` in `watchers`: fires on the first {@linkcode notify} of one of them. */
+function watch(watchers: Map<string, Set<() => void>>, names: string[]): QueueWatch {
+  const unique = [...new Set(names)];
+  let fire!: () => void;
+  const changed = new Promise<void>((resolve) => (fire = resolve));
+  const close = () => {
+    for (const name of unique) {
+      const set = watchers.get(name);
+      set?.delete(onStore);
+      if (set?.size === 0) watchers.delete(name);
+    }
+  };
+  const onStore = () => {
+    close();
+    fire();
+  };
+  for (const name of unique) {
+    let set = watchers.get(name);
+    if (!set) watchers.set(name, set = new Set());
+    set.add(onStore);
+  }
+  return { changed, close };
+}
+
+function notify(watchers: Map<string, Set<() => void>>, name: string): void {
+  const set = watchers.get(name);
+  if (!set) return;
+  for (const callback of [...set]) callback();
 }

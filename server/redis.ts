@@ -11,6 +11,10 @@
  *   on a second connection (no polling);
  * - `sig:<id>` — used pull signatures (value: expiry ms, with a matching TTL);
  * - `inv:<code>` — invitations (a hash: payload, password hash, expiry; with a TTL);
+ * - `mbx:{<nameplate>}` — a mailbox, one hash under its own hash tag: `expires`, `side0`,
+ *   `side1` (the members), `count`, and per post `post<i>` (the ciphertext) and `by<i>` (0 or 1,
+ *   the member that posted it); with a TTL to its expiry. Each mailbox operation is one script;
+ * - `mbxnotify:{<nameplate>}` — the pub/sub channel a post publishes on;
  * - `keys` — the relay's keys.
  *
  * Each queue's part of an operation is one Lua script, so it is atomic; the
@@ -29,6 +33,10 @@ import {
   type Backend,
   compareStored,
   type InvitationRecord,
+  type MailboxInit,
+  type MailboxPostRecord,
+  type MailboxStep,
+  type MailboxStepResult,
   type QueueWatch,
   type ReadOptions,
   type ServerKeys,
@@ -144,6 +152,75 @@ local previous = redis.call('HGET', KEYS[1], 'expires')
 redis.call('DEL', KEYS[1])
 if previous and tonumber(previous) > tonumber(ARGV[1]) then return 1 end
 return 0
+`;
+
+/** KEYS: mbx. ARGV: now, side, expires, ttl, has post (1/0), post, channel. Returns 1 when made. */
+const CREATE_MAILBOX_SCRIPT = `
+local previous = redis.call('HGET', KEYS[1], 'expires')
+if previous and tonumber(previous) > tonumber(ARGV[1]) then return 0 end
+redis.call('DEL', KEYS[1])
+redis.call('HSET', KEYS[1], 'expires', ARGV[3], 'side0', ARGV[2], 'count', '0')
+if ARGV[5] == '1' then
+  redis.call('HSET', KEYS[1], 'post0', ARGV[6], 'by0', '0', 'count', '1')
+  redis.call('PUBLISH', ARGV[7], '1')
+end
+redis.call('PEXPIRE', KEYS[1], ARGV[4])
+return 1
+`;
+
+/**
+ * KEYS: mbx. ARGV: now, side, after, postsMax, has post (1/0), post, channel.
+ * Returns nil (no usable mailbox) or member, full, expires, then (index, side, body)*.
+ */
+const STEP_MAILBOX_SCRIPT = `
+local head = redis.call('HMGET', KEYS[1], 'expires', 'side0', 'side1', 'count')
+if not head[1] or tonumber(head[1]) <= tonumber(ARGV[1]) then return false end
+local me
+local member = 1
+if head[2] == ARGV[2] then me = 0
+elseif head[3] == ARGV[2] then me = 1
+elseif not head[3] then
+  me = 1
+  member = 0
+  redis.call('HSET', KEYS[1], 'side1', ARGV[2])
+else return false end
+local sides = {head[2], head[3] or ARGV[2]}
+local count = tonumber(head[4])
+local full = 0
+if ARGV[5] == '1' then
+  if count >= tonumber(ARGV[4]) then full = 1 else
+    redis.call('HSET', KEYS[1], 'post' .. count, ARGV[6], 'by' .. count, me, 'count', count + 1)
+    count = count + 1
+    redis.call('PUBLISH', ARGV[7], '1')
+  end
+end
+local out = {member, full, head[1]}
+for i = tonumber(ARGV[3]), count - 1 do
+  local by = tonumber(redis.call('HGET', KEYS[1], 'by' .. i))
+  if by ~= me then
+    out[#out + 1] = i
+    out[#out + 1] = sides[by + 1]
+    out[#out + 1] = redis.call('HGET', KEYS[1], 'post' .. i)
+  end
+end
+return out
+`;
+
+/** KEYS: mbx. ARGV: now, side. Returns 1 when a live mailbox of which side is a member went. */
+const CLOSE_MAILBOX_SCRIPT = `
+local head = redis.call('HMGET', KEYS[1], 'expires', 'side0', 'side1')
+if not head[1] or tonumber(head[1]) <= tonumber(ARGV[1]) then return 0 end
+if head[2] ~= ARGV[2] and head[3] ~= ARGV[2] then return 0 end
+redis.call('DEL', KEYS[1])
+return 1
+`;
+
+/** KEYS: mbx. ARGV: now. Deletes the mailbox when it expired; returns 1 then. */
+const SWEEP_MAILBOX_SCRIPT = `
+local expires = redis.call('HGET', KEYS[1], 'expires')
+if expires and tonumber(expires) > tonumber(ARGV[1]) then return 0 end
+redis.call('DEL', KEYS[1])
+return 1
 `;
 
 /** Options for {@linkcode RedisBackend.connect}. */
@@ -326,9 +403,85 @@ export class RedisBackend implements Backend {
   }
 
   /** Subscribes to each queue's notify channel on the second connection. */
-  async watchQueues(queues: string[]): Promise<QueueWatch> {
+  watchQueues(queues: string[]): Promise<QueueWatch> {
+    return this.#watch([...new Set(queues)].map((q) => this.#key("notify", q)));
+  }
+
+  /** Creates a mailbox unless a live one holds the nameplate (one script). */
+  async createMailbox(nameplate: string, init: MailboxInit, nowMs: number): Promise<boolean> {
+    const reply = await this.#client.sendCommand([
+      "EVAL",
+      CREATE_MAILBOX_SCRIPT,
+      "1",
+      this.#mailboxKey("mbx", nameplate),
+      String(nowMs),
+      toBuffer(init.side),
+      String(init.expiresMs),
+      String(ttl(init.expiresMs, nowMs)),
+      init.post ? "1" : "0",
+      toBuffer(init.post ?? new Uint8Array(0)),
+      this.#mailboxKey("mbxnotify", nameplate),
+    ]);
+    return Number(reply) === 1;
+  }
+
+  /** One atomic mailbox step (one script). */
+  async stepMailbox(
+    nameplate: string,
+    step: MailboxStep,
+    nowMs: number,
+  ): Promise<MailboxStepResult | undefined> {
+    const reply = await this.#client.sendCommand<(number | Buffer)[] | null>([
+      "EVAL",
+      STEP_MAILBOX_SCRIPT,
+      "1",
+      this.#mailboxKey("mbx", nameplate),
+      String(nowMs),
+      toBuffer(step.side),
+      String(Math.max(0, step.after)),
+      String(step.postsMax),
+      step.post ? "1" : "0",
+      toBuffer(step.post ?? new Uint8Array(0)),
+      this.#mailboxKey("mbxnotify", nameplate),
+    ], BINARY);
+    if (reply === null) return undefined;
+    const posts: MailboxPostRecord[] = [];
+    for (let i = 3; i + 2 < reply.length; i += 3) {
+      posts.push({
+        index: Number(reply[i]),
+        side: new Uint8Array(reply[i + 1] as Buffer),
+        body: new Uint8Array(reply[i + 2] as Buffer),
+      });
+    }
+    return {
+      member: Number(reply[0]) === 1,
+      full: Number(reply[1]) === 1,
+      posts,
+      expiresMs: Number(reply[2].toString()),
+    };
+  }
+
+  /** Deletes the mailbox when `side` is a member (one script). */
+  async closeMailbox(nameplate: string, side: Uint8Array, nowMs: number): Promise<boolean> {
+    const reply = await this.#client.sendCommand([
+      "EVAL",
+      CLOSE_MAILBOX_SCRIPT,
+      "1",
+      this.#mailboxKey("mbx", nameplate),
+      String(nowMs),
+      toBuffer(side),
+    ]);
+    return Number(reply) === 1;
+  }
+
+  /** Subscribes to the mailbox's notify channel on the second connection. */
+  watchMailbox(nameplate: string): Promise<QueueWatch> {
+    return this.#watch([this.#mailboxKey("mbxnotify", nameplate)]);
+  }
+
+  /** A watch that fires on the first publish on one of `channels`. */
+  async #watch(channels: string[]): Promise<QueueWatch> {
     const subscriber = await this.#subscriberConnection();
-    const channels = [...new Set(queues)].map((q) => this.#key("notify", q));
     let fire!: () => void;
     const changed = new Promise<void>((resolve) => (fire = resolve));
     let closed = false;
@@ -348,13 +501,24 @@ export class RedisBackend implements Backend {
     return { changed, close };
   }
 
-  /** Drops expired messages of every queue (SCAN over `msg:*`). */
+  /** Drops expired messages of every queue (SCAN over `msg:*`) and expired mailboxes. */
   async sweep(nowMs: number, retentionMs: number): Promise<number> {
     const cutoff = String(nowMs - retentionMs);
-    const pattern = `${this.#prefix}msg:{*}`;
+    let dropped = 0;
+    await this.#scan(`${this.#prefix}msg:{*}`, async (key) => {
+      const queue = key.slice(key.indexOf("{") + 1, key.lastIndexOf("}"));
+      dropped += Number(await this.#client.sendCommand(this.#eval(SWEEP_SCRIPT, queue, [cutoff])));
+    });
+    await this.#scan(`${this.#prefix}mbx:{*}`, async (key) => {
+      await this.#client.sendCommand(["EVAL", SWEEP_MAILBOX_SCRIPT, "1", key, String(nowMs)]);
+    });
+    return dropped;
+  }
+
+  /** Calls `visit` for each key matching `pattern`, at most {@linkcode SWEEP_KEYS_MAX}. */
+  async #scan(pattern: string, visit: (key: string) => Promise<void>): Promise<void> {
     let cursor = "0";
     let visited = 0;
-    let dropped = 0;
     do {
       const [next, keys] = await this.#client.sendCommand<[string, string[]]>([
         "SCAN",
@@ -365,15 +529,9 @@ export class RedisBackend implements Backend {
         String(SCAN_COUNT),
       ]);
       cursor = next;
-      for (const key of keys) {
-        const queue = key.slice(key.indexOf("{") + 1, key.lastIndexOf("}"));
-        dropped += Number(
-          await this.#client.sendCommand(this.#eval(SWEEP_SCRIPT, queue, [cutoff])),
-        );
-      }
+      for (const key of keys) await visit(key);
       visited += keys.length;
     } while (cursor !== "0" && visited < SWEEP_KEYS_MAX);
-    return dropped;
   }
 
   /** Ends every watch and closes both connections. */
@@ -398,6 +556,10 @@ export class RedisBackend implements Backend {
 
   #key(kind: "msg" | "body" | "notify", queue: string): string {
     return `${this.#prefix}${kind}:{${queue}}`;
+  }
+
+  #mailboxKey(kind: "mbx" | "mbxnotify", nameplate: string): string {
+    return `${this.#prefix}${kind}:{${nameplate}}`;
   }
 
   #eval(script: string, queue: string, args: (string | Buffer)[]): (string | Buffer)[] {

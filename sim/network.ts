@@ -150,10 +150,11 @@ export class SimTransport implements Transport {
           relay: server.name,
           bytes: body.length,
         });
-        const answer = await this.#o.track(core.handle(body));
+        const client = endpoint.ref;
+        const answer = await this.#o.track(core.handle(body, { client }));
         if (twice) {
           this.stats.duplicated++;
-          await this.#o.track(core.handle(body)); // the repeat's answer is lost on the way
+          await this.#o.track(core.handle(body, { client })); // the repeat's answer is lost on the way
         }
         scheduler.schedule(scheduler.now + back, () => {
           if (!endpoint.reachable() || endpoint.incarnation !== incarnation) {

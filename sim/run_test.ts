@@ -344,6 +344,7 @@ Deno.test("runScenario() tells relayObserved what each relay opened and stored, 
     relayObserved: (relay, event) => {
       seen.relays.add(relay);
       if (event.kind === "stored") return void seen.stored++;
+      if (event.kind !== "request") return;
       seen.requests++;
       seen.pulls += decode(ToServerMessageSchema, event.bytes).pullRequests.length;
     },

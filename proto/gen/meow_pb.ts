@@ -20,7 +20,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file meow.proto.
  */
 export const file_meow: GenFile = /*@__PURE__*/
-  fileDesc("CgptZW93LnByb3RvEgRtZW93IqECCgxTZXJ2ZXJMaW1pdHMSGQoRbWVzc2FnZV9ieXRlc19tYXgYASABKA0SIAoYbWVzc2FnZXNfcGVyX3JlcXVlc3RfbWF4GAIgASgNEhgKEHF1ZXVlX2xlbmd0aF9tYXgYAyABKA0SFAoMcmV0ZW50aW9uX21zGAQgASgBEhgKEGxvbmdfcG9sbF9tc19tYXgYBSABKA0SGwoTbG9uZ19wb2xsc19vcGVuX21heBgGIAEoDRIZChFwdWxsX3JlcXVlc3RzX21heBgHIAEoDRIZChFyZXF1ZXN0X2J5dGVzX21heBgIIAEoDRIcChRhY2tzX3Blcl9yZXF1ZXN0X21heBgMIAEoDRIZChFwdWxsX21lc3NhZ2VzX21heBgNIAEoDSKTAQoKU2VydmVyQ2FyZBILCgN1aWQYASABKAkSDAoEbmFtZRgCIAEoCRILCgN1cmwYAyABKAkSHQoVZW5jcnlwdGlvbl9wdWJsaWNfa2V5GAQgASgMEhoKEnNpZ25pbmdfcHVibGljX2tleRgFIAEoDBIiCgZsaW1pdHMYBiABKAsyEi5tZW93LlNlcnZlckxpbWl0cyJdChNQYWNrZWRTZXJ2ZXJNZXNzYWdlEgwKBGZyb20YASABKAwSDwoHcGF5bG9hZBgCIAEoDBIRCglzaWduYXR1cmUYAyABKAwSFAoMZnJvbV9zaWduaW5nGAQgASgMIlsKE0NvbnZlcnNhdGlvblJlcXVlc3QSEgoKbG9va3VwX2tleRgBIAEoCRIWCg5zZW5kX3RpbWVzdGFtcBgCIAEoARIYChBsb29rdXBfc2lnbmF0dXJlGAMgASgMInkKCkludml0YXRpb24SJgoGYWN0aW9uGAEgASgOMhYubWVvdy5JbnZpdGF0aW9uQWN0aW9uEgwKBGNvZGUYAiABKAkSDwoHcGF5bG9hZBgDIAEoDBIQCghwYXNzd29yZBgEIAEoCRISCgpleHBpcmVzX2F0GAUgASgBIsQBCg9Ub1NlcnZlck1lc3NhZ2USDAoEdXVpZBgBIAEoCRIpCghtZXNzYWdlcxgCIAMoCzIXLm1lb3cuUGFja2VkVXNlck1lc3NhZ2USMAoNcHVsbF9yZXF1ZXN0cxgDIAMoCzIZLm1lb3cuQ29udmVyc2F0aW9uUmVxdWVzdBIMCgRhY2tzGAQgAygJEhIKCnRpbWVvdXRfbXMYBSABKA0SJAoKaW52aXRhdGlvbhgGIAEoCzIQLm1lb3cuSW52aXRhdGlvbiJ/CgtTZXJ2ZXJFcnJvchIdCgRjb2RlGAEgASgOMg8ubWVvdy5FcnJvckNvZGUSDgoGZGV0YWlsGAIgASgJEhIKCmxvb2t1cF9rZXkYAyABKAkSFQoNbWVzc2FnZV9pbmRleBgEIAEoDRIWCg5yZXRyeV9hZnRlcl9tcxgFIAEoASK6AQoRRnJvbVNlcnZlck1lc3NhZ2USEAoIdXVpZF9hY2sYASABKAkSJQoEY2hhdBgCIAMoCzIXLm1lb3cuUGFja2VkVXNlck1lc3NhZ2USJAoKaW52aXRhdGlvbhgDIAEoCzIQLm1lb3cuSW52aXRhdGlvbhIhCgZlcnJvcnMYBCADKAsyES5tZW93LlNlcnZlckVycm9yEg4KBnN0b3JlZBgFIAEoDRITCgtzZXJ2ZXJfdGltZRgGIAEoASKZAQoRUGFja2VkVXNlck1lc3NhZ2USEwoLZGVzdGluYXRpb24YASABKAkSDwoHcGF5bG9hZBgCIAEoDBIRCglzaWduYXR1cmUYAyABKAwSEQoJZHJfaGVhZGVyGAQgASgMEhwKFHNlcnZlcl9kZWxpdmVyeV91dWlkGAUgASgJEhoKEnNlcnZlcl9yZWNlaXZlZF9tcxgGIAEoASJsChJDb252ZXJzYXRpb25TdGF0dXMSDAoEdXVpZBgBIAEoCRIMCgRzZW50GAIgASgBEhAKCHJlY2VpdmVkGAMgASgBEhEKCXByb2Nlc3NlZBgEIAEoARIVCg1yZXBseV90b191dWlkGAUgASgJIkoKCEZpbGVNZXRhEgwKBG5hbWUYASABKAkSDAoEbWltZRgCIAEoCRISCgpzaXplX2J5dGVzGAMgASgBEg4KBnNoYTI1NhgEIAEoDCKmAQoLVXNlck1lc3NhZ2USEwoLZGVzdGluYXRpb24YASABKAkSDAoEZnJvbRgCIAEoCRIMCgR0eXBlGAMgASgJEgwKBGRhdGEYBCABKAkSKAoGc3RhdHVzGAUgASgLMhgubWVvdy5Db252ZXJzYXRpb25TdGF0dXMSDwoHYXBwZGF0YRgGIAEoDBIdCgVmaWxlcxgHIAMoCzIOLm1lb3cuRmlsZU1ldGEiPwoKQWNrUGF5bG9hZBIMCgR1dWlkGAEgASgJEhAKCHJlY2VpdmVkGAIgASgBEhEKCXByb2Nlc3NlZBgDIAEoASKjAQoJRGJNZXNzYWdlEhAKCHBlZXJfdWlkGAEgASgJEhAKCG91dGJvdW5kGAIgASgIEiIKB21lc3NhZ2UYAyABKAsyES5tZW93LlVzZXJNZXNzYWdlEhIKCmZpbGVfcGF0aHMYBCADKAkSDgoGc3luY2VkGAUgASgIEhcKD3BlbmRpbmdfZm9yd2FyZBgGIAEoCBIRCglzdG9yZWRfYXQYByABKAEixgIKC0NvbnRhY3RDYXJkEgwKBG5hbWUYASABKAkSGwoTaWRlbnRpdHlfcHVibGljX2tleRgCIAEoDBIdChVlbmNyeXB0aW9uX3B1YmxpY19rZXkYAyABKAwSGQoRbG9va3VwX3B1YmxpY19rZXkYBCABKAwSJgoMcHVsbF9zZXJ2ZXJzGAUgAygLMhAubWVvdy5TZXJ2ZXJDYXJkEhMKC2RyX3Jvb3Rfa2V5GAYgASgMEhUKDWRyX3B1YmxpY19rZXkYByABKAwSDwoHc3ltX2tleRgIIAEoDBIVCg1pbnZpdGF0aW9uX2lkGAkgASgJEhwKBHR5cGUYCiABKA4yDi5tZW93LlBlZXJUeXBlEhIKCmRldmljZV91aWQYCyABKAkSEAoIcGVlcl91aWQYDCABKAkSEgoKY3JlYXRlZF9hdBgNIAEoASIyCgdLZXlQYWlyEhMKC3ByaXZhdGVfa2V5GAEgASgMEhIKCnB1YmxpY19rZXkYAiABKAwiYgoMUGVlclNldHRpbmdzEhUKDW5vdGlmaWNhdGlvbnMYASABKAgSFAoMZGVsaXZlcnlfYWNrGAIgASgIEhYKDnByb2Nlc3NpbmdfYWNrGAMgASgIEg0KBWNhbGxzGAQgASgIIr4ECgpQZWVyUmVjb3JkEgsKA3VpZBgBIAEoCRIcCgR0eXBlGAIgASgOMg4ubWVvdy5QZWVyVHlwZRIMCgRuYW1lGAMgASgJEg4KBmF2YXRhchgEIAEoDBIPCgd2aXNpYmxlGAUgASgIEg8KB2Jsb2NrZWQYBiABKAgSJAoIc2V0dGluZ3MYByABKAsyEi5tZW93LlBlZXJTZXR0aW5ncxIiCgtteV9pZGVudGl0eRgIIAEoCzINLm1lb3cuS2V5UGFpchIkCg1teV9lbmNyeXB0aW9uGAkgASgLMg0ubWVvdy5LZXlQYWlyEiAKCW15X2xvb2t1cBgKIAEoCzINLm1lb3cuS2V5UGFpchISCgpteV9zeW1fa2V5GAsgASgMEiIKB2NvbnRhY3QYDCABKAsyES5tZW93LkNvbnRhY3RDYXJkEikKD215X3B1bGxfc2VydmVycxgNIAMoCzIQLm1lb3cuU2VydmVyQ2FyZBIPCgdyYXRjaGV0GA4gASgMEhoKEnByaW1hcnlfZGV2aWNlX3VpZBgPIAEoCRISCgp1cGRhdGVkX2F0GBAgASgBEhIKCnVwZGF0ZWRfYnkYESABKAkSEgoKZGV2aWNlX3VpZBgSIAEoCRISCgpjcmVhdGVkX2F0GBMgASgBEioKE3BlbmRpbmdfcmF0Y2hldF9rZXkYFCABKAsyDS5tZW93LktleVBhaXISJwoMcGVuZGluZ19jYXJkGBUgASgLMhEubWVvdy5Db250YWN0Q2FyZCJkCgdQcm9maWxlEhAKCG5pY2tuYW1lGAEgASgJEg8KB2F2YXRhcnMYAiADKAwSDgoGc3RhdHVzGAMgASgJEhIKCnVwZGF0ZWRfYXQYBCABKAESEgoKdXBkYXRlZF9ieRgFIAEoCSKhAgoOSWRlbnRpdHlSZWNvcmQSCwoDdWlkGAEgASgJEhsKBHJvb3QYAiABKAsyDS5tZW93LktleVBhaXISKAoRZGV2aWNlX2VuY3J5cHRpb24YAyABKAsyDS5tZW93LktleVBhaXISJQoOZGV2aWNlX3NpZ25pbmcYBCABKAsyDS5tZW93LktleVBhaXISEgoKZGV2aWNlX3VpZBgFIAEoCRITCgtkZXZpY2VfbmFtZRgGIAEoCRIeCgdwcm9maWxlGAcgASgLMg0ubWVvdy5Qcm9maWxlEiEKB3NlcnZlcnMYCCADKAsyEC5tZW93LlNlcnZlckNhcmQSFAoMaGlkZGVuX3BlZXJzGAkgAygJEhIKCmNyZWF0ZWRfYXQYCiABKAEiygEKC091dGJveEVudHJ5EgoKAmlkGAEgASgJEiAKBnNlcnZlchgCIAEoCzIQLm1lb3cuU2VydmVyQ2FyZBInCgZwYWNrZWQYAyABKAsyFy5tZW93LlBhY2tlZFVzZXJNZXNzYWdlEhAKCGF0dGVtcHRzGAQgASgNEhcKD25leHRfYXR0ZW1wdF9hdBgFIAEoARIRCglxdWV1ZWRfYXQYBiABKAESFAoMbWVzc2FnZV91dWlkGAcgASgJEhAKCHBlZXJfdWlkGAggASgJIosCChFEZXZpY2VTeW5jUGF5bG9hZBIRCglzeW5jX3R5cGUYASABKAkSEAoIcGVlcl91aWQYAiABKAkSIwoKZGJfbWVzc2FnZRgDIAEoCzIPLm1lb3cuRGJNZXNzYWdlEhAKCGRlZHVwX2lkGAQgASgJEhEKCXBlZXJfZGF0YRgFIAEoDBIVCg1pZGVudGl0eV9kYXRhGAYgASgMEhcKD2ZvcndhcmRfcGF5bG9hZBgHIAEoDBIYChBmb3J3YXJkX3BlZXJfdWlkGAggASgJEhEKCXRpbWVzdGFtcBgJIAEoARIVCg1vcmlnaW5fZGV2aWNlGAogASgJEhMKC3BsdWdpbl9kYXRhGAsgASgMIl0KEkRldmljZUludHJvZHVjdGlvbhISCgpkZXZpY2VfdWlkGAEgASgJEhMKC2RldmljZV9uYW1lGAIgASgJEh4KBHBlZXIYAyABKAsyEC5tZW93LlBlZXJSZWNvcmQiXQoQSW52aXRhdGlvbkFuc3dlchIfCgRjYXJkGAEgASgLMhEubWVvdy5Db250YWN0Q2FyZBIRCglkcl9oZWFkZXIYAiABKAwSFQoNZHJfY2lwaGVydGV4dBgDIAEoDCqNAQoQSW52aXRhdGlvbkFjdGlvbhIhCh1JTlZJVEFUSU9OX0FDVElPTl9VTlNQRUNJRklFRBAAEhsKF0lOVklUQVRJT05fQUNUSU9OX1NUT1JFEAESGwoXSU5WSVRBVElPTl9BQ1RJT05fRkVUQ0gQAhIcChhJTlZJVEFUSU9OX0FDVElPTl9ERUxFVEUQAyqWAgoJRXJyb3JDb2RlEhoKFkVSUk9SX0NPREVfVU5TUEVDSUZJRUQQABIYChRFUlJPUl9DT0RFX1RPT19MQVJHRRABEhkKFUVSUk9SX0NPREVfUVVFVUVfRlVMTBACEiMKH0VSUk9SX0NPREVfQkFEX0xPT0tVUF9TSUdOQVRVUkUQAxIUChBFUlJPUl9DT0RFX1NUQUxFEAQSGAoURVJST1JfQ09ERV9NQUxGT1JNRUQQBRIYChRFUlJPUl9DT0RFX05PVF9GT1VORBAGEhsKF0VSUk9SX0NPREVfQkFEX1BBU1NXT1JEEAcSEwoPRVJST1JfQ09ERV9CVVNZEAgSFwoTRVJST1JfQ09ERV9DT05GTElDVBAJKlIKCFBlZXJUeXBlEhkKFVBFRVJfVFlQRV9VTlNQRUNJRklFRBAAEhUKEVBFRVJfVFlQRV9DT05UQUNUEAESFAoQUEVFUl9UWVBFX0RFVklDRRACYgZwcm90bzM");
+  fileDesc("CgptZW93LnByb3RvEgRtZW93IvwCCgxTZXJ2ZXJMaW1pdHMSGQoRbWVzc2FnZV9ieXRlc19tYXgYASABKA0SIAoYbWVzc2FnZXNfcGVyX3JlcXVlc3RfbWF4GAIgASgNEhgKEHF1ZXVlX2xlbmd0aF9tYXgYAyABKA0SFAoMcmV0ZW50aW9uX21zGAQgASgBEhgKEGxvbmdfcG9sbF9tc19tYXgYBSABKA0SGwoTbG9uZ19wb2xsc19vcGVuX21heBgGIAEoDRIZChFwdWxsX3JlcXVlc3RzX21heBgHIAEoDRIZChFyZXF1ZXN0X2J5dGVzX21heBgIIAEoDRIWCg5tYWlsYm94X21zX21heBgJIAEoDRIZChFtYWlsYm94X3Bvc3RzX21heBgKIAEoDRImCh5tYWlsYm94X2xvb2t1cHNfcGVyX21pbnV0ZV9tYXgYCyABKA0SHAoUYWNrc19wZXJfcmVxdWVzdF9tYXgYDCABKA0SGQoRcHVsbF9tZXNzYWdlc19tYXgYDSABKA0ikwEKClNlcnZlckNhcmQSCwoDdWlkGAEgASgJEgwKBG5hbWUYAiABKAkSCwoDdXJsGAMgASgJEh0KFWVuY3J5cHRpb25fcHVibGljX2tleRgEIAEoDBIaChJzaWduaW5nX3B1YmxpY19rZXkYBSABKAwSIgoGbGltaXRzGAYgASgLMhIubWVvdy5TZXJ2ZXJMaW1pdHMiXQoTUGFja2VkU2VydmVyTWVzc2FnZRIMCgRmcm9tGAEgASgMEg8KB3BheWxvYWQYAiABKAwSEQoJc2lnbmF0dXJlGAMgASgMEhQKDGZyb21fc2lnbmluZxgEIAEoDCJbChNDb252ZXJzYXRpb25SZXF1ZXN0EhIKCmxvb2t1cF9rZXkYASABKAkSFgoOc2VuZF90aW1lc3RhbXAYAiABKAESGAoQbG9va3VwX3NpZ25hdHVyZRgDIAEoDCJ5CgpJbnZpdGF0aW9uEiYKBmFjdGlvbhgBIAEoDjIWLm1lb3cuSW52aXRhdGlvbkFjdGlvbhIMCgRjb2RlGAIgASgJEg8KB3BheWxvYWQYAyABKAwSEAoIcGFzc3dvcmQYBCABKAkSEgoKZXhwaXJlc19hdBgFIAEoASKHAQoOTWFpbGJveFJlcXVlc3QSIwoGYWN0aW9uGAEgASgOMhMubWVvdy5NYWlsYm94QWN0aW9uEhEKCW5hbWVwbGF0ZRgCIAEoCRIMCgRzaWRlGAMgASgMEgwKBHBvc3QYBCABKAwSDQoFYWZ0ZXIYBSABKA0SEgoKZXhwaXJlc19tcxgGIAEoASIqCgtNYWlsYm94UG9zdBINCgVpbmRleBgBIAEoDRIMCgRib2R5GAIgASgMIlgKDU1haWxib3hBbnN3ZXISEQoJbmFtZXBsYXRlGAEgASgJEiAKBXBvc3RzGAIgAygLMhEubWVvdy5NYWlsYm94UG9zdBISCgpleHBpcmVzX2F0GAMgASgBIusBCg9Ub1NlcnZlck1lc3NhZ2USDAoEdXVpZBgBIAEoCRIpCghtZXNzYWdlcxgCIAMoCzIXLm1lb3cuUGFja2VkVXNlck1lc3NhZ2USMAoNcHVsbF9yZXF1ZXN0cxgDIAMoCzIZLm1lb3cuQ29udmVyc2F0aW9uUmVxdWVzdBIMCgRhY2tzGAQgAygJEhIKCnRpbWVvdXRfbXMYBSABKA0SJAoKaW52aXRhdGlvbhgGIAEoCzIQLm1lb3cuSW52aXRhdGlvbhIlCgdtYWlsYm94GAcgASgLMhQubWVvdy5NYWlsYm94UmVxdWVzdCJ/CgtTZXJ2ZXJFcnJvchIdCgRjb2RlGAEgASgOMg8ubWVvdy5FcnJvckNvZGUSDgoGZGV0YWlsGAIgASgJEhIKCmxvb2t1cF9rZXkYAyABKAkSFQoNbWVzc2FnZV9pbmRleBgEIAEoDRIWCg5yZXRyeV9hZnRlcl9tcxgFIAEoASLgAQoRRnJvbVNlcnZlck1lc3NhZ2USEAoIdXVpZF9hY2sYASABKAkSJQoEY2hhdBgCIAMoCzIXLm1lb3cuUGFja2VkVXNlck1lc3NhZ2USJAoKaW52aXRhdGlvbhgDIAEoCzIQLm1lb3cuSW52aXRhdGlvbhIhCgZlcnJvcnMYBCADKAsyES5tZW93LlNlcnZlckVycm9yEg4KBnN0b3JlZBgFIAEoDRITCgtzZXJ2ZXJfdGltZRgGIAEoARIkCgdtYWlsYm94GAcgASgLMhMubWVvdy5NYWlsYm94QW5zd2VyIpkBChFQYWNrZWRVc2VyTWVzc2FnZRITCgtkZXN0aW5hdGlvbhgBIAEoCRIPCgdwYXlsb2FkGAIgASgMEhEKCXNpZ25hdHVyZRgDIAEoDBIRCglkcl9oZWFkZXIYBCABKAwSHAoUc2VydmVyX2RlbGl2ZXJ5X3V1aWQYBSABKAkSGgoSc2VydmVyX3JlY2VpdmVkX21zGAYgASgBImwKEkNvbnZlcnNhdGlvblN0YXR1cxIMCgR1dWlkGAEgASgJEgwKBHNlbnQYAiABKAESEAoIcmVjZWl2ZWQYAyABKAESEQoJcHJvY2Vzc2VkGAQgASgBEhUKDXJlcGx5X3RvX3V1aWQYBSABKAkiSgoIRmlsZU1ldGESDAoEbmFtZRgBIAEoCRIMCgRtaW1lGAIgASgJEhIKCnNpemVfYnl0ZXMYAyABKAESDgoGc2hhMjU2GAQgASgMIqYBCgtVc2VyTWVzc2FnZRITCgtkZXN0aW5hdGlvbhgBIAEoCRIMCgRmcm9tGAIgASgJEgwKBHR5cGUYAyABKAkSDAoEZGF0YRgEIAEoCRIoCgZzdGF0dXMYBSABKAsyGC5tZW93LkNvbnZlcnNhdGlvblN0YXR1cxIPCgdhcHBkYXRhGAYgASgMEh0KBWZpbGVzGAcgAygLMg4ubWVvdy5GaWxlTWV0YSI/CgpBY2tQYXlsb2FkEgwKBHV1aWQYASABKAkSEAoIcmVjZWl2ZWQYAiABKAESEQoJcHJvY2Vzc2VkGAMgASgBIqMBCglEYk1lc3NhZ2USEAoIcGVlcl91aWQYASABKAkSEAoIb3V0Ym91bmQYAiABKAgSIgoHbWVzc2FnZRgDIAEoCzIRLm1lb3cuVXNlck1lc3NhZ2USEgoKZmlsZV9wYXRocxgEIAMoCRIOCgZzeW5jZWQYBSABKAgSFwoPcGVuZGluZ19mb3J3YXJkGAYgASgIEhEKCXN0b3JlZF9hdBgHIAEoASLGAgoLQ29udGFjdENhcmQSDAoEbmFtZRgBIAEoCRIbChNpZGVudGl0eV9wdWJsaWNfa2V5GAIgASgMEh0KFWVuY3J5cHRpb25fcHVibGljX2tleRgDIAEoDBIZChFsb29rdXBfcHVibGljX2tleRgEIAEoDBImCgxwdWxsX3NlcnZlcnMYBSADKAsyEC5tZW93LlNlcnZlckNhcmQSEwoLZHJfcm9vdF9rZXkYBiABKAwSFQoNZHJfcHVibGljX2tleRgHIAEoDBIPCgdzeW1fa2V5GAggASgMEhUKDWludml0YXRpb25faWQYCSABKAkSHAoEdHlwZRgKIAEoDjIOLm1lb3cuUGVlclR5cGUSEgoKZGV2aWNlX3VpZBgLIAEoCRIQCghwZWVyX3VpZBgMIAEoCRISCgpjcmVhdGVkX2F0GA0gASgBIjIKB0tleVBhaXISEwoLcHJpdmF0ZV9rZXkYASABKAwSEgoKcHVibGljX2tleRgCIAEoDCJiCgxQZWVyU2V0dGluZ3MSFQoNbm90aWZpY2F0aW9ucxgBIAEoCBIUCgxkZWxpdmVyeV9hY2sYAiABKAgSFgoOcHJvY2Vzc2luZ19hY2sYAyABKAgSDQoFY2FsbHMYBCABKAgivgQKClBlZXJSZWNvcmQSCwoDdWlkGAEgASgJEhwKBHR5cGUYAiABKA4yDi5tZW93LlBlZXJUeXBlEgwKBG5hbWUYAyABKAkSDgoGYXZhdGFyGAQgASgMEg8KB3Zpc2libGUYBSABKAgSDwoHYmxvY2tlZBgGIAEoCBIkCghzZXR0aW5ncxgHIAEoCzISLm1lb3cuUGVlclNldHRpbmdzEiIKC215X2lkZW50aXR5GAggASgLMg0ubWVvdy5LZXlQYWlyEiQKDW15X2VuY3J5cHRpb24YCSABKAsyDS5tZW93LktleVBhaXISIAoJbXlfbG9va3VwGAogASgLMg0ubWVvdy5LZXlQYWlyEhIKCm15X3N5bV9rZXkYCyABKAwSIgoHY29udGFjdBgMIAEoCzIRLm1lb3cuQ29udGFjdENhcmQSKQoPbXlfcHVsbF9zZXJ2ZXJzGA0gAygLMhAubWVvdy5TZXJ2ZXJDYXJkEg8KB3JhdGNoZXQYDiABKAwSGgoScHJpbWFyeV9kZXZpY2VfdWlkGA8gASgJEhIKCnVwZGF0ZWRfYXQYECABKAESEgoKdXBkYXRlZF9ieRgRIAEoCRISCgpkZXZpY2VfdWlkGBIgASgJEhIKCmNyZWF0ZWRfYXQYEyABKAESKgoTcGVuZGluZ19yYXRjaGV0X2tleRgUIAEoCzINLm1lb3cuS2V5UGFpchInCgxwZW5kaW5nX2NhcmQYFSABKAsyES5tZW93LkNvbnRhY3RDYXJkImQKB1Byb2ZpbGUSEAoIbmlja25hbWUYASABKAkSDwoHYXZhdGFycxgCIAMoDBIOCgZzdGF0dXMYAyABKAkSEgoKdXBkYXRlZF9hdBgEIAEoARISCgp1cGRhdGVkX2J5GAUgASgJIqECCg5JZGVudGl0eVJlY29yZBILCgN1aWQYASABKAkSGwoEcm9vdBgCIAEoCzINLm1lb3cuS2V5UGFpchIoChFkZXZpY2VfZW5jcnlwdGlvbhgDIAEoCzINLm1lb3cuS2V5UGFpchIlCg5kZXZpY2Vfc2lnbmluZxgEIAEoCzINLm1lb3cuS2V5UGFpchISCgpkZXZpY2VfdWlkGAUgASgJEhMKC2RldmljZV9uYW1lGAYgASgJEh4KB3Byb2ZpbGUYByABKAsyDS5tZW93LlByb2ZpbGUSIQoHc2VydmVycxgIIAMoCzIQLm1lb3cuU2VydmVyQ2FyZBIUCgxoaWRkZW5fcGVlcnMYCSADKAkSEgoKY3JlYXRlZF9hdBgKIAEoASLKAQoLT3V0Ym94RW50cnkSCgoCaWQYASABKAkSIAoGc2VydmVyGAIgASgLMhAubWVvdy5TZXJ2ZXJDYXJkEicKBnBhY2tlZBgDIAEoCzIXLm1lb3cuUGFja2VkVXNlck1lc3NhZ2USEAoIYXR0ZW1wdHMYBCABKA0SFwoPbmV4dF9hdHRlbXB0X2F0GAUgASgBEhEKCXF1ZXVlZF9hdBgGIAEoARIUCgxtZXNzYWdlX3V1aWQYByABKAkSEAoIcGVlcl91aWQYCCABKAkiiwIKEURldmljZVN5bmNQYXlsb2FkEhEKCXN5bmNfdHlwZRgBIAEoCRIQCghwZWVyX3VpZBgCIAEoCRIjCgpkYl9tZXNzYWdlGAMgASgLMg8ubWVvdy5EYk1lc3NhZ2USEAoIZGVkdXBfaWQYBCABKAkSEQoJcGVlcl9kYXRhGAUgASgMEhUKDWlkZW50aXR5X2RhdGEYBiABKAwSFwoPZm9yd2FyZF9wYXlsb2FkGAcgASgMEhgKEGZvcndhcmRfcGVlcl91aWQYCCABKAkSEQoJdGltZXN0YW1wGAkgASgBEhUKDW9yaWdpbl9kZXZpY2UYCiABKAkSEwoLcGx1Z2luX2RhdGEYCyABKAwiXQoSRGV2aWNlSW50cm9kdWN0aW9uEhIKCmRldmljZV91aWQYASABKAkSEwoLZGV2aWNlX25hbWUYAiABKAkSHgoEcGVlchgDIAEoCzIQLm1lb3cuUGVlclJlY29yZCJdChBJbnZpdGF0aW9uQW5zd2VyEh8KBGNhcmQYASABKAsyES5tZW93LkNvbnRhY3RDYXJkEhEKCWRyX2hlYWRlchgCIAEoDBIVCg1kcl9jaXBoZXJ0ZXh0GAMgASgMKo0BChBJbnZpdGF0aW9uQWN0aW9uEiEKHUlOVklUQVRJT05fQUNUSU9OX1VOU1BFQ0lGSUVEEAASGwoXSU5WSVRBVElPTl9BQ1RJT05fU1RPUkUQARIbChdJTlZJVEFUSU9OX0FDVElPTl9GRVRDSBACEhwKGElOVklUQVRJT05fQUNUSU9OX0RFTEVURRADKoMBCg1NYWlsYm94QWN0aW9uEh4KGk1BSUxCT1hfQUNUSU9OX1VOU1BFQ0lGSUVEEAASGwoXTUFJTEJPWF9BQ1RJT05fQUxMT0NBVEUQARIbChdNQUlMQk9YX0FDVElPTl9FWENIQU5HRRACEhgKFE1BSUxCT1hfQUNUSU9OX0NMT1NFEAMqlgIKCUVycm9yQ29kZRIaChZFUlJPUl9DT0RFX1VOU1BFQ0lGSUVEEAASGAoURVJST1JfQ09ERV9UT09fTEFSR0UQARIZChVFUlJPUl9DT0RFX1FVRVVFX0ZVTEwQAhIjCh9FUlJPUl9DT0RFX0JBRF9MT09LVVBfU0lHTkFUVVJFEAMSFAoQRVJST1JfQ09ERV9TVEFMRRAEEhgKFEVSUk9SX0NPREVfTUFMRk9STUVEEAUSGAoURVJST1JfQ09ERV9OT1RfRk9VTkQQBhIbChdFUlJPUl9DT0RFX0JBRF9QQVNTV09SRBAHEhMKD0VSUk9SX0NPREVfQlVTWRAIEhcKE0VSUk9SX0NPREVfQ09ORkxJQ1QQCSpSCghQZWVyVHlwZRIZChVQRUVSX1RZUEVfVU5TUEVDSUZJRUQQABIVChFQRUVSX1RZUEVfQ09OVEFDVBABEhQKEFBFRVJfVFlQRV9ERVZJQ0UQAmIGcHJvdG8z");
 
 /**
  * The limits a relay enforces; every one has its unit in its name.
@@ -83,6 +83,28 @@ export type ServerLimits = Message<"meow.ServerLimits"> & {
    * @generated from field: uint32 request_bytes_max = 8;
    */
   requestBytesMax: number;
+
+  /**
+   * Longest life of a mailbox, in milliseconds; also the life of one that asks for none.
+   *
+   * @generated from field: uint32 mailbox_ms_max = 9;
+   */
+  mailboxMsMax: number;
+
+  /**
+   * Most posts one mailbox holds; a post beyond it is refused with QueueFull.
+   *
+   * @generated from field: uint32 mailbox_posts_max = 10;
+   */
+  mailboxPostsMax: number;
+
+  /**
+   * Most mailbox look-ups (exchange or close steps by a side that is not yet a member) one client
+   * address may make per minute; more are answered with Busy.
+   *
+   * @generated from field: uint32 mailbox_lookups_per_minute_max = 11;
+   */
+  mailboxLookupsPerMinuteMax: number;
 
   /**
    * Most delivery uuids one request may ack.
@@ -294,6 +316,125 @@ export const InvitationSchema: GenMessage<Invitation> = /*@__PURE__*/
   messageDesc(file_meow, 4);
 
 /**
+ * A mailbox step: only ciphertext is ever posted; the relay never reads a post.
+ *
+ * @generated from message meow.MailboxRequest
+ */
+export type MailboxRequest = Message<"meow.MailboxRequest"> & {
+  /**
+   * What to do.
+   *
+   * @generated from field: meow.MailboxAction action = 1;
+   */
+  action: MailboxAction;
+
+  /**
+   * EXCHANGE, CLOSE: the mailbox's nameplate (as ALLOCATE answered it).
+   *
+   * @generated from field: string nameplate = 2;
+   */
+  nameplate: string;
+
+  /**
+   * The client's member id for this mailbox: 16 random bytes it chose for this pairing.
+   *
+   * @generated from field: bytes side = 3;
+   */
+  side: Uint8Array;
+
+  /**
+   * Ciphertext to append (at most message_bytes_max bytes).
+   *
+   * @generated from field: bytes post = 4;
+   */
+  post: Uint8Array;
+
+  /**
+   * EXCHANGE: answer posts with an index of at least this.
+   *
+   * @generated from field: uint32 after = 5;
+   */
+  after: number;
+
+  /**
+   * ALLOCATE: the lifetime asked for, in ms (0: the relay's default); bounded by mailbox_ms_max.
+   *
+   * @generated from field: double expires_ms = 6;
+   */
+  expiresMs: number;
+};
+
+/**
+ * Describes the message meow.MailboxRequest.
+ * Use `create(MailboxRequestSchema)` to create a new message.
+ */
+export const MailboxRequestSchema: GenMessage<MailboxRequest> = /*@__PURE__*/
+  messageDesc(file_meow, 5);
+
+/**
+ * One post in a mailbox, numbered from 0 in the order the relay received it (both members share one numbering).
+ *
+ * @generated from message meow.MailboxPost
+ */
+export type MailboxPost = Message<"meow.MailboxPost"> & {
+  /**
+   * Its place in the mailbox's numbering.
+   *
+   * @generated from field: uint32 index = 1;
+   */
+  index: number;
+
+  /**
+   * The ciphertext as posted.
+   *
+   * @generated from field: bytes body = 2;
+   */
+  body: Uint8Array;
+};
+
+/**
+ * Describes the message meow.MailboxPost.
+ * Use `create(MailboxPostSchema)` to create a new message.
+ */
+export const MailboxPostSchema: GenMessage<MailboxPost> = /*@__PURE__*/
+  messageDesc(file_meow, 6);
+
+/**
+ * A relay's answer to a MailboxRequest.
+ *
+ * @generated from message meow.MailboxAnswer
+ */
+export type MailboxAnswer = Message<"meow.MailboxAnswer"> & {
+  /**
+   * The mailbox's nameplate.
+   *
+   * @generated from field: string nameplate = 1;
+   */
+  nameplate: string;
+
+  /**
+   * The other member's posts with index >= after, oldest first.
+   *
+   * @generated from field: repeated meow.MailboxPost posts = 2;
+   */
+  posts: MailboxPost[];
+
+  /**
+   * When the mailbox expires, in ms.
+   *
+   * @generated from field: double expires_at = 3;
+   */
+  expiresAt: number;
+};
+
+/**
+ * Describes the message meow.MailboxAnswer.
+ * Use `create(MailboxAnswerSchema)` to create a new message.
+ */
+export const MailboxAnswerSchema: GenMessage<MailboxAnswer> = /*@__PURE__*/
+  messageDesc(file_meow, 7);
+
+/**
  * Everything a client asks a relay in one request.
  *
  * @generated from message meow.ToServerMessage
@@ -342,6 +483,13 @@ export type ToServerMessage = Message<"meow.ToServerMessage"> & {
    * @generated from field: meow.Invitation invitation = 6;
    */
   invitation?: Invitation | undefined;
+
+  /**
+   * A mailbox step: allocate, exchange or close.
+   *
+   * @generated from field: meow.MailboxRequest mailbox = 7;
+   */
+  mailbox?: MailboxRequest | undefined;
 };
 
 /**
@@ -349,7 +497,7 @@ export type ToServerMessage = Message<"meow.ToServerMessage"> & {
  * Use `create(ToServerMessageSchema)` to create a new message.
  */
 export const ToServerMessageSchema: GenMessage<ToServerMessage> = /*@__PURE__*/
-  messageDesc(file_meow, 5);
+  messageDesc(file_meow, 8);
 
 /**
  * One error in an answer, scoped to the whole request, one queue or one message.
@@ -398,7 +546,7 @@ export type ServerError = Message<"meow.ServerError"> & {
  * Use `create(ServerErrorSchema)` to create a new message.
  */
 export const ServerErrorSchema: GenMessage<ServerError> = /*@__PURE__*/
-  messageDesc(file_meow, 6);
+  messageDesc(file_meow, 9);
 
 /**
  * A relay's answer.
@@ -447,6 +595,13 @@ export type FromServerMessage = Message<"meow.FromServerMessage"> & {
    * @generated from field: double server_time = 6;
    */
   serverTime: number;
+
+  /**
+   * The answer to the request's mailbox step.
+   *
+   * @generated from field: meow.MailboxAnswer mailbox = 7;
+   */
+  mailbox?: MailboxAnswer | undefined;
 };
 
 /**
@@ -454,7 +609,7 @@ export type FromServerMessage = Message<"meow.FromServerMessage"> & {
  * Use `create(FromServerMessageSchema)` to create a new message.
  */
 export const FromServerMessageSchema: GenMessage<FromServerMessage> = /*@__PURE__*/
-  messageDesc(file_meow, 7);
+  messageDesc(file_meow, 10);
 
 /**
  * A user message as it travels: the output of the sealing pipeline.
@@ -511,7 +666,7 @@ export type PackedUserMessage = Message<"meow.PackedUserMessage"> & {
  * Use `create(PackedUserMessageSchema)` to create a new message.
  */
 export const PackedUserMessageSchema: GenMessage<PackedUserMessage> = /*@__PURE__*/
-  messageDesc(file_meow, 8);
+  messageDesc(file_meow, 11);
 
 /**
  * Delivery state of one message.
@@ -560,7 +715,7 @@ export type ConversationStatus = Message<"meow.ConversationStatus"> & {
  * Use `create(ConversationStatusSchema)` to create a new message.
  */
 export const ConversationStatusSchema: GenMessage<ConversationStatus> = /*@__PURE__*/
-  messageDesc(file_meow, 9);
+  messageDesc(file_meow, 12);
 
 /**
  * Metadata of an attached file; files themselves are never synced.
@@ -602,7 +757,7 @@ export type FileMeta = Message<"meow.FileMeta"> & {
  * Use `create(FileMetaSchema)` to create a new message.
  */
 export const FileMetaSchema: GenMessage<FileMeta> = /*@__PURE__*/
-  messageDesc(file_meow, 10);
+  messageDesc(file_meow, 13);
 
 /**
  * What one peer says to another, before sealing.
@@ -665,7 +820,7 @@ export type UserMessage = Message<"meow.UserMessage"> & {
  * Use `create(UserMessageSchema)` to create a new message.
  */
 export const UserMessageSchema: GenMessage<UserMessage> = /*@__PURE__*/
-  messageDesc(file_meow, 11);
+  messageDesc(file_meow, 14);
 
 /**
  * What an "ack" message says about an earlier message.
@@ -700,7 +855,7 @@ export type AckPayload = Message<"meow.AckPayload"> & {
  * Use `create(AckPayloadSchema)` to create a new message.
  */
 export const AckPayloadSchema: GenMessage<AckPayload> = /*@__PURE__*/
-  messageDesc(file_meow, 12);
+  messageDesc(file_meow, 15);
 
 /**
  * The stored form of a message in a conversation.
@@ -763,7 +918,7 @@ export type DbMessage = Message<"meow.DbMessage"> & {
  * Use `create(DbMessageSchema)` to create a new message.
  */
 export const DbMessageSchema: GenMessage<DbMessage> = /*@__PURE__*/
-  messageDesc(file_meow, 13);
+  messageDesc(file_meow, 16);
 
 /**
  * The public half of a pairing: everything the other side needs to send to and
@@ -869,7 +1024,7 @@ export type ContactCard = Message<"meow.ContactCard"> & {
  * Use `create(ContactCardSchema)` to create a new message.
  */
 export const ContactCardSchema: GenMessage<ContactCard> = /*@__PURE__*/
-  messageDesc(file_meow, 14);
+  messageDesc(file_meow, 17);
 
 /**
  * One key pair as stored on a device.
@@ -897,7 +1052,7 @@ export type KeyPair = Message<"meow.KeyPair"> & {
  * Use `create(KeyPairSchema)` to create a new message.
  */
 export const KeyPairSchema: GenMessage<KeyPair> = /*@__PURE__*/
-  messageDesc(file_meow, 15);
+  messageDesc(file_meow, 18);
 
 /**
  * Per-peer settings a user changes; they sync between devices.
@@ -939,7 +1094,7 @@ export type PeerSettings = Message<"meow.PeerSettings"> & {
  * Use `create(PeerSettingsSchema)` to create a new message.
  */
 export const PeerSettingsSchema: GenMessage<PeerSettings> = /*@__PURE__*/
-  messageDesc(file_meow, 16);
+  messageDesc(file_meow, 19);
 
 /**
  * Everything a device knows about one peer (a contact or a sibling device).
@@ -1100,7 +1255,7 @@ export type PeerRecord = Message<"meow.PeerRecord"> & {
  * Use `create(PeerRecordSchema)` to create a new message.
  */
 export const PeerRecordSchema: GenMessage<PeerRecord> = /*@__PURE__*/
-  messageDesc(file_meow, 17);
+  messageDesc(file_meow, 20);
 
 /**
  * A user's public profile; syncs between devices, never keys.
@@ -1149,7 +1304,7 @@ export type Profile = Message<"meow.Profile"> & {
  * Use `create(ProfileSchema)` to create a new message.
  */
 export const ProfileSchema: GenMessage<Profile> = /*@__PURE__*/
-  messageDesc(file_meow, 18);
+  messageDesc(file_meow, 21);
 
 /**
  * A device's identity as stored on that device. Never leaves it whole.
@@ -1234,7 +1389,7 @@ export type IdentityRecord = Message<"meow.IdentityRecord"> & {
  * Use `create(IdentityRecordSchema)` to create a new message.
  */
 export const IdentityRecordSchema: GenMessage<IdentityRecord> = /*@__PURE__*/
-  messageDesc(file_meow, 19);
+  messageDesc(file_meow, 22);
 
 /**
  * One packed message waiting to leave the device.
@@ -1304,7 +1459,7 @@ export type OutboxEntry = Message<"meow.OutboxEntry"> & {
  * Use `create(OutboxEntrySchema)` to create a new message.
  */
 export const OutboxEntrySchema: GenMessage<OutboxEntry> = /*@__PURE__*/
-  messageDesc(file_meow, 20);
+  messageDesc(file_meow, 23);
 
 /**
  * One event sent from a device to each of its siblings, inside a UserMessage
@@ -1396,7 +1551,7 @@ export type DeviceSyncPayload = Message<"meow.DeviceSyncPayload"> & {
  * Use `create(DeviceSyncPayloadSchema)` to create a new message.
  */
 export const DeviceSyncPayloadSchema: GenMessage<DeviceSyncPayload> = /*@__PURE__*/
-  messageDesc(file_meow, 21);
+  messageDesc(file_meow, 24);
 
 /**
  * device_introduce: the pairing material one sibling needs to reach another,
@@ -1433,7 +1588,7 @@ export type DeviceIntroduction = Message<"meow.DeviceIntroduction"> & {
  * Use `create(DeviceIntroductionSchema)` to create a new message.
  */
 export const DeviceIntroductionSchema: GenMessage<DeviceIntroduction> = /*@__PURE__*/
-  messageDesc(file_meow, 22);
+  messageDesc(file_meow, 25);
 
 /**
  * The invitee's answer to an invitation, sealed to the initiator's encryption
@@ -1472,7 +1627,7 @@ export type InvitationAnswer = Message<"meow.InvitationAnswer"> & {
  * Use `create(InvitationAnswerSchema)` to create a new message.
  */
 export const InvitationAnswerSchema: GenMessage<InvitationAnswer> = /*@__PURE__*/
-  messageDesc(file_meow, 23);
+  messageDesc(file_meow, 26);
 
 /**
  * What an invitation request asks the relay to do.
@@ -1516,6 +1671,48 @@ export const InvitationActionSchema: GenEnum<InvitationAction> = /*@__PURE__*/
   enumDesc(file_meow, 0);
 
 /**
+ * What a mailbox request asks the relay to do.
+ *
+ * @generated from enum meow.MailboxAction
+ */
+export enum MailboxAction {
+  /**
+   * No mailbox step in this request.
+   *
+   * @generated from enum value: MAILBOX_ACTION_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * The relay picks a free nameplate; `side` becomes its first member; `post`, when set, its first post.
+   *
+   * @generated from enum value: MAILBOX_ACTION_ALLOCATE = 1;
+   */
+  ALLOCATE = 1,
+
+  /**
+   * Join as the second member if `side` is new and a place is free; append `post` when set; answer the
+   * other member's posts with index >= `after` (a long poll with the request's timeout_ms when there are none).
+   *
+   * @generated from enum value: MAILBOX_ACTION_EXCHANGE = 2;
+   */
+  EXCHANGE = 2,
+
+  /**
+   * A member deletes the mailbox (exchange done, or killed after a failed confirmation).
+   *
+   * @generated from enum value: MAILBOX_ACTION_CLOSE = 3;
+   */
+  CLOSE = 3,
+}
+
+/**
+ * Describes the enum meow.MailboxAction.
+ */
+export const MailboxActionSchema: GenEnum<MailboxAction> = /*@__PURE__*/
+  enumDesc(file_meow, 1);
+
+/**
  * The typed errors of a relay answer.
  *
  * @generated from enum meow.ErrorCode
@@ -1536,7 +1733,7 @@ export enum ErrorCode {
   TOO_LARGE = 1,
 
   /**
-   * A destination queue is at queue_length_max.
+   * A destination queue is at queue_length_max, or a mailbox at mailbox_posts_max.
    *
    * @generated from enum value: ERROR_CODE_QUEUE_FULL = 2;
    */
@@ -1564,7 +1761,7 @@ export enum ErrorCode {
   MALFORMED = 5,
 
   /**
-   * An invitation code is unknown or expired.
+   * An invitation code is unknown or expired; or "no such mailbox" (unknown, expired, closed or taken).
    *
    * @generated from enum value: ERROR_CODE_NOT_FOUND = 6;
    */
@@ -1578,7 +1775,7 @@ export enum ErrorCode {
   BAD_PASSWORD = 7,
 
   /**
-   * Too many long polls are open; retry later.
+   * Too many long polls are open, too many mailbox look-ups, or storage failed; retry later.
    *
    * @generated from enum value: ERROR_CODE_BUSY = 8;
    */
@@ -1596,7 +1793,7 @@ export enum ErrorCode {
  * Describes the enum meow.ErrorCode.
  */
 export const ErrorCodeSchema: GenEnum<ErrorCode> = /*@__PURE__*/
-  enumDesc(file_meow, 1);
+  enumDesc(file_meow, 2);
 
 /**
  * What a peer kind is.
@@ -1630,5 +1827,5 @@ export enum PeerType {
  * Describes the enum meow.PeerType.
  */
 export const PeerTypeSchema: GenEnum<PeerType> = /*@__PURE__*/
-  enumDesc(file_meow, 2);
+  enumDesc(file_meow, 3);
 
