@@ -83,3 +83,24 @@ export class UnknownType extends MeowError {
     super("UnknownType", message, options);
   }
 }
+
+/**
+ * A pairing whose key confirmation, MAC or sealed card did not check out. One
+ * message for every cause: a wrong code and an attack look the same, and
+ * telling them apart would help the attacker.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { MeowError, PairingInterfered } from "./errors.ts";
+ * const e = new PairingInterfered();
+ * assert(e instanceof MeowError && e.code === "PairingInterfered");
+ * assert.equal(e.message, "wrong code, or someone interfered");
+ * ```
+ */
+export class PairingInterfered extends MeowError {
+  /** @param message what the user is told; keep the default */
+  constructor(message = "wrong code, or someone interfered", options?: ErrorOptions) {
+    super("PairingInterfered", message, options);
+  }
+}
