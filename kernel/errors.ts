@@ -88,6 +88,10 @@ export class UnknownType extends MeowError {
  * A relay refused a whole request (too large, busy, unreadable): nothing of
  * it was applied. The kernel backs off (after `retryAfterMs` when the relay
  * named a time), retries with what it can change, and reports it.
+
+ * A pairing whose key confirmation, MAC or sealed card did not check out. One
+ * message for every cause: a wrong code and an attack look the same, and
+ * telling them apart would help the attacker.
  *
  * @example
  * ```ts
@@ -115,5 +119,16 @@ export class RelayRefused extends MeowError {
     super("RelayRefused", message, options);
     this.relayCode = details.relayCode;
     this.retryAfterMs = details.retryAfterMs ?? 0;
+
+ * import { MeowError, PairingInterfered } from "./errors.ts";
+ * const e = new PairingInterfered();
+ * assert(e instanceof MeowError && e.code === "PairingInterfered");
+ * assert.equal(e.message, "wrong code, or someone interfered");
+ * ```
+ */
+export class PairingInterfered extends MeowError {
+  /** @param message what the user is told; keep the default */
+  constructor(message = "wrong code, or someone interfered", options?: ErrorOptions) {
+    super("PairingInterfered", message, options);
   }
 }

@@ -48,7 +48,7 @@ import {
   sign,
   verify,
 } from "./crypto/mod.ts";
-import { BadSignature, Malformed } from "./errors.ts";
+import { BadSignature, Malformed, PairingInterfered } from "./errors.ts";
 import { lookupKeyOf, ratchetAd, signedBytes } from "./pipeline.ts";
 import type { Random } from "./ports.ts";
 
@@ -167,6 +167,17 @@ export function decodeCard(bytes: Uint8Array): ContactCard {
   return card;
 }
 
+/** Options of {@linkcode answerInvitation}. */
+export interface AnswerOptions extends HandshakeOptions {
+  /**
+   * For an end-to-end encrypted pairing: the transcript MAC over this side's
+   * serialized answer card (kernel/pairing.ts `answerMac`), carried in the
+   * answer's `transcript_mac`.
+   * @default {undefined} (`transcript_mac` stays empty)
+   */
+  mac?: (answerCardBytes: Uint8Array) => Uint8Array;
+}
+
 /**
  * Step 2: the invitee's complete peer record and the answer to send to the
  * initiator's queue.
@@ -175,7 +186,7 @@ export function decodeCard(bytes: Uint8Array): ContactCard {
  */
 export async function answerInvitation(
   card: ContactCard,
-  options: HandshakeOptions,
+  options: AnswerOptions,
 ): Promise<{ peer: PeerRecord; answer: PackedUserMessage }> {
   const { random, now } = options;
   const identity = generateSigningKeyPair(random);
@@ -230,6 +241,7 @@ export async function answerInvitation(
       card: answerCard,
       drHeader: first.header,
       drCiphertext: first.ciphertext,
+      transcriptMac: options.mac?.(cardBytes(answerCard)) ?? new Uint8Array(),
     }),
   );
   const destination = lookupKeyOf(card.lookupPublicKey);
@@ -242,15 +254,33 @@ export async function answerInvitation(
   return { peer, answer };
 }
 
+/** Options of {@linkcode finalizeInvitation}. */
+export interface FinalizeOptions {
+  /** The randomness port. */
+  random: Random;
+  /** The clock time, in ms. */
+  now: number;
+  /**
+   * For an end-to-end encrypted pairing: whether `mac` (the answer's
+   * `transcript_mac`) is right for the serialized answer card
+   * (kernel/pairing.ts `verifyAnswerMac`); false rejects the answer.
+   * @default {undefined} (the MAC is not checked)
+   */
+  verifyMac?: (answerCardBytes: Uint8Array, mac: Uint8Array) => boolean;
+}
+
 /**
- * Step 3: the initiator completes its pending record from the answer.
+ * Step 3: the initiator completes its pending record from the answer. With
+ * `verifyMac`, the answer's transcript MAC is checked first, before any of
+ * the answer is looked at.
  *
+ * @throws {PairingInterfered} when `verifyMac` rejects the answer's MAC (or it has no card)
  * @throws {BadCiphertext | BadSignature | Malformed} for an answer that does not belong to `pending`
  */
 export async function finalizeInvitation(
   pending: PeerRecord,
   answer: PackedUserMessage,
-  options: { random: Random; now: number },
+  options: FinalizeOptions,
 ): Promise<PeerRecord> {
   const issued = pending.pendingCard;
   const ratchetKey = pending.pendingRatchetKey;
@@ -260,6 +290,11 @@ export async function finalizeInvitation(
   const opened = await open(pending.myEncryption.privateKey, answer.payload);
   const body = decode(InvitationAnswerSchema, opened, { bytesMax: CARD_BYTES_MAX * 2 });
   const card = body.card;
+  // The card is re-serialized: protobuf-es writes a decoded message's fields
+  // (unknown ones last) exactly as the answering side's encoder did.
+  if (options.verifyMac && (!card || !options.verifyMac(cardBytes(card), body.transcriptMac))) {
+    throw new PairingInterfered();
+  }
   if (!card || card.invitationId !== issued.invitationId || card.peerUid !== pending.uid) {
     throw new Malformed(
       `Cannot finalize invitation ${issued.invitationId}: the answer is for another invitation`,
