@@ -33,6 +33,11 @@ const LIMIT_FLAGS: Record<string, keyof ServerLimitsInit> = {
   "request-bytes-max": "requestBytesMax",
   "pull-messages-max": "pullMessagesMax",
   "acks-per-request-max": "acksPerRequestMax",
+  "mailbox-ms-max": "mailboxMsMax",
+  "mailbox-posts-max": "mailboxPostsMax",
+  "mailbox-lookups-per-minute-max": "mailboxLookupsPerMinuteMax",
+  "long-polls-per-client-max": "longPollsPerClientMax",
+  "requests-per-second-per-client-max": "requestsPerSecondPerClientMax",
 };
 const LEVELS: LogLevel[] = ["debug", "info", "warn"];
 
@@ -51,7 +56,7 @@ Usage: deno task server [options]
 Limits (defaults in parentheses):
 ${
   Object.entries(LIMIT_FLAGS).map(([flag, key]) =>
-    `  --${flag.padEnd(26)} (${DEFAULT_LIMITS[key]})`
+    `  --${flag.padEnd(36)} (${DEFAULT_LIMITS[key]})`
   )
     .join("\n")
 }

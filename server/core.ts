@@ -76,6 +76,12 @@ const SIDE_BYTES = 16;
 const LOOKUP_WINDOW_MS = 60_000;
 /** Most client addresses whose mailbox look-ups are counted at once (least recently seen go). */
 const LOOKUP_CLIENTS_MAX = 100_000;
+/** The window of the per-client request count, in ms. */
+const REQUEST_WINDOW_MS = 1_000;
+/** Most client addresses whose requests are counted at once (least recently seen go). */
+const REQUEST_CLIENTS_MAX = 100_000;
+/** When a client refused a long poll (no slot left, for it or for all) should retry, in ms. */
+const BUSY_RETRY_MS = 5_000;
 /** The one answer to a mailbox that is unknown, expired, closed or taken by two other sides. */
 const NO_SUCH_MAILBOX = "no such mailbox";
 
@@ -96,7 +102,8 @@ export interface HandleOptions {
   signal?: AbortSignal;
   /**
    * Who sent the request, for per-client limits (the remote address over HTTP). Requests without
-   * one share one count.
+   * one (in process, or a Unix socket) share one mailbox look-up count and are not held to
+   * `requestsPerSecondPerClientMax` nor `longPollsPerClientMax`.
    * @default {""}
    */
   client?: string;
@@ -188,6 +195,9 @@ export class ServerCore {
   readonly #card: ServerCard;
   readonly #uidBytes: Uint8Array;
   readonly #lookups: WindowLimiter;
+  readonly #requests: WindowLimiter;
+  /** client → its open long polls; only clients with one or more (so at most longPollsOpenMax). */
+  readonly #clientPolls = new Map<string, number>();
   readonly #stats: ServerStats = {
     requests: 0,
     rejected: 0,
@@ -212,6 +222,11 @@ export class ServerCore {
       windowMs: LOOKUP_WINDOW_MS,
       clientsMax: LOOKUP_CLIENTS_MAX,
     });
+    this.#requests = new WindowLimiter({
+      takesMax: limits.requestsPerSecondPerClientMax,
+      windowMs: REQUEST_WINDOW_MS,
+      clientsMax: REQUEST_CLIENTS_MAX,
+    });
     const uid = toHex(sha256(keys.signing.publicKey).subarray(0, 16));
     this.#uidBytes = encoder.encode(uid);
     this.#card = create(ServerCardSchema, {
@@ -234,6 +249,8 @@ export class ServerCore {
         mailboxMsMax: limits.mailboxMsMax,
         mailboxPostsMax: limits.mailboxPostsMax,
         mailboxLookupsPerMinuteMax: limits.mailboxLookupsPerMinuteMax,
+        longPollsPerClientMax: limits.longPollsPerClientMax,
+        requestsPerSecondPerClientMax: limits.requestsPerSecondPerClientMax,
       }),
     });
   }
@@ -296,6 +313,8 @@ export class ServerCore {
       this.#stats.rejected++;
       return EMPTY_ANSWER;
     }
+    // Every request counts, even one nobody can be answered on.
+    const rate = client === "" ? undefined : this.#requests.take(client, this.#clock.now());
     let envelope;
     try {
       envelope = decode(PackedServerMessageSchema, body, { bytesMax: body.length });
@@ -309,12 +328,20 @@ export class ServerCore {
     }
     const answer = create(FromServerMessageSchema, {});
     const clientKey = envelope.from;
-    const reject = (code: ErrorCode, detail: string) => {
+    const reject = (code: ErrorCode, detail: string, retryAfterMs = 0) => {
       this.#stats.rejected++;
-      answer.errors.push(error(code, detail));
+      answer.errors.push(error(code, detail, { retryAfterMs }));
       return this.#seal(clientKey, answer);
     };
     try {
+      if (rate && !rate.ok) {
+        // Before any other work: sealing the answer is all a client past its rate costs.
+        return await reject(
+          ErrorCode.BUSY,
+          `requestsPerSecondPerClientMax ${this.limits.requestsPerSecondPerClientMax} requests used; retry later`,
+          rate.retryAfterMs,
+        );
+      }
       if (body.length > this.limits.requestBytesMax) {
         return reject(
           ErrorCode.TOO_LARGE,
@@ -364,9 +391,8 @@ export class ServerCore {
               read: () => this.#read(queues),
               done: (read) => read.length > 0,
             },
-            request.timeoutMs,
+            { timeoutMs: request.timeoutMs, client, signal },
             answer,
-            signal,
           );
         }
         this.#stats.delivered += messages.length;
@@ -548,9 +574,8 @@ export class ServerCore {
           read,
           done: (r: MailboxStepResult | undefined) => r === undefined || r.posts.length > 0,
         },
-        context.timeoutMs,
+        context,
         answer,
-        context.signal,
       );
       // Closed by the other member during the wait.
       if (!polled) return fail(ErrorCode.NOT_FOUND, NO_SUCH_MAILBOX);
@@ -690,7 +715,8 @@ export class ServerCore {
   /**
    * Waits until `read()` is `done` or the wait ends (min(timeoutMs, longPollMsMax), or `signal`):
    * watch first, then read, so nothing stored in between is missed. Resolves with the last read,
-   * or `initial` when no long poll may open (BUSY) or the signal ended it already.
+   * or `initial` when no long poll may open (BUSY: `client` holds longPollsPerClientMax, or all
+   * clients longPollsOpenMax) or the signal ended it already.
    */
   async #longPoll<T>(
     poll: {
@@ -699,24 +725,43 @@ export class ServerCore {
       read: () => Promise<T>;
       done: (read: T) => boolean;
     },
-    timeoutMs: number,
+    context: { timeoutMs: number; client: string; signal?: AbortSignal },
     answer: FromServerMessage,
-    signal?: AbortSignal,
   ): Promise<T> {
+    const { timeoutMs, client, signal } = context;
     if (signal?.aborted) return poll.initial;
+    // In-process callers (no address) are held to the global count alone.
+    const held = client === "" ? 0 : this.#clientPolls.get(client) ?? 0;
+    if (held >= this.limits.longPollsPerClientMax) {
+      answer.errors.push(error(
+        ErrorCode.BUSY,
+        `longPollsPerClientMax ${this.limits.longPollsPerClientMax} long polls are open from this address; retry later`,
+        { retryAfterMs: BUSY_RETRY_MS },
+      ));
+      return poll.initial;
+    }
     if (this.#stats.longPollsOpen >= this.limits.longPollsOpenMax) {
       answer.errors.push(error(
         ErrorCode.BUSY,
         `longPollsOpenMax ${this.limits.longPollsOpenMax} long polls are open; retry later`,
+        { retryAfterMs: BUSY_RETRY_MS },
       ));
       return poll.initial;
     }
     this.#stats.longPollsOpen++;
+    if (client !== "") this.#clientPolls.set(client, held + 1);
+    const release = () => {
+      this.#stats.longPollsOpen--;
+      if (client === "") return;
+      const left = this.#clientPolls.get(client)! - 1;
+      if (left > 0) this.#clientPolls.set(client, left);
+      else this.#clientPolls.delete(client);
+    };
     const stop = new AbortController();
     const onAbort = () => stop.abort();
     signal?.addEventListener("abort", onAbort, { once: true });
     const watch = await poll.watch().catch((e) => {
-      this.#stats.longPollsOpen--;
+      release();
       signal?.removeEventListener("abort", onAbort);
       throw e;
     });
@@ -738,7 +783,7 @@ export class ServerCore {
       stop.abort();
       watch.close();
       signal?.removeEventListener("abort", onAbort);
-      this.#stats.longPollsOpen--;
+      release();
     }
   }
 
@@ -762,7 +807,7 @@ export class ServerCore {
 function error(
   code: ErrorCode,
   detail: string,
-  scope: { lookupKey?: string; messageIndex?: number } = {},
+  scope: { lookupKey?: string; messageIndex?: number; retryAfterMs?: number } = {},
 ): ServerError {
   return create(ServerErrorSchema, { code, detail, ...scope });
 }

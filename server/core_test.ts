@@ -789,3 +789,126 @@ function sameEnvelope(a: Uint8Array, b: Uint8Array): boolean {
     return false;
   }
 }
+
+/** Whether `request` long-polls (the relay's clock gets one more sleeper) or is answered first. */
+/** A long poll of `who`'s own queue. */
+async function longPoll(who: TestDevice, timeoutMs = 30_000): Promise<FromServerMessage> {
+  return await who.request({ pullRequests: [await who.pull()], timeoutMs });
+}
+
+async function heldOrAnswered(
+  clock: ManualClock,
+  request: Promise<FromServerMessage>,
+): Promise<"held" | FromServerMessage> {
+  return await Promise.race([
+    request,
+    clock.sleepers(clock.sleeping + 1).then(() => "held" as const),
+  ]);
+}
+
+Deno.test("ServerCore.handle() answers BUSY at once beyond longPollsPerClientMax for one address", async () => {
+  const { device, clock, core } = await relay();
+  const perClient = core.limits.longPollsPerClientMax;
+  assert.equal(perClient, 8);
+  assert.equal(core.card().limits!.longPollsPerClientMax, 8);
+  const poll = (who: TestDevice) => longPoll(who, 20_000);
+  // The first of this address's long polls can be ended by its signal (its client went away).
+  const first = device("10.0.0.1");
+  const stop = new AbortController();
+  const firstPoll = first.seal({ pullRequests: [await first.pull()], timeoutMs: 20_000 })
+    .then((body) => core.handle(body, { client: "10.0.0.1", signal: stop.signal }));
+  await clock.sleepers(1);
+  const held: Promise<FromServerMessage>[] = [];
+  for (let i = 1; i < perClient; i++) {
+    const request = poll(device("10.0.0.1"));
+    assert.equal(await heldOrAnswered(clock, request), "held", `long poll ${i + 1}`);
+    held.push(request);
+  }
+  assert.equal(core.stats().longPollsOpen, perClient);
+
+  const refused = await poll(device("10.0.0.1"));
+  assert.deepEqual(codes(refused), [ErrorCode.BUSY], "answered at once, not held");
+  assert.ok(refused.errors[0].retryAfterMs > 0);
+  assert.equal(refused.errors[0].lookupKey, "", "scoped to the request");
+  assert.equal(core.stats().longPollsOpen, perClient, "took no global slot");
+
+  const other = poll(device("10.0.0.2"));
+  assert.equal(await heldOrAnswered(clock, other), "held", "another address still long-polls");
+  held.push(other);
+
+  stop.abort();
+  await firstPoll;
+  assert.equal(core.stats().longPollsOpen, perClient);
+  const freed = poll(device("10.0.0.1"));
+  assert.equal(await heldOrAnswered(clock, freed), "held", "an ended poll frees its slot");
+  held.push(freed);
+
+  clock.advance(20_000);
+  for (const answer of await Promise.all(held)) assert.deepEqual(answer.errors, []);
+  assert.equal(core.stats().longPollsOpen, 0);
+});
+
+Deno.test("ServerCore.handle() bounds long-poll slot exhaustion from one address", async () => {
+  const longPollsOpenMax = 12;
+  const { device, clock, core } = await relay({
+    limits: { longPollsOpenMax, requestsPerSecondPerClientMax: 10_000 },
+  });
+  const perClient = core.limits.longPollsPerClientMax;
+  const mallory = device("10.6.6.6");
+  const polls: Promise<FromServerMessage>[] = [];
+  let busy = 0;
+  for (let i = 0; i < 1_000; i++) {
+    const request = longPoll(mallory);
+    const outcome = await heldOrAnswered(clock, request);
+    if (outcome === "held") polls.push(request);
+    else if (codes(outcome).join() === String(ErrorCode.BUSY)) busy++;
+  }
+  assert.equal(polls.length, perClient, `at most longPollsPerClientMax ${perClient} held`);
+  assert.equal(busy, 1_000 - perClient);
+  assert.equal(core.stats().longPollsOpen, perClient);
+  // The rest of the relay's slots are still there for everybody else.
+  for (let i = 0; i < longPollsOpenMax - perClient; i++) {
+    const carol = device(`10.0.1.${i}`);
+    const request = longPoll(carol);
+    assert.equal(await heldOrAnswered(clock, request), "held", `others' long poll ${i + 1}`);
+    polls.push(request);
+  }
+  const dave = device("10.0.2.1");
+  const full = await longPoll(dave);
+  assert.deepEqual(codes(full), [ErrorCode.BUSY], "longPollsOpenMax still holds");
+  clock.advance(30_000);
+  await Promise.all(polls);
+  assert.equal(core.stats().longPollsOpen, 0);
+});
+
+Deno.test("ServerCore.handle() limits requests per client address and second", async () => {
+  const { device, clock, core, data } = await relay({
+    limits: { requestsPerSecondPerClientMax: 3 },
+  });
+  assert.equal(core.card().limits!.requestsPerSecondPerClientMax, 3);
+  const alice = device("10.0.0.1");
+  const bob = device("10.0.0.2");
+  const seen: string[] = [];
+  core.observe = (event) => seen.push(event.kind);
+  clock.advance(1_000 - (clock.now() % 1_000)); // the start of a second
+  for (let i = 0; i < 3; i++) {
+    assert.deepEqual((await alice.request({ uuid: `a${i}` })).errors, [], `request ${i + 1}`);
+  }
+  clock.advance(400);
+  seen.length = 0;
+  const refused = await alice.request({
+    uuid: "a3",
+    messages: [alice.message(bob.queue, "too many")],
+  });
+  assert.deepEqual(codes(refused), [ErrorCode.BUSY]);
+  assert.equal(refused.errors[0].retryAfterMs, 600, "until the second ends");
+  assert.equal(refused.stored, 0);
+  assert.equal(data.queues.size, 0, "nothing reached storage");
+  assert.deepEqual(seen, [], "the request was not even opened");
+  assert.deepEqual((await bob.request({ uuid: "b0" })).errors, [], "another address");
+  assert.deepEqual((await alice.request({})).errors.map((e) => e.code), [ErrorCode.BUSY]);
+  clock.advance(600);
+  const next = await alice.request({ uuid: "a4", messages: [alice.message(bob.queue, "ok")] });
+  assert.deepEqual(next.errors, [], "the next second starts afresh");
+  assert.equal(next.stored, 1);
+});

@@ -5,7 +5,7 @@ import { openAnswer } from "./client.ts";
 import { ServerCore } from "./core.ts";
 import { createHandler } from "./http.ts";
 import { MemoryBackend } from "./memory.ts";
-import { ManualClock, TestDevice } from "./_testing.ts";
+import { ManualClock, TestDevice, text } from "./_testing.ts";
 
 Deno.test("createHandler() counts mailbox look-ups per remote address", async () => {
   const clock = new ManualClock();
@@ -47,4 +47,53 @@ Deno.test("createHandler() counts mailbox look-ups per remote address", async ()
   assert.deepEqual(await miss("203.0.113.1"), [ErrorCode.NOT_FOUND]);
   assert.deepEqual(await miss("203.0.113.1"), [ErrorCode.BUSY]);
   assert.deepEqual(await miss("203.0.113.2"), [ErrorCode.NOT_FOUND], "another address");
+});
+
+Deno.test("createHandler() over loopback HTTP holds one address to its long polls and requests", async () => {
+  const clock = new ManualClock();
+  const random = new SeededRandom(4);
+  const core = await ServerCore.create({
+    backend: new MemoryBackend(),
+    clock,
+    random: random.fork("relay"),
+    limits: { longPollsPerClientMax: 1, requestsPerSecondPerClientMax: 4 },
+  });
+  const server = Deno.serve(
+    { hostname: "127.0.0.1", port: 0, onListen: () => {} },
+    createHandler(core),
+  );
+  try {
+    const url = `http://127.0.0.1:${server.addr.port}/`;
+    const send = async (body: Uint8Array) => {
+      const response = await fetch(url, { method: "POST", body: body as Uint8Array<ArrayBuffer> });
+      return new Uint8Array(await response.arrayBuffer());
+    };
+    const device = (name: string) =>
+      new TestDevice(random.fork(name), core.card(), send, () => clock.now());
+    const [alice, bob, carol] = [device("alice"), device("bob"), device("carol")];
+    const codes = (answer: { errors: { code: ErrorCode }[] }) => answer.errors.map((e) => e.code);
+
+    const poll = bob.request({ pullRequests: [await bob.pull()], timeoutMs: 20_000 });
+    await clock.sleepers(1);
+    const second = carol.request({ pullRequests: [await carol.pull()], timeoutMs: 20_000 });
+    const refused = await Promise.race([second, clock.sleepers(2).then(() => undefined)]);
+    assert.ok(refused, "answered at once, not held");
+    assert.deepEqual(codes(refused), [ErrorCode.BUSY], "the address holds its one long poll");
+    assert.ok(refused.errors[0].retryAfterMs > 0);
+    assert.equal(core.stats().longPollsOpen, 1);
+
+    const sent = await alice.request({ messages: [alice.message(bob.queue, "wake")] });
+    assert.equal(sent.stored, 1);
+    assert.deepEqual((await poll).chat.map(text), ["wake"]);
+
+    assert.deepEqual((await alice.request({})).errors, [], "the fourth request this second");
+    const busy = await alice.request({});
+    assert.deepEqual(codes(busy), [ErrorCode.BUSY], "the fifth");
+    assert.equal(busy.errors[0].retryAfterMs, 1_000 - (clock.now() % 1_000));
+    clock.advance(busy.errors[0].retryAfterMs);
+    assert.deepEqual((await carol.request({})).errors, [], "the next second");
+  } finally {
+    clock.advance(20_000); // ends any long poll a failed check left open
+    await server.shutdown();
+  }
 });

@@ -79,6 +79,18 @@ export interface ServerLimitsInit {
    * @default {10}
    */
   mailboxLookupsPerMinuteMax: number;
+  /**
+   * Most long polls one client address may hold open at once; a request that would long-poll
+   * beyond it is answered at once with BUSY (and takes none of the `longPollsOpenMax` slots).
+   * @default {8}
+   */
+  longPollsPerClientMax: number;
+  /**
+   * Most requests one client address may make per second of the relay's clock; more are answered
+   * with BUSY (retry when the second ends) before any storage work.
+   * @default {50}
+   */
+  requestsPerSecondPerClientMax: number;
 }
 
 /** The defaults of {@linkcode ServerLimitsInit}. */
@@ -96,6 +108,8 @@ export const DEFAULT_LIMITS: Readonly<ServerLimitsInit> = Object.freeze({
   mailboxMsMax: 10 * 60 * 1000,
   mailboxPostsMax: 8,
   mailboxLookupsPerMinuteMax: 10,
+  longPollsPerClientMax: 8,
+  requestsPerSecondPerClientMax: 50,
 });
 
 /**

@@ -42,10 +42,11 @@ export class LocalTransport implements Transport {
   /**
    * @param cores relays reachable from the start
    * @param options `client`: who the relays see as the sender, for per-client limits
-   *   (default "local")
+   *   (default "": no address, so in-process senders share one mailbox look-up count and are
+   *   held to no per-address request or long-poll limit)
    */
   constructor(cores: Iterable<ServerCore> = [], options: { client?: string } = {}) {
-    this.#client = options.client ?? "local";
+    this.#client = options.client ?? "";
     for (const core of cores) this.add(core);
   }
 
