@@ -17,10 +17,10 @@
  * @module
  */
 import { SystemRandom } from "../kernel/crypto/mod.ts";
-import { fromBase64Url, toBase64Url } from "../kernel/crypto/base64.ts";
-import { MeowError } from "../kernel/errors.ts";
-import { decodeCard } from "../kernel/invitation.ts";
-import { Kernel, type LogLevel, type RelayHealth } from "../kernel/kernel.ts";
+import { MeowError, NoSuchCode, PairingInterfered, RelayRefused } from "../kernel/errors.ts";
+import { parsePairingCode, parsePairingLink } from "../kernel/pairing.ts";
+import type { JoinInput, PairingForm } from "../kernel/pairing_flow.ts";
+import { Kernel, type LogLevel, type PairingOffer, type RelayHealth } from "../kernel/kernel.ts";
 import type { Plugin } from "../kernel/plugin.ts";
 import { type Transport, TransportError } from "../kernel/ports.ts";
 import { systemClock } from "../kernel/system_clock.ts";
@@ -126,12 +126,25 @@ export interface ConversationView {
 export interface TicketView {
   /** The pending peer's uid: pass it to {@linkcode Agent.waitPeer}. */
   peerUid: string;
-  /** The short code parked on the home relay, when published. */
-  code?: string;
-  /** The home relay's URL (where the code is parked). */
+  /** `code`: a short code to type; `link`: a `meow:` link (and a QR code). */
+  form: PairingForm;
+  /** The short code ("" for a link). */
+  code: string;
+  /** The link ("" for a code). */
+  link: string;
+  /** The home relay's URL (where the mailbox is). */
   server: string;
-  /** The card, base64url, for a file. */
-  card: string;
+  /** When the code or link expires, in ms. */
+  expiresAt: number;
+}
+
+/** A pairing or invitation that completed. */
+export interface PairedView {
+  uid: string;
+  name: string;
+  kind: "device" | "contact";
+  /** The six digits both sides show, to compare. */
+  safetyCode: string;
 }
 
 /** A message the running agent just stored from elsewhere. */
@@ -187,6 +200,8 @@ export class Agent {
   /** Whether `run` serves this agent (it stays online between commands). */
   serving = false;
   readonly #closing = new AbortController();
+  /** Code exchanges under way, by pending peer: a failure ends the wait for that peer. */
+  readonly #exchanges = new Map<string, Promise<void>>();
   #online = false;
   #stopRequested: (() => void) | undefined;
 
@@ -395,76 +410,89 @@ export class Agent {
     return await this.#contactView(updated);
   }
 
-  /** Pairing, step 1: a device card, parked on the home relay under a code when `publish`. */
-  async pairStart(args: { publish: boolean }): Promise<TicketView> {
+  /** Pairing, step 1: a device pairing through a mailbox on the home relay, by code or link. */
+  async pairStart(args: { form: PairingForm }): Promise<TicketView> {
     this.#identity();
-    const ticket = await this.kernel.api<DeviceSyncApi>("device_sync").initDevicePairing();
-    return await this.#ticket(ticket, args.publish);
+    return await this.#offer(
+      () => this.kernel.api<DeviceSyncApi>("device_sync").offerDevicePairing({ form: args.form }),
+    );
   }
 
-  /** Invitation, step 1: a contact card, parked on the home relay under a code when `publish`. */
-  async invite(args: { publish: boolean }): Promise<TicketView> {
+  /** Invitation, step 1: a contact invitation through a mailbox on the home relay. */
+  async invite(args: { form: PairingForm }): Promise<TicketView> {
     this.#identity();
-    const ticket = await this.kernel.createInvitation({ type: PeerType.CONTACT });
-    return await this.#ticket(ticket, args.publish);
+    return await this.#offer(() =>
+      this.kernel.offerPairing({ type: PeerType.CONTACT, form: args.form })
+    );
+  }
+
+  async #offer(start: () => Promise<PairingOffer>): Promise<TicketView> {
+    const offer = await pairingErrors(start, this.kernel.identity().servers[0]?.url ?? "");
+    this.#exchanges.set(offer.peerUid, offer.exchanged);
+    return {
+      peerUid: offer.peerUid,
+      form: offer.form,
+      code: offer.code,
+      link: offer.link,
+      server: this.kernel.identity().servers[0]?.url ?? "",
+      expiresAt: offer.expiresAt,
+    };
   }
 
   /**
    * Waits until the pending peer `peerUid` (from {@linkcode Agent.pairStart}
-   * or {@linkcode Agent.invite}) is complete, polling meanwhile; resolves
-   * with its name.
+   * or {@linkcode Agent.invite}) is complete, polling meanwhile; a code's
+   * exchange that fails (a wrong code, someone interfering, expiry) ends the
+   * wait with that error.
    */
   async waitPeer(
     args: { peerUid: string; timeoutMs: number },
     signal?: AbortSignal,
-  ): Promise<{ uid: string; name: string; kind: "device" | "contact" }> {
+  ): Promise<PairedView> {
     const done = () => this.kernel.peer(args.peerUid)?.contact !== undefined;
-    await this.waitFor(done, { timeoutMs: args.timeoutMs, signal });
+    const exchange = this.#exchanges.get(args.peerUid);
+    const failed = exchange
+      ? pairingErrors(() => exchange, "").then(() => new Promise<never>(() => {}))
+      : new Promise<never>(() => {});
+    await Promise.race([this.waitFor(done, { timeoutMs: args.timeoutMs, signal }), failed]);
+    this.#exchanges.delete(args.peerUid);
     const peer = this.kernel.peer(args.peerUid)!;
     return {
       uid: peer.uid,
       name: peer.name,
       kind: peer.type === PeerType.DEVICE ? "device" : "contact",
+      safetyCode: peer.safetyCode,
     };
   }
 
   /**
-   * Invitation, step 2: answers a contact card, given as a short code (parked
-   * on `server`, default this device's home relay) or as the card itself.
+   * Invitation, step 2: answers a contact's invitation, given as a link or as
+   * a short code on `server` (default this device's home relay).
    */
   async accept(
-    args: { code?: string; card?: string; server?: string; name?: string },
-  ): Promise<ContactView> {
+    args: { invitation: string; server?: string; name?: string },
+  ): Promise<ContactView & { safetyCode: string }> {
     const identity = this.#identity();
-    let bytes: Uint8Array;
-    if (args.card !== undefined) {
-      bytes = cardFromText(args.card);
-    } else if (args.code !== undefined) {
-      const server = args.server === undefined
-        ? identity.servers[0]
-        : await fetchServerCard(this.transport, args.server);
-      bytes = await fetchCode(this.kernel, args.code, server);
-    } else {
-      throw new AgentError("give a code or --in <file>", EXIT.usage);
-    }
-    const card = decodeCardOrThrow(bytes);
-    if (card.type === PeerType.DEVICE) {
-      throw new AgentError(
-        "this is a device pairing code: use `pair join` on a new device instead",
-        EXIT.badCode,
-      );
-    }
-    let uid: string;
-    try {
-      uid = await this.kernel.acceptInvitation(bytes, { name: identity.profile?.nickname });
-    } catch (e) {
-      if (e instanceof MeowError) {
-        throw new AgentError(`cannot accept this invitation: ${e.message}`, EXIT.badCode);
-      }
-      throw e;
-    }
-    if (args.name) await this.kernel.updatePeer(uid, { name: args.name });
-    return await this.#contactView(this.kernel.peer(uid)!);
+    const input = await pairingInput(
+      args.invitation,
+      async () =>
+        args.server === undefined
+          ? identity.servers[0]
+          : await fetchServerCard(this.transport, args.server),
+    );
+    const accepted = await pairingErrors(
+      () =>
+        this.kernel.acceptPairing(input, {
+          name: identity.profile?.nickname,
+          type: PeerType.CONTACT,
+        }),
+      "server" in input ? input.server.url : "",
+    );
+    if (args.name) await this.kernel.updatePeer(accepted.peerUid, { name: args.name });
+    return {
+      ...await this.#contactView(this.kernel.peer(accepted.peerUid)!),
+      safetyCode: accepted.safetyCode,
+    };
   }
 
   /** Asks `run` to stop (through the control endpoint). */
@@ -568,31 +596,6 @@ export class Agent {
         .length,
     };
   }
-
-  async #ticket(
-    ticket: { peerUid: string; bytes: Uint8Array },
-    publish: boolean,
-  ): Promise<TicketView> {
-    const view: TicketView = {
-      peerUid: ticket.peerUid,
-      card: toBase64Url(ticket.bytes),
-      server: this.kernel.identity().servers[0]?.url ?? "",
-    };
-    if (publish) {
-      try {
-        view.code = await this.kernel.publishInvitation({
-          ...ticket,
-          card: decodeCard(ticket.bytes),
-        });
-      } catch (e) {
-        if (e instanceof TransportError) {
-          throw new AgentError(`cannot reach the relay: ${e.message}`, EXIT.unreachable);
-        }
-        throw e;
-      }
-    }
-    return view;
-  }
 }
 
 /** The relay card at `url`; an unreachable relay is an {@linkcode AgentError}. */
@@ -617,50 +620,52 @@ export async function fetchServerCard(transport: Transport, url: string): Promis
   }
 }
 
-/** Fetches the card parked under `code`; a wrong or used code is an {@linkcode AgentError}. */
-export async function fetchCode(
-  kernel: Kernel,
-  code: string,
-  server: ServerCard,
-): Promise<Uint8Array> {
-  const clean = code.trim().toUpperCase();
-  if (!/^[0-9A-Z]{4,32}$/.test(clean)) {
-    throw new AgentError(`"${code}" is not a short code (letters and digits)`, EXIT.badCode);
-  }
+/**
+ * What a user typed or pasted to join a pairing: a `meow:` link, or a short
+ * code on the relay `server()` names. A malformed one is an
+ * {@linkcode AgentError} (exit 6) that names what is wrong.
+ */
+export async function pairingInput(
+  text: string,
+  server: () => Promise<ServerCard | undefined>,
+): Promise<JoinInput> {
+  const clean = text.trim();
   try {
-    return await kernel.fetchInvitation(clean, { server });
+    if (clean.toLowerCase().startsWith("meow:")) {
+      parsePairingLink(clean);
+      return { link: clean };
+    }
+    parsePairingCode(clean);
+  } catch (e) {
+    if (e instanceof MeowError) throw new AgentError(e.message, EXIT.badCode);
+    throw e;
+  }
+  const relay = await server();
+  if (!relay) throw new AgentError("a code needs --server <url>: the relay it is on", EXIT.usage);
+  return { code: clean, server: relay };
+}
+
+/**
+ * Runs a pairing step, turning its failures into one clear line: a used,
+ * expired or mistyped code and a failed confirmation exit 6, an unreachable
+ * relay exits 5.
+ */
+export async function pairingErrors<T>(step: () => Promise<T>, relayUrl: string): Promise<T> {
+  try {
+    return await step();
   } catch (e) {
     if (e instanceof TransportError) {
       throw new AgentError(
-        `cannot reach the relay at ${server.url}: ${e.message}`,
+        `cannot reach the relay${relayUrl ? ` at ${relayUrl}` : ""}: ${e.message}`,
         EXIT.unreachable,
       );
     }
-    if (e instanceof MeowError) {
-      throw new AgentError(
-        `the relay has no invitation under code ${clean} (mistyped, used already or expired)`,
-        EXIT.badCode,
-      );
+    if (e instanceof NoSuchCode || e instanceof PairingInterfered) {
+      throw new AgentError(e.message, EXIT.badCode);
     }
+    if (e instanceof RelayRefused) throw new AgentError(e.message, EXIT.unreachable);
+    if (e instanceof MeowError) throw new AgentError(`cannot pair: ${e.message}`, EXIT.badCode);
     throw e;
-  }
-}
-
-/** Card bytes from the text of a card file (base64url, whitespace ignored). */
-export function cardFromText(text: string): Uint8Array {
-  try {
-    return fromBase64Url(text.replace(/\s+/g, ""));
-  } catch {
-    throw new AgentError("the card file does not hold a meowsync card", EXIT.badCode);
-  }
-}
-
-/** Decodes card bytes; bad bytes are an {@linkcode AgentError}. */
-export function decodeCardOrThrow(bytes: Uint8Array): ReturnType<typeof decodeCard> {
-  try {
-    return decodeCard(bytes);
-  } catch {
-    throw new AgentError("this is not a meowsync card (damaged or another format)", EXIT.badCode);
   }
 }
 

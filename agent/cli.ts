@@ -12,21 +12,21 @@ import { Command, CommanderError, Option } from "commander";
 import { SystemRandom } from "../kernel/crypto/mod.ts";
 import { MeowError } from "../kernel/errors.ts";
 import { type Transport, TransportError } from "../kernel/ports.ts";
-import { PeerType } from "../proto/gen/meow_pb.ts";
 import type { DeviceSyncApi } from "../plugins/device_sync/mod.ts";
 import { UnreadableRecord } from "../plugins/storage/mod.ts";
 import { HttpTransport } from "../server/http_transport.ts";
+import encodeQR from "qr";
 import {
   Agent,
-  cardFromText,
   type ContactView,
   type ConversationView,
-  decodeCardOrThrow,
   type DeviceView,
-  fetchCode,
   fetchServerCard,
   type IncomingView,
   type MessageView,
+  type PairedView,
+  pairingErrors,
+  pairingInput,
   type StatusView,
   type TicketView,
 } from "./agent.ts";
@@ -240,17 +240,19 @@ ${EXIT_HELP}`,
   const pair = program.command("pair").description("pair this device with a sibling device")
     .addHelpText("after", `\n${EXIT_HELP}`);
   pair.command("start").description(
-    "on a device that has the identity: print a code for the new device, then wait for it",
+    "on a device that has the identity: print a code (or a link and QR code) for the new " +
+      "device, then wait for it",
   )
-    .option("--out <file>", "write the card to a file instead of parking it under a code")
+    .option("--link", "a link and a QR code instead of a code to type")
+    .option("--out <file>", "write the link to a file (owner-only) instead of printing it")
     .option("--no-wait", "return at once; `run` or a later command completes the pairing")
     .addOption(timeout())
     .addHelpText("after", `\n${EXIT_HELP}`)
     .action(act(cmdPairStart));
   pair.command("join").description("on a new device: join the devices of the code's owner")
-    .argument("[code]", "the code `pair start` printed")
-    .option("--server <url>", "the relay the code is parked on (needed with a code)")
-    .option("--in <file>", "read the card `pair start --out` wrote instead of a code")
+    .argument("[code-or-link]", "the code or the meow:pair link `pair start` printed")
+    .option("--server <url>", "the relay the code is on (needed with a code; a link names it)")
+    .option("--in <file>", "read the link `pair start --out` wrote")
     .option("--device <name>", "this device's name (default: the host name)")
     .addOption(storeKind())
     .addOption(timeout())
@@ -258,15 +260,16 @@ ${EXIT_HELP}`,
     .addHelpText("after", `\n${EXIT_HELP}`)
     .action(act(cmdPairJoin));
 
-  sub("invite", "invite a contact: print a code for them, then wait for their answer")
-    .option("--out <file>", "write the card to a file instead of parking it under a code")
+  sub("invite", "invite a contact: print a code (or a link) for them, then wait for their answer")
+    .option("--link", "a link and a QR code instead of a code to type")
+    .option("--out <file>", "write the link to a file (owner-only) instead of printing it")
     .option("--no-wait", "return at once; `run` or a later command completes the invitation")
     .addOption(timeout())
     .action(act(cmdInvite));
   sub("accept", "accept a contact's invitation")
-    .argument("[code]", "the code their `invite` printed")
-    .option("--in <file>", "read the card their `invite --out` wrote instead of a code")
-    .option("--server <url>", "the relay the code is parked on (default: your home relay)")
+    .argument("[code-or-link]", "the code or the meow:invite link their `invite` printed")
+    .option("--in <file>", "read the link their `invite --out` wrote")
+    .option("--server <url>", "the relay the code is on (default: your home relay)")
     .option("--name <name>", "the name to give the contact (default: their nickname)")
     .action(act(cmdAccept));
 
@@ -534,50 +537,79 @@ async function cmdInit(
 
 async function cmdPairStart(
   ctx: Ctx,
-  o: { out?: string; wait: boolean; timeout: number },
+  o: { link?: boolean; out?: string; wait: boolean; timeout: number },
 ): Promise<void> {
   await withSession(ctx, { catchUp: true }, async (session) => {
-    const ticket = await session.call<TicketView>("pairStart", { publish: o.out === undefined });
+    const form = o.link || o.out !== undefined ? "link" : "code";
+    const ticket = await session.call<TicketView>("pairStart", { form });
     await showTicket(
       ctx,
       ticket,
       o.out,
-      (code) =>
-        `on the new device: deno task agent --home <dir> pair join ${code} --server ${ticket.server}`,
+      (given) =>
+        `on the new device: ${agentCommand("<new home>")} pair join ${given}` +
+        (ticket.form === "code" ? ` --server ${ticket.server}` : ""),
     );
     if (!o.wait) return;
     const peer = await withProgress(
       ctx,
       "the new device to join",
-      session.call<{ name: string; uid: string }>("waitPeer", {
+      session.call<PairedView>("waitPeer", {
         peerUid: ticket.peerUid,
         timeoutMs: o.timeout * 1000,
       }),
     );
-    emit(ctx, { paired: peer }, `paired with device "${peer.name}"`);
+    emit(ctx, { paired: peer }, [
+      `paired with device "${peer.name}"`,
+      `safety code: ${peer.safetyCode} (the new device shows the same)`,
+    ]);
   });
+}
+
+/** How to run the agent on `home`, for a hint to copy. */
+function agentCommand(home: string): string {
+  return `./dev task agent --home ${home}`;
 }
 
 async function showTicket(
   ctx: Ctx,
   ticket: TicketView,
   out: string | undefined,
-  hint: (code: string) => string,
+  hint: (given: string) => string,
 ): Promise<void> {
+  const expires = `expires ${time(ticket.expiresAt)}, single use`;
   if (out !== undefined) {
-    await Deno.writeTextFile(out, ticket.card + "\n", { mode: 0o600 });
-    emit(ctx, { peerUid: ticket.peerUid, file: out }, `card written to ${out}`);
+    await Deno.writeTextFile(out, ticket.link + "\n", { mode: 0o600 });
+    emit(
+      ctx,
+      { peerUid: ticket.peerUid, file: out, expiresAt: ticket.expiresAt },
+      `link written to ${out} (${expires})`,
+    );
+    if (!ctx.json) ctx.io.err(hint(`--in ${out}`));
     return;
   }
-  emit(ctx, { code: ticket.code, peerUid: ticket.peerUid, server: ticket.server }, [
-    `code: ${ticket.code}`,
-  ]);
-  if (!ctx.json) ctx.io.err(hint(ticket.code ?? ""));
+  if (ticket.form === "link") {
+    emit(ctx, { link: ticket.link, peerUid: ticket.peerUid, expiresAt: ticket.expiresAt }, [
+      `link: ${ticket.link}`,
+    ]);
+    if (!ctx.json) {
+      ctx.io.err(encodeQR(ticket.link, "ascii", { ecc: "low" }));
+      ctx.io.err(`(${expires}) ${hint(`'${ticket.link}'`)}`);
+    }
+    return;
+  }
+  emit(ctx, {
+    code: ticket.code,
+    peerUid: ticket.peerUid,
+    server: ticket.server,
+    expiresAt: ticket.expiresAt,
+  }, [`code: ${ticket.code}`]);
+  if (!ctx.json) ctx.io.err(`(${expires}) ${hint(ticket.code)}`);
 }
 
 async function cmdPairJoin(
   ctx: Ctx,
-  code: string | undefined,
+  given: string | undefined,
   o: {
     server?: string;
     in?: string;
@@ -587,30 +619,30 @@ async function cmdPairJoin(
     scryptLogN: number;
   },
 ): Promise<void> {
-  if ((code === undefined) === (o.in === undefined)) {
-    throw new AgentError("give either a code or --in <file>", EXIT.usage);
+  if ((given === undefined) === (o.in === undefined)) {
+    throw new AgentError("give either a code, a link or --in <file>", EXIT.usage);
   }
-  if (code !== undefined && o.server === undefined) {
-    throw new AgentError("a code needs --server <url>: the relay it is parked on", EXIT.usage);
-  }
+  const text = given ?? await readIn(o.in!);
+  const input = await pairingInput(
+    text,
+    async () => o.server === undefined ? undefined : await fetchServerCard(ctx.transport, o.server),
+  );
   const lock = await lockNewHome(ctx);
   try {
     await assertNewHome(ctx);
-    const server = o.server === undefined
-      ? undefined
-      : await fetchServerCard(ctx.transport, o.server);
-    const fileCard = o.in === undefined ? undefined : cardFromText(await readIn(o.in));
-    if (fileCard) checkDeviceCard(fileCard);
     const key = await createHomeFiles(ctx, o.scryptLogN, o.store);
     const deviceName = o.device ?? hostName();
     const agent = await Agent.open(ctx.paths, key, { transport: ctx.transport });
     let answered = false;
     try {
-      const bytes = fileCard ?? await fetchCode(agent.kernel, code!, server!);
-      checkDeviceCard(bytes);
-      await agent.kernel.api<DeviceSyncApi>("device_sync").answerDevicePairing(bytes, {
-        deviceName,
-      });
+      const joined = await pairingErrors(
+        () =>
+          agent.kernel.api<DeviceSyncApi>("device_sync").joinDevices(input, {
+            deviceName,
+            signal: ctx.interrupt,
+          }),
+        "server" in input ? input.server.url : "",
+      );
       answered = true;
       await withProgress(
         ctx,
@@ -632,10 +664,14 @@ async function cmdPairJoin(
           device: deviceName,
           devices,
           contacts: agent.kernel.peers().length,
+          safetyCode: joined.safetyCode,
         },
-        `joined ${identity.profile?.nickname ?? ""}'s devices as "${deviceName}" (with ${
-          devices.join(", ")
-        })`,
+        [
+          `joined ${identity.profile?.nickname ?? ""}'s devices as "${deviceName}" (with ${
+            devices.join(", ")
+          })`,
+          `safety code: ${joined.safetyCode} (the other device shows the same)`,
+        ],
       );
     } finally {
       warn(ctx, await agent.finish());
@@ -643,15 +679,6 @@ async function cmdPairJoin(
     }
   } finally {
     lock.release();
-  }
-}
-
-function checkDeviceCard(bytes: Uint8Array): void {
-  if (decodeCardOrThrow(bytes).type !== PeerType.DEVICE) {
-    throw new AgentError(
-      "this is a contact invitation, not a device pairing: use `accept` on a set-up device",
-      EXIT.badCode,
-    );
   }
 }
 
@@ -665,47 +692,54 @@ async function readIn(path: string): Promise<string> {
 
 async function cmdInvite(
   ctx: Ctx,
-  o: { out?: string; wait: boolean; timeout: number },
+  o: { link?: boolean; out?: string; wait: boolean; timeout: number },
 ): Promise<void> {
   await withSession(ctx, { catchUp: true }, async (session) => {
-    const ticket = await session.call<TicketView>("invite", { publish: o.out === undefined });
+    const form = o.link || o.out !== undefined ? "link" : "code";
+    const ticket = await session.call<TicketView>("invite", { form });
     await showTicket(
       ctx,
       ticket,
       o.out,
-      (code) =>
-        `on your contact's device: deno task agent accept ${code} --server ${ticket.server}`,
+      (given) =>
+        `on your contact's device: ${agentCommand("<their home>")} accept ${given}` +
+        (ticket.form === "code" ? ` --server ${ticket.server}` : ""),
     );
     if (!o.wait) return;
     const peer = await withProgress(
       ctx,
       "your contact to accept",
-      session.call<{ name: string; uid: string }>("waitPeer", {
+      session.call<PairedView>("waitPeer", {
         peerUid: ticket.peerUid,
         timeoutMs: o.timeout * 1000,
       }),
     );
-    emit(ctx, { contact: peer }, `${peer.name} accepted: you can chat now`);
+    emit(ctx, { contact: peer }, [
+      `${peer.name} accepted: you can chat now`,
+      `safety code: ${peer.safetyCode} (they see the same)`,
+    ]);
   });
 }
 
 async function cmdAccept(
   ctx: Ctx,
-  code: string | undefined,
+  given: string | undefined,
   o: { in?: string; server?: string; name?: string },
 ): Promise<void> {
-  if ((code === undefined) === (o.in === undefined)) {
-    throw new AgentError("give either a code or --in <file>", EXIT.usage);
+  if ((given === undefined) === (o.in === undefined)) {
+    throw new AgentError("give either a code, a link or --in <file>", EXIT.usage);
   }
-  const card = o.in === undefined ? undefined : await readIn(o.in);
+  const invitation = given ?? await readIn(o.in!);
   await withSession(ctx, { catchUp: true }, async (session) => {
-    const contact = await session.call<ContactView>("accept", {
-      code,
-      card,
+    const contact = await session.call<ContactView & { safetyCode: string }>("accept", {
+      invitation,
       server: o.server,
       name: o.name,
     });
-    emit(ctx, { contact }, `added contact "${contact.name}": you can chat now`);
+    emit(ctx, { contact }, [
+      `added contact "${contact.name}": you can chat now`,
+      `safety code: ${contact.safetyCode} (they see the same)`,
+    ]);
   });
 }
 
@@ -814,7 +848,7 @@ function relayTrouble(s: StatusView): string[] {
   const lines: string[] = [];
   for (const h of s.relayHealth) {
     const relay = h.serverName || h.serverUid.slice(0, 8);
-    const what = h.request === "poll" ? "polls" : "sends";
+    const what = h.request === "poll" ? "polls" : h.request === "send" ? "sends" : "pairings";
     if (h.state === "refused") {
       lines.push(`relay ${relay}: ${what} refused since ${time(h.since)}: ${h.detail}`);
     } else if (h.state === "unreachable") {

@@ -63,6 +63,7 @@ export class TestWorld {
       clock: world.clock,
       random: world.random.fork("relay"),
       name: "relay",
+      url: "local://relay",
       limits: options.limits,
     });
     world.transport = new LocalTransport([world.core]);
@@ -92,6 +93,8 @@ export class TestWorld {
         transport: this.transport,
         plugins: plugins(),
         name,
+        // A pairing's mailbox waits are long polls: the relay answers on the other side's post.
+        longPollMs: 25_000,
         ...options.kernel,
       });
     const device: TestDevice = {

@@ -119,7 +119,17 @@ export class RelayRefused extends MeowError {
     super("RelayRefused", message, options);
     this.relayCode = details.relayCode;
     this.retryAfterMs = details.retryAfterMs ?? 0;
+  }
+}
 
+/**
+ * A pairing whose key confirmation, MAC or sealed card did not check out. One
+ * message for every cause: a wrong code and an attack look the same, and
+ * telling them apart would help the attacker.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
  * import { MeowError, PairingInterfered } from "./errors.ts";
  * const e = new PairingInterfered();
  * assert(e instanceof MeowError && e.code === "PairingInterfered");
@@ -130,5 +140,24 @@ export class PairingInterfered extends MeowError {
   /** @param message what the user is told; keep the default */
   constructor(message = "wrong code, or someone interfered", options?: ErrorOptions) {
     super("PairingInterfered", message, options);
+  }
+}
+
+/**
+ * A pairing's mailbox is not there for this side: the code or link is
+ * unknown, used already, expired or killed. The relay answers all four the
+ * same way, so nobody can tell which by asking.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { NoSuchCode } from "./errors.ts";
+ * assert.equal(new NoSuchCode().message, "no such code: used already, expired or mistyped");
+ * ```
+ */
+export class NoSuchCode extends MeowError {
+  /** @param message what the user is told; keep the default */
+  constructor(message = "no such code: used already, expired or mistyped", options?: ErrorOptions) {
+    super("NoSuchCode", message, options);
   }
 }

@@ -22,12 +22,16 @@ import {
   InvitationAction,
   InvitationSchema,
   KeyPairSchema,
+  type MailboxAnswer,
+  type MailboxRequestSchema,
   type OutboxEntry,
   OutboxEntrySchema,
   type PackedUserMessage,
   type PeerRecord,
   PeerRecordSchema,
   PeerType,
+  type PendingPairing as PendingPairingRecord,
+  PendingPairingSchema,
   ProfileSchema,
   type ServerCard,
   type ServerError,
@@ -47,6 +51,7 @@ import {
   BadSignature,
   Malformed,
   MeowError,
+  NoSuchCode,
   RelayRefused,
   Replay,
   UnknownDestination,
@@ -70,6 +75,16 @@ import {
   unpack,
 } from "./pipeline.ts";
 import { type RelayLimits, relayLimits } from "./relay_limits.ts";
+import { type PairingLinkKind, verifyAnswerMac } from "./pairing.ts";
+import {
+  answerProof,
+  type JoinInput,
+  joinOffer,
+  type MailboxPorts,
+  type PairingForm,
+  type PendingPairing,
+  startOffer,
+} from "./pairing_flow.ts";
 import type {
   KernelEventName,
   KernelEvents,
@@ -100,7 +115,7 @@ export type KernelObservation =
   };
 
 /** The kinds of relay request whose health the kernel tracks. */
-export type RelayRequestKind = "poll" | "send";
+export type RelayRequestKind = "poll" | "send" | "pairing";
 
 /** How a relay treated this device's last request of one kind ({@linkcode Kernel.relayHealth}). */
 export interface RelayHealth {
@@ -108,7 +123,7 @@ export interface RelayHealth {
   serverUid: string;
   /** The relay's name from its card. */
   serverName: string;
-  /** Which requests: polls (pulls and acks) or sends (the outbox). */
+  /** Which requests: polls (pulls and acks), sends (the outbox) or pairing mailbox steps. */
   request: RelayRequestKind;
   /** `ok`: accepted; `refused`: the relay refused it (or some of its pulls); `unreachable`: no answer. */
   state: "ok" | "refused" | "unreachable";
@@ -211,12 +226,13 @@ const ACK_BYTES = 40;
 const MESSAGE_FRAMING_BYTES = 16;
 /** What a request adds around its pulls, acks and messages, in bytes at most (envelope, sealing). */
 const REQUEST_OVERHEAD_BYTES = 512;
+/**
+ * Times a mailbox step is tried again before giving up: after a lost request,
+ * or after the relay's look-up limit (BUSY with a retry time).
+ */
+const MAILBOX_RETRIES_MAX = 5;
 /** First retry delay of a failed delivery, in ms; doubles per attempt up to `retryMsMax`. */
 const RETRY_MS_MIN = 500;
-/** Length of generated relay short codes, in characters. */
-const SHORT_CODE_LENGTH = 8;
-/** Short-code alphabet: no 0/O, 1/I/L. */
-const SHORT_CODE_ALPHABET = "23456789ABCDEFGHJKMNPQRSTUVWXYZ";
 
 /** What {@linkcode Kernel.createInvitation} returns. */
 export interface InvitationTicket {
@@ -226,6 +242,39 @@ export interface InvitationTicket {
   card: ContactCard;
   /** The card as bytes (for a file or a QR code). */
   bytes: Uint8Array;
+}
+
+/** What {@linkcode Kernel.offerPairing} returns: what to hand the other side, and the exchange. */
+export interface PairingOffer {
+  /** The pending peer's uid (the conversation's uid once answered). */
+  peerUid: string;
+  /** How it is handed over. */
+  form: PairingForm;
+  /** The relay mailbox it waits in. */
+  nameplate: string;
+  /** Link form: `meow:pair?…` or `meow:invite?…` ("" for a code). */
+  link: string;
+  /** Code form: the code to type, e.g. `K7M2-XQ4P-9R3T` ("" for a link). */
+  code: string;
+  /** When the mailbox expires, in clock ms. */
+  expiresAt: number;
+  /**
+   * Resolves once this side's part is done (a link: at once; a code: once the
+   * joiner's confirmation checked out and the card went); rejects with
+   * `PairingInterfered` (the mailbox is killed) or `NoSuchCode` (it expired).
+   * The pairing completes when the answer arrives: the peer is then no longer pending.
+   */
+  exchanged: Promise<void>;
+}
+
+/** What {@linkcode Kernel.acceptPairing} resolves with. */
+export interface PairingAccepted {
+  /** The new peer's uid. */
+  peerUid: string;
+  /** The six digits both sides show. */
+  safetyCode: string;
+  /** A contact or a sibling device. */
+  type: PeerType;
 }
 
 /** The result of processing one polled or handed-in packed message. */
@@ -374,8 +423,8 @@ export class Kernel {
       transact: <T>(fn: (tx: Tx) => Promise<T>) => this.transact(fn),
       createInvitation: (options) => this.createInvitation(options),
       acceptInvitation: (bytes, options) => this.acceptInvitation(bytes, options),
-      publishInvitation: (ticket, options) => this.publishInvitation(ticket, options),
-      fetchInvitation: (code, options) => this.fetchInvitation(code, options),
+      offerPairing: (options) => this.offerPairing(options),
+      acceptPairing: (input, options) => this.acceptPairing(input, options),
       isSeen: (id) => this.#store.isSeen(id),
       pruneSeen: (beforeMs) => this.#store.pruneSeen(beforeMs),
       log: (level, message) => this.#log(level, `${this.#name} [${plugin.name}] ${message}`),
@@ -654,14 +703,29 @@ export class Kernel {
 
   /**
    * Step 2: answers a card; the new peer is stored and the answer queued to
-   * the initiator's relay. Resolves with the new peer's uid.
+   * the initiator's relay. Resolves with the new peer's uid. `proof` (an
+   * end-to-end pairing) makes the answer's transcript MAC and the safety code
+   * from the serialized answer card; `type` refuses a card of another kind
+   * before anything changes.
    */
   acceptInvitation(
     bytes: Uint8Array,
-    options: { name?: string; deviceName?: string } = {},
+    options: {
+      name?: string;
+      deviceName?: string;
+      type?: PeerType;
+      proof?: (answerCard: Uint8Array) => { mac: Uint8Array; safetyCode: string };
+    } = {},
   ): Promise<string> {
     return this.transact(async (tx) => {
       const card = decodeCard(bytes);
+      if (options.type !== undefined && card.type !== options.type) {
+        throw new Malformed(
+          `Cannot accept invitation ${card.invitationId}: it pairs ${
+            card.type === PeerType.DEVICE ? "a device of its owner" : "a contact"
+          }, not ${options.type === PeerType.DEVICE ? "a device" : "a contact"}`,
+        );
+      }
       if (this.peer(card.peerUid)) {
         throw new Malformed(
           `Cannot accept invitation ${card.invitationId}: peer ${card.peerUid} exists already`,
@@ -682,6 +746,8 @@ export class Kernel {
         }));
       }
       const identity = tx.identity();
+      let safetyCode = "";
+      const proof = options.proof;
       const { peer, answer } = await answerInvitation(card, {
         random: this.random,
         now: tx.now,
@@ -689,8 +755,14 @@ export class Kernel {
         servers: identity.servers,
         type: card.type,
         deviceUid: identity.deviceUid,
+        mac: proof && ((answerCard) => {
+          const made = proof(answerCard);
+          safetyCode = made.safetyCode;
+          return made.mac;
+        }),
       });
       peer.updatedBy = identity.deviceUid;
+      peer.safetyCode = safetyCode;
       tx.putPeer(peer);
       tx.queuePacked(peer, answer, "");
       await tx.emit("peer.updated", { peer, created: true, origin: "local" });
@@ -698,78 +770,185 @@ export class Kernel {
     });
   }
 
-  /** Parks a card on the home relay under a short code; resolves with the code. */
-  async publishInvitation(
-    ticket: InvitationTicket,
-    options: { password?: string; expiresAt?: number; code?: string } = {},
-  ): Promise<string> {
-    const server = this.identity().servers[0];
-    if (!server) throw new TypeError(`${this.#name}: the identity has no relay to publish on`);
-    for (let attempt = 0; attempt < 5; attempt++) {
-      const code = options.code ?? this.#shortCode();
-      const answer = await this.#request(server, {
-        invitation: create(InvitationSchema, {
-          action: InvitationAction.STORE,
-          code,
-          payload: ticket.bytes,
-          password: options.password ?? "",
-          expiresAt: options.expiresAt ?? 0,
-        }),
-      });
-      const error = answer.errors[0];
-      if (!error) return code;
-      if (error.code !== ErrorCode.CONFLICT || options.code) {
-        throw new Malformed(
-          `Cannot publish invitation: the relay answered ${
-            ErrorCode[error.code]
-          } (${error.detail})`,
-        );
-      }
-    }
-    throw new Malformed("Cannot publish invitation: five short codes in a row were taken");
+  /**
+   * Offers a pairing (a contact invitation, or a device of this user with
+   * `type: DEVICE`) through a mailbox on the home relay, end to end
+   * encrypted: the relay holds only ciphertext, and only the holder of the
+   * link or code can answer. See {@linkcode PairingOffer}.
+   */
+  async offerPairing(
+    options: {
+      type?: PeerType;
+      form?: PairingForm;
+      name?: string;
+      expiresMs?: number;
+      signal?: AbortSignal;
+    } = {},
+  ): Promise<PairingOffer> {
+    const identity = this.identity();
+    const server = identity.servers[0];
+    if (!server) throw new TypeError(`${this.#name}: the identity has no relay to pair through`);
+    const type = options.type ?? PeerType.CONTACT;
+    const form = options.form ?? "link";
+    const kind: PairingLinkKind = type === PeerType.DEVICE ? "pair" : "invite";
+    const { pending, card } = createInvitation({
+      random: this.random,
+      now: this.clock.now(),
+      name: options.name ?? identity.profile?.nickname ?? "",
+      servers: identity.servers,
+      type,
+      deviceUid: identity.deviceUid,
+    });
+    const start = await startOffer(this.#mailboxPorts(), {
+      server,
+      form,
+      kind,
+      card,
+      cardBytes: cardBytes(card),
+      expiresMs: options.expiresMs,
+    });
+    if (start.pending) pending.pendingPairing = pendingRecord(start.pending);
+    await this.transact((tx) => {
+      tx.putPeer(pending);
+      return Promise.resolve();
+    });
+    const exchanged = start.exchange
+      ? start.exchange(
+        (confirmed) =>
+          this.transact((tx) => {
+            const peer = tx.peer(pending.uid);
+            if (!peer || !isPending(peer)) {
+              throw new TypeError(`${this.#name}: invitation ${pending.uid} is no longer pending`);
+            }
+            peer.pendingPairing = pendingRecord(confirmed);
+            tx.putPeer(peer);
+            return Promise.resolve();
+          }),
+        options.signal,
+      )
+      : Promise.resolve();
+    // The caller awaits it when it cares; an unawaited failure must not end the process.
+    exchanged.catch(() => {});
+    return {
+      peerUid: pending.uid,
+      form,
+      nameplate: start.nameplate,
+      link: start.link,
+      code: start.code,
+      expiresAt: start.expiresAt,
+      exchanged,
+    };
   }
 
-  /** Fetches a card parked on a relay under `code`. */
-  async fetchInvitation(
-    code: string,
-    options: { server: ServerCard; password?: string },
-  ): Promise<Uint8Array> {
-    // A new install fetching its first (device) card has no device keys yet: one-off keys do.
-    const keys = this.#identity?.deviceEncryption ? this.#deviceKeys() : {
+  /**
+   * Answers a pairing offered by link, or by code on `server`: claims its
+   * mailbox (nobody else can use it after), checks it, stores the new peer
+   * and queues the answer, then closes the mailbox.
+   *
+   * @throws {NoSuchCode} when the mailbox is unknown, used, expired or killed
+   * @throws {PairingInterfered} when a confirmation fails: a wrong code, or someone interfered
+   * @throws {Malformed} for a malformed link or code, or one of another kind than `type`
+   */
+  async acceptPairing(
+    input: JoinInput,
+    options: { name?: string; deviceName?: string; type?: PeerType; signal?: AbortSignal } = {},
+  ): Promise<PairingAccepted> {
+    const joined = await joinOffer(this.#mailboxPorts(), input, {
+      resolveServer: (url) => this.#resolveServer(url),
+      signal: options.signal,
+    });
+    const type = joined.kind === "pair"
+      ? PeerType.DEVICE
+      : joined.kind === "invite"
+      ? PeerType.CONTACT
+      : options.type;
+    if (options.type !== undefined && type !== options.type) {
+      await joined.close();
+      throw new Malformed(
+        `Cannot accept this ${joined.kind === "pair" ? "device pairing" : "invitation"} link ` +
+          `as ${options.type === PeerType.DEVICE ? "a device" : "a contact"}`,
+      );
+    }
+    let safetyCode = "";
+    const pending: PendingPairing = { keys: joined.keys, cardPost: joined.cardPost };
+    const peerUid = await this.acceptInvitation(joined.cardBytes, {
+      name: options.name,
+      deviceName: options.deviceName,
+      type,
+      proof: (answerCard) => {
+        const made = answerProof(pending, answerCard);
+        safetyCode = made.safetyCode;
+        return made;
+      },
+    });
+    await joined.close();
+    return { peerUid, safetyCode, type: this.peer(peerUid)!.type };
+  }
+
+  #mailboxPorts(): MailboxPorts {
+    return {
+      random: this.random,
+      now: () => this.clock.now(),
+      longPoll: this.#longPollMs > 0,
+      sleep: (ms, signal) => this.clock.sleep(ms, signal),
+      mailbox: (server, request, options) => this.#mailbox(server, request, options),
+    };
+  }
+
+  /** A relay's card by URL: one of the identity's relays, else fetched. */
+  async #resolveServer(url: string): Promise<ServerCard> {
+    const clean = url.replace(/\/+$/, "");
+    const known = this.#identity?.servers.find((s) => s.url.replace(/\/+$/, "") === clean);
+    if (known) return known;
+    const card = await this.#transport.fetchCard(clean);
+    if (card.url === "") card.url = clean;
+    return card;
+  }
+
+  async #mailbox(
+    server: ServerCard,
+    init: MessageInitShape<typeof MailboxRequestSchema>,
+    options: { timeoutMs?: number; signal?: AbortSignal } = {},
+  ): Promise<MailboxAnswer> {
+    // A new install joining its user's devices has no device keys yet: one-off keys do.
+    const keys = this.#identity?.deviceEncryption ? undefined : {
       encryption: generateEncryptionKeyPair(this.random),
       signing: generateSigningKeyPair(this.random),
     };
-    const answer = await this.#request(
-      options.server,
-      {
-        invitation: create(InvitationSchema, {
-          action: InvitationAction.FETCH,
-          code: code.toUpperCase(),
-          password: options.password ?? "",
-        }),
-      },
-      { keys },
-    );
-    const error = answer.errors[0];
-    if (error) {
-      throw new Malformed(
-        `Cannot fetch invitation "${code}": the relay answered ${
-          ErrorCode[error.code]
-        } (${error.detail})`,
-      );
+    for (let attempt = 0;; attempt++) {
+      let answer: FromServerMessage;
+      try {
+        answer = await this.#request(server, {
+          mailbox: init,
+          timeoutMs: Math.min(options.timeoutMs ?? 0, relayLimits(server).longPollMsMax),
+        }, { signal: options.signal, keys });
+      } catch (e) {
+        // A lost request goes again: every mailbox step is safe to repeat (a repeated post is
+        // skipped by the other side, a repeated claim finds this side a member).
+        if (!(e instanceof TransportError) || options.signal?.aborted) throw e;
+        if (attempt >= MAILBOX_RETRIES_MAX) throw e;
+        this.#health(server, "pairing", "unreachable", e.message);
+        await this.clock.sleep(RETRY_MS_MIN * 2 ** attempt, options.signal);
+        continue;
+      }
+      const error = answer.errors[0];
+      if (!error) {
+        if (!answer.mailbox) {
+          throw new Malformed(
+            `Cannot use relay ${server.name || server.uid}: it answered no mailbox`,
+          );
+        }
+        this.#health(server, "pairing", "ok", "");
+        return answer.mailbox;
+      }
+      // No such mailbox is the pairing's answer, not the relay refusing this device.
+      if (error.code === ErrorCode.NOT_FOUND) throw new NoSuchCode();
+      const refused = this.#refused(server, "pairing", error);
+      // Past the relay's look-up limit: wait as long as it says, a bounded number of times.
+      const busy = error.code === ErrorCode.BUSY && refused.retryAfterMs > 0;
+      if (!busy || attempt >= MAILBOX_RETRIES_MAX) throw refused;
+      await this.clock.sleep(refused.retryAfterMs, options.signal);
     }
-    if (!answer.invitation) {
-      throw new Malformed(`Cannot fetch invitation "${code}": the relay returned nothing`);
-    }
-    return answer.invitation.payload;
-  }
-
-  #shortCode(): string {
-    let code = "";
-    for (let i = 0; i < SHORT_CODE_LENGTH; i++) {
-      code += SHORT_CODE_ALPHABET[randomInt(this.random, SHORT_CODE_ALPHABET.length)];
-    }
-    return code;
   }
 
   // ─── Relay requests ───────────────────────────────────────────────────────
@@ -1313,7 +1492,20 @@ export class Kernel {
         // A ratchet message overtook the answer that completes this invitation: keep it on the relay.
         throw new Deferred(`message for invitation ${peer.uid} arrived before its answer`);
       }
-      const done = await finalizeInvitation(peer, packed, { random: this.random, now: tx.now });
+      const pairing = peer.pendingPairing;
+      let safetyCode = "";
+      const done = await finalizeInvitation(peer, packed, {
+        random: this.random,
+        now: tx.now,
+        // An end-to-end pairing: only the holder of the link or code can have made this MAC.
+        verifyMac: pairing && ((answerCard, mac) => {
+          const pending = pendingOf(pairing);
+          safetyCode = answerProof(pending, answerCard).safetyCode;
+          return verifyAnswerMac(pending.keys, { cardPost: pending.cardPost, answerCard, mac });
+        }),
+      });
+      done.pendingPairing = undefined;
+      done.safetyCode = safetyCode;
       done.updatedBy = this.deviceUid();
       tx.putPeer(done);
       await tx.emit("peer.updated", { peer: done, created: true, origin: "local" });
@@ -1492,6 +1684,29 @@ interface TxPorts {
 function outboxSeqOf(id: string): number {
   const seq = Number.parseInt(id.split(".")[1] ?? "", 36);
   return Number.isSafeInteger(seq) ? seq : 0;
+}
+
+/** The stored form of a pending pairing. */
+function pendingRecord(pending: PendingPairing): PendingPairingRecord {
+  return create(PendingPairingSchema, {
+    kind: pending.keys.kind,
+    macKey: pending.keys.macKey,
+    safetyKey: pending.keys.safetyKey,
+    cardPost: pending.cardPost,
+  });
+}
+
+/** A pending pairing from its stored form (the card key is not kept: the card is out). */
+function pendingOf(record: PendingPairingRecord): PendingPairing {
+  return {
+    keys: {
+      kind: record.kind as PendingPairing["keys"]["kind"],
+      cardKey: new Uint8Array(),
+      macKey: record.macKey,
+      safetyKey: record.safetyKey,
+    },
+    cardPost: record.cardPost,
+  };
 }
 
 function messageKey(peerUid: string, uuid: string): string {

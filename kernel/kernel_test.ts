@@ -70,28 +70,6 @@ Deno.test("Kernel pairs two identities out of band and both can send at once", a
   assert.ok(sent.message!.status!.received > 0);
 });
 
-Deno.test("Kernel pairs by relay short code, with a password", async () => {
-  const world = await TestWorld.create(2);
-  const alice = await world.device("alice", { nickname: "alice" });
-  const bob = await world.device("bob", { nickname: "bob" });
-  const ticket = await alice.kernel.createInvitation();
-  const code = await alice.kernel.publishInvitation(ticket, { password: "tuna" });
-  assert.match(code, /^[2-9A-Z]{8}$/);
-  await assert.rejects(
-    bob.kernel.fetchInvitation(code, { server: world.core.card(), password: "wrong" }),
-    /BAD_PASSWORD/,
-  );
-  const bytes = await bob.kernel.fetchInvitation(code.toLowerCase(), {
-    server: world.core.card(),
-    password: "tuna",
-  });
-  const uid = await bob.kernel.acceptInvitation(bytes);
-  await world.settle([alice, bob]);
-  await chat(alice).send(uid, "by code");
-  await world.settle([alice, bob]);
-  assert.deepEqual(await texts(bob, uid), ["<by code"]);
-});
-
 Deno.test("Kernel exchanges 1,000 messages both ways with restarts at random points; nothing is lost", async () => {
   const world = await TestWorld.create(3);
   const alice = await world.device("alice", { nickname: "alice" });

@@ -26,7 +26,8 @@ import type {
   ServerCard,
   UserMessage,
 } from "../proto/gen/meow_pb.ts";
-import type { InvitationTicket } from "./kernel.ts";
+import type { InvitationTicket, PairingAccepted, PairingOffer } from "./kernel.ts";
+import type { JoinInput, PairingForm } from "./pairing_flow.ts";
 import type { Clock, Random } from "./ports.ts";
 
 /** The events of the kernel, each observed by every plugin (a *parallel* hook). */
@@ -118,16 +119,19 @@ export interface PluginHost {
     bytes: Uint8Array,
     options?: { name?: string; deviceName?: string },
   ): Promise<string>;
-  /** Parks a card on the home relay under a short code (`Kernel.publishInvitation`). */
-  publishInvitation(
-    ticket: InvitationTicket,
-    options?: { password?: string; expiresAt?: number },
-  ): Promise<string>;
-  /** Fetches a card parked under a short code (`Kernel.fetchInvitation`). */
-  fetchInvitation(
-    code: string,
-    options: { server: ServerCard; password?: string },
-  ): Promise<Uint8Array>;
+  /** Offers a pairing through a relay mailbox, end to end encrypted (`Kernel.offerPairing`). */
+  offerPairing(options?: {
+    type?: PeerType;
+    form?: PairingForm;
+    name?: string;
+    expiresMs?: number;
+    signal?: AbortSignal;
+  }): Promise<PairingOffer>;
+  /** Answers a pairing offered by link or code (`Kernel.acceptPairing`). */
+  acceptPairing(
+    input: JoinInput,
+    options?: { name?: string; deviceName?: string; type?: PeerType; signal?: AbortSignal },
+  ): Promise<PairingAccepted>;
   /** Whether a dedup id is in the committed seen table. */
   isSeen(id: string): Promise<boolean>;
   /** Deletes seen-table rows first seen before `beforeMs`; resolves with how many went. */

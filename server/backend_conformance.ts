@@ -91,6 +91,7 @@ export function backendConformance(
     ["closes a mailbox for its members only, for everyone", mailboxClose],
     ["expires mailboxes, and sweep drops them", mailboxExpiry],
     ["wakes a mailbox watch on a post in that mailbox only", mailboxWatch],
+    ["wakes a mailbox watch when a member closes the mailbox", mailboxWatchClose],
   ];
   for (const [title, body] of cases) {
     Deno.test({
@@ -442,5 +443,22 @@ async function mailboxWatch(open: () => Promise<Backend>): Promise<void> {
     }),
   ]).finally(() => bound.abort());
   watch.close();
+  watch.close();
+}
+
+async function mailboxWatchClose(open: () => Promise<Backend>): Promise<void> {
+  const b = await open();
+  await b.createMailbox("M3", life(), T0);
+  await b.stepMailbox("M3", step(B), T0);
+  const watch = await b.watchMailbox("M3");
+  const other = await open();
+  assert.equal(await other.closeMailbox("M3", A, T0), true);
+  const bound = new AbortController();
+  await Promise.race([
+    watch.changed,
+    systemClock.sleep(WAKE_MS_MAX, bound.signal).then(() => {
+      throw new Error(`the mailbox watch did not wake within ${WAKE_MS_MAX} ms of a close`);
+    }),
+  ]).finally(() => bound.abort());
   watch.close();
 }

@@ -368,7 +368,11 @@ export class KvBackend implements Backend {
       const head = entry.value;
       if (head === null || head.expiresMs <= nowMs) return false;
       if (!head.sides.some((s) => _bytesEqual(s, side))) return false;
-      if (await this.#dropMailbox(entry)) return true;
+      if (await this.#dropMailbox(entry)) {
+        // A member waiting on the mailbox learns at once that it is gone.
+        await this.#kv.set(["mbxnotify", nameplate], nowMs, { expireIn: 60_000 });
+        return true;
+      }
     }
     throw new Error(`Cannot close a mailbox in Deno KV: ${ATOMIC_ATTEMPTS_MAX} attempts lost`);
   }

@@ -239,6 +239,8 @@ export class MemoryBackend implements Backend {
     const mailbox = this.#mailbox(nameplate, nowMs);
     if (!mailbox || !mailbox.sides.some((s) => _bytesEqual(s, side))) return Promise.resolve(false);
     this.data.mailboxes.delete(nameplate);
+    // A member waiting on the mailbox learns at once that it is gone.
+    notify(this.data.mailboxWatchers, nameplate);
     return Promise.resolve(true);
   }
 

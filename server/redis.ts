@@ -471,7 +471,10 @@ export class RedisBackend implements Backend {
       String(nowMs),
       toBuffer(side),
     ]);
-    return Number(reply) === 1;
+    if (Number(reply) !== 1) return false;
+    // A member waiting on the mailbox learns at once that it is gone.
+    await this.#client.sendCommand(["PUBLISH", this.#mailboxKey("mbxnotify", nameplate), "1"]);
+    return true;
   }
 
   /** Subscribes to the mailbox's notify channel on the second connection. */

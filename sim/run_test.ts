@@ -127,7 +127,7 @@ Deno.test("relay_clean fails when a relay refuses a device's requests to the end
   const report = await runScenario(base(["relay_clean"], { limits: { request_bytes_max: 300 } }));
   assert.match(
     failed(report, "relay_clean"),
-    /(alice|bob)\/\w+ was still refused by relay relay at the end \((poll|send) requests.*TOO_LARGE/,
+    /(alice|bob)\/\w+ was still refused by relay relay at the end \((poll|send|pairing) requests.*TOO_LARGE/,
   );
 });
 
@@ -245,6 +245,7 @@ Deno.test("contacts_blind fails when a second device of alice pairs with bob on 
     kind: "invite",
     from: "alice/laptop",
     to: "bob/phone",
+    via: "code",
     atMs: 10_000,
     index: 99,
   });

@@ -55,7 +55,12 @@ export interface PairStep {
   from: string;
   /** Device name (without the user) to be paired. */
   to: string;
+  /** How the pairing is handed over: a typed short code (CPace) or a link. @default "code" */
+  via: PairingVia;
 }
+
+/** How a pairing or invitation step hands the offer over. */
+export type PairingVia = "code" | "link";
 
 /** `from` invites `to`; they become each other's contacts. */
 export interface InviteStep {
@@ -64,6 +69,8 @@ export interface InviteStep {
   from: DeviceRef;
   /** The invited device; `to: bob` in the file means bob's first device, where his identity lives. */
   to: DeviceRef;
+  /** How the invitation is handed over. @default "code" */
+  via: PairingVia;
 }
 
 /** Every user of generated group `from` gets `peers` random contacts among group `to`. */
@@ -75,6 +82,8 @@ export interface InviteGroupStep {
   to: string;
   /** Contacts per user. */
   peers: number;
+  /** How each invitation is handed over. @default "code" */
+  via: PairingVia;
 }
 
 /** A device goes offline, comes online, crashes (drops all in-memory state) or restarts from its stores. */
@@ -236,6 +245,11 @@ export interface ScenarioLimits {
   requestBytesMax?: number;
   pullMessagesMax?: number;
   acksPerRequestMax?: number;
+  mailboxMsMax?: number;
+  mailboxPostsMax?: number;
+  mailboxLookupsPerMinuteMax?: number;
+  longPollsPerClientMax?: number;
+  requestsPerSecondPerClientMax?: number;
 }
 
 /** A scenario file's `limits:` keys: durations, and counts or bytes. */
@@ -252,6 +266,10 @@ export const LIMIT_COUNTS = {
   request_bytes_max: "requestBytesMax",
   pull_messages_max: "pullMessagesMax",
   acks_per_request_max: "acksPerRequestMax",
+  mailbox_posts_max: "mailboxPostsMax",
+  mailbox_lookups_per_minute_max: "mailboxLookupsPerMinuteMax",
+  long_polls_per_client_max: "longPollsPerClientMax",
+  requests_per_second_per_client_max: "requestsPerSecondPerClientMax",
 } as const;
 /** The largest count limit a file may set (the card's fields are 32-bit). */
 const limitCountMax = 0xffffffff;
@@ -270,8 +288,8 @@ export type UserInput =
 /** One step as a file writes it: `at` and exactly one action. */
 export interface StepInput {
   at: DurationInput;
-  pair?: { user: string; from: string; to: string };
-  invite?: { from: string; to: string; peers?: number };
+  pair?: { user: string; from: string; to: string; via?: PairingVia };
+  invite?: { from: string; to: string; peers?: number; via?: PairingVia };
   offline?: string;
   online?: string;
   crash?: string;
@@ -656,6 +674,17 @@ class Reader {
     return limits;
   }
 
+  #via(raw: unknown, path: string): PairingVia {
+    if (raw === undefined) return "code";
+    if (raw === "code" || raw === "link") return raw;
+    this.#fail({
+      path,
+      value: raw,
+      problem: `${show(raw)} is not a way to hand a pairing over`,
+      expected: "code (a short code typed by hand) or link (a link or QR code)",
+    });
+  }
+
   #poll(raw: unknown): number {
     if (raw === undefined) return pollIntervalMsDefault;
     const f = this.#fields(raw, "poll", ["interval"]);
@@ -782,7 +811,7 @@ class Reader {
   #action(kind: StepKind, raw: unknown, path: string, atMs: number): StepAction {
     switch (kind) {
       case "pair": {
-        const f = this.#fields(raw, path, ["user", "from", "to"]);
+        const f = this.#fields(raw, path, ["user", "from", "to", "via"]);
         const user = this.#user(f.user, `${path}.user`);
         const from = this.#deviceOf(user, f.from, `${path}.from`);
         const to = this.#deviceOf(user, f.to, `${path}.to`);
@@ -794,7 +823,7 @@ class Reader {
             expected: `another device of ${user} than ${from}`,
           });
         }
-        return { kind, user, from, to };
+        return { kind, user, from, to, via: this.#via(f.via, `${path}.via`) };
       }
       case "invite":
         return this.#invite(raw, path);
@@ -889,7 +918,8 @@ class Reader {
   }
 
   #invite(raw: unknown, path: string): InviteStep | InviteGroupStep {
-    const f = this.#fields(raw, path, ["from", "to", "peers"]);
+    const f = this.#fields(raw, path, ["from", "to", "peers", "via"]);
+    const via = this.#via(f.via, `${path}.via`);
     const groupForm = f.peers !== undefined ||
       (typeof f.from === "string" && this.#groups.has(f.from));
     if (groupForm) {
@@ -913,7 +943,7 @@ class Reader {
         });
       }
       const peers = this.#integer(f.peers, `${path}.peers`, 1, candidates);
-      return { kind: "invite_group", from, to, peers };
+      return { kind: "invite_group", from, to, peers, via };
     }
     const from = this.#device(f.from, `${path}.from`);
     let to: DeviceRef;
@@ -931,7 +961,7 @@ class Reader {
         expected: "a device of another user (pair devices of one user with a pair step)",
       });
     }
-    return { kind: "invite", from, to };
+    return { kind: "invite", from, to, via };
   }
 
   #expectation(raw: unknown, path: string): Expectation {

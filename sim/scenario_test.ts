@@ -141,6 +141,7 @@ Deno.test("parseScenario() reads the SCENARIOS.md example (with relay2 declared)
     user: "alice",
     from: "phone",
     to: "laptop",
+    via: "code",
   });
   assert.deepEqual(byIndex.get(1), {
     atMs: 0,
@@ -148,6 +149,7 @@ Deno.test("parseScenario() reads the SCENARIOS.md example (with relay2 declared)
     kind: "invite",
     from: "alice/phone",
     to: "bob/phone",
+    via: "code",
   });
   assert.deepEqual(byIndex.get(3), {
     atMs: 11_000,
@@ -406,6 +408,7 @@ Deno.test("parseScenario() expands generated groups in place, in file order", ()
     from: "crowd",
     to: "crowd",
     peers: 2,
+    via: "code",
   });
   assert.equal(s.steps[1].kind, "invite_group");
   // Expanded users share no arrays: a caller may mutate one without touching another.
@@ -564,6 +567,7 @@ Deno.test("parseScenario() takes the extra forms: invite to a user, fixed latenc
     kind: "invite",
     from: "alice/laptop",
     to: "bob/phone",
+    via: "code",
   });
   assert.deepEqual(s.steps[1], {
     atMs: 0,

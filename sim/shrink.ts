@@ -83,11 +83,11 @@ function stepInput(step: Step): StepInput {
   const at = duration(step.atMs);
   switch (step.kind) {
     case "pair":
-      return { at, pair: { user: step.user, from: step.from, to: step.to } };
+      return { at, pair: { user: step.user, from: step.from, to: step.to, via: step.via } };
     case "invite":
-      return { at, invite: { from: step.from, to: step.to } };
+      return { at, invite: { from: step.from, to: step.to, via: step.via } };
     case "invite_group":
-      return { at, invite: { from: step.from, to: step.to, peers: step.peers } };
+      return { at, invite: { from: step.from, to: step.to, peers: step.peers, via: step.via } };
     case "offline":
     case "online":
     case "crash":

@@ -21,14 +21,15 @@ import {
   SeededRandom,
   setImportedKeysMax,
 } from "../kernel/crypto/mod.ts";
-import { Kernel, type KernelObservation } from "../kernel/kernel.ts";
+import { Kernel, type KernelObservation, type PairingOffer } from "../kernel/kernel.ts";
+import type { JoinInput } from "../kernel/pairing_flow.ts";
 import type { Plugin, PluginInput } from "../kernel/plugin.ts";
 import type { Store } from "../kernel/ports.ts";
 import type { ChatApi } from "../plugins/chat/mod.ts";
 import { type Backend, MemoryBackend, type ObservedEvent, ServerCore } from "../server/mod.ts";
 import { SimTransport } from "./network.ts";
 import { defaultPlugins, type DeviceSyncLike } from "./plugins.ts";
-import type { Scenario, Step } from "./scenario.ts";
+import type { PairingVia, Scenario, Step } from "./scenario.ts";
 import type { Scheduler } from "./scheduler.ts";
 import { openStore, type StorageKind } from "./storage.ts";
 import { VirtualClock } from "./virtual_clock.ts";
@@ -39,6 +40,8 @@ import { VirtualClock } from "./virtual_clock.ts";
  * and the peer's public ones, with room for a dozen peers.
  */
 const IMPORTED_KEYS_PER_DEVICE = 32;
+/** How long a pairing step waits for its `from` device to finish joining, in virtual ms. */
+const PAIR_READY_WAIT_MS_MAX = 120_000;
 
 /** One message a device accepted for sending. */
 export interface SentRecord {
@@ -278,11 +281,6 @@ export class World {
       });
       first.pairedAt = world.scheduler.now;
       first.live().start();
-      if (user.generated?.pairAll) {
-        for (const other of user.devices.slice(1)) {
-          await world.#pair(first, world.devices.get(`${user.name}/${other}`)!);
-        }
-      }
     }
     return world;
   }
@@ -522,8 +520,29 @@ export class World {
 
   // ─── Steps ────────────────────────────────────────────────────────────────
 
-  /** Schedules every step of the scenario. */
+  /** Schedules every step of the scenario, after the pairings of generated `pair: all` groups. */
   scheduleSteps(): void {
+    for (const user of this.scenario.users) {
+      if (!user.generated?.pairAll) continue;
+      const first = this.device(`${user.name}/${user.devices[0]}`);
+      for (const other of user.devices.slice(1)) {
+        const device = this.device(`${user.name}/${other}`);
+        const step: Step = {
+          kind: "pair",
+          user: user.name,
+          from: first.name,
+          to: device.name,
+          via: "link",
+          atMs: 0,
+          index: -1,
+        };
+        this.scheduler.schedule(
+          0,
+          () => this.#track(this.#pair(first, device, "link"), step),
+          `pair ${device.ref}`,
+        );
+      }
+    }
     for (const step of this.scenario.steps) {
       this.scheduler.schedule(
         step.atMs,
@@ -533,8 +552,20 @@ export class World {
     }
   }
 
+  /**
+   * Follows a step's work: its failure is recorded as a refused step. A
+   * pairing waits on the network (later events), which the scheduler must
+   * not wait for within one event: it is counted instead, and the run is not
+   * quiescent while one is under way.
+   */
   #track(work: Promise<void>, step: Step): Promise<void> {
-    return this.scheduler.track(work.catch((e) => {
+    const waitsOnNetwork = step.kind === "pair" || step.kind === "invite" ||
+      step.kind === "invite_group";
+    if (waitsOnNetwork) {
+      this.#pairings++;
+      work = work.finally(() => this.#pairings--);
+    }
+    const followed = work.catch((e) => {
       this.recording.refused.push({
         at: this.scheduler.now,
         step: `steps[${step.index}] ${step.kind}`,
@@ -545,20 +576,25 @@ export class World {
         step: step.index,
         error: String((e as Error).message),
       });
-    }));
+    });
+    return waitsOnNetwork ? followed : this.scheduler.track(followed);
   }
+
+  /** Pairing steps under way (they wait on the network). */
+  #pairings = 0;
 
   async #run(step: Step): Promise<void> {
     this.#options.trace({ kind: "step", step: step.index, action: step.kind });
     switch (step.kind) {
       case "invite":
-        return await this.#invite(this.device(step.from), this.device(step.to));
+        return await this.#invite(this.device(step.from), this.device(step.to), step.via);
       case "invite_group":
-        return await this.#inviteGroup(step.from, step.to, step.peers);
+        return await this.#inviteGroup(step.from, step.to, step.peers, step.via);
       case "pair":
         return await this.#pair(
           this.device(`${step.user}/${step.from}`),
           this.device(`${step.user}/${step.to}`),
+          step.via,
         );
       case "offline": {
         const d = this.device(step.device);
@@ -629,38 +665,88 @@ export class World {
     return uid;
   }
 
-  async #invite(from: SimDevice, to: SimDevice): Promise<void> {
-    const ticket = await from.live().createInvitation();
-    const uid = await to.live().acceptInvitation(ticket.bytes);
+  /**
+   * `from` invites `to` through a relay mailbox, the way two people would:
+   * the code (or link) goes from one to the other out of band, both run
+   * their side of the exchange at once.
+   */
+  async #invite(from: SimDevice, to: SimDevice, via: PairingVia): Promise<void> {
+    const offer = await from.live().offerPairing({ form: via });
+    const [, accepted] = await Promise.all([
+      offer.exchanged,
+      to.live().acceptPairing(this.#joinInput(from, offer), { type: PeerType.CONTACT }),
+    ]);
+    const uid = accepted.peerUid;
     const key = pairKey(from.user, to.user);
     this.conversations.set(key, uid);
     this.conversationsAll.set(key, (this.conversationsAll.get(key) ?? new Set()).add(uid));
     if (!this.#conversationOf.has(uid)) this.#conversationOf.set(uid, key);
   }
 
-  async #inviteGroup(fromGroup: string, toGroup: string, peers: number): Promise<void> {
+  /** What the joining side is handed: the link, or the code and the relay it is on. */
+  #joinInput(from: SimDevice, offer: PairingOffer): JoinInput {
+    return offer.link !== ""
+      ? { link: offer.link }
+      : { code: offer.code, server: from.live().identity().servers[0] };
+  }
+
+  async #inviteGroup(
+    fromGroup: string,
+    toGroup: string,
+    peers: number,
+    via: PairingVia,
+  ): Promise<void> {
     const members = (group: string) =>
       this.scenario.users.filter((u) => u.generated?.group === group || u.name === group).map((u) =>
         u.name
       );
     const from = members(fromGroup);
     const to = members(toGroup);
+    const invitations: Promise<void>[] = [];
+    const chosen = new Set<string>();
     for (const user of from) {
-      const candidates = to.filter((u) => u !== user && !this.conversations.has(pairKey(user, u)));
+      const candidates = to.filter((u) =>
+        u !== user && !this.conversations.has(pairKey(user, u)) && !chosen.has(pairKey(user, u))
+      );
       for (let i = 0; i < peers && candidates.length > 0; i++) {
         const other = candidates.splice(randomInt(this.scenarioRandom, candidates.length), 1)[0];
-        await this.#invite(this.devicesOf(user)[0], this.devicesOf(other)[0]);
+        chosen.add(pairKey(user, other));
+        invitations.push(this.#invite(this.devicesOf(user)[0], this.devicesOf(other)[0], via));
       }
+    }
+    // All at once, as people would; one that fails is reported and the others go on.
+    const results = await Promise.allSettled(invitations);
+    const failed = results.filter((r) => r.status === "rejected");
+    if (failed.length > 0) {
+      throw new Error(
+        `${failed.length} of ${results.length} invitations failed; first: ${
+          (failed[0] as PromiseRejectedResult).reason?.message
+        }`,
+      );
     }
   }
 
-  async #pair(from: SimDevice, to: SimDevice): Promise<void> {
-    const sync = from.live().api<DeviceSyncLike>("device_sync");
-    const ticket = await sync.initDevicePairing();
-    await to.live().api<DeviceSyncLike>("device_sync").answerDevicePairing(ticket.bytes, {
-      deviceName: to.name,
+  async #pair(from: SimDevice, to: SimDevice, via: PairingVia): Promise<void> {
+    // A person pairing from a device that is still joining waits until it has joined.
+    for (let waited = 0; !this.#hasJoined(from) && waited < PAIR_READY_WAIT_MS_MAX;) {
+      await this.clock.sleep(this.scenario.pollIntervalMs);
+      waited += this.scenario.pollIntervalMs;
+    }
+    const offer = await from.live().api<DeviceSyncLike>("device_sync").offerDevicePairing({
+      form: via,
     });
+    await Promise.all([
+      offer.exchanged,
+      to.live().api<DeviceSyncLike>("device_sync").joinDevices(this.#joinInput(from, offer), {
+        deviceName: to.name,
+      }),
+    ]);
     to.live().start();
+  }
+
+  #hasJoined(device: SimDevice): boolean {
+    const kernel = device.kernel;
+    return kernel !== undefined && kernel.hasIdentity() && kernel.identity().uid !== "";
   }
 
   /** Sends a chat text from `from` to the conversation with `toUser`; records it when accepted. */
@@ -757,6 +843,7 @@ export class World {
    * every device polled each of its relays after the relay last stored anything.
    */
   quiescent(): boolean {
+    if (this.#pairings > 0) return false;
     for (const device of this.devices.values()) {
       const kernel = device.kernel;
       if (!kernel || !device.reachable()) return false;

@@ -29,7 +29,8 @@ import {
 } from "../../proto/gen/meow_pb.ts";
 import { randomUuid } from "../../kernel/crypto/mod.ts";
 import { Malformed, UnknownType } from "../../kernel/errors.ts";
-import type { InvitationTicket } from "../../kernel/kernel.ts";
+import type { InvitationTicket, PairingAccepted, PairingOffer } from "../../kernel/kernel.ts";
+import type { JoinInput, PairingForm } from "../../kernel/pairing_flow.ts";
 import { answerInvitation, createInvitation, finalizeInvitation } from "../../kernel/invitation.ts";
 import { contactLookupKey, myLookupKey } from "../../kernel/pipeline.ts";
 import type { Plugin, PluginHost, Tx } from "../../kernel/plugin.ts";
@@ -72,15 +73,21 @@ export interface DeviceSyncApi {
    * resolves with the sibling's peer uid. The identity arrives by sync.
    */
   answerDevicePairing(bytes: Uint8Array, options: { deviceName: string }): Promise<string>;
-  /** Step 1 through the relay: parks the card under a short code to type on the new install. */
-  publishDevicePairing(
-    options?: { password?: string; expiresAt?: number },
-  ): Promise<{ code: string; ticket: InvitationTicket }>;
-  /** Step 2 through the relay: fetches the card parked under `code` and answers it. */
-  joinByCode(
-    code: string,
-    options: { server: ServerCard; deviceName: string; password?: string },
-  ): Promise<string>;
+  /**
+   * Step 1 through a relay mailbox, end to end encrypted: a link (QR code) or
+   * a short code to hand to the new install (`Kernel.offerPairing`).
+   */
+  offerDevicePairing(
+    options?: { form?: PairingForm; expiresMs?: number; signal?: AbortSignal },
+  ): Promise<PairingOffer>;
+  /**
+   * Step 2 on a new install (no identity yet), through the mailbox of a link
+   * or a code (`Kernel.acceptPairing`); the identity arrives by sync.
+   */
+  joinDevices(
+    input: JoinInput,
+    options: { deviceName: string; signal?: AbortSignal },
+  ): Promise<PairingAccepted>;
   /**
    * Registers the handler of a new sync type; payloads of that type get
    * dispatch, encryption, dedup and persistence from this plugin. Register in
@@ -224,18 +231,32 @@ export function deviceSyncPlugin(): Plugin {
       });
     },
 
-    async publishDevicePairing(options = {}) {
-      const ticket = await api.initDevicePairing();
-      const code = await h().publishInvitation(ticket, options);
-      return { code, ticket };
+    async offerDevicePairing(options = {}) {
+      const identity = h().identity();
+      if (identity.uid === "") {
+        throw new TypeError(
+          `${NAME}: cannot pair a device before this device has learned its identity`,
+        );
+      }
+      return await h().offerPairing({
+        ...options,
+        type: PeerType.DEVICE,
+        name: identity.deviceName,
+      });
     },
 
-    async joinByCode(code, options) {
-      const bytes = await h().fetchInvitation(code, {
-        server: options.server,
-        password: options.password,
+    async joinDevices(input, options) {
+      if (h().deviceUid() !== "" && h().identity().uid !== "") {
+        throw new TypeError(
+          `${NAME}: cannot join another device: this device already has an identity`,
+        );
+      }
+      return await h().acceptPairing(input, {
+        deviceName: options.deviceName,
+        name: options.deviceName,
+        type: PeerType.DEVICE,
+        signal: options.signal,
       });
-      return await api.answerDevicePairing(bytes, { deviceName: options.deviceName });
     },
 
     registerSyncType(type, handler) {

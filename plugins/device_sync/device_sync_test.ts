@@ -347,16 +347,17 @@ Deno.test("device_sync refuses a hidden peer, a payload from a contact, and a ma
   assert.equal(laptop.kernel.peer(bobUid)?.name, "bob");
 });
 
-Deno.test("device_sync pairs by relay short code, and syncs a relay added later", async () => {
+Deno.test("device_sync pairs by a short code through a relay mailbox, and syncs a relay added later", async () => {
   const w = await SyncWorld.create(20);
   const phone = await w.device("phone", "alice");
-  const { code } = await sync(phone).publishDevicePairing({ password: "tuna" });
+  const offer = await sync(phone).offerDevicePairing({ form: "code" });
   const laptop = await w.device("laptop");
-  await sync(laptop).joinByCode(code, {
-    server: w.world.core.card(),
-    deviceName: "laptop",
-    password: "tuna",
-  });
+  await Promise.all([
+    offer.exchanged,
+    sync(laptop).joinDevices({ code: offer.code, server: w.world.core.card() }, {
+      deviceName: "laptop",
+    }),
+  ]);
   await w.settle([phone, laptop]);
   assert.equal(laptop.kernel.identity().uid, phone.kernel.identity().uid);
   assert.equal(phone.kernel.devices()[0].name, "laptop");
