@@ -274,7 +274,7 @@ export class ServerCore {
     try {
       return await this.#handle(body, options);
     } catch {
-      // Only a failing backend or an unusable `from` key get here.
+      // Only a failure outside the answered steps gets here: nothing to answer under.
       this.#stats.rejected++;
       return EMPTY_ANSWER;
     }
