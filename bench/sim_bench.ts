@@ -17,13 +17,7 @@
 import { parseArgs } from "node:util";
 import { clone, create } from "@bufbuild/protobuf";
 import { ManualClock, TestWorld } from "../kernel/_test_world.ts";
-import {
-  generateEncryptionKeyPair,
-  generateLookupKeyPair,
-  generateSigningKeyPair,
-  randomUuid,
-  SeededRandom,
-} from "../kernel/crypto/mod.ts";
+import { generateLookupKeyPair, randomUuid, SeededRandom } from "../kernel/crypto/mod.ts";
 import { pack, unpack } from "../kernel/pipeline.ts";
 import { decode } from "../proto/codec.ts";
 import {
@@ -32,7 +26,7 @@ import {
   ToServerMessageSchema,
   UserMessageSchema,
 } from "../proto/gen/meow_pb.ts";
-import { MemoryBackend, openAnswer, sealRequest, ServerCore, signPull } from "../server/mod.ts";
+import { MemoryBackend, openRelayExchange, ServerCore, signPull } from "../server/mod.ts";
 import { type RunOptions, runScenario } from "../sim/run.ts";
 import { parseScenario, type Scenario } from "../sim/scenario.ts";
 
@@ -133,18 +127,19 @@ export async function relayFloor(pulls: number[]): Promise<number> {
     url: "sim://floor",
   });
   const server = core.card();
-  const deviceEncryption = generateEncryptionKeyPair(random);
-  const deviceSigning = generateSigningKeyPair(random);
   const lookups = Array.from({ length: Math.max(...sample) }, () => generateLookupKeyPair(random));
   const t0 = performance.now();
   for (const count of sample) {
     clock.advance(1); // a pull signature is good once per key and time
+    const exchange = await openRelayExchange({ server, random });
+    const { ephemeralPublicKey } = exchange;
     const pullRequests = await Promise.all(
-      lookups.slice(0, count).map((lookup) => signPull({ server, lookup, now: clock.now() })),
+      lookups.slice(0, count).map((lookup) =>
+        signPull({ server, lookup, now: clock.now(), ephemeralPublicKey })
+      ),
     );
     const request = create(ToServerMessageSchema, { uuid: randomUuid(random), pullRequests });
-    const body = await sealRequest({ server, request, deviceEncryption, deviceSigning, random });
-    const answer = await openAnswer({ server, body: await core.handle(body), deviceEncryption });
+    const answer = exchange.open(await core.handle(exchange.seal(request)));
     if (answer.errors.length > 0) throw new Error(`relay floor: ${answer.errors[0].detail}`);
   }
   return (performance.now() - t0) * (pulls.length / sample.length);

@@ -19,8 +19,6 @@ import {
   type FromServerMessage,
   type IdentityRecord,
   IdentityRecordSchema,
-  InvitationAction,
-  InvitationSchema,
   KeyPairSchema,
   type MailboxAnswer,
   type MailboxRequestSchema,
@@ -38,7 +36,7 @@ import {
   ToServerMessageSchema,
   type UserMessage,
 } from "../proto/gen/meow_pb.ts";
-import { openAnswer, sealRequest, signPull } from "../server/client.ts";
+import { openRelayExchange, signPull } from "../envelope/mod.ts";
 import {
   generateEncryptionKeyPair,
   generateSigningKeyPair,
@@ -910,18 +908,13 @@ export class Kernel {
     init: MessageInitShape<typeof MailboxRequestSchema>,
     options: { timeoutMs?: number; signal?: AbortSignal } = {},
   ): Promise<MailboxAnswer> {
-    // A new install joining its user's devices has no device keys yet: one-off keys do.
-    const keys = this.#identity?.deviceEncryption ? undefined : {
-      encryption: generateEncryptionKeyPair(this.random),
-      signing: generateSigningKeyPair(this.random),
-    };
     for (let attempt = 0;; attempt++) {
       let answer: FromServerMessage;
       try {
         answer = await this.#request(server, {
           mailbox: init,
           timeoutMs: Math.min(options.timeoutMs ?? 0, relayLimits(server).longPollMsMax),
-        }, { signal: options.signal, keys });
+        }, { signal: options.signal });
       } catch (e) {
         // A lost request goes again: every mailbox step is safe to repeat (a repeated post is
         // skipped by the other side, a repeated claim finds this side a member).
@@ -953,32 +946,25 @@ export class Kernel {
 
   // ─── Relay requests ───────────────────────────────────────────────────────
 
-  #deviceKeys(): { encryption: KeyPair; signing: KeyPair } {
-    const identity = this.#identity;
-    if (!identity?.deviceEncryption || !identity.deviceSigning) {
-      throw new TypeError(`${this.#name}: this device has no device keys yet`);
-    }
-    return { encryption: identity.deviceEncryption, signing: identity.deviceSigning };
-  }
-
+  /**
+   * One request in its own relay exchange (a fresh ephemeral key): `init` is the request, or
+   * builds it from the exchange's ephemeral key (pulls are signed over it).
+   */
   async #request(
     server: ServerCard,
-    init: MessageInitShape<typeof ToServerMessageSchema>,
-    options: { signal?: AbortSignal; keys?: { encryption: KeyPair; signing: KeyPair } } = {},
+    init:
+      | MessageInitShape<typeof ToServerMessageSchema>
+      | ((
+        ephemeralPublicKey: Uint8Array,
+      ) => Promise<MessageInitShape<typeof ToServerMessageSchema>>),
+    options: { signal?: AbortSignal } = {},
   ): Promise<FromServerMessage> {
-    const keys = options.keys ?? this.#deviceKeys();
-    const signal = options.signal;
-    const request = create(ToServerMessageSchema, init);
+    const exchange = await openRelayExchange({ server, random: this.random });
+    const shape = typeof init === "function" ? await init(exchange.ephemeralPublicKey) : init;
+    const request = create(ToServerMessageSchema, shape);
     request.uuid = randomUuid(this.random);
-    const body = await sealRequest({
-      server,
-      request,
-      deviceEncryption: keys.encryption,
-      deviceSigning: keys.signing,
-      random: this.random,
-    });
-    const reply = await this.#transport.exchange(server, body, signal);
-    return await openAnswer({ server, body: reply, deviceEncryption: keys.encryption });
+    const reply = await this.#transport.exchange(server, exchange.seal(request), options.signal);
+    return exchange.open(reply);
   }
 
   // ─── Outbox ───────────────────────────────────────────────────────────────
@@ -1347,20 +1333,22 @@ export class Kernel {
         pending.set(queue, [...acks, ...(pending.get(queue) ?? [])]);
       }
     };
-    const pullRequests = await Promise.all(chunk.keys.map(({ lookupKey, peer }) => {
-      // Signatures are single-use: never sign two pulls of one key with one timestamp.
-      const ts = Math.max(now, (this.#lastPullTs.get(lookupKey) ?? 0) + 1);
-      this.#lastPullTs.set(lookupKey, ts);
-      return signPull({ server, lookup: peer.myLookup!, now: ts });
-    }));
+    // Each pull is signed over this request's ephemeral key: good in this request only.
+    const signPulls = (ephemeralPublicKey: Uint8Array) =>
+      Promise.all(chunk.keys.map(({ lookupKey, peer }) => {
+        // Signatures are single-use: never sign two pulls of one key with one timestamp.
+        const ts = Math.max(now, (this.#lastPullTs.get(lookupKey) ?? 0) + 1);
+        this.#lastPullTs.set(lookupKey, ts);
+        return signPull({ server, lookup: peer.myLookup!, now: ts, ephemeralPublicKey });
+      }));
     const acks = taken.flatMap(([, a]) => a);
     let answer: FromServerMessage;
     try {
-      answer = await this.#request(server, {
-        pullRequests,
+      answer = await this.#request(server, async (ephemeralPublicKey) => ({
+        pullRequests: await signPulls(ephemeralPublicKey),
         acks,
         timeoutMs: options.timeoutMs,
-      }, { signal: options.requestSignal });
+      }), { signal: options.requestSignal });
     } catch (e) {
       restore();
       if (!(e instanceof TransportError || e instanceof MeowError)) throw e;

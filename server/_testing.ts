@@ -7,14 +7,14 @@
 import { create } from "@bufbuild/protobuf";
 import type { Clock } from "../kernel/ports.ts";
 import {
-  generateEncryptionKeyPair,
   generateLookupKeyPair,
-  generateSigningKeyPair,
   type KeyPair,
   type Random,
+  randomUuid,
   toBase64Url,
 } from "../kernel/crypto/mod.ts";
 import {
+  type ConversationRequest,
   type FromServerMessage,
   type PackedUserMessage,
   PackedUserMessageSchema,
@@ -22,7 +22,7 @@ import {
   ToServerMessageSchema,
 } from "../proto/gen/meow_pb.ts";
 import type { MessageInitShape } from "@bufbuild/protobuf";
-import { openAnswer, sealRequest, signPull } from "./client.ts";
+import { openRelayExchange, type RelayExchange, signPull } from "../envelope/mod.ts";
 
 interface Sleeper {
   at: number;
@@ -77,13 +77,17 @@ export class ManualClock implements Clock {
   }
 }
 
-/** A device with its own keys and one lookup key, talking to one relay through `send`. */
+/**
+ * A device with one lookup key, talking to one relay through `send`. Each request is one
+ * {@linkcode RelayExchange}: {@linkcode TestDevice.pull} signs for the exchange of the device's
+ * next request (opened on first need), which {@linkcode TestDevice.seal} or
+ * {@linkcode TestDevice.request} then uses up.
+ */
 export class TestDevice {
-  readonly encryption: KeyPair;
-  readonly signing: KeyPair;
   readonly lookup: KeyPair;
   readonly queue: string;
   #stamp = 0;
+  #next: Promise<RelayExchange> | undefined;
 
   constructor(
     readonly random: Random,
@@ -91,33 +95,45 @@ export class TestDevice {
     readonly send: (body: Uint8Array) => Promise<Uint8Array>,
     readonly now: () => number,
   ) {
-    this.encryption = generateEncryptionKeyPair(random);
-    this.signing = generateSigningKeyPair(random);
     this.lookup = generateLookupKeyPair(random);
     this.queue = toBase64Url(this.lookup.publicKey);
   }
 
-  /** Seals a request (without sending it). */
-  seal(init: MessageInitShape<typeof ToServerMessageSchema>): Promise<Uint8Array> {
-    return sealRequest({
-      server: this.server,
-      request: create(ToServerMessageSchema, init),
-      deviceEncryption: this.encryption,
-      deviceSigning: this.signing,
-      random: this.random,
-    });
+  /** The exchange the next request goes in. */
+  next(): Promise<RelayExchange> {
+    this.#next ??= openRelayExchange({ server: this.server, random: this.random });
+    return this.#next;
+  }
+
+  /**
+   * Seals a request (without sending it) in the next exchange, which is then used up; a
+   * request without a uuid gets a random one.
+   */
+  async seal(
+    init: MessageInitShape<typeof ToServerMessageSchema>,
+  ): Promise<{ body: Uint8Array; exchange: RelayExchange }> {
+    const exchange = await this.next();
+    this.#next = undefined;
+    const request = create(ToServerMessageSchema, init);
+    request.uuid ||= randomUuid(this.random);
+    return { body: exchange.seal(request), exchange };
   }
 
   /** Sends a request and opens the answer. */
   async request(init: MessageInitShape<typeof ToServerMessageSchema>): Promise<FromServerMessage> {
-    const body = await this.send(await this.seal(init));
-    return openAnswer({ server: this.server, body, deviceEncryption: this.encryption });
+    const { body, exchange } = await this.seal(init);
+    return exchange.open(await this.send(body));
   }
 
-  /** A fresh pull proof for this device's queue (a distinct timestamp each call). */
-  pull(lookup: KeyPair = this.lookup): ReturnType<typeof signPull> {
+  /**
+   * A fresh pull proof for `lookup`'s queue in the next request (a distinct timestamp each
+   * call unless `now` is given).
+   */
+  async pull(lookup: KeyPair = this.lookup, now?: number): Promise<ConversationRequest> {
+    const { ephemeralPublicKey } = await this.next();
     // Distinct timestamps: Ed25519 is deterministic, and a signature is good once.
-    return signPull({ server: this.server, lookup, now: this.now() - 1000 + this.#stamp++ });
+    const at = now ?? this.now() - 1000 + this.#stamp++;
+    return signPull({ server: this.server, lookup, now: at, ephemeralPublicKey });
   }
 
   /** A packed user message for `destination` carrying `text`. */

@@ -10,18 +10,19 @@ import { create } from "@bufbuild/protobuf";
 import { sha256 } from "@noble/hashes/sha2.js";
 import type { Clock } from "../kernel/ports.ts";
 import {
-  concatBytes,
   fromBase64Url,
   generateEncryptionKeyPair,
   generateSigningKeyPair,
-  open,
   type Random,
   randomUuid,
-  seal,
-  sign,
   toBase64Url,
-  verify,
 } from "../kernel/crypto/mod.ts";
+import {
+  openRelayRequest,
+  type RelayRequest,
+  sealRelayAnswer,
+  verifyPull,
+} from "../envelope/mod.ts";
 import { decode, encode } from "../proto/codec.ts";
 import {
   type ConversationRequest,
@@ -35,7 +36,6 @@ import {
   MailboxAnswerSchema,
   MailboxPostSchema,
   type MailboxRequest,
-  PackedServerMessageSchema,
   type PackedUserMessage,
   PackedUserMessageSchema,
   type ServerCard,
@@ -44,7 +44,6 @@ import {
   ServerErrorSchema,
   ServerLimitsSchema,
   type ToServerMessage,
-  ToServerMessageSchema,
 } from "../proto/gen/meow_pb.ts";
 import type {
   Backend,
@@ -57,7 +56,7 @@ import { WindowLimiter } from "./client_limits.ts";
 import { PULL_FRESHNESS_MS, resolveLimits, type ServerLimitsInit } from "./limits.ts";
 
 const encoder = new TextEncoder();
-/** The answer to a request whose envelope cannot be read: nothing to seal to. */
+/** The answer to a request whose envelope cannot be read: no key to answer under. */
 const EMPTY_ANSWER = new Uint8Array(0);
 const KEY_BYTES = 32;
 /** An invitation code: 1–64 characters of base64url's alphabet, compared case-insensitively. */
@@ -153,13 +152,16 @@ export interface ServerStats {
 /**
  * The relay: request bytes in, answer bytes out.
  *
- * A request is a serialized `PackedServerMessage` whose payload is a
- * `ToServerMessage` sealed to the relay; the answer is a `PackedServerMessage`
- * whose payload is a `FromServerMessage` sealed to the request's `from` and
- * signed with the relay's Ed25519 key. When the request's envelope cannot be
- * read at all (not a `PackedServerMessage`, `from` not a usable X25519 key,
- * larger than twice `requestBytesMax`) there is nobody to seal an answer to:
- * {@linkcode ServerCore.handle} then returns an empty array (HTTP: 400).
+ * A request is a serialized `PackedServerMessage` (transport v2, see
+ * envelope/): `from` is the request's ephemeral X25519 key, the payload a
+ * `ToServerMessage` under the request key; the answer is a
+ * `PackedServerMessage` whose payload is a `FromServerMessage` under the
+ * request's answer key, naming the request in `uuid_ack`. A payload that does
+ * not open is answered MALFORMED under the answer key. When the request's
+ * envelope cannot be read at all (not a `PackedServerMessage`, `from` not a
+ * usable X25519 key, larger than twice `requestBytesMax`) there is no key to
+ * answer under: {@linkcode ServerCore.handle} then returns an empty array
+ * (HTTP: 400).
  *
  * @example
  * ```ts
@@ -167,18 +169,16 @@ export interface ServerStats {
  * import { create } from "@bufbuild/protobuf";
  * import { ServerCore } from "./core.ts";
  * import { MemoryBackend } from "./memory.ts";
- * import { openAnswer, sealRequest } from "./client.ts";
- * import { generateEncryptionKeyPair, generateSigningKeyPair, SeededRandom } from "../kernel/crypto/mod.ts";
+ * import { openRelayExchange } from "../envelope/mod.ts";
+ * import { SeededRandom } from "../kernel/crypto/mod.ts";
  * import { ToServerMessageSchema } from "../proto/gen/meow_pb.ts";
  *
  * const random = new SeededRandom(1);
  * const clock = { now: () => 1_000_000, sleep: () => Promise.resolve() };
  * const core = await ServerCore.create({ backend: new MemoryBackend(), clock, random });
- * const deviceEncryption = generateEncryptionKeyPair(random);
- * const deviceSigning = generateSigningKeyPair(random);
- * const request = create(ToServerMessageSchema, { uuid: "r1" });
- * const body = await sealRequest({ server: core.card(), request, deviceEncryption, deviceSigning, random });
- * const answer = await openAnswer({ server: core.card(), body: await core.handle(body), deviceEncryption });
+ * const exchange = await openRelayExchange({ server: core.card(), random });
+ * const body = exchange.seal(create(ToServerMessageSchema, { uuid: "r1" }));
+ * const answer = exchange.open(await core.handle(body));
  * assert(answer.uuidAck === "r1" && answer.errors.length === 0);
  * ```
  */
@@ -193,7 +193,6 @@ export class ServerCore {
   readonly #random: Random;
   readonly #keys: ServerKeys;
   readonly #card: ServerCard;
-  readonly #uidBytes: Uint8Array;
   readonly #lookups: WindowLimiter;
   readonly #requests: WindowLimiter;
   /** client → its open long polls; only clients with one or more (so at most longPollsOpenMax). */
@@ -228,7 +227,6 @@ export class ServerCore {
       clientsMax: REQUEST_CLIENTS_MAX,
     });
     const uid = toHex(sha256(keys.signing.publicKey).subarray(0, 16));
-    this.#uidBytes = encoder.encode(uid);
     this.#card = create(ServerCardSchema, {
       uid,
       name: options.name ?? "meowsync relay",
@@ -293,7 +291,7 @@ export class ServerCore {
     try {
       return await this.#handle(body, options);
     } catch {
-      // Only a failing backend or an unusable `from` key get here.
+      // Only a failure outside the answered steps gets here: nothing to answer under.
       this.#stats.rejected++;
       return EMPTY_ANSWER;
     }
@@ -315,55 +313,43 @@ export class ServerCore {
     }
     // Every request counts, even one nobody can be answered on.
     const rate = client === "" ? undefined : this.#requests.take(client, this.#clock.now());
-    let envelope;
+    let opened: RelayRequest;
     try {
-      envelope = decode(PackedServerMessageSchema, body, { bytesMax: body.length });
+      opened = await openRelayRequest({ keys: this.#keys, body });
     } catch {
-      this.#stats.rejected++;
-      return EMPTY_ANSWER;
-    }
-    if (envelope.from.length !== KEY_BYTES) {
+      // Not an envelope, or `from` is not a usable X25519 key: no key to answer under.
       this.#stats.rejected++;
       return EMPTY_ANSWER;
     }
     const answer = create(FromServerMessageSchema, {});
-    const clientKey = envelope.from;
+    const { answerKey, ephemeralPublicKey } = opened;
     const reject = (code: ErrorCode, detail: string, retryAfterMs = 0) => {
       this.#stats.rejected++;
       answer.errors.push(error(code, detail, { retryAfterMs }));
-      return this.#seal(clientKey, answer);
+      return this.#seal(answerKey, answer);
     };
     try {
+      const request = opened.request;
       if (rate && !rate.ok) {
-        // Before any other work: sealing the answer is all a client past its rate costs.
+        // Before any other work: the answer key and the seal are all a client past its rate costs.
+        if (request) answer.uuidAck = request.uuid;
         return await reject(
           ErrorCode.BUSY,
           `requestsPerSecondPerClientMax ${this.limits.requestsPerSecondPerClientMax} requests used; retry later`,
           rate.retryAfterMs,
         );
       }
+      if (opened.plaintext) this.observe?.({ kind: "request", bytes: opened.plaintext });
+      if (!request) {
+        return reject(ErrorCode.MALFORMED, `cannot open the request: ${opened.error?.message}`);
+      }
+      answer.uuidAck = request.uuid;
       if (body.length > this.limits.requestBytesMax) {
         return reject(
           ErrorCode.TOO_LARGE,
           `request of ${body.length} bytes exceeds requestBytesMax ${this.limits.requestBytesMax}`,
         );
       }
-      const signed = concatBytes(envelope.from, envelope.payload);
-      if (!(await verify(envelope.fromSigning, signed, envelope.signature))) {
-        return reject(
-          ErrorCode.MALFORMED,
-          "envelope signature does not verify against from_signing",
-        );
-      }
-      let request: ToServerMessage;
-      try {
-        const plaintext = await open(this.#keys.encryption.privateKey, envelope.payload);
-        this.observe?.({ kind: "request", bytes: plaintext });
-        request = decode(ToServerMessageSchema, plaintext);
-      } catch (e) {
-        return reject(ErrorCode.MALFORMED, `cannot open the request: ${(e as Error).message}`);
-      }
-      answer.uuidAck = request.uuid;
       const tooLarge = this.#requestTooLarge(request);
       if (tooLarge) return reject(ErrorCode.TOO_LARGE, tooLarge);
 
@@ -377,7 +363,7 @@ export class ServerCore {
         await this.#mailbox(request.mailbox, { client, timeoutMs, signal }, answer);
       }
       if (request.messages.length > 0) await this.#store(request.messages, answer);
-      const queues = await this.#authorise(request.pullRequests, answer);
+      const queues = await this.#authorise(request.pullRequests, ephemeralPublicKey, answer);
       if (queues.length > 0 && request.acks.length > 0) {
         this.#stats.acked += await this.backend.ackMessages(queues, request.acks);
       }
@@ -398,12 +384,12 @@ export class ServerCore {
         this.#stats.delivered += messages.length;
         answer.chat = messages.map((m) => decode(PackedUserMessageSchema, m.bytes));
       }
-      return await this.#seal(clientKey, answer);
+      return this.#seal(answerKey, answer);
     } catch (e) {
       // A failing backend: tell the client to retry (stores are idempotent for the receiver).
       answer.chat = [];
       answer.mailbox = undefined;
-      return await reject(ErrorCode.BUSY, `relay storage failed: ${(e as Error).message}`);
+      return reject(ErrorCode.BUSY, `relay storage failed: ${(e as Error).message}`);
     }
   }
 
@@ -668,7 +654,11 @@ export class ServerCore {
   }
 
   /** The queues this request proved it may read; an error for each pull that failed. */
-  async #authorise(pulls: ConversationRequest[], answer: FromServerMessage): Promise<string[]> {
+  async #authorise(
+    pulls: ConversationRequest[],
+    ephemeralPublicKey: Uint8Array,
+    answer: FromServerMessage,
+  ): Promise<string[]> {
     const queues: string[] = [];
     for (const pull of pulls) {
       const refuse = (code: ErrorCode, detail: string) =>
@@ -683,13 +673,11 @@ export class ServerCore {
         refuse(ErrorCode.STALE, `send_timestamp is ${now - sentMs} ms from relay time`);
         continue;
       }
-      const signed = concatBytes(
-        this.#uidBytes,
-        encoder.encode(pull.lookupKey),
-        encoder.encode(String(pull.sendTimestamp)),
-      );
-      if (!(await verify(fromBase64Url(pull.lookupKey), signed, pull.lookupSignature))) {
-        refuse(ErrorCode.BAD_LOOKUP_SIGNATURE, "lookup signature does not verify");
+      if (!(await verifyPull({ serverUid: this.#card.uid, pull, ephemeralPublicKey }))) {
+        refuse(
+          ErrorCode.BAD_LOOKUP_SIGNATURE,
+          "lookup signature does not verify for this relay, queue, time and request",
+        );
         continue;
       }
       // Verified first, so nobody can burn someone else's signature.
@@ -787,20 +775,9 @@ export class ServerCore {
     }
   }
 
-  async #seal(clientKey: Uint8Array, answer: FromServerMessage): Promise<Uint8Array> {
+  #seal(answerKey: Uint8Array, answer: FromServerMessage): Uint8Array {
     answer.serverTime = this.#clock.now();
-    const payload = await seal(clientKey, encode(FromServerMessageSchema, answer), this.#random);
-    const from = this.#keys.encryption.publicKey;
-    const signature = await sign(this.#keys.signing.privateKey, concatBytes(from, payload));
-    return encode(
-      PackedServerMessageSchema,
-      create(PackedServerMessageSchema, {
-        from,
-        payload,
-        signature,
-        fromSigning: this.#keys.signing.publicKey,
-      }),
-    );
+    return sealRelayAnswer({ answerKey, answer, random: this.#random });
   }
 }
 

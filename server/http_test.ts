@@ -1,7 +1,6 @@
 import assert from "node:assert/strict";
 import { SeededRandom } from "../kernel/crypto/mod.ts";
 import { ErrorCode, MailboxAction } from "../proto/gen/meow_pb.ts";
-import { openAnswer } from "./client.ts";
 import { ServerCore } from "./core.ts";
 import { createHandler } from "./http.ts";
 import { MemoryBackend } from "./memory.ts";
@@ -24,7 +23,7 @@ Deno.test("createHandler() counts mailbox look-ups per remote address", async ()
     () => clock.now(),
   );
   const miss = async (hostname: string) => {
-    const body = await device.seal({
+    const { body, exchange } = await device.seal({
       mailbox: { action: MailboxAction.EXCHANGE, nameplate: "0000", side: new Uint8Array(16) },
     });
     const info = {
@@ -37,11 +36,7 @@ Deno.test("createHandler() counts mailbox look-ups per remote address", async ()
     });
     const response = await handler(request, info);
     const bytes = new Uint8Array(await response.arrayBuffer());
-    const answer = await openAnswer({
-      server: core.card(),
-      body: bytes,
-      deviceEncryption: device.encryption,
-    });
+    const answer = exchange.open(bytes);
     return answer.errors.map((e) => e.code);
   };
   assert.deepEqual(await miss("203.0.113.1"), [ErrorCode.NOT_FOUND]);

@@ -7,7 +7,7 @@
 import { decode } from "../proto/codec.ts";
 import { type ServerCard, ServerCardSchema } from "../proto/gen/meow_pb.ts";
 import { type Transport, TransportError } from "../kernel/ports.ts";
-import { ANSWER_BYTES_MAX } from "./client.ts";
+import { ANSWER_BYTES_MAX } from "../envelope/mod.ts";
 
 /** Options for {@linkcode HttpTransport}. */
 export interface HttpTransportOptions {

@@ -1,27 +1,27 @@
 /**
  * The meowsync relay server: the core (request bytes in, answer bytes out),
- * its backends (memory, Deno KV, Redis), the client side of the protocol
- * used by devices, the transports and the HTTP entry.
+ * its backends (memory, Deno KV, Redis), the transports and the HTTP entry;
+ * the device half of the relay envelope (envelope/) is re-exported for clients.
  *
  * @example
  * ```ts
  * import assert from "node:assert/strict";
  * import { create } from "@bufbuild/protobuf";
- * import { LocalTransport, MemoryBackend, openAnswer, sealRequest, ServerCore, signPull } from "./mod.ts";
- * import { generateEncryptionKeyPair, generateLookupKeyPair, generateSigningKeyPair, SeededRandom } from "../kernel/crypto/mod.ts";
+ * import { LocalTransport, MemoryBackend, openRelayExchange, ServerCore, signPull } from "./mod.ts";
+ * import { generateLookupKeyPair, SeededRandom } from "../kernel/crypto/mod.ts";
  * import { ToServerMessageSchema } from "../proto/gen/meow_pb.ts";
  *
  * const random = new SeededRandom(9);
  * const clock = { now: () => 1_000_000, sleep: () => Promise.resolve() };
  * const core = await ServerCore.create({ backend: new MemoryBackend(), clock, random });
  * const transport = new LocalTransport([core]);
- * const device = { deviceEncryption: generateEncryptionKeyPair(random), deviceSigning: generateSigningKeyPair(random) };
  * const lookup = generateLookupKeyPair(random);
  * const server = core.card();
- * const pull = await signPull({ server, lookup, now: clock.now() });
- * const request = create(ToServerMessageSchema, { uuid: "r", pullRequests: [pull] });
- * const body = await sealRequest({ server, request, random, ...device });
- * const answer = await openAnswer({ server, body: await transport.exchange(server, body), ...device });
+ * const exchange = await openRelayExchange({ server, random });
+ * const { ephemeralPublicKey } = exchange;
+ * const pull = await signPull({ server, lookup, now: clock.now(), ephemeralPublicKey });
+ * const body = exchange.seal(create(ToServerMessageSchema, { uuid: "r", pullRequests: [pull] }));
+ * const answer = exchange.open(await transport.exchange(server, body));
  * assert(answer.errors.length === 0 && answer.chat.length === 0);
  * ```
  *
@@ -50,13 +50,12 @@ export {
 } from "./limits.ts";
 export {
   ANSWER_BYTES_MAX,
-  openAnswer,
-  type OpenAnswerOptions,
-  sealRequest,
-  type SealRequestOptions,
+  openRelayExchange,
+  type RelayExchange,
+  type RelayExchangeOptions,
   signPull,
   type SignPullOptions,
-} from "./client.ts";
+} from "../envelope/mod.ts";
 export { MemoryBackend, type MemoryBackendOptions, MemoryData } from "./memory.ts";
 export { LocalTransport } from "./local_transport.ts";
 export { KvBackend, type KvBackendOptions } from "./kv.ts";

@@ -123,8 +123,8 @@ Deno.test("every checker passes on the healthy base run", async () => {
 });
 
 Deno.test("relay_clean fails when a relay refuses a device's requests to the end", async () => {
-  // A relay that reads no request over 300 bytes refuses every poll and every send.
-  const report = await runScenario(base(["relay_clean"], { limits: { request_bytes_max: 300 } }));
+  // A relay that reads no request over 200 bytes refuses every poll and every send.
+  const report = await runScenario(base(["relay_clean"], { limits: { request_bytes_max: 200 } }));
   assert.match(
     failed(report, "relay_clean"),
     /(alice|bob)\/\w+ was still refused by relay relay at the end \((poll|send|pairing) requests.*TOO_LARGE/,

@@ -1,10 +1,9 @@
 import assert from "node:assert/strict";
 import { create } from "@bufbuild/protobuf";
 import {
-  generateEncryptionKeyPair,
   generateLookupKeyPair,
-  generateSigningKeyPair,
   type KeyPair,
+  randomUuid,
   SystemRandom,
   toBase64Url,
 } from "../kernel/crypto/mod.ts";
@@ -21,9 +20,9 @@ import {
   createHandler,
   HttpTransport,
   KvBackend,
-  openAnswer,
+  openRelayExchange,
   RedisBackend,
-  sealRequest,
+  type RelayExchange,
   ServerCore,
   signPull,
 } from "../server/mod.ts";
@@ -33,28 +32,30 @@ import { redisSkip, startRedis } from "../server/redis_process.ts";
 const random = new SystemRandom();
 const transport = new HttpTransport({ timeoutMs: 5_000 });
 
+/** A client whose `pull()` signs for its next request, which `send()` then uses up. */
 class Client {
-  readonly encryption: KeyPair = generateEncryptionKeyPair(random);
-  readonly signing: KeyPair = generateSigningKeyPair(random);
   readonly lookup: KeyPair = generateLookupKeyPair(random);
   readonly queue = toBase64Url(this.lookup.publicKey);
   #tick = 0;
+  #next: Promise<RelayExchange> | undefined;
   constructor(readonly server: ServerCard) {}
 
-  async send(init: MessageInitShape<typeof ToServerMessageSchema>): Promise<FromServerMessage> {
-    const body = await sealRequest({
-      server: this.server,
-      request: create(ToServerMessageSchema, init),
-      deviceEncryption: this.encryption,
-      deviceSigning: this.signing,
-      random,
-    });
-    const answer = await transport.exchange(this.server, body);
-    return openAnswer({ server: this.server, body: answer, deviceEncryption: this.encryption });
+  #exchange(): Promise<RelayExchange> {
+    return this.#next ??= openRelayExchange({ server: this.server, random });
   }
 
-  pull() {
-    return signPull({ server: this.server, lookup: this.lookup, now: Date.now() + this.#tick++ });
+  async send(init: MessageInitShape<typeof ToServerMessageSchema>): Promise<FromServerMessage> {
+    const exchange = await this.#exchange();
+    this.#next = undefined;
+    const request = create(ToServerMessageSchema, init);
+    request.uuid ||= randomUuid(random);
+    return exchange.open(await transport.exchange(this.server, exchange.seal(request)));
+  }
+
+  async pull() {
+    const { ephemeralPublicKey } = await this.#exchange();
+    const now = Date.now() + this.#tick++;
+    return signPull({ server: this.server, lookup: this.lookup, now, ephemeralPublicKey });
   }
 }
 

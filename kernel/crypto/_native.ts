@@ -82,6 +82,40 @@ class BoundedCache<V> {
   }
 }
 
+/** The kinds of public-key operation {@linkcode publicKeyOperations} counts. */
+export type PublicKeyOperation = "keyGeneration" | "x25519" | "ed25519Sign" | "ed25519Verify";
+
+const operations: Record<PublicKeyOperation, number> = {
+  keyGeneration: 0,
+  x25519: 0,
+  ed25519Sign: 0,
+  ed25519Verify: 0,
+};
+
+/** Counts one public-key operation of `kind` (a scalar multiplication or a signature check). */
+export function countOperation(kind: PublicKeyOperation): void {
+  operations[kind]++;
+}
+
+/**
+ * How many public-key operations this process has done so far, by kind: key generations (a
+ * private key made or imported, its public key computed), X25519 agreements, Ed25519
+ * signatures and checks. Cached imported keys are not imported (nor counted) again.
+ * Tests and benches take the difference around a step to count what it costs.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { generateEncryptionKeyPair, publicKeyOperations, SeededRandom } from "./mod.ts";
+ * const before = publicKeyOperations().keyGeneration;
+ * generateEncryptionKeyPair(new SeededRandom(1));
+ * assert(publicKeyOperations().keyGeneration === before + 1);
+ * ```
+ */
+export function publicKeyOperations(): Record<PublicKeyOperation, number> {
+  return { ...operations };
+}
+
 let keysMax = IMPORTED_KEYS_MAX_DEFAULT;
 const ed25519Private = new BoundedCache<KeyObject>(keysMax);
 const ed25519Public = new BoundedCache<KeyObject>(keysMax);
@@ -134,7 +168,9 @@ export function _cacheSizes(): {
   };
 }
 
+/** Imports a raw private key; counted as a key generation (its public key is computed). */
 function importPrivate(prefix: Uint8Array, key: Uint8Array): KeyObject {
+  countOperation("keyGeneration");
   return createPrivateKey({
     key: concatBytes(prefix, key) as Buffer,
     format: "der",
@@ -155,6 +191,7 @@ function rawPublic(key: KeyObject): Uint8Array {
 /** Ed25519 signature of `message` by the 32-byte seed `seed` (its KeyObject cached). */
 export function ed25519Sign(seed: Uint8Array, message: Uint8Array): Uint8Array {
   const key = ed25519Private.obtain(seed, () => importPrivate(ED25519_PKCS8, seed));
+  countOperation("ed25519Sign");
   const signature = nodeSign(null, message, key);
   return new Uint8Array(signature.buffer, signature.byteOffset, signature.length);
 }
@@ -190,6 +227,7 @@ export function ed25519Verify(
     }
     return importPublic(ED25519_SPKI, publicKey);
   });
+  countOperation("ed25519Verify");
   return nodeVerify(null, message, key, signature);
 }
 
@@ -200,6 +238,7 @@ function x25519PeerKey(publicKey: Uint8Array, cache: boolean): KeyObject {
 }
 
 function deriveX25519(privateKey: KeyObject, publicKey: Uint8Array, cache = false): Uint8Array {
+  countOperation("x25519");
   try {
     const secret = diffieHellman({ privateKey, publicKey: x25519PeerKey(publicKey, cache) });
     return new Uint8Array(secret.buffer, secret.byteOffset, secret.length);

@@ -6,7 +6,7 @@
 import { ed25519, x25519 } from "@noble/curves/ed25519.js";
 import type { Random } from "./random.ts";
 import { assertLength, assertPublicKey, KEY_BYTES } from "./_primitives.ts";
-import { x25519 as x25519Fast } from "./_native.ts";
+import { countOperation, x25519 as x25519Fast, x25519Ephemeral } from "./_native.ts";
 
 /**
  * A 32-byte private key (an Ed25519 seed or an X25519 scalar) and its 32-byte public key.
@@ -39,6 +39,7 @@ export interface KeyPair {
  */
 export function generateSigningKeyPair(random: Random): KeyPair {
   const privateKey = random.bytes(KEY_BYTES);
+  countOperation("keyGeneration");
   return { privateKey, publicKey: ed25519.getPublicKey(privateKey) };
 }
 
@@ -55,6 +56,7 @@ export function generateSigningKeyPair(random: Random): KeyPair {
  */
 export function generateEncryptionKeyPair(random: Random): KeyPair {
   const privateKey = random.bytes(KEY_BYTES);
+  countOperation("keyGeneration");
   return { privateKey, publicKey: x25519.getPublicKey(privateKey) };
 }
 
@@ -100,5 +102,34 @@ export function x25519SharedSecret(
     assertLength(privateKey, KEY_BYTES, "an X25519 private key");
     assertPublicKey(publicKey, "an X25519 shared secret");
     return x25519Fast(privateKey, publicKey, { cache: true });
+  });
+}
+
+/**
+ * A fresh X25519 key used once: its public key and its shared secret with `peerPublicKey`
+ * (one key generation and one agreement). The private key is dropped at once and never cached,
+ * so a key per request cannot evict long-term keys; the peer's key is cached for reuse.
+ *
+ * @throws {Malformed} when `peerPublicKey` is not 32 bytes or is a low-order point
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import {
+ *   generateEncryptionKeyPair, SeededRandom, x25519EphemeralAgreement, x25519SharedSecret,
+ * } from "./mod.ts";
+ * const random = new SeededRandom(1);
+ * const relay = generateEncryptionKeyPair(random);
+ * const { publicKey, sharedSecret } = await x25519EphemeralAgreement(relay.publicKey, random);
+ * assert((await x25519SharedSecret(relay.privateKey, publicKey)).join() === sharedSecret.join());
+ * ```
+ */
+export function x25519EphemeralAgreement(
+  peerPublicKey: Uint8Array,
+  random: Random,
+): Promise<{ publicKey: Uint8Array; sharedSecret: Uint8Array }> {
+  return Promise.try(() => {
+    assertPublicKey(peerPublicKey, "an X25519 shared secret");
+    return x25519Ephemeral(random.bytes(KEY_BYTES), peerPublicKey, { cachePeer: true });
   });
 }

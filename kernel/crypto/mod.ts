@@ -14,6 +14,7 @@ export {
   generateLookupKeyPair,
   generateSigningKeyPair,
   type KeyPair,
+  x25519EphemeralAgreement,
   x25519SharedSecret,
 } from "./keys.ts";
 export { sign, verify } from "./sign.ts";
@@ -51,4 +52,10 @@ export {
   SKIPPED_KEYS_MAX,
   type SkippedMessageKey,
 } from "./_skipped_keys.ts";
-export { IMPORTED_KEYS_MAX_DEFAULT, importedKeysMax, setImportedKeysMax } from "./_native.ts";
+export {
+  IMPORTED_KEYS_MAX_DEFAULT,
+  importedKeysMax,
+  type PublicKeyOperation,
+  publicKeyOperations,
+  setImportedKeysMax,
+} from "./_native.ts";

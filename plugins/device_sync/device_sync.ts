@@ -23,7 +23,6 @@ import {
   PeerRecordSchema,
   PeerType,
   ProfileSchema,
-  type ServerCard,
   ServerCardSchema,
   UserMessageSchema,
 } from "../../proto/gen/meow_pb.ts";

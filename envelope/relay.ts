@@ -1,0 +1,114 @@
+/**
+ * The relay half of the relay envelope: derive the request's keys from its
+ * ephemeral `from` and the relay's X25519 key, open the request, seal the
+ * answer under the answer key.
+ *
+ * @module
+ */
+import { create } from "@bufbuild/protobuf";
+import {
+  type KeyPair,
+  type Random,
+  symDecrypt,
+  symEncrypt,
+  x25519SharedSecret,
+} from "../kernel/crypto/mod.ts";
+import { Malformed, type MeowError } from "../kernel/errors.ts";
+import { decode, encode } from "../proto/codec.ts";
+import {
+  type FromServerMessage,
+  FromServerMessageSchema,
+  PackedServerMessageSchema,
+  type ToServerMessage,
+  ToServerMessageSchema,
+} from "../proto/gen/meow_pb.ts";
+import { envelopeKeys, PUBLIC_KEY_BYTES } from "./_keys.ts";
+
+/** Options for {@linkcode openRelayRequest}. */
+export interface OpenRelayRequestOptions {
+  /** The relay's keys: the X25519 pair named in its card. */
+  keys: { encryption: KeyPair };
+  /** The request body. */
+  body: Uint8Array;
+}
+
+/** A request whose envelope the relay could read: there is a key to answer under. */
+export interface RelayRequest {
+  /** The request's ephemeral X25519 public key (the envelope's `from`). */
+  ephemeralPublicKey: Uint8Array;
+  /** The key the answer is sealed under ({@linkcode sealRelayAnswer}). */
+  answerKey: Uint8Array;
+  /** The ToServerMessage bytes, when the payload opened under the request key. */
+  plaintext?: Uint8Array;
+  /** The request, when the payload opened and decoded. */
+  request?: ToServerMessage;
+  /** Why there is no request: BadCiphertext (does not open) or Malformed (does not decode). */
+  error?: MeowError;
+}
+
+/**
+ * Reads a request's envelope: derives its keys (one X25519 agreement) and opens its payload.
+ * A payload that does not open or decode is reported in `error`, to be answered under
+ * `answerKey`.
+ *
+ * @throws {Malformed} when the body is not a PackedServerMessage, or its `from` is not a usable
+ *   32-byte X25519 key: then nobody can be answered
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { create } from "@bufbuild/protobuf";
+ * import { openRelayExchange, openRelayRequest, sealRelayAnswer } from "./mod.ts";
+ * import { generateEncryptionKeyPair, SeededRandom } from "../kernel/crypto/mod.ts";
+ * import { FromServerMessageSchema, ServerCardSchema, ToServerMessageSchema } from "../proto/gen/meow_pb.ts";
+ * const random = new SeededRandom(5);
+ * const encryption = generateEncryptionKeyPair(random);
+ * const server = create(ServerCardSchema, { uid: "r", encryptionPublicKey: encryption.publicKey });
+ * const exchange = await openRelayExchange({ server, random });
+ * const body = exchange.seal(create(ToServerMessageSchema, { uuid: "q", timeoutMs: 7 }));
+ * const opened = await openRelayRequest({ keys: { encryption }, body });
+ * assert.equal(opened.request?.timeoutMs, 7);
+ * const answer = create(FromServerMessageSchema, { uuidAck: opened.request!.uuid, stored: 1 });
+ * const reply = sealRelayAnswer({ answerKey: opened.answerKey, answer, random });
+ * assert.equal(exchange.open(reply).stored, 1);
+ * ```
+ */
+export async function openRelayRequest(options: OpenRelayRequestOptions): Promise<RelayRequest> {
+  const { keys, body } = options;
+  const envelope = decode(PackedServerMessageSchema, body, { bytesMax: body.length });
+  const from = envelope.from;
+  if (from.length !== PUBLIC_KEY_BYTES) {
+    throw new Malformed(
+      `Cannot read a request envelope: from is ${from.length} bytes, expected ${PUBLIC_KEY_BYTES}`,
+    );
+  }
+  const shared = await x25519SharedSecret(keys.encryption.privateKey, from);
+  const { requestKey, answerKey } = envelopeKeys(shared, from, keys.encryption.publicKey);
+  const opened: RelayRequest = { ephemeralPublicKey: from, answerKey };
+  try {
+    opened.plaintext = symDecrypt(requestKey, envelope.payload);
+    opened.request = decode(ToServerMessageSchema, opened.plaintext);
+  } catch (e) {
+    opened.error = e as MeowError;
+  }
+  return opened;
+}
+
+/** Options for {@linkcode sealRelayAnswer}. */
+export interface SealRelayAnswerOptions {
+  /** The request's answer key ({@linkcode RelayRequest.answerKey}). */
+  answerKey: Uint8Array;
+  /** The answer; its `uuid_ack` names the request. */
+  answer: FromServerMessage;
+  /** The nonce's randomness. */
+  random: Random;
+}
+
+/**
+ * The answer body: a PackedServerMessage whose payload is `answer` under the answer key (no
+ * `from`, no signature: only the relay and the requester can derive the key).
+ */
+export function sealRelayAnswer(options: SealRelayAnswerOptions): Uint8Array {
+  const { answerKey, answer, random } = options;
+  const payload = symEncrypt(answerKey, encode(FromServerMessageSchema, answer), random);
+  return encode(PackedServerMessageSchema, create(PackedServerMessageSchema, { payload }));
+}
