@@ -73,13 +73,15 @@ import {
   unpack,
 } from "./pipeline.ts";
 import { type RelayLimits, relayLimits } from "./relay_limits.ts";
-import { type PairingLinkKind, verifyAnswerMac } from "./pairing.ts";
+import type { PairingLinkKind } from "./pairing.ts";
 import {
   answerProof,
   type JoinInput,
   joinOffer,
   type MailboxPorts,
+  PAIRING_PROTOCOL,
   type PairingForm,
+  type PairingProtocol,
   type PendingPairing,
   startOffer,
 } from "./pairing_flow.ts";
@@ -103,6 +105,12 @@ export type KernelObservation =
   | { kind: "outbound"; peerUid: string; message: UserMessage; packed: PackedUserMessage }
   | { kind: "inbound"; peerUid: string; message: UserMessage; packed: PackedUserMessage }
   | { kind: "rejected"; error: MeowError; packed: PackedUserMessage }
+  | {
+    /** Key material this device just made or learned (a new peer's private keys, a pairing's secret). */
+    kind: "secret";
+    bytes: Uint8Array;
+    what: string;
+  }
   | {
     kind: "relay";
     serverUid: string;
@@ -212,6 +220,12 @@ export interface KernelOptions {
    * @default {none}
    */
   observe?: (observation: KernelObservation) => void;
+  /**
+   * The pairing protocol's steps. Only tests set it, to plant a weakened
+   * protocol and show the checks catch what it lets through.
+   * @default {PAIRING_PROTOCOL}
+   */
+  pairingProtocol?: PairingProtocol;
 }
 
 /** Rounds of pull-then-ack one poll makes before it yields, so a busy queue cannot hold the device. */
@@ -318,6 +332,7 @@ export class Kernel {
   readonly #retryMsMax: number;
   readonly #outboxBatchMax: number;
   readonly #observe: (observation: KernelObservation) => void;
+  readonly #pairingProtocol: PairingProtocol;
 
   #identity: IdentityRecord | undefined;
   #peers = new Map<string, PeerRecord>();
@@ -357,6 +372,7 @@ export class Kernel {
     this.#retryMsMax = options.retryMsMax ?? 30_000;
     this.#outboxBatchMax = options.outboxBatchMax ?? 16;
     this.#observe = options.observe ?? (() => {});
+    this.#pairingProtocol = options.pairingProtocol ?? PAIRING_PROTOCOL;
     for (const plugin of plugins) {
       for (const type of plugin.types ?? []) {
         const owner = this.#owners.get(type);
@@ -797,6 +813,7 @@ export class Kernel {
       type,
       deviceUid: identity.deviceUid,
     });
+    observeSecrets(this.#observe, pending, cardBytes(card));
     const start = await startOffer(this.#mailboxPorts(), {
       server,
       form,
@@ -889,6 +906,8 @@ export class Kernel {
       now: () => this.clock.now(),
       longPoll: this.#longPollMs > 0,
       sleep: (ms, signal) => this.clock.sleep(ms, signal),
+      protocol: this.#pairingProtocol,
+      secret: (bytes, what) => this.#observe({ kind: "secret", bytes, what }),
       mailbox: (server, request, options) => this.#mailbox(server, request, options),
     };
   }
@@ -1489,7 +1508,11 @@ export class Kernel {
         verifyMac: pairing && ((answerCard, mac) => {
           const pending = pendingOf(pairing);
           safetyCode = answerProof(pending, answerCard).safetyCode;
-          return verifyAnswerMac(pending.keys, { cardPost: pending.cardPost, answerCard, mac });
+          return this.#pairingProtocol.verifyAnswerMac(pending.keys, {
+            cardPost: pending.cardPost,
+            answerCard,
+            mac,
+          });
         }),
       });
       done.pendingPairing = undefined;
@@ -1674,6 +1697,24 @@ function outboxSeqOf(id: string): number {
   return Number.isSafeInteger(seq) ? seq : 0;
 }
 
+/** Reports a peer record's private key material (and a card's bytes) as secrets. */
+function observeSecrets(
+  observe: (observation: KernelObservation) => void,
+  peer: PeerRecord,
+  card?: Uint8Array,
+): void {
+  const secret = (bytes: Uint8Array | undefined, what: string) => {
+    if (bytes && bytes.length > 0) observe({ kind: "secret", bytes, what });
+  };
+  secret(peer.myIdentity?.privateKey, "identity private key");
+  secret(peer.myEncryption?.privateKey, "encryption private key");
+  secret(peer.myLookup?.privateKey, "lookup private key");
+  secret(peer.mySymKey, "symmetric key");
+  secret(peer.pendingCard?.drRootKey, "ratchet root key");
+  secret(peer.pendingRatchetKey?.privateKey, "ratchet private key");
+  secret(card, "contact card");
+}
+
 /** The stored form of a pending pairing. */
 function pendingRecord(pending: PendingPairing): PendingPairingRecord {
   return create(PendingPairingSchema, {
@@ -1754,6 +1795,9 @@ class KernelTx implements Tx {
   putPeer(peer: PeerRecord): void {
     if (peer.type !== PeerType.CONTACT && peer.type !== PeerType.DEVICE) {
       throw new TypeError(`Cannot store peer ${peer.uid}: its type is neither contact nor device`);
+    }
+    if (!this.#peers.has(peer.uid) && !this.#ports.peer(peer.uid)) {
+      observeSecrets(this.#ports.observe, peer);
     }
     this.#peers.set(peer.uid, clone(PeerRecordSchema, peer));
   }

@@ -28,25 +28,46 @@ import {
 } from "../proto/gen/meow_pb.ts";
 import type { Random } from "./crypto/mod.ts";
 import { BadCiphertext, Malformed, NoSuchCode, PairingInterfered } from "./errors.ts";
+import * as protocol from "./pairing.ts";
 import {
   answerMac,
-  codeInitiatorConfirm,
-  codeInitiatorStart,
-  codeResponderFinish,
-  codeResponderStart,
   drawPairingPassword,
   drawPairingSecret,
   formatPairingCode,
   formatPairingLink,
-  openCardPost,
   type PairingKeys,
   pairingLinkKeys,
   type PairingLinkKind,
   parsePairingCode,
   parsePairingLink,
   safetyCode,
-  sealCardPost,
 } from "./pairing.ts";
+
+/**
+ * The protocol steps a pairing runs: the real ones of `kernel/pairing.ts` by
+ * default. Tests plant a weakened protocol here (a card in clear, a skipped
+ * confirmation) to show that the attacks it lets through are caught.
+ */
+export interface PairingProtocol {
+  sealCardPost: typeof protocol.sealCardPost;
+  openCardPost: typeof protocol.openCardPost;
+  codeInitiatorStart: typeof protocol.codeInitiatorStart;
+  codeInitiatorConfirm: typeof protocol.codeInitiatorConfirm;
+  codeResponderStart: typeof protocol.codeResponderStart;
+  codeResponderFinish: typeof protocol.codeResponderFinish;
+  verifyAnswerMac: typeof protocol.verifyAnswerMac;
+}
+
+/** The protocol as specified (PROTOCOL.md, "Pairing and invitations (end to end)"). */
+export const PAIRING_PROTOCOL: Readonly<PairingProtocol> = Object.freeze({
+  sealCardPost: protocol.sealCardPost,
+  openCardPost: protocol.openCardPost,
+  codeInitiatorStart: protocol.codeInitiatorStart,
+  codeInitiatorConfirm: protocol.codeInitiatorConfirm,
+  codeResponderStart: protocol.codeResponderStart,
+  codeResponderFinish: protocol.codeResponderFinish,
+  verifyAnswerMac: protocol.verifyAnswerMac,
+});
 
 /** Bytes of a mailbox member id. */
 const SIDE_BYTES = 16;
@@ -66,6 +87,10 @@ export interface MailboxPorts {
   longPoll: boolean;
   /** Sleeps on the kernel's clock. */
   sleep(ms: number, signal?: AbortSignal): Promise<void>;
+  /** The protocol steps ({@linkcode PAIRING_PROTOCOL}). */
+  protocol: PairingProtocol;
+  /** Told each secret a pairing draws (link secret, password), before anything leaves. */
+  secret(bytes: Uint8Array, what: string): void;
   /**
    * One mailbox step at `server`; resolves with the relay's answer.
    * @throws {NoSuchCode} when the relay has no such mailbox for this side
@@ -120,8 +145,9 @@ export async function startOffer(
   const side = random.bytes(SIDE_BYTES);
   if (options.form === "link") {
     const secret = drawPairingSecret(random);
+    ports.secret(secret, "pairing link secret");
     const keys = pairingLinkKeys({ kind: options.kind, secret });
-    const cardPost = sealCardPost(options.cardBytes, keys, random);
+    const cardPost = ports.protocol.sealCardPost(options.cardBytes, keys, random);
     const answer = await ports.mailbox(server, {
       action: MailboxAction.ALLOCATE,
       side,
@@ -144,6 +170,7 @@ export async function startOffer(
     };
   }
   const password = drawPairingPassword(random);
+  ports.secret(new TextEncoder().encode(password), "pairing code password");
   const allocated = await ports.mailbox(server, {
     action: MailboxAction.ALLOCATE,
     side,
@@ -151,7 +178,7 @@ export async function startOffer(
   });
   const nameplate = allocated.nameplate;
   const session = { password, relayUid: server.uid, nameplate };
-  const start = codeInitiatorStart({ ...session, random });
+  const start = ports.protocol.codeInitiatorStart({ ...session, random });
   await ports.mailbox(server, {
     action: MailboxAction.EXCHANGE,
     nameplate,
@@ -168,7 +195,12 @@ export async function startOffer(
         expiresAt: allocated.expiresAt,
         signal,
       });
-      const confirmed = codeInitiatorConfirm(start.state, b1.body, options.cardBytes, random);
+      const confirmed = ports.protocol.codeInitiatorConfirm(
+        start.state,
+        b1.body,
+        options.cardBytes,
+        random,
+      );
       await commit({ keys: confirmed.keys, cardPost: confirmed.post });
       await ports.mailbox(server, {
         action: MailboxAction.EXCHANGE,
@@ -240,7 +272,7 @@ export async function joinOffer(
     if (!cardPost) throw new PairingInterfered();
     let cardBytes: Uint8Array;
     try {
-      cardBytes = openCardPost(cardPost, keys);
+      cardBytes = ports.protocol.openCardPost(cardPost, keys);
     } catch (e) {
       if (e instanceof BadCiphertext || e instanceof Malformed) {
         await closeQuietly(ports, server, link.nameplate, side);
@@ -266,7 +298,7 @@ export async function joinOffer(
   });
   let started;
   try {
-    started = codeResponderStart({ ...session, random: ports.random, a1: a1.body });
+    started = ports.protocol.codeResponderStart({ ...session, random: ports.random, a1: a1.body });
   } catch (e) {
     await closeQuietly(ports, server, nameplate, side);
     if (e instanceof Malformed) throw new PairingInterfered(undefined, { cause: e });
@@ -292,7 +324,7 @@ export async function joinOffer(
   }
   let finished;
   try {
-    finished = codeResponderFinish(started.state, a2.body);
+    finished = ports.protocol.codeResponderFinish(started.state, a2.body);
   } catch (e) {
     await closeQuietly(ports, server, nameplate, side);
     throw e;

@@ -30,6 +30,7 @@
 export type {
   Backend,
   InvitationRecord,
+  MailboxPostRecord,
   QueueWatch,
   ReadOptions,
   ServerKeys,

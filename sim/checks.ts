@@ -295,6 +295,27 @@ function relayClean(input: CheckInput): ExpectationResult {
   return pass("relay_clean");
 }
 
+/**
+ * pairings_authentic: no device holds a peer whose card carries a key a
+ * hostile relay made: every pairing completed between the real parties (or
+ * failed, visibly, as a refused step).
+ */
+function pairingsAuthentic(input: CheckInput): ExpectationResult {
+  const made = input.recording.adversaryKeys;
+  for (const state of input.states) {
+    const key = state.peerKeys.find((k) => made.has(k));
+    if (key) {
+      return fail(
+        "pairings_authentic",
+        `${state.ref} holds a peer with a key the relay made (${
+          key.slice(0, 16)
+        }…): it paired with the relay`,
+      );
+    }
+  }
+  return pass("pairings_authentic");
+}
+
 /** Delivery latency of each message delivered while every device involved was up. */
 export function latency(input: CheckInput): Latency {
   const samples: number[] = [];
@@ -358,6 +379,8 @@ export function check(expectation: Expectation, input: CheckInput): ExpectationR
       return decryptClean(input);
     case "relay_clean":
       return relayClean(input);
+    case "pairings_authentic":
+      return pairingsAuthentic(input);
     case "delivered_within": {
       const l = latency(input);
       const name = "delivered_within";

@@ -61,6 +61,8 @@ export interface RunOptions {
   progress?: (virtualMs: number, durationMs: number) => void;
   /** Extra plugins per device: tests plant bugs with them. */
   extraPlugins?: (ref: string) => PluginInput[];
+  /** The pairing protocol every device runs: tests plant a weakened one with it. @default the real one */
+  pairingProtocol?: WorldOptions["pairingProtocol"];
   /** Opens the backend of a relay for a non-fake server kind. */
   backend?: (name: string) => Promise<Backend>;
   /** Draw the network from the seed within the file's ranges (see {@linkcode variedNetwork}). */
@@ -169,6 +171,7 @@ export async function runScenario(scenario: Scenario, options: RunOptions = {}):
     storage,
     folder,
     extraPlugins: options.extraPlugins,
+    pairingProtocol: options.pairingProtocol,
     backend: options.backend,
     trace,
     relay: options.relay,

@@ -3,6 +3,7 @@ import { create } from "@bufbuild/protobuf";
 import { decode } from "../proto/codec.ts";
 import { PackedUserMessageSchema, ToServerMessageSchema } from "../proto/gen/meow_pb.ts";
 import type { Plugin } from "../kernel/plugin.ts";
+import { PAIRING_PROTOCOL, type PairingProtocol } from "../kernel/pairing_flow.ts";
 import { contactLookupKey } from "../kernel/pipeline.ts";
 import { redisSkip, startRedis } from "../server/redis_process.ts";
 import { RedisBackend } from "../server/redis.ts";
@@ -356,4 +357,47 @@ Deno.test("runScenario() tells relayObserved what each relay opened and stored, 
   assert.deepEqual([...seen.relays], scenario.servers);
   assert.ok(seen.stored >= observed.stats.messagesSent, `${seen.stored} stored`);
   assert.ok(seen.requests > seen.stored / 16 && seen.pulls > 0, JSON.stringify(seen));
+});
+
+/** A pairing protocol that posts the card in clear and takes any answer: the two weaknesses. */
+const cardInClear: PairingProtocol = {
+  ...PAIRING_PROTOCOL,
+  sealCardPost: (cardBytes) => cardBytes.slice(),
+  openCardPost: (post) => post.slice(),
+  verifyAnswerMac: () => true,
+};
+
+/** Two people invited by link, alice's second device paired by link: every card on the relay. */
+function linkPairings(expect: unknown[], overrides: Record<string, unknown> = {}): Scenario {
+  return base(expect, {
+    steps: [
+      { at: "0s", invite: { from: "alice/phone", to: "bob/phone", via: "link" } },
+      { at: "2s", pair: { user: "alice", from: "phone", to: "laptop", via: "link" } },
+      { at: "20s", send: { from: "alice/phone", to: "bob", text: "first words", count: 2 } },
+      { at: "22s", send: { from: "bob/phone", to: "alice", text: "answers", count: 2 } },
+    ],
+    ...overrides,
+  });
+}
+
+Deno.test("server_blind fails when a client posts its pairing card in clear", async () => {
+  const sealed = await runScenario(linkPairings(["server_blind"]));
+  assert.deepEqual(sealed.expectations.filter((e) => !e.ok), []);
+  const report = await runScenario(linkPairings(["server_blind"]), {
+    pairingProtocol: cardInClear,
+  });
+  assert.match(
+    failed(report, "server_blind"),
+    /relay relay saw the text "contact card of alice\/phone"/,
+  );
+});
+
+Deno.test("pairings_authentic fails when a relay can read a card and answer unbound: it pairs in place of the real party", async () => {
+  const hostile = { relay: { adversary: ["guess_pairing"], share: 1 } };
+  const real = await runScenario(linkPairings(["pairings_authentic"], hostile));
+  assert.deepEqual(real.expectations.filter((e) => !e.ok), []);
+  const report = await runScenario(linkPairings(["pairings_authentic"], hostile), {
+    pairingProtocol: cardInClear,
+  });
+  assert.match(failed(report, "pairings_authentic"), /holds a peer with a key the relay made/);
 });

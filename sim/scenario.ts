@@ -195,7 +195,8 @@ export type SimpleExpectationName =
   | "server_blind"
   | "forwarded"
   | "decrypt_clean"
-  | "relay_clean";
+  | "relay_clean"
+  | "pairings_authentic";
 
 /** One expectation checked at the end of a run (docs/SCENARIOS.md, "Expectations"). */
 export type Expectation =
@@ -223,6 +224,10 @@ export interface Scenario {
   pollIntervalMs: number;
   /** Relay limits the file sets (every relay of the run gets them); the rest are the relay's defaults. */
   limits: ScenarioLimits;
+  /** What a hostile relay does (every relay of the run): `relay: { adversary: [...] }`. */
+  adversary: AdversaryKind[];
+  /** Share of pairing mailboxes the hostile relay attacks. @default 0.5 */
+  adversaryShare: number;
   /** Users in file order, generated groups expanded in place. */
   users: UserSpec[];
   /** Steps stably sorted by `atMs` (file order for equal times). */
@@ -273,6 +278,8 @@ export const LIMIT_COUNTS = {
 } as const;
 /** The largest count limit a file may set (the card's fields are 32-bit). */
 const limitCountMax = 0xffffffff;
+
+import { ADVERSARY_KINDS, type AdversaryKind } from "./adversary.ts";
 
 // ---------------------------------------------------------------------------
 // Input, for scenario modules written in TypeScript
@@ -423,6 +430,8 @@ const durationMsDefault = 10 * 60_000;
 const latencyMsDefault = { min: 20, max: 100 };
 const pollIntervalMsDefault = 2_000;
 const serversDefault = ["relay"];
+/** Share of pairing mailboxes a hostile relay attacks unless the file says. */
+const adversaryShareDefault = 0.5;
 
 const SIMPLE_EXPECTATIONS: readonly SimpleExpectationName[] = [
   "converged",
@@ -434,6 +443,7 @@ const SIMPLE_EXPECTATIONS: readonly SimpleExpectationName[] = [
   "forwarded",
   "decrypt_clean",
   "relay_clean",
+  "pairings_authentic",
 ];
 const EXPECTATION_NAMES = [...SIMPLE_EXPECTATIONS, "delivered_within", "count"];
 
@@ -575,6 +585,7 @@ class Reader {
       "network",
       "poll",
       "limits",
+      "relay",
       "users",
       "steps",
       "expect",
@@ -596,6 +607,7 @@ class Reader {
     const network = this.#network(top.network);
     const pollIntervalMs = this.#poll(top.poll);
     const limits = this.#limits(top.limits);
+    const { adversary, adversaryShare } = this.#relay(top.relay);
     const users = this.#users(top.users);
     const steps = this.#list(top.steps, "steps").map((s, i) => this.#step(s, i));
     steps.sort((a, b) => a.atMs - b.atMs || a.index - b.index);
@@ -610,6 +622,8 @@ class Reader {
       network,
       pollIntervalMs,
       limits,
+      adversary,
+      adversaryShare,
       users,
       steps,
       expect,
@@ -672,6 +686,29 @@ class Reader {
       }
     }
     return limits;
+  }
+
+  #relay(raw: unknown): { adversary: AdversaryKind[]; adversaryShare: number } {
+    if (raw === undefined) return { adversary: [], adversaryShare: adversaryShareDefault };
+    const f = this.#fields(raw, "relay", ["adversary", "share"]);
+    const adversaryShare = f.share === undefined
+      ? adversaryShareDefault
+      : this.#probability(f.share, "relay.share");
+    if (f.adversary === undefined) return { adversary: [], adversaryShare };
+    const adversary = this.#list(f.adversary, "relay.adversary").map((kind, i) => {
+      const path = `relay.adversary[${i}]`;
+      if (typeof kind === "string" && (ADVERSARY_KINDS as readonly string[]).includes(kind)) {
+        return kind as AdversaryKind;
+      }
+      const hint = typeof kind === "string" ? suggest(kind, ADVERSARY_KINDS) : undefined;
+      this.#fail({
+        path,
+        value: kind,
+        problem: `${show(kind)} is not an adversary${hint ? ` (did you mean ${hint}?)` : ""}`,
+        expected: ADVERSARY_KINDS.join(" or "),
+      });
+    });
+    return { adversary, adversaryShare };
   }
 
   #via(raw: unknown, path: string): PairingVia {

@@ -352,6 +352,8 @@ Deno.test("parseScenario() fills the defaults of the contract", () => {
     network: { latencyMs: { min: 20, max: 100 }, reorder: 0, duplicate: 0, drop: 0 },
     pollIntervalMs: 2000,
     limits: {},
+    adversary: [],
+    adversaryShare: 0.5,
     users: [],
     steps: [],
     expect: [],

@@ -43,6 +43,8 @@ export interface DeviceState {
   deviceCount: number;
   /** peer uid → messages in stored order (duplicates kept, to be found). */
   conversations: Map<string, MessageState[]>;
+  /** Hex of every public key in the cards of its contacts and devices (not in the digest). */
+  peerKeys: string[];
 }
 
 /** Reads a device's state from its store. */
@@ -93,6 +95,12 @@ export async function readState(ref: string, store: Store): Promise<DeviceState>
     contacts,
     deviceCount: (await store.listDevices()).filter((d) => d.contact !== undefined).length,
     conversations,
+    peerKeys: [...await store.listPeers(), ...await store.listDevices()].flatMap((p) =>
+      p.contact
+        ? [p.contact.identityPublicKey, p.contact.encryptionPublicKey, p.contact.lookupPublicKey]
+          .map((k) => Array.from(k, (b) => b.toString(16).padStart(2, "0")).join(""))
+        : []
+    ),
   };
 }
 

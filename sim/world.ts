@@ -22,11 +22,18 @@ import {
   setImportedKeysMax,
 } from "../kernel/crypto/mod.ts";
 import { Kernel, type KernelObservation, type PairingOffer } from "../kernel/kernel.ts";
-import type { JoinInput } from "../kernel/pairing_flow.ts";
+import type { JoinInput, PairingProtocol } from "../kernel/pairing_flow.ts";
 import type { Plugin, PluginInput } from "../kernel/plugin.ts";
 import type { Store } from "../kernel/ports.ts";
 import type { ChatApi } from "../plugins/chat/mod.ts";
-import { type Backend, MemoryBackend, type ObservedEvent, ServerCore } from "../server/mod.ts";
+import {
+  type Backend,
+  MemoryBackend,
+  type ObservedEvent,
+  resolveLimits,
+  ServerCore,
+} from "../server/mod.ts";
+import { adversaryBackend } from "./adversary.ts";
 import { SimTransport } from "./network.ts";
 import { defaultPlugins, type DeviceSyncLike } from "./plugins.ts";
 import type { PairingVia, Scenario, Step } from "./scenario.ts";
@@ -89,6 +96,8 @@ export interface Recording {
    * state with a relay, per request kind, and every message a relay will never take.
    */
   relayEvents: RelayEvent[];
+  /** Every public key a hostile relay made (hex): no device may end up holding one. */
+  adversaryKeys: Set<string>;
 }
 
 /** One relay health change a device reported (see `KernelObservation` kind `relay`). */
@@ -114,6 +123,8 @@ export interface WorldOptions {
   folder?: string;
   /** Extra plugins per device (tests plant bugs this way). */
   extraPlugins?: (ref: string) => PluginInput[];
+  /** The pairing protocol every device runs (tests plant a weakened one). */
+  pairingProtocol?: PairingProtocol;
   /** Trace sink. */
   trace: (line: Record<string, unknown>) => void;
   /**
@@ -221,6 +232,7 @@ export class World {
       counters: { syncPayloads: 0, forwards: 0, chat: 0 },
       refused: [],
       relayEvents: [],
+      adversaryKeys: new Set(),
     };
   }
 
@@ -234,8 +246,20 @@ export class World {
       let core: ServerCore;
       if (options.relay) core = await options.relay(name);
       else {
-        const backend = options.backend ? await options.backend(name) : new MemoryBackend();
-        world.#backends.push(backend);
+        const real = options.backend ? await options.backend(name) : new MemoryBackend();
+        world.#backends.push(real);
+        let relayUid = "";
+        const limits = resolveLimits(world.scenario.limits);
+        const backend = world.scenario.adversary.length === 0 ? real : adversaryBackend(real, {
+          kinds: world.scenario.adversary,
+          share: world.scenario.adversaryShare,
+          random: world.seedRandom.fork(`adversary/${name}`),
+          relayUid: () => relayUid,
+          made: world.recording.adversaryKeys,
+          retentionMs: limits.retentionMs,
+          queueLengthMax: limits.queueLengthMax,
+          trace: options.trace,
+        });
         core = await ServerCore.create({
           backend,
           clock: world.clock,
@@ -244,6 +268,7 @@ export class World {
           url: `sim://${name}`,
           limits: world.scenario.limits,
         });
+        relayUid = core.card().uid;
       }
       core.observe = (event) => {
         world.#relaySaw(name, event.kind, event.bytes);
@@ -311,6 +336,7 @@ export class World {
       pollIntervalMs: this.scenario.pollIntervalMs,
       longPollMs: 0,
       observe: (o) => this.#observed(device, o),
+      pairingProtocol: this.#options.pairingProtocol,
     });
     if (device.kernel.hasIdentity() && device.kernel.identity().uid !== "") {
       device.pairedAt ??= this.scheduler.now;
@@ -343,7 +369,7 @@ export class World {
   /** A trace line for a user message entering or leaving a device's pipeline. */
   #traceMessage(
     device: SimDevice,
-    o: Exclude<KernelObservation, { kind: "relay" }>,
+    o: Exclude<KernelObservation, { kind: "relay" | "secret" }>,
   ): void {
     if (o.kind === "rejected") {
       this.#options.trace({ kind: "msg.rejected", device: device.ref, code: o.error.code });
@@ -385,6 +411,11 @@ export class World {
         request: o.request,
         state: o.state,
       });
+      return;
+    }
+    if (o.kind === "secret") {
+      // server_blind: key material must never appear in what a relay saw or stored either.
+      this.#watchBytes(o.bytes, `${o.what} of ${device.ref}`);
       return;
     }
     this.#traceMessage(device, o);
@@ -462,13 +493,17 @@ export class World {
 
   /** Registers a sent text for the server_blind scan (texts under 4 bytes match by chance). */
   #watchText(text: string): void {
+    this.#watchBytes(new TextEncoder().encode(text), text);
+  }
+
+  /** Registers bytes (a text, a key, a card) the relay must never see, under `label`. */
+  #watchBytes(encoded: Uint8Array, label: string): void {
     if (!this.#expects.has("server_blind")) return;
-    const encoded = new TextEncoder().encode(text);
     if (encoded.length < 4) return;
     this.#textPairs[(encoded[0] << 8) | encoded[1]] = 1;
     const key = ((encoded[0] << 24) | (encoded[1] << 16) | (encoded[2] << 8) | encoded[3]) >>> 0;
     const list = this.#textIndex.get(key) ?? [];
-    if (!list.some((t) => t.text === text)) list.push({ text, encoded });
+    if (!list.some((t) => t.text === label)) list.push({ text: label, encoded: encoded.slice() });
     this.#textIndex.set(key, list);
   }
 
