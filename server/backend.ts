@@ -34,16 +34,6 @@ export interface ServerKeys {
   signing: { privateKey: Uint8Array; publicKey: Uint8Array };
 }
 
-/** An invitation parked under a short code. */
-export interface InvitationRecord {
-  /** The stored bytes (a serialized ContactCard). */
-  payload: Uint8Array;
-  /** SHA-256 of the password, or empty when there is none. */
-  passwordSha256: Uint8Array;
-  /** When it vanishes, in ms. */
-  expiresMs: number;
-}
-
 /** One post in a mailbox, as {@linkcode Backend.stepMailbox} answers it. */
 export interface MailboxPostRecord {
   /** Its place in the mailbox's one numbering, from 0 in the order the relay received posts. */
@@ -156,12 +146,6 @@ export interface Backend {
    * `true` the first time, `false` when it is recorded and not expired.
    */
   useSignature(id: string, expiresMs: number, nowMs: number): Promise<boolean>;
-  /** Stores an invitation unless a live one has this code; resolves `false` on conflict. */
-  putInvitation(code: string, record: InvitationRecord, nowMs: number): Promise<boolean>;
-  /** The live invitation under `code`, if any. */
-  getInvitation(code: string, nowMs: number): Promise<InvitationRecord | undefined>;
-  /** Deletes the invitation under `code`; resolves `true` when a live one went. */
-  deleteInvitation(code: string, nowMs: number): Promise<boolean>;
   /** Starts watching `queues` for stores; see {@linkcode QueueWatch}. */
   watchQueues(queues: string[]): Promise<QueueWatch>;
   /**
@@ -189,7 +173,7 @@ export interface Backend {
   /** Starts watching the mailbox for posts; `changed` fires on the next one. */
   watchMailbox(nameplate: string): Promise<QueueWatch>;
   /**
-   * Drops expired messages, signatures, invitations and mailboxes; resolves
+   * Drops expired messages, signatures and mailboxes; resolves
    * with how many messages went.
    */
   sweep(nowMs: number, retentionMs: number): Promise<number>;

@@ -78,7 +78,6 @@ export function backendConformance(
     ["acks only touch the named queues and are idempotent", ackScope],
     ["drops messages older than the retention", retention],
     ["refuses messages beyond the queue length limit", queueLimit],
-    ["keeps invitations until they expire or are deleted", invitations],
     ["two pullers never both ack one message away", concurrentPulls],
     ["redelivers after a crash between pull and ack", crashRedelivers],
     ["records a signature once until it expires", signatures],
@@ -175,29 +174,6 @@ async function queueLimit(open: () => Promise<Backend>): Promise<void> {
   assert.equal(await b.ackMessages(["q"], ["1"]), 1);
   assert.deepEqual(await b.storeMessages([message("q", "6", T0)], store(T0, 2)), [true]);
   assert.deepEqual(texts(await b.readQueues(["q"], read(T0))), ["2", "6"]);
-}
-
-async function invitations(open: () => Promise<Backend>): Promise<void> {
-  const b = await open();
-  const record = {
-    payload: new Uint8Array([1, 2]),
-    passwordSha256: new Uint8Array([9]),
-    expiresMs: T0 + 1000,
-  };
-  assert.equal(await b.putInvitation("C1", record, T0), true);
-  assert.equal(await b.putInvitation("C1", { ...record, payload: new Uint8Array([3]) }, T0), false);
-  const got = await b.getInvitation("C1", T0 + 999);
-  assert.deepEqual(got?.payload, new Uint8Array([1, 2]));
-  assert.deepEqual(got?.passwordSha256, new Uint8Array([9]));
-  assert.equal(got?.expiresMs, T0 + 1000);
-  assert.equal(await b.getInvitation("C1", T0 + 1000), undefined, "expired");
-  assert.equal(await b.getInvitation("C2", T0), undefined);
-  const again = { ...record, passwordSha256: new Uint8Array(0), expiresMs: T0 + 5000 };
-  assert.equal(await b.putInvitation("C1", again, T0 + 1000), true, "an expired code is free");
-  assert.deepEqual((await b.getInvitation("C1", T0 + 1000))?.passwordSha256, new Uint8Array(0));
-  assert.equal(await b.deleteInvitation("C1", T0 + 1000), true);
-  assert.equal(await b.deleteInvitation("C1", T0 + 1000), false);
-  assert.equal(await b.getInvitation("C1", T0 + 1000), undefined);
 }
 
 async function concurrentPulls(open: () => Promise<Backend>): Promise<void> {

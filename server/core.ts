@@ -29,9 +29,6 @@ import {
   ErrorCode,
   type FromServerMessage,
   FromServerMessageSchema,
-  type Invitation,
-  InvitationAction,
-  InvitationSchema,
   MailboxAction,
   MailboxAnswerSchema,
   MailboxPostSchema,
@@ -55,12 +52,9 @@ import type {
 import { WindowLimiter } from "./client_limits.ts";
 import { PULL_FRESHNESS_MS, resolveLimits, type ServerLimitsInit } from "./limits.ts";
 
-const encoder = new TextEncoder();
 /** The answer to a request whose envelope cannot be read: no key to answer under. */
 const EMPTY_ANSWER = new Uint8Array(0);
 const KEY_BYTES = 32;
-/** An invitation code: 1–64 characters of base64url's alphabet, compared case-insensitively. */
-const INVITATION_CODE = /^[A-Za-z0-9_-]{1,64}$/;
 /** The alphabet of nameplates: Crockford's base32 (no I, L, O, U). */
 const NAMEPLATE_ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ";
 /** How many characters a nameplate has. */
@@ -110,7 +104,7 @@ export interface HandleOptions {
 
 /** Options for {@linkcode ServerCore.create}. */
 export interface ServerCoreOptions {
-  /** Where messages, keys, invitations and used signatures live. */
+  /** Where messages, keys, used signatures and mailboxes live. */
   backend: Backend;
   /** All time (receive times, freshness, expiry, long-poll waits). */
   clock: Clock;
@@ -298,7 +292,7 @@ export class ServerCore {
   }
 
   /**
-   * Drops expired messages, signatures, invitations and mailboxes; resolves with how many
+   * Drops expired messages, signatures and mailboxes; resolves with how many
    * messages went.
    */
   sweep(): Promise<number> {
@@ -353,9 +347,6 @@ export class ServerCore {
       const tooLarge = this.#requestTooLarge(request);
       if (tooLarge) return reject(ErrorCode.TOO_LARGE, tooLarge);
 
-      if (request.invitation && request.invitation.action !== InvitationAction.UNSPECIFIED) {
-        await this.#invitation(request.invitation, answer);
-      }
       if (request.mailbox && request.mailbox.action !== MailboxAction.UNSPECIFIED) {
         // A long poll on a mailbox would hold back the request's messages and pulls.
         const alone = request.messages.length === 0 && request.pullRequests.length === 0;
@@ -405,80 +396,6 @@ export class ServerCore {
       return `${request.acks.length} acks exceed acksPerRequestMax ${l.acksPerRequestMax}`;
     }
     return undefined;
-  }
-
-  async #invitation(invitation: Invitation, answer: FromServerMessage): Promise<void> {
-    const now = this.#clock.now();
-    const code = invitation.code.trim().toUpperCase();
-    if (!INVITATION_CODE.test(code)) {
-      answer.errors.push(error(ErrorCode.MALFORMED, "invitation code must be 1-64 of [A-Z0-9_-]"));
-      return;
-    }
-    const passwordSha256 = invitation.password === ""
-      ? new Uint8Array(0)
-      : sha256(encoder.encode(invitation.password));
-    switch (invitation.action) {
-      case InvitationAction.STORE: {
-        if (invitation.payload.length > this.limits.messageBytesMax) {
-          answer.errors.push(error(
-            ErrorCode.TOO_LARGE,
-            `invitation of ${invitation.payload.length} bytes exceeds messageBytesMax ${this.limits.messageBytesMax}`,
-          ));
-          return;
-        }
-        const latest = now + this.limits.retentionMs;
-        const asked = Number(invitation.expiresAt);
-        const expiresMs = asked > 0 ? Math.min(asked, latest) : latest;
-        if (expiresMs <= now) {
-          answer.errors.push(error(ErrorCode.STALE, "invitation expires_at is in the past"));
-          return;
-        }
-        const record = { payload: invitation.payload, passwordSha256, expiresMs };
-        if (!(await this.backend.putInvitation(code, record, now))) {
-          answer.errors.push(error(ErrorCode.CONFLICT, `invitation code ${code} is taken`));
-          return;
-        }
-        answer.invitation = create(InvitationSchema, {
-          action: InvitationAction.STORE,
-          code,
-          expiresAt: expiresMs,
-        });
-        return;
-      }
-      case InvitationAction.FETCH:
-      case InvitationAction.DELETE: {
-        const record = await this.backend.getInvitation(code, now);
-        if (!record) {
-          answer.errors.push(error(ErrorCode.NOT_FOUND, `no live invitation under ${code}`));
-          return;
-        }
-        if (
-          record.passwordSha256.length > 0 &&
-          !constantTimeEqual(record.passwordSha256, passwordSha256)
-        ) {
-          answer.errors.push(
-            error(ErrorCode.BAD_PASSWORD, `wrong password for invitation ${code}`),
-          );
-          return;
-        }
-        if (invitation.action === InvitationAction.DELETE) {
-          await this.backend.deleteInvitation(code, now);
-          answer.invitation = create(InvitationSchema, { action: InvitationAction.DELETE, code });
-          return;
-        }
-        answer.invitation = create(InvitationSchema, {
-          action: InvitationAction.FETCH,
-          code,
-          payload: record.payload,
-          expiresAt: record.expiresMs,
-        });
-        return;
-      }
-      default:
-        answer.errors.push(
-          error(ErrorCode.MALFORMED, `unknown invitation action ${invitation.action}`),
-        );
-    }
   }
 
   /** One mailbox step; its outcome goes into `answer.mailbox` or one request-scoped error. */
@@ -806,11 +723,4 @@ function normaliseNameplate(text: string): string {
 
 function toHex(bytes: Uint8Array): string {
   return Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
-}
-
-function constantTimeEqual(a: Uint8Array, b: Uint8Array): boolean {
-  if (a.length !== b.length) return false;
-  let diff = 0;
-  for (let i = 0; i < a.length; i++) diff |= a[i] ^ b[i];
-  return diff === 0;
 }

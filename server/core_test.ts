@@ -9,7 +9,6 @@ import {
   ErrorCode,
   type FromServerMessage,
   FromServerMessageSchema,
-  InvitationAction,
   MailboxAction,
   MailboxRequestSchema,
   PackedServerMessageSchema,
@@ -71,7 +70,7 @@ function snapshot(data: MemoryData): string {
   return JSON.stringify({
     queues: [...data.queues].map(([q, m]) => [q, [...m.keys()]]),
     signatures: [...data.signatures],
-    invitations: [...data.invitations.keys()],
+    mailboxes: [...data.mailboxes.keys()],
   });
 }
 
@@ -222,49 +221,6 @@ Deno.test("ServerCore.handle() drops messages older than retentionMs", async () 
   assert.deepEqual(pulled.chat.map(text), ["new"]);
   clock.advance(30_000);
   assert.equal(await core.sweep(), 1);
-});
-
-Deno.test("ServerCore.handle() keeps, fetches, guards and deletes invitations", async () => {
-  const { device, clock } = await relay({ limits: { retentionMs: 100_000 } });
-  const alice = device();
-  const bob = device();
-  const card = new Uint8Array([1, 2, 3]);
-  const store = (code: string, extra = {}) =>
-    alice.request({
-      invitation: { action: InvitationAction.STORE, code, payload: card, ...extra },
-    });
-  const fetch = (code: string, password = "") =>
-    bob.request({ invitation: { action: InvitationAction.FETCH, code, password } });
-
-  const stored = await store("abc-123", {
-    password: "pw",
-    expiresAt: clock.now() + 10_000,
-  });
-  assert.deepEqual(stored.errors, []);
-  assert.equal(stored.invitation?.code, "ABC-123");
-  assert.equal((await store("ABC-123")).errors[0].code, ErrorCode.CONFLICT);
-  assert.equal((await fetch("abc-123")).errors[0].code, ErrorCode.BAD_PASSWORD);
-  assert.equal((await fetch("abc-123", "wrong")).errors[0].code, ErrorCode.BAD_PASSWORD);
-  const fetched = await fetch("abc-123", "pw");
-  assert.deepEqual(fetched.invitation?.payload, card);
-  assert.equal((await fetch("nope")).errors[0].code, ErrorCode.NOT_FOUND);
-
-  clock.advance(10_000);
-  assert.equal((await fetch("abc-123", "pw")).errors[0].code, ErrorCode.NOT_FOUND, "expired");
-  assert.deepEqual((await store("abc-123")).errors, [], "an expired code is free again");
-
-  const deleted = await alice.request({
-    invitation: { action: InvitationAction.DELETE, code: "abc-123" },
-  });
-  assert.deepEqual(deleted.errors, []);
-  assert.equal((await fetch("abc-123")).errors[0].code, ErrorCode.NOT_FOUND);
-
-  // No expiry asked: the relay's retention applies.
-  await store("later");
-  clock.advance(99_999);
-  assert.deepEqual((await fetch("later")).errors, []);
-  clock.advance(1);
-  assert.equal((await fetch("later")).errors[0].code, ErrorCode.NOT_FOUND);
 });
 
 Deno.test("ServerCore.handle() long poll returns as soon as a message is stored", async () => {

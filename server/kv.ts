@@ -8,8 +8,7 @@
  * - `["count", queue]` → how many messages the queue holds (the length limit; every
  *   write to a queue checks its versionstamp, so concurrent writers retry, never overshoot);
  * - `["notify", queue]` → bumped by every store; long polls `kv.watch` it;
- * - `["sig", id]` → expiry ms of a used pull signature; `["inv", code]` → an invitation;
- *   `["keys"]` → the relay's keys;
+ * - `["sig", id]` → expiry ms of a used pull signature; `["keys"]` → the relay's keys;
  * - `["mbx", nameplate]` → a mailbox's members, post count and expiry (every change to a
  *   mailbox checks its versionstamp); `["mbxpost", nameplate, index]` → one post (a value holds
  *   at most 64 KiB, so posts are entries of their own); `["mbxnotify", nameplate]` → bumped by
@@ -20,7 +19,6 @@
 import {
   type Backend,
   compareStored,
-  type InvitationRecord,
   type MailboxInit,
   type MailboxPostRecord,
   type MailboxStep,
@@ -252,33 +250,6 @@ export class KvBackend implements Backend {
     throw new Error(`Cannot record a signature in Deno KV: ${ATOMIC_ATTEMPTS_MAX} attempts lost`);
   }
 
-  /** Stores an invitation unless a live one has this code. */
-  async putInvitation(code: string, record: InvitationRecord, nowMs: number): Promise<boolean> {
-    const key = ["inv", code];
-    for (let attempt = 0; attempt < ATOMIC_ATTEMPTS_MAX; attempt++) {
-      const previous = await this.#kv.get<InvitationRecord>(key);
-      if (previous.value !== null && previous.value.expiresMs > nowMs) return false;
-      const result = await this.#kv.atomic().check(previous)
-        .set(key, record, { expireIn: ttl(record.expiresMs, nowMs) }).commit();
-      if (result.ok) return true;
-    }
-    throw new Error(`Cannot store an invitation in Deno KV: ${ATOMIC_ATTEMPTS_MAX} attempts lost`);
-  }
-
-  /** The live invitation under `code`. */
-  async getInvitation(code: string, nowMs: number): Promise<InvitationRecord | undefined> {
-    const entry = await this.#kv.get<InvitationRecord>(["inv", code]);
-    if (entry.value === null || entry.value.expiresMs <= nowMs) return undefined;
-    return entry.value;
-  }
-
-  /** Deletes the invitation under `code`. */
-  async deleteInvitation(code: string, nowMs: number): Promise<boolean> {
-    const live = await this.getInvitation(code, nowMs);
-    await this.#kv.delete(["inv", code]);
-    return live !== undefined;
-  }
-
   /** Watches `["notify", queue]` of each queue (in groups of ten keys per `kv.watch`). */
   watchQueues(queues: string[]): Promise<QueueWatch> {
     return this.#watch([...new Set(queues)].map((q) => ["notify", q]));
@@ -383,8 +354,7 @@ export class KvBackend implements Backend {
   }
 
   /**
-   * Drops expired messages of every queue and expired mailboxes; signatures and invitations
-   * expire by TTL.
+   * Drops expired messages of every queue and expired mailboxes; signatures expire by TTL.
    */
   async sweep(nowMs: number, retentionMs: number): Promise<number> {
     const cutoff = nowMs - retentionMs;

@@ -13,7 +13,7 @@ export const PULL_FRESHNESS_MS = 5 * 60 * 1000;
  */
 export interface ServerLimitsInit {
   /**
-   * Largest packed user message stored (serialized), and largest invitation payload, in bytes.
+   * Largest packed user message stored (serialized), and largest mailbox post, in bytes.
    * @default {32768}
    */
   messageBytesMax: number;
@@ -28,7 +28,7 @@ export interface ServerLimitsInit {
    */
   queueLengthMax: number;
   /**
-   * How long a stored message (and an invitation without expiry) is kept, in ms.
+   * How long a stored message is kept, in ms.
    * @default {1209600000} (14 days)
    */
   retentionMs: number;

@@ -7,7 +7,6 @@
 import {
   type Backend,
   compareStored,
-  type InvitationRecord,
   type MailboxInit,
   type MailboxStep,
   type MailboxStepResult,
@@ -29,8 +28,6 @@ export class MemoryData {
   readonly queues: Map<string, Map<string, StoredMessage>> = new Map();
   /** @internal signature id → expiry ms */
   readonly signatures: Map<string, number> = new Map();
-  /** @internal code → invitation */
-  readonly invitations: Map<string, InvitationRecord> = new Map();
   /** @internal nameplate → mailbox */
   readonly mailboxes: Map<string, MemoryMailbox> = new Map();
   /** @internal queue → callbacks to run on the next store */
@@ -152,35 +149,6 @@ export class MemoryBackend implements Backend {
     return Promise.resolve(true);
   }
 
-  /** Stores an invitation unless a live one has this code. */
-  putInvitation(code: string, record: InvitationRecord, nowMs: number): Promise<boolean> {
-    this.#open();
-    const previous = this.data.invitations.get(code);
-    if (previous && previous.expiresMs > nowMs) return Promise.resolve(false);
-    this.data.invitations.set(code, structuredClone(record));
-    return Promise.resolve(true);
-  }
-
-  /** The live invitation under `code`. */
-  getInvitation(code: string, nowMs: number): Promise<InvitationRecord | undefined> {
-    this.#open();
-    const record = this.data.invitations.get(code);
-    if (!record) return Promise.resolve(undefined);
-    if (record.expiresMs <= nowMs) {
-      this.data.invitations.delete(code);
-      return Promise.resolve(undefined);
-    }
-    return Promise.resolve(structuredClone(record));
-  }
-
-  /** Deletes the invitation under `code`. */
-  deleteInvitation(code: string, nowMs: number): Promise<boolean> {
-    this.#open();
-    const record = this.data.invitations.get(code);
-    this.data.invitations.delete(code);
-    return Promise.resolve(record !== undefined && record.expiresMs > nowMs);
-  }
-
   /** Watches `queues`; active as soon as it resolves. */
   watchQueues(queues: string[]): Promise<QueueWatch> {
     this.#open();
@@ -250,7 +218,7 @@ export class MemoryBackend implements Backend {
     return Promise.resolve(watch(this.data.mailboxWatchers, [nameplate]));
   }
 
-  /** Drops expired messages, signatures, invitations and mailboxes. */
+  /** Drops expired messages, signatures and mailboxes. */
   sweep(nowMs: number, retentionMs: number): Promise<number> {
     this.#open();
     let dropped = 0;
@@ -262,9 +230,6 @@ export class MemoryBackend implements Backend {
     }
     for (const [id, expires] of this.data.signatures) {
       if (expires <= nowMs) this.data.signatures.delete(id);
-    }
-    for (const [code, record] of this.data.invitations) {
-      if (record.expiresMs <= nowMs) this.data.invitations.delete(code);
     }
     for (const [nameplate, mailbox] of this.data.mailboxes) {
       if (mailbox.expiresMs <= nowMs) this.data.mailboxes.delete(nameplate);

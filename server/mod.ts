@@ -29,7 +29,6 @@
  */
 export type {
   Backend,
-  InvitationRecord,
   MailboxPostRecord,
   QueueWatch,
   ReadOptions,

@@ -10,7 +10,6 @@
  * - `notify:{q}` — the pub/sub channel a store publishes on; long polls subscribe
  *   on a second connection (no polling);
  * - `sig:<id>` — used pull signatures (value: expiry ms, with a matching TTL);
- * - `inv:<code>` — invitations (a hash: payload, password hash, expiry; with a TTL);
  * - `mbx:{<nameplate>}` — a mailbox, one hash under its own hash tag: `expires`, `side0`,
  *   `side1` (the members), `count`, and per post `post<i>` (the ciphertext) and `by<i>` (0 or 1,
  *   the member that posted it); with a TTL to its expiry. Each mailbox operation is one script;
@@ -32,7 +31,6 @@ import { createClient, RESP_TYPES } from "redis";
 import {
   type Backend,
   compareStored,
-  type InvitationRecord,
   type MailboxInit,
   type MailboxPostRecord,
   type MailboxStep,
@@ -134,24 +132,6 @@ local previous = redis.call('GET', KEYS[1])
 if previous and tonumber(previous) > tonumber(ARGV[1]) then return 0 end
 redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
 return 1
-`;
-
-/** KEYS: inv. ARGV: now, payload, password hash, expires, ttl. Returns 1 when stored. */
-const PUT_INVITATION_SCRIPT = `
-local previous = redis.call('HGET', KEYS[1], 'expires')
-if previous and tonumber(previous) > tonumber(ARGV[1]) then return 0 end
-redis.call('DEL', KEYS[1])
-redis.call('HSET', KEYS[1], 'payload', ARGV[2], 'password', ARGV[3], 'expires', ARGV[4])
-redis.call('PEXPIRE', KEYS[1], ARGV[5])
-return 1
-`;
-
-/** KEYS: inv. ARGV: now. Returns 1 when a live invitation was deleted. */
-const DELETE_INVITATION_SCRIPT = `
-local previous = redis.call('HGET', KEYS[1], 'expires')
-redis.call('DEL', KEYS[1])
-if previous and tonumber(previous) > tonumber(ARGV[1]) then return 1 end
-return 0
 `;
 
 /** KEYS: mbx. ARGV: now, side, expires, ttl, has post (1/0), post, channel. Returns 1 when made. */
@@ -354,50 +334,6 @@ export class RedisBackend implements Backend {
       String(nowMs),
       String(expiresMs),
       String(ttl(expiresMs, nowMs)),
-    ]);
-    return Number(reply) === 1;
-  }
-
-  /** Stores an invitation unless a live one has this code. */
-  async putInvitation(code: string, record: InvitationRecord, nowMs: number): Promise<boolean> {
-    const reply = await this.#client.sendCommand([
-      "EVAL",
-      PUT_INVITATION_SCRIPT,
-      "1",
-      `${this.#prefix}inv:${code}`,
-      String(nowMs),
-      toBuffer(record.payload),
-      toBuffer(record.passwordSha256),
-      String(record.expiresMs),
-      String(ttl(record.expiresMs, nowMs)),
-    ]);
-    return Number(reply) === 1;
-  }
-
-  /** The live invitation under `code`. */
-  async getInvitation(code: string, nowMs: number): Promise<InvitationRecord | undefined> {
-    const [payload, password, expires] = await this.#client.sendCommand<(Buffer | null)[]>(
-      ["HMGET", `${this.#prefix}inv:${code}`, "payload", "password", "expires"],
-      BINARY,
-    );
-    if (payload === null || password === null || expires === null) return undefined;
-    const expiresMs = Number(expires.toString());
-    if (expiresMs <= nowMs) return undefined;
-    return {
-      payload: new Uint8Array(payload),
-      passwordSha256: new Uint8Array(password),
-      expiresMs,
-    };
-  }
-
-  /** Deletes the invitation under `code`. */
-  async deleteInvitation(code: string, nowMs: number): Promise<boolean> {
-    const reply = await this.#client.sendCommand([
-      "EVAL",
-      DELETE_INVITATION_SCRIPT,
-      "1",
-      `${this.#prefix}inv:${code}`,
-      String(nowMs),
     ]);
     return Number(reply) === 1;
   }

@@ -20,7 +20,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file meow.proto.
  */
 export const file_meow: GenFile = /*@__PURE__*/
-  fileDesc("CgptZW93LnByb3RvEgRtZW93IssDCgxTZXJ2ZXJMaW1pdHMSGQoRbWVzc2FnZV9ieXRlc19tYXgYASABKA0SIAoYbWVzc2FnZXNfcGVyX3JlcXVlc3RfbWF4GAIgASgNEhgKEHF1ZXVlX2xlbmd0aF9tYXgYAyABKA0SFAoMcmV0ZW50aW9uX21zGAQgASgBEhgKEGxvbmdfcG9sbF9tc19tYXgYBSABKA0SGwoTbG9uZ19wb2xsc19vcGVuX21heBgGIAEoDRIZChFwdWxsX3JlcXVlc3RzX21heBgHIAEoDRIZChFyZXF1ZXN0X2J5dGVzX21heBgIIAEoDRIWCg5tYWlsYm94X21zX21heBgJIAEoDRIZChFtYWlsYm94X3Bvc3RzX21heBgKIAEoDRImCh5tYWlsYm94X2xvb2t1cHNfcGVyX21pbnV0ZV9tYXgYCyABKA0SHAoUYWNrc19wZXJfcmVxdWVzdF9tYXgYDCABKA0SGQoRcHVsbF9tZXNzYWdlc19tYXgYDSABKA0SIQoZbG9uZ19wb2xsc19wZXJfY2xpZW50X21heBgOIAEoDRIqCiJyZXF1ZXN0c19wZXJfc2Vjb25kX3Blcl9jbGllbnRfbWF4GA8gASgNIpMBCgpTZXJ2ZXJDYXJkEgsKA3VpZBgBIAEoCRIMCgRuYW1lGAIgASgJEgsKA3VybBgDIAEoCRIdChVlbmNyeXB0aW9uX3B1YmxpY19rZXkYBCABKAwSGgoSc2lnbmluZ19wdWJsaWNfa2V5GAUgASgMEiIKBmxpbWl0cxgGIAEoCzISLm1lb3cuU2VydmVyTGltaXRzIlkKE1BhY2tlZFNlcnZlck1lc3NhZ2USDAoEZnJvbRgBIAEoDBIPCgdwYXlsb2FkGAIgASgMSgQIAxAESgQIBBAFUglzaWduYXR1cmVSDGZyb21fc2lnbmluZyJbChNDb252ZXJzYXRpb25SZXF1ZXN0EhIKCmxvb2t1cF9rZXkYASABKAkSFgoOc2VuZF90aW1lc3RhbXAYAiABKAESGAoQbG9va3VwX3NpZ25hdHVyZRgDIAEoDCJ5CgpJbnZpdGF0aW9uEiYKBmFjdGlvbhgBIAEoDjIWLm1lb3cuSW52aXRhdGlvbkFjdGlvbhIMCgRjb2RlGAIgASgJEg8KB3BheWxvYWQYAyABKAwSEAoIcGFzc3dvcmQYBCABKAkSEgoKZXhwaXJlc19hdBgFIAEoASKHAQoOTWFpbGJveFJlcXVlc3QSIwoGYWN0aW9uGAEgASgOMhMubWVvdy5NYWlsYm94QWN0aW9uEhEKCW5hbWVwbGF0ZRgCIAEoCRIMCgRzaWRlGAMgASgMEgwKBHBvc3QYBCABKAwSDQoFYWZ0ZXIYBSABKA0SEgoKZXhwaXJlc19tcxgGIAEoASIqCgtNYWlsYm94UG9zdBINCgVpbmRleBgBIAEoDRIMCgRib2R5GAIgASgMIlgKDU1haWxib3hBbnN3ZXISEQoJbmFtZXBsYXRlGAEgASgJEiAKBXBvc3RzGAIgAygLMhEubWVvdy5NYWlsYm94UG9zdBISCgpleHBpcmVzX2F0GAMgASgBIusBCg9Ub1NlcnZlck1lc3NhZ2USDAoEdXVpZBgBIAEoCRIpCghtZXNzYWdlcxgCIAMoCzIXLm1lb3cuUGFja2VkVXNlck1lc3NhZ2USMAoNcHVsbF9yZXF1ZXN0cxgDIAMoCzIZLm1lb3cuQ29udmVyc2F0aW9uUmVxdWVzdBIMCgRhY2tzGAQgAygJEhIKCnRpbWVvdXRfbXMYBSABKA0SJAoKaW52aXRhdGlvbhgGIAEoCzIQLm1lb3cuSW52aXRhdGlvbhIlCgdtYWlsYm94GAcgASgLMhQubWVvdy5NYWlsYm94UmVxdWVzdCJ/CgtTZXJ2ZXJFcnJvchIdCgRjb2RlGAEgASgOMg8ubWVvdy5FcnJvckNvZGUSDgoGZGV0YWlsGAIgASgJEhIKCmxvb2t1cF9rZXkYAyABKAkSFQoNbWVzc2FnZV9pbmRleBgEIAEoDRIWCg5yZXRyeV9hZnRlcl9tcxgFIAEoASLgAQoRRnJvbVNlcnZlck1lc3NhZ2USEAoIdXVpZF9hY2sYASABKAkSJQoEY2hhdBgCIAMoCzIXLm1lb3cuUGFja2VkVXNlck1lc3NhZ2USJAoKaW52aXRhdGlvbhgDIAEoCzIQLm1lb3cuSW52aXRhdGlvbhIhCgZlcnJvcnMYBCADKAsyES5tZW93LlNlcnZlckVycm9yEg4KBnN0b3JlZBgFIAEoDRITCgtzZXJ2ZXJfdGltZRgGIAEoARIkCgdtYWlsYm94GAcgASgLMhMubWVvdy5NYWlsYm94QW5zd2VyIpkBChFQYWNrZWRVc2VyTWVzc2FnZRITCgtkZXN0aW5hdGlvbhgBIAEoCRIPCgdwYXlsb2FkGAIgASgMEhEKCXNpZ25hdHVyZRgDIAEoDBIRCglkcl9oZWFkZXIYBCABKAwSHAoUc2VydmVyX2RlbGl2ZXJ5X3V1aWQYBSABKAkSGgoSc2VydmVyX3JlY2VpdmVkX21zGAYgASgBImwKEkNvbnZlcnNhdGlvblN0YXR1cxIMCgR1dWlkGAEgASgJEgwKBHNlbnQYAiABKAESEAoIcmVjZWl2ZWQYAyABKAESEQoJcHJvY2Vzc2VkGAQgASgBEhUKDXJlcGx5X3RvX3V1aWQYBSABKAkiSgoIRmlsZU1ldGESDAoEbmFtZRgBIAEoCRIMCgRtaW1lGAIgASgJEhIKCnNpemVfYnl0ZXMYAyABKAESDgoGc2hhMjU2GAQgASgMIqYBCgtVc2VyTWVzc2FnZRITCgtkZXN0aW5hdGlvbhgBIAEoCRIMCgRmcm9tGAIgASgJEgwKBHR5cGUYAyABKAkSDAoEZGF0YRgEIAEoCRIoCgZzdGF0dXMYBSABKAsyGC5tZW93LkNvbnZlcnNhdGlvblN0YXR1cxIPCgdhcHBkYXRhGAYgASgMEh0KBWZpbGVzGAcgAygLMg4ubWVvdy5GaWxlTWV0YSI/CgpBY2tQYXlsb2FkEgwKBHV1aWQYASABKAkSEAoIcmVjZWl2ZWQYAiABKAESEQoJcHJvY2Vzc2VkGAMgASgBIqMBCglEYk1lc3NhZ2USEAoIcGVlcl91aWQYASABKAkSEAoIb3V0Ym91bmQYAiABKAgSIgoHbWVzc2FnZRgDIAEoCzIRLm1lb3cuVXNlck1lc3NhZ2USEgoKZmlsZV9wYXRocxgEIAMoCRIOCgZzeW5jZWQYBSABKAgSFwoPcGVuZGluZ19mb3J3YXJkGAYgASgIEhEKCXN0b3JlZF9hdBgHIAEoASLGAgoLQ29udGFjdENhcmQSDAoEbmFtZRgBIAEoCRIbChNpZGVudGl0eV9wdWJsaWNfa2V5GAIgASgMEh0KFWVuY3J5cHRpb25fcHVibGljX2tleRgDIAEoDBIZChFsb29rdXBfcHVibGljX2tleRgEIAEoDBImCgxwdWxsX3NlcnZlcnMYBSADKAsyEC5tZW93LlNlcnZlckNhcmQSEwoLZHJfcm9vdF9rZXkYBiABKAwSFQoNZHJfcHVibGljX2tleRgHIAEoDBIPCgdzeW1fa2V5GAggASgMEhUKDWludml0YXRpb25faWQYCSABKAkSHAoEdHlwZRgKIAEoDjIOLm1lb3cuUGVlclR5cGUSEgoKZGV2aWNlX3VpZBgLIAEoCRIQCghwZWVyX3VpZBgMIAEoCRISCgpjcmVhdGVkX2F0GA0gASgBIjIKB0tleVBhaXISEwoLcHJpdmF0ZV9rZXkYASABKAwSEgoKcHVibGljX2tleRgCIAEoDCJiCgxQZWVyU2V0dGluZ3MSFQoNbm90aWZpY2F0aW9ucxgBIAEoCBIUCgxkZWxpdmVyeV9hY2sYAiABKAgSFgoOcHJvY2Vzc2luZ19hY2sYAyABKAgSDQoFY2FsbHMYBCABKAgiggUKClBlZXJSZWNvcmQSCwoDdWlkGAEgASgJEhwKBHR5cGUYAiABKA4yDi5tZW93LlBlZXJUeXBlEgwKBG5hbWUYAyABKAkSDgoGYXZhdGFyGAQgASgMEg8KB3Zpc2libGUYBSABKAgSDwoHYmxvY2tlZBgGIAEoCBIkCghzZXR0aW5ncxgHIAEoCzISLm1lb3cuUGVlclNldHRpbmdzEiIKC215X2lkZW50aXR5GAggASgLMg0ubWVvdy5LZXlQYWlyEiQKDW15X2VuY3J5cHRpb24YCSABKAsyDS5tZW93LktleVBhaXISIAoJbXlfbG9va3VwGAogASgLMg0ubWVvdy5LZXlQYWlyEhIKCm15X3N5bV9rZXkYCyABKAwSIgoHY29udGFjdBgMIAEoCzIRLm1lb3cuQ29udGFjdENhcmQSKQoPbXlfcHVsbF9zZXJ2ZXJzGA0gAygLMhAubWVvdy5TZXJ2ZXJDYXJkEg8KB3JhdGNoZXQYDiABKAwSGgoScHJpbWFyeV9kZXZpY2VfdWlkGA8gASgJEhIKCnVwZGF0ZWRfYXQYECABKAESEgoKdXBkYXRlZF9ieRgRIAEoCRISCgpkZXZpY2VfdWlkGBIgASgJEhIKCmNyZWF0ZWRfYXQYEyABKAESKgoTcGVuZGluZ19yYXRjaGV0X2tleRgUIAEoCzINLm1lb3cuS2V5UGFpchInCgxwZW5kaW5nX2NhcmQYFSABKAsyES5tZW93LkNvbnRhY3RDYXJkEi0KD3BlbmRpbmdfcGFpcmluZxgWIAEoCzIULm1lb3cuUGVuZGluZ1BhaXJpbmcSEwoLc2FmZXR5X2NvZGUYFyABKAkiVgoOUGVuZGluZ1BhaXJpbmcSDAoEa2luZBgBIAEoCRIPCgdtYWNfa2V5GAIgASgMEhIKCnNhZmV0eV9rZXkYAyABKAwSEQoJY2FyZF9wb3N0GAQgASgMImQKB1Byb2ZpbGUSEAoIbmlja25hbWUYASABKAkSDwoHYXZhdGFycxgCIAMoDBIOCgZzdGF0dXMYAyABKAkSEgoKdXBkYXRlZF9hdBgEIAEoARISCgp1cGRhdGVkX2J5GAUgASgJIqECCg5JZGVudGl0eVJlY29yZBILCgN1aWQYASABKAkSGwoEcm9vdBgCIAEoCzINLm1lb3cuS2V5UGFpchIoChFkZXZpY2VfZW5jcnlwdGlvbhgDIAEoCzINLm1lb3cuS2V5UGFpchIlCg5kZXZpY2Vfc2lnbmluZxgEIAEoCzINLm1lb3cuS2V5UGFpchISCgpkZXZpY2VfdWlkGAUgASgJEhMKC2RldmljZV9uYW1lGAYgASgJEh4KB3Byb2ZpbGUYByABKAsyDS5tZW93LlByb2ZpbGUSIQoHc2VydmVycxgIIAMoCzIQLm1lb3cuU2VydmVyQ2FyZBIUCgxoaWRkZW5fcGVlcnMYCSADKAkSEgoKY3JlYXRlZF9hdBgKIAEoASLKAQoLT3V0Ym94RW50cnkSCgoCaWQYASABKAkSIAoGc2VydmVyGAIgASgLMhAubWVvdy5TZXJ2ZXJDYXJkEicKBnBhY2tlZBgDIAEoCzIXLm1lb3cuUGFja2VkVXNlck1lc3NhZ2USEAoIYXR0ZW1wdHMYBCABKA0SFwoPbmV4dF9hdHRlbXB0X2F0GAUgASgBEhEKCXF1ZXVlZF9hdBgGIAEoARIUCgxtZXNzYWdlX3V1aWQYByABKAkSEAoIcGVlcl91aWQYCCABKAkiiwIKEURldmljZVN5bmNQYXlsb2FkEhEKCXN5bmNfdHlwZRgBIAEoCRIQCghwZWVyX3VpZBgCIAEoCRIjCgpkYl9tZXNzYWdlGAMgASgLMg8ubWVvdy5EYk1lc3NhZ2USEAoIZGVkdXBfaWQYBCABKAkSEQoJcGVlcl9kYXRhGAUgASgMEhUKDWlkZW50aXR5X2RhdGEYBiABKAwSFwoPZm9yd2FyZF9wYXlsb2FkGAcgASgMEhgKEGZvcndhcmRfcGVlcl91aWQYCCABKAkSEQoJdGltZXN0YW1wGAkgASgBEhUKDW9yaWdpbl9kZXZpY2UYCiABKAkSEwoLcGx1Z2luX2RhdGEYCyABKAwiXQoSRGV2aWNlSW50cm9kdWN0aW9uEhIKCmRldmljZV91aWQYASABKAkSEwoLZGV2aWNlX25hbWUYAiABKAkSHgoEcGVlchgDIAEoCzIQLm1lb3cuUGVlclJlY29yZCJ1ChBJbnZpdGF0aW9uQW5zd2VyEh8KBGNhcmQYASABKAsyES5tZW93LkNvbnRhY3RDYXJkEhEKCWRyX2hlYWRlchgCIAEoDBIVCg1kcl9jaXBoZXJ0ZXh0GAMgASgMEhYKDnRyYW5zY3JpcHRfbWFjGAQgASgMKo0BChBJbnZpdGF0aW9uQWN0aW9uEiEKHUlOVklUQVRJT05fQUNUSU9OX1VOU1BFQ0lGSUVEEAASGwoXSU5WSVRBVElPTl9BQ1RJT05fU1RPUkUQARIbChdJTlZJVEFUSU9OX0FDVElPTl9GRVRDSBACEhwKGElOVklUQVRJT05fQUNUSU9OX0RFTEVURRADKoMBCg1NYWlsYm94QWN0aW9uEh4KGk1BSUxCT1hfQUNUSU9OX1VOU1BFQ0lGSUVEEAASGwoXTUFJTEJPWF9BQ1RJT05fQUxMT0NBVEUQARIbChdNQUlMQk9YX0FDVElPTl9FWENIQU5HRRACEhgKFE1BSUxCT1hfQUNUSU9OX0NMT1NFEAMqlgIKCUVycm9yQ29kZRIaChZFUlJPUl9DT0RFX1VOU1BFQ0lGSUVEEAASGAoURVJST1JfQ09ERV9UT09fTEFSR0UQARIZChVFUlJPUl9DT0RFX1FVRVVFX0ZVTEwQAhIjCh9FUlJPUl9DT0RFX0JBRF9MT09LVVBfU0lHTkFUVVJFEAMSFAoQRVJST1JfQ09ERV9TVEFMRRAEEhgKFEVSUk9SX0NPREVfTUFMRk9STUVEEAUSGAoURVJST1JfQ09ERV9OT1RfRk9VTkQQBhIbChdFUlJPUl9DT0RFX0JBRF9QQVNTV09SRBAHEhMKD0VSUk9SX0NPREVfQlVTWRAIEhcKE0VSUk9SX0NPREVfQ09ORkxJQ1QQCSpSCghQZWVyVHlwZRIZChVQRUVSX1RZUEVfVU5TUEVDSUZJRUQQABIVChFQRUVSX1RZUEVfQ09OVEFDVBABEhQKEFBFRVJfVFlQRV9ERVZJQ0UQAmIGcHJvdG8z");
+  fileDesc("CgptZW93LnByb3RvEgRtZW93IssDCgxTZXJ2ZXJMaW1pdHMSGQoRbWVzc2FnZV9ieXRlc19tYXgYASABKA0SIAoYbWVzc2FnZXNfcGVyX3JlcXVlc3RfbWF4GAIgASgNEhgKEHF1ZXVlX2xlbmd0aF9tYXgYAyABKA0SFAoMcmV0ZW50aW9uX21zGAQgASgBEhgKEGxvbmdfcG9sbF9tc19tYXgYBSABKA0SGwoTbG9uZ19wb2xsc19vcGVuX21heBgGIAEoDRIZChFwdWxsX3JlcXVlc3RzX21heBgHIAEoDRIZChFyZXF1ZXN0X2J5dGVzX21heBgIIAEoDRIWCg5tYWlsYm94X21zX21heBgJIAEoDRIZChFtYWlsYm94X3Bvc3RzX21heBgKIAEoDRImCh5tYWlsYm94X2xvb2t1cHNfcGVyX21pbnV0ZV9tYXgYCyABKA0SHAoUYWNrc19wZXJfcmVxdWVzdF9tYXgYDCABKA0SGQoRcHVsbF9tZXNzYWdlc19tYXgYDSABKA0SIQoZbG9uZ19wb2xsc19wZXJfY2xpZW50X21heBgOIAEoDRIqCiJyZXF1ZXN0c19wZXJfc2Vjb25kX3Blcl9jbGllbnRfbWF4GA8gASgNIpMBCgpTZXJ2ZXJDYXJkEgsKA3VpZBgBIAEoCRIMCgRuYW1lGAIgASgJEgsKA3VybBgDIAEoCRIdChVlbmNyeXB0aW9uX3B1YmxpY19rZXkYBCABKAwSGgoSc2lnbmluZ19wdWJsaWNfa2V5GAUgASgMEiIKBmxpbWl0cxgGIAEoCzISLm1lb3cuU2VydmVyTGltaXRzIlkKE1BhY2tlZFNlcnZlck1lc3NhZ2USDAoEZnJvbRgBIAEoDBIPCgdwYXlsb2FkGAIgASgMSgQIAxAESgQIBBAFUglzaWduYXR1cmVSDGZyb21fc2lnbmluZyJbChNDb252ZXJzYXRpb25SZXF1ZXN0EhIKCmxvb2t1cF9rZXkYASABKAkSFgoOc2VuZF90aW1lc3RhbXAYAiABKAESGAoQbG9va3VwX3NpZ25hdHVyZRgDIAEoDCKHAQoOTWFpbGJveFJlcXVlc3QSIwoGYWN0aW9uGAEgASgOMhMubWVvdy5NYWlsYm94QWN0aW9uEhEKCW5hbWVwbGF0ZRgCIAEoCRIMCgRzaWRlGAMgASgMEgwKBHBvc3QYBCABKAwSDQoFYWZ0ZXIYBSABKA0SEgoKZXhwaXJlc19tcxgGIAEoASIqCgtNYWlsYm94UG9zdBINCgVpbmRleBgBIAEoDRIMCgRib2R5GAIgASgMIlgKDU1haWxib3hBbnN3ZXISEQoJbmFtZXBsYXRlGAEgASgJEiAKBXBvc3RzGAIgAygLMhEubWVvdy5NYWlsYm94UG9zdBISCgpleHBpcmVzX2F0GAMgASgBItcBCg9Ub1NlcnZlck1lc3NhZ2USDAoEdXVpZBgBIAEoCRIpCghtZXNzYWdlcxgCIAMoCzIXLm1lb3cuUGFja2VkVXNlck1lc3NhZ2USMAoNcHVsbF9yZXF1ZXN0cxgDIAMoCzIZLm1lb3cuQ29udmVyc2F0aW9uUmVxdWVzdBIMCgRhY2tzGAQgAygJEhIKCnRpbWVvdXRfbXMYBSABKA0SJQoHbWFpbGJveBgHIAEoCzIULm1lb3cuTWFpbGJveFJlcXVlc3RKBAgGEAdSCmludml0YXRpb24ifwoLU2VydmVyRXJyb3ISHQoEY29kZRgBIAEoDjIPLm1lb3cuRXJyb3JDb2RlEg4KBmRldGFpbBgCIAEoCRISCgpsb29rdXBfa2V5GAMgASgJEhUKDW1lc3NhZ2VfaW5kZXgYBCABKA0SFgoOcmV0cnlfYWZ0ZXJfbXMYBSABKAEizAEKEUZyb21TZXJ2ZXJNZXNzYWdlEhAKCHV1aWRfYWNrGAEgASgJEiUKBGNoYXQYAiADKAsyFy5tZW93LlBhY2tlZFVzZXJNZXNzYWdlEiEKBmVycm9ycxgEIAMoCzIRLm1lb3cuU2VydmVyRXJyb3ISDgoGc3RvcmVkGAUgASgNEhMKC3NlcnZlcl90aW1lGAYgASgBEiQKB21haWxib3gYByABKAsyEy5tZW93Lk1haWxib3hBbnN3ZXJKBAgDEARSCmludml0YXRpb24imQEKEVBhY2tlZFVzZXJNZXNzYWdlEhMKC2Rlc3RpbmF0aW9uGAEgASgJEg8KB3BheWxvYWQYAiABKAwSEQoJc2lnbmF0dXJlGAMgASgMEhEKCWRyX2hlYWRlchgEIAEoDBIcChRzZXJ2ZXJfZGVsaXZlcnlfdXVpZBgFIAEoCRIaChJzZXJ2ZXJfcmVjZWl2ZWRfbXMYBiABKAEibAoSQ29udmVyc2F0aW9uU3RhdHVzEgwKBHV1aWQYASABKAkSDAoEc2VudBgCIAEoARIQCghyZWNlaXZlZBgDIAEoARIRCglwcm9jZXNzZWQYBCABKAESFQoNcmVwbHlfdG9fdXVpZBgFIAEoCSJKCghGaWxlTWV0YRIMCgRuYW1lGAEgASgJEgwKBG1pbWUYAiABKAkSEgoKc2l6ZV9ieXRlcxgDIAEoARIOCgZzaGEyNTYYBCABKAwipgEKC1VzZXJNZXNzYWdlEhMKC2Rlc3RpbmF0aW9uGAEgASgJEgwKBGZyb20YAiABKAkSDAoEdHlwZRgDIAEoCRIMCgRkYXRhGAQgASgJEigKBnN0YXR1cxgFIAEoCzIYLm1lb3cuQ29udmVyc2F0aW9uU3RhdHVzEg8KB2FwcGRhdGEYBiABKAwSHQoFZmlsZXMYByADKAsyDi5tZW93LkZpbGVNZXRhIj8KCkFja1BheWxvYWQSDAoEdXVpZBgBIAEoCRIQCghyZWNlaXZlZBgCIAEoARIRCglwcm9jZXNzZWQYAyABKAEiowEKCURiTWVzc2FnZRIQCghwZWVyX3VpZBgBIAEoCRIQCghvdXRib3VuZBgCIAEoCBIiCgdtZXNzYWdlGAMgASgLMhEubWVvdy5Vc2VyTWVzc2FnZRISCgpmaWxlX3BhdGhzGAQgAygJEg4KBnN5bmNlZBgFIAEoCBIXCg9wZW5kaW5nX2ZvcndhcmQYBiABKAgSEQoJc3RvcmVkX2F0GAcgASgBIsYCCgtDb250YWN0Q2FyZBIMCgRuYW1lGAEgASgJEhsKE2lkZW50aXR5X3B1YmxpY19rZXkYAiABKAwSHQoVZW5jcnlwdGlvbl9wdWJsaWNfa2V5GAMgASgMEhkKEWxvb2t1cF9wdWJsaWNfa2V5GAQgASgMEiYKDHB1bGxfc2VydmVycxgFIAMoCzIQLm1lb3cuU2VydmVyQ2FyZBITCgtkcl9yb290X2tleRgGIAEoDBIVCg1kcl9wdWJsaWNfa2V5GAcgASgMEg8KB3N5bV9rZXkYCCABKAwSFQoNaW52aXRhdGlvbl9pZBgJIAEoCRIcCgR0eXBlGAogASgOMg4ubWVvdy5QZWVyVHlwZRISCgpkZXZpY2VfdWlkGAsgASgJEhAKCHBlZXJfdWlkGAwgASgJEhIKCmNyZWF0ZWRfYXQYDSABKAEiMgoHS2V5UGFpchITCgtwcml2YXRlX2tleRgBIAEoDBISCgpwdWJsaWNfa2V5GAIgASgMImIKDFBlZXJTZXR0aW5ncxIVCg1ub3RpZmljYXRpb25zGAEgASgIEhQKDGRlbGl2ZXJ5X2FjaxgCIAEoCBIWCg5wcm9jZXNzaW5nX2FjaxgDIAEoCBINCgVjYWxscxgEIAEoCCKCBQoKUGVlclJlY29yZBILCgN1aWQYASABKAkSHAoEdHlwZRgCIAEoDjIOLm1lb3cuUGVlclR5cGUSDAoEbmFtZRgDIAEoCRIOCgZhdmF0YXIYBCABKAwSDwoHdmlzaWJsZRgFIAEoCBIPCgdibG9ja2VkGAYgASgIEiQKCHNldHRpbmdzGAcgASgLMhIubWVvdy5QZWVyU2V0dGluZ3MSIgoLbXlfaWRlbnRpdHkYCCABKAsyDS5tZW93LktleVBhaXISJAoNbXlfZW5jcnlwdGlvbhgJIAEoCzINLm1lb3cuS2V5UGFpchIgCglteV9sb29rdXAYCiABKAsyDS5tZW93LktleVBhaXISEgoKbXlfc3ltX2tleRgLIAEoDBIiCgdjb250YWN0GAwgASgLMhEubWVvdy5Db250YWN0Q2FyZBIpCg9teV9wdWxsX3NlcnZlcnMYDSADKAsyEC5tZW93LlNlcnZlckNhcmQSDwoHcmF0Y2hldBgOIAEoDBIaChJwcmltYXJ5X2RldmljZV91aWQYDyABKAkSEgoKdXBkYXRlZF9hdBgQIAEoARISCgp1cGRhdGVkX2J5GBEgASgJEhIKCmRldmljZV91aWQYEiABKAkSEgoKY3JlYXRlZF9hdBgTIAEoARIqChNwZW5kaW5nX3JhdGNoZXRfa2V5GBQgASgLMg0ubWVvdy5LZXlQYWlyEicKDHBlbmRpbmdfY2FyZBgVIAEoCzIRLm1lb3cuQ29udGFjdENhcmQSLQoPcGVuZGluZ19wYWlyaW5nGBYgASgLMhQubWVvdy5QZW5kaW5nUGFpcmluZxITCgtzYWZldHlfY29kZRgXIAEoCSJWCg5QZW5kaW5nUGFpcmluZxIMCgRraW5kGAEgASgJEg8KB21hY19rZXkYAiABKAwSEgoKc2FmZXR5X2tleRgDIAEoDBIRCgljYXJkX3Bvc3QYBCABKAwiZAoHUHJvZmlsZRIQCghuaWNrbmFtZRgBIAEoCRIPCgdhdmF0YXJzGAIgAygMEg4KBnN0YXR1cxgDIAEoCRISCgp1cGRhdGVkX2F0GAQgASgBEhIKCnVwZGF0ZWRfYnkYBSABKAkioQIKDklkZW50aXR5UmVjb3JkEgsKA3VpZBgBIAEoCRIbCgRyb290GAIgASgLMg0ubWVvdy5LZXlQYWlyEigKEWRldmljZV9lbmNyeXB0aW9uGAMgASgLMg0ubWVvdy5LZXlQYWlyEiUKDmRldmljZV9zaWduaW5nGAQgASgLMg0ubWVvdy5LZXlQYWlyEhIKCmRldmljZV91aWQYBSABKAkSEwoLZGV2aWNlX25hbWUYBiABKAkSHgoHcHJvZmlsZRgHIAEoCzINLm1lb3cuUHJvZmlsZRIhCgdzZXJ2ZXJzGAggAygLMhAubWVvdy5TZXJ2ZXJDYXJkEhQKDGhpZGRlbl9wZWVycxgJIAMoCRISCgpjcmVhdGVkX2F0GAogASgBIsoBCgtPdXRib3hFbnRyeRIKCgJpZBgBIAEoCRIgCgZzZXJ2ZXIYAiABKAsyEC5tZW93LlNlcnZlckNhcmQSJwoGcGFja2VkGAMgASgLMhcubWVvdy5QYWNrZWRVc2VyTWVzc2FnZRIQCghhdHRlbXB0cxgEIAEoDRIXCg9uZXh0X2F0dGVtcHRfYXQYBSABKAESEQoJcXVldWVkX2F0GAYgASgBEhQKDG1lc3NhZ2VfdXVpZBgHIAEoCRIQCghwZWVyX3VpZBgIIAEoCSKLAgoRRGV2aWNlU3luY1BheWxvYWQSEQoJc3luY190eXBlGAEgASgJEhAKCHBlZXJfdWlkGAIgASgJEiMKCmRiX21lc3NhZ2UYAyABKAsyDy5tZW93LkRiTWVzc2FnZRIQCghkZWR1cF9pZBgEIAEoCRIRCglwZWVyX2RhdGEYBSABKAwSFQoNaWRlbnRpdHlfZGF0YRgGIAEoDBIXCg9mb3J3YXJkX3BheWxvYWQYByABKAwSGAoQZm9yd2FyZF9wZWVyX3VpZBgIIAEoCRIRCgl0aW1lc3RhbXAYCSABKAESFQoNb3JpZ2luX2RldmljZRgKIAEoCRITCgtwbHVnaW5fZGF0YRgLIAEoDCJdChJEZXZpY2VJbnRyb2R1Y3Rpb24SEgoKZGV2aWNlX3VpZBgBIAEoCRITCgtkZXZpY2VfbmFtZRgCIAEoCRIeCgRwZWVyGAMgASgLMhAubWVvdy5QZWVyUmVjb3JkInUKEEludml0YXRpb25BbnN3ZXISHwoEY2FyZBgBIAEoCzIRLm1lb3cuQ29udGFjdENhcmQSEQoJZHJfaGVhZGVyGAIgASgMEhUKDWRyX2NpcGhlcnRleHQYAyABKAwSFgoOdHJhbnNjcmlwdF9tYWMYBCABKAwqgwEKDU1haWxib3hBY3Rpb24SHgoaTUFJTEJPWF9BQ1RJT05fVU5TUEVDSUZJRUQQABIbChdNQUlMQk9YX0FDVElPTl9BTExPQ0FURRABEhsKF01BSUxCT1hfQUNUSU9OX0VYQ0hBTkdFEAISGAoUTUFJTEJPWF9BQ1RJT05fQ0xPU0UQAyqaAgoJRXJyb3JDb2RlEhoKFkVSUk9SX0NPREVfVU5TUEVDSUZJRUQQABIYChRFUlJPUl9DT0RFX1RPT19MQVJHRRABEhkKFUVSUk9SX0NPREVfUVVFVUVfRlVMTBACEiMKH0VSUk9SX0NPREVfQkFEX0xPT0tVUF9TSUdOQVRVUkUQAxIUChBFUlJPUl9DT0RFX1NUQUxFEAQSGAoURVJST1JfQ09ERV9NQUxGT1JNRUQQBRIYChRFUlJPUl9DT0RFX05PVF9GT1VORBAGEhMKD0VSUk9SX0NPREVfQlVTWRAIIgQIBxAHIgQICRAJKhdFUlJPUl9DT0RFX0JBRF9QQVNTV09SRCoTRVJST1JfQ09ERV9DT05GTElDVCpSCghQZWVyVHlwZRIZChVQRUVSX1RZUEVfVU5TUEVDSUZJRUQQABIVChFQRUVSX1RZUEVfQ09OVEFDVBABEhQKEFBFRVJfVFlQRV9ERVZJQ0UQAmIGcHJvdG8z");
 
 /**
  * The limits a relay enforces; every one has its unit in its name.
@@ -270,56 +270,6 @@ export const ConversationRequestSchema: GenMessage<ConversationRequest> = /*@__P
   messageDesc(file_meow, 3);
 
 /**
- * A contact card parked on a relay under a short code, so two people can pair
- * by typing the code.
- *
- * @generated from message meow.Invitation
- */
-export type Invitation = Message<"meow.Invitation"> & {
-  /**
-   * What to do with it.
-   *
-   * @generated from field: meow.InvitationAction action = 1;
-   */
-  action: InvitationAction;
-
-  /**
-   * The short code (case-insensitive, no ambiguous characters).
-   *
-   * @generated from field: string code = 2;
-   */
-  code: string;
-
-  /**
-   * The stored bytes: a serialized ContactCard (store), or the answer's copy (fetch).
-   *
-   * @generated from field: bytes payload = 3;
-   */
-  payload: Uint8Array;
-
-  /**
-   * Optional password; the relay keeps only its SHA-256 and compares.
-   *
-   * @generated from field: string password = 4;
-   */
-  password: string;
-
-  /**
-   * When the invitation vanishes; 0 means the relay's retention.
-   *
-   * @generated from field: double expires_at = 5;
-   */
-  expiresAt: number;
-};
-
-/**
- * Describes the message meow.Invitation.
- * Use `create(InvitationSchema)` to create a new message.
- */
-export const InvitationSchema: GenMessage<Invitation> = /*@__PURE__*/
-  messageDesc(file_meow, 4);
-
-/**
  * A mailbox step: only ciphertext is ever posted; the relay never reads a post.
  *
  * @generated from message meow.MailboxRequest
@@ -373,7 +323,7 @@ export type MailboxRequest = Message<"meow.MailboxRequest"> & {
  * Use `create(MailboxRequestSchema)` to create a new message.
  */
 export const MailboxRequestSchema: GenMessage<MailboxRequest> = /*@__PURE__*/
-  messageDesc(file_meow, 5);
+  messageDesc(file_meow, 4);
 
 /**
  * One post in a mailbox, numbered from 0 in the order the relay received it (both members share one numbering).
@@ -401,7 +351,7 @@ export type MailboxPost = Message<"meow.MailboxPost"> & {
  * Use `create(MailboxPostSchema)` to create a new message.
  */
 export const MailboxPostSchema: GenMessage<MailboxPost> = /*@__PURE__*/
-  messageDesc(file_meow, 6);
+  messageDesc(file_meow, 5);
 
 /**
  * A relay's answer to a MailboxRequest.
@@ -436,7 +386,7 @@ export type MailboxAnswer = Message<"meow.MailboxAnswer"> & {
  * Use `create(MailboxAnswerSchema)` to create a new message.
  */
 export const MailboxAnswerSchema: GenMessage<MailboxAnswer> = /*@__PURE__*/
-  messageDesc(file_meow, 7);
+  messageDesc(file_meow, 6);
 
 /**
  * Everything a client asks a relay in one request.
@@ -482,13 +432,6 @@ export type ToServerMessage = Message<"meow.ToServerMessage"> & {
   timeoutMs: number;
 
   /**
-   * An invitation to store, fetch or delete.
-   *
-   * @generated from field: meow.Invitation invitation = 6;
-   */
-  invitation?: Invitation | undefined;
-
-  /**
    * A mailbox step: allocate, exchange or close.
    *
    * @generated from field: meow.MailboxRequest mailbox = 7;
@@ -501,7 +444,7 @@ export type ToServerMessage = Message<"meow.ToServerMessage"> & {
  * Use `create(ToServerMessageSchema)` to create a new message.
  */
 export const ToServerMessageSchema: GenMessage<ToServerMessage> = /*@__PURE__*/
-  messageDesc(file_meow, 8);
+  messageDesc(file_meow, 7);
 
 /**
  * One error in an answer, scoped to the whole request, one queue or one message.
@@ -550,7 +493,7 @@ export type ServerError = Message<"meow.ServerError"> & {
  * Use `create(ServerErrorSchema)` to create a new message.
  */
 export const ServerErrorSchema: GenMessage<ServerError> = /*@__PURE__*/
-  messageDesc(file_meow, 9);
+  messageDesc(file_meow, 8);
 
 /**
  * A relay's answer.
@@ -571,13 +514,6 @@ export type FromServerMessage = Message<"meow.FromServerMessage"> & {
    * @generated from field: repeated meow.PackedUserMessage chat = 2;
    */
   chat: PackedUserMessage[];
-
-  /**
-   * The fetched invitation, or the stored one's code.
-   *
-   * @generated from field: meow.Invitation invitation = 3;
-   */
-  invitation?: Invitation | undefined;
 
   /**
    * Typed errors; a request-wide one means nothing was applied.
@@ -613,7 +549,7 @@ export type FromServerMessage = Message<"meow.FromServerMessage"> & {
  * Use `create(FromServerMessageSchema)` to create a new message.
  */
 export const FromServerMessageSchema: GenMessage<FromServerMessage> = /*@__PURE__*/
-  messageDesc(file_meow, 10);
+  messageDesc(file_meow, 9);
 
 /**
  * A user message as it travels: the output of the sealing pipeline.
@@ -670,7 +606,7 @@ export type PackedUserMessage = Message<"meow.PackedUserMessage"> & {
  * Use `create(PackedUserMessageSchema)` to create a new message.
  */
 export const PackedUserMessageSchema: GenMessage<PackedUserMessage> = /*@__PURE__*/
-  messageDesc(file_meow, 11);
+  messageDesc(file_meow, 10);
 
 /**
  * Delivery state of one message.
@@ -719,7 +655,7 @@ export type ConversationStatus = Message<"meow.ConversationStatus"> & {
  * Use `create(ConversationStatusSchema)` to create a new message.
  */
 export const ConversationStatusSchema: GenMessage<ConversationStatus> = /*@__PURE__*/
-  messageDesc(file_meow, 12);
+  messageDesc(file_meow, 11);
 
 /**
  * Metadata of an attached file; files themselves are never synced.
@@ -761,7 +697,7 @@ export type FileMeta = Message<"meow.FileMeta"> & {
  * Use `create(FileMetaSchema)` to create a new message.
  */
 export const FileMetaSchema: GenMessage<FileMeta> = /*@__PURE__*/
-  messageDesc(file_meow, 13);
+  messageDesc(file_meow, 12);
 
 /**
  * What one peer says to another, before sealing.
@@ -824,7 +760,7 @@ export type UserMessage = Message<"meow.UserMessage"> & {
  * Use `create(UserMessageSchema)` to create a new message.
  */
 export const UserMessageSchema: GenMessage<UserMessage> = /*@__PURE__*/
-  messageDesc(file_meow, 14);
+  messageDesc(file_meow, 13);
 
 /**
  * What an "ack" message says about an earlier message.
@@ -859,7 +795,7 @@ export type AckPayload = Message<"meow.AckPayload"> & {
  * Use `create(AckPayloadSchema)` to create a new message.
  */
 export const AckPayloadSchema: GenMessage<AckPayload> = /*@__PURE__*/
-  messageDesc(file_meow, 15);
+  messageDesc(file_meow, 14);
 
 /**
  * The stored form of a message in a conversation.
@@ -922,7 +858,7 @@ export type DbMessage = Message<"meow.DbMessage"> & {
  * Use `create(DbMessageSchema)` to create a new message.
  */
 export const DbMessageSchema: GenMessage<DbMessage> = /*@__PURE__*/
-  messageDesc(file_meow, 16);
+  messageDesc(file_meow, 15);
 
 /**
  * The public half of a pairing: everything the other side needs to send to and
@@ -1028,7 +964,7 @@ export type ContactCard = Message<"meow.ContactCard"> & {
  * Use `create(ContactCardSchema)` to create a new message.
  */
 export const ContactCardSchema: GenMessage<ContactCard> = /*@__PURE__*/
-  messageDesc(file_meow, 17);
+  messageDesc(file_meow, 16);
 
 /**
  * One key pair as stored on a device.
@@ -1056,7 +992,7 @@ export type KeyPair = Message<"meow.KeyPair"> & {
  * Use `create(KeyPairSchema)` to create a new message.
  */
 export const KeyPairSchema: GenMessage<KeyPair> = /*@__PURE__*/
-  messageDesc(file_meow, 18);
+  messageDesc(file_meow, 17);
 
 /**
  * Per-peer settings a user changes; they sync between devices.
@@ -1098,7 +1034,7 @@ export type PeerSettings = Message<"meow.PeerSettings"> & {
  * Use `create(PeerSettingsSchema)` to create a new message.
  */
 export const PeerSettingsSchema: GenMessage<PeerSettings> = /*@__PURE__*/
-  messageDesc(file_meow, 19);
+  messageDesc(file_meow, 18);
 
 /**
  * Everything a device knows about one peer (a contact or a sibling device).
@@ -1273,7 +1209,7 @@ export type PeerRecord = Message<"meow.PeerRecord"> & {
  * Use `create(PeerRecordSchema)` to create a new message.
  */
 export const PeerRecordSchema: GenMessage<PeerRecord> = /*@__PURE__*/
-  messageDesc(file_meow, 20);
+  messageDesc(file_meow, 19);
 
 /**
  * What the initiator of an end-to-end encrypted pairing keeps until the answer arrives.
@@ -1315,7 +1251,7 @@ export type PendingPairing = Message<"meow.PendingPairing"> & {
  * Use `create(PendingPairingSchema)` to create a new message.
  */
 export const PendingPairingSchema: GenMessage<PendingPairing> = /*@__PURE__*/
-  messageDesc(file_meow, 21);
+  messageDesc(file_meow, 20);
 
 /**
  * A user's public profile; syncs between devices, never keys.
@@ -1364,7 +1300,7 @@ export type Profile = Message<"meow.Profile"> & {
  * Use `create(ProfileSchema)` to create a new message.
  */
 export const ProfileSchema: GenMessage<Profile> = /*@__PURE__*/
-  messageDesc(file_meow, 22);
+  messageDesc(file_meow, 21);
 
 /**
  * A device's identity as stored on that device. Never leaves it whole.
@@ -1449,7 +1385,7 @@ export type IdentityRecord = Message<"meow.IdentityRecord"> & {
  * Use `create(IdentityRecordSchema)` to create a new message.
  */
 export const IdentityRecordSchema: GenMessage<IdentityRecord> = /*@__PURE__*/
-  messageDesc(file_meow, 23);
+  messageDesc(file_meow, 22);
 
 /**
  * One packed message waiting to leave the device.
@@ -1519,7 +1455,7 @@ export type OutboxEntry = Message<"meow.OutboxEntry"> & {
  * Use `create(OutboxEntrySchema)` to create a new message.
  */
 export const OutboxEntrySchema: GenMessage<OutboxEntry> = /*@__PURE__*/
-  messageDesc(file_meow, 24);
+  messageDesc(file_meow, 23);
 
 /**
  * One event sent from a device to each of its siblings, inside a UserMessage
@@ -1611,7 +1547,7 @@ export type DeviceSyncPayload = Message<"meow.DeviceSyncPayload"> & {
  * Use `create(DeviceSyncPayloadSchema)` to create a new message.
  */
 export const DeviceSyncPayloadSchema: GenMessage<DeviceSyncPayload> = /*@__PURE__*/
-  messageDesc(file_meow, 25);
+  messageDesc(file_meow, 24);
 
 /**
  * device_introduce: the pairing material one sibling needs to reach another,
@@ -1648,7 +1584,7 @@ export type DeviceIntroduction = Message<"meow.DeviceIntroduction"> & {
  * Use `create(DeviceIntroductionSchema)` to create a new message.
  */
 export const DeviceIntroductionSchema: GenMessage<DeviceIntroduction> = /*@__PURE__*/
-  messageDesc(file_meow, 26);
+  messageDesc(file_meow, 25);
 
 /**
  * The invitee's answer to an invitation, sealed to the initiator's encryption
@@ -1698,48 +1634,7 @@ export type InvitationAnswer = Message<"meow.InvitationAnswer"> & {
  * Use `create(InvitationAnswerSchema)` to create a new message.
  */
 export const InvitationAnswerSchema: GenMessage<InvitationAnswer> = /*@__PURE__*/
-  messageDesc(file_meow, 27);
-
-/**
- * What an invitation request asks the relay to do.
- *
- * @generated from enum meow.InvitationAction
- */
-export enum InvitationAction {
-  /**
-   * No invitation in this request.
-   *
-   * @generated from enum value: INVITATION_ACTION_UNSPECIFIED = 0;
-   */
-  UNSPECIFIED = 0,
-
-  /**
-   * Store `payload` under `code`.
-   *
-   * @generated from enum value: INVITATION_ACTION_STORE = 1;
-   */
-  STORE = 1,
-
-  /**
-   * Fetch the payload stored under `code`.
-   *
-   * @generated from enum value: INVITATION_ACTION_FETCH = 2;
-   */
-  FETCH = 2,
-
-  /**
-   * Delete the invitation under `code` (its creator cleans up).
-   *
-   * @generated from enum value: INVITATION_ACTION_DELETE = 3;
-   */
-  DELETE = 3,
-}
-
-/**
- * Describes the enum meow.InvitationAction.
- */
-export const InvitationActionSchema: GenEnum<InvitationAction> = /*@__PURE__*/
-  enumDesc(file_meow, 0);
+  messageDesc(file_meow, 26);
 
 /**
  * What a mailbox request asks the relay to do.
@@ -1781,7 +1676,7 @@ export enum MailboxAction {
  * Describes the enum meow.MailboxAction.
  */
 export const MailboxActionSchema: GenEnum<MailboxAction> = /*@__PURE__*/
-  enumDesc(file_meow, 1);
+  enumDesc(file_meow, 0);
 
 /**
  * The typed errors of a relay answer.
@@ -1832,18 +1727,11 @@ export enum ErrorCode {
   MALFORMED = 5,
 
   /**
-   * An invitation code is unknown or expired; or "no such mailbox" (unknown, expired, closed or taken).
+   * No such mailbox: unknown, expired, closed or taken.
    *
    * @generated from enum value: ERROR_CODE_NOT_FOUND = 6;
    */
   NOT_FOUND = 6,
-
-  /**
-   * An invitation password does not match.
-   *
-   * @generated from enum value: ERROR_CODE_BAD_PASSWORD = 7;
-   */
-  BAD_PASSWORD = 7,
 
   /**
    * Too many long polls are open (in all or from one client address), too many requests or mailbox
@@ -1852,20 +1740,13 @@ export enum ErrorCode {
    * @generated from enum value: ERROR_CODE_BUSY = 8;
    */
   BUSY = 8,
-
-  /**
-   * An invitation code is already taken.
-   *
-   * @generated from enum value: ERROR_CODE_CONFLICT = 9;
-   */
-  CONFLICT = 9,
 }
 
 /**
  * Describes the enum meow.ErrorCode.
  */
 export const ErrorCodeSchema: GenEnum<ErrorCode> = /*@__PURE__*/
-  enumDesc(file_meow, 2);
+  enumDesc(file_meow, 1);
 
 /**
  * What a peer kind is.
@@ -1899,5 +1780,5 @@ export enum PeerType {
  * Describes the enum meow.PeerType.
  */
 export const PeerTypeSchema: GenEnum<PeerType> = /*@__PURE__*/
-  enumDesc(file_meow, 3);
+  enumDesc(file_meow, 2);
 
