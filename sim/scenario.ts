@@ -346,6 +346,7 @@ export interface ScenarioInput {
     drop?: number;
   };
   poll?: { interval?: DurationInput };
+  relay?: { adversary?: AdversaryKind[]; share?: number };
   limits?:
     & { -readonly [K in keyof typeof LIMIT_DURATIONS]?: DurationInput }
     & {

@@ -192,6 +192,9 @@ export function scenarioInput(scenario: Scenario): ScenarioInput {
     if (n !== undefined) limits[key as keyof typeof LIMIT_COUNTS] = n;
   }
   if (Object.keys(limits).length > 0) input.limits = limits;
+  if (scenario.adversary.length > 0) {
+    input.relay = { adversary: [...scenario.adversary], share: scenario.adversaryShare };
+  }
   input.users = users;
   // In file order: the reader sorts by time again and numbers the steps as before.
   input.steps = [...scenario.steps].sort((a, b) => a.index - b.index).map(stepInput);
