@@ -12,7 +12,13 @@ import type { PluginInput } from "./plugin.ts";
 import { MemoryStore } from "../plugins/storage/mod.ts";
 import { chatPlugin } from "../plugins/chat/mod.ts";
 import { dedupPlugin } from "../plugins/dedup/mod.ts";
-import { LocalTransport, MemoryBackend, ServerCore, type ServerLimitsInit } from "../server/mod.ts";
+import {
+  type Backend,
+  LocalTransport,
+  MemoryBackend,
+  ServerCore,
+  type ServerLimitsInit,
+} from "../server/mod.ts";
 
 /** A clock the test moves by hand; sleeps never resolve on their own. */
 export class ManualClock implements Clock {
@@ -55,11 +61,11 @@ export class TestWorld {
 
   static async create(
     seed = 1,
-    options: { limits?: Partial<ServerLimitsInit> } = {},
+    options: { limits?: Partial<ServerLimitsInit>; backend?: Backend } = {},
   ): Promise<TestWorld> {
     const world = new TestWorld(seed);
     world.core = await ServerCore.create({
-      backend: new MemoryBackend(),
+      backend: options.backend ?? new MemoryBackend(),
       clock: world.clock,
       random: world.random.fork("relay"),
       name: "relay",

@@ -3,6 +3,7 @@ import { PeerType } from "../proto/gen/meow_pb.ts";
 import type { ChatApi } from "../plugins/chat/mod.ts";
 import { NoSuchCode, PairingInterfered } from "./errors.ts";
 import { type TestDevice, TestWorld } from "./_test_world.ts";
+import { type Backend, MemoryBackend } from "../server/mod.ts";
 
 function chat(device: TestDevice): ChatApi {
   return device.kernel.api<ChatApi>("chat");
@@ -113,4 +114,68 @@ Deno.test("Kernel refuses a link of the wrong kind before changing anything", as
     /device pairing link/,
   );
   assert.equal(bob.kernel.peers().length + bob.kernel.devices().length, 0);
+});
+
+/**
+ * A relay whose mailboxes take any number of joiners and never close: a late
+ * joiner steps in as the first one did (the weakness single use removes).
+ */
+function reusableMailboxes(): Backend {
+  const inner = new MemoryBackend();
+  const joiners = new Map<string, Uint8Array>();
+  const stepMailbox: Backend["stepMailbox"] = async (nameplate, step, nowMs) => {
+    const result = await inner.stepMailbox(nameplate, step, nowMs);
+    if (result) {
+      if (!result.member) joiners.set(nameplate, step.side);
+      return result;
+    }
+    const joiner = joiners.get(nameplate);
+    return joiner && await inner.stepMailbox(nameplate, { ...step, side: joiner }, nowMs);
+  };
+  return new Proxy(inner, {
+    get(target, property, receiver) {
+      if (property === "stepMailbox") return stepMailbox;
+      if (property === "closeMailbox") return () => Promise.resolve(true);
+      const value = Reflect.get(target, property, receiver);
+      return typeof value === "function" ? value.bind(target) : value;
+    },
+  });
+}
+
+Deno.test("Kernel: a second acceptor of a used link gets 'no such code'; against a reusable mailbox it would falsely 'pair'", async () => {
+  for (const weakened of [true, false]) {
+    const world = await TestWorld.create(26, weakened ? { backend: reusableMailboxes() } : {});
+    const alice = await world.device("alice", { nickname: "alice" });
+    const bob = await world.device("bob", { nickname: "bob" });
+    const mallory = await world.device("mallory", { nickname: "mallory" });
+    const offer = await alice.kernel.offerPairing({ form: "link" });
+    await bob.kernel.acceptPairing({ link: offer.link });
+    const second = mallory.kernel.acceptPairing({ link: offer.link });
+    if (weakened) {
+      // The attack works on the weakened relay: a second party "pairs" — a false success.
+      await second;
+      assert.equal(mallory.kernel.peers().length, 1);
+    } else {
+      await assert.rejects(second, NoSuchCode);
+      assert.equal(mallory.kernel.peers().length, 0);
+    }
+  }
+});
+
+Deno.test("Kernel refuses a reused device pairing code: the second new install is told at once", async () => {
+  const world = await TestWorld.create(27);
+  const phone = await world.device("phone", { nickname: "alice" });
+  const laptop = await world.device("laptop");
+  const tablet = await world.device("tablet");
+  const offer = await phone.kernel.offerPairing({ type: PeerType.DEVICE, form: "code" });
+  const input = { code: offer.code, server: world.core.card() };
+  await Promise.all([
+    offer.exchanged,
+    laptop.kernel.acceptPairing(input, { deviceName: "laptop", type: PeerType.DEVICE }),
+  ]);
+  await assert.rejects(
+    tablet.kernel.acceptPairing(input, { deviceName: "tablet", type: PeerType.DEVICE }),
+    NoSuchCode,
+  );
+  assert.equal(tablet.kernel.hasIdentity(), false, "the tablet keeps no half-made identity");
 });

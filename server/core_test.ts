@@ -584,6 +584,30 @@ Deno.test("ServerCore.handle() limits mailbox look-ups per client address and mi
   assert.deepEqual(codes(await guess(mallory, "AAAA")), [ErrorCode.NOT_FOUND], "a new window");
 });
 
+Deno.test("ServerCore.handle(): a code scanner past the look-up limit finds nothing; with no limit it claims a live mailbox", async () => {
+  for (const weakened of [true, false]) {
+    const limits = weakened ? { mailboxLookupsPerMinuteMax: 1_000_000 } : {};
+    const { device } = await relay({ limits });
+    const alice = device("10.0.0.1");
+    const scanner = device("10.6.6.6");
+    const live = (await step(alice, { action: MailboxAction.ALLOCATE, side: SIDE_A }))
+      .mailbox!.nameplate;
+    // The scanner walks nameplates; the live one comes 20th.
+    const walk = Array.from({ length: 19 }, (_, i) => `Z${String(i).padStart(3, "0")}`)
+      .filter((n) => n !== live).slice(0, 19);
+    let found = false;
+    for (const nameplate of [...walk, live]) {
+      const answer = await step(scanner, {
+        action: MailboxAction.EXCHANGE,
+        nameplate,
+        side: SIDE_C,
+      });
+      if (answer.errors.length === 0) found = true;
+    }
+    assert.equal(found, weakened, weakened ? "unlimited: the scan claims it" : "limited: never");
+  }
+});
+
 Deno.test("ServerCore.handle() never counts a member's own mailbox steps as look-ups", async () => {
   const { device } = await relay({ limits: { mailboxLookupsPerMinuteMax: 2 } });
   const alice = device("10.0.0.1");
