@@ -60,6 +60,18 @@ const WAIT_S_DEFAULT = 300;
 /** How often a wait says it is still waiting, in ms. */
 const PROGRESS_MS = 10_000;
 
+/** How pairing and invitations work, for their `--help`. */
+const PAIRING_HELP = `
+The waiting side prints a code like K7M2-XQ4P-9R3T to type on the other side
+(case and dashes do not matter; the relay it is on goes with --server), or with
+--link a meow: link and its QR code (the link names its relay; --out FILE
+writes it to an owner-only file for --in FILE). A code or link works once and
+expires after 10 minutes (the printed time); a code works only while the side
+that printed it keeps waiting. Both sides then print the same six-digit safety
+code: compare them. A used, expired or mistyped code or link, and a failed
+check ("wrong code, or someone interfered"), end with exit code 6 and change
+nothing: start again.`;
+
 /** What the CLI reads and writes; tests pass their own. */
 export interface CliIo {
   /** Writes one line to stdout. */
@@ -213,8 +225,8 @@ ${EXIT_HELP}`,
     const command = args[args.length - 1] as Command;
     await fn(ctxOf(command), ...args.slice(0, -1));
   };
-  const sub = (name: string, description: string) =>
-    program.command(name).description(description).addHelpText("after", `\n${EXIT_HELP}`);
+  const sub = (name: string, description: string, more = "") =>
+    program.command(name).description(description).addHelpText("after", `${more}\n${EXIT_HELP}`);
   const timeout = () =>
     new Option("--timeout <seconds>", "how long to wait for the other side")
       .default(WAIT_S_DEFAULT)
@@ -237,17 +249,25 @@ ${EXIT_HELP}`,
     .addOption(kdfCost())
     .action(act(cmdInit));
 
-  const pair = program.command("pair").description("pair this device with a sibling device")
-    .addHelpText("after", `\n${EXIT_HELP}`);
+  const noWait = () =>
+    new Option(
+      "--no-wait",
+      "return at once (with --link or --out, or while `run` runs); `run` or a later command " +
+        "completes it",
+    );
+  const pairing = `${PAIRING_HELP}\n`;
+  const pair = program.command("pair")
+    .description("pair this device with a sibling device, by code or link")
+    .addHelpText("after", `${pairing}\n${EXIT_HELP}`);
   pair.command("start").description(
     "on a device that has the identity: print a code (or a link and QR code) for the new " +
       "device, then wait for it",
   )
     .option("--link", "a link and a QR code instead of a code to type")
     .option("--out <file>", "write the link to a file (owner-only) instead of printing it")
-    .option("--no-wait", "return at once; `run` or a later command completes the pairing")
+    .addOption(noWait())
     .addOption(timeout())
-    .addHelpText("after", `\n${EXIT_HELP}`)
+    .addHelpText("after", `${pairing}\n${EXIT_HELP}`)
     .action(act(cmdPairStart));
   pair.command("join").description("on a new device: join the devices of the code's owner")
     .argument("[code-or-link]", "the code or the meow:pair link `pair start` printed")
@@ -257,16 +277,20 @@ ${EXIT_HELP}`,
     .addOption(storeKind())
     .addOption(timeout())
     .addOption(kdfCost())
-    .addHelpText("after", `\n${EXIT_HELP}`)
+    .addHelpText("after", `${pairing}\n${EXIT_HELP}`)
     .action(act(cmdPairJoin));
 
-  sub("invite", "invite a contact: print a code (or a link) for them, then wait for their answer")
+  sub(
+    "invite",
+    "invite a contact: print a code (or a link and QR code) for them, then wait for their answer",
+    pairing,
+  )
     .option("--link", "a link and a QR code instead of a code to type")
     .option("--out <file>", "write the link to a file (owner-only) instead of printing it")
-    .option("--no-wait", "return at once; `run` or a later command completes the invitation")
+    .addOption(noWait())
     .addOption(timeout())
     .action(act(cmdInvite));
-  sub("accept", "accept a contact's invitation")
+  sub("accept", "accept a contact's invitation, by its code or link", pairing)
     .argument("[code-or-link]", "the code or the meow:invite link their `invite` printed")
     .option("--in <file>", "read the link their `invite --out` wrote")
     .option("--server <url>", "the relay the code is on (default: your home relay)")
@@ -423,15 +447,33 @@ async function withSession(
   }
 }
 
-/** Takes the lock for a command that creates a home (nothing may run on it). */
-async function lockNewHome(ctx: Ctx): Promise<HomeLock> {
+/**
+ * Runs `fn` on a new home (none there yet) under the home lock. When `fn`
+ * fails before it calls `keep()`, the home is undone — its files, and its
+ * directory when this command made it — so the same --home works again.
+ */
+async function withNewHome(ctx: Ctx, fn: (keep: () => void) => Promise<void>): Promise<void> {
+  const fresh = await Deno.stat(ctx.paths.dir).then(() => false, () => true);
   const lock = await HomeLock.tryAcquire(ctx.paths);
-  if (lock instanceof HomeLock) return lock;
-  throw new AgentError(
-    `${ctx.paths.dir} is in use${lock.pid ? ` by pid ${lock.pid}` : ""}: ` +
-      "it has an identity already (see `status`)",
-    EXIT.noIdentity,
-  );
+  if (!(lock instanceof HomeLock)) {
+    throw new AgentError(
+      `${ctx.paths.dir} is in use${lock.pid ? ` by pid ${lock.pid}` : ""}: ` +
+        "it has an identity already (see `status`)",
+      EXIT.noIdentity,
+    );
+  }
+  try {
+    await assertNewHome(ctx);
+    let kept = false;
+    try {
+      await fn(() => kept = true);
+    } catch (e) {
+      if (!kept) await removeNewHome(ctx.paths, fresh);
+      throw e;
+    }
+  } finally {
+    lock.release();
+  }
 }
 
 async function assertNewHome(ctx: Ctx): Promise<void> {
@@ -460,6 +502,14 @@ async function removeHomeFiles(paths: HomePaths): Promise<void> {
   for (const path of [paths.config, ...stores]) {
     await Deno.remove(path).catch(() => {});
   }
+}
+
+/** Undoes a home a failed command began; its directory too when `made` (if nothing else is in it). */
+async function removeNewHome(paths: HomePaths, made: boolean): Promise<void> {
+  await removeHomeFiles(paths);
+  if (!made) return;
+  await Deno.remove(paths.lock).catch(() => {});
+  await Deno.remove(paths.dir).catch(() => {});
 }
 
 // ─── Output ───────────────────────────────────────────────────────────────────
@@ -505,34 +555,25 @@ async function cmdInit(
   o: { name: string; server: string; device?: string; store: StoreKind; scryptLogN: number },
 ): Promise<void> {
   if (o.name.trim() === "") throw new AgentError("--name must not be empty", EXIT.usage);
-  const lock = await lockNewHome(ctx);
-  try {
-    await assertNewHome(ctx);
+  await withNewHome(ctx, async () => {
     const server = await fetchServerCard(ctx.transport, o.server);
     const key = await createHomeFiles(ctx, o.scryptLogN, o.store);
     const deviceName = o.device ?? hostName();
+    const agent = await Agent.open(ctx.paths, key, { transport: ctx.transport });
     try {
-      const agent = await Agent.open(ctx.paths, key, { transport: ctx.transport });
-      try {
-        await agent.kernel.createIdentity({
-          nickname: o.name.trim(),
-          deviceName,
-          servers: [server],
-        });
-      } finally {
-        await agent.finish();
-      }
-    } catch (e) {
-      await removeHomeFiles(ctx.paths);
-      throw e;
+      await agent.kernel.createIdentity({
+        nickname: o.name.trim(),
+        deviceName,
+        servers: [server],
+      });
+    } finally {
+      await agent.finish();
     }
     emit(ctx, { nickname: o.name.trim(), device: deviceName, server: server.url }, [
       `created ${o.name.trim()} on device "${deviceName}" in ${ctx.paths.dir}`,
       `home relay: ${server.name || "relay"} at ${server.url}`,
     ]);
-  } finally {
-    lock.release();
-  }
+  });
 }
 
 async function cmdPairStart(
@@ -540,8 +581,7 @@ async function cmdPairStart(
   o: { link?: boolean; out?: string; wait: boolean; timeout: number },
 ): Promise<void> {
   await withSession(ctx, { catchUp: true }, async (session) => {
-    const form = o.link || o.out !== undefined ? "link" : "code";
-    const ticket = await session.call<TicketView>("pairStart", { form });
+    const ticket = await session.call<TicketView>("pairStart", { form: ticketForm(o, session) });
     await showTicket(
       ctx,
       ticket,
@@ -564,6 +604,26 @@ async function cmdPairStart(
       `safety code: ${peer.safetyCode} (the new device shows the same)`,
     ]);
   });
+}
+
+/**
+ * The form `pair start` or `invite` offers: a link with --link or --out,
+ * else a code, whose exchange runs in the process that printed it (so
+ * --no-wait with a code needs `run` to carry it on).
+ */
+function ticketForm(
+  o: { link?: boolean; out?: string; wait: boolean },
+  session: Session,
+): "link" | "code" {
+  if (o.link || o.out !== undefined) return "link";
+  if (!o.wait && !session.remote) {
+    throw new AgentError(
+      "--no-wait needs --link or --out (or `run` running on this home): a code works only " +
+        "while the command that printed it runs",
+      EXIT.usage,
+    );
+  }
+  return "code";
 }
 
 /** How to run the agent on `home`, for a hint to copy. */
@@ -627,13 +687,10 @@ async function cmdPairJoin(
     text,
     async () => o.server === undefined ? undefined : await fetchServerCard(ctx.transport, o.server),
   );
-  const lock = await lockNewHome(ctx);
-  try {
-    await assertNewHome(ctx);
+  await withNewHome(ctx, async (keep) => {
     const key = await createHomeFiles(ctx, o.scryptLogN, o.store);
     const deviceName = o.device ?? hostName();
     const agent = await Agent.open(ctx.paths, key, { transport: ctx.transport });
-    let answered = false;
     try {
       const joined = await pairingErrors(
         () =>
@@ -643,7 +700,7 @@ async function cmdPairJoin(
           }),
         "server" in input ? input.server.url : "",
       );
-      answered = true;
+      keep(); // joined: the answer completes it, now or with a later command
       await withProgress(
         ctx,
         "the other device to answer",
@@ -675,11 +732,8 @@ async function cmdPairJoin(
       );
     } finally {
       warn(ctx, await agent.finish());
-      if (!answered) await removeHomeFiles(ctx.paths);
     }
-  } finally {
-    lock.release();
-  }
+  });
 }
 
 async function readIn(path: string): Promise<string> {
@@ -695,8 +749,7 @@ async function cmdInvite(
   o: { link?: boolean; out?: string; wait: boolean; timeout: number },
 ): Promise<void> {
   await withSession(ctx, { catchUp: true }, async (session) => {
-    const form = o.link || o.out !== undefined ? "link" : "code";
-    const ticket = await session.call<TicketView>("invite", { form });
+    const ticket = await session.call<TicketView>("invite", { form: ticketForm(o, session) });
     await showTicket(
       ctx,
       ticket,

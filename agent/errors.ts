@@ -27,7 +27,10 @@ export const EXIT = {
   unknownContact: 4,
   /** A relay could not be reached. */
   unreachable: 5,
-  /** A short code or card that is wrong, used or expired. */
+  /**
+   * A pairing code or link that is malformed, used, expired or unknown to the
+   * relay, or whose check failed (a wrong code, or someone interfered).
+   */
   badCode: 6,
   /** The passphrase is wrong or missing. */
   passphrase: 7,
@@ -42,7 +45,7 @@ export const EXIT = {
 /** The exit codes, as text for `--help`. */
 export const EXIT_HELP = `Exit codes:
   0 done                        5 a relay could not be reached
-  1 unexpected failure          6 bad, used or expired code or card
+  1 unexpected failure          6 bad, used or expired code or link
   2 bad arguments               7 wrong or missing passphrase
   3 no identity yet (or one     8 another command holds the home
     already, for init/join)     9 timed out waiting for the other side

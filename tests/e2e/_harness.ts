@@ -7,6 +7,7 @@
  *
  * @module
  */
+import assert from "node:assert/strict";
 import { redisSkip, startRedis, type TestRedis } from "../../server/redis_process.ts";
 
 /** The repository root. */
@@ -21,6 +22,10 @@ const COMMAND_MS_MAX = 30_000;
  * round trips each side, on a loaded two-core CI machine.
  */
 export const WAITING_COMMAND_MS_MAX = 120_000;
+/** The line `pair start` and `invite` print: `code: K7M2-XQ4P-9R3T`; group 1 is the code. */
+export const CODE_LINE = /^code: ([0-9A-Z]{4}-[0-9A-Z]{4}-[0-9A-Z]{4})$/m;
+/** The line both sides of a pairing print: `safety code: 417093`; group 1 is the six digits. */
+export const SAFETY_CODE_LINE = /^safety code: (\d{6})\b/m;
 /** How much of each process's output a failure report shows, in characters. */
 const TAIL_CHARS = 2_000;
 
@@ -249,6 +254,20 @@ export async function withRedis(body: (redis: TestRedis) => Promise<void>): Prom
 }
 
 export { redisSkip };
+
+/**
+ * Asserts a command failed the way a user should see it: exit code `code`,
+ * one line on stderr that starts "meowsync agent: " and matches `pattern`,
+ * no stack trace.
+ */
+export function assertOneLine(result: Result, code: number, pattern: RegExp): void {
+  assert.equal(result.code, code, `exit code; stderr: ${result.stderr}`);
+  const lines = result.stderr.trim().split("\n");
+  assert.equal(lines.length, 1, `one line on stderr, got:\n${result.stderr}`);
+  assert.match(lines[0], /^meowsync agent: /);
+  assert.match(lines[0], pattern);
+  assert.doesNotMatch(result.stderr, /^\s+at /m, "no stack trace");
+}
 
 /** Splits a shell command line into words (double and single quotes, no escapes). */
 export function shellWords(line: string): string[] {

@@ -4,7 +4,7 @@
  */
 import assert from "node:assert/strict";
 import type { ConversationView } from "../../agent/mod.ts";
-import { eventually, Procs, WAITING_COMMAND_MS_MAX } from "./_harness.ts";
+import { CODE_LINE, eventually, Procs, WAITING_COMMAND_MS_MAX } from "./_harness.ts";
 
 Deno.test("agent run killed with SIGKILL and restarted loses nothing and duplicates nothing", async () => {
   const procs = await Procs.create();
@@ -13,7 +13,7 @@ Deno.test("agent run killed with SIGKILL and restarted loses nothing and duplica
     const home = (name: string) => ["--home", `${procs.dir}/${name}`];
     await procs.ok([...home("alice-phone"), "init", "--name", "alice", "--server", relay]);
     const start = procs.spawnAgent([...home("alice-phone"), "pair", "start"]);
-    const pairCode = (await start.waitFor(/code: (\w+)/))[1];
+    const pairCode = (await start.waitFor(CODE_LINE))[1];
     const waits = { timeoutMs: WAITING_COMMAND_MS_MAX };
     // The laptop keeps its store in SQLite, the other devices in Deno KV (the default).
     await procs.ok(
@@ -23,7 +23,7 @@ Deno.test("agent run killed with SIGKILL and restarted loses nothing and duplica
     assert.equal((await start.done).code, 0);
     await procs.ok([...home("bob"), "init", "--name", "bob", "--server", relay]);
     const invite = procs.spawnAgent([...home("bob"), "invite"]);
-    const inviteCode = (await invite.waitFor(/code: (\w+)/))[1];
+    const inviteCode = (await invite.waitFor(CODE_LINE))[1];
     // Alice's phone accepts: it becomes the primary that holds the session with bob.
     await procs.ok([...home("alice-phone"), "accept", inviteCode], waits);
     assert.equal((await invite.done).code, 0);

@@ -4,16 +4,7 @@
  */
 import assert from "node:assert/strict";
 import { EXIT } from "../../agent/mod.ts";
-import { freePort, Procs, type Result } from "./_harness.ts";
-
-function assertOneLine(result: Result, code: number, pattern: RegExp): void {
-  assert.equal(result.code, code, `exit code; stderr: ${result.stderr}`);
-  const lines = result.stderr.trim().split("\n");
-  assert.equal(lines.length, 1, `one line on stderr, got:\n${result.stderr}`);
-  assert.match(lines[0], /^meowsync agent: /);
-  assert.match(lines[0], pattern);
-  assert.doesNotMatch(result.stderr, /\n\s+at /, "no stack trace");
-}
+import { assertOneLine, freePort, Procs } from "./_harness.ts";
 
 Deno.test("agent CLI errors: one line on stderr and the documented exit code", async () => {
   const procs = await Procs.create();
@@ -66,18 +57,18 @@ Deno.test("agent CLI errors: one line on stderr and the documented exit code", a
         `${procs.dir}/carol`,
         "pair",
         "join",
-        "ABCDEFGH",
+        "ABCD-EFGH-JKMN",
         "--server",
         closed,
       ]),
       EXIT.unreachable,
       /cannot reach the relay/,
     );
-    // Bad codes and cards.
+    // Bad codes and links (tests/e2e/pairing_test.ts has more).
     assertOneLine(
-      await procs.agent(["--home", alice, "accept", "ZZZZ2345"]),
+      await procs.agent(["--home", alice, "accept", "ZZZZ-2345-6789"]),
       EXIT.badCode,
-      /no invitation under code ZZZZ2345/,
+      /no such code: used already, expired or mistyped/,
     );
     assertOneLine(
       await procs.agent([
@@ -85,18 +76,18 @@ Deno.test("agent CLI errors: one line on stderr and the documented exit code", a
         `${procs.dir}/dave`,
         "pair",
         "join",
-        "ZZZZ2345",
+        "ZZZZ-2345-6789",
         "--server",
         relay,
       ]),
       EXIT.badCode,
-      /no invitation under code ZZZZ2345/,
+      /no such code: used already, expired or mistyped/,
     );
-    await Deno.writeTextFile(`${procs.dir}/junk.card`, "not a card at all!");
+    await Deno.writeTextFile(`${procs.dir}/junk.link`, "not a link at all!");
     assertOneLine(
-      await procs.agent(["--home", alice, "accept", "--in", `${procs.dir}/junk.card`]),
+      await procs.agent(["--home", alice, "accept", "--in", `${procs.dir}/junk.link`]),
       EXIT.badCode,
-      /not .*meowsync card/,
+      /Cannot read the pairing code/,
     );
     // A failed join leaves no half-made home behind: the same home can join later.
     assertOneLine(

@@ -7,12 +7,14 @@ import assert from "node:assert/strict";
 import { type ConversationView, homePaths, readConfig } from "../../agent/mod.ts";
 import { containsBytes } from "../../kernel/crypto/mod.ts";
 import {
+  CODE_LINE,
   eventually,
   PASSPHRASE,
   type Proc,
   Procs,
   redisSkip,
   ROOT,
+  SAFETY_CODE_LINE,
   shellWords,
   WAITING_COMMAND_MS_MAX,
   withRedis,
@@ -56,14 +58,14 @@ async function walkThrough(procs: Procs, relay: string): Promise<void> {
     }
     if ((command === "pair" && words.includes("start")) || command === "invite") {
       waiting = procs.spawnAgent(words);
-      code = (await waiting.waitFor(/code: ([0-9A-Z]{8})/))[1];
+      code = (await waiting.waitFor(CODE_LINE))[1];
       continue;
     }
     const joins = (command === "pair" && words.includes("join")) || command === "accept";
     if (joins) {
       // The README shows an example code; the test types the one just printed, as a reader would.
       const at = words.indexOf(command === "accept" ? "accept" : "join") + 1;
-      assert.match(words[at], /^[0-9A-Z]{8}$/, `${line}: an example code`);
+      assert.match(words[at], /^[0-9A-Z]{4}-[0-9A-Z]{4}-[0-9A-Z]{4}$/, `${line}: an example code`);
       words[at] = code;
     }
     if ((command === "history" || command === "read") && !converged) {
@@ -71,12 +73,21 @@ async function walkThrough(procs: Procs, relay: string): Promise<void> {
       converged = true;
     }
     const timeoutMs = joins ? WAITING_COMMAND_MS_MAX : undefined;
-    outputs.push({ line, stdout: await procs.ok(words, { timeoutMs }) });
+    const stdout = await procs.ok(words, { timeoutMs });
+    outputs.push({ line, stdout });
     if (waiting) {
       const done = await waiting.done;
       assert.equal(done.code, 0, `the waiting side ends well: ${done.stderr}\n${procs.describe()}`);
       // What it queued on completing (the new device's welcome) left before it exited.
       assert.doesNotMatch(done.stderr, /wait in the outbox/, `${line}: ${done.stderr}`);
+      // Both sides show the same safety code, to compare.
+      const shown = stdout.match(SAFETY_CODE_LINE)?.[1];
+      assert.ok(shown, `${line} prints a safety code:\n${stdout}`);
+      assert.equal(
+        done.stdout.match(SAFETY_CODE_LINE)?.[1],
+        shown,
+        `the same on both sides: ${done.stdout}`,
+      );
       waiting = undefined;
     }
   }
