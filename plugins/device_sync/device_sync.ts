@@ -308,6 +308,34 @@ export function deviceSyncPlugin(): Plugin {
     }
   }
 
+  /**
+   * Sends a sibling this device was just introduced to its current profile,
+   * relays and contacts (last writer wins merges them there), so nothing this
+   * device changed before the two knew each other is missed.
+   */
+  async function share(tx: Tx, sibling: PeerRecord): Promise<void> {
+    const identity = tx.identity();
+    if (identity.uid === "") return; // still joining: the pairing device brings it up to date
+    const to = [sibling];
+    await sendTo(tx, {
+      to,
+      payload: build(tx, {
+        syncType: SYNC_TYPES.identityUpdate,
+        identityData: encode(ProfileSchema, profileForSync(identity.profile)),
+        pluginData: encode(IdentityRecordSchema, publicIdentity(identity)),
+        timestamp: identity.profile?.updatedAt ?? 0,
+      }),
+    });
+    for (const server of identity.servers) {
+      const pluginData = encode(ServerCardSchema, server);
+      await sendTo(tx, { to, payload: build(tx, { syncType: SYNC_TYPES.serverAdd, pluginData }) });
+    }
+    for (const peer of tx.peers()) {
+      if (hidden(tx, peer.uid)) continue;
+      await sendTo(tx, { to, payload: peerUpdate(tx, peer) });
+    }
+  }
+
   /** Mints the pairwise records of `a` and `b` and sends each its half. */
   async function introduce(
     tx: Tx,
@@ -430,7 +458,11 @@ export function deviceSyncPlugin(): Plugin {
       },
 
       async "peer.updated"({ peer, created, origin }, tx) {
-        if (origin === "sync") return;
+        if (origin === "sync") {
+          // Introduced to a new sibling: what changed here before it was known must reach it too.
+          if (peer.type === PeerType.DEVICE && created) await share(tx, peer);
+          return;
+        }
         if (peer.type === PeerType.DEVICE) {
           // The inviter finalizes a device pairing (the card it received carries no ratchet root).
           const inviter = peer.contact !== undefined && peer.contact.drRootKey.length === 0;
