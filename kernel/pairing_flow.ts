@@ -167,6 +167,13 @@ export async function startOffer(
       link,
       code: "",
       pending: { keys, cardPost },
+      exchange: (_commit, signal) =>
+        watchJoiner(
+          ports,
+          { server, nameplate: answer.nameplate, side, after: 1 },
+          answer.expiresAt,
+          signal,
+        ),
     };
   }
   const password = drawPairingPassword(random);
@@ -208,6 +215,12 @@ export async function startOffer(
         side,
         post: confirmed.post,
       });
+      await watchJoiner(
+        ports,
+        { server, nameplate, side, after: b1.index + 1 },
+        allocated.expiresAt,
+        signal,
+      );
     } catch (e) {
       if (e instanceof PairingInterfered) await closeQuietly(ports, server, nameplate, side);
       throw e;
@@ -275,7 +288,7 @@ export async function joinOffer(
       cardBytes = ports.protocol.openCardPost(cardPost, keys);
     } catch (e) {
       if (e instanceof BadCiphertext || e instanceof Malformed) {
-        await closeQuietly(ports, server, link.nameplate, side);
+        await abandon(ports, server, link.nameplate, side);
         throw new PairingInterfered(undefined, { cause: e });
       }
       throw e;
@@ -326,7 +339,7 @@ export async function joinOffer(
   try {
     finished = ports.protocol.codeResponderFinish(started.state, a2.body);
   } catch (e) {
-    await closeQuietly(ports, server, nameplate, side);
+    await abandon(ports, server, nameplate, side);
     throw e;
   }
   return {
@@ -377,6 +390,58 @@ async function waitPost(
       throw new NoSuchCode();
     }
     if (!ports.longPoll) await ports.sleep(MAILBOX_SHORT_POLL_MS, options.signal);
+  }
+}
+
+/**
+ * The joiner's "I give up" post (version 1, type 0xff), before it closes the
+ * mailbox: the initiator then knows the pairing failed rather than waiting for
+ * an answer that will not come. It says nothing the closing does not.
+ */
+const ABANDON_POST = new Uint8Array([1, 0xff]);
+
+async function abandon(
+  ports: MailboxPorts,
+  server: ServerCard,
+  nameplate: string,
+  side: Uint8Array,
+): Promise<void> {
+  try {
+    await ports.mailbox(server, {
+      action: MailboxAction.EXCHANGE,
+      nameplate,
+      side,
+      post: ABANDON_POST,
+    });
+  } catch {
+    // Gone already: the initiator learns of it by the mailbox's absence.
+  }
+  await closeQuietly(ports, server, nameplate, side);
+}
+
+/**
+ * The initiator, its part done, watches the mailbox until the joiner closes it
+ * (its answer is on the way) or says it gave up (the pairing failed on its
+ * side: a card that did not open, a confirmation that failed).
+ *
+ * @throws {PairingInterfered} when the joiner gave up
+ */
+async function watchJoiner(
+  ports: MailboxPorts,
+  at: { server: ServerCard; nameplate: string; side: Uint8Array; after: number },
+  expiresAt: number,
+  signal?: AbortSignal,
+): Promise<void> {
+  let post;
+  try {
+    post = await waitPost(ports, at, { expiresAt, signal });
+  } catch (e) {
+    if (e instanceof NoSuchCode) return; // closed, or expired: the answer, if any, comes by the queue
+    throw e;
+  }
+  if (equalBytes(post.body, ABANDON_POST)) {
+    await closeQuietly(ports, at.server, at.nameplate, at.side);
+    throw new PairingInterfered();
   }
 }
 

@@ -179,3 +179,22 @@ Deno.test("Kernel refuses a reused device pairing code: the second new install i
   );
   assert.equal(tablet.kernel.hasIdentity(), false, "the tablet keeps no half-made identity");
 });
+
+Deno.test("Kernel: a link's initiator learns when the joiner gave up (a link altered on the way), instead of waiting", async () => {
+  const world = await TestWorld.create(28);
+  const alice = await world.device("alice", { nickname: "alice" });
+  const bob = await world.device("bob", { nickname: "bob" });
+  const offer = await alice.kernel.offerPairing({ form: "link" });
+  // One character of the secret changed: the card does not open for the joiner.
+  const altered = offer.link.replace(/s=(.)/, (_, c) => `s=${c === "A" ? "B" : "A"}`);
+  assert.notEqual(altered, offer.link);
+  const [initiator, joiner] = await Promise.allSettled([
+    offer.exchanged,
+    bob.kernel.acceptPairing({ link: altered }),
+  ]);
+  for (const side of [initiator, joiner]) {
+    assert.equal(side.status, "rejected");
+    assert((side as PromiseRejectedResult).reason instanceof PairingInterfered);
+  }
+  assert.equal(bob.kernel.peers().length, 0);
+});
