@@ -1225,9 +1225,11 @@ export class Kernel {
       const together = wait > 0 && chunks.length > 1;
       const early = new AbortController();
       const requestSignal = options.requestSignal ?? signal;
-      const poll = async (chunk: PullChunk): Promise<ChunkResult> => {
+      const poll = async (chunk: PullChunk, index: number): Promise<ChunkResult> => {
         const result = await this.#pollChunk(server, chunk, {
-          timeoutMs: wait,
+          // No more long polls at once than the relay takes from one client: the rest are
+          // short polls, and what they bring ends the long polls early.
+          timeoutMs: index < limits.longPollsPerClientMax ? wait : 0,
           signal,
           requestSignal: together
             ? (requestSignal ? AbortSignal.any([requestSignal, early.signal]) : early.signal)
@@ -1241,7 +1243,7 @@ export class Kernel {
       if (together) results.push(...await Promise.all(chunks.map(poll)));
       else {
         for (const chunk of chunks) {
-          results.push(await poll(chunk));
+          results.push(await poll(chunk, 0));
           if (signal?.aborted || this.#closed) return accepted;
         }
       }

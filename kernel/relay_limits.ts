@@ -26,6 +26,8 @@ export interface RelayLimits {
   longPollMsMax: number;
   /** How long the relay keeps a message, in ms. */
   retentionMs: number;
+  /** Long polls one client address may hold open at once. */
+  longPollsPerClientMax: number;
 }
 
 /** What a client assumes for a limit its relay's card does not state (the protocol's first values). */
@@ -38,6 +40,7 @@ export const ASSUMED_LIMITS: Readonly<RelayLimits> = Object.freeze({
   pullMessagesMax: 64,
   longPollMsMax: 30_000,
   retentionMs: 14 * 24 * 60 * 60 * 1000,
+  longPollsPerClientMax: 8,
 });
 
 /**
@@ -69,5 +72,6 @@ export function relayLimits(server: ServerCard): RelayLimits {
     pullMessagesMax: pick("pullMessagesMax"),
     longPollMsMax: pick("longPollMsMax"),
     retentionMs: pick("retentionMs"),
+    longPollsPerClientMax: pick("longPollsPerClientMax"),
   };
 }

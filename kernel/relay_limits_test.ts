@@ -205,3 +205,22 @@ Deno.test("Kernel asks no longer a long poll than the relay's longPollMsMax", as
     await device.kernel.stop();
   }
 });
+
+Deno.test("Kernel long-polls no more chunks at once than the relay's longPollsPerClientMax; the rest short-poll", async () => {
+  const { world, hub } = await hubWith(5, { pullRequestsMax: 2, longPollsPerClientMax: 2 });
+  const waits: number[] = [];
+  const seen = new Promise<void>((resolve) => {
+    world.core.observe = (e) => {
+      if (e.kind !== "request") return;
+      const request = decode(ToServerMessageSchema, e.bytes);
+      if (request.pullRequests.length === 0) return;
+      waits.push(request.timeoutMs);
+      if (waits.length === 3) resolve();
+    };
+  });
+  hub.kernel.start();
+  await seen;
+  await hub.kernel.stop();
+  // Five contacts in chunks of two: three requests, two of them long polls.
+  assert.deepEqual(waits.map((w) => w > 0), [true, true, false]);
+});
