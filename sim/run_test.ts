@@ -288,7 +288,6 @@ Deno.test("decrypt_clean fails when a plugin sends a tampered message", async ()
             destination: contactLookupKey(peer),
             payload: new Uint8Array(200).fill(7),
             signature: new Uint8Array(64).fill(1),
-            drHeader: new Uint8Array(41).fill(2),
           }),
           message.status!.uuid,
         );

@@ -451,7 +451,7 @@ export class World {
         device: device.ref,
         peerUid: o.peerUid,
         identityKey: HEX(peer.contact.identityPublicKey),
-        ratchetKeys: HEX(o.packed.drHeader.subarray(1, 33)),
+        ratchetKeys: HEX(o.header.subarray(1, 33)),
       });
     }
   }
