@@ -41,7 +41,7 @@ import type { Random } from "./ports.ts";
 export const USER_MESSAGE_BYTES_MAX = 256 * 1024;
 
 /** The seal's overhead: ephemeral public key (32), nonce (24), tag (16), in bytes. */
-const SEAL_OVERHEAD_BYTES = 72;
+export const SEAL_OVERHEAD_BYTES = 72;
 /** An Ed25519 signature, in bytes. */
 const SIGNATURE_BYTES = 64;
 
@@ -87,10 +87,12 @@ export function signedBytes(destination: string, payload: Uint8Array): Uint8Arra
 /**
  * The sizes a sealed frame is padded to, in bytes: every packed message, of
  * every type, carries one of them (plus the seal's overhead), so the relay
- * learns only the bucket.
+ * learns only the bucket. The first bucket holds every routine message: chat
+ * texts up to about 1.5 KB together with their device-sync copies, acks, and
+ * the sync records that carry keys (a contact's record, ~1.4 KB; a sibling
+ * introduction, ~1.7 KB), which a 1 KiB bucket would single out.
  */
 export const PAD_BUCKETS_BYTES: readonly number[] = Object.freeze([
-  1024,
   2048,
   4096,
   8192,
