@@ -17,7 +17,13 @@
  * @module
  */
 import { SystemRandom } from "../kernel/crypto/mod.ts";
-import { MeowError, NoSuchCode, PairingInterfered, RelayRefused } from "../kernel/errors.ts";
+import {
+  MeowError,
+  MessageTooLarge,
+  NoSuchCode,
+  PairingInterfered,
+  RelayRefused,
+} from "../kernel/errors.ts";
 import { parsePairingCode, parsePairingLink } from "../kernel/pairing.ts";
 import type { JoinInput, PairingForm } from "../kernel/pairing_flow.ts";
 import { Kernel, type LogLevel, type PairingOffer, type RelayHealth } from "../kernel/kernel.ts";
@@ -371,7 +377,7 @@ export class Agent {
     return { contact: await this.#contactView(peer), messages: unread };
   }
 
-  /** Sends a text to a contact. */
+  /** Sends a text to a contact; a text too large for its relay is a usage error (exit 2). */
   async send(
     args: { contact: string; text: string },
   ): Promise<{ contact: ContactView; message: MessageView }> {
@@ -382,6 +388,8 @@ export class Agent {
       stored = await this.kernel.api<ChatApi>("chat").send(peer.uid, args.text);
     } catch (e) {
       if (e instanceof RangeError) throw new AgentError(e.message, EXIT.usage);
+      // "message too large: N bytes, at most M": the contact's relay could never take it.
+      if (e instanceof MessageTooLarge) throw new AgentError(e.message, EXIT.usage);
       throw e;
     }
     return { contact: await this.#contactView(peer), message: messageView(stored) };

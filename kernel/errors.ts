@@ -161,3 +161,30 @@ export class NoSuchCode extends MeowError {
     super("NoSuchCode", message, options);
   }
 }
+
+/**
+ * A user message too large for its destination relay once packed and padded:
+ * refused when it is sent, before anything is stored or the ratchet moves.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { MessageTooLarge } from "./errors.ts";
+ * const e = new MessageTooLarge(40_100, 16_279);
+ * assert.equal(e.message, "message too large: 40100 bytes, at most 16279");
+ * assert(e.bytes > e.bytesMax);
+ * ```
+ */
+export class MessageTooLarge extends MeowError {
+  /**
+   * @param bytes the serialized user message's size, in bytes
+   * @param bytesMax the largest the destination relay takes, in bytes
+   */
+  constructor(
+    readonly bytes: number,
+    readonly bytesMax: number,
+    options?: ErrorOptions,
+  ) {
+    super("MessageTooLarge", `message too large: ${bytes} bytes, at most ${bytesMax}`, options);
+  }
+}

@@ -6,7 +6,7 @@
  *    ratchet public key; it keeps a *pending* peer record;
  * 2. the invitee mints its own per-peer keys, starts the Double Ratchet toward
  *    the card's ratchet key, and answers with its card plus the ratchet's
- *    first message, sealed to the initiator;
+ *    first message, in a padded answer frame sealed to the initiator;
  * 3. the initiator finalizes: it completes the pending record and decrypts
  *    that first message, so both sides can send at once.
  *
@@ -39,17 +39,22 @@ import {
   initRatchetInitiator,
   initRatchetResponder,
   type KeyPair,
-  open,
   randomUuid,
   ratchetDecrypt,
   ratchetEncrypt,
-  seal,
   serializeRatchet,
   sign,
   verify,
 } from "./crypto/mod.ts";
 import { BadSignature, Malformed, PairingInterfered } from "./errors.ts";
-import { lookupKeyOf, ratchetAd, signedBytes } from "./pipeline.ts";
+import {
+  FrameKind,
+  lookupKeyOf,
+  openFrame,
+  ratchetAd,
+  sealFrame,
+  signedBytes,
+} from "./pipeline.ts";
 import type { Random } from "./ports.ts";
 
 /** The user message type of the ratchet's first message, carried in an answer. */
@@ -245,11 +250,10 @@ export async function answerInvitation(
     }),
   );
   const destination = lookupKeyOf(card.lookupPublicKey);
-  const payload = await seal(card.encryptionPublicKey, answerBytes, random);
-  const signature = await sign(
-    identity.privateKey,
-    signedBytes(destination, payload, new Uint8Array()),
-  );
+  const payload = await sealFrame(card.encryptionPublicKey, FrameKind.ANSWER, answerBytes, {
+    random,
+  });
+  const signature = await sign(identity.privateKey, signedBytes(destination, payload));
   const answer = create(PackedUserMessageSchema, { destination, payload, signature });
   return { peer, answer };
 }
@@ -287,8 +291,13 @@ export async function finalizeInvitation(
   if (!issued || !ratchetKey || !pending.myEncryption) {
     throw new TypeError(`Peer ${pending.uid} is not a pending invitation`);
   }
-  const opened = await open(pending.myEncryption.privateKey, answer.payload);
-  const body = decode(InvitationAnswerSchema, opened, { bytesMax: CARD_BYTES_MAX * 2 });
+  const frame = await openFrame(pending.myEncryption.privateKey, answer.payload);
+  if (frame.kind !== FrameKind.ANSWER) {
+    throw new Malformed(
+      `Cannot finalize invitation ${issued.invitationId}: the message is not an invitation answer`,
+    );
+  }
+  const body = decode(InvitationAnswerSchema, frame.body, { bytesMax: CARD_BYTES_MAX * 2 });
   const card = body.card;
   // The card is re-serialized: protobuf-es writes a decoded message's fields
   // (unknown ones last) exactly as the answering side's encoder did.
@@ -310,7 +319,7 @@ export async function finalizeInvitation(
   }
   const ok = await verify(
     card.identityPublicKey,
-    signedBytes(answer.destination, answer.payload, answer.drHeader),
+    signedBytes(answer.destination, answer.payload),
     answer.signature,
   );
   if (!ok) {

@@ -43,15 +43,12 @@ import {
   type KeyPair,
   randomInt,
   randomUuid,
-  verify,
 } from "./crypto/mod.ts";
 import {
-  BadSignature,
   Malformed,
   MeowError,
   NoSuchCode,
   RelayRefused,
-  Replay,
   UnknownDestination,
   UnknownType,
 } from "./errors.ts";
@@ -66,10 +63,11 @@ import {
 } from "./invitation.ts";
 import {
   assertUsablePeer,
+  FrameKind,
   myLookupKey,
+  openFrame,
   pack,
   packedBytes,
-  signedBytes,
   unpack,
 } from "./pipeline.ts";
 import { type RelayLimits, relayLimits } from "./relay_limits.ts";
@@ -103,7 +101,14 @@ import { TransportError } from "./ports.ts";
  */
 export type KernelObservation =
   | { kind: "outbound"; peerUid: string; message: UserMessage; packed: PackedUserMessage }
-  | { kind: "inbound"; peerUid: string; message: UserMessage; packed: PackedUserMessage }
+  | {
+    kind: "inbound";
+    peerUid: string;
+    message: UserMessage;
+    packed: PackedUserMessage;
+    /** The ratchet header the message carried inside its seal. */
+    header: Uint8Array;
+  }
   | { kind: "rejected"; error: MeowError; packed: PackedUserMessage }
   | {
     /** Key material this device just made or learned (a new peer's private keys, a pairing's secret). */
@@ -226,6 +231,13 @@ export interface KernelOptions {
    * @default {PAIRING_PROTOCOL}
    */
   pairingProtocol?: PairingProtocol;
+  /**
+   * How user messages are sealed. Only tests set it: `pad: false` seals
+   * frames unpadded and `checkSize: false` drops the send-time size check, to
+   * show what the relay would learn, or what would be lost, without them.
+   * @default {{ pad: true, checkSize: true }}
+   */
+  sealing?: { pad?: boolean; checkSize?: boolean };
 }
 
 /** Rounds of pull-then-ack one poll makes before it yields, so a busy queue cannot hold the device. */
@@ -333,6 +345,7 @@ export class Kernel {
   readonly #outboxBatchMax: number;
   readonly #observe: (observation: KernelObservation) => void;
   readonly #pairingProtocol: PairingProtocol;
+  readonly #sealing: { pad?: boolean; checkSize?: boolean };
 
   #identity: IdentityRecord | undefined;
   #peers = new Map<string, PeerRecord>();
@@ -373,6 +386,7 @@ export class Kernel {
     this.#outboxBatchMax = options.outboxBatchMax ?? 16;
     this.#observe = options.observe ?? (() => {});
     this.#pairingProtocol = options.pairingProtocol ?? PAIRING_PROTOCOL;
+    this.#sealing = { ...options.sealing };
     for (const plugin of plugins) {
       for (const type of plugin.types ?? []) {
         const owner = this.#owners.get(type);
@@ -562,6 +576,7 @@ export class Kernel {
       plugins: this.#plugins,
       deviceUid: this.#identity?.deviceUid ?? "",
       observe: this.#observe,
+      sealing: this.#sealing,
     };
   }
 
@@ -1497,7 +1512,9 @@ export class Kernel {
       );
     }
     if (isPending(peer)) {
-      if (packed.drHeader.length > 0) {
+      // No identity key to check yet: the answer is verified once decoded (finalizeInvitation).
+      const frame = await openFrame(peer.myEncryption!.privateKey, packed.payload);
+      if (frame.kind === FrameKind.RATCHET) {
         // A ratchet message overtook the answer that completes this invitation: keep it on the relay.
         throw new Deferred(`message for invitation ${peer.uid} arrived before its answer`);
       }
@@ -1524,22 +1541,13 @@ export class Kernel {
       await tx.emit("peer.updated", { peer: done, created: true, origin: "local" });
       return { kind: "accepted", peerUid: done.uid, type: "invitation" };
     }
-    if (packed.drHeader.length === 0) {
-      // Only an invitation answer travels without a ratchet header: a second copy of one
-      // (delivery is at least once) is dropped as a repeat once its signature checks out.
-      const signed = signedBytes(packed.destination, packed.payload, packed.drHeader);
-      if (peer.contact && await verify(peer.contact.identityPublicKey, signed, packed.signature)) {
-        throw new Replay(
-          `Dropped a repeated invitation answer from peer "${peer.name}" (uid ${peer.uid})`,
-        );
-      }
-      throw new BadSignature(
-        `Cannot open message: signature does not match peer "${peer.name}" (uid ${peer.uid})`,
-      );
-    }
     assertUsablePeer(peer);
-    const { message, ratchet } = await unpack(peer, packed, { random: this.random, now: tx.now });
-    tx.afterCommit(() => this.#observe({ kind: "inbound", peerUid: peer.uid, message, packed }));
+    // Signature first, then the seal; a repeated invitation answer is a Replay (unpack).
+    const opened = await unpack(peer, packed, { random: this.random, now: tx.now });
+    const { message, ratchet, header } = opened;
+    tx.afterCommit(() =>
+      this.#observe({ kind: "inbound", peerUid: peer.uid, message, packed, header })
+    );
     const next = clone(PeerRecordSchema, peer);
     next.ratchet = ratchet;
     tx.putPeer(next);
@@ -1691,6 +1699,7 @@ interface TxPorts {
   plugins: readonly Plugin[];
   deviceUid: string;
   observe: (observation: KernelObservation) => void;
+  sealing: { pad?: boolean; checkSize?: boolean };
 }
 
 /** The sequence part of an outbox id (0 for ids of another form). */
@@ -1852,6 +1861,7 @@ class KernelTx implements Tx {
     const { packed, ratchet } = await pack(peer, message, {
       random: this.#ports.random,
       now: this.now,
+      ...this.#ports.sealing,
     });
     this.afterCommit(() => this.#ports.observe({ kind: "outbound", peerUid, message, packed }));
     peer.ratchet = ratchet;

@@ -8,11 +8,11 @@ import {
   containsBytes,
   cpaceConfirmationTag,
   cpaceFinish,
-  open,
   SeededRandom,
   toBase64Url,
 } from "./crypto/mod.ts";
 import { BadCiphertext, Malformed, PairingInterfered } from "./errors.ts";
+import { openFrame } from "./pipeline.ts";
 import {
   answerInvitation,
   cardBytes,
@@ -660,7 +660,7 @@ Deno.test("answerInvitation() fills transcript_mac with the MAC over its seriali
   const { pending, answer, keys, cardPost } = await linkInvitation("answer-mac");
   const body = decode(
     InvitationAnswerSchema,
-    await open(pending.myEncryption!.privateKey, answer.payload),
+    (await openFrame(pending.myEncryption!.privateKey, answer.payload)).body,
   );
   assert.equal(body.transcriptMac.length, 32);
   assert.deepEqual(
@@ -673,7 +673,7 @@ Deno.test("answerInvitation() fills transcript_mac with the MAC over its seriali
   const plain = await answerInvitation(card, { random, now: 1, name: "b", servers: [] });
   const plainBody = decode(
     InvitationAnswerSchema,
-    await open(p2.myEncryption!.privateKey, plain.answer.payload),
+    (await openFrame(p2.myEncryption!.privateKey, plain.answer.payload)).body,
   );
   assert.equal(plainBody.transcriptMac.length, 0);
   const peer = await finalizeInvitation(p2, plain.answer, { random, now: 2 });

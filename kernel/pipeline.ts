@@ -1,8 +1,9 @@
 /**
  * The message pipeline (PROTOCOL.md, "Sealing a user message"): a
- * `UserMessage` goes through the ratchet, the symmetric layer, the seal to the
- * peer's encryption key and a signature; inbound is the exact reverse, with
- * the signature checked first. Both directions are pure: they return the
+ * `UserMessage` goes through the ratchet, the symmetric layer, a frame
+ * padded to a bucket, the seal to the peer's encryption key and a signature;
+ * inbound is the exact reverse, with the signature checked first. The relay
+ * sees the destination, a bucket-sized sealed payload and a signature. Both directions are pure: they return the
  * peer's next ratchet state instead of changing it, so a failure leaves every
  * stored state as it was.
  *
@@ -14,6 +15,7 @@ import {
   type PackedUserMessage,
   PackedUserMessageSchema,
   type PeerRecord,
+  ServerCardSchema,
   type UserMessage,
   UserMessageSchema,
 } from "../proto/gen/meow_pb.ts";
@@ -31,11 +33,17 @@ import {
   toBase64Url,
   verify,
 } from "./crypto/mod.ts";
-import { BadSignature, Malformed } from "./errors.ts";
+import { BadSignature, Malformed, MessageTooLarge, Replay } from "./errors.ts";
+import { relayLimits } from "./relay_limits.ts";
 import type { Random } from "./ports.ts";
 
-/** The largest serialized user message the pipeline accepts, in bytes. */
+/** The largest serialized user message the pipeline accepts from any relay, in bytes. */
 export const USER_MESSAGE_BYTES_MAX = 256 * 1024;
+
+/** The seal's overhead: ephemeral public key (32), nonce (24), tag (16), in bytes. */
+export const SEAL_OVERHEAD_BYTES = 72;
+/** An Ed25519 signature, in bytes. */
+const SIGNATURE_BYTES = 64;
 
 const encoder = new TextEncoder();
 
@@ -71,13 +79,179 @@ function compareBytes(a: Uint8Array, b: Uint8Array): number {
   return a.length - b.length;
 }
 
-/** What the signature of a packed user message covers. */
-export function signedBytes(
-  destination: string,
-  payload: Uint8Array,
-  header: Uint8Array,
-): Uint8Array {
-  return concatBytes(encoder.encode(destination), payload, header);
+/** What the signature of a packed user message covers: destination ‖ sealed payload. */
+export function signedBytes(destination: string, payload: Uint8Array): Uint8Array {
+  return concatBytes(encoder.encode(destination), payload);
+}
+
+/**
+ * The sizes a sealed frame is padded to, in bytes: every packed message, of
+ * every type, carries one of them (plus the seal's overhead), so the relay
+ * learns only the bucket. The first bucket holds every routine message: chat
+ * texts up to about 1.5 KB together with their device-sync copies, acks, and
+ * the sync records that carry keys (a contact's record, ~1.4 KB; a sibling
+ * introduction, ~1.7 KB), which a 1 KiB bucket would single out.
+ */
+export const PAD_BUCKETS_BYTES: readonly number[] = Object.freeze([
+  2048,
+  4096,
+  8192,
+  16384,
+  32768,
+  65536,
+  131072,
+  262144,
+]);
+
+/** What a sealed frame carries, named by its kind byte. */
+export const FrameKind = Object.freeze({
+  /** A ratchet message: header and symmetric-encrypted ratchet ciphertext. */
+  RATCHET: 1,
+  /** An invitation answer (kernel/invitation.ts), sealed without the symmetric layer. */
+  ANSWER: 2,
+});
+
+/** The kind byte of a sealed frame. */
+export type FrameKind = typeof FrameKind[keyof typeof FrameKind];
+
+const FRAME_VERSION = 1;
+/** version (1) ‖ kind (1) ‖ body length (4, big-endian). */
+const FRAME_HEAD_BYTES = 6;
+/** The symmetric layer's nonce (24) and tag (16). */
+const SYM_OVERHEAD_BYTES = 40;
+/** The ratchet header's length prefix (2, big-endian) and the header (41). */
+const RATCHET_HEADER_FIELD_BYTES = 2 + 41;
+/** The ratchet ciphertext's tag. */
+const RATCHET_TAG_BYTES = 16;
+/** Everything a ratchet frame adds around the serialized user message, in bytes. */
+const RATCHET_FRAME_OVERHEAD_BYTES = FRAME_HEAD_BYTES + SYM_OVERHEAD_BYTES +
+  RATCHET_HEADER_FIELD_BYTES + RATCHET_TAG_BYTES;
+
+/** A sealed frame, opened. */
+export interface Frame {
+  /** What the body is. */
+  kind: FrameKind;
+  /** The body, without the padding. */
+  body: Uint8Array;
+}
+
+/** Options of the sealing functions. */
+export interface SealOptions {
+  /** The randomness port. */
+  random: Random;
+  /**
+   * Pad the frame to a bucket of {@linkcode PAD_BUCKETS_BYTES}. Only tests
+   * turn it off, to show what the relay would learn without it.
+   * @default {true}
+   */
+  pad?: boolean;
+}
+
+/** The bucket a frame of `bytes` is padded to, or undefined when none is big enough. */
+export function padBucket(bytes: number): number | undefined {
+  return PAD_BUCKETS_BYTES.find((bucket) => bucket >= bytes);
+}
+
+/**
+ * Frames `body` (version, kind, length), zero-fills it to its bucket and
+ * seals it to `recipient`: the padding sits inside the seal's AEAD.
+ *
+ * @throws {RangeError} when the frame is larger than the largest bucket
+ */
+export function sealFrame(
+  recipient: Uint8Array,
+  kind: FrameKind,
+  body: Uint8Array,
+  options: SealOptions,
+): Promise<Uint8Array> {
+  const bytes = FRAME_HEAD_BYTES + body.length;
+  const size = options.pad === false ? bytes : padBucket(bytes);
+  if (size === undefined) {
+    throw new RangeError(
+      `Cannot pad a frame of ${bytes} bytes: the largest bucket is ${PAD_BUCKETS_BYTES.at(-1)}`,
+    );
+  }
+  const frame = new Uint8Array(size);
+  frame[0] = FRAME_VERSION;
+  frame[1] = kind;
+  new DataView(frame.buffer).setUint32(2, body.length);
+  frame.set(body, FRAME_HEAD_BYTES);
+  return seal(recipient, frame, options.random);
+}
+
+/**
+ * Opens a sealed frame with `privateKey` and strips its padding.
+ *
+ * @throws {BadCiphertext} when it does not open
+ * @throws {Malformed} when the frame's version, kind, length or zero fill is wrong
+ */
+export async function openFrame(privateKey: Uint8Array, payload: Uint8Array): Promise<Frame> {
+  const frame = await open(privateKey, payload);
+  if (frame.length < FRAME_HEAD_BYTES || frame[0] !== FRAME_VERSION) {
+    throw new Malformed(
+      `Cannot open message: the sealed frame (${frame.length} bytes) has no version ${FRAME_VERSION} head`,
+    );
+  }
+  const kind = frame[1];
+  if (kind !== FrameKind.RATCHET && kind !== FrameKind.ANSWER) {
+    throw new Malformed(`Cannot open message: unknown frame kind ${kind}`);
+  }
+  const length = new DataView(frame.buffer, frame.byteOffset).getUint32(2);
+  const end = FRAME_HEAD_BYTES + length;
+  if (end > frame.length || frame.subarray(end).some((b) => b !== 0)) {
+    throw new Malformed(
+      `Cannot open message: a body of ${length} bytes does not fit a ${frame.length}-byte frame with zero fill`,
+    );
+  }
+  return { kind, body: frame.slice(FRAME_HEAD_BYTES, end) };
+}
+
+/**
+ * The largest serialized user message `peer`'s home relay takes once packed
+ * and padded, in bytes: the largest bucket whose packed message still fits
+ * the relay card's `messageBytesMax` (kernel/relay_limits.ts), less the
+ * frame's overhead; 0 when no bucket fits.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { create } from "@bufbuild/protobuf";
+ * import { PeerRecordSchema } from "../proto/gen/meow_pb.ts";
+ * import { userMessageBytesMax } from "./pipeline.ts";
+ * const peer = create(PeerRecordSchema, {
+ *   contact: { lookupPublicKey: new Uint8Array(32), pullServers: [{ limits: { messageBytesMax: 32 * 1024 } }] },
+ * });
+ * assert.equal(userMessageBytesMax(peer), 16384 - 105);
+ * ```
+ */
+export function userMessageBytesMax(peer: PeerRecord): number {
+  const limit =
+    relayLimits(peer.contact?.pullServers[0] ?? create(ServerCardSchema)).messageBytesMax;
+  const destination = lookupKeyOf(peer.contact?.lookupPublicKey ?? new Uint8Array(32));
+  const fits = PAD_BUCKETS_BYTES.filter((bucket) =>
+    packedBytes(create(PackedUserMessageSchema, {
+      destination,
+      payload: new Uint8Array(bucket + SEAL_OVERHEAD_BYTES),
+      signature: new Uint8Array(SIGNATURE_BYTES),
+    })) <= limit
+  );
+  const bucket = fits.at(-1);
+  return bucket === undefined
+    ? 0
+    : Math.min(USER_MESSAGE_BYTES_MAX, bucket - RATCHET_FRAME_OVERHEAD_BYTES);
+}
+
+/**
+ * Checks that `message` fits {@linkcode userMessageBytesMax} of `peer`, as
+ * chat and forwarding do before anything is stored; returns its bytes.
+ *
+ * @throws {MessageTooLarge} when it does not fit
+ */
+export function assertFits(peer: PeerRecord, message: UserMessage): Uint8Array {
+  const bytes = encode(UserMessageSchema, message);
+  const bytesMax = userMessageBytesMax(peer);
+  if (bytes.length > bytesMax) throw new MessageTooLarge(bytes.length, bytesMax);
+  return bytes;
 }
 
 /** The result of packing: the message to queue and the peer's next ratchet. */
@@ -88,38 +262,52 @@ export interface Packed {
   ratchet: Uint8Array;
 }
 
+/** Options of {@linkcode pack}. */
+export interface PackOptions extends SealOptions {
+  /** The clock time, in ms. */
+  now: number;
+  /**
+   * Check the message against {@linkcode userMessageBytesMax}. Only a test
+   * build that shows the check's worth turns it off.
+   * @default {true}
+   */
+  checkSize?: boolean;
+}
+
 /**
- * Encrypts a user message for `peer`: ratchet → symmetric → seal → sign.
+ * Encrypts a user message for `peer`: ratchet → frame (kind, header,
+ * symmetric layer) → pad → seal → sign over destination ‖ sealed payload.
+ * Pure: the peer's ratchet moves only when the caller commits the result.
  *
- * @throws {RangeError} when the message exceeds {@linkcode USER_MESSAGE_BYTES_MAX}
+ * @throws {MessageTooLarge} when the message exceeds {@linkcode userMessageBytesMax} of `peer`
  */
 export async function pack(
   peer: PeerRecord,
   message: UserMessage,
-  options: { random: Random; now: number },
+  options: PackOptions,
 ): Promise<Packed> {
-  const plaintext = encode(UserMessageSchema, message);
+  const plaintext = options.checkSize === false
+    ? encode(UserMessageSchema, message)
+    : assertFits(peer, message);
   if (plaintext.length > USER_MESSAGE_BYTES_MAX) {
-    throw new RangeError(
-      `Cannot send to peer "${peer.name}" (uid ${peer.uid}): the message has ${plaintext.length} bytes, ` +
-        `more than ${USER_MESSAGE_BYTES_MAX}`,
-    );
+    throw new MessageTooLarge(plaintext.length, USER_MESSAGE_BYTES_MAX);
   }
   const state = deserializeRatchet(peer.ratchet);
   const step = ratchetEncrypt(state, plaintext, options);
-  const symmetric = symEncrypt(peer.mySymKey, step.ciphertext, options.random);
-  const payload = await seal(peer.contact!.encryptionPublicKey, symmetric, options.random);
-  const destination = contactLookupKey(peer);
-  const signature = await sign(
-    peer.myIdentity!.privateKey,
-    signedBytes(destination, payload, step.header),
+  const inner = new Uint8Array(2 + step.header.length + step.ciphertext.length);
+  new DataView(inner.buffer).setUint16(0, step.header.length);
+  inner.set(step.header, 2);
+  inner.set(step.ciphertext, 2 + step.header.length);
+  const body = symEncrypt(peer.mySymKey, inner, options.random);
+  const payload = await sealFrame(
+    peer.contact!.encryptionPublicKey,
+    FrameKind.RATCHET,
+    body,
+    options,
   );
-  const packed = create(PackedUserMessageSchema, {
-    destination,
-    payload,
-    signature,
-    drHeader: step.header,
-  });
+  const destination = contactLookupKey(peer);
+  const signature = await sign(peer.myIdentity!.privateKey, signedBytes(destination, payload));
+  const packed = create(PackedUserMessageSchema, { destination, payload, signature });
   return { packed, ratchet: serializeRatchet(step.state) };
 }
 
@@ -129,11 +317,14 @@ export interface Unpacked {
   message: UserMessage;
   /** The serialized ratchet after this message; commit it with the message's effects. */
   ratchet: Uint8Array;
+  /** The ratchet header the message carried inside its seal. */
+  header: Uint8Array;
 }
 
 /**
  * Verifies and decrypts a packed message from `peer`: verify → unseal →
- * symmetric → ratchet.
+ * frame kind → symmetric → ratchet. A repeated invitation answer (an answer
+ * frame from a completed peer, signed by it) is a {@linkcode Replay}.
  *
  * @throws {BadSignature | BadCiphertext | Replay | TooManySkipped | Malformed}
  */
@@ -144,7 +335,7 @@ export async function unpack(
 ): Promise<Unpacked> {
   const verified = await verify(
     peer.contact!.identityPublicKey,
-    signedBytes(packed.destination, packed.payload, packed.drHeader),
+    signedBytes(packed.destination, packed.payload),
     packed.signature,
   );
   if (!verified) {
@@ -152,12 +343,27 @@ export async function unpack(
       `Cannot open message: signature does not match peer "${peer.name}" (uid ${peer.uid})`,
     );
   }
-  const symmetric = await open(peer.myEncryption!.privateKey, packed.payload);
-  const ciphertext = symDecrypt(peer.contact!.symKey, symmetric);
+  const frame = await openFrame(peer.myEncryption!.privateKey, packed.payload);
+  if (frame.kind === FrameKind.ANSWER) {
+    // Delivery is at least once: a second copy of the answer that completed this peer.
+    throw new Replay(
+      `Dropped a repeated invitation answer from peer "${peer.name}" (uid ${peer.uid})`,
+    );
+  }
+  const inner = symDecrypt(peer.contact!.symKey, frame.body);
+  const headerBytes = inner.length < 2
+    ? -1
+    : new DataView(inner.buffer, inner.byteOffset).getUint16(0);
+  if (headerBytes < 0 || 2 + headerBytes > inner.length) {
+    throw new Malformed(
+      `Cannot open message: the ratchet frame (${inner.length} bytes) is truncated`,
+    );
+  }
+  const header = inner.slice(2, 2 + headerBytes);
   const state = deserializeRatchet(peer.ratchet);
-  const step = ratchetDecrypt(state, packed.drHeader, ciphertext, options);
+  const step = ratchetDecrypt(state, header, inner.subarray(2 + headerBytes), options);
   const message = decode(UserMessageSchema, step.plaintext, { bytesMax: USER_MESSAGE_BYTES_MAX });
-  return { message, ratchet: serializeRatchet(step.state) };
+  return { message, ratchet: serializeRatchet(step.state), header };
 }
 
 /** Serialized size of a packed message, as the relay counts it. */

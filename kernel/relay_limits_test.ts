@@ -1,15 +1,21 @@
 import assert from "node:assert/strict";
 import { create } from "@bufbuild/protobuf";
-import { decode } from "../proto/codec.ts";
+import { decode, encode } from "../proto/codec.ts";
 import {
+  DbMessageSchema,
+  OutboxEntrySchema,
+  PeerRecordSchema,
   ServerCardSchema,
   ServerLimitsSchema,
   ToServerMessageSchema,
 } from "../proto/gen/meow_pb.ts";
 import type { ChatApi } from "../plugins/chat/mod.ts";
 import type { KernelObservation } from "./kernel.ts";
-import { RelayRefused } from "./errors.ts";
-import { packedBytes } from "./pipeline.ts";
+import { MessageTooLarge, RelayRefused } from "./errors.ts";
+import { userMessageBytesMax } from "./pipeline.ts";
+import type { PluginHost, PluginInput } from "./plugin.ts";
+import { chatPlugin, newUserMessage } from "../plugins/chat/mod.ts";
+import { dedupPlugin } from "../plugins/dedup/mod.ts";
 import { type TestDevice, TestWorld } from "./_test_world.ts";
 import type { ServerLimitsInit } from "../server/mod.ts";
 
@@ -147,18 +153,84 @@ Deno.test("Kernel keeps each request within the relay's requestBytesMax: a big o
   assert(bob.kernel.relayHealth().every((h) => h.refusals === 0));
 });
 
-Deno.test("Kernel sends a message of exactly messageBytesMax and drops one byte more, reported, never sent", async () => {
-  // Measure the packed size of a text on a relay with room to spare, then set the limit to it.
-  const probe = await hubWith(1, {});
-  await chat(probe.others[0]).send(probe.uids[0], "x".repeat(1000));
-  const limit = packedBytes((await probe.others[0].store.listOutbox())[0].packed!);
-  for (const extra of [0, 1]) {
+/** Everything `device` keeps, as one string: peers (ratchets included), outbox and messages. */
+async function snapshot(device: TestDevice): Promise<string> {
+  const parts: string[] = [];
+  for (const p of await device.store.listPeers()) parts.push(encode(PeerRecordSchema, p).join());
+  for (const e of await device.store.listOutbox()) parts.push(encode(OutboxEntrySchema, e).join());
+  for (const uid of await device.store.listConversations()) {
+    for (const m of await device.store.listMessages(uid)) {
+      parts.push(encode(DbMessageSchema, m).join());
+    }
+  }
+  return parts.join("|");
+}
+
+/** The text whose chat message to `uid` is exactly `bob`'s userMessageBytesMax plus `extra` bytes. */
+async function textOfLimit(bob: TestDevice, uid: string, extra: number): Promise<string> {
+  const bytesMax = userMessageBytesMax(bob.kernel.peer(uid)!);
+  const error = await chat(bob).send(uid, "x".repeat(bytesMax)).catch((e) => e);
+  assert(error instanceof MessageTooLarge && error.bytesMax === bytesMax);
+  return "x".repeat(bytesMax - (error.bytes - bytesMax) + extra);
+}
+
+Deno.test("Kernel sends a chat message of exactly userMessageBytesMax and refuses one byte more at send, storing nothing", async () => {
+  const { world, hub, others, uids } = await hubWith(1, {});
+  const [bob] = others;
+  const bytesMax = userMessageBytesMax(bob.kernel.peer(uids[0])!);
+  assert.equal(bytesMax, 16384 - 105, "a 32 KiB relay takes the 16 KiB bucket");
+  const stored: number[] = [];
+  world.core.observe = (e) => {
+    if (e.kind === "stored") stored.push(e.bytes.length);
+  };
+  const over = await textOfLimit(bob, uids[0], 1);
+  const before = await snapshot(bob);
+  const error = await chat(bob).send(uids[0], over).catch((e) => e);
+  assert(error instanceof MessageTooLarge, "one byte more is refused with a typed error");
+  assert.equal(error.bytes, bytesMax + 1);
+  assert.equal(error.message, `message too large: ${bytesMax + 1} bytes, at most ${bytesMax}`);
+  assert.equal(await snapshot(bob), before, "nothing stored, ratchet unchanged");
+  await chat(bob).send(uids[0], await textOfLimit(bob, uids[0], 0));
+  assert.equal(await bob.kernel.flushOutbox(), 1);
+  assert.equal(stored.length, 1, "a message of exactly the limit is stored");
+  assert(stored[0] <= 32 * 1024);
+  await world.settle([hub, bob]);
+  assert.equal((await hub.kernel.messages(uids[0])).length, 1);
+});
+
+/** A chat send as it was before the one size limit: stored and queued, no size check of its own. */
+function uncheckedChat(): {
+  plugin: PluginInput;
+  send: (uid: string, text: string) => Promise<void>;
+} {
+  let host: PluginHost | undefined;
+  return {
+    plugin: { name: "unchecked_chat", setup: (h: PluginHost) => void (host = h) },
+    send: (uid, text) =>
+      host!.transact(async (tx) => {
+        const peer = tx.peer(uid)!;
+        const message = newUserMessage(tx, peer, "chat", host!.random);
+        message.data = text;
+        tx.putMessage(
+          create(DbMessageSchema, { peerUid: uid, outbound: true, message, storedAt: tx.now }),
+        );
+        await tx.send(uid, message);
+      }),
+  };
+}
+
+Deno.test("attack oversized send: a 40,000-character message is refused at send, not reported sent and dropped", async () => {
+  const text = "x".repeat(40_000);
+  for (const weakened of [true, false]) {
     const observed: KernelObservation[] = [];
-    const world = await TestWorld.create(7, { limits: { messageBytesMax: limit } });
+    const world = await TestWorld.create(7);
     const hub = await world.device("hub", { nickname: "hub" });
+    const unchecked = uncheckedChat();
     const bob = await world.device("bob", {
       nickname: "bob",
-      kernel: { observe: (o) => observed.push(o) },
+      plugins: () => [chatPlugin(), dedupPlugin(), unchecked.plugin],
+      // The weakened build: pack does not check the size either.
+      kernel: { observe: (o) => observed.push(o), sealing: { checkSize: !weakened } },
     });
     const ticket = await hub.kernel.createInvitation();
     const uid = await bob.kernel.acceptInvitation(ticket.bytes);
@@ -167,19 +239,28 @@ Deno.test("Kernel sends a message of exactly messageBytesMax and drops one byte 
     world.core.observe = (e) => {
       if (e.kind === "stored") stored.push(e.bytes.length);
     };
-    await chat(bob).send(uid, "x".repeat(1000 + extra));
-    await bob.kernel.flushOutbox();
-    const send = bob.kernel.relayHealth().find((h) => h.request === "send");
-    const drops = observed.filter((o) => o.kind === "relay" && o.state === "dropped");
-    if (extra === 0) {
-      assert.equal(stored.length, 1, "a message of exactly the limit is stored");
-      assert.equal(send?.dropped ?? 0, 0);
-      assert.equal(drops.length, 0);
+    const before = await snapshot(bob);
+    if (weakened) {
+      await unchecked.send(uid, text);
+      assert.equal((await bob.kernel.messages(uid)).length, 1, "weakened: reported sent");
+      await bob.kernel.flushOutbox();
+      assert.deepEqual(stored, [], "weakened: the relay never stored it");
+      assert.equal(bob.kernel.relayHealth().find((h) => h.request === "send")?.dropped, 1);
+      assert(
+        observed.some((o) => o.kind === "relay" && o.state === "dropped"),
+        "weakened: dropped",
+      );
     } else {
-      assert.deepEqual(stored, [], "a message the relay cannot store is never sent");
-      assert.equal(send?.dropped, 1);
-      assert.equal(drops.length, 1);
-      assert.equal(bob.kernel.outboxSize(), 0);
+      for (const send of [() => chat(bob).send(uid, text), () => unchecked.send(uid, text)]) {
+        const error = await send().catch((e) => e);
+        assert(error instanceof MessageTooLarge, "refused at send with a typed error");
+        assert(
+          error.bytes > 40_000 && error.bytesMax === userMessageBytesMax(bob.kernel.peer(uid)!),
+        );
+        assert.equal(await snapshot(bob), before, "nothing stored, ratchet unchanged");
+      }
+      assert.equal(await bob.kernel.flushOutbox(), 0);
+      assert.deepEqual(stored, []);
     }
   }
 });

@@ -6,6 +6,8 @@
  *
  * @module
  */
+import { concatBytes } from "../kernel/crypto/mod.ts";
+import { PAD_BUCKETS_BYTES, SEAL_OVERHEAD_BYTES } from "../kernel/pipeline.ts";
 import type { Expectation } from "./scenario.ts";
 import type { DeviceState, MessageState } from "./state.ts";
 import type { Recording, SentRecord } from "./world.ts";
@@ -222,6 +224,91 @@ function contactsBlind(input: CheckInput): ExpectationResult {
   return pass("contacts_blind");
 }
 
+/** The largest total variation distance traffic_blind allows between sync and contact sizes. */
+const TRAFFIC_TVD_MAX = 0.02;
+/** The window traffic_blind compares at each offset of one session's payloads, in bytes. */
+const TRAFFIC_WINDOW_BYTES = 8;
+
+/**
+ * traffic_blind: every stored payload has a bucket size; device-sync and
+ * contact messages have the same bucket distribution; and nothing in one
+ * ratchet session's stored messages is constant but their destination.
+ */
+function trafficBlind(input: CheckInput): ExpectationResult {
+  const { stored, kindOf, sessionOf } = input.recording.traffic;
+  const counts = { device: new Map<number, number>(), contact: new Map<number, number>() };
+  const sessions = new Map<string, Map<string, Uint8Array>>();
+  for (const message of stored) {
+    const bucket = message.payload.length - SEAL_OVERHEAD_BYTES;
+    if (!PAD_BUCKETS_BYTES.includes(bucket)) {
+      return fail(
+        "traffic_blind",
+        `relay ${message.relay} stored a ${message.payload.length}-byte payload: ${bucket} bytes sealed is no bucket size`,
+      );
+    }
+    const kind = kindOf.get(message.signature);
+    if (kind) counts[kind].set(bucket, (counts[kind].get(bucket) ?? 0) + 1);
+    const session = sessionOf.get(message.signature);
+    if (session === undefined) continue;
+    const messages = sessions.get(session) ?? new Map<string, Uint8Array>();
+    // A message stored twice (a retried send) is one message: keyed by its signature.
+    messages.set(message.signature, concatBytes(fromHex(message.signature), message.payload));
+    sessions.set(session, messages);
+  }
+  const total = (m: Map<number, number>) => [...m.values()].reduce((a, b) => a + b, 0);
+  const [devices, contacts] = [total(counts.device), total(counts.contact)];
+  if (devices > 0 && contacts > 0) {
+    let tvd = 0;
+    for (const bucket of PAD_BUCKETS_BYTES) {
+      tvd += Math.abs(
+        (counts.device.get(bucket) ?? 0) / devices - (counts.contact.get(bucket) ?? 0) / contacts,
+      );
+    }
+    tvd /= 2;
+    if (tvd > TRAFFIC_TVD_MAX) {
+      return fail(
+        "traffic_blind",
+        `device-sync and contact sizes differ: total variation distance ${
+          tvd.toFixed(3)
+        } > ${TRAFFIC_TVD_MAX} ` +
+          `over ${devices} sync and ${contacts} contact messages`,
+      );
+    }
+  }
+  for (const [session, messages] of sessions) {
+    const offset = constantWindow([...messages.values()]);
+    if (offset >= 0) {
+      return fail(
+        "traffic_blind",
+        `the ${messages.size} stored messages of ratchet session ${session.slice(0, 12)}… repeat ` +
+          `${TRAFFIC_WINDOW_BYTES} bytes at offset ${offset} of signature ‖ payload`,
+      );
+    }
+  }
+  return pass("traffic_blind");
+}
+
+/** The first offset where every one of `all` (2 or more) holds the same window of bytes, or -1. */
+function constantWindow(all: Uint8Array[]): number {
+  if (all.length < 2) return -1;
+  const length = Math.min(...all.map((b) => b.length));
+  for (let offset = 0; offset + TRAFFIC_WINDOW_BYTES <= length; offset++) {
+    const first = all[0];
+    const same = all.every((b) => {
+      for (let i = offset; i < offset + TRAFFIC_WINDOW_BYTES; i++) {
+        if (b[i] !== first[i]) return false;
+      }
+      return true;
+    });
+    if (same) return offset;
+  }
+  return -1;
+}
+
+function fromHex(hex: string): Uint8Array {
+  return Uint8Array.from(hex.match(/../g) ?? [], (h) => Number.parseInt(h, 16));
+}
+
 function forwarded(input: CheckInput): ExpectationResult {
   for (const sent of input.recording.sent.values()) {
     if (sent.fromPrimary) continue;
@@ -381,6 +468,8 @@ export function check(expectation: Expectation, input: CheckInput): ExpectationR
       return relayClean(input);
     case "pairings_authentic":
       return pairingsAuthentic(input);
+    case "traffic_blind":
+      return trafficBlind(input);
     case "delivered_within": {
       const l = latency(input);
       const name = "delivered_within";

@@ -63,6 +63,8 @@ export interface RunOptions {
   extraPlugins?: (ref: string) => PluginInput[];
   /** The pairing protocol every device runs: tests plant a weakened one with it. @default the real one */
   pairingProtocol?: WorldOptions["pairingProtocol"];
+  /** How every device seals user messages: only tests set it (padding off). @default the kernel's */
+  sealing?: WorldOptions["sealing"];
   /** Opens the backend of a relay for a non-fake server kind. */
   backend?: (name: string) => Promise<Backend>;
   /** Draw the network from the seed within the file's ranges (see {@linkcode variedNetwork}). */
@@ -172,6 +174,7 @@ export async function runScenario(scenario: Scenario, options: RunOptions = {}):
     folder,
     extraPlugins: options.extraPlugins,
     pairingProtocol: options.pairingProtocol,
+    sealing: options.sealing,
     backend: options.backend,
     trace,
     relay: options.relay,

@@ -196,7 +196,8 @@ export type SimpleExpectationName =
   | "forwarded"
   | "decrypt_clean"
   | "relay_clean"
-  | "pairings_authentic";
+  | "pairings_authentic"
+  | "traffic_blind";
 
 /** One expectation checked at the end of a run (docs/SCENARIOS.md, "Expectations"). */
 export type Expectation =
@@ -445,6 +446,7 @@ const SIMPLE_EXPECTATIONS: readonly SimpleExpectationName[] = [
   "decrypt_clean",
   "relay_clean",
   "pairings_authentic",
+  "traffic_blind",
 ];
 const EXPECTATION_NAMES = [...SIMPLE_EXPECTATIONS, "delivered_within", "count"];
 

@@ -9,6 +9,7 @@ import { create } from "@bufbuild/protobuf";
 import { decode, encode } from "../proto/codec.ts";
 import {
   DeviceSyncPayloadSchema,
+  PackedUserMessageSchema,
   type PeerRecord,
   PeerType,
   type ServerCard,
@@ -21,7 +22,12 @@ import {
   SeededRandom,
   setImportedKeysMax,
 } from "../kernel/crypto/mod.ts";
-import { Kernel, type KernelObservation, type PairingOffer } from "../kernel/kernel.ts";
+import {
+  Kernel,
+  type KernelObservation,
+  type KernelOptions,
+  type PairingOffer,
+} from "../kernel/kernel.ts";
 import type { JoinInput, PairingProtocol } from "../kernel/pairing_flow.ts";
 import type { Plugin, PluginInput } from "../kernel/plugin.ts";
 import type { Store } from "../kernel/ports.ts";
@@ -98,6 +104,18 @@ export interface Recording {
   relayEvents: RelayEvent[];
   /** Every public key a hostile relay made (hex): no device may end up holding one. */
   adversaryKeys: Set<string>;
+  /** traffic_blind: what the relays stored, and what the devices know of each stored message. */
+  traffic: TrafficRecording;
+}
+
+/** What traffic_blind reads: stored messages, joined to the devices' observations by signature. */
+export interface TrafficRecording {
+  /** Every packed message a relay stored, as it stored it. */
+  stored: { relay: string; destination: string; payload: Uint8Array; signature: string }[];
+  /** Signature (hex) → whether it was packed for a sibling device or for a contact. */
+  kindOf: Map<string, "device" | "contact">;
+  /** Signature (hex) → its ratchet session: destination and the sending ratchet key (hex). */
+  sessionOf: Map<string, string>;
 }
 
 /** One relay health change a device reported (see `KernelObservation` kind `relay`). */
@@ -125,6 +143,8 @@ export interface WorldOptions {
   extraPlugins?: (ref: string) => PluginInput[];
   /** The pairing protocol every device runs (tests plant a weakened one). */
   pairingProtocol?: PairingProtocol;
+  /** How every device seals user messages (tests turn padding off). @default the kernel's */
+  sealing?: KernelOptions["sealing"];
   /** Trace sink. */
   trace: (line: Record<string, unknown>) => void;
   /**
@@ -233,6 +253,7 @@ export class World {
       refused: [],
       relayEvents: [],
       adversaryKeys: new Set(),
+      traffic: { stored: [], kindOf: new Map(), sessionOf: new Map() },
     };
   }
 
@@ -337,6 +358,7 @@ export class World {
       longPollMs: 0,
       observe: (o) => this.#observed(device, o),
       pairingProtocol: this.#options.pairingProtocol,
+      sealing: this.#options.sealing,
     });
     if (device.kernel.hasIdentity() && device.kernel.identity().uid !== "") {
       device.pairedAt ??= this.scheduler.now;
@@ -435,6 +457,15 @@ export class World {
       }
       return;
     }
+    if (o.kind === "outbound" && this.#expects.has("traffic_blind")) {
+      const peer = device.kernel?.peer(o.peerUid);
+      const kind = peer?.type === PeerType.DEVICE ? "device" : "contact";
+      this.recording.traffic.kindOf.set(HEX(o.packed.signature), kind);
+    }
+    if (o.kind === "inbound" && this.#expects.has("traffic_blind")) {
+      const session = `${o.packed.destination}|${HEX(o.header.subarray(1, 33))}`;
+      this.recording.traffic.sessionOf.set(HEX(o.packed.signature), session);
+    }
     if (o.kind === "outbound") {
       if (o.message.type === "device_sync") this.recording.counters.syncPayloads++;
       if (o.message.type === "chat") this.recording.counters.chat++;
@@ -451,7 +482,7 @@ export class World {
         device: device.ref,
         peerUid: o.peerUid,
         identityKey: HEX(peer.contact.identityPublicKey),
-        ratchetKeys: HEX(o.packed.drHeader.subarray(1, 33)),
+        ratchetKeys: HEX(o.header.subarray(1, 33)),
       });
     }
   }
@@ -474,6 +505,15 @@ export class World {
   /** server_blind: no sent text in any byte a relay saw or stored. */
   #relaySaw(relay: string, kind: string, bytes: Uint8Array): void {
     if (kind === "stored") this.lastStoredAt.set(relay, this.scheduler.now);
+    if (kind === "stored" && bytes.length > 0 && this.#expects.has("traffic_blind")) {
+      const { destination, payload, signature } = decode(PackedUserMessageSchema, bytes);
+      this.recording.traffic.stored.push({
+        relay,
+        destination,
+        payload,
+        signature: HEX(signature),
+      });
+    }
     if (this.#textIndex.size === 0 || bytes.length < 4) return;
     const pairs = this.#textPairs;
     for (let i = 0; i + 4 <= bytes.length; i++) {

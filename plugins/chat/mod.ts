@@ -23,19 +23,22 @@ import {
 } from "../../proto/gen/meow_pb.ts";
 import { randomUuid } from "../../kernel/crypto/mod.ts";
 import { Malformed } from "../../kernel/errors.ts";
-import { contactLookupKey, myLookupKey } from "../../kernel/pipeline.ts";
+import { assertFits, contactLookupKey, myLookupKey } from "../../kernel/pipeline.ts";
 import type { Plugin, PluginHost, Tx } from "../../kernel/plugin.ts";
 
 /** The user message type of a text message. */
 export const CHAT_TYPE = "chat";
 /** The user message type of a delivery or read acknowledgement. */
 export const ACK_TYPE = "ack";
-/** The longest text a chat message may carry, in bytes of UTF-8. */
-export const TEXT_BYTES_MAX = 64 * 1024;
 
 /** What the chat plugin offers. */
 export interface ChatApi {
-  /** Sends `text` to a contact; resolves with the stored message. */
+  /**
+   * Sends `text` to a contact; resolves with the stored message.
+   *
+   * @throws {MessageTooLarge} at once, storing nothing, when the message exceeds what the
+   *   contact's relay takes (kernel/pipeline.ts `userMessageBytesMax`)
+   */
   send(peerUid: string, text: string, options?: { replyTo?: string }): Promise<DbMessage>;
   /** Marks every unread inbound message of a conversation read; resolves with how many. */
   markRead(peerUid: string): Promise<number>;
@@ -117,12 +120,11 @@ export function chatPlugin(): Plugin {
       host!.transact((tx) => api.sendInTx(tx, contact(tx, peerUid), text, options)),
 
     async sendInTx(tx, peer, text, options = {}) {
-      if (new TextEncoder().encode(text).length > TEXT_BYTES_MAX) {
-        throw new RangeError(`Cannot send a text longer than ${TEXT_BYTES_MAX} bytes`);
-      }
       const message = newUserMessage(tx, peer, CHAT_TYPE, host!.random);
       message.data = text;
       message.status!.replyToUuid = options.replyTo ?? "";
+      // The one size limit: what the contact's relay stores once packed and padded.
+      assertFits(peer, message);
       const stored = create(DbMessageSchema, {
         peerUid: peer.uid,
         outbound: true,

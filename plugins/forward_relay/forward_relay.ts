@@ -28,7 +28,12 @@ import {
 } from "../../proto/gen/meow_pb.ts";
 import { randomUuid } from "../../kernel/crypto/mod.ts";
 import { Malformed } from "../../kernel/errors.ts";
-import { contactLookupKey, myLookupKey, USER_MESSAGE_BYTES_MAX } from "../../kernel/pipeline.ts";
+import {
+  assertFits,
+  contactLookupKey,
+  myLookupKey,
+  USER_MESSAGE_BYTES_MAX,
+} from "../../kernel/pipeline.ts";
 import type { Plugin, PluginHost, Tx } from "../../kernel/plugin.ts";
 import { CHAT_TYPE } from "../chat/mod.ts";
 import type { DeviceSyncApi, SyncContext } from "../device_sync/mod.ts";
@@ -144,6 +149,8 @@ export function forwardRelayPlugin(): Plugin {
       if (peer.type !== PeerType.CONTACT) return false;
       const primary = peer.primaryDeviceUid;
       if (primary === "" || primary === h().deviceUid()) return false;
+      // Refused here, where it is sent, not dropped on the primary: the contact's relay decides.
+      assertFits(peer, message);
       const uuid = message.status?.uuid ?? "";
       const stored = uuid === "" ? undefined : await tx.message(peer.uid, uuid);
       if (stored?.outbound && !stored.pendingForward) {
