@@ -133,7 +133,7 @@ Deno.test("relay_clean fails when a relay refuses a device's requests to the end
 });
 
 Deno.test("relay_clean fails when a relay will never take a message", async () => {
-  // Room for the pairing and sync, not for a chat text of 2,000 characters.
+  // Room for the pairing and sync, not for a chat text of 2,300 characters.
   const scenario = base(["relay_clean", "no_loss"], { limits: { message_bytes_max: 2500 } });
   scenario.steps.push({
     kind: "send",
@@ -141,14 +141,51 @@ Deno.test("relay_clean fails when a relay will never take a message", async () =
     index: scenario.steps.length,
     from: "bob/phone",
     to: "alice",
-    text: "x".repeat(2000),
+    text: "x".repeat(2300), // too large for bob's own send: it fails on bob's (only) device
     count: 1,
     everyMs: 0,
   });
   const report = await runScenario(scenario);
   assert.match(
     failed(report, "relay_clean"),
-    /refused for good: (alice|bob)\/\w+: message .* dropped: \d+ bytes, more than the relay.s messageBytesMax 2500/,
+    /refused for good: bob\/phone: message \S+ to \S+ failed: too large: \d+ bytes, more than the relay.s messageBytesMax 2500/,
+  );
+  // Failed on every device of its sender, with the reason: accounted for, not lost.
+  const noLoss = report.expectations.find((e) => e.name === "no_loss")!;
+  assert.equal(noLoss.ok, true, noLoss.detail);
+  assert.match(noLoss.detail, /1 message\(s\) failed for good/);
+});
+
+Deno.test("decrypt_clean passes on copies the network corrupted on purpose, and counts the quarantine", async () => {
+  const scenario = base(["decrypt_clean", "no_loss", "converged"], {
+    network: { latency: { min: "20ms", max: "120ms" }, corrupt: 0.2 },
+  });
+  const report = await runScenario(scenario);
+  assert.ok(report.stats.corrupted > 0, "the network corrupted something");
+  assert.equal(report.stats.quarantined, report.stats.corrupted);
+  for (const e of report.expectations) assert.equal(e.ok, true, `${e.name}: ${e.detail}`);
+  const clean = report.expectations.find((e) => e.name === "decrypt_clean")!;
+  assert.match(clean.detail, /quarantined: .*\(\d+ deliberately corrupted\)/);
+});
+
+Deno.test("decrypt_clean fails on a real failure, and no_loss says the lost message sits in a quarantine", async () => {
+  let chats = 0;
+  const report = await runScenario(base(["decrypt_clean", "no_loss"]), {
+    extraPlugins: on("bob/phone", () => ({
+      name: "mistype-second-chat",
+      outbound: (message) => {
+        if (message.type === "chat" && ++chats === 2) message.type = "nobody-owns";
+        return false;
+      },
+    })),
+  });
+  assert.match(
+    failed(report, "decrypt_clean"),
+    /1 rejected message\(s\) not deliberately tampered with; first on alice\/phone: UnknownType: .*quarantined: alice\/phone 1/,
+  );
+  assert.match(
+    failed(report, "no_loss"),
+    /alice\/(phone|laptop) lacks message .*\("answers #2"\).*a copy sits in the quarantine of alice\/phone \(UnknownType/,
   );
 });
 
