@@ -65,9 +65,12 @@ export interface MessageView {
   sentAt: number;
   /**
    * out: "forwarding" (waiting for the contact's primary device), "sent",
-   * "delivered", "read"; in: "unread", "read".
+   * "delivered", "read", or "failed" (a relay refused it for good: see
+   * `reason`); in: "unread", "read".
    */
-  state: "forwarding" | "sent" | "delivered" | "read" | "unread";
+  state: "forwarding" | "sent" | "delivered" | "read" | "unread" | "failed";
+  /** Why it failed ("too large: …", "queue full: …"); only with state "failed". */
+  reason?: string;
 }
 
 /** A contact as the CLI shows it. */
@@ -116,6 +119,14 @@ export interface StatusView {
   lastPollAt: number;
   /** How each relay treated this device's polls and sends since this process started. */
   relayHealth: RelayHealth[];
+  /** Sent messages a relay refused for good (marked failed on every device of this user). */
+  failed: number;
+  /** Received messages that could not be opened, kept in the local quarantine. */
+  quarantine: {
+    count: number;
+    /** The newest one: when, its error and the queue it came from. */
+    latest?: { at: number; errorCode: string; errorMessage: string; queue: string };
+  };
   /** Whether `run` serves this home. */
   running: boolean;
 }
@@ -320,14 +331,22 @@ export class Agent {
   // ─── Operations (each also reachable through the control endpoint) ─────────
 
   /** Servers, devices, contacts, outbox and last poll. */
-  status(): Promise<StatusView> {
+  async status(): Promise<StatusView> {
     const identity = this.#identity({ complete: false });
+    let failed = 0;
+    for (const peer of this.kernel.peers()) {
+      for (const m of await this.kernel.messages(peer.uid)) {
+        if (m.outbound && m.failedAt > 0) failed++;
+      }
+    }
+    const quarantine = this.kernel.quarantine();
+    const latest = quarantine.at(-1);
     const self: DeviceView = {
       name: identity.deviceName,
       deviceUid: identity.deviceUid,
       self: true,
     };
-    return Promise.resolve({
+    return {
       home: this.paths.dir,
       nickname: identity.profile?.nickname ?? "",
       status: identity.profile?.status ?? "",
@@ -339,8 +358,18 @@ export class Agent {
       outbox: this.kernel.outboxSize(),
       lastPollAt: this.kernel.lastPollAt(),
       relayHealth: this.kernel.relayHealth(),
+      failed,
+      quarantine: {
+        count: quarantine.length,
+        latest: latest && {
+          at: latest.at,
+          errorCode: latest.errorCode,
+          errorMessage: latest.errorMessage,
+          queue: latest.queue,
+        },
+      },
       running: this.serving,
-    });
+    };
   }
 
   /** Every contact, by name. */
@@ -694,7 +723,9 @@ export function messageView(m: DbMessage): MessageView {
   const status = m.message?.status;
   const read = (status?.processed ?? 0) > 0;
   const state: MessageView["state"] = m.outbound
-    ? m.pendingForward
+    ? m.failedAt > 0
+      ? "failed"
+      : m.pendingForward
       ? "forwarding"
       : read
       ? "read"
@@ -710,6 +741,7 @@ export function messageView(m: DbMessage): MessageView {
     text: m.message?.data ?? "",
     sentAt: status?.sent ?? 0,
     state,
+    ...(m.failedAt > 0 ? { reason: m.failedReason } : {}),
   };
 }
 

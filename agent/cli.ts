@@ -530,7 +530,7 @@ function time(ms: number): string {
 function messageLine(contact: string, m: MessageView, options = { state: true }): string {
   const who = m.direction === "out" ? `me → ${contact}` : contact;
   const shown = options.state && (m.direction === "out" || m.state === "unread");
-  const state = shown ? ` [${m.state}]` : "";
+  const state = !shown ? "" : m.state === "failed" ? ` [failed: ${m.reason}]` : ` [${m.state}]`;
   return `${time(m.sentAt)}  ${who}: ${m.text}${state}`;
 }
 
@@ -891,9 +891,21 @@ async function cmdStatus(ctx: Ctx): Promise<void> {
       `contacts: ${s.contacts}`,
       `outbox:   ${s.outbox} waiting`,
       `last poll: ${time(s.lastPollAt)}`,
+      ...(s.failed > 0 ? [`failed:   ${s.failed} sent message(s) a relay refused for good`] : []),
+      ...quarantineLine(s),
       ...relayTrouble(s),
     ]);
   });
+}
+
+/** The quarantine, when it holds anything: how many, and the newest one's error. */
+function quarantineLine(s: StatusView): string[] {
+  const { count, latest } = s.quarantine;
+  if (count === 0 || !latest) return [];
+  return [
+    `quarantine: ${count} message(s) that could not be opened; latest: ${time(latest.at)} ` +
+    `${latest.errorCode}: ${latest.errorMessage}`,
+  ];
 }
 
 /** One line per relay that refuses this device's requests, cannot be reached, or dropped messages. */
@@ -908,7 +920,7 @@ function relayTrouble(s: StatusView): string[] {
       lines.push(`relay ${relay}: unreachable since ${time(h.since)} (${what}): ${h.detail}`);
     }
     if (h.dropped > 0) {
-      lines.push(`relay ${relay}: ${h.dropped} message(s) it will never take were dropped`);
+      lines.push(`relay ${relay}: ${h.dropped} message(s) it will never take failed`);
     }
   }
   return lines;

@@ -31,6 +31,8 @@ import {
   type PendingPairing as PendingPairingRecord,
   PendingPairingSchema,
   ProfileSchema,
+  type QuarantineRecord,
+  QuarantineRecordSchema,
   type ServerCard,
   type ServerError,
   ToServerMessageSchema,
@@ -49,6 +51,7 @@ import {
   MeowError,
   NoSuchCode,
   RelayRefused,
+  Replay,
   UnknownDestination,
   UnknownType,
 } from "./errors.ts";
@@ -144,7 +147,7 @@ export interface RelayHealth {
   detail: string;
   /** Requests the relay refused so far. */
   refusals: number;
-  /** Messages the relay will never take (too large), dropped from the outbox. */
+  /** Messages the relay will never take (too large, queue full past retries): failed, out of the outbox. */
   dropped: number;
   /** When a request was last accepted, in clock ms (0: never). */
   lastOkAt: number;
@@ -257,6 +260,13 @@ const REQUEST_OVERHEAD_BYTES = 512;
 const MAILBOX_RETRIES_MAX = 5;
 /** First retry delay of a failed delivery, in ms; doubles per attempt up to `retryMsMax`. */
 const RETRY_MS_MIN = 500;
+/**
+ * Times the relay may answer QUEUE_FULL for one outbox entry before its message
+ * fails for good (at the default 30 s retry cap, about 20 minutes of a full queue).
+ */
+export const QUEUE_FULL_ATTEMPTS_MAX = 40;
+/** Received messages that could not be opened, kept at most; the oldest goes first. */
+export const QUARANTINE_MAX = 256;
 
 /** What {@linkcode Kernel.createInvitation} returns. */
 export interface InvitationTicket {
@@ -305,7 +315,12 @@ export interface PairingAccepted {
 export type ReceiveOutcome =
   | { kind: "accepted"; peerUid: string; type: string }
   | { kind: "deferred"; reason: string }
-  | { kind: "rejected"; error: MeowError };
+  | {
+    kind: "rejected";
+    error: MeowError;
+    /** Kept in the quarantine (every rejection but a replay) before it is acked. */
+    quarantined: boolean;
+  };
 
 /** Thrown inside a receiving transaction to leave a message on the relay for a later poll. */
 class Deferred extends Error {}
@@ -352,6 +367,8 @@ export class Kernel {
   #devices = new Map<string, PeerRecord>();
   #lookup = new Map<string, string>();
   #outbox = new Map<string, OutboxEntry>();
+  /** Received messages that could not be opened, oldest first, at most QUARANTINE_MAX. */
+  #quarantine: QuarantineRecord[] = [];
   /** Per relay, per queue: delivery uuids committed here and not yet acked. */
   #acks = new Map<string, Map<string, string[]>>();
   /** Per relay: the most pulls per request after the relay refused a larger one. */
@@ -425,6 +442,7 @@ export class Kernel {
       this.#outbox.set(entry.id, entry);
       this.#outboxSeq = Math.max(this.#outboxSeq, outboxSeqOf(entry.id));
     }
+    this.#quarantine = await this.#store.listQuarantine();
   }
 
   /** The next outbox id: ordered by queue time, then by sequence, across restarts. */
@@ -1036,7 +1054,7 @@ export class Kernel {
   /**
    * Splits one relay's due entries into requests within its card's limits
    * (messages per request, request bytes). An entry larger than the relay
-   * stores can never leave: it is dropped, reported and counted, not sent.
+   * stores can never leave: its message fails, reported and counted, not sent.
    */
   async #batches(entries: OutboxEntry[]): Promise<OutboxEntry[][]> {
     const server = entries[0].server!;
@@ -1062,24 +1080,49 @@ export class Kernel {
       bytes += size + MESSAGE_FRAMING_BYTES;
     }
     if (batch.length > 0) batches.push(batch);
-    if (tooLarge.length > 0) {
-      for (const entry of tooLarge) {
-        this.#dropped(
-          server,
-          entry,
-          `${
-            packedBytes(entry.packed!)
-          } bytes, more than the relay's messageBytesMax ${limits.messageBytesMax}`,
-        );
-      }
-      await this.#serial(() => this.#commitOutbox(tooLarge.map((e) => e.id), []));
-    }
+    await this.#fail(
+      server,
+      tooLarge.map((entry) => ({
+        entry,
+        reason: `too large: ${
+          packedBytes(entry.packed!)
+        } bytes, more than the relay's messageBytesMax ${limits.messageBytesMax}`,
+      })),
+    );
     return batches;
+  }
+
+  /**
+   * Gives up on outbox entries the relay will never take: each is reported,
+   * and in one commit removed from the outbox while the message it carries is
+   * marked failed with its reason (`message.status`, so device sync tells every
+   * sibling).
+   */
+  async #fail(server: ServerCard, failures: { entry: OutboxEntry; reason: string }[]) {
+    if (failures.length === 0) return;
+    for (const { entry, reason } of failures) this.#dropped(server, entry, reason);
+    await this.#serial(() =>
+      this.#transact(async (anyTx) => {
+        const tx = anyTx as KernelTx;
+        for (const { entry, reason } of failures) {
+          if (!this.#outbox.has(entry.id)) continue;
+          tx.deleteOutbox(entry.id);
+          if (entry.messageUuid === "" || entry.peerUid === "") continue;
+          const row = await tx.message(entry.peerUid, entry.messageUuid);
+          if (!row?.outbound || row.failedAt > 0) continue;
+          row.failedReason = reason;
+          row.failedAt = tx.now;
+          row.pendingForward = false;
+          tx.putMessage(row);
+          await tx.emit("message.status", { message: row, origin: "local" });
+        }
+      })
+    );
   }
 
   /** Reports an outbox entry the relay will never take (it is removed by the caller). */
   #dropped(server: ServerCard, entry: OutboxEntry, why: string): void {
-    const detail = `message ${entry.messageUuid || entry.id} dropped: ${why}`;
+    const detail = `message ${entry.messageUuid || entry.id} to ${entry.peerUid} failed: ${why}`;
     this.#log("error", `${this.#name} outbox ${server.name || server.uid}: ${detail}`);
     const key = `${server.uid} send`;
     const old = this.#relayHealth.get(key);
@@ -1129,29 +1172,45 @@ export class Kernel {
       return 0;
     }
     this.#health(server, "send", "ok", "");
-    const failed = new Map(answer.errors.map((e) => [e.messageIndex - 1, e]));
+    const errors = new Map(answer.errors.map((e) => [e.messageIndex - 1, e]));
     const done: string[] = [];
     const retry: OutboxEntry[] = [];
+    const queueFull = new Set<string>();
+    const failures: { entry: OutboxEntry; reason: string }[] = [];
     entries.forEach((entry, i) => {
-      const error = failed.get(i);
+      const error = errors.get(i);
       if (!error) return done.push(entry.id);
       if (error.code === ErrorCode.TOO_LARGE) {
-        this.#dropped(server, entry, `the relay refused it: ${error.detail}`);
-        return done.push(entry.id);
+        return failures.push({ entry, reason: `too large: the relay refused it: ${error.detail}` });
+      }
+      if (error.code === ErrorCode.QUEUE_FULL) {
+        if (entry.queueFullAttempts + 1 >= QUEUE_FULL_ATTEMPTS_MAX) {
+          return failures.push({
+            entry,
+            reason: `queue full: the relay refused it ${QUEUE_FULL_ATTEMPTS_MAX} times ` +
+              `(QUEUE_FULL_ATTEMPTS_MAX): ${error.detail}`,
+          });
+        }
+        queueFull.add(entry.id);
       }
       retry.push(entry);
     });
     await this.#serial(() => this.#commitOutbox(done, []));
-    if (retry.length > 0) await this.#reschedule(retry);
+    await this.#fail(server, failures);
+    if (retry.length > 0) await this.#reschedule(retry, 0, queueFull);
     return done.length;
   }
 
-  /** Retries `entries` later: exponential backoff with jitter, at least `retryAfterMs`. */
-  #reschedule(entries: OutboxEntry[], retryAfterMs = 0): Promise<void> {
+  /**
+   * Retries `entries` later: exponential backoff with jitter, at least
+   * `retryAfterMs`; the entries in `queueFull` count one more QUEUE_FULL answer.
+   */
+  #reschedule(entries: OutboxEntry[], retryAfterMs = 0, queueFull?: Set<string>): Promise<void> {
     const now = this.clock.now();
     const updated = entries.filter((e) => this.#outbox.has(e.id)).map((entry) => {
       const next = clone(OutboxEntrySchema, entry);
       next.attempts += 1;
+      if (queueFull?.has(entry.id)) next.queueFullAttempts += 1;
       const backoff = Math.min(this.#retryMsMax, RETRY_MS_MIN * 2 ** Math.min(16, entry.attempts));
       next.nextAttemptAt = now + Math.max(
         retryAfterMs,
@@ -1497,10 +1556,48 @@ export class Kernel {
           "info",
           `${this.#name} rejected a message for ${packed.destination.slice(0, 8)}…: ${e.message}`,
         );
+        // A repeat is harmless; anything else is kept, so nothing is acked away unseen.
+        const quarantined = !(e instanceof Replay);
+        if (quarantined) await this.#quarantineOne(packed, e);
         this.#observe({ kind: "rejected", error: e, packed });
-        return { kind: "rejected", error: e };
+        return { kind: "rejected", error: e, quarantined };
       }
     });
+  }
+
+  /** Keeps a message that could not be opened (one commit), evicting the oldest past QUARANTINE_MAX. */
+  async #quarantineOne(packed: PackedUserMessage, error: MeowError): Promise<void> {
+    const record = create(QuarantineRecordSchema, {
+      id: packed.serverDeliveryUuid || `local:${randomUuid(this.random)}`,
+      queue: packed.destination,
+      packed,
+      errorCode: error.code,
+      errorMessage: error.message,
+      at: this.clock.now(),
+    });
+    const kept = this.#quarantine.filter((q) => q.id !== record.id);
+    const evicted = kept.splice(0, Math.max(0, kept.length + 1 - QUARANTINE_MAX));
+    if (this.#closed) throw new TypeError(`${this.#name}: the kernel is closed`);
+    await this.#store.commit({
+      quarantinePut: [record],
+      quarantineDelete: evicted.map((q) => q.id),
+    });
+    kept.push(record);
+    this.#quarantine = kept;
+  }
+
+  /**
+   * The received messages that could not be verified or opened, oldest first
+   * (at most {@linkcode QUARANTINE_MAX}): each with its delivery uuid, queue,
+   * packed bytes, error and time. Kept on this device only.
+   */
+  quarantine(): QuarantineRecord[] {
+    return this.#quarantine.map((q) => clone(QuarantineRecordSchema, q));
+  }
+
+  /** How many received messages sit in the quarantine. */
+  quarantineCount(): number {
+    return this.#quarantine.length;
   }
 
   async #route(tx: KernelTx, packed: PackedUserMessage): Promise<ReceiveOutcome> {
@@ -1763,6 +1860,7 @@ class KernelTx implements Tx {
   readonly #messages = new Map<string, DbMessage>();
   readonly #seen = new Set<string>();
   readonly #outbox: OutboxEntry[] = [];
+  readonly #outboxDelete: string[] = [];
   readonly #after: (() => void)[] = [];
   #emitDepth = 0;
 
@@ -1885,6 +1983,11 @@ class KernelTx implements Tx {
     }));
   }
 
+  /** Stages the removal of an outbox entry (a message the relay will never take). */
+  deleteOutbox(id: string): void {
+    this.#outboxDelete.push(id);
+  }
+
   async emit<E extends KernelEventName>(event: E, payload: KernelEvents[E]): Promise<void> {
     if (++this.#emitDepth > 8) {
       throw new RangeError(`Event "${event}" re-emitted more than 8 levels deep`);
@@ -1917,6 +2020,7 @@ class KernelTx implements Tx {
       devices: peers.filter((p) => p.type === PeerType.DEVICE),
       messages: [...this.#messages.values()],
       outboxPut: this.#outbox,
+      outboxDelete: this.#outboxDelete,
       seen: [...this.#seen].map((id) => ({ id, at: this.now })),
     };
   }

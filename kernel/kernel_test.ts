@@ -17,6 +17,7 @@ import type { Plugin } from "./plugin.ts";
 import { type Store, type Transport, TransportError } from "./ports.ts";
 import { type TestDevice, TestWorld } from "./_test_world.ts";
 import { pack } from "./pipeline.ts";
+import { QUARANTINE_MAX } from "./kernel.ts";
 
 /** Everything a store holds, as comparable bytes. */
 async function snapshot(store: Store): Promise<string> {
@@ -110,7 +111,7 @@ Deno.test("Kernel exchanges 1,000 messages both ways with restarts at random poi
   }
 });
 
-Deno.test("Kernel.receive() rejects bad input with a typed error and changes nothing", async () => {
+Deno.test("Kernel.receive() rejects bad input with a typed error and changes nothing but the quarantine", async () => {
   const world = await TestWorld.create(4);
   const alice = await world.device("alice", { nickname: "alice" });
   const bob = await world.device("bob", { nickname: "bob" });
@@ -136,12 +137,21 @@ Deno.test("Kernel.receive() rejects bad input with a typed error and changes not
   const shortPayload = clone(PackedUserMessageSchema, good);
   shortPayload.payload = shortPayload.payload.subarray(0, 100);
   cases.push(["truncated payload", shortPayload, "BadSignature"]);
-  for (const [what, packed, code] of cases) {
+  for (const [i, [what, packed, code]] of cases.entries()) {
+    packed.serverDeliveryUuid = `delivery-${i}`;
     const outcome = await bob.kernel.receive(packed);
     assert.equal(outcome.kind, "rejected", what);
     assert.equal(outcome.kind === "rejected" && outcome.error.code, code, what);
+    assert.equal(outcome.kind === "rejected" && outcome.quarantined, true, what);
     assert.equal(await snapshot(bob.store), before, `${what}: store unchanged`);
+    // Kept, with its error, before anything acks it: in the store, not only in memory.
+    const kept = (await bob.store.listQuarantine()).at(-1)!;
+    assert.equal(kept.id, `delivery-${i}`, what);
+    assert.equal(kept.errorCode, code, what);
+    assert.equal(kept.queue, packed.destination, what);
+    assert.deepEqual(kept.packed?.payload, packed.payload, what);
   }
+  assert.equal(bob.kernel.quarantineCount(), cases.length);
   // A message correctly signed and sealed whose plaintext is garbage, and one of an unknown type.
   const alicePeer = alice.kernel.peer(uid)!;
   const unknownType = newUserMessage(
@@ -163,7 +173,36 @@ Deno.test("Kernel.receive() rejects bad input with a typed error and changes not
   assert.equal(first.kind, "accepted");
   const replay = await bob.kernel.receive(good);
   assert.equal(replay.kind === "rejected" && replay.error.code, "Replay");
+  assert.equal(replay.kind === "rejected" && replay.quarantined, false, "a repeat is not kept");
   assert.deepEqual(await texts(bob, uid), ["<genuine"]);
+  assert.deepEqual(
+    bob.kernel.quarantine().map((q) => q.errorCode),
+    [...cases.map(([, , code]) => code), "UnknownType"],
+  );
+});
+
+Deno.test("Kernel quarantine keeps at most QUARANTINE_MAX, evicting the oldest, across a restart", async () => {
+  const world = await TestWorld.create(4);
+  const alice = await world.device("alice", { nickname: "alice" });
+  const bob = await world.device("bob", { nickname: "bob" });
+  const uid = await pairOutOfBand(world, alice, bob);
+  await chat(alice).send(uid, "genuine");
+  const good = (await alice.store.listOutbox())[0].packed!;
+  for (let i = 0; i < QUARANTINE_MAX + 2; i++) {
+    const bad = clone(PackedUserMessageSchema, good);
+    bad.signature = new Uint8Array(64);
+    bad.serverDeliveryUuid = `d${String(i).padStart(4, "0")}`;
+    world.clock.advance(1);
+    const outcome = await bob.kernel.receive(bad);
+    assert.equal(outcome.kind === "rejected" && outcome.quarantined, true);
+  }
+  const ids = (await bob.store.listQuarantine()).map((q) => q.id);
+  assert.equal(ids.length, QUARANTINE_MAX);
+  assert.equal(ids[0], "d0002", "the two oldest went");
+  assert.equal(ids.at(-1), `d${String(QUARANTINE_MAX + 1).padStart(4, "0")}`);
+  const again = await bob.restart();
+  assert.deepEqual(again.quarantine().map((q) => q.id), ids);
+  assert.equal(again.quarantineCount(), QUARANTINE_MAX);
 });
 
 Deno.test("Kernel routes a custom plugin's message type without any kernel change", async () => {

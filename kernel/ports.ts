@@ -12,6 +12,7 @@ import type {
   IdentityRecord,
   OutboxEntry,
   PeerRecord,
+  QuarantineRecord,
   ServerCard,
 } from "../proto/gen/meow_pb.ts";
 
@@ -99,6 +100,10 @@ export interface Batch {
   outboxDelete?: string[];
   /** Mark dedup ids as seen (ids already present keep their first time). */
   seen?: SeenMark[];
+  /** Upsert quarantined messages by id (the kernel keeps the collection bounded). */
+  quarantinePut?: QuarantineRecord[];
+  /** Delete quarantined messages by id. */
+  quarantineDelete?: string[];
 }
 
 /** Options for {@linkcode Store.listMessages}. */
@@ -123,6 +128,8 @@ export interface Store {
   listDevices(): Promise<PeerRecord[]>;
   /** Every outbox entry, oldest queued first. */
   listOutbox(): Promise<OutboxEntry[]>;
+  /** Every quarantined message, oldest first (by `at`, then id). */
+  listQuarantine(): Promise<QuarantineRecord[]>;
   /** One stored message by conversation and uuid. */
   getMessage(peerUid: string, uuid: string): Promise<DbMessage | undefined>;
   /** The stored messages of one conversation, ordered by stored_at then uuid. */

@@ -10,7 +10,7 @@ import {
   ToServerMessageSchema,
 } from "../proto/gen/meow_pb.ts";
 import type { ChatApi } from "../plugins/chat/mod.ts";
-import type { KernelObservation } from "./kernel.ts";
+import { type KernelObservation, QUEUE_FULL_ATTEMPTS_MAX } from "./kernel.ts";
 import { MessageTooLarge, RelayRefused } from "./errors.ts";
 import { userMessageBytesMax } from "./pipeline.ts";
 import type { PluginHost, PluginInput } from "./plugin.ts";
@@ -263,6 +263,33 @@ Deno.test("attack oversized send: a 40,000-character message is refused at send,
       assert.deepEqual(stored, []);
     }
   }
+});
+
+Deno.test("Kernel retries QUEUE_FULL, then marks the message failed after QUEUE_FULL_ATTEMPTS_MAX", async () => {
+  const { world, hub, others, uids } = await hubWith(1, { queueLengthMax: 1 });
+  const [bob] = others;
+  await chat(bob).send(uids[0], "fills the queue");
+  await chat(bob).send(uids[0], "finds it full");
+  for (let i = 0; i < QUEUE_FULL_ATTEMPTS_MAX - 1; i++) {
+    await bob.kernel.flushOutbox();
+    world.clock.advance(60_000);
+  }
+  const [first, second] = await bob.kernel.messages(uids[0]);
+  assert.equal(first.failedAt, 0);
+  assert.equal(second.failedAt, 0, "not failed before the last attempt");
+  assert.equal(bob.kernel.outboxSize(), 1);
+  await bob.kernel.flushOutbox();
+  assert.equal(bob.kernel.outboxSize(), 0);
+  const failed = (await bob.kernel.messages(uids[0]))[1];
+  assert.match(failed.failedReason, /^queue full: /);
+  assert.equal(
+    (await bob.store.getMessage(uids[0], failed.message!.status!.uuid))?.failedAt,
+    world.clock.now(),
+  );
+  await world.settle([hub, bob]);
+  assert.deepEqual((await hub.kernel.messages(uids[0])).map((m) => m.message?.data), [
+    "fills the queue",
+  ]);
 });
 
 Deno.test("Kernel asks no longer a long poll than the relay's longPollMsMax", async () => {

@@ -58,8 +58,8 @@ function fail(name: string, detail: string): ExpectationResult {
   return { name, ok: false, detail };
 }
 
-function pass(name: string): ExpectationResult {
-  return { name, ok: true, detail: "" };
+function pass(name: string, detail = ""): ExpectationResult {
+  return { name, ok: true, detail };
 }
 
 function converged(input: CheckInput): ExpectationResult {
@@ -119,7 +119,15 @@ function converged(input: CheckInput): ExpectationResult {
           );
         }
         const show = (m: MessageState) =>
-          JSON.stringify([m.outbound, m.text, m.sent, m.received, m.processed, m.pendingForward]);
+          JSON.stringify([
+            m.outbound,
+            m.text,
+            m.sent,
+            m.received,
+            m.processed,
+            m.pendingForward,
+            m.failedReason,
+          ]);
         if (show(x) !== show(y)) {
           return fail(
             "converged",
@@ -174,18 +182,47 @@ function otherUser(input: CheckInput, peerUid: string, user: string): string {
   return "";
 }
 
+/**
+ * no_loss: every device that must hold a sent message holds it, unless it
+ * failed for good (a relay refused it) on every device of its sender that
+ * holds it: accounted for, not lost (relay_clean reports it).
+ */
 function noLoss(input: CheckInput): ExpectationResult {
+  let failed = 0;
   for (const sent of input.recording.sent.values()) {
-    for (const s of mustHold(input, sent)) {
+    const holders = mustHold(input, sent);
+    const senders = holders.filter((s) => s.user === sent.fromUser);
+    const copies = senders.map((s) => find(s, sent.peerUid, sent.uuid)[0]);
+    if (copies.length > 0 && copies.every((m) => m !== undefined && m.failedReason !== "")) {
+      failed++;
+      continue;
+    }
+    for (const s of holders) {
       if (find(s, sent.peerUid, sent.uuid).length === 0) {
         return fail(
           "no_loss",
-          `${s.ref} lacks message ${sent.uuid} ("${sent.text}") sent by ${sent.from} in conversation ${sent.peerUid}`,
+          `${s.ref} lacks message ${sent.uuid} ("${sent.text}") sent by ${sent.from} in conversation ${sent.peerUid}${
+            quarantinedCopy(input, sent.uuid)
+          }`,
         );
       }
     }
   }
-  return pass("no_loss");
+  return pass(
+    "no_loss",
+    failed > 0 ? `${failed} message(s) failed for good, on every device of their sender` : "",
+  );
+}
+
+/** Where a copy of message `uuid` sits in a quarantine, as a clause of a detail ("" if nowhere). */
+function quarantinedCopy(input: CheckInput, uuid: string): string {
+  const signatures = input.recording.packedSignatures.get(uuid);
+  if (!signatures) return "";
+  for (const s of input.states) {
+    const q = s.quarantine.find((q) => signatures.has(q.signature));
+    if (q) return `; a copy sits in the quarantine of ${s.ref} (${q.errorCode}, delivery ${q.id})`;
+  }
+  return "";
 }
 
 function contactsBlind(input: CheckInput): ExpectationResult {
@@ -339,15 +376,29 @@ function forwarded(input: CheckInput): ExpectationResult {
   return pass("forwarded");
 }
 
+/**
+ * decrypt_clean: no device rejected a message that was not deliberately
+ * tampered with (a copy the network corrupted on purpose is expected to be
+ * rejected and quarantined). The detail says how many were quarantined where.
+ */
 function decryptClean(input: CheckInput): ExpectationResult {
-  const first = input.recording.rejections[0];
+  const all = input.recording.rejections;
+  const real = all.filter((r) => !r.deliberate);
+  const byDevice = new Map<string, number>();
+  for (const r of all) if (r.quarantined) byDevice.set(r.device, (byDevice.get(r.device) ?? 0) + 1);
+  const where = [...byDevice].map(([device, n]) => `${device} ${n}`).join(", ");
+  const deliberate = all.length - real.length;
+  const quarantined = byDevice.size === 0
+    ? "none quarantined"
+    : `quarantined: ${where}` + (deliberate > 0 ? ` (${deliberate} deliberately corrupted)` : "");
+  const first = real[0];
   if (first) {
     return fail(
       "decrypt_clean",
-      `${input.recording.rejections.length} rejected message(s); first on ${first.device}: ${first.code}: ${first.detail}`,
+      `${real.length} rejected message(s) not deliberately tampered with; first on ${first.device}: ${first.code}: ${first.detail}; ${quarantined}`,
     );
   }
-  return pass("decrypt_clean");
+  return pass("decrypt_clean", byDevice.size === 0 ? "" : quarantined);
 }
 
 /**

@@ -8,12 +8,18 @@
  * Every byte that leaves the device passes the `tap`, so the privacy checkers
  * read the wire rather than trusting the code under test.
  *
+ * Corruption (`network: { corrupt }`) is modelled where the packed message is
+ * still in the clear, between the relay's storage and its answer
+ * ({@linkcode corruptingBackend}): answers are sealed end to end, so a byte
+ * flipped after sealing would only make the whole answer fail to open.
+ *
  * @module
  */
-import type { ServerCard } from "../proto/gen/meow_pb.ts";
-import { randomFloat, type SeededRandom } from "../kernel/crypto/mod.ts";
+import { PackedUserMessageSchema, type ServerCard } from "../proto/gen/meow_pb.ts";
+import { decode, encode } from "../proto/codec.ts";
+import { randomFloat, randomInt, randomUuid, type SeededRandom } from "../kernel/crypto/mod.ts";
 import { type Transport, TransportError } from "../kernel/ports.ts";
-import type { ServerCore } from "../server/mod.ts";
+import type { Backend, ServerCore, StoredMessage } from "../server/mod.ts";
 import type { Scheduler } from "./scheduler.ts";
 import type { NetworkSpec } from "./scenario.ts";
 
@@ -175,4 +181,69 @@ export class SimTransport implements Transport {
     }
     return Promise.reject(new TransportError(`no relay at ${url} in this simulation`));
   }
+}
+
+/** Options of {@linkcode corruptingBackend}. */
+export interface CorruptOptions {
+  /** Share of reads (pull answers with messages) whose one message is corrupted, in [0, 1]. */
+  share: number;
+  /** The corruption's own stream (forked from the seed by relay name). */
+  random: SeededRandom;
+  /** Receives the delivery uuid of every corrupted copy, for `decrypt_clean`. */
+  corrupted: Set<string>;
+  trace?: (line: Record<string, unknown>) => void;
+}
+
+/**
+ * A relay's storage whose reads, with probability `share`, hand out one
+ * message with a payload byte flipped, as a damaged delivery would. The copy
+ * carries a delivery uuid of its own, so the receiver's ack of it removes
+ * nothing: the original stays queued and is delivered again by a later pull.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { SeededRandom } from "../kernel/crypto/mod.ts";
+ * import { MemoryBackend } from "../server/mod.ts";
+ * import { corruptingBackend } from "./network.ts";
+ * const corrupted = new Set<string>();
+ * const backend = corruptingBackend(new MemoryBackend(), {
+ *   share: 1,
+ *   random: new SeededRandom(1),
+ *   corrupted,
+ * });
+ * assert.deepEqual(await backend.readQueues(["q"], { nowMs: 0, retentionMs: 1, messagesMax: 1 }), []);
+ * assert.equal(corrupted.size, 0);
+ * ```
+ */
+export function corruptingBackend(inner: Backend, options: CorruptOptions): Backend {
+  const { random, share, corrupted } = options;
+  const readQueues: Backend["readQueues"] = async (queues, readOptions) => {
+    const messages = await inner.readQueues(queues, readOptions);
+    if (messages.length === 0 || randomFloat(random) >= share) return messages;
+    const i = randomInt(random, messages.length);
+    const original = messages[i];
+    const packed = decode(PackedUserMessageSchema, original.bytes);
+    if (packed.payload.length === 0) return messages;
+    const at = randomInt(random, packed.payload.length);
+    const payload = packed.payload.slice();
+    payload[at] ^= 1 << randomInt(random, 8);
+    packed.payload = payload;
+    packed.serverDeliveryUuid = randomUuid(random);
+    corrupted.add(packed.serverDeliveryUuid);
+    options.trace?.({ kind: "net.corrupt", queue: original.queue.slice(0, 12), byte: at });
+    const copy: StoredMessage = {
+      ...original,
+      deliveryUuid: packed.serverDeliveryUuid,
+      bytes: encode(PackedUserMessageSchema, packed),
+    };
+    return messages.map((m, j) => (j === i ? copy : m));
+  };
+  return new Proxy(inner, {
+    get(target, property, receiver) {
+      if (property === "readQueues") return readQueues;
+      const value = Reflect.get(target, property, receiver);
+      return typeof value === "function" ? value.bind(target) : value;
+    },
+  });
 }

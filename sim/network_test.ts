@@ -33,7 +33,7 @@ Deno.test("SimTransport leaves no abort listener on a signal that outlives its r
     endpoint: { ref: "u/d", reachable: () => true, incarnation: 0 },
     relays: new Map([[core.card().uid, core]]),
     scheduler,
-    network: { latencyMs: { min: 5, max: 5 }, reorder: 0, duplicate: 0, drop: 0 },
+    network: { latencyMs: { min: 5, max: 5 }, reorder: 0, duplicate: 0, drop: 0, corrupt: 0 },
     random: new SeededRandom("network"),
     track: (promise) => scheduler.track(promise),
   });

@@ -36,6 +36,10 @@ export interface Report {
     bytesToServer: number;
     bytesFromServer: number;
     latencyMs: { p50: number; p99: number; max: number };
+    /** Received messages put in a quarantine (could not be opened), over all devices. */
+    quarantined: number;
+    /** Of those, copies the network corrupted on purpose (`network: { corrupt }`). */
+    corrupted: number;
   };
   digest: string;
   traceHash: string;
@@ -110,7 +114,7 @@ export function replayCommand(
  * ```ts
  * import assert from "node:assert/strict";
  * import { variedNetwork } from "./run.ts";
- * const spec = { latencyMs: { min: 20, max: 200 }, reorder: 0.2, duplicate: 0.1, drop: 0 };
+ * const spec = { latencyMs: { min: 20, max: 200 }, reorder: 0.2, duplicate: 0.1, drop: 0, corrupt: 0 };
  * const varied = variedNetwork(spec, 7);
  * assert(varied.latencyMs.max <= 200 && varied.reorder <= 0.2 && varied.drop === 0);
  * ```
@@ -123,6 +127,8 @@ export function variedNetwork(network: NetworkSpec, seed: number): NetworkSpec {
     reorder: randomFloat(random) * network.reorder,
     duplicate: randomFloat(random) * network.duplicate,
     drop: randomFloat(random) * network.drop,
+    // Kept as written (and drawn last, if ever varied): a scenario's corruption is what it shows.
+    corrupt: network.corrupt,
   };
 }
 
@@ -280,6 +286,8 @@ export async function runScenario(scenario: Scenario, options: RunOptions = {}):
         bytesToServer,
         bytesFromServer,
         latencyMs: { p50: l.p50, p99: l.p99, max: l.max },
+        quarantined: world.recording.rejections.filter((r) => r.quarantined).length,
+        corrupted: world.recording.corrupted.size,
       },
       refusedSteps: world.recording.refused.slice(0, 20),
       digest: hex(digest.digest()),
@@ -306,6 +314,11 @@ export function summary(report: Report): string {
     `  latency p50 ${s.latencyMs.p50} ms, p99 ${s.latencyMs.p99} ms, max ${s.latencyMs.max} ms; ` +
     `${s.bytesToServer} B to relays, ${s.bytesFromServer} B back`,
   ];
+  if (s.quarantined > 0 || s.corrupted > 0) {
+    lines.push(
+      `  ${s.quarantined} received message(s) quarantined; ${s.corrupted} deliberately corrupted on the way`,
+    );
+  }
   const refused = report.refusedSteps;
   if (refused.length > 0) {
     lines.push(
@@ -314,7 +327,7 @@ export function summary(report: Report): string {
     );
   }
   for (const e of report.expectations) {
-    lines.push(`  ${e.ok ? "ok  " : "FAIL"} ${e.name}${e.ok ? "" : `: ${e.detail}`}`);
+    lines.push(`  ${e.ok ? "ok  " : "FAIL"} ${e.name}${e.detail ? `: ${e.detail}` : ""}`);
   }
   lines.push(`  digest ${report.digest.slice(0, 16)}…  trace ${report.traceHash.slice(0, 16)}…`);
   if (!report.ok) lines.push(`  replay: ${report.replay}`);

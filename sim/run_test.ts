@@ -141,7 +141,7 @@ Deno.test("a chat text the relay cannot take is refused at send: relay_clean sta
     index: scenario.steps.length,
     from: "bob/phone",
     to: "alice",
-    text: "x".repeat(2000),
+    text: "x".repeat(2300), // too large for bob's own send: it fails on bob's (only) device
     count: 1,
     everyMs: 0,
   });
@@ -153,6 +153,39 @@ Deno.test("a chat text the relay cannot take is refused at send: relay_clean sta
   assert.match(
     report.refusedSteps.map((r) => r.error).join("\n"),
     /message too large: \d+ bytes, at most 1943/,
+  );
+});
+
+Deno.test("decrypt_clean passes on copies the network corrupted on purpose, and counts the quarantine", async () => {
+  const scenario = base(["decrypt_clean", "no_loss", "converged"], {
+    network: { latency: { min: "20ms", max: "120ms" }, corrupt: 0.2 },
+  });
+  const report = await runScenario(scenario);
+  assert.ok(report.stats.corrupted > 0, "the network corrupted something");
+  assert.equal(report.stats.quarantined, report.stats.corrupted);
+  for (const e of report.expectations) assert.equal(e.ok, true, `${e.name}: ${e.detail}`);
+  const clean = report.expectations.find((e) => e.name === "decrypt_clean")!;
+  assert.match(clean.detail, /quarantined: .*\(\d+ deliberately corrupted\)/);
+});
+
+Deno.test("decrypt_clean fails on a real failure, and no_loss says the lost message sits in a quarantine", async () => {
+  let chats = 0;
+  const report = await runScenario(base(["decrypt_clean", "no_loss"]), {
+    extraPlugins: on("bob/phone", () => ({
+      name: "mistype-second-chat",
+      outbound: (message) => {
+        if (message.type === "chat" && ++chats === 2) message.type = "nobody-owns";
+        return false;
+      },
+    })),
+  });
+  assert.match(
+    failed(report, "decrypt_clean"),
+    /1 rejected message\(s\) not deliberately tampered with; first on alice\/phone: UnknownType: .*quarantined: alice\/phone 1/,
+  );
+  assert.match(
+    failed(report, "no_loss"),
+    /alice\/(phone|laptop) lacks message .*\("answers #2"\).*a copy sits in the quarantine of alice\/phone \(UnknownType/,
   );
 });
 

@@ -29,6 +29,12 @@ export interface NetworkSpec {
   duplicate: number;
   /** Share of requests lost (the client retries), in [0, 1]. */
   drop: number;
+  /**
+   * Share of pull answers whose one packed message has a byte flipped on the
+   * way, in [0, 1]: the receiver cannot verify that copy (it is quarantined and
+   * acked); the relay still holds the original and delivers it again.
+   */
+  corrupt: number;
 }
 
 /** One user: an identity and its devices (the identity is created on the first). */
@@ -345,6 +351,7 @@ export interface ScenarioInput {
     reorder?: number;
     duplicate?: number;
     drop?: number;
+    corrupt?: number;
   };
   poll?: { interval?: DurationInput };
   relay?: { adversary?: AdversaryKind[]; share?: number };
@@ -645,9 +652,10 @@ class Reader {
       reorder: 0,
       duplicate: 0,
       drop: 0,
+      corrupt: 0,
     };
     if (raw === undefined) return network;
-    const f = this.#fields(raw, "network", ["latency", "reorder", "duplicate", "drop"]);
+    const f = this.#fields(raw, "network", ["latency", "reorder", "duplicate", "drop", "corrupt"]);
     if (f.latency !== undefined && typeof f.latency === "object") {
       const l = this.#fields(f.latency, "network.latency", ["min", "max"]);
       if (l.min !== undefined) network.latencyMs.min = this.#duration(l.min, "network.latency.min");
@@ -665,7 +673,7 @@ class Reader {
       const ms = this.#duration(f.latency, "network.latency");
       network.latencyMs = { min: ms, max: ms };
     }
-    for (const key of ["reorder", "duplicate", "drop"] as const) {
+    for (const key of ["reorder", "duplicate", "drop", "corrupt"] as const) {
       if (f[key] !== undefined) network[key] = this.#probability(f[key], `network.${key}`);
     }
     return network;

@@ -18,6 +18,7 @@ network:                         # applies to every device <-> server exchange
   reorder: 0.2                   # share of deliveries held back behind later ones
   duplicate: 0.05                # share of requests/responses delivered twice
   drop: 0.01                     # share of requests lost (the client retries)
+  corrupt: 0.01                  # share of pull answers with one packed message damaged
 poll: { interval: 2s }           # how often an online device polls its servers
 users:
   - name: alice
@@ -108,6 +109,7 @@ Deno.test("parseScenario() reads the SCENARIOS.md example (with relay2 declared)
     reorder: 0.2,
     duplicate: 0.05,
     drop: 0.01,
+    corrupt: 0.01,
   });
   assert.equal(s.pollIntervalMs, 2000);
   assert.equal(s.source, "x.yaml");
@@ -349,7 +351,7 @@ Deno.test("parseScenario() fills the defaults of the contract", () => {
     description: "",
     durationMs: 600_000,
     servers: ["relay"],
-    network: { latencyMs: { min: 20, max: 100 }, reorder: 0, duplicate: 0, drop: 0 },
+    network: { latencyMs: { min: 20, max: 100 }, reorder: 0, duplicate: 0, drop: 0, corrupt: 0 },
     pollIntervalMs: 2000,
     limits: {},
     adversary: [],
@@ -481,6 +483,7 @@ Deno.test("parseScenario() sorts steps by time, stably (file order for equal tim
 Deno.test("parseScenario() checks ranges: probabilities, latency, counts, seed, at, servers", () => {
   const cases: [Record<string, unknown>, string, RegExp][] = [
     [{ ...base(), network: { drop: 1.5 } }, "network.drop", /1.5 is not a probability/],
+    [{ ...base(), network: { corrupt: -0.1 } }, "network.corrupt", /-0.1 is not a probability/],
     [{ ...base(), network: { reorder: "lots" } }, "network.reorder", /not a probability/],
     [
       { ...base(), network: { latency: { min: "2s", max: "1s" } } },

@@ -168,7 +168,7 @@ export function scenarioInput(scenario: Scenario): ScenarioInput {
     if (user.generated.pairAll) entry.pair = "all";
     users.push(entry);
   }
-  const { latencyMs, reorder, duplicate, drop } = scenario.network;
+  const { latencyMs, reorder, duplicate, drop, corrupt } = scenario.network;
   const input: ScenarioInput = { name: scenario.name };
   if (scenario.description !== "") input.description = scenario.description;
   if (scenario.seed !== undefined) input.seed = scenario.seed;
@@ -180,6 +180,7 @@ export function scenarioInput(scenario: Scenario): ScenarioInput {
     reorder,
     duplicate,
     drop,
+    ...(corrupt > 0 ? { corrupt } : {}),
   };
   input.poll = { interval: duration(scenario.pollIntervalMs) };
   const limits: NonNullable<ScenarioInput["limits"]> = {};
@@ -377,10 +378,10 @@ function shorterWindows(s: Scenario): Scenario[] {
 function calmerNetwork(s: Scenario): Scenario[] {
   const n = s.network;
   const out: Scenario[] = [];
-  if (n.reorder + n.duplicate + n.drop > 0) {
-    out.push({ ...s, network: { ...n, reorder: 0, duplicate: 0, drop: 0 } });
+  if (n.reorder + n.duplicate + n.drop + n.corrupt > 0) {
+    out.push({ ...s, network: { ...n, reorder: 0, duplicate: 0, drop: 0, corrupt: 0 } });
   }
-  for (const key of ["reorder", "duplicate", "drop"] as const) {
+  for (const key of ["reorder", "duplicate", "drop", "corrupt"] as const) {
     if (n[key] > 0) out.push({ ...s, network: { ...n, [key]: 0 } });
   }
   if (n.latencyMs.max > n.latencyMs.min) {

@@ -18,6 +18,17 @@ export interface MessageState {
   received: number;
   processed: number;
   pendingForward: boolean;
+  /** Why a relay refused it for good ("" unless failed). */
+  failedReason: string;
+}
+
+/** One message in a device's quarantine (received, could not be opened). */
+export interface QuarantinedState {
+  /** The relay's delivery uuid. */
+  id: string;
+  errorCode: string;
+  /** Hex of the packed message's signature: which sent message it was a copy of. */
+  signature: string;
 }
 
 /** One contact, as compared across devices. */
@@ -43,6 +54,8 @@ export interface DeviceState {
   deviceCount: number;
   /** peer uid → messages in stored order (duplicates kept, to be found). */
   conversations: Map<string, MessageState[]>;
+  /** Its quarantine, oldest first (not in the digest: a corrupted copy is the network's doing). */
+  quarantine: QuarantinedState[];
   /** Hex of every public key in the cards of its contacts and devices (not in the digest). */
   peerKeys: string[];
 }
@@ -78,6 +91,7 @@ export async function readState(ref: string, store: Store): Promise<DeviceState>
         received: m.message?.status?.received ?? 0,
         processed: m.message?.status?.processed ?? 0,
         pendingForward: m.pendingForward,
+        failedReason: m.failedReason,
       })),
     );
   }
@@ -95,13 +109,23 @@ export async function readState(ref: string, store: Store): Promise<DeviceState>
     contacts,
     deviceCount: (await store.listDevices()).filter((d) => d.contact !== undefined).length,
     conversations,
+    quarantine: (await store.listQuarantine()).map((q) => ({
+      id: q.id,
+      errorCode: q.errorCode,
+      signature: hex(q.packed?.signature ?? new Uint8Array()),
+    })),
     peerKeys: [...await store.listPeers(), ...await store.listDevices()].flatMap((p) =>
       p.contact
         ? [p.contact.identityPublicKey, p.contact.encryptionPublicKey, p.contact.lookupPublicKey]
-          .map((k) => Array.from(k, (b) => b.toString(16).padStart(2, "0")).join(""))
+          .map(hex)
         : []
     ),
   };
+}
+
+/** Lowercase hex of `bytes`. */
+export function hex(bytes: Uint8Array): string {
+  return Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
 }
 
 /**
@@ -127,6 +151,8 @@ export function canonical(state: DeviceState, epochMs: number): string {
           rel(m.received),
           rel(m.processed),
           m.pendingForward,
+          // Only when failed, so the digest of a run without failures is what it always was.
+          ...(m.failedReason === "" ? [] : [m.failedReason]),
         ]),
     ]);
   return JSON.stringify([

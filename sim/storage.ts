@@ -54,6 +54,7 @@ function serialized(store: Store, track: <T>(promise: Promise<T>) => Promise<T>)
     listPeers: () => run(() => store.listPeers()),
     listDevices: () => run(() => store.listDevices()),
     listOutbox: () => run(() => store.listOutbox()),
+    listQuarantine: () => run(() => store.listQuarantine()),
     getMessage: (peerUid, uuid) => run(() => store.getMessage(peerUid, uuid)),
     listMessages: (peerUid, o) => run(() => store.listMessages(peerUid, o)),
     listConversations: () => run(() => store.listConversations()),

@@ -40,12 +40,13 @@ import {
   ServerCore,
 } from "../server/mod.ts";
 import { adversaryBackend } from "./adversary.ts";
-import { SimTransport } from "./network.ts";
+import { corruptingBackend, SimTransport } from "./network.ts";
 import { defaultPlugins, type DeviceSyncLike } from "./plugins.ts";
 import type { PairingVia, Scenario, Step } from "./scenario.ts";
 import type { Scheduler } from "./scheduler.ts";
 import { openStore, type StorageKind } from "./storage.ts";
 import { VirtualClock } from "./virtual_clock.ts";
+import { hex } from "./state.ts";
 
 /**
  * Imported keys per simulated device each key cache makes room for: the
@@ -83,8 +84,21 @@ export interface Recording {
   sent: Map<string, SentRecord>;
   /** uuid → device → first time it was stored there. */
   arrivals: Map<string, Map<string, number>>;
-  /** Rejections other than repeats, by device. */
-  rejections: { device: string; code: string; detail: string }[];
+  /**
+   * Rejections other than repeats, by device: whether the kernel quarantined
+   * it, and whether it was a copy the network corrupted on purpose.
+   */
+  rejections: {
+    device: string;
+    code: string;
+    detail: string;
+    quarantined: boolean;
+    deliberate: boolean;
+  }[];
+  /** Delivery uuids of the copies the network corrupted on purpose (`network: { corrupt }`). */
+  corrupted: Set<string>;
+  /** Message uuid → hex of the signatures of its packed copies (to find one in a quarantine). */
+  packedSignatures: Map<string, Set<string>>;
   /** Root private keys found in bytes that left their device. */
   rootLeaks: { device: string; where: string }[];
   /** Sent texts found in bytes a relay saw or stored. */
@@ -159,8 +173,7 @@ export interface WorldOptions {
   relayObserved?: (relay: string, event: ObservedEvent) => void;
 }
 
-const HEX = (bytes: Uint8Array) =>
-  Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
+const HEX = hex;
 
 /** A device of the world. */
 export class SimDevice {
@@ -245,6 +258,8 @@ export class World {
       sent: new Map(),
       arrivals: new Map(),
       rejections: [],
+      corrupted: new Set(),
+      packedSignatures: new Map(),
       rootLeaks: [],
       serverLeaks: [],
       contactInbound: [],
@@ -271,7 +286,13 @@ export class World {
         world.#backends.push(real);
         let relayUid = "";
         const limits = resolveLimits(world.scenario.limits);
-        const backend = world.scenario.adversary.length === 0 ? real : adversaryBackend(real, {
+        const honest = world.scenario.network.corrupt === 0 ? real : corruptingBackend(real, {
+          share: world.scenario.network.corrupt,
+          random: world.seedRandom.fork(`corrupt/${name}`),
+          corrupted: world.recording.corrupted,
+          trace: options.trace,
+        });
+        const backend = world.scenario.adversary.length === 0 ? honest : adversaryBackend(honest, {
           kinds: world.scenario.adversary,
           share: world.scenario.adversaryShare,
           random: world.seedRandom.fork(`adversary/${name}`),
@@ -453,6 +474,8 @@ export class World {
           device: device.ref,
           code: o.error.code,
           detail: `${o.error.message}${peer}`,
+          quarantined: true,
+          deliberate: this.recording.corrupted.has(o.packed.serverDeliveryUuid),
         });
       }
       return;
@@ -469,6 +492,10 @@ export class World {
     if (o.kind === "outbound") {
       if (o.message.type === "device_sync") this.recording.counters.syncPayloads++;
       if (o.message.type === "chat") this.recording.counters.chat++;
+      const uuid = o.message.status?.uuid ?? "";
+      const signatures = this.recording.packedSignatures.get(uuid) ?? new Set<string>();
+      signatures.add(HEX(o.packed.signature));
+      this.recording.packedSignatures.set(uuid, signatures);
       if (this.#expects.has("root_key_private")) {
         this.#leftDevice(device.ref, encode(UserMessageSchema, o.message), "plaintext");
       }

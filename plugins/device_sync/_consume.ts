@@ -12,6 +12,7 @@ import { clone, create } from "@bufbuild/protobuf";
 import { decode } from "../../proto/codec.ts";
 import {
   type ConversationStatus,
+  type DbMessage,
   DbMessageSchema,
   DeviceIntroductionSchema,
   type DeviceSyncPayload,
@@ -49,8 +50,8 @@ const NAME = "device_sync";
  * msg and status: one row per (conversation, uuid). A new uuid is stored as
  * synced; a known one merges: every status time moves to the earliest known
  * non-zero value (never back to "not reached", and the same on every device
- * whatever the arrival order), and pending_forward only ever goes from true
- * to false.
+ * whatever the arrival order), a failure (failed_reason, failed_at) keeps the
+ * first one, and pending_forward only ever goes from true to false.
  */
 async function applyMessage(payload: DeviceSyncPayload, { tx }: SyncContext): Promise<void> {
   const incoming = payload.dbMessage;
@@ -82,6 +83,7 @@ async function applyMessage(payload: DeviceSyncPayload, { tx }: SyncContext): Pr
     return;
   }
   let changed = mergeStatus(stored.message!.status!, status);
+  if (mergeFailure(stored, incoming)) changed = true;
   if (stored.pendingForward && !incoming.pendingForward) {
     stored.pendingForward = false;
     changed = true;
@@ -89,6 +91,20 @@ async function applyMessage(payload: DeviceSyncPayload, { tx }: SyncContext): Pr
   if (!changed) return;
   tx.putMessage(stored);
   await tx.emit("message.status", { message: stored, origin: "sync" });
+}
+
+/**
+ * A relay refused the message for good: the first failure (earliest failed_at, then the smaller
+ * reason) wins, so every device ends with the same reason whatever the arrival order.
+ */
+function mergeFailure(local: DbMessage, remote: DbMessage): boolean {
+  if (remote.failedAt <= 0) return false;
+  const earlier = local.failedAt <= 0 || remote.failedAt < local.failedAt ||
+    (remote.failedAt === local.failedAt && remote.failedReason < local.failedReason);
+  if (!earlier) return false;
+  local.failedAt = remote.failedAt;
+  local.failedReason = remote.failedReason;
+  return true;
 }
 
 /** Moves each reached state to its earliest known time; returns whether anything changed. */

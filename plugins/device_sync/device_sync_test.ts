@@ -101,6 +101,30 @@ Deno.test("device_sync: a message sent on the phone is stored on the laptop, onc
   assert.deepEqual(await uuids(laptop, bobUid), await uuids(phone, bobUid));
 });
 
+Deno.test("device_sync: a failure syncs to the sibling, and the first failure wins on both", async () => {
+  const { w, phone, laptop, all, bobUid } = await aliceAndBob(13);
+  const sent = await chat(phone).send(bobUid, "refused for good");
+  await w.settle(all);
+  const uuid = sent.message!.status!.uuid;
+  /** Marks the message failed on `device` as the kernel does, at `at`. */
+  const fail = (device: SyncDevice, reason: string, at: number) =>
+    device.kernel.transact(async (tx) => {
+      const row = (await tx.message(bobUid, uuid))!;
+      row.failedReason = reason;
+      row.failedAt = at;
+      tx.putMessage(row);
+      await tx.emit("message.status", { message: row, origin: "local" });
+    });
+  await fail(phone, "too large: first", 1_000);
+  await fail(laptop, "queue full: later", 2_000);
+  await w.settle(all);
+  for (const d of [phone, laptop]) {
+    const [m] = await d.kernel.messages(bobUid);
+    assert.equal(m.failedReason, "too large: first", d.name);
+    assert.equal(m.failedAt, 1_000, d.name);
+  }
+});
+
 Deno.test("device_sync: a message from a contact to the primary is stored on the sibling", async () => {
   const { w, phone, laptop, bob, all, bobUid } = await aliceAndBob(13);
   await chat(bob).send(bobUid, "hi alice");

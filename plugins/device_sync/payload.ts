@@ -96,7 +96,7 @@ export function decodeSyncPayload(bytes: Uint8Array): DeviceSyncPayload {
 /**
  * The dedup id of a `msg` or `status` payload: the message uuid plus the state
  * it carries, so a later state of the same message (a confirmed forward, a
- * read receipt) is a new payload while a repeat of one state is dropped.
+ * read receipt, a failure) is a new payload while a repeat of one state is dropped.
  *
  * @example
  * ```ts
@@ -112,7 +112,10 @@ export function messageDedupId(syncType: string, message: DbMessage): string {
   const status = message.message?.status;
   if (!status?.uuid) throw new TypeError(`device_sync: cannot sync a message without a uuid`);
   const flags = `${message.outbound ? 1 : 0}${message.pendingForward ? 1 : 0}`;
-  return `${syncType}:${status.uuid}:${flags}:${status.sent}:${status.received}:${status.processed}`;
+  const id =
+    `${syncType}:${status.uuid}:${flags}:${status.sent}:${status.received}:${status.processed}`;
+  // A failure is news: its sync must not be taken for a repeat of the state before it.
+  return message.failedAt > 0 ? `${id}:failed:${message.failedAt}` : id;
 }
 
 /**

@@ -4,7 +4,7 @@
  *
  * @module
  */
-import type { DbMessage, OutboxEntry } from "../../proto/gen/meow_pb.ts";
+import type { DbMessage, OutboxEntry, QuarantineRecord } from "../../proto/gen/meow_pb.ts";
 
 /**
  * Compares two strings by Unicode code point, which is the order of their
@@ -37,4 +37,9 @@ export function compareMessages(a: DbMessage, b: DbMessage): number {
 /** Orders outbox entries by `queuedAt`, then by id. */
 export function compareOutbox(a: OutboxEntry, b: OutboxEntry): number {
   return Number(a.queuedAt) - Number(b.queuedAt) || compareStrings(a.id, b.id);
+}
+
+/** Orders quarantined messages by `at`, then by id. */
+export function compareQuarantine(a: QuarantineRecord, b: QuarantineRecord): number {
+  return Number(a.at) - Number(b.at) || compareStrings(a.id, b.id);
 }

@@ -13,6 +13,7 @@ import {
   IdentityRecordSchema,
   OutboxEntrySchema,
   PeerRecordSchema,
+  QuarantineRecordSchema,
 } from "../../proto/gen/meow_pb.ts";
 
 /** One stored message, validated and encoded. */
@@ -27,6 +28,13 @@ export interface PreparedMessage {
 export interface PreparedOutbox {
   id: string;
   queuedAt: number;
+  bytes: Uint8Array;
+}
+
+/** One quarantined message, validated and encoded. */
+export interface PreparedQuarantine {
+  id: string;
+  at: number;
   bytes: Uint8Array;
 }
 
@@ -46,6 +54,8 @@ export interface PreparedBatch {
   outboxPut: Map<string, PreparedOutbox>;
   outboxDelete: Set<string>;
   seen: Map<string, number>;
+  quarantinePut: Map<string, PreparedQuarantine>;
+  quarantineDelete: Set<string>;
 }
 
 /** What the adapter is called and how large one encoded record may be. */
@@ -136,6 +146,8 @@ export function prepareBatch(batch: Batch, options: PrepareOptions): PreparedBat
     outboxPut: new Map(),
     outboxDelete: new Set(),
     seen: new Map(),
+    quarantinePut: new Map(),
+    quarantineDelete: new Set(),
   };
 
   if (batch.identity !== undefined) {
@@ -153,6 +165,7 @@ export function prepareBatch(batch: Batch, options: PrepareOptions): PreparedBat
       ["deletePeers", out.deletePeers],
       ["deleteDevices", out.deleteDevices],
       ["outboxDelete", out.outboxDelete],
+      ["quarantineDelete", out.quarantineDelete],
     ] as const
   ) {
     list(batch[field], field).forEach((id, i) => target.add(key(id, `${field}[${i}]`)));
@@ -176,6 +189,13 @@ export function prepareBatch(batch: Batch, options: PrepareOptions): PreparedBat
     const queuedAt = time(record.queuedAt, `${where}.queuedAt (id "${id}")`);
     out.outboxPut.set(id, { id, queuedAt, bytes });
   });
+  list(batch.quarantinePut, "quarantinePut").forEach((record, i) => {
+    const where = `quarantinePut[${i}]`;
+    const id = key((record as { id?: unknown } | undefined)?.id, `${where}.id`);
+    const bytes = encodeChecked(QuarantineRecordSchema, record, `${where} (id "${id}")`);
+    const at = time(record.at, `${where}.at (id "${id}")`);
+    out.quarantinePut.set(id, { id, at, bytes });
+  });
   list(batch.seen, "seen").forEach((mark, i) => {
     const where = `seen[${i}]`;
     const id = key((mark as { id?: unknown } | undefined)?.id, `${where}.id`);
@@ -190,6 +210,7 @@ export function prepareBatch(batch: Batch, options: PrepareOptions): PreparedBat
       [out.peers, out.deletePeers, "peer"],
       [out.devices, out.deleteDevices, "device"],
       [out.outboxPut, out.outboxDelete, "outbox entry"],
+      [out.quarantinePut, out.quarantineDelete, "quarantined message"],
     ] as const
   ) {
     for (const id of deletes) {

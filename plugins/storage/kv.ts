@@ -15,8 +15,10 @@ import {
   OutboxEntrySchema,
   type PeerRecord,
   PeerRecordSchema,
+  type QuarantineRecord,
+  QuarantineRecordSchema,
 } from "../../proto/gen/meow_pb.ts";
-import { compareMessages, compareOutbox } from "./_order.ts";
+import { compareMessages, compareOutbox, compareQuarantine } from "./_order.ts";
 import { openRecord, SEAL_OVERHEAD_BYTES, sealRecord, type StoreCipher } from "./cipher.ts";
 import { createOwnerOnly } from "./_files.ts";
 import {
@@ -60,7 +62,7 @@ export interface KvStoreOptions {
    */
   commitAttemptsMax?: number;
   /**
-   * Seals every record (identity, peers, devices, messages, outbox entries)
+   * Seals every record (identity, peers, devices, messages, outbox entries, quarantine)
    * before it is written and opens it after it is read: at-rest encryption.
    * Keys (uids, uuids, ids, times) stay in the clear, so the store can still
    * index and order. Each record is bound to its full key (prefix included):
@@ -74,7 +76,7 @@ export interface KvStoreOptions {
 
 /**
  * A {@linkcode Store} over Deno KV. Keys (under the optional prefix):
- * `["identity"]`, `["peer", uid]`, `["device", uid]`, `["outbox", id]`,
+ * `["identity"]`, `["peer", uid]`, `["device", uid]`, `["outbox", id]`, `["quarantine", id]`,
  * `["msg", peerUid, uuid]` (the encoded `DbMessage`), the order index
  * `["msg_order", peerUid, storedAt, uuid]` → uuid, `["conv", peerUid]`,
  * `["seen", id]` → at, the pruning index `["seen_at", at, id]`, and
@@ -191,6 +193,14 @@ export class KvStore implements Store {
       .sort(compareOutbox);
   }
 
+  /** Every quarantined message, by at then id. */
+  async listQuarantine(): Promise<QuarantineRecord[]> {
+    // Bounded by the kernel (QUARANTINE_MAX): sorted here, like the outbox.
+    return (await this.#values(this.#key("quarantine")))
+      .map((b) => decode(QuarantineRecordSchema, b))
+      .sort(compareQuarantine);
+  }
+
   /** One stored message by conversation and uuid. */
   async getMessage(peerUid: string, uuid: string): Promise<DbMessage | undefined> {
     const key = this.#key("msg", peerUid, uuid);
@@ -291,6 +301,8 @@ export class KvStore implements Store {
       for (const peerUid of conversations) op.set(this.#key("conv", peerUid), true);
       for (const e of p.outboxPut.values()) op.set(this.#key("outbox", e.id), e.bytes);
       for (const id of p.outboxDelete) op.delete(this.#key("outbox", id));
+      for (const q of p.quarantinePut.values()) op.set(this.#key("quarantine", q.id), q.bytes);
+      for (const id of p.quarantineDelete) op.delete(this.#key("quarantine", id));
       seenIds.forEach((id, i) => {
         if (seen[i].value !== null) return; // seen before: keep the first time
         const at = p.seen.get(id)!;
@@ -385,6 +397,7 @@ export class KvStore implements Store {
       devices: new Map([...p.devices].map(([uid, bytes]) => [uid, seal(bytes, "device", uid)])),
       messages: sealMap(p.messages, (m) => ["msg", m.peerUid, m.uuid]),
       outboxPut: sealMap(p.outboxPut, (e) => ["outbox", e.id]),
+      quarantinePut: sealMap(p.quarantinePut, (q) => ["quarantine", q.id]),
     };
   }
 
@@ -442,6 +455,8 @@ export class KvStore implements Store {
     for (const peerUid of conversations) add(this.#key("conv", peerUid), V8_SMALL_VALUE_BYTES);
     for (const e of p.outboxPut.values()) add(this.#key("outbox", e.id), e.bytes.length);
     for (const id of p.outboxDelete) add(this.#key("outbox", id), 0);
+    for (const q of p.quarantinePut.values()) add(this.#key("quarantine", q.id), q.bytes.length);
+    for (const id of p.quarantineDelete) add(this.#key("quarantine", id), 0);
     for (const [id, at] of p.seen) {
       add(this.#key("seen", id), V8_SMALL_VALUE_BYTES);
       add(this.#key("seen_at", at, id), V8_SMALL_VALUE_BYTES);

@@ -17,8 +17,10 @@ import {
   OutboxEntrySchema,
   type PeerRecord,
   PeerRecordSchema,
+  type QuarantineRecord,
+  QuarantineRecordSchema,
 } from "../../proto/gen/meow_pb.ts";
-import { compareMessages, compareOutbox, compareStrings } from "./_order.ts";
+import { compareMessages, compareOutbox, compareQuarantine, compareStrings } from "./_order.ts";
 import { checkBeforeMs, checkLimit, prepareBatch } from "./_prepare.ts";
 import { run } from "./_run.ts";
 
@@ -32,6 +34,8 @@ interface MemoryData {
   messages: Map<string, Map<string, DbMessage>>;
   /** dedup id → first seen, in ms. */
   seen: Map<string, number>;
+  /** id → quarantined message. */
+  quarantine: Map<string, QuarantineRecord>;
 }
 
 const NAME = "MemoryStore";
@@ -69,6 +73,7 @@ export class MemoryStore implements Store {
       outbox: new Map(),
       messages: new Map(),
       seen: new Map(),
+      quarantine: new Map(),
     };
   }
 
@@ -124,6 +129,14 @@ export class MemoryStore implements Store {
     );
   }
 
+  /** Every quarantined message, by at then id. */
+  listQuarantine(): Promise<QuarantineRecord[]> {
+    return run(() =>
+      [...this.#d.quarantine.values()].sort(compareQuarantine)
+        .map((q) => clone(QuarantineRecordSchema, q))
+    );
+  }
+
   /** One stored message by conversation and uuid. */
   getMessage(peerUid: string, uuid: string): Promise<DbMessage | undefined> {
     return run(() => {
@@ -176,6 +189,10 @@ export class MemoryStore implements Store {
       for (const e of p.outboxPut.values()) d.outbox.set(e.id, decode(OutboxEntrySchema, e.bytes));
       for (const id of p.outboxDelete) d.outbox.delete(id);
       for (const [id, at] of p.seen) if (!d.seen.has(id)) d.seen.set(id, at);
+      for (const q of p.quarantinePut.values()) {
+        d.quarantine.set(q.id, decode(QuarantineRecordSchema, q.bytes));
+      }
+      for (const id of p.quarantineDelete) d.quarantine.delete(id);
     });
   }
 

@@ -16,6 +16,8 @@ import {
   OutboxEntrySchema,
   type PeerRecord,
   PeerRecordSchema,
+  type QuarantineRecord,
+  QuarantineRecordSchema,
 } from "../../proto/gen/meow_pb.ts";
 import { checkBeforeMs, checkLimit, prepareBatch } from "./_prepare.ts";
 import { run } from "./_run.ts";
@@ -39,6 +41,7 @@ CREATE TABLE IF NOT EXISTS identity (k INTEGER PRIMARY KEY CHECK (k = 0), data B
 CREATE TABLE IF NOT EXISTS peers (uid TEXT PRIMARY KEY, data BLOB);
 CREATE TABLE IF NOT EXISTS devices (uid TEXT PRIMARY KEY, data BLOB);
 CREATE TABLE IF NOT EXISTS outbox (id TEXT PRIMARY KEY, queued_at INTEGER, data BLOB);
+CREATE TABLE IF NOT EXISTS quarantine (id TEXT PRIMARY KEY, at INTEGER, data BLOB);
 CREATE TABLE IF NOT EXISTS messages (
   peer_uid TEXT,
   uuid TEXT,
@@ -67,6 +70,10 @@ const SQL = {
   outboxPut: "INSERT INTO outbox (id, queued_at, data) VALUES (?, ?, ?) " +
     "ON CONFLICT (id) DO UPDATE SET queued_at = excluded.queued_at, data = excluded.data",
   outboxDelete: "DELETE FROM outbox WHERE id = ?",
+  quarantineList: "SELECT id, data FROM quarantine ORDER BY at, id",
+  quarantinePut: "INSERT INTO quarantine (id, at, data) VALUES (?, ?, ?) " +
+    "ON CONFLICT (id) DO UPDATE SET at = excluded.at, data = excluded.data",
+  quarantineDelete: "DELETE FROM quarantine WHERE id = ?",
   messageGet: "SELECT data FROM messages WHERE peer_uid = ? AND uuid = ?",
   messagesList:
     "SELECT peer_uid, uuid, data FROM messages WHERE peer_uid = ? ORDER BY stored_at, uuid",
@@ -227,6 +234,14 @@ export class SqliteStore implements Store {
     );
   }
 
+  /** Every quarantined message, by at then id. */
+  listQuarantine(): Promise<QuarantineRecord[]> {
+    return run(() =>
+      this.#all(this.#stmt.quarantineList, (r) => ["quarantine", r.id!])
+        .map((b) => decode(QuarantineRecordSchema, b))
+    );
+  }
+
   /** One stored message by conversation and uuid. */
   getMessage(peerUid: string, uuid: string): Promise<DbMessage | undefined> {
     return run(() => {
@@ -291,6 +306,10 @@ export class SqliteStore implements Store {
           q.outboxPut.run(e.id, e.queuedAt, seal(e.bytes, ["outbox", e.id]));
         }
         for (const id of p.outboxDelete) q.outboxDelete.run(id);
+        for (const r of p.quarantinePut.values()) {
+          q.quarantinePut.run(r.id, r.at, seal(r.bytes, ["quarantine", r.id]));
+        }
+        for (const id of p.quarantineDelete) q.quarantineDelete.run(id);
         for (const [id, at] of p.seen) q.seenPut.run(id, at);
         this.#db.exec("COMMIT");
       } catch (e) {

@@ -26,6 +26,8 @@ import {
   type PeerRecord,
   PeerRecordSchema,
   PeerType,
+  type QuarantineRecord,
+  QuarantineRecordSchema,
   ServerCardSchema,
 } from "../../proto/gen/meow_pb.ts";
 
@@ -195,6 +197,24 @@ export function storeConformance(factory: StoreFactory): void {
     assert.deepEqual(await h.store.listOutbox(), []);
   });
 
+  test("listQuarantine() orders by at then id; quarantinePut upserts and quarantineDelete removes", async (h) => {
+    assert.deepEqual(await h.store.listQuarantine(), []);
+    await h.store.commit({
+      quarantinePut: [quarantined("q3", 5), quarantined("q1", 9), quarantined("q2", 5)],
+    });
+    assert.deepEqual(ids(await h.store.listQuarantine()), ["q2", "q3", "q1"]);
+    const again = quarantined("q2", 20);
+    again.errorMessage = "seen again";
+    await h.store.commit({ quarantinePut: [again], quarantineDelete: ["q3", "never-there"] });
+    const after = await h.store.listQuarantine();
+    assert.deepEqual(ids(after), ["q1", "q2"]);
+    assertRecords(QuarantineRecordSchema, [after[1]], [again]);
+    await h.reopen();
+    assertRecords(QuarantineRecordSchema, await h.store.listQuarantine(), after);
+    await h.store.commit({ quarantineDelete: ["q1", "q2"] });
+    assert.deepEqual(await h.store.listQuarantine(), []);
+  });
+
   test("seen marks keep the first time; isSeen() and pruneSeen() count what they delete", async (h) => {
     assert.equal(await h.store.isSeen("d1"), false);
     await h.store.commit({ seen: [{ id: "d1", at: 100 }, { id: "d2", at: 200 }] });
@@ -241,6 +261,8 @@ export function storeConformance(factory: StoreFactory): void {
       deletePeers: ["p1"],
       deleteDevices: ["d1"],
       seen: [{ id: "s9", at: 9 }],
+      quarantinePut: [quarantined("q9", 9)],
+      quarantineDelete: ["q1"],
     });
     await h.store.commit({
       identity: identity("before"),
@@ -249,6 +271,7 @@ export function storeConformance(factory: StoreFactory): void {
       messages: [message("bob", "m1", 1)],
       outboxPut: [outbox("o1", 1)],
       seen: [{ id: "s1", at: 1 }],
+      quarantinePut: [quarantined("q1", 1)],
     });
     const before = await snapshot(h.store);
 
@@ -270,6 +293,12 @@ export function storeConformance(factory: StoreFactory): void {
       ["a peer with no uid", { peers: [peer("")] }, TypeError],
       ["a device with no uid", { devices: [peer("", PeerType.DEVICE)] }, TypeError],
       ["an outbox entry with no id", { outboxPut: [outbox("", 1)] }, TypeError],
+      ["a quarantined message with no id", { quarantinePut: [quarantined("", 1)] }, TypeError],
+      [
+        "a quarantined message both upserted and deleted",
+        { quarantinePut: [quarantined("q5", 1)], quarantineDelete: ["q5"] },
+        TypeError,
+      ],
       [
         "a record of the wrong type",
         { peers: [outbox("o5", 1) as unknown as PeerRecord] },
@@ -436,9 +465,20 @@ function outbox(id: string, queuedAt: number): OutboxEntry {
   return create(OutboxEntrySchema, { id, queuedAt, messageUuid: `m-${id}`, peerUid: "bob" });
 }
 
+function quarantined(id: string, at: number): QuarantineRecord {
+  return create(QuarantineRecordSchema, {
+    id,
+    at,
+    queue: "lookup-1",
+    packed: { destination: "lookup-1", payload: new Uint8Array([1, 2, 3]) },
+    errorCode: "BadSignature",
+    errorMessage: `cannot open ${id}`,
+  });
+}
+
 const texts = (ms: DbMessage[]): string[] => ms.map((m) => m.message?.data ?? "");
 const uuids = (ms: DbMessage[]): string[] => ms.map((m) => m.message?.status?.uuid ?? "");
-const ids = (es: OutboxEntry[]): string[] => es.map((e) => e.id);
+const ids = (es: (OutboxEntry | QuarantineRecord)[]): string[] => es.map((e) => e.id);
 
 function seenOf(store: Store, idList: string[]): Promise<boolean[]> {
   return Promise.all(idList.map((id) => store.isSeen(id)));
@@ -471,6 +511,7 @@ async function snapshot(store: Store): Promise<unknown> {
     peers: (await store.listPeers()).map((p) => toJsonString(PeerRecordSchema, p)),
     devices: (await store.listDevices()).map((p) => toJsonString(PeerRecordSchema, p)),
     outbox: (await store.listOutbox()).map((e) => toJsonString(OutboxEntrySchema, e)),
+    quarantine: (await store.listQuarantine()).map((q) => toJsonString(QuarantineRecordSchema, q)),
     conversations,
     messages: await Promise.all(
       conversations.map(async (c) =>
