@@ -151,13 +151,18 @@ export function adversaryBackend(inner: Backend, options: AdversaryOptions): Bac
    * with the relay).
    */
   async function answerClearCard(post: Uint8Array, nowMs: number): Promise<void> {
-    let card;
+    const card = clearCard(post);
+    // Sealed, as it should be: the relay learns nothing.
+    if (card) await answerCard(card, nowMs, () => new Uint8Array(32));
+  }
+
+  /** The card in `post` when a broken client posted it in clear. */
+  function clearCard(post: Uint8Array): ReturnType<typeof decodeCard> | undefined {
     try {
-      card = decodeCard(post);
+      return decodeCard(post);
     } catch {
-      return; // sealed, as it should be: the relay learns nothing
+      return undefined;
     }
-    await answerCard(card, nowMs, () => new Uint8Array(32));
   }
 
   /** Answers `card` with a fresh peer of the adversary's, stored straight in the initiator's queue. */
@@ -191,6 +196,19 @@ export function adversaryBackend(inner: Backend, options: AdversaryOptions): Bac
 
   /** swap_mailbox: a post of the adversary's making instead of the initiator's. */
   function forged(nameplate: string, post: MailboxPostRecord): MailboxPostRecord {
+    const clear = clearCard(post.body);
+    if (clear) {
+      // A card a broken client posted in clear: hand over one of the relay's, in clear too.
+      const { card } = createInvitation({
+        random,
+        now: 0,
+        name: clear.name,
+        servers: clear.pullServers,
+        type: clear.type,
+      });
+      recordCard(card);
+      return { ...post, body: cardBytes(card) };
+    }
     if (isPost(post.body, POST_CARD)) {
       const { card } = createInvitation({ random, now: 0, name: "mallory", servers: [] });
       recordCard(card);

@@ -447,3 +447,14 @@ Deno.test("traffic_blind passes on the real build and fails with padding turned 
     /-byte payload: \d+ bytes sealed is no bucket size/,
   );
 });
+
+Deno.test("pairings_authentic fails when a relay swaps a card the joiner cannot tell from the real one", async () => {
+  const hostile = { relay: { adversary: ["swap_mailbox"], share: 1 } };
+  const real = await runScenario(linkPairings(["pairings_authentic"], hostile));
+  assert.deepEqual(real.expectations.filter((e) => !e.ok), []);
+  // The card in clear: the joiner takes the relay's card for the inviter's.
+  const report = await runScenario(linkPairings(["pairings_authentic"], hostile), {
+    pairingProtocol: cardInClear,
+  });
+  assert.match(failed(report, "pairings_authentic"), /holds a peer with a key the relay made/);
+});
