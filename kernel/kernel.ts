@@ -236,11 +236,12 @@ export interface KernelOptions {
   pairingProtocol?: PairingProtocol;
   /**
    * How user messages are sealed. Only tests set it: `pad: false` seals
-   * frames unpadded and `checkSize: false` drops the send-time size check, to
+   * frames unpadded, `checkSize: false` drops the send-time size check and
+   * `headerInClear: true` carries the ratchet header outside the seal too, to
    * show what the relay would learn, or what would be lost, without them.
    * @default {{ pad: true, checkSize: true }}
    */
-  sealing?: { pad?: boolean; checkSize?: boolean };
+  sealing?: { pad?: boolean; checkSize?: boolean; headerInClear?: boolean };
 }
 
 /** Rounds of pull-then-ack one poll makes before it yields, so a busy queue cannot hold the device. */
@@ -360,7 +361,7 @@ export class Kernel {
   readonly #outboxBatchMax: number;
   readonly #observe: (observation: KernelObservation) => void;
   readonly #pairingProtocol: PairingProtocol;
-  readonly #sealing: { pad?: boolean; checkSize?: boolean };
+  readonly #sealing: { pad?: boolean; checkSize?: boolean; headerInClear?: boolean };
 
   #identity: IdentityRecord | undefined;
   #peers = new Map<string, PeerRecord>();
@@ -1640,7 +1641,11 @@ export class Kernel {
     }
     assertUsablePeer(peer);
     // Signature first, then the seal; a repeated invitation answer is a Replay (unpack).
-    const opened = await unpack(peer, packed, { random: this.random, now: tx.now });
+    const opened = await unpack(peer, packed, {
+      random: this.random,
+      now: tx.now,
+      headerInClear: this.#sealing.headerInClear,
+    });
     const { message, ratchet, header } = opened;
     tx.afterCommit(() =>
       this.#observe({ kind: "inbound", peerUid: peer.uid, message, packed, header })
@@ -1796,7 +1801,7 @@ interface TxPorts {
   plugins: readonly Plugin[];
   deviceUid: string;
   observe: (observation: KernelObservation) => void;
-  sealing: { pad?: boolean; checkSize?: boolean };
+  sealing: { pad?: boolean; checkSize?: boolean; headerInClear?: boolean };
 }
 
 /** The sequence part of an outbox id (0 for ids of another form). */

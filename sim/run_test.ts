@@ -458,3 +458,10 @@ Deno.test("pairings_authentic fails when a relay swaps a card the joiner cannot 
   });
   assert.match(failed(report, "pairings_authentic"), /holds a peer with a key the relay made/);
 });
+
+Deno.test("traffic_blind fails when the ratchet header also travels in clear: it repeats within a session", async () => {
+  const report = await runScenario(base(["traffic_blind"]), { sealing: { headerInClear: true } });
+  const detail = failed(report, "traffic_blind");
+  assert.doesNotMatch(detail, /bucket/, "padded as ever: only the repeat gives it away");
+  assert.match(detail, /session/);
+});
