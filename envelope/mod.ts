@@ -50,3 +50,14 @@ export {
   verifyPull,
   type VerifyPullOptions,
 } from "./pull.ts";
+export {
+  issuePullToken,
+  type IssuePullTokenOptions,
+  macPull,
+  type MacPullOptions,
+  openTokenPull,
+  type OpenTokenPullOptions,
+  PULL_TOKEN_LIFETIME_MS,
+  PULL_TOKEN_MARGIN_MS,
+  pullTokenKey,
+} from "./token.ts";

@@ -14,7 +14,7 @@ import {
   x25519SharedSecret,
 } from "../kernel/crypto/mod.ts";
 import { Malformed, type MeowError } from "../kernel/errors.ts";
-import { decode, encode } from "../proto/codec.ts";
+import { decode, encode, encodeWithElements } from "../proto/codec.ts";
 import {
   type FromServerMessage,
   FromServerMessageSchema,
@@ -101,6 +101,11 @@ export interface SealRelayAnswerOptions {
   answer: FromServerMessage;
   /** The nonce's randomness. */
   random: Random;
+  /**
+   * Messages for the answer's `chat`, as stored (encoded PackedUserMessages), appended after
+   * `answer.chat` without being decoded again.
+   */
+  chat?: readonly Uint8Array[];
 }
 
 /**
@@ -108,7 +113,8 @@ export interface SealRelayAnswerOptions {
  * `from`, no signature: only the relay and the requester can derive the key).
  */
 export function sealRelayAnswer(options: SealRelayAnswerOptions): Uint8Array {
-  const { answerKey, answer, random } = options;
-  const payload = symEncrypt(answerKey, encode(FromServerMessageSchema, answer), random);
+  const { answerKey, answer, random, chat = [] } = options;
+  const plaintext = encodeWithElements(FromServerMessageSchema, answer, "chat", chat);
+  const payload = symEncrypt(answerKey, plaintext, random);
   return encode(PackedServerMessageSchema, create(PackedServerMessageSchema, { payload }));
 }

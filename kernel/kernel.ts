@@ -31,6 +31,7 @@ import {
   type PendingPairing as PendingPairingRecord,
   PendingPairingSchema,
   ProfileSchema,
+  type PullToken,
   type QuarantineRecord,
   QuarantineRecordSchema,
   type ServerCard,
@@ -38,7 +39,7 @@ import {
   ToServerMessageSchema,
   type UserMessage,
 } from "../proto/gen/meow_pb.ts";
-import { openRelayExchange, signPull } from "../envelope/mod.ts";
+import { macPull, openRelayExchange, PULL_TOKEN_MARGIN_MS, signPull } from "../envelope/mod.ts";
 import {
   generateEncryptionKeyPair,
   generateSigningKeyPair,
@@ -377,6 +378,12 @@ export class Kernel {
   /** Per `relay uid` + request kind: how the relay treated the last request. */
   readonly #relayHealth = new Map<string, RelayHealth>();
   #lastPullTs = new Map<string, number>();
+  /**
+   * relay uid → lookup key → the pull token the relay gave for it: later pulls of the key
+   * present it with a MAC instead of a signature. Kept in memory only; without one (after a
+   * restart, or once it expires or is refused) the next pull is signed and brings a new one.
+   */
+  #pullTokens = new Map<string, Map<string, PullToken>>();
   #queue: Promise<unknown> = Promise.resolve();
   #closed = false;
   #running: AbortController | undefined;
@@ -1429,12 +1436,24 @@ export class Kernel {
         pending.set(queue, [...acks, ...(pending.get(queue) ?? [])]);
       }
     };
-    // Each pull is signed over this request's ephemeral key: good in this request only.
+    let tokens = this.#pullTokens.get(server.uid);
+    if (tokens === undefined) this.#pullTokens.set(server.uid, tokens = new Map());
+    const tokenOf = new Map<string, PullToken>();
+    for (const { lookupKey } of chunk.keys) {
+      const token = tokens.get(lookupKey);
+      if (token === undefined) continue;
+      if (token.expiresAt - PULL_TOKEN_MARGIN_MS > now) tokenOf.set(lookupKey, token);
+      else tokens.delete(lookupKey);
+    }
+    // Each pull is signed (or MACed under its token) over this request's ephemeral key: good
+    // in this request only.
     const signPulls = (ephemeralPublicKey: Uint8Array) =>
       Promise.all(chunk.keys.map(({ lookupKey, peer }) => {
         // Signatures are single-use: never sign two pulls of one key with one timestamp.
         const ts = Math.max(now, (this.#lastPullTs.get(lookupKey) ?? 0) + 1);
         this.#lastPullTs.set(lookupKey, ts);
+        const token = tokenOf.get(lookupKey);
+        if (token) return macPull({ server, token, now: ts, ephemeralPublicKey });
         return signPull({ server, lookup: peer.myLookup!, now: ts, ephemeralPublicKey });
       }));
     const acks = taken.flatMap(([, a]) => a);
@@ -1462,7 +1481,17 @@ export class Kernel {
     }
     result.answered = true;
     result.acksSent = acks.length;
-    const keyErrors = answer.errors.filter((e) => e.lookupKey !== "");
+    const inChunk = new Set(chunk.keys.map((k) => k.lookupKey));
+    for (const token of answer.pullTokens) {
+      if (inChunk.has(token.lookupKey)) tokens.set(token.lookupKey, token);
+    }
+    // A refused token (expired, revoked, a relay that lost its keys) costs nothing but a
+    // signature: drop it and pull again at once, signed; no refusal to report.
+    const tokenRefused = (e: ServerError) =>
+      e.code === ErrorCode.BAD_LOOKUP_SIGNATURE && tokenOf.has(e.lookupKey);
+    for (const e of answer.errors) if (tokenRefused(e)) tokens.delete(e.lookupKey);
+    const retry = answer.errors.some(tokenRefused);
+    const keyErrors = answer.errors.filter((e) => e.lookupKey !== "" && !tokenRefused(e));
     if (keyErrors.length > 0) {
       const detail = keyErrors.map((e) =>
         `${ErrorCode[e.code]} for queue ${e.lookupKey.slice(0, 8)}…: ${e.detail}`
@@ -1474,7 +1503,7 @@ export class Kernel {
       this.#health(server, "poll", "ok", "");
     }
     result.messages = answer.chat.length;
-    result.full = answer.chat.length >= limits.pullMessagesMax;
+    result.full = retry || answer.chat.length >= limits.pullMessagesMax;
     for (const packed of answer.chat) {
       if (signal?.aborted || this.#closed) return result;
       const outcome = await this.receive(packed);

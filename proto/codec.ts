@@ -11,9 +11,11 @@ import {
   fromJson,
   type JsonValue,
   type MessageShape,
+  ScalarType,
   toBinary,
   toJson,
 } from "@bufbuild/protobuf";
+import { BinaryReader, BinaryWriter, WireType } from "@bufbuild/protobuf/wire";
 import { Malformed } from "../kernel/errors.ts";
 
 /**
@@ -87,6 +89,123 @@ export function encode<Desc extends DescMessage>(
   message: MessageShape<Desc>,
 ): Uint8Array {
   return toBinary(schema, message);
+}
+
+/**
+ * Encodes `message`, then appends `encoded` — messages already in protobuf binary — as elements
+ * of its repeated message field `field` (which `message` itself leaves empty). The wire format
+ * lets a repeated field's elements come anywhere in the encoding, so the result decodes as
+ * `message` with those elements in that order; the elements are never decoded and re-encoded.
+ *
+ * @throws {RangeError} when `field` is not a repeated message field of `schema`
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { create } from "@bufbuild/protobuf";
+ * import { decode, encode, encodeWithElements } from "./codec.ts";
+ * import { FromServerMessageSchema, PackedUserMessageSchema } from "./gen/meow_pb.ts";
+ * const element = encode(PackedUserMessageSchema, create(PackedUserMessageSchema, { destination: "d" }));
+ * const answer = create(FromServerMessageSchema, { uuidAck: "u" });
+ * const bytes = encodeWithElements(FromServerMessageSchema, answer, "chat", [element, element]);
+ * const decoded = decode(FromServerMessageSchema, bytes);
+ * assert.deepEqual(decoded.chat.map((m) => m.destination), ["d", "d"]);
+ * assert.equal(decoded.uuidAck, "u");
+ * ```
+ */
+export function encodeWithElements<Desc extends DescMessage>(
+  schema: Desc,
+  message: MessageShape<Desc>,
+  field: string,
+  encoded: readonly Uint8Array[],
+): Uint8Array {
+  const number = repeatedMessageField(schema, field);
+  const head = toBinary(schema, message);
+  if (encoded.length === 0) return head;
+  const writer = new BinaryWriter();
+  writer.raw(head);
+  for (const element of encoded) writer.tag(number, WireType.LengthDelimited).bytes(element);
+  return writer.finish();
+}
+
+/**
+ * `encoded` (an encoding of `schema`) with `fields` appended: it decodes as the original
+ * message with those fields set, over any value it had (protobuf keeps the last value of a
+ * field set twice). Only string and double fields.
+ *
+ * @throws {RangeError} when a name is not a string or double field of `schema`
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { create } from "@bufbuild/protobuf";
+ * import { decode, encode, withFields } from "./codec.ts";
+ * import { PackedUserMessageSchema } from "./gen/meow_pb.ts";
+ * const sent = encode(PackedUserMessageSchema, create(PackedUserMessageSchema, { destination: "d" }));
+ * const stored = withFields(PackedUserMessageSchema, sent, { serverDeliveryUuid: "u", serverReceivedMs: 5 });
+ * const message = decode(PackedUserMessageSchema, stored);
+ * assert.deepEqual([message.destination, message.serverDeliveryUuid, message.serverReceivedMs], ["d", "u", 5]);
+ * ```
+ */
+export function withFields(
+  schema: DescMessage,
+  encoded: Uint8Array,
+  fields: Record<string, string | number>,
+): Uint8Array {
+  const writer = new BinaryWriter();
+  writer.raw(encoded);
+  for (const [name, value] of Object.entries(fields)) {
+    const desc = schema.fields.find((f) => f.localName === name);
+    if (desc?.fieldKind === "scalar" && desc.scalar === ScalarType.STRING) {
+      writer.tag(desc.number, WireType.LengthDelimited).string(String(value));
+    } else if (desc?.fieldKind === "scalar" && desc.scalar === ScalarType.DOUBLE) {
+      writer.tag(desc.number, WireType.Bit64).double(Number(value));
+    } else {
+      throw new RangeError(`${schema.name}.${name} is not a string or double field`);
+    }
+  }
+  return writer.finish();
+}
+
+/**
+ * The encoded elements of the repeated message field `field` in `bytes` (an encoding of
+ * `schema`), in order, exactly as they were sent: views into `bytes`, neither decoded nor
+ * re-encoded. Decode `bytes` first: this assumes a valid encoding.
+ *
+ * @throws {RangeError} when `field` is not a repeated message field of `schema`
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { create } from "@bufbuild/protobuf";
+ * import { encode, encodedElements } from "./codec.ts";
+ * import { PackedUserMessageSchema, ToServerMessageSchema } from "./gen/meow_pb.ts";
+ * const message = create(PackedUserMessageSchema, { destination: "d" });
+ * const request = create(ToServerMessageSchema, { uuid: "r", messages: [message, message] });
+ * const elements = encodedElements(ToServerMessageSchema, encode(ToServerMessageSchema, request), "messages");
+ * assert.deepEqual(elements, [1, 2].map(() => encode(PackedUserMessageSchema, message)));
+ * ```
+ */
+export function encodedElements<Desc extends DescMessage>(
+  schema: Desc,
+  bytes: Uint8Array,
+  field: string,
+): Uint8Array[] {
+  const number = repeatedMessageField(schema, field);
+  const reader = new BinaryReader(bytes);
+  const out: Uint8Array[] = [];
+  while (reader.pos < reader.len) {
+    const [fieldNo, wireType] = reader.tag();
+    if (fieldNo === number && wireType === WireType.LengthDelimited) out.push(reader.bytes());
+    else reader.skip(wireType, fieldNo);
+  }
+  return out;
+}
+
+/** The field number of `schema`'s repeated message field `field`. */
+function repeatedMessageField(schema: DescMessage, field: string): number {
+  const desc = schema.fields.find((f) => f.localName === field);
+  if (desc === undefined || desc.fieldKind !== "list" || desc.listKind !== "message") {
+    throw new RangeError(`${schema.name}.${field} is not a repeated message field`);
+  }
+  return desc.number;
 }
 
 /**

@@ -18,11 +18,12 @@ import {
   type FromServerMessage,
   type PackedUserMessage,
   PackedUserMessageSchema,
+  type PullToken,
   type ServerCard,
   ToServerMessageSchema,
 } from "../proto/gen/meow_pb.ts";
 import type { MessageInitShape } from "@bufbuild/protobuf";
-import { openRelayExchange, type RelayExchange, signPull } from "../envelope/mod.ts";
+import { macPull, openRelayExchange, type RelayExchange, signPull } from "../envelope/mod.ts";
 
 interface Sleeper {
   at: number;
@@ -119,20 +120,33 @@ export class TestDevice {
     return { body: exchange.seal(request), exchange };
   }
 
-  /** Sends a request and opens the answer. */
+  /** Sends a request and opens the answer (keeping any pull tokens it carries). */
   async request(init: MessageInitShape<typeof ToServerMessageSchema>): Promise<FromServerMessage> {
     const { body, exchange } = await this.seal(init);
-    return exchange.open(await this.send(body));
+    return this.keepTokens(exchange.open(await this.send(body)));
   }
+
+  /** Keeps the answer's pull tokens for {@linkcode TestDevice.pull} with `useTokens`. */
+  keepTokens(answer: FromServerMessage): FromServerMessage {
+    for (const token of answer.pullTokens) this.tokens.set(token.lookupKey, token);
+    return answer;
+  }
+
+  /** Pull tokens the relay gave this device, by lookup key. */
+  readonly tokens = new Map<string, PullToken>();
+  /** Whether {@linkcode TestDevice.pull} presents a kept token instead of signing. */
+  useTokens = false;
 
   /**
    * A fresh pull proof for `lookup`'s queue in the next request (a distinct timestamp each
-   * call unless `now` is given).
+   * call unless `now` is given): a signature, or with `useTokens` a kept token and its MAC.
    */
   async pull(lookup: KeyPair = this.lookup, now?: number): Promise<ConversationRequest> {
     const { ephemeralPublicKey } = await this.next();
     // Distinct timestamps: Ed25519 is deterministic, and a signature is good once.
     const at = now ?? this.now() - 1000 + this.#stamp++;
+    const token = this.useTokens ? this.tokens.get(toBase64Url(lookup.publicKey)) : undefined;
+    if (token) return macPull({ server: this.server, token, now: at, ephemeralPublicKey });
     return signPull({ server: this.server, lookup, now: at, ephemeralPublicKey });
   }
 

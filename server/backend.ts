@@ -78,6 +78,15 @@ export interface MailboxStepResult {
   expiresMs: number;
 }
 
+/** What {@linkcode Backend.useTokenMac} found. */
+export type TokenUse = "ok" | "used" | "revoked";
+
+/** The pull token a MAC was made under: its queue and when it was issued. */
+export interface IssuedToken {
+  lookupKey: string;
+  issuedMs: number;
+}
+
 /** Options for {@linkcode Backend.storeMessages}. */
 export interface StoreOptions {
   /** The core's current time, in ms. */
@@ -146,6 +155,18 @@ export interface Backend {
    * `true` the first time, `false` when it is recorded and not expired.
    */
   useSignature(id: string, expiresMs: number, nowMs: number): Promise<boolean>;
+  /**
+   * Atomically records `id` (the MAC of a token pull of `token.lookupKey`) until `expiresMs`,
+   * as {@linkcode useSignature} does, unless that key's pull tokens issued at or before
+   * `token.issuedMs` are revoked. Resolves `"ok"` the first time, `"used"` when it is recorded
+   * and not expired, `"revoked"` (recording nothing) when the token is revoked.
+   */
+  useTokenMac(id: string, expiresMs: number, nowMs: number, token: IssuedToken): Promise<TokenUse>;
+  /**
+   * Revokes the pull tokens of `lookupKey` issued at or before `nowMs` (a later revocation
+   * moves the mark on, never back); remembered until `untilMs`, when all of them have expired.
+   */
+  revokePullTokens(lookupKey: string, nowMs: number, untilMs: number): Promise<void>;
   /** Starts watching `queues` for stores; see {@linkcode QueueWatch}. */
   watchQueues(queues: string[]): Promise<QueueWatch>;
   /**

@@ -81,6 +81,7 @@ export function backendConformance(
     ["two pullers never both ack one message away", concurrentPulls],
     ["redelivers after a crash between pull and ack", crashRedelivers],
     ["records a signature once until it expires", signatures],
+    ["records a token MAC once, and refuses revoked tokens", tokenMacs],
     ["wakes a watch on a store in a watched queue only", watchWakes],
     ["keeps the first keys it was given", keys],
     ["creates a mailbox unless a live one holds the nameplate", mailboxCreate],
@@ -230,6 +231,43 @@ async function signatures(open: () => Promise<Backend>): Promise<void> {
     "survives restarts",
   );
   assert.equal(await restarted.useSignature("sig-1", T0 + 2000, T0 + 1000), true, "expired");
+}
+
+async function tokenMacs(open: () => Promise<Backend>): Promise<void> {
+  const b = await open();
+  const token = { lookupKey: "q1", issuedMs: T0 };
+  assert.equal(await b.useTokenMac("mac-1", T0 + 1000, T0, token), "ok");
+  assert.equal(await b.useTokenMac("mac-1", T0 + 1000, T0 + 999, token), "used");
+  await b.revokePullTokens("q1", T0 + 10, T0 + 5000);
+  assert.equal(await b.useTokenMac("mac-2", T0 + 1000, T0 + 20, token), "revoked");
+  assert.equal(
+    await b.useTokenMac("mac-3", T0 + 1000, T0 + 20, { lookupKey: "q2", issuedMs: T0 }),
+    "ok",
+    "another key's tokens are not revoked",
+  );
+  assert.equal(
+    await b.useTokenMac("mac-2", T0 + 1000, T0 + 20, { lookupKey: "q1", issuedMs: T0 + 11 }),
+    "ok",
+    "a token issued after the revocation is good, and the refused MAC was not recorded",
+  );
+  // A later revocation moves the mark on; an earlier one never moves it back.
+  await b.revokePullTokens("q1", T0 + 30, T0 + 5000);
+  await b.revokePullTokens("q1", T0 + 15, T0 + 5000);
+  assert.equal(
+    await b.useTokenMac("mac-4", T0 + 1000, T0 + 40, { lookupKey: "q1", issuedMs: T0 + 20 }),
+    "revoked",
+  );
+  const restarted = await open();
+  assert.equal(
+    await restarted.useTokenMac("mac-5", T0 + 1000, T0 + 40, token),
+    "revoked",
+    "survives restarts",
+  );
+  const other = { lookupKey: "q3", issuedMs: T0 };
+  const results = await Promise.all(
+    [1, 2, 3].map(() => restarted.useTokenMac("mac-6", T0 + 1000, T0 + 40, other)),
+  );
+  assert.deepEqual(results.sort(), ["ok", "used", "used"], "exactly one concurrent use wins");
 }
 
 async function watchWakes(open: () => Promise<Backend>): Promise<void> {

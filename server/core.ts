@@ -10,20 +10,23 @@ import { create } from "@bufbuild/protobuf";
 import { sha256 } from "@noble/hashes/sha2.js";
 import type { Clock } from "../kernel/ports.ts";
 import {
-  fromBase64Url,
   generateEncryptionKeyPair,
   generateSigningKeyPair,
   type Random,
-  randomUuid,
+  randomUuids,
   toBase64Url,
 } from "../kernel/crypto/mod.ts";
 import {
+  issuePullToken,
   openRelayRequest,
+  openTokenPull,
+  PULL_TOKEN_LIFETIME_MS,
+  pullTokenKey,
   type RelayRequest,
   sealRelayAnswer,
   verifyPull,
 } from "../envelope/mod.ts";
-import { decode, encode } from "../proto/codec.ts";
+import { encodedElements, withFields } from "../proto/codec.ts";
 import {
   type ConversationRequest,
   ErrorCode,
@@ -41,6 +44,7 @@ import {
   ServerErrorSchema,
   ServerLimitsSchema,
   type ToServerMessage,
+  ToServerMessageSchema,
 } from "../proto/gen/meow_pb.ts";
 import type {
   Backend,
@@ -54,7 +58,6 @@ import { PULL_FRESHNESS_MS, resolveLimits, type ServerLimitsInit } from "./limit
 
 /** The answer to a request whose envelope cannot be read: no key to answer under. */
 const EMPTY_ANSWER = new Uint8Array(0);
-const KEY_BYTES = 32;
 /** The alphabet of nameplates: Crockford's base32 (no I, L, O, U). */
 const NAMEPLATE_ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ";
 /** How many characters a nameplate has. */
@@ -141,6 +144,10 @@ export interface ServerStats {
   acked: number;
   /** Long polls open right now. */
   longPollsOpen: number;
+  /** Pulls that came with a signature (each costs an Ed25519 check). */
+  signedPulls: number;
+  /** Pulls authorised by a pull token and its MAC (no public-key operation). */
+  tokenPulls: number;
 }
 
 /**
@@ -186,6 +193,8 @@ export class ServerCore {
   readonly #clock: Clock;
   readonly #random: Random;
   readonly #keys: ServerKeys;
+  /** Seals this relay's pull tokens (derived from its encryption key). */
+  readonly #tokenKey: Uint8Array;
   readonly #card: ServerCard;
   readonly #lookups: WindowLimiter;
   readonly #requests: WindowLimiter;
@@ -198,6 +207,8 @@ export class ServerCore {
     delivered: 0,
     acked: 0,
     longPollsOpen: 0,
+    signedPulls: 0,
+    tokenPulls: 0,
   };
 
   private constructor(
@@ -209,6 +220,7 @@ export class ServerCore {
     this.#clock = options.clock;
     this.#random = options.random;
     this.#keys = keys;
+    this.#tokenKey = pullTokenKey(keys.encryption.privateKey);
     this.limits = Object.freeze(limits);
     this.#lookups = new WindowLimiter({
       takesMax: limits.mailboxLookupsPerMinuteMax,
@@ -353,10 +365,15 @@ export class ServerCore {
         const timeoutMs = alone ? request.timeoutMs : 0;
         await this.#mailbox(request.mailbox, { client, timeoutMs, signal }, answer);
       }
-      if (request.messages.length > 0) await this.#store(request.messages, answer);
+      if (request.messages.length > 0) {
+        const packed = encodedElements(ToServerMessageSchema, opened.plaintext!, "messages");
+        await this.#store(request.messages, packed, answer);
+      }
       const queues = await this.#authorise(request.pullRequests, ephemeralPublicKey, answer);
       if (queues.length > 0 && request.acks.length > 0) {
-        this.#stats.acked += await this.backend.ackMessages(queues, request.acks);
+        // Awaited first: `x += await …` would read the count before other requests add to it.
+        const acked = await this.backend.ackMessages(queues, request.acks);
+        this.#stats.acked += acked;
       }
       if (queues.length > 0) {
         let messages = await this.#read(queues);
@@ -373,7 +390,8 @@ export class ServerCore {
           );
         }
         this.#stats.delivered += messages.length;
-        answer.chat = messages.map((m) => decode(PackedUserMessageSchema, m.bytes));
+        // As stored: each is a PackedUserMessage the relay encoded itself.
+        return this.#seal(answerKey, answer, messages.map((m) => m.bytes));
       }
       return this.#seal(answerKey, answer);
     } catch (e) {
@@ -518,10 +536,18 @@ export class ServerCore {
     ));
   }
 
-  async #store(messages: PackedUserMessage[], answer: FromServerMessage): Promise<void> {
+  /**
+   * Stores the request's messages; `packed` holds each as its sender encoded it (the same
+   * order), so the relay neither re-encodes them nor loses a byte of them.
+   */
+  async #store(
+    messages: PackedUserMessage[],
+    packed: Uint8Array[],
+    answer: FromServerMessage,
+  ): Promise<void> {
     const now = this.#clock.now();
     // Sorted uuids keep a request's messages in their order inside one millisecond.
-    const uuids = messages.map(() => randomUuid(this.#random)).sort();
+    const uuids = randomUuids(this.#random, messages.length).sort();
     const batch: StoredMessage[] = [];
     const indexes: number[] = [];
     messages.forEach((message, i) => {
@@ -532,9 +558,7 @@ export class ServerCore {
         return;
       }
       // The limit counts the message as its sender packed it, before the relay's own fields.
-      message.serverDeliveryUuid = "";
-      message.serverReceivedMs = 0;
-      const sent = encode(PackedUserMessageSchema, message).length;
+      const sent = packed[i].length;
       if (sent > this.limits.messageBytesMax) {
         answer.errors.push(error(
           ErrorCode.TOO_LARGE,
@@ -543,9 +567,12 @@ export class ServerCore {
         ));
         return;
       }
-      message.serverDeliveryUuid = uuids[i];
-      message.serverReceivedMs = now;
-      const bytes = encode(PackedUserMessageSchema, message);
+      // The relay's fields appended to the sender's encoding: protobuf reads the two as one
+      // message, and for a field set twice the last (the relay's) wins.
+      const bytes = withFields(PackedUserMessageSchema, packed[i], {
+        serverDeliveryUuid: uuids[i],
+        serverReceivedMs: now,
+      });
       batch.push({ queue: message.destination, deliveryUuid: uuids[i], receivedMs: now, bytes });
       indexes.push(i);
     });
@@ -570,7 +597,12 @@ export class ServerCore {
     this.#stats.stored += answer.stored;
   }
 
-  /** The queues this request proved it may read; an error for each pull that failed. */
+  /**
+   * The queues this request proved it may read; an error for each pull that failed. A pull
+   * proves its queue with a signature (an Ed25519 check; the answer then carries a pull token
+   * for the queue, unless the pull revokes the queue's tokens) or with a token and its MAC (no
+   * public-key operation). Either proof is good once.
+   */
   async #authorise(
     pulls: ConversationRequest[],
     ephemeralPublicKey: Uint8Array,
@@ -590,19 +622,64 @@ export class ServerCore {
         refuse(ErrorCode.STALE, `send_timestamp is ${now - sentMs} ms from relay time`);
         continue;
       }
-      if (!(await verifyPull({ serverUid: this.#card.uid, pull, ephemeralPublicKey }))) {
-        refuse(
-          ErrorCode.BAD_LOOKUP_SIGNATURE,
-          "lookup signature does not verify for this relay, queue, time and request",
-        );
-        continue;
-      }
-      // Verified first, so nobody can burn someone else's signature.
+      // Verified first, so nobody can burn someone else's proof.
       const expiresMs = sentMs + PULL_FRESHNESS_MS + 1;
-      const id = toBase64Url(pull.lookupSignature);
-      if (!(await this.backend.useSignature(id, expiresMs, now))) {
-        refuse(ErrorCode.BAD_LOOKUP_SIGNATURE, "lookup signature was used before");
-        continue;
+      if (pull.pullToken.length > 0) {
+        const token = openTokenPull({
+          serverUid: this.#card.uid,
+          tokenKey: this.#tokenKey,
+          pull,
+          ephemeralPublicKey,
+        });
+        if (token === undefined) {
+          refuse(
+            ErrorCode.BAD_LOOKUP_SIGNATURE,
+            "pull token is not this relay's for this queue, or its MAC does not verify for this relay, queue, time and request",
+          );
+          continue;
+        }
+        if (token.expiresMs <= now) {
+          refuse(ErrorCode.BAD_LOOKUP_SIGNATURE, "pull token has expired; sign the pull");
+          continue;
+        }
+        const use = await this.backend.useTokenMac(toBase64Url(pull.tokenMac), expiresMs, now, {
+          lookupKey: pull.lookupKey,
+          issuedMs: token.issuedMs,
+        });
+        if (use !== "ok") {
+          refuse(
+            ErrorCode.BAD_LOOKUP_SIGNATURE,
+            use === "revoked"
+              ? "pull token was revoked; sign the pull"
+              : "pull MAC was used before",
+          );
+          continue;
+        }
+        this.#stats.tokenPulls++;
+      } else {
+        this.#stats.signedPulls++;
+        if (!(await verifyPull({ serverUid: this.#card.uid, pull, ephemeralPublicKey }))) {
+          refuse(
+            ErrorCode.BAD_LOOKUP_SIGNATURE,
+            "lookup signature does not verify for this relay, queue, time and request",
+          );
+          continue;
+        }
+        const id = toBase64Url(pull.lookupSignature);
+        if (!(await this.backend.useSignature(id, expiresMs, now))) {
+          refuse(ErrorCode.BAD_LOOKUP_SIGNATURE, "lookup signature was used before");
+          continue;
+        }
+        if (pull.revokeTokens) {
+          await this.backend.revokePullTokens(pull.lookupKey, now, now + PULL_TOKEN_LIFETIME_MS);
+        } else {
+          answer.pullTokens.push(issuePullToken({
+            tokenKey: this.#tokenKey,
+            lookupKey: pull.lookupKey,
+            nowMs: now,
+            random: this.#random,
+          }));
+        }
       }
       if (!queues.includes(pull.lookupKey)) queues.push(pull.lookupKey);
     }
@@ -692,9 +769,9 @@ export class ServerCore {
     }
   }
 
-  #seal(answerKey: Uint8Array, answer: FromServerMessage): Uint8Array {
+  #seal(answerKey: Uint8Array, answer: FromServerMessage, chat?: Uint8Array[]): Uint8Array {
     answer.serverTime = this.#clock.now();
-    return sealRelayAnswer({ answerKey, answer, random: this.#random });
+    return sealRelayAnswer({ answerKey, answer, random: this.#random, chat });
   }
 }
 
@@ -706,14 +783,15 @@ function error(
   return create(ServerErrorSchema, { code, detail, ...scope });
 }
 
+/**
+ * The canonical unpadded base64url of 32 bytes: 42 characters, then one whose low two bits
+ * are zero (the last character carries 4 bits of the key).
+ */
+const LOOKUP_KEY = /^[A-Za-z0-9_-]{42}[AEIMQUYcgkosw048]$/;
+
 /** Whether `text` is the canonical base64url of a 32-byte key. */
 function isLookupKey(text: string): boolean {
-  if (text.length !== 43) return false;
-  try {
-    return fromBase64Url(text).length === KEY_BYTES;
-  } catch {
-    return false;
-  }
+  return LOOKUP_KEY.test(text);
 }
 
 /** A typed nameplate as the relay stores it: trimmed, upper case, Crockford's look-alikes mapped. */

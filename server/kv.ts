@@ -19,6 +19,7 @@
 import {
   type Backend,
   compareStored,
+  type IssuedToken,
   type MailboxInit,
   type MailboxPostRecord,
   type MailboxStep,
@@ -28,6 +29,7 @@ import {
   type ServerKeys,
   type StoredMessage,
   type StoreOptions,
+  type TokenUse,
 } from "./backend.ts";
 import { _bytesEqual } from "../kernel/crypto/bytes.ts";
 
@@ -250,6 +252,44 @@ export class KvBackend implements Backend {
     throw new Error(`Cannot record a signature in Deno KV: ${ATOMIC_ATTEMPTS_MAX} attempts lost`);
   }
 
+  /** Records a token pull's MAC atomically with a check of the key's revocation. */
+  async useTokenMac(
+    id: string,
+    expiresMs: number,
+    nowMs: number,
+    token: IssuedToken,
+  ): Promise<TokenUse> {
+    const key = ["sig", id];
+    const revokedKey = ["revoked", token.lookupKey];
+    for (let attempt = 0; attempt < ATOMIC_ATTEMPTS_MAX; attempt++) {
+      const [previous, revoked] = await this.#kv.getMany<[number, Revocation]>([key, revokedKey]);
+      const mark = revoked.value;
+      if (mark && mark.untilMs > nowMs && mark.atMs >= token.issuedMs) return "revoked";
+      if (previous.value !== null && previous.value > nowMs) return "used";
+      const result = await this.#kv.atomic().check(previous, revoked)
+        .set(key, expiresMs, { expireIn: ttl(expiresMs, nowMs) }).commit();
+      if (result.ok) return "ok";
+    }
+    throw new Error(`Cannot record a token MAC in Deno KV: ${ATOMIC_ATTEMPTS_MAX} attempts lost`);
+  }
+
+  /** Moves the key's revocation mark to `nowMs` (never back). */
+  async revokePullTokens(lookupKey: string, nowMs: number, untilMs: number): Promise<void> {
+    const key = ["revoked", lookupKey];
+    for (let attempt = 0; attempt < ATOMIC_ATTEMPTS_MAX; attempt++) {
+      const previous = await this.#kv.get<Revocation>(key);
+      const live = previous.value && previous.value.untilMs > nowMs ? previous.value : undefined;
+      const mark: Revocation = {
+        atMs: Math.max(live?.atMs ?? nowMs, nowMs),
+        untilMs: Math.max(live?.untilMs ?? untilMs, untilMs),
+      };
+      const result = await this.#kv.atomic().check(previous)
+        .set(key, mark, { expireIn: ttl(mark.untilMs, nowMs) }).commit();
+      if (result.ok) return;
+    }
+    throw new Error(`Cannot revoke pull tokens in Deno KV: ${ATOMIC_ATTEMPTS_MAX} attempts lost`);
+  }
+
   /** Watches `["notify", queue]` of each queue (in groups of ten keys per `kv.watch`). */
   watchQueues(queues: string[]): Promise<QueueWatch> {
     return this.#watch([...new Set(queues)].map((q) => ["notify", q]));
@@ -451,6 +491,12 @@ export class KvBackend implements Backend {
 }
 
 /** A KV `expireIn` for an entry that must live until `expiresMs` (at least 1 ms). */
+/** A key's pull-token revocation: tokens issued at or before `atMs` are refused until `untilMs`. */
+interface Revocation {
+  atMs: number;
+  untilMs: number;
+}
+
 function ttl(expiresMs: number, nowMs: number): number {
   return Math.max(1, Math.ceil(expiresMs - nowMs));
 }

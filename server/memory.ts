@@ -7,6 +7,7 @@
 import {
   type Backend,
   compareStored,
+  type IssuedToken,
   type MailboxInit,
   type MailboxStep,
   type MailboxStepResult,
@@ -15,6 +16,7 @@ import {
   type ServerKeys,
   type StoredMessage,
   type StoreOptions,
+  type TokenUse,
 } from "./backend.ts";
 import { _bytesEqual } from "../kernel/crypto/bytes.ts";
 
@@ -28,6 +30,8 @@ export class MemoryData {
   readonly queues: Map<string, Map<string, StoredMessage>> = new Map();
   /** @internal signature id → expiry ms */
   readonly signatures: Map<string, number> = new Map();
+  /** lookup key → tokens issued at or before `atMs` are revoked, remembered until `untilMs`. */
+  readonly revocations: Map<string, { atMs: number; untilMs: number }> = new Map();
   /** @internal nameplate → mailbox */
   readonly mailboxes: Map<string, MemoryMailbox> = new Map();
   /** @internal queue → callbacks to run on the next store */
@@ -149,6 +153,34 @@ export class MemoryBackend implements Backend {
     return Promise.resolve(true);
   }
 
+  useTokenMac(
+    id: string,
+    expiresMs: number,
+    nowMs: number,
+    token: IssuedToken,
+  ): Promise<TokenUse> {
+    this.#open();
+    const revoked = this.data.revocations.get(token.lookupKey);
+    if (revoked && revoked.untilMs > nowMs && revoked.atMs >= token.issuedMs) {
+      return Promise.resolve("revoked");
+    }
+    const previous = this.data.signatures.get(id);
+    if (previous !== undefined && previous > nowMs) return Promise.resolve("used");
+    this.data.signatures.set(id, expiresMs);
+    return Promise.resolve("ok");
+  }
+
+  revokePullTokens(lookupKey: string, nowMs: number, untilMs: number): Promise<void> {
+    this.#open();
+    const previous = this.data.revocations.get(lookupKey);
+    const live = previous && previous.untilMs > nowMs ? previous : undefined;
+    this.data.revocations.set(lookupKey, {
+      atMs: Math.max(live?.atMs ?? nowMs, nowMs),
+      untilMs: Math.max(live?.untilMs ?? untilMs, untilMs),
+    });
+    return Promise.resolve();
+  }
+
   /** Watches `queues`; active as soon as it resolves. */
   watchQueues(queues: string[]): Promise<QueueWatch> {
     this.#open();
@@ -227,6 +259,9 @@ export class MemoryBackend implements Backend {
       this.#queue(name, nowMs, retentionMs, false);
       if (queue.size === 0) this.data.queues.delete(name);
       dropped += before - queue.size;
+    }
+    for (const [key, revoked] of this.data.revocations) {
+      if (revoked.untilMs <= nowMs) this.data.revocations.delete(key);
     }
     for (const [id, expires] of this.data.signatures) {
       if (expires <= nowMs) this.data.signatures.delete(id);

@@ -10,6 +10,8 @@
  * - `notify:{q}` — the pub/sub channel a store publishes on; long polls subscribe
  *   on a second connection (no polling);
  * - `sig:<id>` — used pull signatures (value: expiry ms, with a matching TTL);
+ * - `tokmac:{q}:<mac>` — used pull-token MACs, likewise; `revoked:{q}` — the ms at or before
+ *   which the queue's pull tokens were issued to be refused (with a TTL to their expiry);
  * - `mbx:{<nameplate>}` — a mailbox, one hash under its own hash tag: `expires`, `side0`,
  *   `side1` (the members), `count`, and per post `post<i>` (the ciphertext) and `by<i>` (0 or 1,
  *   the member that posted it); with a TTL to its expiry. Each mailbox operation is one script;
@@ -27,10 +29,12 @@
  * @module
  */
 import { Buffer } from "node:buffer";
+import { createHash } from "node:crypto";
 import { createClient, RESP_TYPES } from "redis";
 import {
   type Backend,
   compareStored,
+  type IssuedToken,
   type MailboxInit,
   type MailboxPostRecord,
   type MailboxStep,
@@ -40,6 +44,7 @@ import {
   type ServerKeys,
   type StoredMessage,
   type StoreOptions,
+  type TokenUse,
 } from "./backend.ts";
 
 /** The part of the node-redis client this backend uses (its generic types do not compose). */
@@ -68,24 +73,34 @@ for i = 1, #expired do redis.call('HDEL', KEYS[2], expired[i]) end
 if #expired > 0 then redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', '(' .. ARGV[1]) end
 `;
 
-/** KEYS: msg, body. ARGV: cutoff, queueLengthMax, ttlMs, channel, then (uuid, ms, bytes)*. */
+/**
+ * KEYS: msg, body. ARGV: cutoff, queueLengthMax, ttlMs, channel, then (uuid, ms, bytes)*.
+ * The messages that fit go in with one ZADD and one HSET (per thousand arguments: Lua's
+ * `unpack` has a bound).
+ */
 const STORE_SCRIPT = `${PURGE}
 local count = redis.call('ZCARD', KEYS[1])
 local max = tonumber(ARGV[2])
 local results = {}
-local stored = 0
+local scores = {}
+local fields = {}
 for i = 5, #ARGV, 3 do
   if count < max then
-    redis.call('ZADD', KEYS[1], ARGV[i + 1], ARGV[i])
-    redis.call('HSET', KEYS[2], ARGV[i], ARGV[i + 2])
+    scores[#scores + 1] = ARGV[i + 1]
+    scores[#scores + 1] = ARGV[i]
+    fields[#fields + 1] = ARGV[i]
+    fields[#fields + 1] = ARGV[i + 2]
     count = count + 1
-    stored = stored + 1
     results[#results + 1] = 1
   else
     results[#results + 1] = 0
   end
 end
-if stored > 0 then
+if #scores > 0 then
+  for i = 1, #scores, 1000 do
+    redis.call('ZADD', KEYS[1], unpack(scores, i, math.min(i + 999, #scores)))
+    redis.call('HSET', KEYS[2], unpack(fields, i, math.min(i + 999, #fields)))
+  end
   redis.call('PEXPIRE', KEYS[1], ARGV[3])
   redis.call('PEXPIRE', KEYS[2], ARGV[3])
   redis.call('PUBLISH', ARGV[4], '1')
@@ -114,9 +129,10 @@ return out
 /** KEYS: msg, body. ARGV: uuids. Returns how many were removed. */
 const ACK_SCRIPT = `
 local removed = 0
-for i = 1, #ARGV do
-  removed = removed + redis.call('ZREM', KEYS[1], ARGV[i])
-  redis.call('HDEL', KEYS[2], ARGV[i])
+for i = 1, #ARGV, 1000 do
+  local last = math.min(i + 999, #ARGV)
+  removed = removed + redis.call('ZREM', KEYS[1], unpack(ARGV, i, last))
+  redis.call('HDEL', KEYS[2], unpack(ARGV, i, last))
 end
 return removed
 `;
@@ -124,6 +140,29 @@ return removed
 /** KEYS: msg, body. ARGV: cutoff. Returns how many were dropped. */
 const SWEEP_SCRIPT = `${PURGE}
 return #expired
+`;
+
+/**
+ * KEYS: tokmac, revoked (one hash tag: the lookup key). ARGV: now, expires, ttl, issued.
+ * Returns 1 when recorded, 0 when live already, 2 when the key's tokens are revoked.
+ */
+const TOKEN_MAC_SCRIPT = `
+local revoked = redis.call('GET', KEYS[2])
+if revoked and tonumber(revoked) >= tonumber(ARGV[4]) then return 2 end
+local previous = redis.call('GET', KEYS[1])
+if previous and tonumber(previous) > tonumber(ARGV[1]) then return 0 end
+redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
+return 1
+`;
+
+/** KEYS: revoked. ARGV: now, ttl. Moves the mark to now (never back), keeps the longer TTL. */
+const REVOKE_SCRIPT = `
+local previous = redis.call('GET', KEYS[1])
+if previous and tonumber(previous) >= tonumber(ARGV[1]) then return 0 end
+local ttl = redis.call('PTTL', KEYS[1])
+if ttl < tonumber(ARGV[2]) then ttl = tonumber(ARGV[2]) end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ttl)
+return 1
 `;
 
 /** KEYS: sig. ARGV: now, expires, ttl. Returns 1 when recorded, 0 when live already. */
@@ -272,7 +311,7 @@ export class RedisBackend implements Backend {
   async storeMessages(batch: StoredMessage[], options: StoreOptions): Promise<boolean[]> {
     const byQueue = groupBy(batch.map((m, i) => ({ m, i })), (x) => x.m.queue);
     const cutoff = String(options.nowMs - options.retentionMs);
-    const multi = this.#client.multi();
+    const commands: (string | Buffer)[][] = [];
     for (const [queue, items] of byQueue) {
       const args: (string | Buffer)[] = [
         cutoff,
@@ -281,9 +320,9 @@ export class RedisBackend implements Backend {
         this.#key("notify", queue),
       ];
       for (const { m } of items) args.push(m.deliveryUuid, String(m.receivedMs), toBuffer(m.bytes));
-      multi.addCommand(this.#eval(STORE_SCRIPT, queue, args));
+      commands.push(this.#eval(STORE_SCRIPT, queue, args));
     }
-    const replies = (await multi.exec()) as unknown as number[][];
+    const replies = await this.#atomically<number[]>(commands);
     const results = new Array<boolean>(batch.length);
     [...byQueue.values()].forEach((items, q) => {
       items.forEach(({ i }, j) => (results[i] = Number(replies[q][j]) === 1));
@@ -295,7 +334,7 @@ export class RedisBackend implements Backend {
   async readQueues(queues: string[], options: ReadOptions): Promise<StoredMessage[]> {
     const cutoff = String(options.nowMs - options.retentionMs);
     const perQueue = await Promise.all([...new Set(queues)].map(async (queue) => {
-      const reply = await this.#client.sendCommand<Buffer[]>(
+      const reply = await this.#script<Buffer[]>(
         this.#eval(READ_SCRIPT, queue, [cutoff, String(options.messagesMax)]),
         BINARY,
       );
@@ -318,15 +357,15 @@ export class RedisBackend implements Backend {
     const names = [...new Set(queues)];
     const uuids = [...new Set(deliveryUuids)];
     if (names.length === 0 || uuids.length === 0) return 0;
-    const multi = this.#client.multi();
-    for (const queue of names) multi.addCommand(this.#eval(ACK_SCRIPT, queue, uuids));
-    const replies = (await multi.exec()) as unknown as number[];
+    const replies = await this.#atomically<number>(
+      names.map((queue) => this.#eval(ACK_SCRIPT, queue, uuids)),
+    );
     return replies.reduce((sum, n) => sum + Number(n), 0);
   }
 
   /** Records a signature id atomically (a script), with a TTL to its expiry. */
   async useSignature(id: string, expiresMs: number, nowMs: number): Promise<boolean> {
-    const reply = await this.#client.sendCommand([
+    const reply = await this.#script([
       "EVAL",
       SIGNATURE_SCRIPT,
       "1",
@@ -338,6 +377,41 @@ export class RedisBackend implements Backend {
     return Number(reply) === 1;
   }
 
+  /** Records a token pull's MAC and checks the key's revocation in one script. */
+  async useTokenMac(
+    id: string,
+    expiresMs: number,
+    nowMs: number,
+    token: IssuedToken,
+  ): Promise<TokenUse> {
+    const reply = Number(
+      await this.#script([
+        "EVAL",
+        TOKEN_MAC_SCRIPT,
+        "2",
+        `${this.#key("tokmac", token.lookupKey)}:${id}`,
+        this.#key("revoked", token.lookupKey),
+        String(nowMs),
+        String(expiresMs),
+        String(ttl(expiresMs, nowMs)),
+        String(token.issuedMs),
+      ]),
+    );
+    return reply === 1 ? "ok" : reply === 2 ? "revoked" : "used";
+  }
+
+  /** Moves the key's revocation mark to `nowMs` (one script). */
+  async revokePullTokens(lookupKey: string, nowMs: number, untilMs: number): Promise<void> {
+    await this.#script([
+      "EVAL",
+      REVOKE_SCRIPT,
+      "1",
+      this.#key("revoked", lookupKey),
+      String(nowMs),
+      String(ttl(untilMs, nowMs)),
+    ]);
+  }
+
   /** Subscribes to each queue's notify channel on the second connection. */
   watchQueues(queues: string[]): Promise<QueueWatch> {
     return this.#watch([...new Set(queues)].map((q) => this.#key("notify", q)));
@@ -345,7 +419,7 @@ export class RedisBackend implements Backend {
 
   /** Creates a mailbox unless a live one holds the nameplate (one script). */
   async createMailbox(nameplate: string, init: MailboxInit, nowMs: number): Promise<boolean> {
-    const reply = await this.#client.sendCommand([
+    const reply = await this.#script([
       "EVAL",
       CREATE_MAILBOX_SCRIPT,
       "1",
@@ -367,7 +441,7 @@ export class RedisBackend implements Backend {
     step: MailboxStep,
     nowMs: number,
   ): Promise<MailboxStepResult | undefined> {
-    const reply = await this.#client.sendCommand<(number | Buffer)[] | null>([
+    const reply = await this.#script<(number | Buffer)[] | null>([
       "EVAL",
       STEP_MAILBOX_SCRIPT,
       "1",
@@ -399,7 +473,7 @@ export class RedisBackend implements Backend {
 
   /** Deletes the mailbox when `side` is a member (one script). */
   async closeMailbox(nameplate: string, side: Uint8Array, nowMs: number): Promise<boolean> {
-    const reply = await this.#client.sendCommand([
+    const reply = await this.#script([
       "EVAL",
       CLOSE_MAILBOX_SCRIPT,
       "1",
@@ -446,10 +520,10 @@ export class RedisBackend implements Backend {
     let dropped = 0;
     await this.#scan(`${this.#prefix}msg:{*}`, async (key) => {
       const queue = key.slice(key.indexOf("{") + 1, key.lastIndexOf("}"));
-      dropped += Number(await this.#client.sendCommand(this.#eval(SWEEP_SCRIPT, queue, [cutoff])));
+      dropped += Number(await this.#script(this.#eval(SWEEP_SCRIPT, queue, [cutoff])));
     });
     await this.#scan(`${this.#prefix}mbx:{*}`, async (key) => {
-      await this.#client.sendCommand(["EVAL", SWEEP_MAILBOX_SCRIPT, "1", key, String(nowMs)]);
+      await this.#script(["EVAL", SWEEP_MAILBOX_SCRIPT, "1", key, String(nowMs)]);
     });
     return dropped;
   }
@@ -493,7 +567,7 @@ export class RedisBackend implements Backend {
     return this.#subscriber;
   }
 
-  #key(kind: "msg" | "body" | "notify", queue: string): string {
+  #key(kind: "msg" | "body" | "notify" | "tokmac" | "revoked", queue: string): string {
     return `${this.#prefix}${kind}:{${queue}}`;
   }
 
@@ -501,9 +575,50 @@ export class RedisBackend implements Backend {
     return `${this.#prefix}${kind}:{${nameplate}}`;
   }
 
+  /**
+   * Runs one `EVAL …` command as `EVALSHA` (the script's text is sent once, not with every
+   * call), falling back to the `EVAL` when Redis does not hold the script yet: a NOSCRIPT
+   * reply means nothing ran.
+   */
+  async #script<T = unknown>(command: (string | Buffer)[], options?: object): Promise<T> {
+    const [, script, ...rest] = command;
+    try {
+      return await this.#client.sendCommand<T>(
+        ["EVALSHA", scriptSha(script as string), ...rest],
+        options,
+      );
+    } catch (e) {
+      if (!String((e as Error)?.message ?? e).startsWith("NOSCRIPT")) throw e;
+      return await this.#client.sendCommand<T>(command, options);
+    }
+  }
+
+  /**
+   * Runs `EVAL` commands so that a crash applies all or none: one alone as it is (a script is
+   * atomic), several in one MULTI/EXEC (as `EVAL`, so no command in it can fail for a script
+   * Redis has not loaded).
+   */
+  async #atomically<T>(commands: (string | Buffer)[][]): Promise<T[]> {
+    if (commands.length === 1) return [await this.#script<T>(commands[0])];
+    const multi = this.#client.multi();
+    for (const command of commands) multi.addCommand(command);
+    return (await multi.exec()) as unknown as T[];
+  }
+
   #eval(script: string, queue: string, args: (string | Buffer)[]): (string | Buffer)[] {
     return ["EVAL", script, "2", this.#key("msg", queue), this.#key("body", queue), ...args];
   }
+}
+
+const SCRIPT_SHAS = new Map<string, string>();
+/** The SHA-1 by which Redis names a script (EVALSHA). */
+function scriptSha(script: string): string {
+  let sha = SCRIPT_SHAS.get(script);
+  if (sha === undefined) {
+    sha = createHash("sha1").update(script).digest("hex");
+    SCRIPT_SHAS.set(script, sha);
+  }
+  return sha;
 }
 
 function toBuffer(bytes: Uint8Array): Buffer {

@@ -20,6 +20,7 @@ export {
 export { sign, verify } from "./sign.ts";
 export { open, seal } from "./seal.ts";
 export { symDecrypt, symEncrypt } from "./sym.ts";
+export { deriveKey, mac, MAC_BYTES, verifyMac } from "./mac.ts";
 export {
   initRatchetInitiator,
   initRatchetResponder,

@@ -106,13 +106,39 @@ export class SeededRandom implements Random {
  * ```
  */
 export function randomUuid(random: Random): string {
-  const b = random.bytes(16);
+  return uuidOf(random.bytes(16));
+}
+
+/** The version-4 UUID made of 16 random bytes (its version and variant bits set in place). */
+function uuidOf(b: Uint8Array): string {
   b[6] = (b[6] & 0x0f) | 0x40;
   b[8] = (b[8] & 0x3f) | 0x80;
-  const hex = Array.from(b, (x) => x.toString(16).padStart(2, "0")).join("");
-  return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-${hex.slice(12, 16)}-${hex.slice(16, 20)}-${
-    hex.slice(20)
-  }`;
+  const h = HEX;
+  return h[b[0]] + h[b[1]] + h[b[2]] + h[b[3]] + "-" + h[b[4]] + h[b[5]] + "-" + h[b[6]] +
+    h[b[7]] + "-" + h[b[8]] + h[b[9]] + "-" + h[b[10]] + h[b[11]] + h[b[12]] + h[b[13]] +
+    h[b[14]] + h[b[15]];
+}
+
+/** Two lower-case hex digits for each byte value. */
+const HEX = Array.from({ length: 256 }, (_, i) => i.toString(16).padStart(2, "0"));
+
+/**
+ * `count` random UUIDs, as `count` calls of {@linkcode randomUuid} would give them (the same
+ * bytes of the stream, in the same order), drawn at once.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { randomUuid, randomUuids, SeededRandom } from "./random.ts";
+ * const one = new SeededRandom(2);
+ * assert.deepEqual(randomUuids(new SeededRandom(2), 3), [1, 2, 3].map(() => randomUuid(one)));
+ * ```
+ */
+export function randomUuids(random: Random, count: number): string[] {
+  const all = random.bytes(16 * count);
+  const out = new Array<string>(count);
+  for (let i = 0; i < count; i++) out[i] = uuidOf(all.subarray(16 * i, 16 * i + 16));
+  return out;
 }
 
 /**

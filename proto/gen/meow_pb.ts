@@ -20,7 +20,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file meow.proto.
  */
 export const file_meow: GenFile = /*@__PURE__*/
-  fileDesc("CgptZW93LnByb3RvEgRtZW93IssDCgxTZXJ2ZXJMaW1pdHMSGQoRbWVzc2FnZV9ieXRlc19tYXgYASABKA0SIAoYbWVzc2FnZXNfcGVyX3JlcXVlc3RfbWF4GAIgASgNEhgKEHF1ZXVlX2xlbmd0aF9tYXgYAyABKA0SFAoMcmV0ZW50aW9uX21zGAQgASgBEhgKEGxvbmdfcG9sbF9tc19tYXgYBSABKA0SGwoTbG9uZ19wb2xsc19vcGVuX21heBgGIAEoDRIZChFwdWxsX3JlcXVlc3RzX21heBgHIAEoDRIZChFyZXF1ZXN0X2J5dGVzX21heBgIIAEoDRIWCg5tYWlsYm94X21zX21heBgJIAEoDRIZChFtYWlsYm94X3Bvc3RzX21heBgKIAEoDRImCh5tYWlsYm94X2xvb2t1cHNfcGVyX21pbnV0ZV9tYXgYCyABKA0SHAoUYWNrc19wZXJfcmVxdWVzdF9tYXgYDCABKA0SGQoRcHVsbF9tZXNzYWdlc19tYXgYDSABKA0SIQoZbG9uZ19wb2xsc19wZXJfY2xpZW50X21heBgOIAEoDRIqCiJyZXF1ZXN0c19wZXJfc2Vjb25kX3Blcl9jbGllbnRfbWF4GA8gASgNIpMBCgpTZXJ2ZXJDYXJkEgsKA3VpZBgBIAEoCRIMCgRuYW1lGAIgASgJEgsKA3VybBgDIAEoCRIdChVlbmNyeXB0aW9uX3B1YmxpY19rZXkYBCABKAwSGgoSc2lnbmluZ19wdWJsaWNfa2V5GAUgASgMEiIKBmxpbWl0cxgGIAEoCzISLm1lb3cuU2VydmVyTGltaXRzIlkKE1BhY2tlZFNlcnZlck1lc3NhZ2USDAoEZnJvbRgBIAEoDBIPCgdwYXlsb2FkGAIgASgMSgQIAxAESgQIBBAFUglzaWduYXR1cmVSDGZyb21fc2lnbmluZyJbChNDb252ZXJzYXRpb25SZXF1ZXN0EhIKCmxvb2t1cF9rZXkYASABKAkSFgoOc2VuZF90aW1lc3RhbXAYAiABKAESGAoQbG9va3VwX3NpZ25hdHVyZRgDIAEoDCKHAQoOTWFpbGJveFJlcXVlc3QSIwoGYWN0aW9uGAEgASgOMhMubWVvdy5NYWlsYm94QWN0aW9uEhEKCW5hbWVwbGF0ZRgCIAEoCRIMCgRzaWRlGAMgASgMEgwKBHBvc3QYBCABKAwSDQoFYWZ0ZXIYBSABKA0SEgoKZXhwaXJlc19tcxgGIAEoASIqCgtNYWlsYm94UG9zdBINCgVpbmRleBgBIAEoDRIMCgRib2R5GAIgASgMIlgKDU1haWxib3hBbnN3ZXISEQoJbmFtZXBsYXRlGAEgASgJEiAKBXBvc3RzGAIgAygLMhEubWVvdy5NYWlsYm94UG9zdBISCgpleHBpcmVzX2F0GAMgASgBItcBCg9Ub1NlcnZlck1lc3NhZ2USDAoEdXVpZBgBIAEoCRIpCghtZXNzYWdlcxgCIAMoCzIXLm1lb3cuUGFja2VkVXNlck1lc3NhZ2USMAoNcHVsbF9yZXF1ZXN0cxgDIAMoCzIZLm1lb3cuQ29udmVyc2F0aW9uUmVxdWVzdBIMCgRhY2tzGAQgAygJEhIKCnRpbWVvdXRfbXMYBSABKA0SJQoHbWFpbGJveBgHIAEoCzIULm1lb3cuTWFpbGJveFJlcXVlc3RKBAgGEAdSCmludml0YXRpb24ifwoLU2VydmVyRXJyb3ISHQoEY29kZRgBIAEoDjIPLm1lb3cuRXJyb3JDb2RlEg4KBmRldGFpbBgCIAEoCRISCgpsb29rdXBfa2V5GAMgASgJEhUKDW1lc3NhZ2VfaW5kZXgYBCABKA0SFgoOcmV0cnlfYWZ0ZXJfbXMYBSABKAEizAEKEUZyb21TZXJ2ZXJNZXNzYWdlEhAKCHV1aWRfYWNrGAEgASgJEiUKBGNoYXQYAiADKAsyFy5tZW93LlBhY2tlZFVzZXJNZXNzYWdlEiEKBmVycm9ycxgEIAMoCzIRLm1lb3cuU2VydmVyRXJyb3ISDgoGc3RvcmVkGAUgASgNEhMKC3NlcnZlcl90aW1lGAYgASgBEiQKB21haWxib3gYByABKAsyEy5tZW93Lk1haWxib3hBbnN3ZXJKBAgDEARSCmludml0YXRpb24ilwEKEVBhY2tlZFVzZXJNZXNzYWdlEhMKC2Rlc3RpbmF0aW9uGAEgASgJEg8KB3BheWxvYWQYAiABKAwSEQoJc2lnbmF0dXJlGAMgASgMEhwKFHNlcnZlcl9kZWxpdmVyeV91dWlkGAUgASgJEhoKEnNlcnZlcl9yZWNlaXZlZF9tcxgGIAEoAUoECAQQBVIJZHJfaGVhZGVyImwKEkNvbnZlcnNhdGlvblN0YXR1cxIMCgR1dWlkGAEgASgJEgwKBHNlbnQYAiABKAESEAoIcmVjZWl2ZWQYAyABKAESEQoJcHJvY2Vzc2VkGAQgASgBEhUKDXJlcGx5X3RvX3V1aWQYBSABKAkiSgoIRmlsZU1ldGESDAoEbmFtZRgBIAEoCRIMCgRtaW1lGAIgASgJEhIKCnNpemVfYnl0ZXMYAyABKAESDgoGc2hhMjU2GAQgASgMIqYBCgtVc2VyTWVzc2FnZRITCgtkZXN0aW5hdGlvbhgBIAEoCRIMCgRmcm9tGAIgASgJEgwKBHR5cGUYAyABKAkSDAoEZGF0YRgEIAEoCRIoCgZzdGF0dXMYBSABKAsyGC5tZW93LkNvbnZlcnNhdGlvblN0YXR1cxIPCgdhcHBkYXRhGAYgASgMEh0KBWZpbGVzGAcgAygLMg4ubWVvdy5GaWxlTWV0YSI/CgpBY2tQYXlsb2FkEgwKBHV1aWQYASABKAkSEAoIcmVjZWl2ZWQYAiABKAESEQoJcHJvY2Vzc2VkGAMgASgBIs0BCglEYk1lc3NhZ2USEAoIcGVlcl91aWQYASABKAkSEAoIb3V0Ym91bmQYAiABKAgSIgoHbWVzc2FnZRgDIAEoCzIRLm1lb3cuVXNlck1lc3NhZ2USEgoKZmlsZV9wYXRocxgEIAMoCRIOCgZzeW5jZWQYBSABKAgSFwoPcGVuZGluZ19mb3J3YXJkGAYgASgIEhEKCXN0b3JlZF9hdBgHIAEoARIVCg1mYWlsZWRfcmVhc29uGAggASgJEhEKCWZhaWxlZF9hdBgJIAEoASLGAgoLQ29udGFjdENhcmQSDAoEbmFtZRgBIAEoCRIbChNpZGVudGl0eV9wdWJsaWNfa2V5GAIgASgMEh0KFWVuY3J5cHRpb25fcHVibGljX2tleRgDIAEoDBIZChFsb29rdXBfcHVibGljX2tleRgEIAEoDBImCgxwdWxsX3NlcnZlcnMYBSADKAsyEC5tZW93LlNlcnZlckNhcmQSEwoLZHJfcm9vdF9rZXkYBiABKAwSFQoNZHJfcHVibGljX2tleRgHIAEoDBIPCgdzeW1fa2V5GAggASgMEhUKDWludml0YXRpb25faWQYCSABKAkSHAoEdHlwZRgKIAEoDjIOLm1lb3cuUGVlclR5cGUSEgoKZGV2aWNlX3VpZBgLIAEoCRIQCghwZWVyX3VpZBgMIAEoCRISCgpjcmVhdGVkX2F0GA0gASgBIjIKB0tleVBhaXISEwoLcHJpdmF0ZV9rZXkYASABKAwSEgoKcHVibGljX2tleRgCIAEoDCJiCgxQZWVyU2V0dGluZ3MSFQoNbm90aWZpY2F0aW9ucxgBIAEoCBIUCgxkZWxpdmVyeV9hY2sYAiABKAgSFgoOcHJvY2Vzc2luZ19hY2sYAyABKAgSDQoFY2FsbHMYBCABKAgiggUKClBlZXJSZWNvcmQSCwoDdWlkGAEgASgJEhwKBHR5cGUYAiABKA4yDi5tZW93LlBlZXJUeXBlEgwKBG5hbWUYAyABKAkSDgoGYXZhdGFyGAQgASgMEg8KB3Zpc2libGUYBSABKAgSDwoHYmxvY2tlZBgGIAEoCBIkCghzZXR0aW5ncxgHIAEoCzISLm1lb3cuUGVlclNldHRpbmdzEiIKC215X2lkZW50aXR5GAggASgLMg0ubWVvdy5LZXlQYWlyEiQKDW15X2VuY3J5cHRpb24YCSABKAsyDS5tZW93LktleVBhaXISIAoJbXlfbG9va3VwGAogASgLMg0ubWVvdy5LZXlQYWlyEhIKCm15X3N5bV9rZXkYCyABKAwSIgoHY29udGFjdBgMIAEoCzIRLm1lb3cuQ29udGFjdENhcmQSKQoPbXlfcHVsbF9zZXJ2ZXJzGA0gAygLMhAubWVvdy5TZXJ2ZXJDYXJkEg8KB3JhdGNoZXQYDiABKAwSGgoScHJpbWFyeV9kZXZpY2VfdWlkGA8gASgJEhIKCnVwZGF0ZWRfYXQYECABKAESEgoKdXBkYXRlZF9ieRgRIAEoCRISCgpkZXZpY2VfdWlkGBIgASgJEhIKCmNyZWF0ZWRfYXQYEyABKAESKgoTcGVuZGluZ19yYXRjaGV0X2tleRgUIAEoCzINLm1lb3cuS2V5UGFpchInCgxwZW5kaW5nX2NhcmQYFSABKAsyES5tZW93LkNvbnRhY3RDYXJkEi0KD3BlbmRpbmdfcGFpcmluZxgWIAEoCzIULm1lb3cuUGVuZGluZ1BhaXJpbmcSEwoLc2FmZXR5X2NvZGUYFyABKAkiVgoOUGVuZGluZ1BhaXJpbmcSDAoEa2luZBgBIAEoCRIPCgdtYWNfa2V5GAIgASgMEhIKCnNhZmV0eV9rZXkYAyABKAwSEQoJY2FyZF9wb3N0GAQgASgMImQKB1Byb2ZpbGUSEAoIbmlja25hbWUYASABKAkSDwoHYXZhdGFycxgCIAMoDBIOCgZzdGF0dXMYAyABKAkSEgoKdXBkYXRlZF9hdBgEIAEoARISCgp1cGRhdGVkX2J5GAUgASgJIqECCg5JZGVudGl0eVJlY29yZBILCgN1aWQYASABKAkSGwoEcm9vdBgCIAEoCzINLm1lb3cuS2V5UGFpchIoChFkZXZpY2VfZW5jcnlwdGlvbhgDIAEoCzINLm1lb3cuS2V5UGFpchIlCg5kZXZpY2Vfc2lnbmluZxgEIAEoCzINLm1lb3cuS2V5UGFpchISCgpkZXZpY2VfdWlkGAUgASgJEhMKC2RldmljZV9uYW1lGAYgASgJEh4KB3Byb2ZpbGUYByABKAsyDS5tZW93LlByb2ZpbGUSIQoHc2VydmVycxgIIAMoCzIQLm1lb3cuU2VydmVyQ2FyZBIUCgxoaWRkZW5fcGVlcnMYCSADKAkSEgoKY3JlYXRlZF9hdBgKIAEoASLnAQoLT3V0Ym94RW50cnkSCgoCaWQYASABKAkSIAoGc2VydmVyGAIgASgLMhAubWVvdy5TZXJ2ZXJDYXJkEicKBnBhY2tlZBgDIAEoCzIXLm1lb3cuUGFja2VkVXNlck1lc3NhZ2USEAoIYXR0ZW1wdHMYBCABKA0SFwoPbmV4dF9hdHRlbXB0X2F0GAUgASgBEhEKCXF1ZXVlZF9hdBgGIAEoARIUCgxtZXNzYWdlX3V1aWQYByABKAkSEAoIcGVlcl91aWQYCCABKAkSGwoTcXVldWVfZnVsbF9hdHRlbXB0cxgJIAEoDSKNAQoQUXVhcmFudGluZVJlY29yZBIKCgJpZBgBIAEoCRINCgVxdWV1ZRgCIAEoCRInCgZwYWNrZWQYAyABKAsyFy5tZW93LlBhY2tlZFVzZXJNZXNzYWdlEhIKCmVycm9yX2NvZGUYBCABKAkSFQoNZXJyb3JfbWVzc2FnZRgFIAEoCRIKCgJhdBgGIAEoASKLAgoRRGV2aWNlU3luY1BheWxvYWQSEQoJc3luY190eXBlGAEgASgJEhAKCHBlZXJfdWlkGAIgASgJEiMKCmRiX21lc3NhZ2UYAyABKAsyDy5tZW93LkRiTWVzc2FnZRIQCghkZWR1cF9pZBgEIAEoCRIRCglwZWVyX2RhdGEYBSABKAwSFQoNaWRlbnRpdHlfZGF0YRgGIAEoDBIXCg9mb3J3YXJkX3BheWxvYWQYByABKAwSGAoQZm9yd2FyZF9wZWVyX3VpZBgIIAEoCRIRCgl0aW1lc3RhbXAYCSABKAESFQoNb3JpZ2luX2RldmljZRgKIAEoCRITCgtwbHVnaW5fZGF0YRgLIAEoDCJdChJEZXZpY2VJbnRyb2R1Y3Rpb24SEgoKZGV2aWNlX3VpZBgBIAEoCRITCgtkZXZpY2VfbmFtZRgCIAEoCRIeCgRwZWVyGAMgASgLMhAubWVvdy5QZWVyUmVjb3JkInUKEEludml0YXRpb25BbnN3ZXISHwoEY2FyZBgBIAEoCzIRLm1lb3cuQ29udGFjdENhcmQSEQoJZHJfaGVhZGVyGAIgASgMEhUKDWRyX2NpcGhlcnRleHQYAyABKAwSFgoOdHJhbnNjcmlwdF9tYWMYBCABKAwqgwEKDU1haWxib3hBY3Rpb24SHgoaTUFJTEJPWF9BQ1RJT05fVU5TUEVDSUZJRUQQABIbChdNQUlMQk9YX0FDVElPTl9BTExPQ0FURRABEhsKF01BSUxCT1hfQUNUSU9OX0VYQ0hBTkdFEAISGAoUTUFJTEJPWF9BQ1RJT05fQ0xPU0UQAyqaAgoJRXJyb3JDb2RlEhoKFkVSUk9SX0NPREVfVU5TUEVDSUZJRUQQABIYChRFUlJPUl9DT0RFX1RPT19MQVJHRRABEhkKFUVSUk9SX0NPREVfUVVFVUVfRlVMTBACEiMKH0VSUk9SX0NPREVfQkFEX0xPT0tVUF9TSUdOQVRVUkUQAxIUChBFUlJPUl9DT0RFX1NUQUxFEAQSGAoURVJST1JfQ09ERV9NQUxGT1JNRUQQBRIYChRFUlJPUl9DT0RFX05PVF9GT1VORBAGEhMKD0VSUk9SX0NPREVfQlVTWRAIIgQIBxAHIgQICRAJKhdFUlJPUl9DT0RFX0JBRF9QQVNTV09SRCoTRVJST1JfQ09ERV9DT05GTElDVCpSCghQZWVyVHlwZRIZChVQRUVSX1RZUEVfVU5TUEVDSUZJRUQQABIVChFQRUVSX1RZUEVfQ09OVEFDVBABEhQKEFBFRVJfVFlQRV9ERVZJQ0UQAmIGcHJvdG8z");
+  fileDesc("CgptZW93LnByb3RvEgRtZW93IssDCgxTZXJ2ZXJMaW1pdHMSGQoRbWVzc2FnZV9ieXRlc19tYXgYASABKA0SIAoYbWVzc2FnZXNfcGVyX3JlcXVlc3RfbWF4GAIgASgNEhgKEHF1ZXVlX2xlbmd0aF9tYXgYAyABKA0SFAoMcmV0ZW50aW9uX21zGAQgASgBEhgKEGxvbmdfcG9sbF9tc19tYXgYBSABKA0SGwoTbG9uZ19wb2xsc19vcGVuX21heBgGIAEoDRIZChFwdWxsX3JlcXVlc3RzX21heBgHIAEoDRIZChFyZXF1ZXN0X2J5dGVzX21heBgIIAEoDRIWCg5tYWlsYm94X21zX21heBgJIAEoDRIZChFtYWlsYm94X3Bvc3RzX21heBgKIAEoDRImCh5tYWlsYm94X2xvb2t1cHNfcGVyX21pbnV0ZV9tYXgYCyABKA0SHAoUYWNrc19wZXJfcmVxdWVzdF9tYXgYDCABKA0SGQoRcHVsbF9tZXNzYWdlc19tYXgYDSABKA0SIQoZbG9uZ19wb2xsc19wZXJfY2xpZW50X21heBgOIAEoDRIqCiJyZXF1ZXN0c19wZXJfc2Vjb25kX3Blcl9jbGllbnRfbWF4GA8gASgNIpMBCgpTZXJ2ZXJDYXJkEgsKA3VpZBgBIAEoCRIMCgRuYW1lGAIgASgJEgsKA3VybBgDIAEoCRIdChVlbmNyeXB0aW9uX3B1YmxpY19rZXkYBCABKAwSGgoSc2lnbmluZ19wdWJsaWNfa2V5GAUgASgMEiIKBmxpbWl0cxgGIAEoCzISLm1lb3cuU2VydmVyTGltaXRzIlkKE1BhY2tlZFNlcnZlck1lc3NhZ2USDAoEZnJvbRgBIAEoDBIPCgdwYXlsb2FkGAIgASgMSgQIAxAESgQIBBAFUglzaWduYXR1cmVSDGZyb21fc2lnbmluZyKZAQoTQ29udmVyc2F0aW9uUmVxdWVzdBISCgpsb29rdXBfa2V5GAEgASgJEhYKDnNlbmRfdGltZXN0YW1wGAIgASgBEhgKEGxvb2t1cF9zaWduYXR1cmUYAyABKAwSEgoKcHVsbF90b2tlbhgEIAEoDBIRCgl0b2tlbl9tYWMYBSABKAwSFQoNcmV2b2tlX3Rva2VucxgGIAEoCCJSCglQdWxsVG9rZW4SEgoKbG9va3VwX2tleRgBIAEoCRINCgV0b2tlbhgCIAEoDBIOCgZzZWNyZXQYAyABKAwSEgoKZXhwaXJlc19hdBgEIAEoASJaCg1QdWxsVG9rZW5Cb2R5EhIKCmxvb2t1cF9rZXkYASABKAkSEQoJaXNzdWVkX21zGAIgASgBEhIKCmV4cGlyZXNfbXMYAyABKAESDgoGc2VjcmV0GAQgASgMIocBCg5NYWlsYm94UmVxdWVzdBIjCgZhY3Rpb24YASABKA4yEy5tZW93Lk1haWxib3hBY3Rpb24SEQoJbmFtZXBsYXRlGAIgASgJEgwKBHNpZGUYAyABKAwSDAoEcG9zdBgEIAEoDBINCgVhZnRlchgFIAEoDRISCgpleHBpcmVzX21zGAYgASgBIioKC01haWxib3hQb3N0Eg0KBWluZGV4GAEgASgNEgwKBGJvZHkYAiABKAwiWAoNTWFpbGJveEFuc3dlchIRCgluYW1lcGxhdGUYASABKAkSIAoFcG9zdHMYAiADKAsyES5tZW93Lk1haWxib3hQb3N0EhIKCmV4cGlyZXNfYXQYAyABKAEi1wEKD1RvU2VydmVyTWVzc2FnZRIMCgR1dWlkGAEgASgJEikKCG1lc3NhZ2VzGAIgAygLMhcubWVvdy5QYWNrZWRVc2VyTWVzc2FnZRIwCg1wdWxsX3JlcXVlc3RzGAMgAygLMhkubWVvdy5Db252ZXJzYXRpb25SZXF1ZXN0EgwKBGFja3MYBCADKAkSEgoKdGltZW91dF9tcxgFIAEoDRIlCgdtYWlsYm94GAcgASgLMhQubWVvdy5NYWlsYm94UmVxdWVzdEoECAYQB1IKaW52aXRhdGlvbiJ/CgtTZXJ2ZXJFcnJvchIdCgRjb2RlGAEgASgOMg8ubWVvdy5FcnJvckNvZGUSDgoGZGV0YWlsGAIgASgJEhIKCmxvb2t1cF9rZXkYAyABKAkSFQoNbWVzc2FnZV9pbmRleBgEIAEoDRIWCg5yZXRyeV9hZnRlcl9tcxgFIAEoASLyAQoRRnJvbVNlcnZlck1lc3NhZ2USEAoIdXVpZF9hY2sYASABKAkSJQoEY2hhdBgCIAMoCzIXLm1lb3cuUGFja2VkVXNlck1lc3NhZ2USIQoGZXJyb3JzGAQgAygLMhEubWVvdy5TZXJ2ZXJFcnJvchIOCgZzdG9yZWQYBSABKA0SEwoLc2VydmVyX3RpbWUYBiABKAESJAoHbWFpbGJveBgHIAEoCzITLm1lb3cuTWFpbGJveEFuc3dlchIkCgtwdWxsX3Rva2VucxgIIAMoCzIPLm1lb3cuUHVsbFRva2VuSgQIAxAEUgppbnZpdGF0aW9uIpcBChFQYWNrZWRVc2VyTWVzc2FnZRITCgtkZXN0aW5hdGlvbhgBIAEoCRIPCgdwYXlsb2FkGAIgASgMEhEKCXNpZ25hdHVyZRgDIAEoDBIcChRzZXJ2ZXJfZGVsaXZlcnlfdXVpZBgFIAEoCRIaChJzZXJ2ZXJfcmVjZWl2ZWRfbXMYBiABKAFKBAgEEAVSCWRyX2hlYWRlciJsChJDb252ZXJzYXRpb25TdGF0dXMSDAoEdXVpZBgBIAEoCRIMCgRzZW50GAIgASgBEhAKCHJlY2VpdmVkGAMgASgBEhEKCXByb2Nlc3NlZBgEIAEoARIVCg1yZXBseV90b191dWlkGAUgASgJIkoKCEZpbGVNZXRhEgwKBG5hbWUYASABKAkSDAoEbWltZRgCIAEoCRISCgpzaXplX2J5dGVzGAMgASgBEg4KBnNoYTI1NhgEIAEoDCKmAQoLVXNlck1lc3NhZ2USEwoLZGVzdGluYXRpb24YASABKAkSDAoEZnJvbRgCIAEoCRIMCgR0eXBlGAMgASgJEgwKBGRhdGEYBCABKAkSKAoGc3RhdHVzGAUgASgLMhgubWVvdy5Db252ZXJzYXRpb25TdGF0dXMSDwoHYXBwZGF0YRgGIAEoDBIdCgVmaWxlcxgHIAMoCzIOLm1lb3cuRmlsZU1ldGEiPwoKQWNrUGF5bG9hZBIMCgR1dWlkGAEgASgJEhAKCHJlY2VpdmVkGAIgASgBEhEKCXByb2Nlc3NlZBgDIAEoASLNAQoJRGJNZXNzYWdlEhAKCHBlZXJfdWlkGAEgASgJEhAKCG91dGJvdW5kGAIgASgIEiIKB21lc3NhZ2UYAyABKAsyES5tZW93LlVzZXJNZXNzYWdlEhIKCmZpbGVfcGF0aHMYBCADKAkSDgoGc3luY2VkGAUgASgIEhcKD3BlbmRpbmdfZm9yd2FyZBgGIAEoCBIRCglzdG9yZWRfYXQYByABKAESFQoNZmFpbGVkX3JlYXNvbhgIIAEoCRIRCglmYWlsZWRfYXQYCSABKAEixgIKC0NvbnRhY3RDYXJkEgwKBG5hbWUYASABKAkSGwoTaWRlbnRpdHlfcHVibGljX2tleRgCIAEoDBIdChVlbmNyeXB0aW9uX3B1YmxpY19rZXkYAyABKAwSGQoRbG9va3VwX3B1YmxpY19rZXkYBCABKAwSJgoMcHVsbF9zZXJ2ZXJzGAUgAygLMhAubWVvdy5TZXJ2ZXJDYXJkEhMKC2RyX3Jvb3Rfa2V5GAYgASgMEhUKDWRyX3B1YmxpY19rZXkYByABKAwSDwoHc3ltX2tleRgIIAEoDBIVCg1pbnZpdGF0aW9uX2lkGAkgASgJEhwKBHR5cGUYCiABKA4yDi5tZW93LlBlZXJUeXBlEhIKCmRldmljZV91aWQYCyABKAkSEAoIcGVlcl91aWQYDCABKAkSEgoKY3JlYXRlZF9hdBgNIAEoASIyCgdLZXlQYWlyEhMKC3ByaXZhdGVfa2V5GAEgASgMEhIKCnB1YmxpY19rZXkYAiABKAwiYgoMUGVlclNldHRpbmdzEhUKDW5vdGlmaWNhdGlvbnMYASABKAgSFAoMZGVsaXZlcnlfYWNrGAIgASgIEhYKDnByb2Nlc3NpbmdfYWNrGAMgASgIEg0KBWNhbGxzGAQgASgIIoIFCgpQZWVyUmVjb3JkEgsKA3VpZBgBIAEoCRIcCgR0eXBlGAIgASgOMg4ubWVvdy5QZWVyVHlwZRIMCgRuYW1lGAMgASgJEg4KBmF2YXRhchgEIAEoDBIPCgd2aXNpYmxlGAUgASgIEg8KB2Jsb2NrZWQYBiABKAgSJAoIc2V0dGluZ3MYByABKAsyEi5tZW93LlBlZXJTZXR0aW5ncxIiCgtteV9pZGVudGl0eRgIIAEoCzINLm1lb3cuS2V5UGFpchIkCg1teV9lbmNyeXB0aW9uGAkgASgLMg0ubWVvdy5LZXlQYWlyEiAKCW15X2xvb2t1cBgKIAEoCzINLm1lb3cuS2V5UGFpchISCgpteV9zeW1fa2V5GAsgASgMEiIKB2NvbnRhY3QYDCABKAsyES5tZW93LkNvbnRhY3RDYXJkEikKD215X3B1bGxfc2VydmVycxgNIAMoCzIQLm1lb3cuU2VydmVyQ2FyZBIPCgdyYXRjaGV0GA4gASgMEhoKEnByaW1hcnlfZGV2aWNlX3VpZBgPIAEoCRISCgp1cGRhdGVkX2F0GBAgASgBEhIKCnVwZGF0ZWRfYnkYESABKAkSEgoKZGV2aWNlX3VpZBgSIAEoCRISCgpjcmVhdGVkX2F0GBMgASgBEioKE3BlbmRpbmdfcmF0Y2hldF9rZXkYFCABKAsyDS5tZW93LktleVBhaXISJwoMcGVuZGluZ19jYXJkGBUgASgLMhEubWVvdy5Db250YWN0Q2FyZBItCg9wZW5kaW5nX3BhaXJpbmcYFiABKAsyFC5tZW93LlBlbmRpbmdQYWlyaW5nEhMKC3NhZmV0eV9jb2RlGBcgASgJIlYKDlBlbmRpbmdQYWlyaW5nEgwKBGtpbmQYASABKAkSDwoHbWFjX2tleRgCIAEoDBISCgpzYWZldHlfa2V5GAMgASgMEhEKCWNhcmRfcG9zdBgEIAEoDCJkCgdQcm9maWxlEhAKCG5pY2tuYW1lGAEgASgJEg8KB2F2YXRhcnMYAiADKAwSDgoGc3RhdHVzGAMgASgJEhIKCnVwZGF0ZWRfYXQYBCABKAESEgoKdXBkYXRlZF9ieRgFIAEoCSKhAgoOSWRlbnRpdHlSZWNvcmQSCwoDdWlkGAEgASgJEhsKBHJvb3QYAiABKAsyDS5tZW93LktleVBhaXISKAoRZGV2aWNlX2VuY3J5cHRpb24YAyABKAsyDS5tZW93LktleVBhaXISJQoOZGV2aWNlX3NpZ25pbmcYBCABKAsyDS5tZW93LktleVBhaXISEgoKZGV2aWNlX3VpZBgFIAEoCRITCgtkZXZpY2VfbmFtZRgGIAEoCRIeCgdwcm9maWxlGAcgASgLMg0ubWVvdy5Qcm9maWxlEiEKB3NlcnZlcnMYCCADKAsyEC5tZW93LlNlcnZlckNhcmQSFAoMaGlkZGVuX3BlZXJzGAkgAygJEhIKCmNyZWF0ZWRfYXQYCiABKAEi5wEKC091dGJveEVudHJ5EgoKAmlkGAEgASgJEiAKBnNlcnZlchgCIAEoCzIQLm1lb3cuU2VydmVyQ2FyZBInCgZwYWNrZWQYAyABKAsyFy5tZW93LlBhY2tlZFVzZXJNZXNzYWdlEhAKCGF0dGVtcHRzGAQgASgNEhcKD25leHRfYXR0ZW1wdF9hdBgFIAEoARIRCglxdWV1ZWRfYXQYBiABKAESFAoMbWVzc2FnZV91dWlkGAcgASgJEhAKCHBlZXJfdWlkGAggASgJEhsKE3F1ZXVlX2Z1bGxfYXR0ZW1wdHMYCSABKA0ijQEKEFF1YXJhbnRpbmVSZWNvcmQSCgoCaWQYASABKAkSDQoFcXVldWUYAiABKAkSJwoGcGFja2VkGAMgASgLMhcubWVvdy5QYWNrZWRVc2VyTWVzc2FnZRISCgplcnJvcl9jb2RlGAQgASgJEhUKDWVycm9yX21lc3NhZ2UYBSABKAkSCgoCYXQYBiABKAEiiwIKEURldmljZVN5bmNQYXlsb2FkEhEKCXN5bmNfdHlwZRgBIAEoCRIQCghwZWVyX3VpZBgCIAEoCRIjCgpkYl9tZXNzYWdlGAMgASgLMg8ubWVvdy5EYk1lc3NhZ2USEAoIZGVkdXBfaWQYBCABKAkSEQoJcGVlcl9kYXRhGAUgASgMEhUKDWlkZW50aXR5X2RhdGEYBiABKAwSFwoPZm9yd2FyZF9wYXlsb2FkGAcgASgMEhgKEGZvcndhcmRfcGVlcl91aWQYCCABKAkSEQoJdGltZXN0YW1wGAkgASgBEhUKDW9yaWdpbl9kZXZpY2UYCiABKAkSEwoLcGx1Z2luX2RhdGEYCyABKAwiXQoSRGV2aWNlSW50cm9kdWN0aW9uEhIKCmRldmljZV91aWQYASABKAkSEwoLZGV2aWNlX25hbWUYAiABKAkSHgoEcGVlchgDIAEoCzIQLm1lb3cuUGVlclJlY29yZCJ1ChBJbnZpdGF0aW9uQW5zd2VyEh8KBGNhcmQYASABKAsyES5tZW93LkNvbnRhY3RDYXJkEhEKCWRyX2hlYWRlchgCIAEoDBIVCg1kcl9jaXBoZXJ0ZXh0GAMgASgMEhYKDnRyYW5zY3JpcHRfbWFjGAQgASgMKoMBCg1NYWlsYm94QWN0aW9uEh4KGk1BSUxCT1hfQUNUSU9OX1VOU1BFQ0lGSUVEEAASGwoXTUFJTEJPWF9BQ1RJT05fQUxMT0NBVEUQARIbChdNQUlMQk9YX0FDVElPTl9FWENIQU5HRRACEhgKFE1BSUxCT1hfQUNUSU9OX0NMT1NFEAMqmgIKCUVycm9yQ29kZRIaChZFUlJPUl9DT0RFX1VOU1BFQ0lGSUVEEAASGAoURVJST1JfQ09ERV9UT09fTEFSR0UQARIZChVFUlJPUl9DT0RFX1FVRVVFX0ZVTEwQAhIjCh9FUlJPUl9DT0RFX0JBRF9MT09LVVBfU0lHTkFUVVJFEAMSFAoQRVJST1JfQ09ERV9TVEFMRRAEEhgKFEVSUk9SX0NPREVfTUFMRk9STUVEEAUSGAoURVJST1JfQ09ERV9OT1RfRk9VTkQQBhITCg9FUlJPUl9DT0RFX0JVU1kQCCIECAcQByIECAkQCSoXRVJST1JfQ09ERV9CQURfUEFTU1dPUkQqE0VSUk9SX0NPREVfQ09ORkxJQ1QqUgoIUGVlclR5cGUSGQoVUEVFUl9UWVBFX1VOU1BFQ0lGSUVEEAASFQoRUEVFUl9UWVBFX0NPTlRBQ1QQARIUChBQRUVSX1RZUEVfREVWSUNFEAJiBnByb3RvMw");
 
 /**
  * The limits a relay enforces; every one has its unit in its name.
@@ -255,11 +255,35 @@ export type ConversationRequest = Message<"meow.ConversationRequest"> & {
   /**
    * Ed25519 signature by the lookup private key over server uid ‖ lookup key ‖
    * send_timestamp (decimal, UTF-8) ‖ the request's ephemeral public key (the envelope's
-   * `from`, raw 32 bytes); used once.
+   * `from`, raw 32 bytes); used once. Empty when the pull presents a token instead.
    *
    * @generated from field: bytes lookup_signature = 3;
    */
   lookupSignature: Uint8Array;
+
+  /**
+   * Instead of a signature: a pull token this relay issued for this lookup key
+   * (PullToken.token, opaque to the client) ...
+   *
+   * @generated from field: bytes pull_token = 4;
+   */
+  pullToken: Uint8Array;
+
+  /**
+   * ... and HMAC-SHA-256 under the token's secret over the bytes a signature covers;
+   * used once.
+   *
+   * @generated from field: bytes token_mac = 5;
+   */
+  tokenMac: Uint8Array;
+
+  /**
+   * With a signature only: revoke every pull token issued for this lookup key so far
+   * (this pull gets no new one).
+   *
+   * @generated from field: bool revoke_tokens = 6;
+   */
+  revokeTokens: boolean;
 };
 
 /**
@@ -268,6 +292,84 @@ export type ConversationRequest = Message<"meow.ConversationRequest"> & {
  */
 export const ConversationRequestSchema: GenMessage<ConversationRequest> = /*@__PURE__*/
   messageDesc(file_meow, 3);
+
+/**
+ * A pull token: lets later pulls of one lookup key at one relay authorise with a MAC
+ * instead of an Ed25519 signature, until it expires or is revoked. It travels only
+ * inside sealed answers and requests.
+ *
+ * @generated from message meow.PullToken
+ */
+export type PullToken = Message<"meow.PullToken"> & {
+  /**
+   * The queue it is good for.
+   *
+   * @generated from field: string lookup_key = 1;
+   */
+  lookupKey: string;
+
+  /**
+   * Opaque to the client: PullTokenBody sealed under the relay's token key.
+   *
+   * @generated from field: bytes token = 2;
+   */
+  token: Uint8Array;
+
+  /**
+   * The MAC key (32 bytes), known to the relay only through `token`.
+   *
+   * @generated from field: bytes secret = 3;
+   */
+  secret: Uint8Array;
+
+  /**
+   * When the relay stops accepting it, in the relay's ms.
+   *
+   * @generated from field: double expires_at = 4;
+   */
+  expiresAt: number;
+};
+
+/**
+ * Describes the message meow.PullToken.
+ * Use `create(PullTokenSchema)` to create a new message.
+ */
+export const PullTokenSchema: GenMessage<PullToken> = /*@__PURE__*/
+  messageDesc(file_meow, 4);
+
+/**
+ * What a pull token seals (the relay's eyes only).
+ *
+ * @generated from message meow.PullTokenBody
+ */
+export type PullTokenBody = Message<"meow.PullTokenBody"> & {
+  /**
+   * @generated from field: string lookup_key = 1;
+   */
+  lookupKey: string;
+
+  /**
+   * @generated from field: double issued_ms = 2;
+   */
+  issuedMs: number;
+
+  /**
+   * @generated from field: double expires_ms = 3;
+   */
+  expiresMs: number;
+
+  /**
+   * @generated from field: bytes secret = 4;
+   */
+  secret: Uint8Array;
+};
+
+/**
+ * Describes the message meow.PullTokenBody.
+ * Use `create(PullTokenBodySchema)` to create a new message.
+ */
+export const PullTokenBodySchema: GenMessage<PullTokenBody> = /*@__PURE__*/
+  messageDesc(file_meow, 5);
 
 /**
  * A mailbox step: only ciphertext is ever posted; the relay never reads a post.
@@ -323,7 +425,7 @@ export type MailboxRequest = Message<"meow.MailboxRequest"> & {
  * Use `create(MailboxRequestSchema)` to create a new message.
  */
 export const MailboxRequestSchema: GenMessage<MailboxRequest> = /*@__PURE__*/
-  messageDesc(file_meow, 4);
+  messageDesc(file_meow, 6);
 
 /**
  * One post in a mailbox, numbered from 0 in the order the relay received it (both members share one numbering).
@@ -351,7 +453,7 @@ export type MailboxPost = Message<"meow.MailboxPost"> & {
  * Use `create(MailboxPostSchema)` to create a new message.
  */
 export const MailboxPostSchema: GenMessage<MailboxPost> = /*@__PURE__*/
-  messageDesc(file_meow, 5);
+  messageDesc(file_meow, 7);
 
 /**
  * A relay's answer to a MailboxRequest.
@@ -386,7 +488,7 @@ export type MailboxAnswer = Message<"meow.MailboxAnswer"> & {
  * Use `create(MailboxAnswerSchema)` to create a new message.
  */
 export const MailboxAnswerSchema: GenMessage<MailboxAnswer> = /*@__PURE__*/
-  messageDesc(file_meow, 6);
+  messageDesc(file_meow, 8);
 
 /**
  * Everything a client asks a relay in one request.
@@ -444,7 +546,7 @@ export type ToServerMessage = Message<"meow.ToServerMessage"> & {
  * Use `create(ToServerMessageSchema)` to create a new message.
  */
 export const ToServerMessageSchema: GenMessage<ToServerMessage> = /*@__PURE__*/
-  messageDesc(file_meow, 7);
+  messageDesc(file_meow, 9);
 
 /**
  * One error in an answer, scoped to the whole request, one queue or one message.
@@ -493,7 +595,7 @@ export type ServerError = Message<"meow.ServerError"> & {
  * Use `create(ServerErrorSchema)` to create a new message.
  */
 export const ServerErrorSchema: GenMessage<ServerError> = /*@__PURE__*/
-  messageDesc(file_meow, 8);
+  messageDesc(file_meow, 10);
 
 /**
  * A relay's answer.
@@ -542,6 +644,13 @@ export type FromServerMessage = Message<"meow.FromServerMessage"> & {
    * @generated from field: meow.MailboxAnswer mailbox = 7;
    */
   mailbox?: MailboxAnswer | undefined;
+
+  /**
+   * A pull token for each queue this request proved with a signature (not a token).
+   *
+   * @generated from field: repeated meow.PullToken pull_tokens = 8;
+   */
+  pullTokens: PullToken[];
 };
 
 /**
@@ -549,7 +658,7 @@ export type FromServerMessage = Message<"meow.FromServerMessage"> & {
  * Use `create(FromServerMessageSchema)` to create a new message.
  */
 export const FromServerMessageSchema: GenMessage<FromServerMessage> = /*@__PURE__*/
-  messageDesc(file_meow, 9);
+  messageDesc(file_meow, 11);
 
 /**
  * A user message as it travels: the output of the sealing pipeline.
@@ -601,7 +710,7 @@ export type PackedUserMessage = Message<"meow.PackedUserMessage"> & {
  * Use `create(PackedUserMessageSchema)` to create a new message.
  */
 export const PackedUserMessageSchema: GenMessage<PackedUserMessage> = /*@__PURE__*/
-  messageDesc(file_meow, 10);
+  messageDesc(file_meow, 12);
 
 /**
  * Delivery state of one message.
@@ -650,7 +759,7 @@ export type ConversationStatus = Message<"meow.ConversationStatus"> & {
  * Use `create(ConversationStatusSchema)` to create a new message.
  */
 export const ConversationStatusSchema: GenMessage<ConversationStatus> = /*@__PURE__*/
-  messageDesc(file_meow, 11);
+  messageDesc(file_meow, 13);
 
 /**
  * Metadata of an attached file; files themselves are never synced.
@@ -692,7 +801,7 @@ export type FileMeta = Message<"meow.FileMeta"> & {
  * Use `create(FileMetaSchema)` to create a new message.
  */
 export const FileMetaSchema: GenMessage<FileMeta> = /*@__PURE__*/
-  messageDesc(file_meow, 12);
+  messageDesc(file_meow, 14);
 
 /**
  * What one peer says to another, before sealing.
@@ -755,7 +864,7 @@ export type UserMessage = Message<"meow.UserMessage"> & {
  * Use `create(UserMessageSchema)` to create a new message.
  */
 export const UserMessageSchema: GenMessage<UserMessage> = /*@__PURE__*/
-  messageDesc(file_meow, 13);
+  messageDesc(file_meow, 15);
 
 /**
  * What an "ack" message says about an earlier message.
@@ -790,7 +899,7 @@ export type AckPayload = Message<"meow.AckPayload"> & {
  * Use `create(AckPayloadSchema)` to create a new message.
  */
 export const AckPayloadSchema: GenMessage<AckPayload> = /*@__PURE__*/
-  messageDesc(file_meow, 14);
+  messageDesc(file_meow, 16);
 
 /**
  * The stored form of a message in a conversation.
@@ -868,7 +977,7 @@ export type DbMessage = Message<"meow.DbMessage"> & {
  * Use `create(DbMessageSchema)` to create a new message.
  */
 export const DbMessageSchema: GenMessage<DbMessage> = /*@__PURE__*/
-  messageDesc(file_meow, 15);
+  messageDesc(file_meow, 17);
 
 /**
  * The public half of a pairing: everything the other side needs to send to and
@@ -974,7 +1083,7 @@ export type ContactCard = Message<"meow.ContactCard"> & {
  * Use `create(ContactCardSchema)` to create a new message.
  */
 export const ContactCardSchema: GenMessage<ContactCard> = /*@__PURE__*/
-  messageDesc(file_meow, 16);
+  messageDesc(file_meow, 18);
 
 /**
  * One key pair as stored on a device.
@@ -1002,7 +1111,7 @@ export type KeyPair = Message<"meow.KeyPair"> & {
  * Use `create(KeyPairSchema)` to create a new message.
  */
 export const KeyPairSchema: GenMessage<KeyPair> = /*@__PURE__*/
-  messageDesc(file_meow, 17);
+  messageDesc(file_meow, 19);
 
 /**
  * Per-peer settings a user changes; they sync between devices.
@@ -1044,7 +1153,7 @@ export type PeerSettings = Message<"meow.PeerSettings"> & {
  * Use `create(PeerSettingsSchema)` to create a new message.
  */
 export const PeerSettingsSchema: GenMessage<PeerSettings> = /*@__PURE__*/
-  messageDesc(file_meow, 18);
+  messageDesc(file_meow, 20);
 
 /**
  * Everything a device knows about one peer (a contact or a sibling device).
@@ -1219,7 +1328,7 @@ export type PeerRecord = Message<"meow.PeerRecord"> & {
  * Use `create(PeerRecordSchema)` to create a new message.
  */
 export const PeerRecordSchema: GenMessage<PeerRecord> = /*@__PURE__*/
-  messageDesc(file_meow, 19);
+  messageDesc(file_meow, 21);
 
 /**
  * What the initiator of an end-to-end encrypted pairing keeps until the answer arrives.
@@ -1261,7 +1370,7 @@ export type PendingPairing = Message<"meow.PendingPairing"> & {
  * Use `create(PendingPairingSchema)` to create a new message.
  */
 export const PendingPairingSchema: GenMessage<PendingPairing> = /*@__PURE__*/
-  messageDesc(file_meow, 20);
+  messageDesc(file_meow, 22);
 
 /**
  * A user's public profile; syncs between devices, never keys.
@@ -1310,7 +1419,7 @@ export type Profile = Message<"meow.Profile"> & {
  * Use `create(ProfileSchema)` to create a new message.
  */
 export const ProfileSchema: GenMessage<Profile> = /*@__PURE__*/
-  messageDesc(file_meow, 21);
+  messageDesc(file_meow, 23);
 
 /**
  * A device's identity as stored on that device. Never leaves it whole.
@@ -1395,7 +1504,7 @@ export type IdentityRecord = Message<"meow.IdentityRecord"> & {
  * Use `create(IdentityRecordSchema)` to create a new message.
  */
 export const IdentityRecordSchema: GenMessage<IdentityRecord> = /*@__PURE__*/
-  messageDesc(file_meow, 22);
+  messageDesc(file_meow, 24);
 
 /**
  * One packed message waiting to leave the device.
@@ -1472,7 +1581,7 @@ export type OutboxEntry = Message<"meow.OutboxEntry"> & {
  * Use `create(OutboxEntrySchema)` to create a new message.
  */
 export const OutboxEntrySchema: GenMessage<OutboxEntry> = /*@__PURE__*/
-  messageDesc(file_meow, 23);
+  messageDesc(file_meow, 25);
 
 /**
  * A received message that could not be verified or opened, kept (bounded, never synced) instead
@@ -1529,7 +1638,7 @@ export type QuarantineRecord = Message<"meow.QuarantineRecord"> & {
  * Use `create(QuarantineRecordSchema)` to create a new message.
  */
 export const QuarantineRecordSchema: GenMessage<QuarantineRecord> = /*@__PURE__*/
-  messageDesc(file_meow, 24);
+  messageDesc(file_meow, 26);
 
 /**
  * One event sent from a device to each of its siblings, inside a UserMessage
@@ -1621,7 +1730,7 @@ export type DeviceSyncPayload = Message<"meow.DeviceSyncPayload"> & {
  * Use `create(DeviceSyncPayloadSchema)` to create a new message.
  */
 export const DeviceSyncPayloadSchema: GenMessage<DeviceSyncPayload> = /*@__PURE__*/
-  messageDesc(file_meow, 25);
+  messageDesc(file_meow, 27);
 
 /**
  * device_introduce: the pairing material one sibling needs to reach another,
@@ -1658,7 +1767,7 @@ export type DeviceIntroduction = Message<"meow.DeviceIntroduction"> & {
  * Use `create(DeviceIntroductionSchema)` to create a new message.
  */
 export const DeviceIntroductionSchema: GenMessage<DeviceIntroduction> = /*@__PURE__*/
-  messageDesc(file_meow, 26);
+  messageDesc(file_meow, 28);
 
 /**
  * The invitee's answer to an invitation, sealed to the initiator's encryption
@@ -1708,7 +1817,7 @@ export type InvitationAnswer = Message<"meow.InvitationAnswer"> & {
  * Use `create(InvitationAnswerSchema)` to create a new message.
  */
 export const InvitationAnswerSchema: GenMessage<InvitationAnswer> = /*@__PURE__*/
-  messageDesc(file_meow, 27);
+  messageDesc(file_meow, 29);
 
 /**
  * What a mailbox request asks the relay to do.
