@@ -16,7 +16,7 @@
  *
  * @module
  */
-import { SystemRandom } from "../kernel/crypto/mod.ts";
+import { SystemRandom } from "../crypto/mod.ts";
 import {
   MeowError,
   MessageTooLarge,
@@ -28,8 +28,8 @@ import { parsePairingCode, parsePairingLink } from "../kernel/pairing.ts";
 import type { JoinInput, PairingForm } from "../kernel/pairing_flow.ts";
 import { Kernel, type LogLevel, type PairingOffer, type RelayHealth } from "../kernel/kernel.ts";
 import type { Plugin } from "../kernel/plugin.ts";
-import { type Transport, TransportError } from "../kernel/ports.ts";
-import { systemClock } from "../kernel/system_clock.ts";
+import { type Transport, TransportError } from "../ports/mod.ts";
+import { systemClock } from "../ports/system_clock.ts";
 import {
   type DbMessage,
   type PeerRecord,

@@ -4,7 +4,7 @@
  *
  * @module
  */
-import { SeededRandom } from "../kernel/crypto/mod.ts";
+import { SeededRandom } from "../crypto/mod.ts";
 import { ServerCore } from "../server/core.ts";
 import { MemoryBackend, MemoryData } from "../server/memory.ts";
 import { ManualClock, TestDevice } from "../server/_testing.ts";

@@ -21,7 +21,7 @@ import {
   sign,
   toBase64Url,
   verify,
-} from "../kernel/crypto/mod.ts";
+} from "../crypto/mod.ts";
 import { BadCiphertext, Malformed, Replay } from "../kernel/errors.ts";
 import { decode, encode } from "../proto/codec.ts";
 import {

@@ -11,7 +11,7 @@ import {
   symDecrypt,
   symEncrypt,
   x25519EphemeralAgreement,
-} from "../kernel/crypto/mod.ts";
+} from "../crypto/mod.ts";
 import { Malformed, Replay } from "../kernel/errors.ts";
 import { decode, encode, MESSAGE_BYTES_MAX } from "../proto/codec.ts";
 import {
@@ -77,7 +77,7 @@ export interface RelayExchange {
  * import { openRelayExchange } from "./mod.ts";
  * import { ServerCore } from "../server/core.ts";
  * import { MemoryBackend } from "../server/memory.ts";
- * import { SeededRandom } from "../kernel/crypto/mod.ts";
+ * import { SeededRandom } from "../crypto/mod.ts";
  * import { ToServerMessageSchema } from "../proto/gen/meow_pb.ts";
  * const random = new SeededRandom(2);
  * const core = await ServerCore.create({

@@ -23,7 +23,7 @@ import {
   symDecrypt,
   symEncrypt,
   verifyMac,
-} from "../kernel/crypto/mod.ts";
+} from "../crypto/mod.ts";
 import { decode, encode } from "../proto/codec.ts";
 import {
   type ConversationRequest,
@@ -95,7 +95,7 @@ export interface MacPullOptions {
  * import assert from "node:assert/strict";
  * import { create } from "@bufbuild/protobuf";
  * import { issuePullToken, macPull, openTokenPull, pullTokenKey } from "./mod.ts";
- * import { SeededRandom } from "../kernel/crypto/mod.ts";
+ * import { SeededRandom } from "../crypto/mod.ts";
  * import { ServerCardSchema } from "../proto/gen/meow_pb.ts";
  * const random = new SeededRandom(3);
  * const tokenKey = pullTokenKey(random.bytes(32));

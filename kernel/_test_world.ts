@@ -4,9 +4,9 @@
  *
  * @module
  */
-import { SeededRandom } from "./crypto/mod.ts";
+import { SeededRandom } from "../crypto/mod.ts";
 import { Kernel, type KernelOptions } from "./kernel.ts";
-import type { Clock, Store } from "./ports.ts";
+import type { Clock, Store } from "../ports/mod.ts";
 import type { ServerCard } from "../proto/gen/meow_pb.ts";
 import type { PluginInput } from "./plugin.ts";
 import { MemoryStore } from "../plugins/storage/mod.ts";

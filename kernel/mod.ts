@@ -40,9 +40,9 @@ export type {
   SeenMark,
   Store,
   Transport,
-} from "./ports.ts";
-export { TransportError } from "./ports.ts";
-export { systemClock } from "./system_clock.ts";
+} from "../ports/mod.ts";
+export { TransportError } from "../ports/mod.ts";
+export { systemClock } from "../ports/system_clock.ts";
 export * from "./errors.ts";
 export {
   answerInvitation,

@@ -26,7 +26,7 @@ import {
   type MailboxRequestSchema,
   type ServerCard,
 } from "../proto/gen/meow_pb.ts";
-import type { Random } from "./crypto/mod.ts";
+import type { Random } from "../crypto/mod.ts";
 import { BadCiphertext, Malformed, NoSuchCode, PairingInterfered } from "./errors.ts";
 import * as protocol from "./pairing.ts";
 import {

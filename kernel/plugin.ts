@@ -28,7 +28,7 @@ import type {
 } from "../proto/gen/meow_pb.ts";
 import type { InvitationTicket, PairingAccepted, PairingOffer } from "./kernel.ts";
 import type { JoinInput, PairingForm } from "./pairing_flow.ts";
-import type { Clock, Random } from "./ports.ts";
+import type { Clock, Random } from "../ports/mod.ts";
 
 /** The events of the kernel, each observed by every plugin (a *parallel* hook). */
 export interface KernelEvents {

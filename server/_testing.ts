@@ -5,14 +5,14 @@
  * @module
  */
 import { create } from "@bufbuild/protobuf";
-import type { Clock } from "../kernel/ports.ts";
+import type { Clock } from "../ports/mod.ts";
 import {
   generateLookupKeyPair,
   type KeyPair,
   type Random,
   randomUuid,
   toBase64Url,
-} from "../kernel/crypto/mod.ts";
+} from "../crypto/mod.ts";
 import {
   type ConversationRequest,
   type FromServerMessage,

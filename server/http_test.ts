@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { SeededRandom } from "../kernel/crypto/mod.ts";
+import { SeededRandom } from "../crypto/mod.ts";
 import { ErrorCode, MailboxAction } from "../proto/gen/meow_pb.ts";
 import { ServerCore } from "./core.ts";
 import { createHandler } from "./http.ts";

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
-import { SeededRandom } from "../kernel/crypto/mod.ts";
-import { TransportError } from "../kernel/ports.ts";
+import { SeededRandom } from "../crypto/mod.ts";
+import { TransportError } from "../ports/mod.ts";
 import { ServerCore } from "./core.ts";
 import { LocalTransport } from "./local_transport.ts";
 import { MemoryBackend } from "./memory.ts";

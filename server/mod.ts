@@ -8,7 +8,7 @@
  * import assert from "node:assert/strict";
  * import { create } from "@bufbuild/protobuf";
  * import { LocalTransport, MemoryBackend, openRelayExchange, ServerCore, signPull } from "./mod.ts";
- * import { generateLookupKeyPair, SeededRandom } from "../kernel/crypto/mod.ts";
+ * import { generateLookupKeyPair, SeededRandom } from "../crypto/mod.ts";
  * import { ToServerMessageSchema } from "../proto/gen/meow_pb.ts";
  *
  * const random = new SeededRandom(9);

@@ -26,7 +26,7 @@ import {
   randomFloat,
   randomUuid,
   type SeededRandom,
-} from "../kernel/crypto/mod.ts";
+} from "../crypto/mod.ts";
 import { answerInvitation, createInvitation, decodeCard } from "../kernel/invitation.ts";
 import {
   answerMac,

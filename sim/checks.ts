@@ -6,7 +6,7 @@
  *
  * @module
  */
-import { concatBytes } from "../kernel/crypto/mod.ts";
+import { concatBytes } from "../crypto/mod.ts";
 import { PAD_BUCKETS_BYTES, SEAL_OVERHEAD_BYTES } from "../kernel/pipeline.ts";
 import type { Expectation } from "./scenario.ts";
 import type { DeviceState, MessageState } from "./state.ts";

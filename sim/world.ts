@@ -21,7 +21,7 @@ import {
   randomInt,
   SeededRandom,
   setImportedKeysMax,
-} from "../kernel/crypto/mod.ts";
+} from "../crypto/mod.ts";
 import {
   Kernel,
   type KernelObservation,
@@ -30,7 +30,7 @@ import {
 } from "../kernel/kernel.ts";
 import type { JoinInput, PairingProtocol } from "../kernel/pairing_flow.ts";
 import type { Plugin, PluginInput } from "../kernel/plugin.ts";
-import type { Store } from "../kernel/ports.ts";
+import type { Store } from "../ports/mod.ts";
 import type { ChatApi } from "../plugins/chat/mod.ts";
 import {
   type Backend,

@@ -72,7 +72,7 @@ Deno.test("checkImports() fails a kernel → server import under rule 1", async 
 Deno.test("checkImports() counts type-only imports and re-exports", async () => {
   const violations = await check({
     "server/card.ts": 'import type { Kernel } from "../kernel/mod.ts";\nexport type { Kernel };\n',
-    "proto/extra.ts": 'export * from "../kernel/crypto/mod.ts";\n',
+    "proto/extra.ts": 'export * from "../crypto/mod.ts";\n',
   });
   assert.deepEqual(lines(violations), [
     "proto/extra.ts:1: layer: proto may not import crypto → kernel/crypto/mod.ts",

@@ -16,9 +16,9 @@ async function docTest(path: string): Promise<{ code: number; output: string }> 
   return { code, output: decoder.decode(stdout) + decoder.decode(stderr) };
 }
 
-Deno.test("doc examples can fail: a broken example of kernel/crypto/base64.ts fails deno test --doc", async () => {
+Deno.test("doc examples can fail: a broken example of crypto/base64.ts fails deno test --doc", async () => {
   // Its examples import the folder's door; the copy imports the file itself.
-  const source = (await Deno.readTextFile(`${root}kernel/crypto/base64.ts`))
+  const source = (await Deno.readTextFile(`${root}crypto/base64.ts`))
     .replaceAll('from "./mod.ts"', 'from "./base64.ts"');
   const broken = source.replace(
     'assert(toBase64Url(new Uint8Array([0xfb, 0xff])) === "-_8");',

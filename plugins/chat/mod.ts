@@ -21,7 +21,7 @@ import {
   type UserMessage,
   UserMessageSchema,
 } from "../../proto/gen/meow_pb.ts";
-import { randomUuid } from "../../kernel/crypto/mod.ts";
+import { randomUuid } from "../../crypto/mod.ts";
 import { Malformed } from "../../kernel/errors.ts";
 import { assertFits, contactLookupKey, myLookupKey } from "../../kernel/pipeline.ts";
 import type { Plugin, PluginHost, Tx } from "../../kernel/plugin.ts";

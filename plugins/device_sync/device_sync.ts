@@ -26,7 +26,7 @@ import {
   ServerCardSchema,
   UserMessageSchema,
 } from "../../proto/gen/meow_pb.ts";
-import { randomUuid } from "../../kernel/crypto/mod.ts";
+import { randomUuid } from "../../crypto/mod.ts";
 import { Malformed, UnknownType } from "../../kernel/errors.ts";
 import type { InvitationTicket, PairingAccepted, PairingOffer } from "../../kernel/kernel.ts";
 import type { JoinInput, PairingForm } from "../../kernel/pairing_flow.ts";

@@ -8,7 +8,7 @@ import {
   PeerType,
   UserMessageSchema,
 } from "../../proto/gen/meow_pb.ts";
-import { randomInt, randomUuid, SeededRandom } from "../../kernel/crypto/mod.ts";
+import { randomInt, randomUuid, SeededRandom } from "../../crypto/mod.ts";
 import { contactLookupKey, myLookupKey } from "../../kernel/pipeline.ts";
 import type { Plugin, Tx } from "../../kernel/plugin.ts";
 import { MemoryBackend, ServerCore } from "../../server/mod.ts";

@@ -241,4 +241,4 @@ export function wins(a: Version, b: Version): boolean {
   return a.at > b.at || (a.at === b.at && a.by > b.by);
 }
 
-export { containsBytes } from "../../kernel/crypto/bytes.ts";
+export { containsBytes } from "../../crypto/bytes.ts";

@@ -26,7 +26,7 @@ import {
   PeerType,
   UserMessageSchema,
 } from "../../proto/gen/meow_pb.ts";
-import { randomUuid } from "../../kernel/crypto/mod.ts";
+import { randomUuid } from "../../crypto/mod.ts";
 import { Malformed } from "../../kernel/errors.ts";
 import {
   assertFits,

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { randomInt, SeededRandom } from "../../kernel/crypto/mod.ts";
+import { randomInt, SeededRandom } from "../../crypto/mod.ts";
 import type { Plugin } from "../../kernel/plugin.ts";
 import { chatPlugin } from "../chat/mod.ts";
 import { dedupPlugin } from "../dedup/mod.ts";

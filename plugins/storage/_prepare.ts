@@ -6,7 +6,7 @@
  * @module
  */
 import { type DescMessage, isMessage, type MessageShape } from "@bufbuild/protobuf";
-import type { Batch } from "../../kernel/ports.ts";
+import type { Batch } from "../../ports/mod.ts";
 import { encode } from "../../proto/codec.ts";
 import {
   DbMessageSchema,

@@ -10,8 +10,8 @@
  */
 import assert from "node:assert/strict";
 import { create } from "@bufbuild/protobuf";
-import type { Store } from "../../kernel/ports.ts";
-import { containsBytes, SeededRandom } from "../../kernel/crypto/mod.ts";
+import type { Store } from "../../ports/mod.ts";
+import { containsBytes, SeededRandom } from "../../crypto/mod.ts";
 import {
   DbMessageSchema,
   IdentityRecordSchema,

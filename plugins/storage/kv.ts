@@ -4,7 +4,7 @@
  *
  * @module
  */
-import type { Batch, ListMessagesOptions, Store } from "../../kernel/ports.ts";
+import type { Batch, ListMessagesOptions, Store } from "../../ports/mod.ts";
 import { decode } from "../../proto/codec.ts";
 import {
   type DbMessage,

@@ -6,7 +6,7 @@
  * @module
  */
 import { clone } from "@bufbuild/protobuf";
-import type { Batch, ListMessagesOptions, Store } from "../../kernel/ports.ts";
+import type { Batch, ListMessagesOptions, Store } from "../../ports/mod.ts";
 import { decode, MESSAGE_BYTES_MAX } from "../../proto/codec.ts";
 import {
   type DbMessage,

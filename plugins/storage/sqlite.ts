@@ -5,7 +5,7 @@
  * @module
  */
 import { DatabaseSync, type StatementSync } from "node:sqlite";
-import type { Batch, ListMessagesOptions, Store } from "../../kernel/ports.ts";
+import type { Batch, ListMessagesOptions, Store } from "../../ports/mod.ts";
 import { decode, MESSAGE_BYTES_MAX } from "../../proto/codec.ts";
 import {
   type DbMessage,

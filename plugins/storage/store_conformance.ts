@@ -14,7 +14,7 @@ import {
   type MessageShape,
   toJsonString,
 } from "@bufbuild/protobuf";
-import type { Batch, Store } from "../../kernel/ports.ts";
+import type { Batch, Store } from "../../ports/mod.ts";
 import {
   type DbMessage,
   DbMessageSchema,

@@ -16,7 +16,7 @@ import type {
   ServerCard,
 } from "../proto/gen/meow_pb.ts";
 
-export type { Random } from "./crypto/random.ts";
+export type { Random } from "../crypto/random.ts";
 
 /**
  * Time, in milliseconds since the Unix epoch. Production: `systemClock`
@@ -25,7 +25,7 @@ export type { Random } from "./crypto/random.ts";
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import type { Clock } from "./ports.ts";
+ * import type { Clock } from "./mod.ts";
  * const fixed: Clock = { now: () => 1000, sleep: () => Promise.resolve() };
  * assert(fixed.now() === 1000);
  * ```
