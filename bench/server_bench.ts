@@ -30,7 +30,7 @@ import {
   ServerCore,
 } from "../server/mod.ts";
 import { redisSkip, startRedis } from "../server/redis_process.ts";
-import { TestDevice } from "../server/_testing.ts";
+import { TestDevice } from "../tests/support/relay.ts";
 
 const BATCH = 16;
 const HTTP_CLIENTS = 64;

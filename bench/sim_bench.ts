@@ -16,7 +16,7 @@
  */
 import { parseArgs } from "node:util";
 import { clone, create } from "@bufbuild/protobuf";
-import { ManualClock, TestWorld } from "../kernel/_test_world.ts";
+import { ManualClock, TestWorld } from "../tests/support/world.ts";
 import { generateLookupKeyPair, randomUuid, SeededRandom } from "../crypto/mod.ts";
 import { pack, unpack } from "../kernel/pipeline.ts";
 import { decode } from "../proto/codec.ts";

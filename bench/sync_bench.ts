@@ -16,7 +16,7 @@
  *
  * @module
  */
-import { ManualClock } from "../kernel/_test_world.ts";
+import { ManualClock } from "../tests/support/world.ts";
 import { Kernel } from "../kernel/kernel.ts";
 import { SeededRandom } from "../crypto/mod.ts";
 import { encode } from "../proto/codec.ts";

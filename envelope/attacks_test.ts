@@ -38,7 +38,7 @@ import {
   type ToServerMessage,
   ToServerMessageSchema,
 } from "../proto/gen/meow_pb.ts";
-import { text } from "../server/_testing.ts";
+import { text } from "../tests/support/relay.ts";
 import { openRelayExchange } from "./request.ts";
 import { openRelayRequest, sealRelayAnswer } from "./relay.ts";
 import { signPull } from "./pull.ts";

@@ -13,7 +13,7 @@ import {
   symEncrypt,
   x25519SharedSecret,
 } from "../crypto/mod.ts";
-import { Malformed, type MeowError } from "../kernel/errors.ts";
+import { Malformed, type MeowError } from "../crypto/mod.ts";
 import { decode, encode, encodeWithElements } from "../proto/codec.ts";
 import {
   type FromServerMessage,

@@ -12,7 +12,7 @@ import {
   symEncrypt,
   x25519EphemeralAgreement,
 } from "../crypto/mod.ts";
-import { Malformed, Replay } from "../kernel/errors.ts";
+import { Malformed, Replay } from "../crypto/mod.ts";
 import { decode, encode, MESSAGE_BYTES_MAX } from "../proto/codec.ts";
 import {
   ErrorCode,

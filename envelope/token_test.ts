@@ -15,7 +15,7 @@ import {
   PullTokenBodySchema,
 } from "../proto/gen/meow_pb.ts";
 import { symDecrypt } from "../crypto/mod.ts";
-import { text } from "../server/_testing.ts";
+import { text } from "../tests/support/relay.ts";
 import { macPull, PULL_TOKEN_LIFETIME_MS, pullTokenKey } from "./token.ts";
 import { testRelay } from "./_test_relay.ts";
 

@@ -15,7 +15,7 @@ import { randomInt, SeededRandom } from "../crypto/mod.ts";
 import { newUserMessage } from "../plugins/chat/mod.ts";
 import type { Plugin } from "./plugin.ts";
 import { type Store, type Transport, TransportError } from "../ports/mod.ts";
-import { type TestDevice, TestWorld } from "./_test_world.ts";
+import { type TestDevice, TestWorld } from "../tests/support/world.ts";
 import { pack } from "./pipeline.ts";
 import { QUARANTINE_MAX } from "./kernel.ts";
 

@@ -17,7 +17,7 @@ import {
 } from "../proto/gen/meow_pb.ts";
 import { ServerCore, type ServerCoreOptions } from "./core.ts";
 import { MemoryBackend, MemoryData } from "./memory.ts";
-import { ManualClock, TestDevice, text } from "./_testing.ts";
+import { ManualClock, TestDevice, text } from "../tests/support/relay.ts";
 import type { ServerLimitsInit } from "./limits.ts";
 import type { MessageInitShape } from "@bufbuild/protobuf";
 

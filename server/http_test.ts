@@ -4,7 +4,7 @@ import { ErrorCode, MailboxAction } from "../proto/gen/meow_pb.ts";
 import { ServerCore } from "./core.ts";
 import { createHandler } from "./http.ts";
 import { MemoryBackend } from "./memory.ts";
-import { ManualClock, TestDevice, text } from "./_testing.ts";
+import { ManualClock, TestDevice, text } from "../tests/support/relay.ts";
 
 Deno.test("createHandler() counts mailbox look-ups per remote address", async () => {
   const clock = new ManualClock();

@@ -119,7 +119,7 @@ Deno.test("checkImports() fails a private file imported from another folder unde
   const violations = await check({
     "kernel/world.ts": 'import { helper } from "./_helper.ts";\nexport { helper };\n',
     "kernel/crypto/use.ts": 'import { helper } from "../_helper.ts";\nexport { helper };\n',
-    "tests/server_test.ts": 'import { testing } from "../server/_testing.ts";\n',
+    "tests/server_test.ts": 'import { testing } from "../tests/support/relay.ts";\n',
     "bench/kernel_bench.ts": 'import { helper } from "../kernel/_helper.ts";\n',
   });
   assert.deepEqual(lines(violations), [

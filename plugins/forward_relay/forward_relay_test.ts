@@ -4,7 +4,7 @@ import type { Plugin } from "../../kernel/plugin.ts";
 import { chatPlugin } from "../chat/mod.ts";
 import { dedupPlugin } from "../dedup/mod.ts";
 import { deviceSyncPlugin } from "../device_sync/mod.ts";
-import { chat, lines, type SyncDevice, SyncWorld, uuids } from "../device_sync/_test_util.ts";
+import { chat, lines, type SyncDevice, SyncWorld, uuids } from "../../tests/support/device_sync.ts";
 import { type ForwardRelayApi, forwardRelayPlugin } from "./mod.ts";
 
 const plugins = (extra: Plugin[] = []) => () => [
