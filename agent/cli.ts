@@ -10,11 +10,11 @@
  */
 import { Command, CommanderError, Option } from "commander";
 import { SystemRandom } from "../crypto/mod.ts";
-import { MeowError } from "../kernel/errors.ts";
+import { MeowError } from "../kernel/mod.ts";
 import { type Transport, TransportError } from "../ports/mod.ts";
 import type { DeviceSyncApi } from "../plugins/device_sync/mod.ts";
 import { UnreadableRecord } from "../plugins/storage/mod.ts";
-import { HttpTransport } from "../server/http_transport.ts";
+import { HttpTransport } from "../server/mod.ts";
 import encodeQR from "qr";
 import {
   Agent,

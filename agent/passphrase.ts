@@ -6,7 +6,7 @@
  * @module
  */
 import { scrypt } from "@noble/hashes/scrypt.js";
-import { fromBase64Url, toBase64Url } from "../crypto/base64.ts";
+import { fromBase64Url, toBase64Url } from "../crypto/mod.ts";
 import type { Random } from "../ports/mod.ts";
 import { recordAd, SEAL_OVERHEAD_BYTES, xchachaCipher } from "../plugins/storage/mod.ts";
 import { AgentError, EXIT } from "./errors.ts";

@@ -8,7 +8,7 @@
  */
 import { parseArgs } from "node:util";
 import { SystemRandom } from "../crypto/mod.ts";
-import { systemClock } from "../ports/system_clock.ts";
+import { systemClock } from "../ports/mod.ts";
 import {
   type Backend,
   createHandler,

@@ -68,3 +68,4 @@ export {
   publicKeyOperations,
   setImportedKeysMax,
 } from "./_native.ts";
+export { _bytesEqual } from "./bytes.ts";

@@ -11,7 +11,7 @@
  * @module
  */
 import { SystemRandom } from "../crypto/mod.ts";
-import { systemClock } from "../ports/system_clock.ts";
+import { systemClock } from "../ports/mod.ts";
 import { createHandler, KvBackend, type LogLevel, ServerCore } from "../server/mod.ts";
 
 const LEVELS: LogLevel[] = ["debug", "info", "warn"];

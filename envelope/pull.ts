@@ -17,7 +17,7 @@ import {
   type ConversationRequest,
   ConversationRequestSchema,
   type ServerCard,
-} from "../proto/gen/meow_pb.ts";
+} from "../proto/mod.ts";
 
 const encoder = new TextEncoder();
 

@@ -14,14 +14,14 @@ import {
   x25519SharedSecret,
 } from "../crypto/mod.ts";
 import { Malformed, type MeowError } from "../crypto/mod.ts";
-import { decode, encode, encodeWithElements } from "../proto/codec.ts";
+import { decode, encode, encodeWithElements } from "../proto/mod.ts";
 import {
   type FromServerMessage,
   FromServerMessageSchema,
   PackedServerMessageSchema,
   type ToServerMessage,
   ToServerMessageSchema,
-} from "../proto/gen/meow_pb.ts";
+} from "../proto/mod.ts";
 import { envelopeKeys, PUBLIC_KEY_BYTES } from "./_keys.ts";
 
 /** Options for {@linkcode openRelayRequest}. */

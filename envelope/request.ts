@@ -6,14 +6,9 @@
  * @module
  */
 import { create } from "@bufbuild/protobuf";
-import {
-  type Random,
-  symDecrypt,
-  symEncrypt,
-  x25519EphemeralAgreement,
-} from "../crypto/mod.ts";
+import { type Random, symDecrypt, symEncrypt, x25519EphemeralAgreement } from "../crypto/mod.ts";
 import { Malformed, Replay } from "../crypto/mod.ts";
-import { decode, encode, MESSAGE_BYTES_MAX } from "../proto/codec.ts";
+import { decode, encode, MESSAGE_BYTES_MAX } from "../proto/mod.ts";
 import {
   ErrorCode,
   type FromServerMessage,
@@ -22,7 +17,7 @@ import {
   type ServerCard,
   type ToServerMessage,
   ToServerMessageSchema,
-} from "../proto/gen/meow_pb.ts";
+} from "../proto/mod.ts";
 import { envelopeKeys } from "./_keys.ts";
 
 /** Largest relay answer a client reads, in bytes (a full pull plus envelope and sealing). */

@@ -16,15 +16,8 @@
  * @module
  */
 import { create } from "@bufbuild/protobuf";
-import {
-  deriveKey,
-  mac,
-  type Random,
-  symDecrypt,
-  symEncrypt,
-  verifyMac,
-} from "../crypto/mod.ts";
-import { decode, encode } from "../proto/codec.ts";
+import { deriveKey, mac, type Random, symDecrypt, symEncrypt, verifyMac } from "../crypto/mod.ts";
+import { decode, encode } from "../proto/mod.ts";
 import {
   type ConversationRequest,
   ConversationRequestSchema,
@@ -33,7 +26,7 @@ import {
   PullTokenBodySchema,
   PullTokenSchema,
   type ServerCard,
-} from "../proto/gen/meow_pb.ts";
+} from "../proto/mod.ts";
 import { pullSignedBytes } from "./pull.ts";
 
 /** How long a pull token is good for after it is issued, in ms. */

@@ -16,7 +16,7 @@
  * @module
  */
 import { create } from "@bufbuild/protobuf";
-import { decode, encode } from "../proto/codec.ts";
+import { decode, encode } from "../proto/mod.ts";
 import {
   type ContactCard,
   ContactCardSchema,
@@ -30,7 +30,7 @@ import {
   PeerType,
   type ServerCard,
   UserMessageSchema,
-} from "../proto/gen/meow_pb.ts";
+} from "../proto/mod.ts";
 import {
   decodeRatchetHeader,
   generateEncryptionKeyPair,

@@ -38,7 +38,7 @@ import {
   type ServerError,
   ToServerMessageSchema,
   type UserMessage,
-} from "../proto/gen/meow_pb.ts";
+} from "../proto/mod.ts";
 import { macPull, openRelayExchange, PULL_TOKEN_MARGIN_MS, signPull } from "../envelope/mod.ts";
 import {
   generateEncryptionKeyPair,

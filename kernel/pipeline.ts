@@ -10,7 +10,7 @@
  * @module
  */
 import { create } from "@bufbuild/protobuf";
-import { decode, encode } from "../proto/codec.ts";
+import { decode, encode } from "../proto/mod.ts";
 import {
   type PackedUserMessage,
   PackedUserMessageSchema,
@@ -18,7 +18,7 @@ import {
   ServerCardSchema,
   type UserMessage,
   UserMessageSchema,
-} from "../proto/gen/meow_pb.ts";
+} from "../proto/mod.ts";
 import {
   concatBytes,
   deserializeRatchet,

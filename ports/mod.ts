@@ -14,9 +14,9 @@ import type {
   PeerRecord,
   QuarantineRecord,
   ServerCard,
-} from "../proto/gen/meow_pb.ts";
+} from "../proto/mod.ts";
 
-export type { Random } from "../crypto/random.ts";
+export type { Random } from "../crypto/mod.ts";
 
 /**
  * Time, in milliseconds since the Unix epoch. Production: `systemClock`
@@ -145,3 +145,4 @@ export interface Store {
   /** Releases files and handles; the store is unusable afterwards. */
   close(): Promise<void>;
 }
+export { systemClock } from "./system_clock.ts";

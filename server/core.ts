@@ -26,7 +26,7 @@ import {
   sealRelayAnswer,
   verifyPull,
 } from "../envelope/mod.ts";
-import { encodedElements, withFields } from "../proto/codec.ts";
+import { encodedElements, withFields } from "../proto/mod.ts";
 import {
   type ConversationRequest,
   ErrorCode,
@@ -45,7 +45,7 @@ import {
   ServerLimitsSchema,
   type ToServerMessage,
   ToServerMessageSchema,
-} from "../proto/gen/meow_pb.ts";
+} from "../proto/mod.ts";
 import type {
   Backend,
   MailboxStepResult,

@@ -5,8 +5,8 @@
  * @module
  */
 import { concatBytes } from "../crypto/mod.ts";
-import { encode, encodeJson } from "../proto/codec.ts";
-import { ServerCardSchema } from "../proto/gen/meow_pb.ts";
+import { encode, encodeJson } from "../proto/mod.ts";
+import { ServerCardSchema } from "../proto/mod.ts";
 import type { Clock } from "../ports/mod.ts";
 import type { ServerCore } from "./core.ts";
 

@@ -4,8 +4,8 @@
  *
  * @module
  */
-import { decode } from "../proto/codec.ts";
-import { type ServerCard, ServerCardSchema } from "../proto/gen/meow_pb.ts";
+import { decode } from "../proto/mod.ts";
+import { type ServerCard, ServerCardSchema } from "../proto/mod.ts";
 import { type Transport, TransportError } from "../ports/mod.ts";
 import { ANSWER_BYTES_MAX } from "../envelope/mod.ts";
 

@@ -5,7 +5,7 @@
  *
  * @module
  */
-import { type ServerCard, ServerCardSchema } from "../proto/gen/meow_pb.ts";
+import { type ServerCard, ServerCardSchema } from "../proto/mod.ts";
 import { create } from "@bufbuild/protobuf";
 import { type Transport, TransportError } from "../ports/mod.ts";
 import type { ServerCore } from "./core.ts";

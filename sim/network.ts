@@ -15,8 +15,8 @@
  *
  * @module
  */
-import { PackedUserMessageSchema, type ServerCard } from "../proto/gen/meow_pb.ts";
-import { decode, encode } from "../proto/codec.ts";
+import { PackedUserMessageSchema, type ServerCard } from "../proto/mod.ts";
+import { decode, encode } from "../proto/mod.ts";
 import { randomFloat, randomInt, randomUuid, type SeededRandom } from "../crypto/mod.ts";
 import { type Transport, TransportError } from "../ports/mod.ts";
 import type { Backend, ServerCore, StoredMessage } from "../server/mod.ts";

@@ -6,7 +6,7 @@
  * @module
  */
 import { sha256 } from "@noble/hashes/sha2.js";
-import type { PluginInput } from "../kernel/plugin.ts";
+import type { PluginInput } from "../kernel/mod.ts";
 import type { Backend, ServerCore } from "../server/mod.ts";
 import { check, type CheckInput, type ExpectationResult, latency } from "./checks.ts";
 import type { NetworkSpec, Scenario } from "./scenario.ts";

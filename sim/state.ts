@@ -5,7 +5,7 @@
  *
  * @module
  */
-import { PeerType } from "../proto/gen/meow_pb.ts";
+import { PeerType } from "../proto/mod.ts";
 import type { Store } from "../ports/mod.ts";
 
 /** One stored message, as compared across devices. */

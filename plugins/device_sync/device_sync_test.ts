@@ -22,7 +22,14 @@ import {
   encodeSyncPayload,
   SYNC_TYPES,
 } from "./mod.ts";
-import { chat, lines, sync, type SyncDevice, SyncWorld, uuids } from "../../tests/support/device_sync.ts";
+import {
+  chat,
+  lines,
+  sync,
+  type SyncDevice,
+  SyncWorld,
+  uuids,
+} from "../../tests/support/device_sync.ts";
 
 /** A user "alice" with devices phone (the first) and laptop, and a contact "bob" paired with the phone. */
 async function aliceAndBob(seed: number) {

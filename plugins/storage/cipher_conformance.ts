@@ -17,7 +17,7 @@ import {
   IdentityRecordSchema,
   OutboxEntrySchema,
   PeerRecordSchema,
-} from "../../proto/gen/meow_pb.ts";
+} from "../../proto/mod.ts";
 import { type StoreCipher, UnreadableRecord, xchachaCipher } from "./cipher.ts";
 import { storeConformance } from "./store_conformance.ts";
 

@@ -29,7 +29,7 @@ import {
   type QuarantineRecord,
   QuarantineRecordSchema,
   ServerCardSchema,
-} from "../../proto/gen/meow_pb.ts";
+} from "../../proto/mod.ts";
 
 /** How the suite makes, reopens and disposes of stores of one adapter. */
 export interface StoreFactory {
