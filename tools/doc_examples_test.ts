@@ -29,7 +29,7 @@ Deno.test("doc examples can fail: a broken example of crypto/base64.ts fails den
   const dir = await Deno.makeTempDir({ prefix: "meowsync-doc-" });
   try {
     await Deno.mkdir(`${dir}/crypto`);
-    await Deno.copyFile(`${root}kernel/errors.ts`, `${dir}/errors.ts`);
+    await Deno.copyFile(`${root}crypto/errors.ts`, `${dir}/crypto/errors.ts`);
     await Deno.writeTextFile(`${dir}/crypto/base64.ts`, source);
     await Deno.writeTextFile(`${dir}/crypto/broken.ts`, broken);
     const intact = await docTest(`${dir}/crypto/base64.ts`);
