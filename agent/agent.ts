@@ -16,33 +16,28 @@
  *
  * @module
  */
-import { SystemRandom } from "../kernel/crypto/mod.ts";
+import { SystemRandom } from "../crypto/mod.ts";
 import {
   MeowError,
   MessageTooLarge,
   NoSuchCode,
   PairingInterfered,
   RelayRefused,
-} from "../kernel/errors.ts";
-import { parsePairingCode, parsePairingLink } from "../kernel/pairing.ts";
-import type { JoinInput, PairingForm } from "../kernel/pairing_flow.ts";
-import { Kernel, type LogLevel, type PairingOffer, type RelayHealth } from "../kernel/kernel.ts";
-import type { Plugin } from "../kernel/plugin.ts";
-import { type Transport, TransportError } from "../kernel/ports.ts";
-import { systemClock } from "../kernel/system_clock.ts";
-import {
-  type DbMessage,
-  type PeerRecord,
-  PeerType,
-  type ServerCard,
-} from "../proto/gen/meow_pb.ts";
+} from "../kernel/mod.ts";
+import { parsePairingCode, parsePairingLink } from "../kernel/mod.ts";
+import type { JoinInput, PairingForm } from "../kernel/mod.ts";
+import { Kernel, type LogLevel, type PairingOffer, type RelayHealth } from "../kernel/mod.ts";
+import type { Plugin } from "../kernel/mod.ts";
+import { type Transport, TransportError } from "../ports/mod.ts";
+import { systemClock } from "../ports/mod.ts";
+import { type DbMessage, type PeerRecord, PeerType, type ServerCard } from "../proto/mod.ts";
 import { type ChatApi, chatPlugin } from "../plugins/chat/mod.ts";
 import { dedupPlugin } from "../plugins/dedup/mod.ts";
 import { type DeviceSyncApi, deviceSyncPlugin } from "../plugins/device_sync/mod.ts";
 import { forwardRelayPlugin } from "../plugins/forward_relay/mod.ts";
 import { relaysPlugin } from "../plugins/relays/mod.ts";
 import { KvStore, SqliteStore, xchachaCipher } from "../plugins/storage/mod.ts";
-import { HttpTransport } from "../server/http_transport.ts";
+import { HttpTransport } from "../server/mod.ts";
 import { AgentError, EXIT } from "./errors.ts";
 import { type HomePaths, readConfig } from "./home.ts";
 

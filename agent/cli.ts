@@ -9,12 +9,12 @@
  * @module
  */
 import { Command, CommanderError, Option } from "commander";
-import { SystemRandom } from "../kernel/crypto/mod.ts";
-import { MeowError } from "../kernel/errors.ts";
-import { type Transport, TransportError } from "../kernel/ports.ts";
+import { SystemRandom } from "../crypto/mod.ts";
+import { MeowError } from "../kernel/mod.ts";
+import { type Transport, TransportError } from "../ports/mod.ts";
 import type { DeviceSyncApi } from "../plugins/device_sync/mod.ts";
 import { UnreadableRecord } from "../plugins/storage/mod.ts";
-import { HttpTransport } from "../server/http_transport.ts";
+import { HttpTransport } from "../server/mod.ts";
 import encodeQR from "qr";
 import {
   Agent,

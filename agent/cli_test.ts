@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
-import { SystemRandom } from "../kernel/crypto/mod.ts";
-import { systemClock } from "../kernel/system_clock.ts";
+import { SystemRandom } from "../crypto/mod.ts";
+import { systemClock } from "../ports/system_clock.ts";
 import { ServerCore } from "../server/core.ts";
 import { LocalTransport } from "../server/local_transport.ts";
 import { MemoryBackend } from "../server/memory.ts";

@@ -11,7 +11,7 @@
  *
  * @module
  */
-import { SystemRandom, toBase64Url } from "../kernel/crypto/mod.ts";
+import { SystemRandom, toBase64Url } from "../crypto/mod.ts";
 import type { Agent } from "./agent.ts";
 import { AgentError, EXIT } from "./errors.ts";
 import { type ControlAddress, type HomePaths, writeControlAddress } from "./home.ts";

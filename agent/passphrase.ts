@@ -6,8 +6,8 @@
  * @module
  */
 import { scrypt } from "@noble/hashes/scrypt.js";
-import { fromBase64Url, toBase64Url } from "../kernel/crypto/base64.ts";
-import type { Random } from "../kernel/ports.ts";
+import { fromBase64Url, toBase64Url } from "../crypto/mod.ts";
+import type { Random } from "../ports/mod.ts";
 import { recordAd, SEAL_OVERHEAD_BYTES, xchachaCipher } from "../plugins/storage/mod.ts";
 import { AgentError, EXIT } from "./errors.ts";
 
@@ -50,7 +50,7 @@ const CHECK_AD = recordAd(["agent.json", "check"]);
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import { SystemRandom } from "../kernel/crypto/mod.ts";
+ * import { SystemRandom } from "../crypto/mod.ts";
  * import { newKdfParams } from "./passphrase.ts";
  * assert(newKdfParams(new SystemRandom()).logN === 17);
  * ```
@@ -91,7 +91,7 @@ export function deriveKey(passphrase: string, params: KdfParams): Uint8Array {
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import { SystemRandom } from "../kernel/crypto/mod.ts";
+ * import { SystemRandom } from "../crypto/mod.ts";
  * import { keyCheck, keyMatches } from "./passphrase.ts";
  * const key = new SystemRandom().bytes(32);
  * assert(keyMatches(key, keyCheck(key, new SystemRandom())));

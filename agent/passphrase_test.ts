@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { SeededRandom, symEncrypt, toBase64Url } from "../kernel/crypto/mod.ts";
+import { SeededRandom, symEncrypt, toBase64Url } from "../crypto/mod.ts";
 import { AgentError, EXIT } from "./errors.ts";
 import { deriveKey, getPassphrase, keyCheck, keyMatches, newKdfParams } from "./passphrase.ts";
 

@@ -1,5 +1,5 @@
 /**
- * Benchmarks of kernel/crypto: each primitive, the ratchet (same chain and
+ * Benchmarks of crypto/: each primitive, the ratchet (same chain and
  * with a DH step) and the whole outbound + inbound pipeline of a 256-byte user
  * message (PROTOCOL.md, "Sealing a user message"). At load it also times the
  * pipeline against the sum of the primitives it is made of, on the very same
@@ -27,7 +27,7 @@ import {
   symDecrypt,
   symEncrypt,
   verify,
-} from "../kernel/crypto/mod.ts";
+} from "../crypto/mod.ts";
 
 const MESSAGE_BYTES = 256;
 /** Iterations per timing round of the ratio measurement. */

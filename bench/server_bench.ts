@@ -19,8 +19,8 @@
  */
 import { parseArgs } from "node:util";
 import { create } from "@bufbuild/protobuf";
-import { SystemRandom } from "../kernel/crypto/mod.ts";
-import { systemClock } from "../kernel/system_clock.ts";
+import { SystemRandom } from "../crypto/mod.ts";
+import { systemClock } from "../ports/system_clock.ts";
 import { PackedUserMessageSchema, type ServerCard } from "../proto/gen/meow_pb.ts";
 import {
   createHandler,
@@ -30,7 +30,7 @@ import {
   ServerCore,
 } from "../server/mod.ts";
 import { redisSkip, startRedis } from "../server/redis_process.ts";
-import { TestDevice } from "../server/_testing.ts";
+import { TestDevice } from "../tests/support/relay.ts";
 
 const BATCH = 16;
 const HTTP_CLIENTS = 64;

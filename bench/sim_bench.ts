@@ -16,8 +16,8 @@
  */
 import { parseArgs } from "node:util";
 import { clone, create } from "@bufbuild/protobuf";
-import { ManualClock, TestWorld } from "../kernel/_test_world.ts";
-import { generateLookupKeyPair, randomUuid, SeededRandom } from "../kernel/crypto/mod.ts";
+import { ManualClock, TestWorld } from "../tests/support/world.ts";
+import { generateLookupKeyPair, randomUuid, SeededRandom } from "../crypto/mod.ts";
 import { pack, unpack } from "../kernel/pipeline.ts";
 import { decode } from "../proto/codec.ts";
 import {

@@ -16,9 +16,9 @@
  *
  * @module
  */
-import { ManualClock } from "../kernel/_test_world.ts";
+import { ManualClock } from "../tests/support/world.ts";
 import { Kernel } from "../kernel/kernel.ts";
-import { SeededRandom } from "../kernel/crypto/mod.ts";
+import { SeededRandom } from "../crypto/mod.ts";
 import { encode } from "../proto/codec.ts";
 import { PackedUserMessageSchema } from "../proto/gen/meow_pb.ts";
 import { type ChatApi, chatPlugin } from "../plugins/chat/mod.ts";

@@ -7,8 +7,8 @@
  * @module
  */
 import { parseArgs } from "node:util";
-import { SystemRandom } from "../kernel/crypto/mod.ts";
-import { systemClock } from "../kernel/system_clock.ts";
+import { SystemRandom } from "../crypto/mod.ts";
+import { systemClock } from "../ports/mod.ts";
 import {
   type Backend,
   createHandler,

@@ -5,7 +5,7 @@
  * @module
  */
 import { main } from "../sim/cli.ts";
-import { startRedis } from "../server/redis_process.ts";
+import { startRedis } from "../server/mod.ts";
 
 const status = await main(Deno.args, {
   out: (text) => Deno.stdout.writeSync(new TextEncoder().encode(text)),

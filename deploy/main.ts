@@ -10,8 +10,8 @@
  *
  * @module
  */
-import { SystemRandom } from "../kernel/crypto/mod.ts";
-import { systemClock } from "../kernel/system_clock.ts";
+import { SystemRandom } from "../crypto/mod.ts";
+import { systemClock } from "../ports/mod.ts";
 import { createHandler, KvBackend, type LogLevel, ServerCore } from "../server/mod.ts";
 
 const LEVELS: LogLevel[] = ["debug", "info", "warn"];

@@ -7,7 +7,7 @@
  */
 import { hkdf } from "@noble/hashes/hkdf.js";
 import { sha256 } from "@noble/hashes/sha2.js";
-import { concatBytes } from "../kernel/crypto/mod.ts";
+import { concatBytes } from "../crypto/mod.ts";
 
 /** The HKDF info of the envelope keys; a new envelope version gets a new label. */
 const ENVELOPE_INFO = new TextEncoder().encode("meowsync/relay-envelope/v2");

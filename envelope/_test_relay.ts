@@ -4,10 +4,10 @@
  *
  * @module
  */
-import { SeededRandom } from "../kernel/crypto/mod.ts";
+import { SeededRandom } from "../crypto/mod.ts";
 import { ServerCore } from "../server/core.ts";
 import { MemoryBackend, MemoryData } from "../server/memory.ts";
-import { ManualClock, TestDevice } from "../server/_testing.ts";
+import { ManualClock, TestDevice } from "../tests/support/relay.ts";
 import type { ServerKeys } from "../server/backend.ts";
 
 /** A relay, its stored keys and data, and a way to make devices that talk to it. */

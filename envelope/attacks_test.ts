@@ -21,7 +21,7 @@ import {
   sign,
   toBase64Url,
   verify,
-} from "../kernel/crypto/mod.ts";
+} from "../crypto/mod.ts";
 import { BadCiphertext, Malformed, Replay } from "../kernel/errors.ts";
 import { decode, encode } from "../proto/codec.ts";
 import {
@@ -38,7 +38,7 @@ import {
   type ToServerMessage,
   ToServerMessageSchema,
 } from "../proto/gen/meow_pb.ts";
-import { text } from "../server/_testing.ts";
+import { text } from "../tests/support/relay.ts";
 import { openRelayExchange } from "./request.ts";
 import { openRelayRequest, sealRelayAnswer } from "./relay.ts";
 import { signPull } from "./pull.ts";

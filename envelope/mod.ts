@@ -10,7 +10,7 @@
  * import { create } from "@bufbuild/protobuf";
  * import { openRelayExchange, signPull } from "./mod.ts";
  * import { LocalTransport, MemoryBackend, ServerCore } from "../server/mod.ts";
- * import { generateLookupKeyPair, SeededRandom } from "../kernel/crypto/mod.ts";
+ * import { generateLookupKeyPair, SeededRandom } from "../crypto/mod.ts";
  * import { ToServerMessageSchema } from "../proto/gen/meow_pb.ts";
  *
  * const random = new SeededRandom(9);

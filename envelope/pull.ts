@@ -12,12 +12,12 @@ import {
   sign,
   toBase64Url,
   verify,
-} from "../kernel/crypto/mod.ts";
+} from "../crypto/mod.ts";
 import {
   type ConversationRequest,
   ConversationRequestSchema,
   type ServerCard,
-} from "../proto/gen/meow_pb.ts";
+} from "../proto/mod.ts";
 
 const encoder = new TextEncoder();
 
@@ -61,7 +61,7 @@ export interface SignPullOptions {
  * import assert from "node:assert/strict";
  * import { create } from "@bufbuild/protobuf";
  * import { signPull, verifyPull } from "./mod.ts";
- * import { generateLookupKeyPair, SeededRandom, toBase64Url } from "../kernel/crypto/mod.ts";
+ * import { generateLookupKeyPair, SeededRandom, toBase64Url } from "../crypto/mod.ts";
  * import { ServerCardSchema } from "../proto/gen/meow_pb.ts";
  * const random = new SeededRandom(4);
  * const lookup = generateLookupKeyPair(random);

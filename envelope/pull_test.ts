@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { create } from "@bufbuild/protobuf";
-import { generateLookupKeyPair, SeededRandom } from "../kernel/crypto/mod.ts";
+import { generateLookupKeyPair, SeededRandom } from "../crypto/mod.ts";
 import { ServerCardSchema } from "../proto/gen/meow_pb.ts";
 import { signPull, verifyPull } from "./pull.ts";
 

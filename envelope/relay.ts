@@ -12,16 +12,16 @@ import {
   symDecrypt,
   symEncrypt,
   x25519SharedSecret,
-} from "../kernel/crypto/mod.ts";
-import { Malformed, type MeowError } from "../kernel/errors.ts";
-import { decode, encode, encodeWithElements } from "../proto/codec.ts";
+} from "../crypto/mod.ts";
+import { Malformed, type MeowError } from "../crypto/mod.ts";
+import { decode, encode, encodeWithElements } from "../proto/mod.ts";
 import {
   type FromServerMessage,
   FromServerMessageSchema,
   PackedServerMessageSchema,
   type ToServerMessage,
   ToServerMessageSchema,
-} from "../proto/gen/meow_pb.ts";
+} from "../proto/mod.ts";
 import { envelopeKeys, PUBLIC_KEY_BYTES } from "./_keys.ts";
 
 /** Options for {@linkcode openRelayRequest}. */
@@ -58,7 +58,7 @@ export interface RelayRequest {
  * import assert from "node:assert/strict";
  * import { create } from "@bufbuild/protobuf";
  * import { openRelayExchange, openRelayRequest, sealRelayAnswer } from "./mod.ts";
- * import { generateEncryptionKeyPair, SeededRandom } from "../kernel/crypto/mod.ts";
+ * import { generateEncryptionKeyPair, SeededRandom } from "../crypto/mod.ts";
  * import { FromServerMessageSchema, ServerCardSchema, ToServerMessageSchema } from "../proto/gen/meow_pb.ts";
  * const random = new SeededRandom(5);
  * const encryption = generateEncryptionKeyPair(random);

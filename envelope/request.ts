@@ -6,14 +6,9 @@
  * @module
  */
 import { create } from "@bufbuild/protobuf";
-import {
-  type Random,
-  symDecrypt,
-  symEncrypt,
-  x25519EphemeralAgreement,
-} from "../kernel/crypto/mod.ts";
-import { Malformed, Replay } from "../kernel/errors.ts";
-import { decode, encode, MESSAGE_BYTES_MAX } from "../proto/codec.ts";
+import { type Random, symDecrypt, symEncrypt, x25519EphemeralAgreement } from "../crypto/mod.ts";
+import { Malformed, Replay } from "../crypto/mod.ts";
+import { decode, encode, MESSAGE_BYTES_MAX } from "../proto/mod.ts";
 import {
   ErrorCode,
   type FromServerMessage,
@@ -22,7 +17,7 @@ import {
   type ServerCard,
   type ToServerMessage,
   ToServerMessageSchema,
-} from "../proto/gen/meow_pb.ts";
+} from "../proto/mod.ts";
 import { envelopeKeys } from "./_keys.ts";
 
 /** Largest relay answer a client reads, in bytes (a full pull plus envelope and sealing). */
@@ -77,7 +72,7 @@ export interface RelayExchange {
  * import { openRelayExchange } from "./mod.ts";
  * import { ServerCore } from "../server/core.ts";
  * import { MemoryBackend } from "../server/memory.ts";
- * import { SeededRandom } from "../kernel/crypto/mod.ts";
+ * import { SeededRandom } from "../crypto/mod.ts";
  * import { ToServerMessageSchema } from "../proto/gen/meow_pb.ts";
  * const random = new SeededRandom(2);
  * const core = await ServerCore.create({

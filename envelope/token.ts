@@ -16,15 +16,8 @@
  * @module
  */
 import { create } from "@bufbuild/protobuf";
-import {
-  deriveKey,
-  mac,
-  type Random,
-  symDecrypt,
-  symEncrypt,
-  verifyMac,
-} from "../kernel/crypto/mod.ts";
-import { decode, encode } from "../proto/codec.ts";
+import { deriveKey, mac, type Random, symDecrypt, symEncrypt, verifyMac } from "../crypto/mod.ts";
+import { decode, encode } from "../proto/mod.ts";
 import {
   type ConversationRequest,
   ConversationRequestSchema,
@@ -33,7 +26,7 @@ import {
   PullTokenBodySchema,
   PullTokenSchema,
   type ServerCard,
-} from "../proto/gen/meow_pb.ts";
+} from "../proto/mod.ts";
 import { pullSignedBytes } from "./pull.ts";
 
 /** How long a pull token is good for after it is issued, in ms. */
@@ -95,7 +88,7 @@ export interface MacPullOptions {
  * import assert from "node:assert/strict";
  * import { create } from "@bufbuild/protobuf";
  * import { issuePullToken, macPull, openTokenPull, pullTokenKey } from "./mod.ts";
- * import { SeededRandom } from "../kernel/crypto/mod.ts";
+ * import { SeededRandom } from "../crypto/mod.ts";
  * import { ServerCardSchema } from "../proto/gen/meow_pb.ts";
  * const random = new SeededRandom(3);
  * const tokenKey = pullTokenKey(random.bytes(32));

@@ -5,7 +5,7 @@
  */
 import assert from "node:assert/strict";
 import { create } from "@bufbuild/protobuf";
-import { concatBytes, mac, publicKeyOperations, verifyMac } from "../kernel/crypto/mod.ts";
+import { concatBytes, mac, publicKeyOperations, verifyMac } from "../crypto/mod.ts";
 import { decode } from "../proto/codec.ts";
 import {
   type ConversationRequest,
@@ -14,8 +14,8 @@ import {
   type PullToken,
   PullTokenBodySchema,
 } from "../proto/gen/meow_pb.ts";
-import { symDecrypt } from "../kernel/crypto/mod.ts";
-import { text } from "../server/_testing.ts";
+import { symDecrypt } from "../crypto/mod.ts";
+import { text } from "../tests/support/relay.ts";
 import { macPull, PULL_TOKEN_LIFETIME_MS, pullTokenKey } from "./token.ts";
 import { testRelay } from "./_test_relay.ts";
 

@@ -16,7 +16,7 @@
  * @module
  */
 import { create } from "@bufbuild/protobuf";
-import { decode, encode } from "../proto/codec.ts";
+import { decode, encode } from "../proto/mod.ts";
 import {
   type ContactCard,
   ContactCardSchema,
@@ -30,7 +30,7 @@ import {
   PeerType,
   type ServerCard,
   UserMessageSchema,
-} from "../proto/gen/meow_pb.ts";
+} from "../proto/mod.ts";
 import {
   decodeRatchetHeader,
   generateEncryptionKeyPair,
@@ -45,7 +45,7 @@ import {
   serializeRatchet,
   sign,
   verify,
-} from "./crypto/mod.ts";
+} from "../crypto/mod.ts";
 import { BadSignature, Malformed, PairingInterfered } from "./errors.ts";
 import {
   FrameKind,
@@ -55,7 +55,7 @@ import {
   sealFrame,
   signedBytes,
 } from "./pipeline.ts";
-import type { Random } from "./ports.ts";
+import type { Random } from "../ports/mod.ts";
 
 /** The user message type of the ratchet's first message, carried in an answer. */
 export const HELLO_TYPE = "hello";
@@ -105,7 +105,7 @@ export function defaultSettings(): PeerRecord["settings"] {
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import { SeededRandom } from "./crypto/mod.ts";
+ * import { SeededRandom } from "../crypto/mod.ts";
  * import { createInvitation } from "./invitation.ts";
  * const { pending, card } = createInvitation({ random: new SeededRandom(1), now: 0, name: "alice", servers: [] });
  * assert(pending.contact === undefined && card.drRootKey.length === 32);

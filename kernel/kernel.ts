@@ -38,7 +38,7 @@ import {
   type ServerError,
   ToServerMessageSchema,
   type UserMessage,
-} from "../proto/gen/meow_pb.ts";
+} from "../proto/mod.ts";
 import { macPull, openRelayExchange, PULL_TOKEN_MARGIN_MS, signPull } from "../envelope/mod.ts";
 import {
   generateEncryptionKeyPair,
@@ -46,7 +46,7 @@ import {
   type KeyPair,
   randomInt,
   randomUuid,
-} from "./crypto/mod.ts";
+} from "../crypto/mod.ts";
 import {
   Malformed,
   MeowError,
@@ -95,8 +95,8 @@ import type {
   PluginInput,
   Tx,
 } from "./plugin.ts";
-import type { Batch, Clock, Random, Store, Transport } from "./ports.ts";
-import { TransportError } from "./ports.ts";
+import type { Batch, Clock, Random, Store, Transport } from "../ports/mod.ts";
+import { TransportError } from "../ports/mod.ts";
 
 /**
  * What the kernel reports to an observer: every plaintext user message it
@@ -334,7 +334,7 @@ class Deferred extends Error {}
  * ```ts
  * import assert from "node:assert/strict";
  * import { Kernel } from "./kernel.ts";
- * import { SeededRandom } from "./crypto/mod.ts";
+ * import { SeededRandom } from "../crypto/mod.ts";
  * import { MemoryStore } from "../plugins/storage/mod.ts";
  * import { LocalTransport, MemoryBackend, ServerCore } from "../server/mod.ts";
  * const clock = { now: () => 1_700_000_000_000, sleep: () => Promise.resolve() };

@@ -11,11 +11,11 @@ import {
 } from "../proto/gen/meow_pb.ts";
 import { type ChatApi, chatPlugin } from "../plugins/chat/mod.ts";
 import { dedupPlugin } from "../plugins/dedup/mod.ts";
-import { randomInt, SeededRandom } from "./crypto/mod.ts";
+import { randomInt, SeededRandom } from "../crypto/mod.ts";
 import { newUserMessage } from "../plugins/chat/mod.ts";
 import type { Plugin } from "./plugin.ts";
-import { type Store, type Transport, TransportError } from "./ports.ts";
-import { type TestDevice, TestWorld } from "./_test_world.ts";
+import { type Store, type Transport, TransportError } from "../ports/mod.ts";
+import { type TestDevice, TestWorld } from "../tests/support/world.ts";
 import { pack } from "./pipeline.ts";
 import { QUARANTINE_MAX } from "./kernel.ts";
 

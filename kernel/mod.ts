@@ -40,9 +40,9 @@ export type {
   SeenMark,
   Store,
   Transport,
-} from "./ports.ts";
-export { TransportError } from "./ports.ts";
-export { systemClock } from "./system_clock.ts";
+} from "../ports/mod.ts";
+export { TransportError } from "../ports/mod.ts";
+export { systemClock } from "../ports/mod.ts";
 export * from "./errors.ts";
 export {
   answerInvitation,
@@ -91,3 +91,12 @@ export {
   verifyAnswerMac,
 } from "./pairing.ts";
 export { contactLookupKey, lookupKeyOf, myLookupKey, pack, ratchetAd, unpack } from "./pipeline.ts";
+export { cardBytes } from "./invitation.ts";
+export { type PairingAccepted, type PairingOffer } from "./kernel.ts";
+export { type JoinInput, type PairingForm, type PairingProtocol } from "./pairing_flow.ts";
+export {
+  assertFits,
+  PAD_BUCKETS_BYTES,
+  SEAL_OVERHEAD_BYTES,
+  USER_MESSAGE_BYTES_MAX,
+} from "./pipeline.ts";

@@ -41,10 +41,10 @@ import {
   normalizeCrockford,
   randomCrockford,
   toBase64Url,
-} from "./crypto/mod.ts";
+} from "../crypto/mod.ts";
 import { BadCiphertext, Malformed, PairingInterfered } from "./errors.ts";
 import { CARD_BYTES_MAX } from "./invitation.ts";
-import type { Random } from "./ports.ts";
+import type { Random } from "../ports/mod.ts";
 
 const encoder = new TextEncoder();
 const EMPTY = new Uint8Array(0);
@@ -200,7 +200,7 @@ function checkRelayUid(relayUid: string): void {
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import { SeededRandom } from "./crypto/mod.ts";
+ * import { SeededRandom } from "../crypto/mod.ts";
  * import { drawPairingSecret } from "./pairing.ts";
  * assert.equal(drawPairingSecret(new SeededRandom(1)).length, 32);
  * ```
@@ -215,7 +215,7 @@ export function drawPairingSecret(random: Random): Uint8Array {
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import { SeededRandom } from "./crypto/mod.ts";
+ * import { SeededRandom } from "../crypto/mod.ts";
  * import { drawPairingPassword } from "./pairing.ts";
  * assert.match(drawPairingPassword(new SeededRandom(1)), /^[0-9A-HJKMNP-TV-Z]{8}$/);
  * ```
@@ -503,7 +503,7 @@ function cardAd(kind: PairingKeys["kind"]): Uint8Array {
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import { SeededRandom } from "./crypto/mod.ts";
+ * import { SeededRandom } from "../crypto/mod.ts";
  * import { openCardPost, pairingLinkKeys, sealCardPost } from "./pairing.ts";
  * const random = new SeededRandom(1);
  * const keys = pairingLinkKeys({ kind: "pair", secret: random.bytes(32) });
@@ -533,7 +533,7 @@ export function sealCardPost(cardBytes: Uint8Array, keys: PairingKeys, random: R
  * ```ts
  * import assert from "node:assert/strict";
  * import { BadCiphertext } from "./errors.ts";
- * import { SeededRandom } from "./crypto/mod.ts";
+ * import { SeededRandom } from "../crypto/mod.ts";
  * import { openCardPost, pairingLinkKeys, sealCardPost } from "./pairing.ts";
  * const random = new SeededRandom(1);
  * const secret = random.bytes(32);
@@ -712,7 +712,7 @@ function hasHeader(post: Uint8Array, type: number): boolean {
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import { SeededRandom } from "./crypto/mod.ts";
+ * import { SeededRandom } from "../crypto/mod.ts";
  * import { CODE_A1_BYTES, codeInitiatorStart } from "./pairing.ts";
  * const { post } = codeInitiatorStart({
  *   password: "XQ4P9R3T", relayUid: "0123456789abcdef0123456789abcdef", nameplate: "K7M2",
@@ -741,7 +741,7 @@ export function codeInitiatorStart(
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import { SeededRandom } from "./crypto/mod.ts";
+ * import { SeededRandom } from "../crypto/mod.ts";
  * import { CODE_B1_BYTES, codeInitiatorStart, codeResponderStart } from "./pairing.ts";
  * const random = new SeededRandom(1);
  * const session = { password: "XQ4P9R3T", relayUid: "0123456789abcdef0123456789abcdef", nameplate: "K7M2" };
@@ -789,7 +789,7 @@ export function codeResponderStart(
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import { SeededRandom } from "./crypto/mod.ts";
+ * import { SeededRandom } from "../crypto/mod.ts";
  * import { PairingInterfered } from "./errors.ts";
  * import { codeInitiatorConfirm, codeInitiatorStart, codeResponderStart } from "./pairing.ts";
  * const random = new SeededRandom(1);
@@ -850,7 +850,7 @@ export function codeInitiatorConfirm(
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import { SeededRandom } from "./crypto/mod.ts";
+ * import { SeededRandom } from "../crypto/mod.ts";
  * import * as p from "./pairing.ts";
  * const random = new SeededRandom(1);
  * const session = { password: "XQ4P9R3T", relayUid: "0123456789abcdef0123456789abcdef", nameplate: "K7M2" };

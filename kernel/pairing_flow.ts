@@ -25,8 +25,8 @@ import {
   type MailboxAnswer,
   type MailboxRequestSchema,
   type ServerCard,
-} from "../proto/gen/meow_pb.ts";
-import type { Random } from "./crypto/mod.ts";
+} from "../proto/mod.ts";
+import type { Random } from "../crypto/mod.ts";
 import { BadCiphertext, Malformed, NoSuchCode, PairingInterfered } from "./errors.ts";
 import * as protocol from "./pairing.ts";
 import {

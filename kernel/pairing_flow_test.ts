@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { PeerType } from "../proto/gen/meow_pb.ts";
 import type { ChatApi } from "../plugins/chat/mod.ts";
 import { NoSuchCode, PairingInterfered } from "./errors.ts";
-import { type TestDevice, TestWorld } from "./_test_world.ts";
+import { type TestDevice, TestWorld } from "../tests/support/world.ts";
 import { type Backend, MemoryBackend } from "../server/mod.ts";
 
 function chat(device: TestDevice): ChatApi {

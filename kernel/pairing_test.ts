@@ -10,7 +10,7 @@ import {
   cpaceFinish,
   SeededRandom,
   toBase64Url,
-} from "./crypto/mod.ts";
+} from "../crypto/mod.ts";
 import { BadCiphertext, Malformed, PairingInterfered } from "./errors.ts";
 import { openFrame } from "./pipeline.ts";
 import {

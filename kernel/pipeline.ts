@@ -10,7 +10,7 @@
  * @module
  */
 import { create } from "@bufbuild/protobuf";
-import { decode, encode } from "../proto/codec.ts";
+import { decode, encode } from "../proto/mod.ts";
 import {
   type PackedUserMessage,
   PackedUserMessageSchema,
@@ -18,7 +18,7 @@ import {
   ServerCardSchema,
   type UserMessage,
   UserMessageSchema,
-} from "../proto/gen/meow_pb.ts";
+} from "../proto/mod.ts";
 import {
   concatBytes,
   deserializeRatchet,
@@ -32,10 +32,10 @@ import {
   symEncrypt,
   toBase64Url,
   verify,
-} from "./crypto/mod.ts";
+} from "../crypto/mod.ts";
 import { BadSignature, Malformed, MessageTooLarge, Replay } from "./errors.ts";
 import { relayLimits } from "./relay_limits.ts";
-import type { Random } from "./ports.ts";
+import type { Random } from "../ports/mod.ts";
 
 /** The largest serialized user message the pipeline accepts from any relay, in bytes. */
 export const USER_MESSAGE_BYTES_MAX = 256 * 1024;

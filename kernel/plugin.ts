@@ -25,10 +25,10 @@ import type {
   PeerType,
   ServerCard,
   UserMessage,
-} from "../proto/gen/meow_pb.ts";
+} from "../proto/mod.ts";
 import type { InvitationTicket, PairingAccepted, PairingOffer } from "./kernel.ts";
 import type { JoinInput, PairingForm } from "./pairing_flow.ts";
-import type { Clock, Random } from "./ports.ts";
+import type { Clock, Random } from "../ports/mod.ts";
 
 /** The events of the kernel, each observed by every plugin (a *parallel* hook). */
 export interface KernelEvents {

@@ -6,7 +6,7 @@
  *
  * @module
  */
-import type { ServerCard } from "../proto/gen/meow_pb.ts";
+import type { ServerCard } from "../proto/mod.ts";
 
 /** What a client reads of a relay's card, every field filled. */
 export interface RelayLimits {

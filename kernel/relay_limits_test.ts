@@ -16,7 +16,7 @@ import { userMessageBytesMax } from "./pipeline.ts";
 import type { PluginHost, PluginInput } from "./plugin.ts";
 import { chatPlugin, newUserMessage } from "../plugins/chat/mod.ts";
 import { dedupPlugin } from "../plugins/dedup/mod.ts";
-import { type TestDevice, TestWorld } from "./_test_world.ts";
+import { type TestDevice, TestWorld } from "../tests/support/world.ts";
 import type { ServerLimitsInit } from "../server/mod.ts";
 
 function chat(device: TestDevice): ChatApi {

@@ -16,7 +16,7 @@ import {
   toJson,
 } from "@bufbuild/protobuf";
 import { BinaryReader, BinaryWriter, WireType } from "@bufbuild/protobuf/wire";
-import { Malformed } from "../kernel/errors.ts";
+import { Malformed } from "../crypto/mod.ts";
 
 /**
  * The largest message the codec decodes by default, in bytes: a relay request

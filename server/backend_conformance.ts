@@ -6,7 +6,7 @@
  * @module
  */
 import assert from "node:assert/strict";
-import { systemClock } from "../kernel/system_clock.ts";
+import { systemClock } from "../ports/mod.ts";
 import type { Backend, ServerKeys, StoredMessage } from "./backend.ts";
 
 /** Opens backends over one piece of storage (a path, a Redis key prefix, a MemoryData). */

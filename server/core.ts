@@ -8,14 +8,14 @@
  */
 import { create } from "@bufbuild/protobuf";
 import { sha256 } from "@noble/hashes/sha2.js";
-import type { Clock } from "../kernel/ports.ts";
+import type { Clock } from "../ports/mod.ts";
 import {
   generateEncryptionKeyPair,
   generateSigningKeyPair,
   type Random,
   randomUuids,
   toBase64Url,
-} from "../kernel/crypto/mod.ts";
+} from "../crypto/mod.ts";
 import {
   issuePullToken,
   openRelayRequest,
@@ -26,7 +26,7 @@ import {
   sealRelayAnswer,
   verifyPull,
 } from "../envelope/mod.ts";
-import { encodedElements, withFields } from "../proto/codec.ts";
+import { encodedElements, withFields } from "../proto/mod.ts";
 import {
   type ConversationRequest,
   ErrorCode,
@@ -45,7 +45,7 @@ import {
   ServerLimitsSchema,
   type ToServerMessage,
   ToServerMessageSchema,
-} from "../proto/gen/meow_pb.ts";
+} from "../proto/mod.ts";
 import type {
   Backend,
   MailboxStepResult,
@@ -171,7 +171,7 @@ export interface ServerStats {
  * import { ServerCore } from "./core.ts";
  * import { MemoryBackend } from "./memory.ts";
  * import { openRelayExchange } from "../envelope/mod.ts";
- * import { SeededRandom } from "../kernel/crypto/mod.ts";
+ * import { SeededRandom } from "../crypto/mod.ts";
  * import { ToServerMessageSchema } from "../proto/gen/meow_pb.ts";
  *
  * const random = new SeededRandom(1);

@@ -1,10 +1,10 @@
 import assert from "node:assert/strict";
 import fc from "fast-check";
 import { create } from "@bufbuild/protobuf";
-import { SeededRandom } from "../kernel/crypto/mod.ts";
+import { SeededRandom } from "../crypto/mod.ts";
 import { BadCiphertext, Malformed } from "../kernel/errors.ts";
 import { decode, encode } from "../proto/codec.ts";
-import type { Random } from "../kernel/crypto/mod.ts";
+import type { Random } from "../crypto/mod.ts";
 import {
   ErrorCode,
   type FromServerMessage,
@@ -17,7 +17,7 @@ import {
 } from "../proto/gen/meow_pb.ts";
 import { ServerCore, type ServerCoreOptions } from "./core.ts";
 import { MemoryBackend, MemoryData } from "./memory.ts";
-import { ManualClock, TestDevice, text } from "./_testing.ts";
+import { ManualClock, TestDevice, text } from "../tests/support/relay.ts";
 import type { ServerLimitsInit } from "./limits.ts";
 import type { MessageInitShape } from "@bufbuild/protobuf";
 

@@ -4,10 +4,10 @@
  *
  * @module
  */
-import { concatBytes } from "../kernel/crypto/mod.ts";
-import { encode, encodeJson } from "../proto/codec.ts";
-import { ServerCardSchema } from "../proto/gen/meow_pb.ts";
-import type { Clock } from "../kernel/ports.ts";
+import { concatBytes } from "../crypto/mod.ts";
+import { encode, encodeJson } from "../proto/mod.ts";
+import { ServerCardSchema } from "../proto/mod.ts";
+import type { Clock } from "../ports/mod.ts";
 import type { ServerCore } from "./core.ts";
 
 /** How loud the relay logs: `debug` logs every request, `info` the periodic summary. */
@@ -49,7 +49,7 @@ const CORS = {
  * import { createHandler } from "./http.ts";
  * import { ServerCore } from "./core.ts";
  * import { MemoryBackend } from "./memory.ts";
- * import { SeededRandom } from "../kernel/crypto/mod.ts";
+ * import { SeededRandom } from "../crypto/mod.ts";
  * const core = await ServerCore.create({
  *   backend: new MemoryBackend(),
  *   random: new SeededRandom(1),

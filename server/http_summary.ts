@@ -32,7 +32,7 @@ export interface ChoresOptions {
  * import { startChores } from "./http_summary.ts";
  * import { ServerCore } from "./core.ts";
  * import { MemoryBackend } from "./memory.ts";
- * import { SeededRandom } from "../kernel/crypto/mod.ts";
+ * import { SeededRandom } from "../crypto/mod.ts";
  * const core = await ServerCore.create({
  *   backend: new MemoryBackend(), random: new SeededRandom(1),
  *   clock: { now: () => 0, sleep: () => Promise.resolve() },

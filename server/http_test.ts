@@ -1,10 +1,10 @@
 import assert from "node:assert/strict";
-import { SeededRandom } from "../kernel/crypto/mod.ts";
+import { SeededRandom } from "../crypto/mod.ts";
 import { ErrorCode, MailboxAction } from "../proto/gen/meow_pb.ts";
 import { ServerCore } from "./core.ts";
 import { createHandler } from "./http.ts";
 import { MemoryBackend } from "./memory.ts";
-import { ManualClock, TestDevice, text } from "./_testing.ts";
+import { ManualClock, TestDevice, text } from "../tests/support/relay.ts";
 
 Deno.test("createHandler() counts mailbox look-ups per remote address", async () => {
   const clock = new ManualClock();

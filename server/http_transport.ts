@@ -4,9 +4,9 @@
  *
  * @module
  */
-import { decode } from "../proto/codec.ts";
-import { type ServerCard, ServerCardSchema } from "../proto/gen/meow_pb.ts";
-import { type Transport, TransportError } from "../kernel/ports.ts";
+import { decode } from "../proto/mod.ts";
+import { type ServerCard, ServerCardSchema } from "../proto/mod.ts";
+import { type Transport, TransportError } from "../ports/mod.ts";
 import { ANSWER_BYTES_MAX } from "../envelope/mod.ts";
 
 /** Options for {@linkcode HttpTransport}. */
@@ -31,7 +31,7 @@ export interface HttpTransportOptions {
  * ```ts
  * import assert from "node:assert/strict";
  * import { HttpTransport } from "./http_transport.ts";
- * import { TransportError } from "../kernel/ports.ts";
+ * import { TransportError } from "../ports/mod.ts";
  * const transport = new HttpTransport({ fetch: () => Promise.reject(new TypeError("offline")) });
  * await transport.fetchCard("http://127.0.0.1:9").then(
  *   () => assert(false),

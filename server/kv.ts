@@ -31,7 +31,7 @@ import {
   type StoreOptions,
   type TokenUse,
 } from "./backend.ts";
-import { _bytesEqual } from "../kernel/crypto/bytes.ts";
+import { _bytesEqual } from "../crypto/mod.ts";
 
 /** Largest Deno KV value, in bytes. */
 const KV_VALUE_BYTES_MAX = 65_536;

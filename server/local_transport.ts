@@ -5,9 +5,9 @@
  *
  * @module
  */
-import { type ServerCard, ServerCardSchema } from "../proto/gen/meow_pb.ts";
+import { type ServerCard, ServerCardSchema } from "../proto/mod.ts";
 import { create } from "@bufbuild/protobuf";
-import { type Transport, TransportError } from "../kernel/ports.ts";
+import { type Transport, TransportError } from "../ports/mod.ts";
 import type { ServerCore } from "./core.ts";
 
 /**
@@ -22,7 +22,7 @@ import type { ServerCore } from "./core.ts";
  * import { LocalTransport } from "./local_transport.ts";
  * import { ServerCore } from "./core.ts";
  * import { MemoryBackend } from "./memory.ts";
- * import { SeededRandom } from "../kernel/crypto/mod.ts";
+ * import { SeededRandom } from "../crypto/mod.ts";
  * const core = await ServerCore.create({
  *   backend: new MemoryBackend(),
  *   random: new SeededRandom(1),

@@ -1,10 +1,10 @@
 import assert from "node:assert/strict";
-import { SeededRandom } from "../kernel/crypto/mod.ts";
-import { TransportError } from "../kernel/ports.ts";
+import { SeededRandom } from "../crypto/mod.ts";
+import { TransportError } from "../ports/mod.ts";
 import { ServerCore } from "./core.ts";
 import { LocalTransport } from "./local_transport.ts";
 import { MemoryBackend } from "./memory.ts";
-import { ManualClock, TestDevice, text } from "./_testing.ts";
+import { ManualClock, TestDevice, text } from "../tests/support/relay.ts";
 
 async function core(url: string, seed: number): Promise<ServerCore> {
   return await ServerCore.create({

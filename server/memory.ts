@@ -18,7 +18,7 @@ import {
   type StoreOptions,
   type TokenUse,
 } from "./backend.ts";
-import { _bytesEqual } from "../kernel/crypto/bytes.ts";
+import { _bytesEqual } from "../crypto/mod.ts";
 
 /**
  * The state of a memory relay. Two {@linkcode MemoryBackend}s over one

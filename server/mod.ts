@@ -8,7 +8,7 @@
  * import assert from "node:assert/strict";
  * import { create } from "@bufbuild/protobuf";
  * import { LocalTransport, MemoryBackend, openRelayExchange, ServerCore, signPull } from "./mod.ts";
- * import { generateLookupKeyPair, SeededRandom } from "../kernel/crypto/mod.ts";
+ * import { generateLookupKeyPair, SeededRandom } from "../crypto/mod.ts";
  * import { ToServerMessageSchema } from "../proto/gen/meow_pb.ts";
  *
  * const random = new SeededRandom(9);
@@ -63,3 +63,4 @@ export { RedisBackend, type RedisBackendOptions } from "./redis.ts";
 export { createHandler, type HandlerOptions, type LogLevel, type LogSink } from "./http.ts";
 export { type ChoresOptions, startChores } from "./http_summary.ts";
 export { HttpTransport, type HttpTransportOptions } from "./http_transport.ts";
+export { startRedis } from "./redis_process.ts";

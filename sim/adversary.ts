@@ -19,15 +19,10 @@
  * @module
  */
 import { create } from "@bufbuild/protobuf";
-import { encode } from "../proto/codec.ts";
-import { PackedUserMessageSchema } from "../proto/gen/meow_pb.ts";
-import {
-  randomCrockford,
-  randomFloat,
-  randomUuid,
-  type SeededRandom,
-} from "../kernel/crypto/mod.ts";
-import { answerInvitation, createInvitation, decodeCard } from "../kernel/invitation.ts";
+import { encode } from "../proto/mod.ts";
+import { PackedUserMessageSchema } from "../proto/mod.ts";
+import { randomCrockford, randomFloat, randomUuid, type SeededRandom } from "../crypto/mod.ts";
+import { answerInvitation, createInvitation, decodeCard } from "../kernel/mod.ts";
 import {
   answerMac,
   codeInitiatorStart,
@@ -36,8 +31,8 @@ import {
   type CodeResponderState,
   pairingLinkKeys,
   sealCardPost,
-} from "../kernel/pairing.ts";
-import { cardBytes } from "../kernel/invitation.ts";
+} from "../kernel/mod.ts";
+import { cardBytes } from "../kernel/mod.ts";
 import type { Backend, MailboxPostRecord } from "../server/mod.ts";
 
 /** What a hostile relay may do. */

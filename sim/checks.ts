@@ -6,8 +6,8 @@
  *
  * @module
  */
-import { concatBytes } from "../kernel/crypto/mod.ts";
-import { PAD_BUCKETS_BYTES, SEAL_OVERHEAD_BYTES } from "../kernel/pipeline.ts";
+import { concatBytes } from "../crypto/mod.ts";
+import { PAD_BUCKETS_BYTES, SEAL_OVERHEAD_BYTES } from "../kernel/mod.ts";
 import type { Expectation } from "./scenario.ts";
 import type { DeviceState, MessageState } from "./state.ts";
 import type { Recording, SentRecord } from "./world.ts";

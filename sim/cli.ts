@@ -7,7 +7,7 @@
  * @module
  */
 import { parseArgs } from "node:util";
-import type { PluginInput } from "../kernel/plugin.ts";
+import type { PluginInput } from "../kernel/mod.ts";
 import { replayCommand, type Report, summary } from "./run.ts";
 import { loadScenario, type Scenario, ScenarioError } from "./scenario.ts";
 import { scenarioSize, shrinkScenario, shrunkPath, writeShrunk } from "./shrink.ts";

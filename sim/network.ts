@@ -15,10 +15,10 @@
  *
  * @module
  */
-import { PackedUserMessageSchema, type ServerCard } from "../proto/gen/meow_pb.ts";
-import { decode, encode } from "../proto/codec.ts";
-import { randomFloat, randomInt, randomUuid, type SeededRandom } from "../kernel/crypto/mod.ts";
-import { type Transport, TransportError } from "../kernel/ports.ts";
+import { PackedUserMessageSchema, type ServerCard } from "../proto/mod.ts";
+import { decode, encode } from "../proto/mod.ts";
+import { randomFloat, randomInt, randomUuid, type SeededRandom } from "../crypto/mod.ts";
+import { type Transport, TransportError } from "../ports/mod.ts";
 import type { Backend, ServerCore, StoredMessage } from "../server/mod.ts";
 import type { Scheduler } from "./scheduler.ts";
 import type { NetworkSpec } from "./scenario.ts";
@@ -203,7 +203,7 @@ export interface CorruptOptions {
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import { SeededRandom } from "../kernel/crypto/mod.ts";
+ * import { SeededRandom } from "../crypto/mod.ts";
  * import { MemoryBackend } from "../server/mod.ts";
  * import { corruptingBackend } from "./network.ts";
  * const corrupted = new Set<string>();

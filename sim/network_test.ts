@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { SeededRandom } from "../kernel/crypto/mod.ts";
+import { SeededRandom } from "../crypto/mod.ts";
 import { MemoryBackend, ServerCore } from "../server/mod.ts";
 import { SimTransport } from "./network.ts";
 import { Scheduler } from "./scheduler.ts";

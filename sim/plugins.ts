@@ -4,7 +4,7 @@
  *
  * @module
  */
-import type { PluginInput } from "../kernel/plugin.ts";
+import type { PluginInput } from "../kernel/mod.ts";
 import { chatPlugin } from "../plugins/chat/mod.ts";
 import { dedupPlugin } from "../plugins/dedup/mod.ts";
 import { deviceSyncPlugin } from "../plugins/device_sync/mod.ts";

@@ -6,11 +6,11 @@
  * @module
  */
 import { sha256 } from "@noble/hashes/sha2.js";
-import type { PluginInput } from "../kernel/plugin.ts";
+import type { PluginInput } from "../kernel/mod.ts";
 import type { Backend, ServerCore } from "../server/mod.ts";
 import { check, type CheckInput, type ExpectationResult, latency } from "./checks.ts";
 import type { NetworkSpec, Scenario } from "./scenario.ts";
-import { randomFloat, SeededRandom } from "../kernel/crypto/mod.ts";
+import { randomFloat, SeededRandom } from "../crypto/mod.ts";
 import { Scheduler } from "./scheduler.ts";
 import { canonical, type DeviceState, readState } from "./state.ts";
 import { openStore, type StorageKind } from "./storage.ts";

@@ -5,8 +5,8 @@
  *
  * @module
  */
-import { PeerType } from "../proto/gen/meow_pb.ts";
-import type { Store } from "../kernel/ports.ts";
+import { PeerType } from "../proto/mod.ts";
+import type { Store } from "../ports/mod.ts";
 
 /** One stored message, as compared across devices. */
 export interface MessageState {

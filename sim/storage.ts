@@ -6,7 +6,7 @@
  *
  * @module
  */
-import type { Store } from "../kernel/ports.ts";
+import type { Store } from "../ports/mod.ts";
 import { KvStore, MemoryStore, SqliteStore } from "../plugins/storage/mod.ts";
 
 /** Where device state lives in a simulation. */

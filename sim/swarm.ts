@@ -17,12 +17,12 @@
  * @module
  */
 import { create } from "@bufbuild/protobuf";
-import type { PluginInput } from "../kernel/plugin.ts";
-import { ServerCardSchema } from "../proto/gen/meow_pb.ts";
-import { HttpTransport } from "../server/http_transport.ts";
-import { PULL_FRESHNESS_MS } from "../server/limits.ts";
+import type { PluginInput } from "../kernel/mod.ts";
+import { ServerCardSchema } from "../proto/mod.ts";
+import { HttpTransport } from "../server/mod.ts";
+import { PULL_FRESHNESS_MS } from "../server/mod.ts";
 import type { ObservedEvent, ServerCore } from "../server/mod.ts";
-import { RedisBackend } from "../server/redis.ts";
+import { RedisBackend } from "../server/mod.ts";
 import { type Report, type RunOptions, runScenario } from "./run.ts";
 import { loadScenario, type Scenario } from "./scenario.ts";
 import type { StorageKind } from "./storage.ts";

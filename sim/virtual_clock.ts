@@ -5,7 +5,7 @@
  *
  * @module
  */
-import type { Clock } from "../kernel/ports.ts";
+import type { Clock } from "../ports/mod.ts";
 import type { Scheduler } from "./scheduler.ts";
 
 /** 2026-01-01T00:00:00Z, i.e. `Date.UTC(2026, 0, 1)`: where virtual time 0 sits on the calendar. */

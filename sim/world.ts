@@ -6,7 +6,7 @@
  * @module
  */
 import { create } from "@bufbuild/protobuf";
-import { decode, encode } from "../proto/codec.ts";
+import { decode, encode } from "../proto/mod.ts";
 import {
   DeviceSyncPayloadSchema,
   PackedUserMessageSchema,
@@ -14,23 +14,23 @@ import {
   PeerType,
   type ServerCard,
   UserMessageSchema,
-} from "../proto/gen/meow_pb.ts";
+} from "../proto/mod.ts";
 import {
   IMPORTED_KEYS_MAX_DEFAULT,
   randomFloat,
   randomInt,
   SeededRandom,
   setImportedKeysMax,
-} from "../kernel/crypto/mod.ts";
+} from "../crypto/mod.ts";
 import {
   Kernel,
   type KernelObservation,
   type KernelOptions,
   type PairingOffer,
-} from "../kernel/kernel.ts";
-import type { JoinInput, PairingProtocol } from "../kernel/pairing_flow.ts";
-import type { Plugin, PluginInput } from "../kernel/plugin.ts";
-import type { Store } from "../kernel/ports.ts";
+} from "../kernel/mod.ts";
+import type { JoinInput, PairingProtocol } from "../kernel/mod.ts";
+import type { Plugin, PluginInput } from "../kernel/mod.ts";
+import type { Store } from "../ports/mod.ts";
 import type { ChatApi } from "../plugins/chat/mod.ts";
 import {
   type Backend,

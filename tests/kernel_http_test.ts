@@ -5,9 +5,9 @@
  */
 import assert from "node:assert/strict";
 import { Kernel } from "../kernel/kernel.ts";
-import { systemClock } from "../kernel/system_clock.ts";
-import { SystemRandom } from "../kernel/crypto/system_random.ts";
-import type { Store } from "../kernel/ports.ts";
+import { systemClock } from "../ports/system_clock.ts";
+import { SystemRandom } from "../crypto/system_random.ts";
+import type { Store } from "../ports/mod.ts";
 import { type ChatApi } from "../plugins/chat/mod.ts";
 import { KvStore, SqliteStore } from "../plugins/storage/mod.ts";
 import { defaultPlugins } from "../sim/plugins.ts";

@@ -6,9 +6,9 @@ import {
   randomUuid,
   SystemRandom,
   toBase64Url,
-} from "../kernel/crypto/mod.ts";
-import { systemClock } from "../kernel/system_clock.ts";
-import { TransportError } from "../kernel/ports.ts";
+} from "../crypto/mod.ts";
+import { systemClock } from "../ports/system_clock.ts";
+import { TransportError } from "../ports/mod.ts";
 import {
   type FromServerMessage,
   PackedUserMessageSchema,

@@ -1,13 +1,13 @@
 /**
  * Part of `deno task check`: the determinism rule of STYLE.md. Nothing in
- * kernel/, envelope/, plugins/, server/ or sim/ may read the real clock or a global random
+ * crypto/, ports/, kernel/, envelope/, plugins/, server/ or sim/ may read the real clock or a global random
  * source, except the production implementations of the ports, which say so
  * with the marker comment `// meowsync:production-port` followed by why.
  * Tests (`*_test.ts`) are exempt.
  *
  * @module
  */
-const ROOTS = ["kernel", "envelope", "plugins", "server", "sim"];
+const ROOTS = ["crypto", "ports", "kernel", "envelope", "plugins", "server", "sim"];
 const MARKER = "// meowsync:production-port";
 const FORBIDDEN = [
   /\bDate\.now\s*\(/,

@@ -26,7 +26,8 @@ import { posix } from "node:path";
 /** The top-level layers and the directory each lives in (the longest matching directory wins). */
 export const LAYERS: readonly { layer: string; dir: string }[] = [
   { layer: "proto", dir: "proto" },
-  { layer: "crypto", dir: "kernel/crypto" },
+  { layer: "crypto", dir: "crypto" },
+  { layer: "ports", dir: "ports" },
   { layer: "envelope", dir: "envelope" },
   { layer: "kernel", dir: "kernel" },
   { layer: "plugins", dir: "plugins" },
@@ -51,22 +52,23 @@ export const ANY_PRODUCTION = "any production layer";
 export const ALLOWED_IMPORTS: Readonly<
   Record<string, readonly string[] | typeof ANY_PRODUCTION>
 > = {
-  proto: [],
+  proto: ["crypto"],
   crypto: [],
+  ports: ["proto", "crypto"],
   envelope: ["proto", "crypto"],
-  kernel: ["proto", "crypto", "envelope"],
-  plugins: ["proto", "crypto", "kernel", "plugins"],
-  server: ["proto", "crypto", "envelope"],
-  sim: ["proto", "crypto", "envelope", "kernel", "plugins", "server"],
-  agent: ["proto", "crypto", "envelope", "kernel", "plugins", "server"],
+  kernel: ["proto", "crypto", "ports", "envelope"],
+  plugins: ["proto", "crypto", "ports", "kernel", "plugins"],
+  server: ["proto", "crypto", "ports", "envelope"],
+  sim: ["proto", "crypto", "ports", "envelope", "kernel", "plugins", "server"],
+  agent: ["proto", "crypto", "ports", "envelope", "kernel", "plugins", "server"],
   cli: ANY_PRODUCTION,
   deploy: ANY_PRODUCTION,
 };
 
 /** The entry file of a folder. */
 export const ENTRY_FILE = "mod.ts";
-/** A test file's name. */
-export const TEST_FILE: RegExp = /_test\.ts$/;
+/** A test file's name: a test, or a helper only tests use (`_test_<name>.ts`). */
+export const TEST_FILE: RegExp = /(_test\.ts|\/_test_[^/]*\.ts)$/;
 /** A file private to its folder. */
 export const PRIVATE_FILE: RegExp = /^_.*\.ts$/;
 /** Directories never read (besides those whose names start with a dot). */

@@ -5,11 +5,11 @@ import { checkImports, findImports, formatViolation, type Violation } from "./ch
 const CLEAN: Record<string, string> = {
   "proto/mod.ts": 'export * from "./gen/meow_pb.ts";\n',
   "proto/gen/meow_pb.ts": 'import { create } from "@bufbuild/protobuf";\nexport { create };\n',
-  "kernel/crypto/mod.ts": 'export * from "./random.ts";\n',
-  "kernel/crypto/random.ts": "export const random = 4;\n",
+  "crypto/mod.ts": 'export * from "./random.ts";\n',
+  "crypto/random.ts": "export const random = 4;\n",
   "kernel/mod.ts": 'export * from "./kernel.ts";\n',
   "kernel/kernel.ts": [
-    'import { random } from "./crypto/mod.ts";',
+    'import { random } from "../crypto/mod.ts";',
     'import type { create } from "../proto/mod.ts";',
     'import { helper } from "./_helper.ts";',
     'import { strict } from "node:assert";',
@@ -72,10 +72,10 @@ Deno.test("checkImports() fails a kernel → server import under rule 1", async 
 Deno.test("checkImports() counts type-only imports and re-exports", async () => {
   const violations = await check({
     "server/card.ts": 'import type { Kernel } from "../kernel/mod.ts";\nexport type { Kernel };\n',
-    "proto/extra.ts": 'export * from "../kernel/crypto/mod.ts";\n',
+    "proto/extra.ts": 'export * from "../kernel/mod.ts";\n',
   });
   assert.deepEqual(lines(violations), [
-    "proto/extra.ts:1: layer: proto may not import crypto → kernel/crypto/mod.ts",
+    "proto/extra.ts:1: layer: proto may not import kernel → kernel/mod.ts",
     "server/card.ts:1: layer: server may not import kernel → kernel/mod.ts",
   ]);
 });
@@ -93,10 +93,10 @@ Deno.test("checkImports() fails a deep import across folders under rule 2", asyn
   const violations = await check({
     "plugins/chat/mod.ts": 'import { kernel } from "../../kernel/kernel.ts";\nexport { kernel };\n',
     "server/codec.ts": 'import { create } from "../proto/gen/meow_pb.ts";\nexport { create };\n',
-    "kernel/rng.ts": 'export * from "./crypto/random.ts";\n',
+    "kernel/rng.ts": 'export * from "../crypto/random.ts";\n',
   });
   assert.deepEqual(lines(violations), [
-    "kernel/rng.ts:1: entry: import kernel/crypto/mod.ts, not a file inside it → kernel/crypto/random.ts",
+    "kernel/rng.ts:1: entry: import crypto/mod.ts, not a file inside it → crypto/random.ts",
     "plugins/chat/mod.ts:1: entry: import kernel/mod.ts, not a file inside it → kernel/kernel.ts",
     "server/codec.ts:1: entry: import proto/mod.ts, not a file inside it → proto/gen/meow_pb.ts",
   ]);
@@ -118,14 +118,14 @@ Deno.test("checkImports() holds tests to rule 3 alone", async () => {
 Deno.test("checkImports() fails a private file imported from another folder under rule 3", async () => {
   const violations = await check({
     "kernel/world.ts": 'import { helper } from "./_helper.ts";\nexport { helper };\n',
-    "kernel/crypto/use.ts": 'import { helper } from "../_helper.ts";\nexport { helper };\n',
+    "crypto/use.ts": 'import { helper } from "../kernel/_helper.ts";\nexport { helper };\n',
     "tests/server_test.ts": 'import { testing } from "../server/_testing.ts";\n',
     "bench/kernel_bench.ts": 'import { helper } from "../kernel/_helper.ts";\n',
   });
   assert.deepEqual(lines(violations), [
     "bench/kernel_bench.ts:1: private: _helper.ts is private to kernel/ → kernel/_helper.ts",
-    "kernel/crypto/use.ts:1: private: _helper.ts is private to kernel/ → kernel/_helper.ts",
-    "kernel/crypto/use.ts:1: layer: crypto may not import kernel → kernel/_helper.ts",
+    "crypto/use.ts:1: private: _helper.ts is private to kernel/ → kernel/_helper.ts",
+    "crypto/use.ts:1: layer: crypto may not import kernel → kernel/_helper.ts",
     "tests/server_test.ts:1: private: _testing.ts is private to server/ → server/_testing.ts",
   ]);
 });

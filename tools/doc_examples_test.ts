@@ -16,9 +16,9 @@ async function docTest(path: string): Promise<{ code: number; output: string }> 
   return { code, output: decoder.decode(stdout) + decoder.decode(stderr) };
 }
 
-Deno.test("doc examples can fail: a broken example of kernel/crypto/base64.ts fails deno test --doc", async () => {
+Deno.test("doc examples can fail: a broken example of crypto/base64.ts fails deno test --doc", async () => {
   // Its examples import the folder's door; the copy imports the file itself.
-  const source = (await Deno.readTextFile(`${root}kernel/crypto/base64.ts`))
+  const source = (await Deno.readTextFile(`${root}crypto/base64.ts`))
     .replaceAll('from "./mod.ts"', 'from "./base64.ts"');
   const broken = source.replace(
     'assert(toBase64Url(new Uint8Array([0xfb, 0xff])) === "-_8");',
@@ -29,7 +29,7 @@ Deno.test("doc examples can fail: a broken example of kernel/crypto/base64.ts fa
   const dir = await Deno.makeTempDir({ prefix: "meowsync-doc-" });
   try {
     await Deno.mkdir(`${dir}/crypto`);
-    await Deno.copyFile(`${root}kernel/errors.ts`, `${dir}/errors.ts`);
+    await Deno.copyFile(`${root}crypto/errors.ts`, `${dir}/crypto/errors.ts`);
     await Deno.writeTextFile(`${dir}/crypto/base64.ts`, source);
     await Deno.writeTextFile(`${dir}/crypto/broken.ts`, broken);
     const intact = await docTest(`${dir}/crypto/base64.ts`);

@@ -10,7 +10,7 @@
  * @module
  */
 import { clone, create } from "@bufbuild/protobuf";
-import { decode, encode } from "../../proto/codec.ts";
+import { decode, encode } from "../../proto/mod.ts";
 import {
   AckPayloadSchema,
   ConversationStatusSchema,
@@ -20,11 +20,11 @@ import {
   PeerType,
   type UserMessage,
   UserMessageSchema,
-} from "../../proto/gen/meow_pb.ts";
-import { randomUuid } from "../../kernel/crypto/mod.ts";
-import { Malformed } from "../../kernel/errors.ts";
-import { assertFits, contactLookupKey, myLookupKey } from "../../kernel/pipeline.ts";
-import type { Plugin, PluginHost, Tx } from "../../kernel/plugin.ts";
+} from "../../proto/mod.ts";
+import { randomUuid } from "../../crypto/mod.ts";
+import { Malformed } from "../../kernel/mod.ts";
+import { assertFits, contactLookupKey, myLookupKey } from "../../kernel/mod.ts";
+import type { Plugin, PluginHost, Tx } from "../../kernel/mod.ts";
 
 /** The user message type of a text message. */
 export const CHAT_TYPE = "chat";

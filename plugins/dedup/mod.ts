@@ -6,7 +6,7 @@
  *
  * @module
  */
-import type { Plugin, PluginHost, Tx } from "../../kernel/plugin.ts";
+import type { Plugin, PluginHost, Tx } from "../../kernel/mod.ts";
 
 /** How long a dedup id is remembered, in ms (30 days). */
 export const SEEN_RETENTION_MS = 30 * 24 * 3600 * 1000;

@@ -9,7 +9,7 @@
  * @module
  */
 import { clone, create } from "@bufbuild/protobuf";
-import { decode } from "../../proto/codec.ts";
+import { decode } from "../../proto/mod.ts";
 import {
   type ConversationStatus,
   type DbMessage,
@@ -23,9 +23,9 @@ import {
   PeerType,
   ProfileSchema,
   ServerCardSchema,
-} from "../../proto/gen/meow_pb.ts";
-import { Malformed } from "../../kernel/errors.ts";
-import type { PluginHost, Tx } from "../../kernel/plugin.ts";
+} from "../../proto/mod.ts";
+import { Malformed } from "../../kernel/mod.ts";
+import type { PluginHost, Tx } from "../../kernel/mod.ts";
 import { SYNC_TYPES, wins } from "./payload.ts";
 
 /** What a sync type handler is given besides the payload. */

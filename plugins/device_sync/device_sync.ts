@@ -13,7 +13,7 @@
  * @module
  */
 import { create, type MessageInitShape } from "@bufbuild/protobuf";
-import { encode } from "../../proto/codec.ts";
+import { encode } from "../../proto/mod.ts";
 import {
   DeviceIntroductionSchema,
   type DeviceSyncPayload,
@@ -25,14 +25,14 @@ import {
   ProfileSchema,
   ServerCardSchema,
   UserMessageSchema,
-} from "../../proto/gen/meow_pb.ts";
-import { randomUuid } from "../../kernel/crypto/mod.ts";
-import { Malformed, UnknownType } from "../../kernel/errors.ts";
-import type { InvitationTicket, PairingAccepted, PairingOffer } from "../../kernel/kernel.ts";
-import type { JoinInput, PairingForm } from "../../kernel/pairing_flow.ts";
-import { answerInvitation, createInvitation, finalizeInvitation } from "../../kernel/invitation.ts";
-import { contactLookupKey, myLookupKey } from "../../kernel/pipeline.ts";
-import type { Plugin, PluginHost, Tx } from "../../kernel/plugin.ts";
+} from "../../proto/mod.ts";
+import { randomUuid } from "../../crypto/mod.ts";
+import { Malformed, UnknownType } from "../../kernel/mod.ts";
+import type { InvitationTicket, PairingAccepted, PairingOffer } from "../../kernel/mod.ts";
+import type { JoinInput, PairingForm } from "../../kernel/mod.ts";
+import { answerInvitation, createInvitation, finalizeInvitation } from "../../kernel/mod.ts";
+import { contactLookupKey, myLookupKey } from "../../kernel/mod.ts";
+import type { Plugin, PluginHost, Tx } from "../../kernel/mod.ts";
 import { builtInHandlers, type SyncHandler } from "./_consume.ts";
 import {
   containsBytes,

@@ -8,7 +8,7 @@ import {
   PeerType,
   UserMessageSchema,
 } from "../../proto/gen/meow_pb.ts";
-import { randomInt, randomUuid, SeededRandom } from "../../kernel/crypto/mod.ts";
+import { randomInt, randomUuid, SeededRandom } from "../../crypto/mod.ts";
 import { contactLookupKey, myLookupKey } from "../../kernel/pipeline.ts";
 import type { Plugin, Tx } from "../../kernel/plugin.ts";
 import { MemoryBackend, ServerCore } from "../../server/mod.ts";
@@ -22,7 +22,14 @@ import {
   encodeSyncPayload,
   SYNC_TYPES,
 } from "./mod.ts";
-import { chat, lines, sync, type SyncDevice, SyncWorld, uuids } from "./_test_util.ts";
+import {
+  chat,
+  lines,
+  sync,
+  type SyncDevice,
+  SyncWorld,
+  uuids,
+} from "../../tests/support/device_sync.ts";
 
 /** A user "alice" with devices phone (the first) and laptop, and a contact "bob" paired with the phone. */
 async function aliceAndBob(seed: number) {

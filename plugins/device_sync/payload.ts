@@ -6,7 +6,7 @@
  * @module
  */
 import { clone, create } from "@bufbuild/protobuf";
-import { decode, encode } from "../../proto/codec.ts";
+import { decode, encode } from "../../proto/mod.ts";
 import {
   type DbMessage,
   DbMessageSchema,
@@ -19,8 +19,8 @@ import {
   PeerRecordSchema,
   type Profile,
   ProfileSchema,
-} from "../../proto/gen/meow_pb.ts";
-import { Malformed } from "../../kernel/errors.ts";
+} from "../../proto/mod.ts";
+import { Malformed } from "../../kernel/mod.ts";
 
 /** The `UserMessage.type` that carries a {@linkcode DeviceSyncPayload} in `appdata`. */
 export const DEVICE_SYNC_TYPE = "device_sync";
@@ -241,4 +241,4 @@ export function wins(a: Version, b: Version): boolean {
   return a.at > b.at || (a.at === b.at && a.by > b.by);
 }
 
-export { containsBytes } from "../../kernel/crypto/bytes.ts";
+export { containsBytes } from "../../crypto/mod.ts";

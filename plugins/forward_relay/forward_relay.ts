@@ -19,22 +19,22 @@
  * @module
  */
 import { create } from "@bufbuild/protobuf";
-import { decode, encode } from "../../proto/codec.ts";
+import { decode, encode } from "../../proto/mod.ts";
 import {
   DbMessageSchema,
   type DeviceSyncPayload,
   PeerType,
   UserMessageSchema,
-} from "../../proto/gen/meow_pb.ts";
-import { randomUuid } from "../../kernel/crypto/mod.ts";
-import { Malformed } from "../../kernel/errors.ts";
+} from "../../proto/mod.ts";
+import { randomUuid } from "../../crypto/mod.ts";
+import { Malformed } from "../../kernel/mod.ts";
 import {
   assertFits,
   contactLookupKey,
   myLookupKey,
   USER_MESSAGE_BYTES_MAX,
-} from "../../kernel/pipeline.ts";
-import type { Plugin, PluginHost, Tx } from "../../kernel/plugin.ts";
+} from "../../kernel/mod.ts";
+import type { Plugin, PluginHost, Tx } from "../../kernel/mod.ts";
 import { CHAT_TYPE } from "../chat/mod.ts";
 import type { DeviceSyncApi, SyncContext } from "../device_sync/mod.ts";
 import { messageForSync, SYNC_TYPES } from "../device_sync/mod.ts";

@@ -1,10 +1,10 @@
 import assert from "node:assert/strict";
-import { randomInt, SeededRandom } from "../../kernel/crypto/mod.ts";
+import { randomInt, SeededRandom } from "../../crypto/mod.ts";
 import type { Plugin } from "../../kernel/plugin.ts";
 import { chatPlugin } from "../chat/mod.ts";
 import { dedupPlugin } from "../dedup/mod.ts";
 import { deviceSyncPlugin } from "../device_sync/mod.ts";
-import { chat, lines, type SyncDevice, SyncWorld, uuids } from "../device_sync/_test_util.ts";
+import { chat, lines, type SyncDevice, SyncWorld, uuids } from "../../tests/support/device_sync.ts";
 import { type ForwardRelayApi, forwardRelayPlugin } from "./mod.ts";
 
 const plugins = (extra: Plugin[] = []) => () => [

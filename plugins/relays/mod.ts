@@ -12,10 +12,10 @@
  * @module
  */
 import { clone, create } from "@bufbuild/protobuf";
-import { decode, encode } from "../../proto/codec.ts";
-import { ContactCardSchema, PeerRecordSchema, type ServerCard } from "../../proto/gen/meow_pb.ts";
-import { Malformed } from "../../kernel/errors.ts";
-import type { Plugin, PluginHost } from "../../kernel/plugin.ts";
+import { decode, encode } from "../../proto/mod.ts";
+import { ContactCardSchema, PeerRecordSchema, type ServerCard } from "../../proto/mod.ts";
+import { Malformed } from "../../kernel/mod.ts";
+import type { Plugin, PluginHost } from "../../kernel/mod.ts";
 import { newUserMessage } from "../chat/mod.ts";
 
 /** The user message type announcing a new list of relays to a contact. */

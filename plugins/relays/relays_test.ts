@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { create } from "@bufbuild/protobuf";
 import { encode } from "../../proto/codec.ts";
 import { ContactCardSchema, type ServerCard, ServerCardSchema } from "../../proto/gen/meow_pb.ts";
-import { TestWorld } from "../../kernel/_test_world.ts";
+import { TestWorld } from "../../tests/support/world.ts";
 import { MemoryBackend, ServerCore } from "../../server/mod.ts";
 import { type ChatApi, chatPlugin, newUserMessage } from "../chat/mod.ts";
 import { dedupPlugin } from "../dedup/mod.ts";

@@ -4,7 +4,7 @@
  *
  * @module
  */
-import type { DbMessage, OutboxEntry, QuarantineRecord } from "../../proto/gen/meow_pb.ts";
+import type { DbMessage, OutboxEntry, QuarantineRecord } from "../../proto/mod.ts";
 
 /**
  * Compares two strings by Unicode code point, which is the order of their

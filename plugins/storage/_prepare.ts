@@ -6,15 +6,15 @@
  * @module
  */
 import { type DescMessage, isMessage, type MessageShape } from "@bufbuild/protobuf";
-import type { Batch } from "../../kernel/ports.ts";
-import { encode } from "../../proto/codec.ts";
+import type { Batch } from "../../ports/mod.ts";
+import { encode } from "../../proto/mod.ts";
 import {
   DbMessageSchema,
   IdentityRecordSchema,
   OutboxEntrySchema,
   PeerRecordSchema,
   QuarantineRecordSchema,
-} from "../../proto/gen/meow_pb.ts";
+} from "../../proto/mod.ts";
 
 /** One stored message, validated and encoded. */
 export interface PreparedMessage {

@@ -11,8 +11,8 @@
  *
  * @module
  */
-import { concatBytes, symDecrypt, symEncrypt } from "../../kernel/crypto/mod.ts";
-import type { Random } from "../../kernel/ports.ts";
+import { concatBytes, symDecrypt, symEncrypt } from "../../crypto/mod.ts";
+import type { Random } from "../../ports/mod.ts";
 
 /**
  * The format byte every sealed record starts with. Version 2 binds a record
@@ -129,7 +129,7 @@ export class UnreadableRecord extends Error {
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import { SeededRandom } from "../../kernel/crypto/mod.ts";
+ * import { SeededRandom } from "../../crypto/mod.ts";
  * import { recordAd, xchachaCipher } from "./cipher.ts";
  * const random = new SeededRandom(1);
  * const cipher = xchachaCipher(random.bytes(32), random);
@@ -174,7 +174,7 @@ export function xchachaCipher(key: Uint8Array, random: Random): StoreCipher {
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import { SeededRandom } from "../../kernel/crypto/mod.ts";
+ * import { SeededRandom } from "../../crypto/mod.ts";
  * import { openRecord, recordAd, UnreadableRecord, xchachaCipher } from "./cipher.ts";
  * const random = new SeededRandom(1);
  * const cipher = xchachaCipher(random.bytes(32), random);

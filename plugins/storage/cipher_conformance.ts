@@ -10,14 +10,14 @@
  */
 import assert from "node:assert/strict";
 import { create } from "@bufbuild/protobuf";
-import type { Store } from "../../kernel/ports.ts";
-import { containsBytes, SeededRandom } from "../../kernel/crypto/mod.ts";
+import type { Store } from "../../ports/mod.ts";
+import { containsBytes, SeededRandom } from "../../crypto/mod.ts";
 import {
   DbMessageSchema,
   IdentityRecordSchema,
   OutboxEntrySchema,
   PeerRecordSchema,
-} from "../../proto/gen/meow_pb.ts";
+} from "../../proto/mod.ts";
 import { type StoreCipher, UnreadableRecord, xchachaCipher } from "./cipher.ts";
 import { storeConformance } from "./store_conformance.ts";
 

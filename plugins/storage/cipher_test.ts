@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { SeededRandom, symEncrypt } from "../../kernel/crypto/mod.ts";
+import { SeededRandom, symEncrypt } from "../../crypto/mod.ts";
 import {
   openRecord,
   recordAd,

@@ -4,8 +4,8 @@
  *
  * @module
  */
-import type { Batch, ListMessagesOptions, Store } from "../../kernel/ports.ts";
-import { decode } from "../../proto/codec.ts";
+import type { Batch, ListMessagesOptions, Store } from "../../ports/mod.ts";
+import { decode } from "../../proto/mod.ts";
 import {
   type DbMessage,
   DbMessageSchema,
@@ -17,7 +17,7 @@ import {
   PeerRecordSchema,
   type QuarantineRecord,
   QuarantineRecordSchema,
-} from "../../proto/gen/meow_pb.ts";
+} from "../../proto/mod.ts";
 import { compareMessages, compareOutbox, compareQuarantine } from "./_order.ts";
 import { openRecord, SEAL_OVERHEAD_BYTES, sealRecord, type StoreCipher } from "./cipher.ts";
 import { createOwnerOnly } from "./_files.ts";

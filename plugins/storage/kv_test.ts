@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { create } from "@bufbuild/protobuf";
-import type { Store } from "../../kernel/ports.ts";
+import type { Store } from "../../ports/mod.ts";
 import { DbMessageSchema } from "../../proto/gen/meow_pb.ts";
 import { KV_MUTATIONS_MAX, KV_VALUE_BYTES_MAX, KvStore } from "./kv.ts";
 import { storeConformance } from "./store_conformance.ts";

@@ -6,8 +6,8 @@
  * @module
  */
 import { clone } from "@bufbuild/protobuf";
-import type { Batch, ListMessagesOptions, Store } from "../../kernel/ports.ts";
-import { decode, MESSAGE_BYTES_MAX } from "../../proto/codec.ts";
+import type { Batch, ListMessagesOptions, Store } from "../../ports/mod.ts";
+import { decode, MESSAGE_BYTES_MAX } from "../../proto/mod.ts";
 import {
   type DbMessage,
   DbMessageSchema,
@@ -19,7 +19,7 @@ import {
   PeerRecordSchema,
   type QuarantineRecord,
   QuarantineRecordSchema,
-} from "../../proto/gen/meow_pb.ts";
+} from "../../proto/mod.ts";
 import { compareMessages, compareOutbox, compareQuarantine, compareStrings } from "./_order.ts";
 import { checkBeforeMs, checkLimit, prepareBatch } from "./_prepare.ts";
 import { run } from "./_run.ts";

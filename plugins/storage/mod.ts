@@ -18,7 +18,7 @@
  *
  * @module
  */
-import type { Store } from "../../kernel/ports.ts";
+import type { Store } from "../../ports/mod.ts";
 
 export { MemoryStore } from "./memory.ts";
 export {

@@ -5,8 +5,8 @@
  * @module
  */
 import { DatabaseSync, type StatementSync } from "node:sqlite";
-import type { Batch, ListMessagesOptions, Store } from "../../kernel/ports.ts";
-import { decode, MESSAGE_BYTES_MAX } from "../../proto/codec.ts";
+import type { Batch, ListMessagesOptions, Store } from "../../ports/mod.ts";
+import { decode, MESSAGE_BYTES_MAX } from "../../proto/mod.ts";
 import {
   type DbMessage,
   DbMessageSchema,
@@ -18,7 +18,7 @@ import {
   PeerRecordSchema,
   type QuarantineRecord,
   QuarantineRecordSchema,
-} from "../../proto/gen/meow_pb.ts";
+} from "../../proto/mod.ts";
 import { checkBeforeMs, checkLimit, prepareBatch } from "./_prepare.ts";
 import { run } from "./_run.ts";
 import { openRecord, sealRecord, type StoreCipher, type StoreKeyPart } from "./cipher.ts";

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { DatabaseSync, type SQLInputValue } from "node:sqlite";
 import { MESSAGE_BYTES_MAX } from "../../proto/codec.ts";
-import type { Store } from "../../kernel/ports.ts";
+import type { Store } from "../../ports/mod.ts";
 import { SqliteStore } from "./sqlite.ts";
 import { storeConformance } from "./store_conformance.ts";
 import { cipherConformance, type RecordPlace } from "./cipher_conformance.ts";

@@ -14,7 +14,7 @@ import {
   type MessageShape,
   toJsonString,
 } from "@bufbuild/protobuf";
-import type { Batch, Store } from "../../kernel/ports.ts";
+import type { Batch, Store } from "../../ports/mod.ts";
 import {
   type DbMessage,
   DbMessageSchema,
@@ -29,7 +29,7 @@ import {
   type QuarantineRecord,
   QuarantineRecordSchema,
   ServerCardSchema,
-} from "../../proto/gen/meow_pb.ts";
+} from "../../proto/mod.ts";
 
 /** How the suite makes, reopens and disposes of stores of one adapter. */
 export interface StoreFactory {

@@ -5,7 +5,7 @@
  */
 import assert from "node:assert/strict";
 import { type ConversationView, homePaths, readConfig } from "../../agent/mod.ts";
-import { containsBytes } from "../../kernel/crypto/mod.ts";
+import { containsBytes } from "../../crypto/mod.ts";
 import {
   CODE_LINE,
   eventually,

@@ -5,7 +5,7 @@
  *
  * @module
  */
-import { Malformed } from "../errors.ts";
+import { Malformed } from "./errors.ts";
 
 const ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
 const DECODE = new Int8Array(128).fill(-1);

@@ -6,12 +6,12 @@
  * @module
  */
 import assert from "node:assert/strict";
-import { type TestDevice, TestWorld } from "../../kernel/_test_world.ts";
+import { type TestDevice, TestWorld } from "./world.ts";
 import type { KernelObservation } from "../../kernel/kernel.ts";
 import type { PluginInput } from "../../kernel/plugin.ts";
-import { type ChatApi, chatPlugin } from "../chat/mod.ts";
-import { dedupPlugin } from "../dedup/mod.ts";
-import { type DeviceSyncApi, deviceSyncPlugin } from "./mod.ts";
+import { type ChatApi, chatPlugin } from "../../plugins/chat/mod.ts";
+import { dedupPlugin } from "../../plugins/dedup/mod.ts";
+import { type DeviceSyncApi, deviceSyncPlugin } from "../../plugins/device_sync/mod.ts";
 
 /** A device of a multi-device test, with its name. */
 export interface SyncDevice extends TestDevice {

@@ -6,7 +6,7 @@
  *
  * @module
  */
-import { BadCiphertext, MeowError } from "../errors.ts";
+import { BadCiphertext, MeowError } from "./errors.ts";
 import type { Random } from "./random.ts";
 import {
   AEAD_KEY_BYTES,
@@ -86,7 +86,7 @@ function sealNow(
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import { BadCiphertext } from "../errors.ts";
+ * import { BadCiphertext } from "./errors.ts";
  * import { generateEncryptionKeyPair, open, SeededRandom } from "./mod.ts";
  * const { privateKey } = generateEncryptionKeyPair(new SeededRandom(1));
  * const error = await open(privateKey, new Uint8Array(10)).catch((e) => e);

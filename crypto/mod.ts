@@ -5,6 +5,14 @@
  *
  * @module
  */
+export {
+  BadCiphertext,
+  BadSignature,
+  Malformed,
+  MeowError,
+  Replay,
+  TooManySkipped,
+} from "./errors.ts";
 export * from "./random.ts";
 export { SystemRandom } from "./system_random.ts";
 export { fromBase64Url, toBase64Url } from "./base64.ts";
@@ -60,3 +68,4 @@ export {
   publicKeyOperations,
   setImportedKeysMax,
 } from "./_native.ts";
+export { _bytesEqual } from "./bytes.ts";

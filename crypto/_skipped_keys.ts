@@ -2,11 +2,11 @@
  * Skipped message keys of the Double Ratchet: walking a receiving chain past
  * messages that have not arrived, storing their keys (capped, oldest evicted),
  * expiring them, and taking one out when its message comes. Private to
- * kernel/crypto: other folders import kernel/crypto/mod.ts.
+ * crypto/: other folders import crypto/mod.ts.
  *
  * @module
  */
-import { TooManySkipped } from "../errors.ts";
+import { TooManySkipped } from "./errors.ts";
 import { hmacSha256 } from "./_primitives.ts";
 import { _bytesEqual } from "./bytes.ts";
 

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { createHash, createHmac } from "node:crypto";
-import { Malformed } from "../errors.ts";
+import { Malformed } from "./errors.ts";
 import {
   _cpaceGenerator,
   _cpaceGeneratorString,

@@ -5,7 +5,7 @@
  *
  * @module
  */
-import { Malformed } from "../errors.ts";
+import { Malformed } from "./errors.ts";
 import type { Random } from "./random.ts";
 
 /** Crockford's 32 symbols, value order: no I, L, O or U. */

@@ -5,14 +5,14 @@
  * @module
  */
 import { create } from "@bufbuild/protobuf";
-import type { Clock } from "../kernel/ports.ts";
+import type { Clock } from "../../ports/mod.ts";
 import {
   generateLookupKeyPair,
   type KeyPair,
   type Random,
   randomUuid,
   toBase64Url,
-} from "../kernel/crypto/mod.ts";
+} from "../../crypto/mod.ts";
 import {
   type ConversationRequest,
   type FromServerMessage,
@@ -21,9 +21,9 @@ import {
   type PullToken,
   type ServerCard,
   ToServerMessageSchema,
-} from "../proto/gen/meow_pb.ts";
+} from "../../proto/gen/meow_pb.ts";
 import type { MessageInitShape } from "@bufbuild/protobuf";
-import { macPull, openRelayExchange, type RelayExchange, signPull } from "../envelope/mod.ts";
+import { macPull, openRelayExchange, type RelayExchange, signPull } from "../../envelope/mod.ts";
 
 interface Sleeper {
   at: number;

@@ -3,7 +3,7 @@ import fc from "fast-check";
 import { xchacha20poly1305 } from "@noble/ciphers/chacha.js";
 import { hkdf } from "@noble/hashes/hkdf.js";
 import { sha256 } from "@noble/hashes/sha2.js";
-import { BadCiphertext } from "../errors.ts";
+import { BadCiphertext } from "./errors.ts";
 import { aeadDecrypt, aeadEncrypt, hkdfSha256, hmacSha256 } from "./_primitives.ts";
 import { flipByte, hex, toHex } from "./_test_util.ts";
 

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import fc from "fast-check";
-import { BadCiphertext } from "../errors.ts";
+import { BadCiphertext } from "./errors.ts";
 import { SeededRandom } from "./random.ts";
 import { symDecrypt, symEncrypt } from "./sym.ts";
 import { aeadEncrypt } from "./_primitives.ts";

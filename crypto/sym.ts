@@ -3,7 +3,7 @@
  *
  * @module
  */
-import { BadCiphertext } from "../errors.ts";
+import { BadCiphertext } from "./errors.ts";
 import type { Random } from "./random.ts";
 import {
   AEAD_KEY_BYTES,
@@ -53,7 +53,7 @@ export function symEncrypt(
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import { BadCiphertext } from "../errors.ts";
+ * import { BadCiphertext } from "./errors.ts";
  * import { SeededRandom, symDecrypt, symEncrypt } from "./mod.ts";
  * const random = new SeededRandom(1);
  * const box = symEncrypt(random.bytes(32), new Uint8Array([1]), random);

@@ -14,9 +14,9 @@ import type {
   PeerRecord,
   QuarantineRecord,
   ServerCard,
-} from "../proto/gen/meow_pb.ts";
+} from "../proto/mod.ts";
 
-export type { Random } from "./crypto/random.ts";
+export type { Random } from "../crypto/mod.ts";
 
 /**
  * Time, in milliseconds since the Unix epoch. Production: `systemClock`
@@ -25,7 +25,7 @@ export type { Random } from "./crypto/random.ts";
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import type { Clock } from "./ports.ts";
+ * import type { Clock } from "./mod.ts";
  * const fixed: Clock = { now: () => 1000, sleep: () => Promise.resolve() };
  * assert(fixed.now() === 1000);
  * ```
@@ -145,3 +145,4 @@ export interface Store {
   /** Releases files and handles; the store is unusable afterwards. */
   close(): Promise<void>;
 }
+export { systemClock } from "./system_clock.ts";

@@ -3,7 +3,7 @@
  * ChaCha20-Poly1305 from Deno's built-in `node:crypto` (computed at once, on
  * the calling thread), HMAC-SHA-256 and XChaCha20's HChaCha20 subkey from
  * noble (faster than a `node:crypto` call for 32-byte inputs). Private to
- * kernel/crypto.
+ * crypto/.
  *
  * XChaCha20-Poly1305 is ChaCha20-Poly1305 (RFC 8439) under the HChaCha20
  * subkey of the key and the nonce's first 16 bytes, with the nonce's last 8
@@ -17,7 +17,7 @@ import { createCipheriv, createDecipheriv, hkdfSync } from "node:crypto";
 import { hchacha } from "@noble/ciphers/chacha.js";
 import { hmac } from "@noble/hashes/hmac.js";
 import { sha256 } from "@noble/hashes/sha2.js";
-import { BadCiphertext, Malformed } from "../errors.ts";
+import { BadCiphertext, Malformed } from "./errors.ts";
 import { concatBytes } from "./bytes.ts";
 
 /** Length of every private and public key in meowsync. */

@@ -1,5 +1,5 @@
 /**
- * Helpers shared by the crypto tests. Private to kernel/crypto.
+ * Helpers shared by the crypto tests. Private to crypto/.
  *
  * @module
  */

@@ -24,7 +24,7 @@ import { ristretto255, ristretto255_hasher } from "@noble/curves/ed25519.js";
 import { bytesToNumberLE, equalBytes } from "@noble/curves/utils.js";
 import { hmac } from "@noble/hashes/hmac.js";
 import { sha512 } from "@noble/hashes/sha2.js";
-import { Malformed } from "../errors.ts";
+import { Malformed } from "./errors.ts";
 import { concatBytes } from "./bytes.ts";
 import type { Random } from "./random.ts";
 

@@ -26,7 +26,7 @@ import {
   verify as nodeVerify,
 } from "node:crypto";
 import { ed25519 } from "@noble/curves/ed25519.js";
-import { Malformed } from "../errors.ts";
+import { Malformed } from "./errors.ts";
 import { concatBytes } from "./bytes.ts";
 
 /**

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import fc from "fast-check";
-import { BadCiphertext, Malformed, MeowError, Replay, TooManySkipped } from "../errors.ts";
+import { BadCiphertext, Malformed, MeowError, Replay, TooManySkipped } from "./errors.ts";
 import {
   decodeRatchetHeader,
   deserializeRatchet,

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import fc from "fast-check";
 import { ed25519 } from "@noble/curves/ed25519.js";
-import { Malformed } from "../errors.ts";
+import { Malformed } from "./errors.ts";
 import {
   generateEncryptionKeyPair,
   generateLookupKeyPair,

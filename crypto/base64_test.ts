@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import fc from "fast-check";
-import { Malformed } from "../errors.ts";
+import { Malformed } from "./errors.ts";
 import { fromBase64Url, toBase64Url } from "./base64.ts";
 
 const text = new TextEncoder();

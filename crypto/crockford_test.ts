@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import fc from "fast-check";
-import { Malformed } from "../errors.ts";
+import { Malformed } from "./errors.ts";
 import { groupCode, normalizeCrockford, randomCrockford } from "./crockford.ts";
 import { SeededRandom } from "./random.ts";
 import { FixedRandom, hex } from "./_test_util.ts";

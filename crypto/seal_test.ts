@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import fc from "fast-check";
-import { BadCiphertext, Malformed } from "../errors.ts";
+import { BadCiphertext, Malformed } from "./errors.ts";
 import { concatBytes } from "./bytes.ts";
 import { generateEncryptionKeyPair } from "./keys.ts";
 import { SeededRandom } from "./random.ts";

@@ -25,7 +25,7 @@
  *
  * @module
  */
-import { BadCiphertext, Replay } from "../errors.ts";
+import { BadCiphertext, Replay } from "./errors.ts";
 import type { Random } from "./random.ts";
 import type { KeyPair } from "./keys.ts";
 import {
@@ -301,7 +301,7 @@ export function ratchetEncrypt(
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import { Replay } from "../errors.ts";
+ * import { Replay } from "./errors.ts";
  * import {
  *   generateEncryptionKeyPair,
  *   initRatchetInitiator,

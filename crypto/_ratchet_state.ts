@@ -1,7 +1,7 @@
 /**
  * Persisting a Double Ratchet session: {@linkcode serializeRatchet} and
  * {@linkcode deserializeRatchet}, an exact round trip. Private to
- * kernel/crypto: other folders import kernel/crypto/mod.ts.
+ * crypto/: other folders import crypto/mod.ts.
  *
  * Layout (version 1): version (u8) ‖ flags (u8: DHr, CKs, CKr present) ‖
  * DHs private, DHs public, RK ‖ DHr, CKs, CKr when present ‖ Ns, Nr, PN (u32)
@@ -13,7 +13,7 @@
  *
  * @module
  */
-import { Malformed } from "../errors.ts";
+import { Malformed } from "./errors.ts";
 import { assertLength, KEY_BYTES } from "./_primitives.ts";
 import { _bytesEqual } from "./bytes.ts";
 import { assertU32 } from "./_ratchet_header.ts";
@@ -106,7 +106,7 @@ export function serializeRatchet(state: RatchetState): Uint8Array {
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import { Malformed } from "../errors.ts";
+ * import { Malformed } from "./errors.ts";
  * import { deserializeRatchet } from "./mod.ts";
  * try {
  *   deserializeRatchet(new Uint8Array([9]));

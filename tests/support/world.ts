@@ -4,21 +4,21 @@
  *
  * @module
  */
-import { SeededRandom } from "./crypto/mod.ts";
-import { Kernel, type KernelOptions } from "./kernel.ts";
-import type { Clock, Store } from "./ports.ts";
-import type { ServerCard } from "../proto/gen/meow_pb.ts";
-import type { PluginInput } from "./plugin.ts";
-import { MemoryStore } from "../plugins/storage/mod.ts";
-import { chatPlugin } from "../plugins/chat/mod.ts";
-import { dedupPlugin } from "../plugins/dedup/mod.ts";
+import { SeededRandom } from "../../crypto/mod.ts";
+import { Kernel, type KernelOptions } from "../../kernel/kernel.ts";
+import type { Clock, Store } from "../../ports/mod.ts";
+import type { ServerCard } from "../../proto/gen/meow_pb.ts";
+import type { PluginInput } from "../../kernel/plugin.ts";
+import { MemoryStore } from "../../plugins/storage/mod.ts";
+import { chatPlugin } from "../../plugins/chat/mod.ts";
+import { dedupPlugin } from "../../plugins/dedup/mod.ts";
 import {
   type Backend,
   LocalTransport,
   MemoryBackend,
   ServerCore,
   type ServerLimitsInit,
-} from "../server/mod.ts";
+} from "../../server/mod.ts";
 
 /** A clock the test moves by hand; sleeps never resolve on their own. */
 export class ManualClock implements Clock {

@@ -4,7 +4,7 @@
  *
  * @module
  */
-import type { Clock } from "./ports.ts";
+import type { Clock } from "./mod.ts";
 
 /**
  * The production clock: `Date.now` and `setTimeout`.

@@ -1,10 +1,10 @@
 /**
  * The cleartext header of a Double Ratchet message and its 41-byte encoding.
- * Private to kernel/crypto: other folders import kernel/crypto/mod.ts.
+ * Private to crypto/: other folders import crypto/mod.ts.
  *
  * @module
  */
-import { Malformed } from "../errors.ts";
+import { Malformed } from "./errors.ts";
 import { assertLength, KEY_BYTES } from "./_primitives.ts";
 
 /** Largest value of a ratchet counter (N, PN, Ns, Nr): they are encoded as u32. */
@@ -67,7 +67,7 @@ export function encodeRatchetHeader(h: RatchetHeader): Uint8Array {
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import { Malformed } from "../errors.ts";
+ * import { Malformed } from "./errors.ts";
  * import { decodeRatchetHeader } from "./mod.ts";
  * try {
  *   decodeRatchetHeader(new Uint8Array(3));
