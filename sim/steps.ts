@@ -16,7 +16,7 @@ import type { SimDevice } from "./devices.ts";
 import type { DeviceSyncLike } from "./plugins.ts";
 import type { PrivacyTaps } from "./privacy_taps.ts";
 import type { Recorder } from "./recording.ts";
-import type { PairingVia, Step } from "./scenario.ts";
+import type { PairingVia, Step } from "./scenario_types.ts";
 import type { World } from "./world.ts";
 
 /** How long a pairing step waits for its `from` device to finish joining, in virtual ms. */

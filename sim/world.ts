@@ -29,16 +29,11 @@ import { DeviceLife, SimDevice } from "./devices.ts";
 import { corruptingBackend } from "./network.ts";
 import { PrivacyTaps } from "./privacy_taps.ts";
 import { emptyRecording, Recorder, type Recording } from "./recording.ts";
-import type { Scenario } from "./scenario.ts";
+import type { Scenario } from "./scenario_types.ts";
 import type { Scheduler } from "./scheduler.ts";
 import { StepRunner } from "./steps.ts";
 import type { StorageKind } from "./storage.ts";
 import { VirtualClock } from "./virtual_clock.ts";
-
-export { SimDevice } from "./devices.ts";
-export { indexOf } from "./privacy_taps.ts";
-export type { Arrival, Recording, RelayEvent, SentRecord, TrafficRecording } from "./recording.ts";
-export { pairKey } from "./steps.ts";
 
 /**
  * Imported keys per simulated device each key cache makes room for: the
