@@ -27,8 +27,7 @@ import {
   UserMessageSchema,
 } from "../proto/gen/meow_pb.ts";
 import { MemoryBackend, openRelayExchange, ServerCore, signPull } from "../server/mod.ts";
-import { type RunOptions, runScenario } from "../sim/run.ts";
-import { parseScenario, type Scenario } from "../sim/scenario.ts";
+import { parseScenario, type RunOptions, runScenario, type Scenario } from "../sim/mod.ts";
 
 /** Builds the crowd scenario. */
 export function crowd(users: number, messages: number, poll: string, overMs: number): Scenario {

@@ -1,10 +1,10 @@
 // meowsync:production-port — the simulator's command line reads the wall clock for its timing report.
 /**
- * `deno task sim FILE [options]`: the simulator's entry point (logic in sim/cli.ts).
+ * `deno task sim FILE [options]`: the simulator's entry point (logic in sim/cli.ts, through sim/mod.ts).
  *
  * @module
  */
-import { main } from "../sim/cli.ts";
+import { main } from "../sim/mod.ts";
 import { startRedis } from "../server/mod.ts";
 
 const status = await main(Deno.args, {

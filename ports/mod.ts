@@ -25,7 +25,7 @@ export type { Random } from "../crypto/mod.ts";
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import type { Clock } from "./mod.ts";
+ * import type { Clock } from "../kernel/mod.ts";
  * const fixed: Clock = { now: () => 1000, sleep: () => Promise.resolve() };
  * assert(fixed.now() === 1000);
  * ```

@@ -8,9 +8,9 @@
  */
 import { concatBytes } from "../crypto/mod.ts";
 import { PAD_BUCKETS_BYTES, SEAL_OVERHEAD_BYTES } from "../kernel/mod.ts";
-import type { Expectation } from "./scenario.ts";
+import type { Expectation } from "./scenario_types.ts";
 import type { DeviceState, MessageState } from "./state.ts";
-import type { Recording, SentRecord } from "./world.ts";
+import type { Recording, SentRecord } from "./recording.ts";
 
 /** The result of one expectation. */
 export interface ExpectationResult {

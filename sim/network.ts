@@ -21,7 +21,7 @@ import { randomFloat, randomInt, randomUuid, type SeededRandom } from "../crypto
 import { type Transport, TransportError } from "../ports/mod.ts";
 import type { Backend, ServerCore, StoredMessage } from "../server/mod.ts";
 import type { Scheduler } from "./scheduler.ts";
-import type { NetworkSpec } from "./scenario.ts";
+import type { NetworkSpec } from "./scenario_types.ts";
 
 /** How long a client waits for a lost request before it gives up, in virtual ms. */
 export const REQUEST_TIMEOUT_MS = 10_000;

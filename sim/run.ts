@@ -9,13 +9,14 @@ import { sha256 } from "@noble/hashes/sha2.js";
 import type { PluginInput } from "../kernel/mod.ts";
 import type { Backend, ServerCore } from "../server/mod.ts";
 import { check, type CheckInput, type ExpectationResult, latency } from "./checks.ts";
-import type { NetworkSpec, Scenario } from "./scenario.ts";
+import type { NetworkSpec, Scenario } from "./scenario_types.ts";
 import { randomFloat, SeededRandom } from "../crypto/mod.ts";
 import { Scheduler } from "./scheduler.ts";
 import { canonical, type DeviceState, readState } from "./state.ts";
 import { openStore, type StorageKind } from "./storage.ts";
 import { VIRTUAL_EPOCH_MS } from "./virtual_clock.ts";
-import { pairKey, World, type WorldOptions } from "./world.ts";
+import { pairKey } from "./steps.ts";
+import { World, type WorldOptions } from "./world.ts";
 
 /** The report of one run. */
 export interface Report {

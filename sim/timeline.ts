@@ -13,7 +13,7 @@
  * @module
  */
 import type { Report } from "./run.ts";
-import type { Scenario } from "./scenario.ts";
+import type { Scenario } from "./scenario_types.ts";
 
 /** Options of {@linkcode timelineHtml}. */
 export interface TimelineOptions {

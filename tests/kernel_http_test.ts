@@ -10,7 +10,7 @@ import { SystemRandom } from "../crypto/system_random.ts";
 import type { Store } from "../ports/mod.ts";
 import { type ChatApi } from "../plugins/chat/mod.ts";
 import { KvStore, SqliteStore } from "../plugins/storage/mod.ts";
-import { defaultPlugins } from "../sim/plugins.ts";
+import { defaultPlugins } from "../sim/mod.ts";
 import { createHandler } from "../server/http.ts";
 import { HttpTransport } from "../server/http_transport.ts";
 import { KvBackend } from "../server/kv.ts";

@@ -3,8 +3,7 @@
  * (The slow ones, crowd, hub200 and crowd_many_peers, are left to the CI swarm.)
  */
 import assert from "node:assert/strict";
-import { runScenario } from "../sim/run.ts";
-import { loadScenario } from "../sim/scenario.ts";
+import { loadScenario, runScenario } from "../sim/mod.ts";
 
 const SLOW = new Set(["crowd.yaml", "hub200.yaml", "crowd_many_peers.yaml"]);
 

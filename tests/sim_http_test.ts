@@ -4,8 +4,7 @@
  * scenarios give the same `digest` as with the in-process fake relay.
  */
 import assert from "node:assert/strict";
-import { testIo } from "../sim/_test_io.ts";
-import { main } from "../sim/cli.ts";
+import { main, testIo } from "../sim/mod.ts";
 
 function freePort(): number {
   const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });

@@ -5,8 +5,7 @@
  * (`apt-get install -y chromium`).
  */
 import assert from "node:assert/strict";
-import { type CliIo, main } from "../sim/cli.ts";
-import { loadScenario } from "../sim/scenario.ts";
+import { type CliIo, loadScenario, main } from "../sim/mod.ts";
 
 const CHROMIUM = "/usr/bin/chromium";
 const SCENARIO = "scenarios/sync_crash_restart.yaml";

@@ -1,0 +1,389 @@
+/**
+ * Executing the scenario's steps in a {@linkcode World}: scheduling each at
+ * its time, running it (pairings, invitations, sends, profile and contact
+ * changes, going offline, crashes, partitions, relays added, chatter), and
+ * recording a step a device refused. Pairings and invitations run the way two
+ * people would, both sides at once.
+ *
+ * @module
+ */
+import { type PeerRecord, PeerType } from "../proto/mod.ts";
+import { randomFloat, randomInt } from "../crypto/mod.ts";
+import type { PairingOffer } from "../kernel/mod.ts";
+import type { JoinInput } from "../kernel/mod.ts";
+import type { ChatApi } from "../plugins/chat/mod.ts";
+import type { SimDevice } from "./devices.ts";
+import type { DeviceSyncLike } from "./plugins.ts";
+import type { PrivacyTaps } from "./privacy_taps.ts";
+import type { Recorder } from "./recording.ts";
+import type { PairingVia, Step } from "./scenario_types.ts";
+import type { World } from "./world.ts";
+
+/** How long a pairing step waits for its `from` device to finish joining, in virtual ms. */
+const PAIR_READY_WAIT_MS_MAX = 120_000;
+
+/** What a {@linkcode StepRunner} works with besides the world. */
+export interface StepRunnerOptions {
+  recorder: Recorder;
+  taps: PrivacyTaps;
+  /** Trace sink. */
+  trace: (line: Record<string, unknown>) => void;
+}
+
+/** Runs the scenario's steps against a world's devices. */
+export class StepRunner {
+  readonly #world: World;
+  readonly #recorder: Recorder;
+  readonly #taps: PrivacyTaps;
+  readonly #trace: (line: Record<string, unknown>) => void;
+  /** Conversation uid → its `userA|userB` (the index {@linkcode StepRunner.contactOf} reads). */
+  readonly #conversationOf = new Map<string, string>();
+
+  /** A runner of `world`'s scenario. */
+  constructor(world: World, options: StepRunnerOptions) {
+    this.#world = world;
+    this.#recorder = options.recorder;
+    this.#taps = options.taps;
+    this.#trace = options.trace;
+  }
+
+  /** Whether a pairing or invitation is under way (the run is not quiescent then). */
+  get pairingsUnderWay(): boolean {
+    return this.#pairings > 0;
+  }
+
+  /** Schedules every step of the scenario, after the pairings of generated `pair: all` groups. */
+  scheduleSteps(): void {
+    for (const user of this.#world.scenario.users) {
+      if (!user.generated?.pairAll) continue;
+      const first = this.#world.device(`${user.name}/${user.devices[0]}`);
+      for (const other of user.devices.slice(1)) {
+        const device = this.#world.device(`${user.name}/${other}`);
+        const step: Step = {
+          kind: "pair",
+          user: user.name,
+          from: first.name,
+          to: device.name,
+          via: "link",
+          atMs: 0,
+          index: -1,
+        };
+        this.#world.scheduler.schedule(
+          0,
+          () => this.#track(this.#pair(first, device, "link"), step),
+          `pair ${device.ref}`,
+        );
+      }
+    }
+    for (const step of this.#world.scenario.steps) {
+      this.#world.scheduler.schedule(
+        step.atMs,
+        () => this.#track(this.#run(step), step),
+        `step ${step.index} ${step.kind}`,
+      );
+    }
+  }
+
+  /**
+   * Follows a step's work: its failure is recorded as a refused step. A
+   * pairing waits on the network (later events), which the scheduler must
+   * not wait for within one event: it is counted instead, and the run is not
+   * quiescent while one is under way.
+   */
+  #track(work: Promise<void>, step: Step): Promise<void> {
+    const waitsOnNetwork = step.kind === "pair" || step.kind === "invite" ||
+      step.kind === "invite_group";
+    if (waitsOnNetwork) {
+      this.#pairings++;
+      work = work.finally(() => this.#pairings--);
+    }
+    const followed = work.catch((e) => {
+      this.#world.recording.refused.push({
+        at: this.#world.scheduler.now,
+        step: `steps[${step.index}] ${step.kind}`,
+        error: String((e as Error).message),
+      });
+      this.#trace({
+        kind: "step.error",
+        step: step.index,
+        error: String((e as Error).message),
+      });
+    });
+    return waitsOnNetwork ? followed : this.#world.scheduler.track(followed);
+  }
+
+  /** Pairing steps under way (they wait on the network). */
+  #pairings = 0;
+
+  async #run(step: Step): Promise<void> {
+    this.#trace({ kind: "step", step: step.index, action: step.kind });
+    switch (step.kind) {
+      case "invite":
+        return await this.#invite(
+          this.#world.device(step.from),
+          this.#world.device(step.to),
+          step.via,
+        );
+      case "invite_group":
+        return await this.#inviteGroup(step.from, step.to, step.peers, step.via);
+      case "pair":
+        return await this.#pair(
+          this.#world.device(`${step.user}/${step.from}`),
+          this.#world.device(`${step.user}/${step.to}`),
+          step.via,
+        );
+      case "offline": {
+        const d = this.#world.device(step.device);
+        if (d.online) this.#recorder.downSince.set(d.ref, this.#world.scheduler.now);
+        d.online = false;
+        return;
+      }
+      case "online": {
+        const d = this.#world.device(step.device);
+        if (!d.online) {
+          this.#recorder.down(
+            d,
+            this.#recorder.downSince.get(d.ref) ?? 0,
+            this.#world.scheduler.now,
+          );
+        }
+        d.online = true;
+        return;
+      }
+      case "crash":
+        return await this.#world.crash(this.#world.device(step.device));
+      case "restart":
+        return await this.#world.restart(this.#world.device(step.device));
+      case "send":
+        for (let k = 0; k < step.count; k++) {
+          const text = step.count > 1 ? `${step.text} #${k + 1}` : step.text;
+          const at = step.atMs + k * step.everyMs;
+          if (k === 0) await this.send(this.#world.device(step.from), step.to, text);
+          else {
+            this.#world.scheduler.schedule(
+              at,
+              () => this.#track(this.send(this.#world.device(step.from), step.to, text), step),
+              `send ${step.from}`,
+            );
+          }
+        }
+        return;
+      case "profile":
+        await this.#world.device(step.device).live().updateProfile({
+          nickname: step.nickname,
+          status: step.status,
+        });
+        return;
+      case "rename": {
+        const d = this.#world.device(step.device);
+        await d.live().updatePeer(this.#peerUid(d.user, step.peer), { name: step.name });
+        return;
+      }
+      case "read": {
+        const d = this.#world.device(step.device);
+        await d.live().api<ChatApi>("chat").markRead(this.#peerUid(d.user, step.peer));
+        return;
+      }
+      case "partition":
+        for (const ref of step.devices) {
+          const d = this.#world.device(ref);
+          d.partitionedUntil = this.#world.scheduler.now + step.forMs;
+          this.#recorder.down(d, this.#world.scheduler.now, d.partitionedUntil);
+        }
+        return;
+      case "add_server": {
+        const core = this.#world.relaysByName.get(step.server)!;
+        await this.#world.device(step.device).live().addServer(core.card());
+        return;
+      }
+      case "chatter":
+        return this.#chatter(step.users, step.messages, step.overMs, step.atMs);
+    }
+  }
+
+  #peerUid(user: string, other: string): string {
+    const uid = this.#world.conversations.get(pairKey(user, other));
+    if (!uid) throw new Error(`${user} and ${other} are not contacts`);
+    return uid;
+  }
+
+  /**
+   * `from` invites `to` through a relay mailbox, the way two people would:
+   * the code (or link) goes from one to the other out of band, both run
+   * their side of the exchange at once.
+   */
+  async #invite(from: SimDevice, to: SimDevice, via: PairingVia): Promise<void> {
+    const offer = await from.live().offerPairing({ form: via });
+    const [, accepted] = await Promise.all([
+      offer.exchanged,
+      to.live().acceptPairing(this.#joinInput(from, offer), { type: PeerType.CONTACT }),
+    ]);
+    const uid = accepted.peerUid;
+    const key = pairKey(from.user, to.user);
+    this.#world.conversations.set(key, uid);
+    this.#world.conversationsAll.set(
+      key,
+      (this.#world.conversationsAll.get(key) ?? new Set()).add(uid),
+    );
+    if (!this.#conversationOf.has(uid)) this.#conversationOf.set(uid, key);
+  }
+
+  /** What the joining side is handed: the link, or the code and the relay it is on. */
+  #joinInput(from: SimDevice, offer: PairingOffer): JoinInput {
+    return offer.link !== ""
+      ? { link: offer.link }
+      : { code: offer.code, server: from.live().identity().servers[0] };
+  }
+
+  async #inviteGroup(
+    fromGroup: string,
+    toGroup: string,
+    peers: number,
+    via: PairingVia,
+  ): Promise<void> {
+    const members = (group: string) =>
+      this.#world.scenario.users.filter((u) => u.generated?.group === group || u.name === group)
+        .map((u) => u.name);
+    const from = members(fromGroup);
+    const to = members(toGroup);
+    const invitations: Promise<void>[] = [];
+    const chosen = new Set<string>();
+    for (const user of from) {
+      const candidates = to.filter((u) =>
+        u !== user && !this.#world.conversations.has(pairKey(user, u)) &&
+        !chosen.has(pairKey(user, u))
+      );
+      for (let i = 0; i < peers && candidates.length > 0; i++) {
+        const other =
+          candidates.splice(randomInt(this.#world.scenarioRandom, candidates.length), 1)[0];
+        chosen.add(pairKey(user, other));
+        invitations.push(
+          this.#invite(this.#world.devicesOf(user)[0], this.#world.devicesOf(other)[0], via),
+        );
+      }
+    }
+    // All at once, as people would; one that fails is reported and the others go on.
+    const results = await Promise.allSettled(invitations);
+    const failed = results.filter((r) => r.status === "rejected");
+    if (failed.length > 0) {
+      throw new Error(
+        `${failed.length} of ${results.length} invitations failed; first: ${
+          (failed[0] as PromiseRejectedResult).reason?.message
+        }`,
+      );
+    }
+  }
+
+  async #pair(from: SimDevice, to: SimDevice, via: PairingVia): Promise<void> {
+    // A person pairing from a device that is still joining waits until it has joined.
+    for (let waited = 0; !this.#hasJoined(from) && waited < PAIR_READY_WAIT_MS_MAX;) {
+      await this.#world.clock.sleep(this.#world.scenario.pollIntervalMs);
+      waited += this.#world.scenario.pollIntervalMs;
+    }
+    const offer = await from.live().api<DeviceSyncLike>("device_sync").offerDevicePairing({
+      form: via,
+    });
+    await Promise.all([
+      offer.exchanged,
+      to.live().api<DeviceSyncLike>("device_sync").joinDevices(this.#joinInput(from, offer), {
+        deviceName: to.name,
+      }),
+    ]);
+    to.live().start();
+  }
+
+  #hasJoined(device: SimDevice): boolean {
+    const kernel = device.kernel;
+    return kernel !== undefined && kernel.hasIdentity() && kernel.identity().uid !== "";
+  }
+
+  /** Sends a chat text from `from` to the conversation with `toUser`; records it when accepted. */
+  async send(from: SimDevice, toUser: string, text: string): Promise<void> {
+    const kernel = from.live();
+    const peerUid = this.#peerUid(from.user, toUser);
+    const peer: PeerRecord | undefined = kernel.peer(peerUid);
+    if (!peer) throw new Error(`${from.ref} does not know ${toUser} (yet)`);
+    this.#taps.watchText(text);
+    const at = this.#world.scheduler.now;
+    const stored = await kernel.api<ChatApi>("chat").send(peerUid, text);
+    const uuid = stored.message!.status!.uuid;
+    this.#world.recording.sent.set(uuid, {
+      uuid,
+      from: from.ref,
+      fromUser: from.user,
+      toUser,
+      peerUid,
+      text,
+      at,
+      fromPrimary: peer.primaryDeviceUid === "" || peer.primaryDeviceUid === kernel.deviceUid(),
+    });
+    if (!(peer.primaryDeviceUid === "" || peer.primaryDeviceUid === kernel.deviceUid())) {
+      this.#world.recording.counters.forwards++;
+    }
+  }
+
+  #chatter(group: string, messages: number, overMs: number, atMs: number): void {
+    const users = this.#world.scenario.users.filter((u) =>
+      u.generated?.group === group || u.name === group
+    );
+    for (let i = 0; i < messages; i++) {
+      const at = atMs + Math.floor((i * overMs) / messages);
+      const user = users[randomInt(this.#world.scenarioRandom, users.length)];
+      const device = user.devices[randomInt(this.#world.scenarioRandom, user.devices.length)];
+      const text = `chatter ${i} ${
+        randomFloat(this.#world.scenarioRandom).toString(36).slice(2, 10)
+      }`;
+      this.#world.scheduler.schedule(at, () => {
+        const contacts = this.#contactsOf(user.name);
+        if (contacts.length === 0) return;
+        const to = contacts[randomInt(this.#world.scenarioRandom, contacts.length)];
+        return this.#world.scheduler.track(
+          this.send(this.#world.device(`${user.name}/${device}`), to, text).catch((e) => {
+            this.#world.recording.refused.push({
+              at: this.#world.scheduler.now,
+              step: `chatter ${user.name}/${device}`,
+              error: String(e.message),
+            });
+            this.#trace({
+              kind: "chatter.skip",
+              device: `${user.name}/${device}`,
+              error: String(e.message),
+            });
+          }),
+        );
+      }, `chatter ${user.name}`);
+    }
+  }
+
+  #contacts: Map<string, string[]> | undefined;
+  #contactsFor = -1;
+
+  /** The users `user` has a conversation with, sorted (recomputed when a conversation is added). */
+  #contactsOf(user: string): string[] {
+    if (!this.#contacts || this.#contactsFor !== this.#world.conversations.size) {
+      this.#contacts = new Map();
+      for (const key of this.#world.conversations.keys()) {
+        const [a, b] = key.split("|");
+        this.#contacts.set(a, [...(this.#contacts.get(a) ?? []), b]);
+        this.#contacts.set(b, [...(this.#contacts.get(b) ?? []), a]);
+      }
+      for (const list of this.#contacts.values()) list.sort();
+      this.#contactsFor = this.#world.conversations.size;
+    }
+    return this.#contacts.get(user) ?? [];
+  }
+
+  /** The user on the other side of conversation `peerUid` as `ref` knows it ("" if none). */
+  contactOf(ref: string, peerUid: string): string {
+    const key = this.#conversationOf.get(peerUid);
+    if (key === undefined) return "";
+    const [a, b] = key.split("|");
+    const user = ref.split("/")[0];
+    return a === user ? b : a;
+  }
+}
+
+/** The conversation key of two users. */
+export function pairKey(a: string, b: string): string {
+  return a < b ? `${a}|${b}` : `${b}|${a}`;
+}
