@@ -31,7 +31,7 @@ import {
 import type { JoinInput, PairingProtocol } from "../kernel/pairing_flow.ts";
 import type { Plugin, PluginInput } from "../kernel/plugin.ts";
 import type { Store } from "../kernel/ports.ts";
-import type { ChatApi } from "../plugins/chat/mod.ts";
+import { CHAT_API } from "../plugins/chat/mod.ts";
 import {
   type Backend,
   MemoryBackend,
@@ -41,7 +41,7 @@ import {
 } from "../server/mod.ts";
 import { adversaryBackend } from "./adversary.ts";
 import { corruptingBackend, SimTransport } from "./network.ts";
-import { defaultPlugins, type DeviceSyncLike } from "./plugins.ts";
+import { defaultPlugins, DEVICE_SYNC_API } from "./plugins.ts";
 import type { PairingVia, Scenario, Step } from "./scenario.ts";
 import type { Scheduler } from "./scheduler.ts";
 import { openStore, type StorageKind } from "./storage.ts";
@@ -741,7 +741,7 @@ export class World {
       }
       case "read": {
         const d = this.device(step.device);
-        await d.live().api<ChatApi>("chat").markRead(this.#peerUid(d.user, step.peer));
+        await d.live().api(CHAT_API).markRead(this.#peerUid(d.user, step.peer));
         return;
       }
       case "partition":
@@ -834,12 +834,12 @@ export class World {
       await this.clock.sleep(this.scenario.pollIntervalMs);
       waited += this.scenario.pollIntervalMs;
     }
-    const offer = await from.live().api<DeviceSyncLike>("device_sync").offerDevicePairing({
+    const offer = await from.live().api(DEVICE_SYNC_API).offerDevicePairing({
       form: via,
     });
     await Promise.all([
       offer.exchanged,
-      to.live().api<DeviceSyncLike>("device_sync").joinDevices(this.#joinInput(from, offer), {
+      to.live().api(DEVICE_SYNC_API).joinDevices(this.#joinInput(from, offer), {
         deviceName: to.name,
       }),
     ]);
@@ -859,7 +859,7 @@ export class World {
     if (!peer) throw new Error(`${from.ref} does not know ${toUser} (yet)`);
     this.#watchText(text);
     const at = this.scheduler.now;
-    const stored = await kernel.api<ChatApi>("chat").send(peerUid, text);
+    const stored = await kernel.api(CHAT_API).send(peerUid, text);
     const uuid = stored.message!.status!.uuid;
     this.recording.sent.set(uuid, {
       uuid,

@@ -34,9 +34,9 @@ import {
   myLookupKey,
   USER_MESSAGE_BYTES_MAX,
 } from "../../kernel/pipeline.ts";
-import type { Plugin, PluginHost, Tx } from "../../kernel/plugin.ts";
+import { apiKey, type Plugin, type PluginHost, type Tx } from "../../kernel/plugin.ts";
 import { CHAT_TYPE } from "../chat/mod.ts";
-import type { DeviceSyncApi, SyncContext } from "../device_sync/mod.ts";
+import { DEVICE_SYNC_API, type SyncContext } from "../device_sync/mod.ts";
 import { messageForSync, SYNC_TYPES } from "../device_sync/mod.ts";
 
 const NAME = "forward_relay";
@@ -44,7 +44,13 @@ const NAME = "forward_relay";
 /** The sync type of a message a sibling hands to the contact's primary. */
 export const FORWARD_SYNC_TYPE = "forward";
 
-/** What the forward_relay plugin offers, under `host.api("forward_relay")`. */
+/**
+ * The typed key of the forward_relay plugin's api: `kernel.api(FORWARD_RELAY_API)`
+ * is a {@linkcode ForwardRelayApi}.
+ */
+export const FORWARD_RELAY_API = apiKey<ForwardRelayApi>(NAME);
+
+/** What the forward_relay plugin offers, under {@linkcode FORWARD_RELAY_API}. */
 export interface ForwardRelayApi {
   /**
    * The device uid of a contact's primary: this device's own uid when it is
@@ -122,7 +128,7 @@ export function forwardRelayPlugin(): Plugin {
       tx.putMessage(row);
       await tx.emit("message.stored", { message: row, origin: "sync" });
     }
-    await h().api<DeviceSyncApi>("device_sync").dispatch(tx, {
+    await h().api(DEVICE_SYNC_API).dispatch(tx, {
       syncType: SYNC_TYPES.msg,
       peerUid: peer.uid,
       dbMessage: messageForSync(row),
@@ -142,7 +148,7 @@ export function forwardRelayPlugin(): Plugin {
     api,
     setup(hostIn) {
       host = hostIn;
-      hostIn.api<DeviceSyncApi>("device_sync").registerSyncType(FORWARD_SYNC_TYPE, applyForward);
+      hostIn.api(DEVICE_SYNC_API).registerSyncType(FORWARD_SYNC_TYPE, applyForward);
     },
 
     async outbound(message, { tx, peer }) {
@@ -158,7 +164,7 @@ export function forwardRelayPlugin(): Plugin {
         stored.pendingForward = true;
         tx.putMessage(stored);
       }
-      await h().api<DeviceSyncApi>("device_sync").dispatch(tx, {
+      await h().api(DEVICE_SYNC_API).dispatch(tx, {
         syncType: FORWARD_SYNC_TYPE,
         peerUid: peer.uid,
         forwardPeerUid: peer.uid,
