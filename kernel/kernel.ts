@@ -8,56 +8,59 @@
  * in-memory caches change, the outbox flush and relay acks leave. A failure
  * anywhere before the commit leaves every store, cache and ratchet unchanged.
  *
- * This file is the facade: construction, the public methods and the commit
- * that ties the parts together. The parts, private to kernel/: `_tx.ts` (the
- * transaction), `_router.ts` (receive, route, quarantine), `_outbox.ts`
- * (delivery, retries, failed for good), `_poller.ts` (pulls, acks, long
- * polls), `_relay_client.ts` (requests, mailbox, relay health),
- * `_pairing_ops.ts` (pairing by link or code), `_state.ts` (the cached
- * records, the serial queue), `_types.ts` (the public types, re-exported
- * here); `plugin_driver.ts` calls the plugins.
+ * This file is the facade: construction, and every public method of
+ * `Kernel` with its documentation, each handing over to a part in a few
+ * lines (why it runs past 500 lines: the documented public API is one
+ * surface, and splitting `Kernel` itself would break its importers). The
+ * parts, private to kernel/:
+ *
+ * - `_tx.ts` the transaction; `_commit.ts` running and committing one;
+ * - `_router.ts` receive, route to the plugins, quarantine;
+ * - `_outbox.ts` delivery, retries, failed for good;
+ * - `_poller.ts` pulled queues, pulls and acks, long polls, the poll loop;
+ * - `_relay_client.ts` relay requests, mailbox steps, relay health;
+ * - `_pairings.ts` invitations and pairing by link or code;
+ * - `_identity.ts` identity and local peer changes;
+ * - `_state.ts` the cached records and the serial queue;
+ * - `_types.ts` the public types, re-exported here.
+ *
+ * `plugin_driver.ts` calls the plugins.
  *
  * @module
  */
-import { clone, create } from "@bufbuild/protobuf";
+import { clone } from "@bufbuild/protobuf";
 import {
   type DbMessage,
   type IdentityRecord,
   IdentityRecordSchema,
-  KeyPairSchema,
   type PackedUserMessage,
   type PeerRecord,
   PeerRecordSchema,
-  PeerType,
-  ProfileSchema,
+  type PeerType,
   type QuarantineRecord,
   type ServerCard,
 } from "../proto/gen/meow_pb.ts";
-import {
-  generateEncryptionKeyPair,
-  generateSigningKeyPair,
-  type KeyPair,
-  randomUuid,
-} from "./crypto/mod.ts";
-import { Malformed } from "./errors.ts";
-import {
-  answerInvitation,
-  cardBytes,
-  createInvitation,
-  decodeCard,
-  isPending,
-} from "./invitation.ts";
+import { randomUuid } from "./crypto/mod.ts";
+import { isPending } from "./invitation.ts";
 import { type JoinInput, PAIRING_PROTOCOL, type PairingForm } from "./pairing_flow.ts";
 import { PluginDriver } from "./plugin_driver.ts";
 import type { ApiKey, Plugin, PluginHost, Tx } from "./plugin.ts";
 import type { Clock, Random, Store } from "./ports.ts";
+import { Transactions } from "./_commit.ts";
 import { Outbox } from "./_outbox.ts";
-import { Pairings } from "./_pairing_ops.ts";
+import { Pairings } from "./_pairings.ts";
+import {
+  newIdentityRecord,
+  stageFirstIdentity,
+  stagePeerChanges,
+  stageProfile,
+  stageServer,
+} from "./_identity.ts";
 import { Poller } from "./_poller.ts";
 import { RelayClient } from "./_relay_client.ts";
 import { Router } from "./_router.ts";
 import { DeviceState, SerialQueue } from "./_state.ts";
-import { KernelTx } from "./_tx.ts";
+import type { KernelTx } from "./_tx.ts";
 import type {
   InvitationTicket,
   KernelObservation,
@@ -119,6 +122,7 @@ export class Kernel {
   readonly #poller: Poller;
   readonly #router: Router;
   readonly #pairings: Pairings;
+  readonly #transactions: Transactions;
 
   #running: AbortController | undefined;
   #loops: Promise<void>[] = [];
@@ -146,7 +150,7 @@ export class Kernel {
     };
     this.#serialQueue = new SerialQueue(state, this.#name);
     this.#relay = new RelayClient({ ...common, transport: options.transport });
-    const transact = <T>(fn: (tx: KernelTx) => Promise<T>) => this.#transact(fn);
+    const transact = <T>(fn: (tx: KernelTx) => Promise<T>) => this.#transactions.run(fn);
     this.#outbox = new Outbox({
       ...common,
       store: this.#store,
@@ -186,7 +190,18 @@ export class Kernel {
       identity: () => this.identity(),
       peer: (uid) => this.peer(uid),
       transact: (fn) => this.transact(fn),
-      acceptInvitation: (bytes, options) => this.acceptInvitation(bytes, options),
+      newIdentityRecord: (options) => this.newIdentityRecord(options),
+    });
+    this.#transactions = new Transactions({
+      ...common,
+      kernel: this,
+      store: this.#store,
+      state,
+      driver,
+      outbox: this.#outbox,
+      poller: this.#poller,
+      sealing: this.#sealing,
+      startPolling: (server) => this.#startPolling(server),
     });
   }
 
@@ -331,58 +346,9 @@ export class Kernel {
 
   // ─── Transactions ─────────────────────────────────────────────────────────
 
-  /** Runs `fn` on the serial queue. */
-  #serial<T>(fn: () => Promise<T>): Promise<T> {
-    return this.#serialQueue.run(fn);
-  }
-
   /** Runs `fn` in a transaction on the serial queue and commits what it staged. */
   transact<T>(fn: (tx: Tx) => Promise<T>): Promise<T> {
-    return this.#serial(() => this.#transact(fn));
-  }
-
-  async #transact<T>(fn: (tx: KernelTx) => Promise<T>): Promise<T> {
-    const state = this.#state;
-    const tx = new KernelTx(this, {
-      now: this.clock.now(),
-      identity: state.identity,
-      peer: (uid) => state.peer(uid),
-      peers: () => [...state.peers.values()],
-      devices: () => [...state.devices.values()],
-      store: this.#store,
-      random: this.random,
-      driver: this.#driver,
-      deviceUid: state.deviceUid(),
-      observe: this.#observe,
-      sealing: this.#sealing,
-      nextOutboxId: (now) => this.nextOutboxId(now),
-    });
-    const result = await fn(tx);
-    await this.#commit(tx);
-    return result;
-  }
-
-  async #commit(tx: KernelTx): Promise<void> {
-    const batch = tx.batch();
-    if (this.#state.closed) throw new TypeError(`${this.#name}: the kernel is closed`);
-    await this.#store.commit(batch);
-    const pulled = this.#poller.pullsBeforeCommit();
-    if (batch.identity) {
-      this.#state.identity = batch.identity;
-      // Relays can arrive by device sync or with a new install's first identity: poll them too.
-      for (const server of batch.identity.servers) this.#startPolling(server);
-    }
-    for (const peer of batch.peers ?? []) this.#state.cachePeer(peer);
-    for (const device of batch.devices ?? []) this.#state.cachePeer(device);
-    this.#poller.committed(pulled);
-    this.#outbox.committed(batch.outboxPut ?? [], batch.outboxDelete ?? []);
-    for (const fn of tx.afterCommitFns()) {
-      try {
-        fn();
-      } catch (e) {
-        this.#log("error", `${this.#name} after-commit hook failed: ${(e as Error).message}`);
-      }
-    }
+    return this.#serialQueue.run(() => this.#transactions.run(fn));
   }
 
   // ─── Identity ─────────────────────────────────────────────────────────────
@@ -400,13 +366,7 @@ export class Kernel {
         ...options,
         withRoot: true,
       });
-      identity.profile = create(ProfileSchema, {
-        nickname: options.nickname,
-        updatedAt: tx.now,
-        updatedBy: identity.deviceUid,
-      });
-      tx.putIdentity(identity);
-      return Promise.resolve(identity);
+      return Promise.resolve(stageFirstIdentity(tx, identity, options.nickname));
     });
   }
 
@@ -417,39 +377,14 @@ export class Kernel {
   newIdentityRecord(
     options: { uid: string; deviceName: string; servers: ServerCard[]; withRoot: boolean },
   ): IdentityRecord {
-    const kp = (pair: KeyPair) =>
-      create(KeyPairSchema, { privateKey: pair.privateKey, publicKey: pair.publicKey });
-    const deviceSigning = generateSigningKeyPair(this.random);
-    const record = create(IdentityRecordSchema, {
-      uid: options.uid,
-      deviceEncryption: kp(generateEncryptionKeyPair(this.random)),
-      deviceSigning: kp(deviceSigning),
-      deviceUid: randomUuid(this.random),
-      deviceName: options.deviceName,
-      servers: options.servers,
-      createdAt: this.clock.now(),
-    });
-    if (options.withRoot) record.root = kp(generateSigningKeyPair(this.random));
-    return record;
+    return newIdentityRecord(this.random, this.clock.now(), options);
   }
 
   /** Changes the profile (nickname, status, avatars); last writer wins across devices. */
   updateProfile(
     changes: { nickname?: string; status?: string; avatars?: Uint8Array[] },
   ): Promise<IdentityRecord> {
-    return this.transact(async (tx) => {
-      const identity = clone(IdentityRecordSchema, tx.identity());
-      const profile = identity.profile ?? create(ProfileSchema);
-      if (changes.nickname !== undefined) profile.nickname = changes.nickname;
-      if (changes.status !== undefined) profile.status = changes.status;
-      if (changes.avatars !== undefined) profile.avatars = changes.avatars;
-      profile.updatedAt = tx.now;
-      profile.updatedBy = identity.deviceUid;
-      identity.profile = profile;
-      tx.putIdentity(identity);
-      await tx.emit("identity.updated", { identity, origin: "local" });
-      return identity;
-    });
+    return this.transact((tx) => stageProfile(tx, changes));
   }
 
   /** Changes a contact's local settings (name, blocked, visible, notification and ack settings). */
@@ -462,51 +397,23 @@ export class Kernel {
       settings?: PeerRecord["settings"];
     },
   ): Promise<PeerRecord> {
-    return this.transact(async (tx) => {
-      const peer = tx.peer(uid);
-      if (!peer || isPending(peer)) throw new TypeError(`Cannot update peer ${uid}: no such peer`);
-      if (changes.name !== undefined) peer.name = changes.name;
-      if (changes.blocked !== undefined) peer.blocked = changes.blocked;
-      if (changes.visible !== undefined) peer.visible = changes.visible;
-      if (changes.settings !== undefined) peer.settings = changes.settings;
-      peer.updatedAt = tx.now;
-      peer.updatedBy = this.deviceUid();
-      tx.putPeer(peer);
-      await tx.emit("peer.updated", { peer, created: false, origin: "local" });
-      return peer;
-    });
+    return this.transact((tx) => stagePeerChanges(tx, uid, changes, this.deviceUid()));
   }
 
   /** Adds a relay to the identity's servers and, while running, starts polling it. */
   addServer(server: ServerCard): Promise<IdentityRecord> {
     return this.transact(async (tx) => {
-      const identity = clone(IdentityRecordSchema, tx.identity());
-      if (identity.servers.some((s) => s.uid === server.uid)) return identity;
-      identity.servers.push(server);
-      tx.putIdentity(identity);
-      await tx.emit("server.added", { server, origin: "local" });
-      tx.afterCommit(() => this.#startPolling(server));
+      const { identity, added } = await stageServer(tx, server);
+      if (added) tx.afterCommit(() => this.#startPolling(server));
       return identity;
     });
   }
 
-  // ─── Invitations ──────────────────────────────────────────────────────────
+  // ─── Invitations and pairing ──────────────────────────────────────────────
 
   /** Step 1: mints a pending peer and the card to hand to the other side. */
   createInvitation(options: { type?: PeerType; name?: string } = {}): Promise<InvitationTicket> {
-    return this.transact((tx) => {
-      const identity = tx.identity();
-      const { pending, card } = createInvitation({
-        random: this.random,
-        now: tx.now,
-        name: options.name ?? identity.profile?.nickname ?? "",
-        servers: identity.servers,
-        type: options.type ?? PeerType.CONTACT,
-        deviceUid: identity.deviceUid,
-      });
-      tx.putPeer(pending);
-      return Promise.resolve({ peerUid: pending.uid, card, bytes: cardBytes(card) });
-    });
+    return this.#pairings.createInvitation(options);
   }
 
   /**
@@ -525,57 +432,7 @@ export class Kernel {
       proof?: (answerCard: Uint8Array) => { mac: Uint8Array; safetyCode: string };
     } = {},
   ): Promise<string> {
-    return this.transact(async (tx) => {
-      const card = decodeCard(bytes);
-      if (options.type !== undefined && card.type !== options.type) {
-        throw new Malformed(
-          `Cannot accept invitation ${card.invitationId}: it pairs ${
-            card.type === PeerType.DEVICE ? "a device of its owner" : "a contact"
-          }, not ${options.type === PeerType.DEVICE ? "a device" : "a contact"}`,
-        );
-      }
-      if (this.peer(card.peerUid)) {
-        throw new Malformed(
-          `Cannot accept invitation ${card.invitationId}: peer ${card.peerUid} exists already`,
-        );
-      }
-      if (!this.#state.identity) {
-        if (card.type !== PeerType.DEVICE) {
-          throw new TypeError(
-            `${this.#name}: create an identity or pair with a device before adding contacts`,
-          );
-        }
-        // A new install joining its user's devices: device keys now, the identity arrives by sync.
-        tx.putIdentity(this.newIdentityRecord({
-          uid: "",
-          deviceName: options.deviceName ?? "device",
-          servers: card.pullServers,
-          withRoot: false,
-        }));
-      }
-      const identity = tx.identity();
-      let safetyCode = "";
-      const proof = options.proof;
-      const { peer, answer } = await answerInvitation(card, {
-        random: this.random,
-        now: tx.now,
-        name: options.name ?? identity.profile?.nickname ?? "",
-        servers: identity.servers,
-        type: card.type,
-        deviceUid: identity.deviceUid,
-        mac: proof && ((answerCard) => {
-          const made = proof(answerCard);
-          safetyCode = made.safetyCode;
-          return made.mac;
-        }),
-      });
-      peer.updatedBy = identity.deviceUid;
-      peer.safetyCode = safetyCode;
-      tx.putPeer(peer);
-      tx.queuePacked(peer, answer, "");
-      await tx.emit("peer.updated", { peer, created: true, origin: "local" });
-      return peer.uid;
-    });
+    return this.#pairings.acceptInvitation(bytes, options);
   }
 
   /**

@@ -1,8 +1,10 @@
 /**
- * End-to-end pairing through a relay mailbox, as the kernel runs it
- * (`Kernel.offerPairing`, `Kernel.acceptPairing`): the protocol steps are
- * kernel/pairing_flow.ts's; this part mints the pending peer, keeps the
- * pairing's keys with it, and completes through `acceptInvitation`.
+ * Pairing as the kernel runs it: the invitation steps on cards in bytes
+ * (`Kernel.createInvitation`, `Kernel.acceptInvitation`) and the end-to-end
+ * pairing through a relay mailbox (`Kernel.offerPairing`,
+ * `Kernel.acceptPairing`), whose protocol steps are kernel/pairing_flow.ts's;
+ * this part mints the pending peer, keeps the pairing's keys with it, and
+ * completes through `acceptInvitation`.
  *
  * @module
  */
@@ -16,7 +18,13 @@ import {
   type ServerCard,
 } from "../proto/gen/meow_pb.ts";
 import { Malformed } from "./errors.ts";
-import { cardBytes, createInvitation, isPending } from "./invitation.ts";
+import {
+  answerInvitation,
+  cardBytes,
+  createInvitation,
+  decodeCard,
+  isPending,
+} from "./invitation.ts";
 import type { PairingLinkKind } from "./pairing.ts";
 import {
   answerProof,
@@ -31,7 +39,12 @@ import {
 import type { RelayClient } from "./_relay_client.ts";
 import type { DeviceState } from "./_state.ts";
 import { observeSecrets } from "./_tx.ts";
-import type { KernelObservation, PairingAccepted, PairingOffer } from "./_types.ts";
+import type {
+  InvitationTicket,
+  KernelObservation,
+  PairingAccepted,
+  PairingOffer,
+} from "./_types.ts";
 import type { Tx } from "./plugin.ts";
 import type { Clock, Random, Transport } from "./ports.ts";
 
@@ -54,7 +67,39 @@ export interface PairingPorts {
   peer(uid: string): PeerRecord | undefined;
   /** `Kernel.transact`. */
   transact<T>(fn: (tx: Tx) => Promise<T>): Promise<T>;
-  /** `Kernel.acceptInvitation`. */
+  /** `Kernel.newIdentityRecord`. */
+  newIdentityRecord(
+    options: { uid: string; deviceName: string; servers: ServerCard[]; withRoot: boolean },
+  ): IdentityRecord;
+}
+
+/** The kernel's invitations and pairings. */
+export class Pairings {
+  readonly #ports: PairingPorts;
+
+  /** Pairings over `ports`. */
+  constructor(ports: PairingPorts) {
+    this.#ports = ports;
+  }
+
+  /** See `Kernel.createInvitation`. */
+  createInvitation(options: { type?: PeerType; name?: string } = {}): Promise<InvitationTicket> {
+    return this.#ports.transact((tx) => {
+      const identity = tx.identity();
+      const { pending, card } = createInvitation({
+        random: this.#ports.random,
+        now: tx.now,
+        name: options.name ?? identity.profile?.nickname ?? "",
+        servers: identity.servers,
+        type: options.type ?? PeerType.CONTACT,
+        deviceUid: identity.deviceUid,
+      });
+      tx.putPeer(pending);
+      return Promise.resolve({ peerUid: pending.uid, card, bytes: cardBytes(card) });
+    });
+  }
+
+  /** See `Kernel.acceptInvitation`. */
   acceptInvitation(
     bytes: Uint8Array,
     options: {
@@ -62,17 +107,59 @@ export interface PairingPorts {
       deviceName?: string;
       type?: PeerType;
       proof?: (answerCard: Uint8Array) => { mac: Uint8Array; safetyCode: string };
-    },
-  ): Promise<string>;
-}
-
-/** The kernel's pairings by link or code. */
-export class Pairings {
-  readonly #ports: PairingPorts;
-
-  /** Pairings over `ports`. */
-  constructor(ports: PairingPorts) {
-    this.#ports = ports;
+    } = {},
+  ): Promise<string> {
+    return this.#ports.transact(async (tx) => {
+      const card = decodeCard(bytes);
+      if (options.type !== undefined && card.type !== options.type) {
+        throw new Malformed(
+          `Cannot accept invitation ${card.invitationId}: it pairs ${
+            card.type === PeerType.DEVICE ? "a device of its owner" : "a contact"
+          }, not ${options.type === PeerType.DEVICE ? "a device" : "a contact"}`,
+        );
+      }
+      if (this.#ports.peer(card.peerUid)) {
+        throw new Malformed(
+          `Cannot accept invitation ${card.invitationId}: peer ${card.peerUid} exists already`,
+        );
+      }
+      if (!this.#ports.state.identity) {
+        if (card.type !== PeerType.DEVICE) {
+          throw new TypeError(
+            `${this.#ports.name}: create an identity or pair with a device before adding contacts`,
+          );
+        }
+        // A new install joining its user's devices: device keys now, the identity arrives by sync.
+        tx.putIdentity(this.#ports.newIdentityRecord({
+          uid: "",
+          deviceName: options.deviceName ?? "device",
+          servers: card.pullServers,
+          withRoot: false,
+        }));
+      }
+      const identity = tx.identity();
+      let safetyCode = "";
+      const proof = options.proof;
+      const { peer, answer } = await answerInvitation(card, {
+        random: this.#ports.random,
+        now: tx.now,
+        name: options.name ?? identity.profile?.nickname ?? "",
+        servers: identity.servers,
+        type: card.type,
+        deviceUid: identity.deviceUid,
+        mac: proof && ((answerCard) => {
+          const made = proof(answerCard);
+          safetyCode = made.safetyCode;
+          return made.mac;
+        }),
+      });
+      peer.updatedBy = identity.deviceUid;
+      peer.safetyCode = safetyCode;
+      tx.putPeer(peer);
+      tx.queuePacked(peer, answer, "");
+      await tx.emit("peer.updated", { peer, created: true, origin: "local" });
+      return peer.uid;
+    });
   }
 
   /** See `Kernel.offerPairing`. */
@@ -168,7 +255,7 @@ export class Pairings {
     }
     let safetyCode = "";
     const pending: PendingPairing = { keys: joined.keys, cardPost: joined.cardPost };
-    const peerUid = await this.#ports.acceptInvitation(joined.cardBytes, {
+    const peerUid = await this.acceptInvitation(joined.cardBytes, {
       name: options.name,
       deviceName: options.deviceName,
       type,
