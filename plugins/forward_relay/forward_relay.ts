@@ -23,6 +23,7 @@ import { decode, encode } from "../../proto/codec.ts";
 import {
   DbMessageSchema,
   type DeviceSyncPayload,
+  type PeerRecord,
   PeerType,
   UserMessageSchema,
 } from "../../proto/gen/meow_pb.ts";
@@ -57,6 +58,25 @@ export interface ForwardRelayApi {
    * the primary, undefined for an unknown peer or a device peer; read in `tx`.
    */
   primaryOf(tx: Tx, peerUid: string): string | undefined;
+}
+
+/**
+ * The device uid of a contact's primary as the device `deviceUid` sees it:
+ * the device the record names, else `deviceUid` itself (a record that names
+ * none was paired here and not synced yet).
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { create } from "@bufbuild/protobuf";
+ * import { PeerRecordSchema } from "../../proto/gen/meow_pb.ts";
+ * import { primaryDeviceOf } from "./forward_relay.ts";
+ * assert.equal(primaryDeviceOf(create(PeerRecordSchema, {}), "laptop"), "laptop");
+ * assert.equal(primaryDeviceOf(create(PeerRecordSchema, { primaryDeviceUid: "phone" }), "laptop"), "phone");
+ * ```
+ */
+export function primaryDeviceOf(peer: PeerRecord, deviceUid: string): string {
+  return peer.primaryDeviceUid || deviceUid;
 }
 
 /**
@@ -139,7 +159,7 @@ export function forwardRelayPlugin(): Plugin {
     primaryOf(tx, peerUid) {
       const peer = tx.peer(peerUid);
       if (!peer || peer.type !== PeerType.CONTACT) return undefined;
-      return peer.primaryDeviceUid || h().deviceUid();
+      return primaryDeviceOf(peer, h().deviceUid());
     },
   };
 
@@ -153,8 +173,9 @@ export function forwardRelayPlugin(): Plugin {
 
     async outbound(message, { tx, peer }) {
       if (peer.type !== PeerType.CONTACT) return false;
-      const primary = peer.primaryDeviceUid;
-      if (primary === "" || primary === h().deviceUid()) return false;
+      const own = h().deviceUid();
+      const primary = primaryDeviceOf(peer, own);
+      if (primary === own) return false;
       // Refused here, where it is sent, not dropped on the primary: the contact's relay decides.
       assertFits(peer, message);
       const uuid = message.status?.uuid ?? "";
