@@ -7,7 +7,7 @@
  *
  * @module
  */
-import type { ServerCard } from "../proto/gen/meow_pb.ts";
+import type { ServerCard } from "../proto/mod.ts";
 import type { Kernel } from "./kernel.ts";
 import type { PluginDriver } from "./plugin_driver.ts";
 import type { Random, Store } from "./ports.ts";

@@ -13,7 +13,7 @@ import {
   type PeerRecord,
   ProfileSchema,
   type ServerCard,
-} from "../proto/gen/meow_pb.ts";
+} from "../proto/mod.ts";
 import {
   generateEncryptionKeyPair,
   generateSigningKeyPair,

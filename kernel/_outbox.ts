@@ -13,7 +13,7 @@ import {
   type OutboxEntry,
   OutboxEntrySchema,
   type ServerCard,
-} from "../proto/gen/meow_pb.ts";
+} from "../proto/mod.ts";
 import { randomInt } from "./crypto/mod.ts";
 import { MeowError } from "./errors.ts";
 import { packedBytes } from "./pipeline.ts";

@@ -16,7 +16,7 @@ import {
   type PendingPairing as PendingPairingRecord,
   PendingPairingSchema,
   type ServerCard,
-} from "../proto/gen/meow_pb.ts";
+} from "../proto/mod.ts";
 import { Malformed } from "./errors.ts";
 import {
   answerInvitation,

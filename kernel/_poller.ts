@@ -17,7 +17,7 @@ import {
   type PullToken,
   type ServerCard,
   type ServerError,
-} from "../proto/gen/meow_pb.ts";
+} from "../proto/mod.ts";
 import { macPull, PULL_TOKEN_MARGIN_MS, signPull } from "../envelope/mod.ts";
 import { MeowError, RelayRefused } from "./errors.ts";
 import { myLookupKey } from "./pipeline.ts";

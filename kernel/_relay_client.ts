@@ -15,7 +15,7 @@ import {
   type ServerCard,
   type ServerError,
   ToServerMessageSchema,
-} from "../proto/gen/meow_pb.ts";
+} from "../proto/mod.ts";
 import { openRelayExchange } from "../envelope/mod.ts";
 import { randomUuid } from "./crypto/mod.ts";
 import { Malformed, NoSuchCode, RelayRefused } from "./errors.ts";

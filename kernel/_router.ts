@@ -14,7 +14,7 @@ import {
   type PendingPairing as PendingPairingRecord,
   type QuarantineRecord,
   QuarantineRecordSchema,
-} from "../proto/gen/meow_pb.ts";
+} from "../proto/mod.ts";
 import { randomUuid } from "./crypto/mod.ts";
 import { MeowError, Replay, UnknownDestination, UnknownType } from "./errors.ts";
 import { finalizeInvitation, HELLO_TYPE, isPending } from "./invitation.ts";

@@ -5,7 +5,7 @@
  *
  * @module
  */
-import { type IdentityRecord, type PeerRecord, PeerType } from "../proto/gen/meow_pb.ts";
+import { type IdentityRecord, type PeerRecord, PeerType } from "../proto/mod.ts";
 import { myLookupKey } from "./pipeline.ts";
 
 /** The committed identity and peers of a device, as cached in memory. */

@@ -19,7 +19,7 @@ import {
   PeerRecordSchema,
   PeerType,
   type UserMessage,
-} from "../proto/gen/meow_pb.ts";
+} from "../proto/mod.ts";
 import { Malformed } from "./errors.ts";
 import { isPending } from "./invitation.ts";
 import { assertUsablePeer, pack } from "./pipeline.ts";

@@ -5,12 +5,7 @@
  *
  * @module
  */
-import type {
-  ContactCard,
-  PackedUserMessage,
-  PeerType,
-  UserMessage,
-} from "../proto/gen/meow_pb.ts";
+import type { ContactCard, PackedUserMessage, PeerType, UserMessage } from "../proto/mod.ts";
 import type { MeowError } from "./errors.ts";
 import type { PairingForm, PairingProtocol } from "./pairing_flow.ts";
 import type { PluginInput } from "./plugin.ts";

@@ -39,7 +39,7 @@ import {
   type PeerType,
   type QuarantineRecord,
   type ServerCard,
-} from "../proto/gen/meow_pb.ts";
+} from "../proto/mod.ts";
 import { randomUuid } from "./crypto/mod.ts";
 import { isPending } from "./invitation.ts";
 import { type JoinInput, PAIRING_PROTOCOL, type PairingForm } from "./pairing_flow.ts";

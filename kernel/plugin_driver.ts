@@ -21,7 +21,7 @@
  *
  * @module
  */
-import type { UserMessage } from "../proto/gen/meow_pb.ts";
+import type { UserMessage } from "../proto/mod.ts";
 import { PluginError } from "./errors.ts";
 import type {
   ApiKey,
@@ -56,7 +56,7 @@ function tag(error: unknown, plugin: string, hook: string): unknown {
  * import { PluginDriver, pluginErrorOf } from "./plugin_driver.ts";
  * import { Malformed } from "./errors.ts";
  * import { create } from "@bufbuild/protobuf";
- * import { UserMessageSchema } from "../proto/gen/meow_pb.ts";
+ * import { UserMessageSchema } from "../proto/mod.ts";
  * import type { ReceiveContext } from "./plugin.ts";
  * const bad = new Malformed("no uuid");
  * const driver = PluginDriver.create([{ name: "chat", types: ["chat"], receive: () => { throw bad; } }]);
