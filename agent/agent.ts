@@ -31,9 +31,9 @@ import type { Plugin } from "../kernel/mod.ts";
 import { type Transport, TransportError } from "../ports/mod.ts";
 import { systemClock } from "../ports/mod.ts";
 import { type DbMessage, type PeerRecord, PeerType, type ServerCard } from "../proto/mod.ts";
-import { type ChatApi, chatPlugin } from "../plugins/chat/mod.ts";
+import { CHAT_API, chatPlugin } from "../plugins/chat/mod.ts";
 import { dedupPlugin } from "../plugins/dedup/mod.ts";
-import { type DeviceSyncApi, deviceSyncPlugin } from "../plugins/device_sync/mod.ts";
+import { DEVICE_SYNC_API, deviceSyncPlugin } from "../plugins/device_sync/mod.ts";
 import { forwardRelayPlugin } from "../plugins/forward_relay/mod.ts";
 import { relaysPlugin } from "../plugins/relays/mod.ts";
 import { KvStore, SqliteStore, xchachaCipher } from "../plugins/storage/mod.ts";
@@ -397,7 +397,7 @@ export class Agent {
     const unread = (await this.kernel.messages(peer.uid))
       .filter((m) => !m.outbound && (m.message?.status?.processed ?? 0) === 0)
       .map(messageView);
-    await this.kernel.api<ChatApi>("chat").markRead(peer.uid);
+    await this.kernel.api(CHAT_API).markRead(peer.uid);
     return { contact: await this.#contactView(peer), messages: unread };
   }
 
@@ -409,7 +409,7 @@ export class Agent {
     if (args.text.trim() === "") throw new AgentError("the text is empty", EXIT.usage);
     let stored: DbMessage;
     try {
-      stored = await this.kernel.api<ChatApi>("chat").send(peer.uid, args.text);
+      stored = await this.kernel.api(CHAT_API).send(peer.uid, args.text);
     } catch (e) {
       if (e instanceof RangeError) throw new AgentError(e.message, EXIT.usage);
       // "message too large: N bytes, at most M": the contact's relay could never take it.
@@ -446,7 +446,7 @@ export class Agent {
   async pairStart(args: { form: PairingForm }): Promise<TicketView> {
     this.#identity();
     return await this.#offer(
-      () => this.kernel.api<DeviceSyncApi>("device_sync").offerDevicePairing({ form: args.form }),
+      () => this.kernel.api(DEVICE_SYNC_API).offerDevicePairing({ form: args.form }),
     );
   }
 

@@ -12,7 +12,7 @@ import { Command, CommanderError, Option } from "commander";
 import { SystemRandom } from "../crypto/mod.ts";
 import { MeowError } from "../kernel/mod.ts";
 import { type Transport, TransportError } from "../ports/mod.ts";
-import type { DeviceSyncApi } from "../plugins/device_sync/mod.ts";
+import { DEVICE_SYNC_API } from "../plugins/device_sync/mod.ts";
 import { UnreadableRecord } from "../plugins/storage/mod.ts";
 import { HttpTransport } from "../server/mod.ts";
 import encodeQR from "qr";
@@ -694,7 +694,7 @@ async function cmdPairJoin(
     try {
       const joined = await pairingErrors(
         () =>
-          agent.kernel.api<DeviceSyncApi>("device_sync").joinDevices(input, {
+          agent.kernel.api(DEVICE_SYNC_API).joinDevices(input, {
             deviceName,
             signal: ctx.interrupt,
           }),

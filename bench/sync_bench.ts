@@ -21,9 +21,9 @@ import { Kernel } from "../kernel/kernel.ts";
 import { SeededRandom } from "../crypto/mod.ts";
 import { encode } from "../proto/codec.ts";
 import { PackedUserMessageSchema } from "../proto/gen/meow_pb.ts";
-import { type ChatApi, chatPlugin } from "../plugins/chat/mod.ts";
+import { CHAT_API, chatPlugin } from "../plugins/chat/mod.ts";
 import { dedupPlugin } from "../plugins/dedup/mod.ts";
-import { type DeviceSyncApi, deviceSyncPlugin } from "../plugins/device_sync/mod.ts";
+import { DEVICE_SYNC_API, deviceSyncPlugin } from "../plugins/device_sync/mod.ts";
 import { forwardRelayPlugin } from "../plugins/forward_relay/mod.ts";
 import { MemoryStore } from "../plugins/storage/mod.ts";
 import { LocalTransport, MemoryBackend, ServerCore } from "../server/mod.ts";
@@ -75,8 +75,8 @@ async function setup(devices: number) {
   for (let i = 1; i < devices; i++) {
     const device = await open(`d${i}`);
     all.push(device);
-    const ticket = await primary.api<DeviceSyncApi>("device_sync").initDevicePairing();
-    await device.api<DeviceSyncApi>("device_sync").answerDevicePairing(ticket.bytes, {
+    const ticket = await primary.api(DEVICE_SYNC_API).initDevicePairing();
+    await device.api(DEVICE_SYNC_API).answerDevicePairing(ticket.bytes, {
       deviceName: `d${i}`,
     });
     await settle();
@@ -87,7 +87,7 @@ async function setup(devices: number) {
   const ticket = await primary.createInvitation();
   const bobUid = await bob.acceptInvitation(ticket.bytes);
   await settle();
-  const chat = primary.api<ChatApi>("chat");
+  const chat = primary.api(CHAT_API);
   return { primary, chat, bobUid, settle, queued };
 }
 

@@ -137,3 +137,38 @@ export class MessageTooLarge extends MeowError {
     super("MessageTooLarge", `message too large: ${bytes} bytes, at most ${bytesMax}`, options);
   }
 }
+
+/**
+ * A plugin hook failed. The kernel throws it where nothing classifies the
+ * failure (a plugin's `setup`, from `Kernel.open`); where the kernel or its
+ * caller tells errors apart by their class (`receive`, `outbound`, the event
+ * hooks: a domain error rejects a message, anything else is thrown), the
+ * original error passes through unchanged and `pluginErrorOf`
+ * (kernel/plugin_driver.ts) names the plugin and hook it came from.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { MeowError, PluginError } from "./errors.ts";
+ * const e = new PluginError("chat", "setup", new TypeError("no relay"));
+ * assert(e instanceof MeowError && e.code === "PluginError");
+ * assert.equal(e.message, `Plugin "chat" failed in setup: no relay`);
+ * assert(e.cause instanceof TypeError);
+ * ```
+ */
+export class PluginError extends MeowError {
+  /**
+   * @param plugin the failing plugin's name
+   * @param hook the hook that threw: `setup`, `receive`, `outbound` or `on.<event>`
+   * @param cause what the hook threw
+   */
+  constructor(readonly plugin: string, readonly hook: string, cause: unknown) {
+    super(
+      "PluginError",
+      `Plugin "${plugin}" failed in ${hook}: ${
+        cause instanceof Error ? cause.message : String(cause)
+      }`,
+      { cause },
+    );
+  }
+}

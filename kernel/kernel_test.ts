@@ -9,11 +9,11 @@ import {
   PeerRecordSchema,
   type ServerCard,
 } from "../proto/gen/meow_pb.ts";
-import { type ChatApi, chatPlugin } from "../plugins/chat/mod.ts";
+import { CHAT_API, type ChatApi, chatPlugin } from "../plugins/chat/mod.ts";
 import { dedupPlugin } from "../plugins/dedup/mod.ts";
 import { randomInt, SeededRandom } from "../crypto/mod.ts";
 import { newUserMessage } from "../plugins/chat/mod.ts";
-import type { Plugin } from "./plugin.ts";
+import { apiKey, type Plugin } from "./plugin.ts";
 import { type Store, type Transport, TransportError } from "../ports/mod.ts";
 import { type TestDevice, TestWorld } from "../tests/support/world.ts";
 import { pack } from "./pipeline.ts";
@@ -42,7 +42,7 @@ async function pairOutOfBand(world: TestWorld, a: TestDevice, b: TestDevice): Pr
 }
 
 function chat(device: TestDevice): ChatApi {
-  return device.kernel.api<ChatApi>("chat");
+  return device.kernel.api(CHAT_API);
 }
 
 async function texts(device: TestDevice, peerUid: string): Promise<string[]> {
@@ -232,10 +232,8 @@ Deno.test("Kernel routes a custom plugin's message type without any kernel chang
   const alice = await world.device("alice", { nickname: "alice", plugins });
   const bob = await world.device("bob", { nickname: "bob", plugins });
   const uid = await pairOutOfBand(world, alice, bob);
-  await alice.kernel.api<{ react(uid: string, e: string): Promise<void> }>("reaction").react(
-    uid,
-    "🐟",
-  );
+  const REACTION_API = apiKey<{ react(uid: string, e: string): Promise<void> }>("reaction");
+  await alice.kernel.api(REACTION_API).react(uid, "🐟");
   await world.settle([alice, bob]);
   assert.deepEqual(seen, ["alice:🐟"]);
 });

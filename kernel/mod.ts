@@ -22,6 +22,8 @@ export type {
   RelayRequestKind,
 } from "./kernel.ts";
 export { ASSUMED_LIMITS, type RelayLimits, relayLimits } from "./relay_limits.ts";
+export { type ApiKey, apiKey } from "./plugin.ts";
+export { pluginErrorOf } from "./plugin_driver.ts";
 export type {
   EventHooks,
   KernelEventName,

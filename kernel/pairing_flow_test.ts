@@ -1,12 +1,12 @@
 import assert from "node:assert/strict";
 import { PeerType } from "../proto/gen/meow_pb.ts";
-import type { ChatApi } from "../plugins/chat/mod.ts";
+import { CHAT_API, type ChatApi } from "../plugins/chat/mod.ts";
 import { NoSuchCode, PairingInterfered } from "./errors.ts";
 import { type TestDevice, TestWorld } from "../tests/support/world.ts";
 import { type Backend, MemoryBackend } from "../server/mod.ts";
 
 function chat(device: TestDevice): ChatApi {
-  return device.kernel.api<ChatApi>("chat");
+  return device.kernel.api(CHAT_API);
 }
 
 async function bothWays(world: TestWorld, a: TestDevice, b: TestDevice, uid: string) {

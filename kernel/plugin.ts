@@ -7,10 +7,14 @@
  * - `outbound` — *first*: the first plugin that returns `true` takes over an
  *   outgoing message (the primary-device relay uses it); otherwise the kernel
  *   encrypts it for the peer.
- * - `on` — *parallel*: every plugin observes the kernel's events; all run,
- *   none changes what the others see.
+ * - `on` — *sequential*: every plugin's hook for an event runs, one after
+ *   another in registration order, over the same transaction: a hook sees
+ *   what the hooks before it staged, and the first failure ends the round.
  * - `api` — what the plugin offers other plugins and applications, reached
- *   through {@linkcode PluginHost.api} by name, never by importing internals.
+ *   through {@linkcode PluginHost.api} with a typed key ({@linkcode apiKey}),
+ *   never by importing internals.
+ *
+ * kernel/plugin_driver.ts calls the hooks by these rules.
  *
  * Hooks that run inside a {@linkcode Tx} add their effects to the same atomic
  * commit as the change that triggered them.
@@ -30,7 +34,7 @@ import type { InvitationTicket, PairingAccepted, PairingOffer } from "./kernel.t
 import type { JoinInput, PairingForm } from "./pairing_flow.ts";
 import type { Clock, Random } from "../ports/mod.ts";
 
-/** The events of the kernel, each observed by every plugin (a *parallel* hook). */
+/** The events of the kernel, each observed by every plugin (a *sequential* hook). */
 export interface KernelEvents {
   /** A message was stored in a conversation (sent, received, or arrived by sync). */
   "message.stored": { message: DbMessage; origin: "local" | "peer" | "sync" };
@@ -105,7 +109,12 @@ export interface PluginHost {
   deviceUid(): string;
   /** The identity as committed. */
   identity(): IdentityRecord;
-  /** The api another plugin exposes under `name`; throws when there is none. */
+  /** The api of the plugin `key` names, typed by the key; throws when there is none. */
+  api<T>(key: ApiKey<T>): T;
+  /**
+   * The api another plugin exposes under `name`; throws when there is none.
+   * @deprecated pass a typed key ({@linkcode apiKey}): `api(CHAT_API)`
+   */
   api<T>(name: string): T;
   /** Runs `fn` in a transaction on the kernel's serial queue and commits it. */
   transact<T>(fn: (tx: Tx) => Promise<T>): Promise<T>;
@@ -138,6 +147,35 @@ export interface PluginHost {
   pruneSeen(beforeMs: number): Promise<number>;
   /** Logs a line, prefixed with the plugin's name. */
   log(level: "debug" | "info" | "warn" | "error", message: string): void;
+}
+
+declare const API: unique symbol;
+
+/**
+ * A typed name for a plugin's api: `kernel.api(key)` returns the api as `T`,
+ * with no cast at the call site. The plugin that offers the api exports it.
+ */
+export interface ApiKey<T> {
+  /** The name of the plugin that offers the api. */
+  readonly name: string;
+  /** Carries `T`; never set. */
+  readonly [API]?: T;
+}
+
+/**
+ * Makes the typed key of the api the plugin `name` offers.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { apiKey } from "./plugin.ts";
+ * interface ReactionApi { react(uid: string, emoji: string): Promise<void> }
+ * const REACTION_API = apiKey<ReactionApi>("reaction");
+ * assert.equal(REACTION_API.name, "reaction");
+ * ```
+ */
+export function apiKey<T>(name: string): ApiKey<T> {
+  return Object.freeze({ name });
 }
 
 /** Context of a routed inbound message. */
@@ -182,7 +220,7 @@ export interface Plugin {
    * kernel then does not encrypt it for the peer).
    */
   outbound?(message: UserMessage, context: ReceiveContext): Promise<boolean> | boolean;
-  /** *Parallel* event hooks. */
+  /** *Sequential* event hooks, run in registration order over the shared transaction. */
   on?: EventHooks;
   /** Called once when the kernel opens, after every plugin is registered. */
   setup?(host: PluginHost): Promise<void> | void;
@@ -191,7 +229,7 @@ export interface Plugin {
    * return when `signal` aborts.
    */
   run?(host: PluginHost, signal: AbortSignal): Promise<void>;
-  /** What this plugin offers others, reached by `host.api(name)`. */
+  /** What this plugin offers others, reached by `host.api(key)` with an {@linkcode apiKey} of its name. */
   api?: unknown;
 }
 

@@ -9,7 +9,7 @@ import {
   ServerLimitsSchema,
   ToServerMessageSchema,
 } from "../proto/gen/meow_pb.ts";
-import type { ChatApi } from "../plugins/chat/mod.ts";
+import { CHAT_API, type ChatApi } from "../plugins/chat/mod.ts";
 import { type KernelObservation, QUEUE_FULL_ATTEMPTS_MAX } from "./kernel.ts";
 import { MessageTooLarge, RelayRefused } from "./errors.ts";
 import { userMessageBytesMax } from "./pipeline.ts";
@@ -20,7 +20,7 @@ import { type TestDevice, TestWorld } from "../tests/support/world.ts";
 import type { ServerLimitsInit } from "../server/mod.ts";
 
 function chat(device: TestDevice): ChatApi {
-  return device.kernel.api<ChatApi>("chat");
+  return device.kernel.api(CHAT_API);
 }
 
 /** A hub with `contacts` contacts, each paired out of band and settled. */

@@ -11,7 +11,10 @@ import { deviceSyncPlugin } from "../plugins/device_sync/mod.ts";
 import { forwardRelayPlugin } from "../plugins/forward_relay/mod.ts";
 import { relaysPlugin } from "../plugins/relays/mod.ts";
 
-export type { DeviceSyncApi as DeviceSyncLike } from "../plugins/device_sync/mod.ts";
+export {
+  DEVICE_SYNC_API,
+  type DeviceSyncApi as DeviceSyncLike,
+} from "../plugins/device_sync/mod.ts";
 
 /** The production plugin set, in registration order. */
 export function defaultPlugins(): PluginInput[] {

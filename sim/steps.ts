@@ -11,9 +11,9 @@ import { type PeerRecord, PeerType } from "../proto/mod.ts";
 import { randomFloat, randomInt } from "../crypto/mod.ts";
 import type { PairingOffer } from "../kernel/mod.ts";
 import type { JoinInput } from "../kernel/mod.ts";
-import type { ChatApi } from "../plugins/chat/mod.ts";
+import { CHAT_API } from "../plugins/chat/mod.ts";
 import type { SimDevice } from "./devices.ts";
-import type { DeviceSyncLike } from "./plugins.ts";
+import { DEVICE_SYNC_API } from "./plugins.ts";
 import type { PrivacyTaps } from "./privacy_taps.ts";
 import type { Recorder } from "./recording.ts";
 import type { PairingVia, Step } from "./scenario_types.ts";
@@ -181,7 +181,7 @@ export class StepRunner {
       }
       case "read": {
         const d = this.#world.device(step.device);
-        await d.live().api<ChatApi>("chat").markRead(this.#peerUid(d.user, step.peer));
+        await d.live().api(CHAT_API).markRead(this.#peerUid(d.user, step.peer));
         return;
       }
       case "partition":
@@ -280,12 +280,12 @@ export class StepRunner {
       await this.#world.clock.sleep(this.#world.scenario.pollIntervalMs);
       waited += this.#world.scenario.pollIntervalMs;
     }
-    const offer = await from.live().api<DeviceSyncLike>("device_sync").offerDevicePairing({
+    const offer = await from.live().api(DEVICE_SYNC_API).offerDevicePairing({
       form: via,
     });
     await Promise.all([
       offer.exchanged,
-      to.live().api<DeviceSyncLike>("device_sync").joinDevices(this.#joinInput(from, offer), {
+      to.live().api(DEVICE_SYNC_API).joinDevices(this.#joinInput(from, offer), {
         deviceName: to.name,
       }),
     ]);
@@ -305,7 +305,7 @@ export class StepRunner {
     if (!peer) throw new Error(`${from.ref} does not know ${toUser} (yet)`);
     this.#taps.watchText(text);
     const at = this.#world.scheduler.now;
-    const stored = await kernel.api<ChatApi>("chat").send(peerUid, text);
+    const stored = await kernel.api(CHAT_API).send(peerUid, text);
     const uuid = stored.message!.status!.uuid;
     this.#world.recording.sent.set(uuid, {
       uuid,

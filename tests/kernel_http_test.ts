@@ -8,9 +8,9 @@ import { Kernel } from "../kernel/kernel.ts";
 import { systemClock } from "../ports/system_clock.ts";
 import { SystemRandom } from "../crypto/system_random.ts";
 import type { Store } from "../ports/mod.ts";
-import { type ChatApi } from "../plugins/chat/mod.ts";
+import { CHAT_API } from "../plugins/chat/mod.ts";
 import { KvStore, SqliteStore } from "../plugins/storage/mod.ts";
-import { defaultPlugins } from "../sim/mod.ts";
+import { defaultPlugins } from "../sim/plugins.ts";
 import { createHandler } from "../server/http.ts";
 import { HttpTransport } from "../server/http_transport.ts";
 import { KvBackend } from "../server/kv.ts";
@@ -73,8 +73,8 @@ Deno.test({
       };
       await settle();
       for (let i = 0; i < 20; i++) {
-        await alice.api<ChatApi>("chat").send(uid, `a${i}`);
-        await bob.api<ChatApi>("chat").send(uid, `b${i}`);
+        await alice.api(CHAT_API).send(uid, `a${i}`);
+        await bob.api(CHAT_API).send(uid, `b${i}`);
         if (i === 9) {
           // Restart both from their files with messages still in their outboxes.
           await alice.close();

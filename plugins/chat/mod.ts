@@ -24,14 +24,17 @@ import {
 import { randomUuid } from "../../crypto/mod.ts";
 import { Malformed } from "../../kernel/mod.ts";
 import { assertFits, contactLookupKey, myLookupKey } from "../../kernel/mod.ts";
-import type { Plugin, PluginHost, Tx } from "../../kernel/mod.ts";
+import { apiKey, type Plugin, type PluginHost, type Tx } from "../../kernel/mod.ts";
 
 /** The user message type of a text message. */
 export const CHAT_TYPE = "chat";
 /** The user message type of a delivery or read acknowledgement. */
 export const ACK_TYPE = "ack";
 
-/** What the chat plugin offers. */
+/** The typed key of the chat plugin's api: `kernel.api(CHAT_API)` is a {@linkcode ChatApi}. */
+export const CHAT_API = apiKey<ChatApi>("chat");
+
+/** What the chat plugin offers, under {@linkcode CHAT_API}. */
 export interface ChatApi {
   /**
    * Sends `text` to a contact; resolves with the stored message.

@@ -6,14 +6,17 @@
  *
  * @module
  */
-import type { Plugin, PluginHost, Tx } from "../../kernel/mod.ts";
+import { apiKey, type Plugin, type PluginHost, type Tx } from "../../kernel/mod.ts";
 
 /** How long a dedup id is remembered, in ms (30 days). */
 export const SEEN_RETENTION_MS = 30 * 24 * 3600 * 1000;
 /** How often the seen table is pruned while the kernel runs, in ms (a week). */
 export const PRUNE_INTERVAL_MS = 7 * 24 * 3600 * 1000;
 
-/** What the dedup plugin offers other plugins. */
+/** The typed key of the dedup plugin's api: `kernel.api(DEDUP_API)` is a {@linkcode DedupApi}. */
+export const DEDUP_API = apiKey<DedupApi>("dedup");
+
+/** What the dedup plugin offers other plugins, under {@linkcode DEDUP_API}. */
 export interface DedupApi {
   /** Whether `id` is in the committed seen table. */
   isSeen(id: string): Promise<boolean>;

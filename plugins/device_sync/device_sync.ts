@@ -32,7 +32,7 @@ import type { InvitationTicket, PairingAccepted, PairingOffer } from "../../kern
 import type { JoinInput, PairingForm } from "../../kernel/mod.ts";
 import { answerInvitation, createInvitation, finalizeInvitation } from "../../kernel/mod.ts";
 import { contactLookupKey, myLookupKey } from "../../kernel/mod.ts";
-import type { Plugin, PluginHost, Tx } from "../../kernel/mod.ts";
+import { apiKey, type Plugin, type PluginHost, type Tx } from "../../kernel/mod.ts";
 import { builtInHandlers, type SyncHandler } from "./_consume.ts";
 import {
   containsBytes,
@@ -58,7 +58,13 @@ export interface DispatchOptions {
   to?: string[];
 }
 
-/** What the device_sync plugin offers, under `host.api("device_sync")`. */
+/**
+ * The typed key of the device_sync plugin's api: `kernel.api(DEVICE_SYNC_API)`
+ * is a {@linkcode DeviceSyncApi}.
+ */
+export const DEVICE_SYNC_API = apiKey<DeviceSyncApi>(NAME);
+
+/** What the device_sync plugin offers, under {@linkcode DEVICE_SYNC_API}. */
 export interface DeviceSyncApi {
   /**
    * Pairing, step 1, on a device that has an identity: a device invitation to

@@ -13,10 +13,11 @@ import { contactLookupKey, myLookupKey } from "../../kernel/pipeline.ts";
 import type { Plugin, Tx } from "../../kernel/plugin.ts";
 import { MemoryBackend, ServerCore } from "../../server/mod.ts";
 import { chatPlugin } from "../chat/mod.ts";
-import { type DedupApi, dedupPlugin } from "../dedup/mod.ts";
+import { DEDUP_API, dedupPlugin } from "../dedup/mod.ts";
 import {
   containsBytes,
   decodeSyncPayload,
+  DEVICE_SYNC_API,
   DEVICE_SYNC_TYPE,
   deviceSyncPlugin,
   encodeSyncPayload,
@@ -167,7 +168,7 @@ Deno.test("device_sync dedup: one dedup id applied once (one row), remembered un
   await phone.kernel.transact((tx) => sync(phone).dispatch(tx, payloadOf("u-2", "second")));
   await w.settle(all);
   assert.deepEqual(await lines(laptop, bobUid), [">first"], "the repeat id was dropped");
-  const dedup = laptop.kernel.api<DedupApi>("dedup");
+  const dedup = laptop.kernel.api(DEDUP_API);
   assert.equal(await dedup.isSeen("same-id"), true);
   w.world.clock.advance(1000);
   assert.ok(await dedup.prune(w.world.clock.now()) >= 1);
@@ -414,7 +415,7 @@ Deno.test("device_sync registerSyncType(): a plugin's own sync type gets dispatc
   const drafts = (): Plugin => ({
     name: "drafts",
     setup(host) {
-      host.api<ReturnType<typeof sync>>("device_sync").registerSyncType(
+      host.api(DEVICE_SYNC_API).registerSyncType(
         "draft",
         (payload, { from }) => {
           applied.push(`${from.name}:${new TextDecoder().decode(payload.pluginData)}`);

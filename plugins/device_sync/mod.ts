@@ -16,7 +16,7 @@
  *
  * @module
  */
-export { deviceSyncPlugin } from "./device_sync.ts";
+export { DEVICE_SYNC_API, deviceSyncPlugin } from "./device_sync.ts";
 export type { DeviceSyncApi, DispatchOptions } from "./device_sync.ts";
 export type { SyncContext, SyncHandler } from "./_consume.ts";
 export {

@@ -23,6 +23,7 @@ import { decode, encode } from "../../proto/mod.ts";
 import {
   DbMessageSchema,
   type DeviceSyncPayload,
+  type PeerRecord,
   PeerType,
   UserMessageSchema,
 } from "../../proto/mod.ts";
@@ -34,9 +35,9 @@ import {
   myLookupKey,
   USER_MESSAGE_BYTES_MAX,
 } from "../../kernel/mod.ts";
-import type { Plugin, PluginHost, Tx } from "../../kernel/mod.ts";
+import { apiKey, type Plugin, type PluginHost, type Tx } from "../../kernel/mod.ts";
 import { CHAT_TYPE } from "../chat/mod.ts";
-import type { DeviceSyncApi, SyncContext } from "../device_sync/mod.ts";
+import { DEVICE_SYNC_API, type SyncContext } from "../device_sync/mod.ts";
 import { messageForSync, SYNC_TYPES } from "../device_sync/mod.ts";
 
 const NAME = "forward_relay";
@@ -44,13 +45,38 @@ const NAME = "forward_relay";
 /** The sync type of a message a sibling hands to the contact's primary. */
 export const FORWARD_SYNC_TYPE = "forward";
 
-/** What the forward_relay plugin offers, under `host.api("forward_relay")`. */
+/**
+ * The typed key of the forward_relay plugin's api: `kernel.api(FORWARD_RELAY_API)`
+ * is a {@linkcode ForwardRelayApi}.
+ */
+export const FORWARD_RELAY_API = apiKey<ForwardRelayApi>(NAME);
+
+/** What the forward_relay plugin offers, under {@linkcode FORWARD_RELAY_API}. */
 export interface ForwardRelayApi {
   /**
    * The device uid of a contact's primary: this device's own uid when it is
    * the primary, undefined for an unknown peer or a device peer; read in `tx`.
    */
   primaryOf(tx: Tx, peerUid: string): string | undefined;
+}
+
+/**
+ * The device uid of a contact's primary as the device `deviceUid` sees it:
+ * the device the record names, else `deviceUid` itself (a record that names
+ * none was paired here and not synced yet).
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { create } from "@bufbuild/protobuf";
+ * import { PeerRecordSchema } from "../../proto/gen/meow_pb.ts";
+ * import { primaryDeviceOf } from "./forward_relay.ts";
+ * assert.equal(primaryDeviceOf(create(PeerRecordSchema, {}), "laptop"), "laptop");
+ * assert.equal(primaryDeviceOf(create(PeerRecordSchema, { primaryDeviceUid: "phone" }), "laptop"), "phone");
+ * ```
+ */
+export function primaryDeviceOf(peer: PeerRecord, deviceUid: string): string {
+  return peer.primaryDeviceUid || deviceUid;
 }
 
 /**
@@ -122,7 +148,7 @@ export function forwardRelayPlugin(): Plugin {
       tx.putMessage(row);
       await tx.emit("message.stored", { message: row, origin: "sync" });
     }
-    await h().api<DeviceSyncApi>("device_sync").dispatch(tx, {
+    await h().api(DEVICE_SYNC_API).dispatch(tx, {
       syncType: SYNC_TYPES.msg,
       peerUid: peer.uid,
       dbMessage: messageForSync(row),
@@ -133,7 +159,7 @@ export function forwardRelayPlugin(): Plugin {
     primaryOf(tx, peerUid) {
       const peer = tx.peer(peerUid);
       if (!peer || peer.type !== PeerType.CONTACT) return undefined;
-      return peer.primaryDeviceUid || h().deviceUid();
+      return primaryDeviceOf(peer, h().deviceUid());
     },
   };
 
@@ -142,13 +168,14 @@ export function forwardRelayPlugin(): Plugin {
     api,
     setup(hostIn) {
       host = hostIn;
-      hostIn.api<DeviceSyncApi>("device_sync").registerSyncType(FORWARD_SYNC_TYPE, applyForward);
+      hostIn.api(DEVICE_SYNC_API).registerSyncType(FORWARD_SYNC_TYPE, applyForward);
     },
 
     async outbound(message, { tx, peer }) {
       if (peer.type !== PeerType.CONTACT) return false;
-      const primary = peer.primaryDeviceUid;
-      if (primary === "" || primary === h().deviceUid()) return false;
+      const own = h().deviceUid();
+      const primary = primaryDeviceOf(peer, own);
+      if (primary === own) return false;
       // Refused here, where it is sent, not dropped on the primary: the contact's relay decides.
       assertFits(peer, message);
       const uuid = message.status?.uuid ?? "";
@@ -158,7 +185,7 @@ export function forwardRelayPlugin(): Plugin {
         stored.pendingForward = true;
         tx.putMessage(stored);
       }
-      await h().api<DeviceSyncApi>("device_sync").dispatch(tx, {
+      await h().api(DEVICE_SYNC_API).dispatch(tx, {
         syncType: FORWARD_SYNC_TYPE,
         peerUid: peer.uid,
         forwardPeerUid: peer.uid,

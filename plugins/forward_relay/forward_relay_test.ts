@@ -5,7 +5,7 @@ import { chatPlugin } from "../chat/mod.ts";
 import { dedupPlugin } from "../dedup/mod.ts";
 import { deviceSyncPlugin } from "../device_sync/mod.ts";
 import { chat, lines, type SyncDevice, SyncWorld, uuids } from "../../tests/support/device_sync.ts";
-import { type ForwardRelayApi, forwardRelayPlugin } from "./mod.ts";
+import { FORWARD_RELAY_API, forwardRelayPlugin } from "./mod.ts";
 
 const plugins = (extra: Plugin[] = []) => () => [
   chatPlugin(),
@@ -29,7 +29,7 @@ async function aliceThreeDevices(seed: number, extra: Plugin[] = []) {
 
 Deno.test("forward_relay: a sibling's message goes through the primary, once, and shows as sent everywhere", async () => {
   const { w, phone, laptop, tablet, bob, all, bobUid } = await aliceThreeDevices(31);
-  const relay = (d: SyncDevice) => d.kernel.api<ForwardRelayApi>("forward_relay");
+  const relay = (d: SyncDevice) => d.kernel.api(FORWARD_RELAY_API);
   const primary = await laptop.kernel.transact((tx) =>
     Promise.resolve(relay(laptop).primaryOf(tx, bobUid))
   );

@@ -14,5 +14,10 @@
  *
  * @module
  */
-export { FORWARD_SYNC_TYPE, forwardRelayPlugin } from "./forward_relay.ts";
+export {
+  FORWARD_RELAY_API,
+  FORWARD_SYNC_TYPE,
+  forwardRelayPlugin,
+  primaryDeviceOf,
+} from "./forward_relay.ts";
 export type { ForwardRelayApi } from "./forward_relay.ts";

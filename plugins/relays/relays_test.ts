@@ -4,7 +4,7 @@ import { encode } from "../../proto/codec.ts";
 import { ContactCardSchema, type ServerCard, ServerCardSchema } from "../../proto/gen/meow_pb.ts";
 import { TestWorld } from "../../tests/support/world.ts";
 import { MemoryBackend, ServerCore } from "../../server/mod.ts";
-import { type ChatApi, chatPlugin, newUserMessage } from "../chat/mod.ts";
+import { CHAT_API, chatPlugin, newUserMessage } from "../chat/mod.ts";
 import { dedupPlugin } from "../dedup/mod.ts";
 import { RELAYS_TYPE, relaysPlugin } from "./mod.ts";
 
@@ -32,7 +32,7 @@ Deno.test("relays moves a contact's traffic onto a relay the user adds", async (
   assert.deepEqual(card.pullServers.map((s) => s.name), ["relay2", "relay"]);
 
   // Bob's next message is queued on relay2, and alice (polling both) receives it.
-  await bob.kernel.api<ChatApi>("chat").send(uid, "via the new relay");
+  await bob.kernel.api(CHAT_API).send(uid, "via the new relay");
   const [entry] = await bob.store.listOutbox();
   assert.equal(entry.server!.uid, second.card().uid);
   await world.settle([alice, bob]);

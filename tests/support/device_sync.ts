@@ -9,9 +9,13 @@ import assert from "node:assert/strict";
 import { type TestDevice, TestWorld } from "./world.ts";
 import type { KernelObservation } from "../../kernel/kernel.ts";
 import type { PluginInput } from "../../kernel/plugin.ts";
-import { type ChatApi, chatPlugin } from "../../plugins/chat/mod.ts";
+import { CHAT_API, type ChatApi, chatPlugin } from "../../plugins/chat/mod.ts";
 import { dedupPlugin } from "../../plugins/dedup/mod.ts";
-import { type DeviceSyncApi, deviceSyncPlugin } from "../../plugins/device_sync/mod.ts";
+import {
+  DEVICE_SYNC_API,
+  type DeviceSyncApi,
+  deviceSyncPlugin,
+} from "../../plugins/device_sync/mod.ts";
 
 /** A device of a multi-device test, with its name. */
 export interface SyncDevice extends TestDevice {
@@ -75,12 +79,12 @@ export class SyncWorld {
 
 /** The device_sync api of a device. */
 export function sync(device: TestDevice): DeviceSyncApi {
-  return device.kernel.api<DeviceSyncApi>("device_sync");
+  return device.kernel.api(DEVICE_SYNC_API);
 }
 
 /** The chat api of a device. */
 export function chat(device: TestDevice): ChatApi {
-  return device.kernel.api<ChatApi>("chat");
+  return device.kernel.api(CHAT_API);
 }
 
 /** A conversation as sortable lines: direction, text, uuid, pending flag. */

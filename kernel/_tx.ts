@@ -1,0 +1,244 @@
+/**
+ * The kernel's transaction ({@linkcode Tx}): reads see what it staged, writes
+ * are staged until the kernel commits its {@linkcode KernelTx.batch} in one
+ * atomic store write. Sending encrypts here (the ratchet step is staged with
+ * the outbox entry); the plugin hooks it reaches go through the driver.
+ *
+ * @module
+ */
+import { clone, create } from "@bufbuild/protobuf";
+import {
+  type DbMessage,
+  DbMessageSchema,
+  type IdentityRecord,
+  IdentityRecordSchema,
+  type OutboxEntry,
+  OutboxEntrySchema,
+  type PackedUserMessage,
+  type PeerRecord,
+  PeerRecordSchema,
+  PeerType,
+  type UserMessage,
+} from "../proto/mod.ts";
+import { Malformed } from "./errors.ts";
+import { isPending } from "./invitation.ts";
+import { assertUsablePeer, pack } from "./pipeline.ts";
+import type { Kernel } from "./kernel.ts";
+import type { KernelObservation } from "./_types.ts";
+import type { PluginDriver } from "./plugin_driver.ts";
+import type { KernelEventName, KernelEvents, Tx } from "./plugin.ts";
+import type { Batch, Random, Store } from "../ports/mod.ts";
+
+/** What a transaction reads the committed state through, and the ports it uses. */
+export interface TxPorts {
+  now: number;
+  identity: IdentityRecord | undefined;
+  peer(uid: string): PeerRecord | undefined;
+  peers(): PeerRecord[];
+  devices(): PeerRecord[];
+  store: Store;
+  random: Random;
+  driver: PluginDriver;
+  deviceUid: string;
+  observe: (observation: KernelObservation) => void;
+  sealing: { pad?: boolean; checkSize?: boolean; headerInClear?: boolean };
+  /** The next outbox id (ordered by queue time, then by sequence). */
+  nextOutboxId(now: number): string;
+}
+
+/** Reports a peer record's private key material (and a card's bytes) as secrets. */
+export function observeSecrets(
+  observe: (observation: KernelObservation) => void,
+  peer: PeerRecord,
+  card?: Uint8Array,
+): void {
+  const secret = (bytes: Uint8Array | undefined, what: string) => {
+    if (bytes && bytes.length > 0) observe({ kind: "secret", bytes, what });
+  };
+  secret(peer.myIdentity?.privateKey, "identity private key");
+  secret(peer.myEncryption?.privateKey, "encryption private key");
+  secret(peer.myLookup?.privateKey, "lookup private key");
+  secret(peer.mySymKey, "symmetric key");
+  secret(peer.pendingCard?.drRootKey, "ratchet root key");
+  secret(peer.pendingRatchetKey?.privateKey, "ratchet private key");
+  secret(card, "contact card");
+}
+
+function messageKey(peerUid: string, uuid: string): string {
+  return `${peerUid}\u0000${uuid}`;
+}
+
+/** A transaction of the kernel: staged reads and writes, committed by the kernel as one batch. */
+export class KernelTx implements Tx {
+  readonly now: number;
+  readonly #kernel: Kernel;
+  readonly #ports: TxPorts;
+  #identity: IdentityRecord | undefined;
+  #identityChanged = false;
+  readonly #peers = new Map<string, PeerRecord>();
+  readonly #messages = new Map<string, DbMessage>();
+  readonly #seen = new Set<string>();
+  readonly #outbox: OutboxEntry[] = [];
+  readonly #outboxDelete: string[] = [];
+  readonly #after: (() => void)[] = [];
+  #emitDepth = 0;
+
+  constructor(kernel: Kernel, ports: TxPorts) {
+    this.#kernel = kernel;
+    this.#ports = ports;
+    this.now = ports.now;
+    this.#identity = ports.identity;
+  }
+
+  identity(): IdentityRecord {
+    if (!this.#identity) throw new TypeError("This device has no identity yet");
+    return this.#identity;
+  }
+
+  putIdentity(identity: IdentityRecord): void {
+    this.#identity = clone(IdentityRecordSchema, identity);
+    this.#identityChanged = true;
+  }
+
+  peer(uid: string): PeerRecord | undefined {
+    const peer = this.#peers.get(uid) ?? this.#ports.peer(uid);
+    return peer && clone(PeerRecordSchema, peer);
+  }
+
+  #all(type: PeerType): PeerRecord[] {
+    const base = type === PeerType.DEVICE ? this.#ports.devices() : this.#ports.peers();
+    const merged = new Map(base.map((p) => [p.uid, p]));
+    for (const [uid, peer] of this.#peers) if (peer.type === type) merged.set(uid, peer);
+    return [...merged.values()].filter((p) => !isPending(p)).map((p) => clone(PeerRecordSchema, p));
+  }
+
+  peers(): PeerRecord[] {
+    return this.#all(PeerType.CONTACT);
+  }
+
+  devices(): PeerRecord[] {
+    return this.#all(PeerType.DEVICE);
+  }
+
+  putPeer(peer: PeerRecord): void {
+    if (peer.type !== PeerType.CONTACT && peer.type !== PeerType.DEVICE) {
+      throw new TypeError(`Cannot store peer ${peer.uid}: its type is neither contact nor device`);
+    }
+    if (!this.#peers.has(peer.uid) && !this.#ports.peer(peer.uid)) {
+      observeSecrets(this.#ports.observe, peer);
+    }
+    this.#peers.set(peer.uid, clone(PeerRecordSchema, peer));
+  }
+
+  async message(peerUid: string, uuid: string): Promise<DbMessage | undefined> {
+    const staged = this.#messages.get(messageKey(peerUid, uuid));
+    if (staged) return clone(DbMessageSchema, staged);
+    return await this.#ports.store.getMessage(peerUid, uuid);
+  }
+
+  async messages(peerUid: string): Promise<DbMessage[]> {
+    const stored = await this.#ports.store.listMessages(peerUid);
+    const merged = new Map(stored.map((m) => [m.message!.status!.uuid, m]));
+    for (const m of this.#messages.values()) {
+      if (m.peerUid === peerUid) merged.set(m.message!.status!.uuid, clone(DbMessageSchema, m));
+    }
+    return [...merged.values()].sort((a, b) =>
+      a.storedAt - b.storedAt || (a.message!.status!.uuid < b.message!.status!.uuid ? -1 : 1)
+    );
+  }
+
+  putMessage(message: DbMessage): void {
+    const uuid = message.message?.status?.uuid;
+    if (!message.peerUid || !uuid) {
+      throw new TypeError("Cannot store a message without peer uid and uuid");
+    }
+    this.#messages.set(messageKey(message.peerUid, uuid), clone(DbMessageSchema, message));
+  }
+
+  async markSeen(id: string): Promise<boolean> {
+    if (this.#seen.has(id)) return false;
+    if (await this.#ports.store.isSeen(id)) return false;
+    this.#seen.add(id);
+    return true;
+  }
+
+  async send(peerUid: string, message: UserMessage): Promise<void> {
+    const peer = this.peer(peerUid);
+    if (!peer) throw new TypeError(`Cannot send: no peer with uid ${peerUid}`);
+    if (await this.#ports.driver.outbound(message, { tx: this, peer })) return;
+    await this.sendDirect(peerUid, message);
+  }
+
+  async sendDirect(peerUid: string, message: UserMessage): Promise<void> {
+    const peer = this.peer(peerUid);
+    if (!peer) throw new TypeError(`Cannot send: no peer with uid ${peerUid}`);
+    assertUsablePeer(peer);
+    const { packed, ratchet } = await pack(peer, message, {
+      random: this.#ports.random,
+      now: this.now,
+      ...this.#ports.sealing,
+    });
+    this.afterCommit(() => this.#ports.observe({ kind: "outbound", peerUid, message, packed }));
+    peer.ratchet = ratchet;
+    this.putPeer(peer);
+    this.queuePacked(peer, packed, message.status?.uuid ?? "");
+  }
+
+  /** Queues an already packed message to the peer's home relay. */
+  queuePacked(peer: PeerRecord, packed: PackedUserMessage, messageUuid: string): void {
+    const server = peer.contact?.pullServers[0];
+    if (!server) throw new Malformed(`Cannot send to peer "${peer.name}": its card names no relay`);
+    this.#outbox.push(create(OutboxEntrySchema, {
+      id: this.#ports.nextOutboxId(this.now),
+      server,
+      packed,
+      attempts: 0,
+      nextAttemptAt: this.now,
+      queuedAt: this.now,
+      messageUuid,
+      peerUid: peer.uid,
+    }));
+  }
+
+  /** Stages the removal of an outbox entry (a message the relay will never take). */
+  deleteOutbox(id: string): void {
+    this.#outboxDelete.push(id);
+  }
+
+  async emit<E extends KernelEventName>(event: E, payload: KernelEvents[E]): Promise<void> {
+    if (++this.#emitDepth > 8) {
+      throw new RangeError(`Event "${event}" re-emitted more than 8 levels deep`);
+    }
+    try {
+      await this.#ports.driver.emit(event, payload, this);
+    } finally {
+      this.#emitDepth--;
+    }
+  }
+
+  afterCommit(fn: () => void): void {
+    this.#after.push(fn);
+  }
+
+  afterCommitFns(): (() => void)[] {
+    return this.#after;
+  }
+
+  batch(): Batch {
+    const peers = [...this.#peers.values()];
+    return {
+      identity: this.#identityChanged ? this.#identity : undefined,
+      peers: peers.filter((p) => p.type === PeerType.CONTACT),
+      devices: peers.filter((p) => p.type === PeerType.DEVICE),
+      messages: [...this.#messages.values()],
+      outboxPut: this.#outbox,
+      outboxDelete: this.#outboxDelete,
+      seen: [...this.#seen].map((id) => ({ id, at: this.now })),
+    };
+  }
+
+  /** The kernel this transaction belongs to (for plugins' internal helpers). */
+  kernel(): Kernel {
+    return this.#kernel;
+  }
+}
