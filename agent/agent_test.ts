@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { create } from "@bufbuild/protobuf";
 import { DbMessageSchema } from "../proto/gen/meow_pb.ts";
-import { messageView } from "./agent.ts";
+import { messageView } from "./views.ts";
 
 Deno.test("messageView() shows a message a relay refused for good as failed, with the reason", () => {
   const m = create(DbMessageSchema, {

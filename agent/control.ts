@@ -6,35 +6,31 @@
  * `agent.token` (owner-only) as a bearer token, so only someone who can read
  * the home can use it.
  *
- * Protocol: `POST /` with `{"op": name, "args": {...}}`; the answer is
- * `{"ok": true, "result": ...}` or `{"ok": false, "error": line, "exitCode": n}`.
+ * Protocol: `POST /` with `{"op": name, "args": {...}}`, `name` and `args`
+ * an operation of `operations.ts` and its input; the answer is
+ * `{"ok": true, "result": ...}` (the operation's result) or
+ * `{"ok": false, "error": line, "exitCode": n}`.
  *
  * @module
  */
 import { SystemRandom, toBase64Url } from "../crypto/mod.ts";
 import type { Agent } from "./agent.ts";
+import {
+  isOpName,
+  OP_NAMES,
+  type OpInput,
+  type OpName,
+  type OpResult,
+  runOperation,
+} from "./operations.ts";
 import { AgentError, EXIT } from "./errors.ts";
 import { type ControlAddress, type HomePaths, writeControlAddress } from "./home.ts";
 
-/** The operations the endpoint serves: the {@linkcode Agent} methods of the same names. */
-export const CONTROL_OPS = [
-  "status",
-  "contacts",
-  "devices",
-  "history",
-  "read",
-  "send",
-  "profileSet",
-  "rename",
-  "pairStart",
-  "invite",
-  "waitPeer",
-  "accept",
-  "stop",
-] as const;
+/** The operations the endpoint serves: the names of the operation table, in its order. */
+export const CONTROL_OPS: readonly OpName[] = OP_NAMES;
 
 /** The name of a control operation. */
-export type ControlOp = typeof CONTROL_OPS[number];
+export type ControlOp = OpName;
 
 /** The largest request body accepted, in bytes (a text message plus room). */
 const REQUEST_BYTES_MAX = 256 * 1024;
@@ -75,16 +71,11 @@ export async function serveControl(
       const text = await req.text();
       if (text.length > REQUEST_BYTES_MAX) throw new AgentError("request too large", EXIT.usage);
       const { op, args } = JSON.parse(text) as { op: string; args?: Record<string, unknown> };
-      if (!(CONTROL_OPS as readonly string[]).includes(op)) {
-        throw new AgentError(`unknown operation "${op}"`, EXIT.usage);
-      }
-      const method = agent[op as ControlOp] as (
-        args: unknown,
-        signal?: AbortSignal,
-      ) => Promise<unknown>;
+      if (!isOpName(op)) throw new AgentError(`unknown operation "${op}"`, EXIT.usage);
+      // The input is taken as the client sent it (the CLI sends the operation's typed input).
       // No req.signal: Deno aborts it after every response (legacy behaviour); a wait whose
       // client went away ends at its timeout or when the agent stops.
-      const result = await method.call(agent, args ?? {});
+      const result = await runOperation(agent, op, (args ?? {}) as OpInput<typeof op>);
       return Response.json({ ok: true, result });
     } catch (e) {
       const error = options.toError(e);
@@ -97,20 +88,21 @@ export async function serveControl(
 }
 
 /**
- * Calls `op` on the agent at `address`; its failures come back as
- * {@linkcode AgentError}s with the agent's exit code.
+ * Calls `op` with input `args` on the agent at `address`; resolves with its
+ * result, its failures come back as {@linkcode AgentError}s with the agent's
+ * exit code.
  *
  * @example
  * ```ts ignore
  * const contacts = await callControl(address, "contacts", {});
  * ```
  */
-export async function callControl(
+export async function callControl<N extends OpName>(
   address: ControlAddress,
-  op: ControlOp,
-  args: Record<string, unknown>,
+  op: N,
+  args: OpInput<N>,
   signal?: AbortSignal,
-): Promise<unknown> {
+): Promise<OpResult<N>> {
   let response: Response;
   try {
     response = await fetch(`http://127.0.0.1:${address.port}/`, {
@@ -130,7 +122,7 @@ export async function callControl(
     exitCode?: number;
   };
   if (!body.ok) throw new AgentError(body.error ?? "the agent failed", body.exitCode ?? 1);
-  return body.result;
+  return body.result as OpResult<N>;
 }
 
 /** The running agent's endpoint did not answer (it is starting or stopping). */

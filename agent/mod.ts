@@ -2,9 +2,12 @@
  * The device agent a person runs (`deno task agent`): a kernel with the
  * production plugins over one home — a directory with the device's SQLite
  * store, every record encrypted with a key derived from a passphrase — and
- * the command line around it. See `agent.ts` for why the store is one SQLite
- * file, `home.ts` for the files of a home and the lock that keeps kernels to
- * one per home, and `control.ts` for how commands reach a running agent.
+ * the command line around it. See `agent.ts` for the agent's life cycle and
+ * why the store is one database, `operations.ts` for the operations the CLI
+ * runs (in-process or through a running agent), `views.ts` for what they
+ * show, `home.ts` for the files of a home and the lock that keeps kernels to
+ * one per home, `control.ts` for how commands reach a running agent, and
+ * `cli.ts`, `session.ts` and `commands/` for the command line.
  *
  * @example
  * ```ts
@@ -17,19 +20,28 @@
  *
  * @module
  */
+export { Agent, type AgentOptions, LONG_POLL_MS } from "./agent.ts";
 export {
-  Agent,
-  type AgentOptions,
   type ContactView,
   type ConversationView,
   type DeviceView,
   type IncomingView,
-  LONG_POLL_MS,
   type MessageView,
   messageView,
+  type PairedView,
   type StatusView,
   type TicketView,
-} from "./agent.ts";
+} from "./views.ts";
+export {
+  type NoInput,
+  OP_NAMES,
+  type Operation,
+  OPERATIONS,
+  type OpInput,
+  type OpName,
+  type OpResult,
+  runOperation,
+} from "./operations.ts";
 export { type CliIo, denoIo, runCli, toAgentError } from "./cli.ts";
 export {
   callControl,

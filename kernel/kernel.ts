@@ -233,7 +233,7 @@ export class Kernel {
       random: this.random,
       deviceUid: () => this.#state.deviceUid(),
       identity: () => this.identity(),
-      api: <T>(key: ApiKey<T> | string) => this.#driver.api<T>(key),
+      api: <T>(key: ApiKey<T>) => this.#driver.api<T>(key),
       transact: <T>(fn: (tx: Tx) => Promise<T>) => this.transact(fn),
       createInvitation: (options) => this.createInvitation(options),
       acceptInvitation: (bytes, options) => this.acceptInvitation(bytes, options),
@@ -334,13 +334,7 @@ export class Kernel {
    *
    * @throws {TypeError} when no plugin of that name exposes an api
    */
-  api<T>(key: ApiKey<T>): T;
-  /**
-   * The api a plugin exposes, by name.
-   * @deprecated pass a typed key ({@linkcode apiKey}): `kernel.api(CHAT_API)`
-   */
-  api<T>(name: string): T;
-  api<T>(key: ApiKey<T> | string): T {
+  api<T>(key: ApiKey<T>): T {
     return this.#driver.api<T>(key);
   }
 

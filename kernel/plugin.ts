@@ -111,11 +111,6 @@ export interface PluginHost {
   identity(): IdentityRecord;
   /** The api of the plugin `key` names, typed by the key; throws when there is none. */
   api<T>(key: ApiKey<T>): T;
-  /**
-   * The api another plugin exposes under `name`; throws when there is none.
-   * @deprecated pass a typed key ({@linkcode apiKey}): `api(CHAT_API)`
-   */
-  api<T>(name: string): T;
   /** Runs `fn` in a transaction on the kernel's serial queue and commits it. */
   transact<T>(fn: (tx: Tx) => Promise<T>): Promise<T>;
   /** Step 1 of a pairing: a pending peer and the card to hand over (`Kernel.createInvitation`). */

@@ -211,8 +211,8 @@ export class PluginDriver {
    *
    * @throws {TypeError} when no plugin of that name exposes an api
    */
-  api<T>(key: ApiKey<T> | string): T {
-    const name = typeof key === "string" ? key : key.name;
+  api<T>(key: ApiKey<T>): T {
+    const name = key.name;
     const plugin = this.plugins.find((p) => p.name === name);
     if (!plugin || plugin.api === undefined) {
       throw new TypeError(`${this.#kernelName}: no plugin named "${name}" exposes an api`);

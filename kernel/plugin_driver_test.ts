@@ -121,7 +121,7 @@ Deno.test("PluginDriver.create() refuses a nameless plugin, a name twice and a t
   );
 });
 
-Deno.test("PluginDriver.api() finds a plugin's api by typed key (and by name), else throws", () => {
+Deno.test("PluginDriver.api() finds a plugin's api by typed key, else throws", () => {
   interface Greeter {
     hello(): string;
   }
@@ -129,7 +129,7 @@ Deno.test("PluginDriver.api() finds a plugin's api by typed key (and by name), e
   const driver = PluginDriver.create([{ name: "greeter", api: { hello: () => "meow" } }], "phone");
   const greeter: Greeter = driver.api(GREETER);
   assert.equal(greeter.hello(), "meow");
-  assert.equal(driver.api<Greeter>("greeter"), greeter);
+  assert.equal(driver.api(apiKey<Greeter>("greeter")), greeter, "a key is its name");
   assert.throws(() => driver.api(apiKey<Greeter>("missing")), {
     name: "TypeError",
     message: `phone: no plugin named "missing" exposes an api`,

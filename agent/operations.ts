@@ -1,0 +1,379 @@
+/**
+ * The operation table: every operation the CLI offers on an open home — its
+ * name, its typed input, its typed result and its implementation against the
+ * kernel — defined once. A one-shot command runs it in-process on the agent
+ * it opened; while `run` holds the home, the command sends the same name and
+ * input to the control endpoint (`control.ts`), which runs it through the
+ * same table. So a command behaves the same either way.
+ *
+ * @module
+ */
+import { MessageTooLarge } from "../kernel/mod.ts";
+import type { PairingOffer } from "../kernel/mod.ts";
+import type { PairingForm } from "../kernel/mod.ts";
+import { type DbMessage, type PeerRecord, PeerType } from "../proto/mod.ts";
+import { CHAT_API } from "../plugins/chat/mod.ts";
+import { DEVICE_SYNC_API } from "../plugins/device_sync/mod.ts";
+import type { Agent } from "./agent.ts";
+import { AgentError, EXIT } from "./errors.ts";
+import { fetchServerCard, pairingErrors, pairingInput } from "./pairing.ts";
+import {
+  type ContactView,
+  contactView,
+  type ConversationView,
+  type DeviceView,
+  type MessageView,
+  messageView,
+  type PairedView,
+  siblingViews,
+  type StatusView,
+  type TicketView,
+} from "./views.ts";
+
+/** Shortest uid prefix that names a contact (shorter ones would match by accident). */
+const UID_PREFIX_CHARS_MIN = 4;
+
+/** The input of an operation that takes none. */
+export type NoInput = Record<never, never>;
+
+/** One operation: its typed input `I`, its typed result `R`, and how it runs on an agent. */
+export interface Operation<I, R> {
+  /**
+   * Runs it on `agent`; `signal` (the CLI's interrupt, in-process only) ends
+   * a wait early.
+   */
+  run(agent: Agent, input: I, signal?: AbortSignal): Promise<R>;
+}
+
+/** An entry of {@linkcode OPERATIONS}, its types fixed by `run`'s. */
+function operation<I, R>(run: Operation<I, R>["run"]): Operation<I, R> {
+  return { run };
+}
+
+/**
+ * Every operation, by name (the order is the one the control endpoint lists).
+ * Inputs and results are plain JSON values, so the control endpoint carries
+ * them unchanged.
+ */
+export const OPERATIONS = {
+  /** Servers, devices, contacts, outbox and last poll. */
+  status: operation<NoInput, StatusView>(status),
+  /** Every contact, by name. */
+  contacts: operation<NoInput, ContactView[]>(contacts),
+  /** This device and its siblings. */
+  devices: operation<NoInput, DeviceView[]>(devices),
+  /** The newest `limit` messages (all when undefined) of a conversation, oldest first. */
+  history: operation<{ contact: string; limit?: number }, ConversationView>(history),
+  /** Marks a conversation read; resolves with the messages that were unread. */
+  read: operation<{ contact: string }, ConversationView>(read),
+  /** Sends a text to a contact; a text too large for its relay is a usage error (exit 2). */
+  send: operation<
+    { contact: string; text: string },
+    { contact: ContactView; message: MessageView }
+  >(
+    send,
+  ),
+  /** Changes the nickname and/or status line (synced to every device). */
+  profileSet: operation<
+    { nickname?: string; status?: string },
+    { nickname: string; status: string }
+  >(profileSet),
+  /** Renames a contact (synced to every device). */
+  rename: operation<{ contact: string; name: string }, ContactView>(rename),
+  /** Pairing, step 1: a device pairing through a mailbox on the home relay, by code or link. */
+  pairStart: operation<{ form: PairingForm }, TicketView>(pairStart),
+  /** Invitation, step 1: a contact invitation through a mailbox on the home relay. */
+  invite: operation<{ form: PairingForm }, TicketView>(invite),
+  /** Waits until a pending peer (from `pairStart` or `invite`) is complete. */
+  waitPeer: operation<{ peerUid: string; timeoutMs: number }, PairedView>(waitPeer),
+  /** Invitation, step 2: answers a contact's invitation, by link or by code. */
+  accept: operation<
+    { invitation: string; server?: string; name?: string },
+    ContactView & { safetyCode: string }
+  >(accept),
+  /** Asks `run` to stop (through the control endpoint). */
+  stop: operation<NoInput, { stopping: boolean }>(stop),
+};
+
+/** The name of an operation. */
+export type OpName = keyof typeof OPERATIONS;
+/** The input of operation `N`. */
+export type OpInput<N extends OpName> = Parameters<typeof OPERATIONS[N]["run"]>[1];
+/** The result of operation `N`. */
+export type OpResult<N extends OpName> = Awaited<ReturnType<typeof OPERATIONS[N]["run"]>>;
+
+/** Every operation name, in the table's order. */
+export const OP_NAMES: readonly OpName[] = Object.keys(OPERATIONS) as OpName[];
+
+/** Whether `name` names an operation. */
+export function isOpName(name: string): name is OpName {
+  return (OP_NAMES as readonly string[]).includes(name);
+}
+
+/**
+ * Runs operation `name` on `agent`.
+ *
+ * @example
+ * ```ts ignore
+ * const contacts = await runOperation(agent, "contacts", {});
+ * ```
+ */
+export function runOperation<N extends OpName>(
+  agent: Agent,
+  name: N,
+  input: OpInput<N>,
+  signal?: AbortSignal,
+): Promise<OpResult<N>> {
+  const entry = OPERATIONS[name] as unknown as Operation<OpInput<N>, OpResult<N>>;
+  return entry.run(agent, input, signal);
+}
+
+// ─── The implementations ──────────────────────────────────────────────────────
+
+async function status(agent: Agent): Promise<StatusView> {
+  const kernel = agent.kernel;
+  const identity = requireIdentity(agent, { complete: false });
+  let failed = 0;
+  for (const peer of kernel.peers()) {
+    for (const m of await kernel.messages(peer.uid)) {
+      if (m.outbound && m.failedAt > 0) failed++;
+    }
+  }
+  const quarantine = kernel.quarantine();
+  const latest = quarantine.at(-1);
+  const self: DeviceView = {
+    name: identity.deviceName,
+    deviceUid: identity.deviceUid,
+    self: true,
+  };
+  return {
+    home: agent.paths.dir,
+    nickname: identity.profile?.nickname ?? "",
+    status: identity.profile?.status ?? "",
+    identityUid: identity.uid,
+    device: self,
+    servers: identity.servers.map((s) => ({ name: s.name, url: s.url, uid: s.uid })),
+    devices: [self, ...siblingViews(kernel)],
+    contacts: kernel.peers().length,
+    outbox: kernel.outboxSize(),
+    lastPollAt: kernel.lastPollAt(),
+    relayHealth: kernel.relayHealth(),
+    failed,
+    quarantine: {
+      count: quarantine.length,
+      latest: latest && {
+        at: latest.at,
+        errorCode: latest.errorCode,
+        errorMessage: latest.errorMessage,
+        queue: latest.queue,
+      },
+    },
+    running: agent.serving,
+  };
+}
+
+async function contacts(agent: Agent): Promise<ContactView[]> {
+  requireIdentity(agent);
+  const out: ContactView[] = [];
+  for (const peer of agent.kernel.peers()) out.push(await contactView(agent.kernel, peer));
+  return out.sort((a, b) => a.name.localeCompare(b.name) || (a.uid < b.uid ? -1 : 1));
+}
+
+function devices(agent: Agent): Promise<DeviceView[]> {
+  const identity = requireIdentity(agent, { complete: false });
+  return Promise.resolve([
+    { name: identity.deviceName, deviceUid: identity.deviceUid, self: true },
+    ...siblingViews(agent.kernel),
+  ]);
+}
+
+async function history(
+  agent: Agent,
+  args: { contact: string; limit?: number },
+): Promise<ConversationView> {
+  const peer = findContact(agent, args.contact);
+  const messages = await agent.kernel.messages(peer.uid, { limit: args.limit });
+  return { contact: await contactView(agent.kernel, peer), messages: messages.map(messageView) };
+}
+
+async function read(agent: Agent, args: { contact: string }): Promise<ConversationView> {
+  const peer = findContact(agent, args.contact);
+  const unread = (await agent.kernel.messages(peer.uid))
+    .filter((m) => !m.outbound && (m.message?.status?.processed ?? 0) === 0)
+    .map(messageView);
+  await agent.kernel.api(CHAT_API).markRead(peer.uid);
+  return { contact: await contactView(agent.kernel, peer), messages: unread };
+}
+
+async function send(
+  agent: Agent,
+  args: { contact: string; text: string },
+): Promise<{ contact: ContactView; message: MessageView }> {
+  const peer = findContact(agent, args.contact);
+  if (args.text.trim() === "") throw new AgentError("the text is empty", EXIT.usage);
+  let stored: DbMessage;
+  try {
+    stored = await agent.kernel.api(CHAT_API).send(peer.uid, args.text);
+  } catch (e) {
+    if (e instanceof RangeError) throw new AgentError(e.message, EXIT.usage);
+    // "message too large: N bytes, at most M": the contact's relay could never take it.
+    if (e instanceof MessageTooLarge) throw new AgentError(e.message, EXIT.usage);
+    throw e;
+  }
+  return { contact: await contactView(agent.kernel, peer), message: messageView(stored) };
+}
+
+async function profileSet(
+  agent: Agent,
+  args: { nickname?: string; status?: string },
+): Promise<{ nickname: string; status: string }> {
+  requireIdentity(agent);
+  if (args.nickname === undefined && args.status === undefined) {
+    throw new AgentError("give --nickname and/or --status", EXIT.usage);
+  }
+  if (args.nickname !== undefined && args.nickname.trim() === "") {
+    throw new AgentError("the nickname must not be empty", EXIT.usage);
+  }
+  const identity = await agent.kernel.updateProfile(args);
+  return { nickname: identity.profile?.nickname ?? "", status: identity.profile?.status ?? "" };
+}
+
+async function rename(agent: Agent, args: { contact: string; name: string }): Promise<ContactView> {
+  const peer = findContact(agent, args.contact);
+  if (args.name.trim() === "") throw new AgentError("the new name is empty", EXIT.usage);
+  const updated = await agent.kernel.updatePeer(peer.uid, { name: args.name.trim() });
+  return await contactView(agent.kernel, updated);
+}
+
+async function pairStart(agent: Agent, args: { form: PairingForm }): Promise<TicketView> {
+  requireIdentity(agent);
+  return await offer(
+    agent,
+    () => agent.kernel.api(DEVICE_SYNC_API).offerDevicePairing({ form: args.form }),
+  );
+}
+
+async function invite(agent: Agent, args: { form: PairingForm }): Promise<TicketView> {
+  requireIdentity(agent);
+  return await offer(
+    agent,
+    () => agent.kernel.offerPairing({ type: PeerType.CONTACT, form: args.form }),
+  );
+}
+
+async function offer(agent: Agent, start: () => Promise<PairingOffer>): Promise<TicketView> {
+  const offered = await pairingErrors(start, agent.kernel.identity().servers[0]?.url ?? "");
+  agent.exchanges.set(offered.peerUid, offered.exchanged);
+  return {
+    peerUid: offered.peerUid,
+    form: offered.form,
+    code: offered.code,
+    link: offered.link,
+    server: agent.kernel.identity().servers[0]?.url ?? "",
+    expiresAt: offered.expiresAt,
+  };
+}
+
+/**
+ * Waits until the pending peer is complete, polling meanwhile; a code's
+ * exchange that fails (a wrong code, someone interfering, expiry) ends the
+ * wait with that error.
+ */
+async function waitPeer(
+  agent: Agent,
+  args: { peerUid: string; timeoutMs: number },
+  signal?: AbortSignal,
+): Promise<PairedView> {
+  const done = () => agent.kernel.peer(args.peerUid)?.contact !== undefined;
+  const exchange = agent.exchanges.get(args.peerUid);
+  const failed = exchange
+    ? pairingErrors(() => exchange, "").then(() => new Promise<never>(() => {}))
+    : new Promise<never>(() => {});
+  await Promise.race([agent.waitFor(done, { timeoutMs: args.timeoutMs, signal }), failed]);
+  agent.exchanges.delete(args.peerUid);
+  const peer = agent.kernel.peer(args.peerUid)!;
+  return {
+    uid: peer.uid,
+    name: peer.name,
+    kind: peer.type === PeerType.DEVICE ? "device" : "contact",
+    safetyCode: peer.safetyCode,
+  };
+}
+
+/** Answers a contact's invitation, a link or a short code on `server` (default the home relay). */
+async function accept(
+  agent: Agent,
+  args: { invitation: string; server?: string; name?: string },
+): Promise<ContactView & { safetyCode: string }> {
+  const identity = requireIdentity(agent);
+  const input = await pairingInput(
+    args.invitation,
+    async () =>
+      args.server === undefined
+        ? identity.servers[0]
+        : await fetchServerCard(agent.transport, args.server),
+  );
+  const accepted = await pairingErrors(
+    () =>
+      agent.kernel.acceptPairing(input, {
+        name: identity.profile?.nickname,
+        type: PeerType.CONTACT,
+      }),
+    "server" in input ? input.server.url : "",
+  );
+  if (args.name) await agent.kernel.updatePeer(accepted.peerUid, { name: args.name });
+  return {
+    ...await contactView(agent.kernel, agent.kernel.peer(accepted.peerUid)!),
+    safetyCode: accepted.safetyCode,
+  };
+}
+
+function stop(agent: Agent): Promise<{ stopping: boolean }> {
+  return Promise.resolve({ stopping: agent.requestStop() });
+}
+
+// ─── Lookups ──────────────────────────────────────────────────────────────────
+
+/** The identity; without one (or, when `complete`, before a join completes) an exit-4 error. */
+function requireIdentity(agent: Agent, options: { complete?: boolean } = {}) {
+  if (!agent.kernel.hasIdentity()) {
+    throw new AgentError(
+      `no identity in ${agent.paths.dir} yet: run \`init\` or \`pair join\` first`,
+      EXIT.noIdentity,
+    );
+  }
+  const identity = agent.kernel.identity();
+  if ((options.complete ?? true) && identity.uid === "") {
+    throw new AgentError(
+      "this device has not finished pairing: it learns its identity when its sibling " +
+        "answers (keep `run` running, or run `pair join` again later)",
+      EXIT.noIdentity,
+    );
+  }
+  return identity;
+}
+
+/** The contact `query` names: a name (any case), or a uid prefix of 4+ characters. */
+function findContact(agent: Agent, query: string): PeerRecord {
+  requireIdentity(agent);
+  const peers = agent.kernel.peers();
+  const q = query.trim().toLowerCase();
+  let found = peers.filter((p) => p.name.toLowerCase() === q);
+  if (found.length === 0 && q.length >= UID_PREFIX_CHARS_MIN) {
+    found = peers.filter((p) => p.uid.toLowerCase().startsWith(q));
+  }
+  if (found.length === 1) return found[0];
+  if (found.length > 1) {
+    throw new AgentError(
+      `"${query}" matches ${found.length} contacts (${
+        found.map((p) => `${p.name} ${p.uid.slice(0, 8)}`).join(", ")
+      }): give a longer uid prefix`,
+      EXIT.unknownContact,
+    );
+  }
+  const names = peers.map((p) => p.name).sort().join(", ");
+  throw new AgentError(
+    `no contact matches "${query}" (contacts: ${names || "none yet; see `invite`"})`,
+    EXIT.unknownContact,
+  );
+}
