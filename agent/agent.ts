@@ -22,11 +22,7 @@ import { Kernel, type LogLevel } from "../kernel/mod.ts";
 import type { Plugin } from "../kernel/mod.ts";
 import { type Transport, TransportError } from "../ports/mod.ts";
 import { systemClock } from "../ports/mod.ts";
-import { chatPlugin } from "../plugins/chat/mod.ts";
-import { dedupPlugin } from "../plugins/dedup/mod.ts";
-import { deviceSyncPlugin } from "../plugins/device_sync/mod.ts";
-import { forwardRelayPlugin } from "../plugins/forward_relay/mod.ts";
-import { relaysPlugin } from "../plugins/relays/mod.ts";
+import { productionPlugins } from "../plugins/mod.ts";
 import { KvStore, SqliteStore, xchachaCipher } from "../plugins/storage/mod.ts";
 import { HttpTransport } from "../server/mod.ts";
 import { AgentError, EXIT } from "./errors.ts";
@@ -109,13 +105,7 @@ export class Agent {
       ? await KvStore.open(paths.kv, { cipher })
       : await SqliteStore.open(paths.db, { cipher });
     const transport = options.transport ?? new HttpTransport();
-    const plugins: Plugin[] = [
-      chatPlugin(),
-      dedupPlugin(),
-      deviceSyncPlugin(),
-      forwardRelayPlugin(),
-      relaysPlugin(),
-    ];
+    const plugins: Plugin[] = productionPlugins();
     if (options.onMessage) plugins.push(printerPlugin(options.onMessage));
     try {
       const kernel = await Kernel.open({

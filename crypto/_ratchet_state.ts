@@ -15,7 +15,7 @@
  */
 import { Malformed } from "./errors.ts";
 import { assertLength, KEY_BYTES } from "./_primitives.ts";
-import { _bytesEqual } from "./bytes.ts";
+import { equalBytes } from "./bytes.ts";
 import { assertU32 } from "./_ratchet_header.ts";
 import { SKIPPED_KEYS_MAX, type SkippedMessageKey } from "./_skipped_keys.ts";
 import {
@@ -199,7 +199,7 @@ function skippedRuns(skipped: readonly SkippedMessageKey[]): SkippedMessageKey[]
   const runs: SkippedMessageKey[][] = [];
   for (const entry of skipped) {
     const last = runs.at(-1);
-    if (last && _bytesEqual(last[0].publicKey, entry.publicKey)) last.push(entry);
+    if (last && equalBytes(last[0].publicKey, entry.publicKey)) last.push(entry);
     else runs.push([entry]);
   }
   return runs;

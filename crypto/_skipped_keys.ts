@@ -8,7 +8,7 @@
  */
 import { TooManySkipped } from "./errors.ts";
 import { hmacSha256 } from "./_primitives.ts";
-import { _bytesEqual } from "./bytes.ts";
+import { equalBytes } from "./bytes.ts";
 
 /**
  * Most message keys ONE message may make the receiver skip in a chain (Signal's
@@ -104,7 +104,7 @@ export function takeSkipped(
   publicKey: Uint8Array,
   n: number,
 ): { messageKey: Uint8Array; rest: readonly SkippedMessageKey[] } | null {
-  const found = skipped.findIndex((k) => k.n === n && _bytesEqual(k.publicKey, publicKey));
+  const found = skipped.findIndex((k) => k.n === n && equalBytes(k.publicKey, publicKey));
   if (found < 0) return null;
   return { messageKey: skipped[found].messageKey, rest: skipped.toSpliced(found, 1) };
 }

@@ -3,6 +3,7 @@
  *
  * @module
  */
+import { timingSafeEqual } from "node:crypto";
 
 /**
  * Joins byte arrays into one new array.
@@ -27,11 +28,22 @@ export function concatBytes(...parts: Uint8Array[]): Uint8Array {
   return out;
 }
 
-/** Whether two byte arrays hold the same bytes (not constant-time: for public data only). */
-export function _bytesEqual(a: Uint8Array, b: Uint8Array): boolean {
-  if (a.length !== b.length) return false;
-  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
-  return true;
+/**
+ * Whether two byte arrays hold the same bytes: the one byte-equality check of the project,
+ * constant-time in the contents (a length mismatch returns at once), so it is safe for MACs and
+ * secrets as well as public data.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { equalBytes } from "./mod.ts";
+ * assert(equalBytes(new Uint8Array([1, 2]), new Uint8Array([1, 2])));
+ * assert(!equalBytes(new Uint8Array([1, 2]), new Uint8Array([1, 3])));
+ * assert(!equalBytes(new Uint8Array([1]), new Uint8Array([1, 0])));
+ * ```
+ */
+export function equalBytes(a: Uint8Array, b: Uint8Array): boolean {
+  return a.length === b.length && timingSafeEqual(a, b);
 }
 
 /**

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { _bytesEqual, concatBytes } from "./bytes.ts";
+import { concatBytes, equalBytes } from "./bytes.ts";
 
 Deno.test("concatBytes() joins parts in order into a new array", () => {
   const a = new Uint8Array([1, 2]);
@@ -12,8 +12,8 @@ Deno.test("concatBytes() joins parts in order into a new array", () => {
   assert.deepEqual(concatBytes(), new Uint8Array(0));
 });
 
-Deno.test("_bytesEqual() compares length and content", () => {
-  assert.equal(_bytesEqual(new Uint8Array([1, 2]), new Uint8Array([1, 2])), true);
-  assert.equal(_bytesEqual(new Uint8Array([1, 2]), new Uint8Array([1, 3])), false);
-  assert.equal(_bytesEqual(new Uint8Array([1]), new Uint8Array([1, 0])), false);
+Deno.test("equalBytes() compares length and content", () => {
+  assert.equal(equalBytes(new Uint8Array([1, 2]), new Uint8Array([1, 2])), true);
+  assert.equal(equalBytes(new Uint8Array([1, 2]), new Uint8Array([1, 3])), false);
+  assert.equal(equalBytes(new Uint8Array([1]), new Uint8Array([1, 0])), false);
 });

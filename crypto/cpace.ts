@@ -21,7 +21,8 @@
  * @module
  */
 import { ristretto255, ristretto255_hasher } from "@noble/curves/ed25519.js";
-import { bytesToNumberLE, equalBytes } from "@noble/curves/utils.js";
+import { bytesToNumberLE } from "@noble/curves/utils.js";
+import { equalBytes } from "./bytes.ts";
 import { hmac } from "@noble/hashes/hmac.js";
 import { sha512 } from "@noble/hashes/sha2.js";
 import { Malformed } from "./errors.ts";

@@ -3,8 +3,8 @@
  *
  * @module
  */
-import { timingSafeEqual } from "node:crypto";
 import { assertLength, hkdfSha256, hmacSha256, KEY_BYTES } from "./_primitives.ts";
+import { equalBytes } from "./bytes.ts";
 
 /** Length of a {@linkcode mac} tag, in bytes. */
 export const MAC_BYTES = 32;
@@ -37,7 +37,7 @@ export function verifyMac(key: Uint8Array, message: Uint8Array, tag: Uint8Array)
   if (key.length !== KEY_BYTES || !(tag instanceof Uint8Array) || tag.length !== MAC_BYTES) {
     return false;
   }
-  return timingSafeEqual(hmacSha256(key, message), tag);
+  return equalBytes(hmacSha256(key, message), tag);
 }
 
 /**

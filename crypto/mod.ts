@@ -16,7 +16,7 @@ export {
 export * from "./random.ts";
 export { SystemRandom } from "./system_random.ts";
 export { fromBase64Url, toBase64Url } from "./base64.ts";
-export { concatBytes, containsBytes } from "./bytes.ts";
+export { concatBytes, containsBytes, equalBytes } from "./bytes.ts";
 export {
   generateEncryptionKeyPair,
   generateLookupKeyPair,
@@ -68,4 +68,3 @@ export {
   publicKeyOperations,
   setImportedKeysMax,
 } from "./_native.ts";
-export { _bytesEqual } from "./bytes.ts";

@@ -39,7 +39,7 @@ import {
   KEY_BYTES,
 } from "./_primitives.ts";
 import { x25519, x25519Ephemeral } from "./_native.ts";
-import { _bytesEqual, concatBytes } from "./bytes.ts";
+import { concatBytes, equalBytes } from "./bytes.ts";
 import { decodeRatchetHeader, encodeRatchetHeader, U32_MAX } from "./_ratchet_header.ts";
 import {
   assertSkipBound,
@@ -346,7 +346,7 @@ export function ratchetDecrypt(
     return { state: { ...state, skipped: stored.rest }, plaintext };
   }
 
-  if (state.dhr !== null && _bytesEqual(h.publicKey, state.dhr)) {
+  if (state.dhr !== null && equalBytes(h.publicKey, state.dhr)) {
     if (state.ckr === null) {
       throw new BadCiphertext(
         "Cannot decrypt a ratchet message: it claims the responder's initial key, which never sends",
@@ -371,7 +371,7 @@ export function ratchetDecrypt(
     return { state: { ...state, ckr, nr: h.n + 1, skipped: chain.skipped }, plaintext };
   }
 
-  if (state.previousRemoteKeys.some((k) => _bytesEqual(k, h.publicKey))) {
+  if (state.previousRemoteKeys.some((k) => equalBytes(k, h.publicKey))) {
     throw new Replay(
       `Cannot decrypt a ratchet message: message ${h.n} belongs to a finished chain and its ` +
         "key was already used",

@@ -24,7 +24,6 @@
  * @module
  */
 import { xchacha20poly1305 } from "@noble/ciphers/chacha.js";
-import { equalBytes } from "@noble/ciphers/utils.js";
 import { hkdf } from "@noble/hashes/hkdf.js";
 import { hmac } from "@noble/hashes/hmac.js";
 import { sha256 } from "@noble/hashes/sha2.js";
@@ -36,6 +35,7 @@ import {
   cpaceFinish,
   cpaceStart,
   cpaceVerifyTag,
+  equalBytes,
   fromBase64Url,
   groupCode,
   normalizeCrockford,

@@ -26,7 +26,7 @@ import {
   type MailboxRequestSchema,
   type ServerCard,
 } from "../proto/mod.ts";
-import type { Random } from "../crypto/mod.ts";
+import { equalBytes, type Random } from "../crypto/mod.ts";
 import { BadCiphertext, Malformed, NoSuchCode, PairingInterfered } from "./errors.ts";
 import * as protocol from "./pairing.ts";
 import {
@@ -443,10 +443,6 @@ async function watchJoiner(
     await closeQuietly(ports, at.server, at.nameplate, at.side);
     throw new PairingInterfered();
   }
-}
-
-function equalBytes(a: Uint8Array, b: Uint8Array): boolean {
-  return a.length === b.length && a.every((x, i) => x === b[i]);
 }
 
 async function closeQuietly(

@@ -31,7 +31,7 @@ import {
   type StoreOptions,
   type TokenUse,
 } from "./backend.ts";
-import { _bytesEqual } from "../crypto/mod.ts";
+import { equalBytes } from "../crypto/mod.ts";
 
 /** Largest Deno KV value, in bytes. */
 const KV_VALUE_BYTES_MAX = 65_536;
@@ -330,7 +330,7 @@ export class KvBackend implements Backend {
       const head = entry.value;
       if (head === null || head.expiresMs <= nowMs) return undefined;
       const sides = [...head.sides];
-      let me = sides.findIndex((side) => _bytesEqual(side, step.side));
+      let me = sides.findIndex((side) => equalBytes(side, step.side));
       const member = me >= 0;
       if (!member) {
         if (sides.length >= 2) return undefined;
@@ -378,7 +378,7 @@ export class KvBackend implements Backend {
       const entry = await this.#kv.get<KvMailbox>(["mbx", nameplate]);
       const head = entry.value;
       if (head === null || head.expiresMs <= nowMs) return false;
-      if (!head.sides.some((s) => _bytesEqual(s, side))) return false;
+      if (!head.sides.some((s) => equalBytes(s, side))) return false;
       if (await this.#dropMailbox(entry)) {
         // A member waiting on the mailbox learns at once that it is gone.
         await this.#kv.set(["mbxnotify", nameplate], nowMs, { expireIn: 60_000 });

@@ -18,7 +18,7 @@ import {
   type StoreOptions,
   type TokenUse,
 } from "./backend.ts";
-import { _bytesEqual } from "../crypto/mod.ts";
+import { equalBytes } from "../crypto/mod.ts";
 
 /**
  * The state of a memory relay. Two {@linkcode MemoryBackend}s over one
@@ -210,7 +210,7 @@ export class MemoryBackend implements Backend {
     this.#open();
     const mailbox = this.#mailbox(nameplate, nowMs);
     if (!mailbox) return Promise.resolve(undefined);
-    let me = mailbox.sides.findIndex((side) => _bytesEqual(side, step.side));
+    let me = mailbox.sides.findIndex((side) => equalBytes(side, step.side));
     const member = me >= 0;
     if (!member) {
       if (mailbox.sides.length >= 2) return Promise.resolve(undefined);
@@ -237,7 +237,7 @@ export class MemoryBackend implements Backend {
   closeMailbox(nameplate: string, side: Uint8Array, nowMs: number): Promise<boolean> {
     this.#open();
     const mailbox = this.#mailbox(nameplate, nowMs);
-    if (!mailbox || !mailbox.sides.some((s) => _bytesEqual(s, side))) return Promise.resolve(false);
+    if (!mailbox || !mailbox.sides.some((s) => equalBytes(s, side))) return Promise.resolve(false);
     this.data.mailboxes.delete(nameplate);
     // A member waiting on the mailbox learns at once that it is gone.
     notify(this.data.mailboxWatchers, nameplate);
