@@ -61,3 +61,4 @@ export {
   PULL_TOKEN_MARGIN_MS,
   pullTokenKey,
 } from "./token.ts";
+export { ASSUMED_LIMITS, type RelayLimits, relayLimits } from "./limits.ts";

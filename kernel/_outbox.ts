@@ -17,7 +17,7 @@ import {
 import { randomInt } from "../crypto/mod.ts";
 import { MeowError } from "./errors.ts";
 import { packedBytes } from "./pipeline.ts";
-import { relayLimits } from "./relay_limits.ts";
+import { relayLimits } from "../envelope/mod.ts";
 import { type RelayClient, REQUEST_OVERHEAD_BYTES, RETRY_MS_MIN } from "./_relay_client.ts";
 import type { DeviceState, SerialQueue } from "./_state.ts";
 import type { KernelTx } from "./_tx.ts";

@@ -21,7 +21,7 @@ import {
 import { macPull, PULL_TOKEN_MARGIN_MS, signPull } from "../envelope/mod.ts";
 import { MeowError, RelayRefused } from "./errors.ts";
 import { myLookupKey } from "./pipeline.ts";
-import { type RelayLimits, relayLimits } from "./relay_limits.ts";
+import { type RelayLimits, relayLimits } from "../envelope/mod.ts";
 import { pluginErrorOf } from "./plugin_driver.ts";
 import { type RelayClient, REQUEST_OVERHEAD_BYTES } from "./_relay_client.ts";
 import type { DeviceState } from "./_state.ts";

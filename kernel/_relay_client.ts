@@ -19,7 +19,7 @@ import {
 import { openRelayExchange } from "../envelope/mod.ts";
 import { randomUuid } from "../crypto/mod.ts";
 import { Malformed, NoSuchCode, RelayRefused } from "./errors.ts";
-import { relayLimits } from "./relay_limits.ts";
+import { relayLimits } from "../envelope/mod.ts";
 import type { KernelObservation, LogLevel, RelayHealth, RelayRequestKind } from "./_types.ts";
 import type { Clock, Random, Transport } from "../ports/mod.ts";
 import { TransportError } from "../ports/mod.ts";

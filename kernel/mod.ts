@@ -21,7 +21,7 @@ export type {
   RelayHealth,
   RelayRequestKind,
 } from "./kernel.ts";
-export { ASSUMED_LIMITS, type RelayLimits, relayLimits } from "./relay_limits.ts";
+export { ASSUMED_LIMITS, type RelayLimits, relayLimits } from "../envelope/mod.ts";
 export { type ApiKey, apiKey } from "./plugin.ts";
 export { pluginErrorOf } from "./plugin_driver.ts";
 export type {

@@ -34,7 +34,7 @@ import {
   verify,
 } from "../crypto/mod.ts";
 import { BadSignature, Malformed, MessageTooLarge, Replay } from "./errors.ts";
-import { relayLimits } from "./relay_limits.ts";
+import { relayLimits } from "../envelope/mod.ts";
 import type { Random } from "../ports/mod.ts";
 
 /** The largest serialized user message the pipeline accepts from any relay, in bytes. */
@@ -216,7 +216,7 @@ export async function openFrame(privateKey: Uint8Array, payload: Uint8Array): Pr
 /**
  * The largest serialized user message `peer`'s home relay takes once packed
  * and padded, in bytes: the largest bucket whose packed message still fits
- * the relay card's `messageBytesMax` (kernel/relay_limits.ts), less the
+ * the relay card's `messageBytesMax` (envelope/limits.ts), less the
  * frame's overhead; 0 when no bucket fits.
  *
  * @example

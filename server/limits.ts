@@ -3,6 +3,7 @@
  *
  * @module
  */
+import { ASSUMED_LIMITS } from "../envelope/mod.ts";
 
 /** How far a pull request's timestamp may be from the relay's clock, in ms (PROTOCOL.md). */
 export const PULL_FRESHNESS_MS = 5 * 60 * 1000;
@@ -95,20 +96,15 @@ export interface ServerLimitsInit {
 
 /** The defaults of {@linkcode ServerLimitsInit}. */
 export const DEFAULT_LIMITS: Readonly<ServerLimitsInit> = Object.freeze({
-  messageBytesMax: 32 * 1024,
-  messagesPerRequestMax: 16,
-  queueLengthMax: 1000,
-  retentionMs: 14 * 24 * 60 * 60 * 1000,
-  longPollMsMax: 30_000,
-  longPollsOpenMax: 1000,
+  // The card's limits start from the protocol's values (envelope/limits.ts) ...
+  ...ASSUMED_LIMITS,
+  // ... except that a relay takes a device with a couple of hundred contacts in one pull.
   pullRequestsMax: 256,
-  requestBytesMax: 1024 * 1024,
-  pullMessagesMax: 64,
-  acksPerRequestMax: 1024,
+  queueLengthMax: 1000,
+  longPollsOpenMax: 1000,
   mailboxMsMax: 10 * 60 * 1000,
   mailboxPostsMax: 8,
   mailboxLookupsPerMinuteMax: 10,
-  longPollsPerClientMax: 8,
   requestsPerSecondPerClientMax: 50,
 });
 

@@ -1,5 +1,7 @@
 /**
- * The limits a relay's card states, as a client keeps within them. A card
+ * The relay limits of the protocol, defined once for both sides: what a relay's card states, as
+ * a client keeps within them, and the values the relay's own defaults start from
+ * (server/limits.ts). A card
  * written before a limit existed says 0 for it; the client then assumes the
  * protocol's most conservative value, so it never sends what an older relay
  * would refuse.
@@ -51,7 +53,7 @@ export const ASSUMED_LIMITS: Readonly<RelayLimits> = Object.freeze({
  * import assert from "node:assert/strict";
  * import { create } from "@bufbuild/protobuf";
  * import { ServerCardSchema } from "../proto/gen/meow_pb.ts";
- * import { relayLimits } from "./relay_limits.ts";
+ * import { relayLimits } from "./limits.ts";
  * const card = create(ServerCardSchema, { limits: { pullRequestsMax: 8 } });
  * assert.equal(relayLimits(card).pullRequestsMax, 8);
  * assert.equal(relayLimits(card).messagesPerRequestMax, 16);
