@@ -27,6 +27,10 @@ Deno.test("agent with 17 contacts on a relay taking 16 pulls a request receives 
       "16",
       "--mailbox-lookups-per-minute-max",
       "100",
+      // Every agent here shares one address (loopback): the per-address long-poll limit is
+      // meant for one client, not for eighteen.
+      "--long-polls-per-client-max",
+      "64",
     ]);
     const home = (name: string) => ["--home", `${procs.dir}/${name}`];
     const names = Array.from({ length: CONTACTS }, (_, i) => `c${i + 1}`);
