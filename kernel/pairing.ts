@@ -21,6 +21,10 @@
  * layouts and labels are in docs/PROTOCOL.md, "Pairing and invitations (end
  * to end)".
  *
+ * Longer than most files: the whole pure pairing protocol — both forms, both sides' states and
+ * the transcript they bind — is one state machine, read and reviewed as one; the flows that drive
+ * it over a relay are in pairing_flow.ts.
+ *
  * @module
  */
 import { xchacha20poly1305 } from "@noble/ciphers/chacha.js";

@@ -4,6 +4,10 @@
  * HTTP entry, the in-process transport and the simulator all drive this one
  * class.
  *
+ * Longer than most files: one request's path — open, check the limits, store, authorise each pull
+ * (signature or token), ack, read or long-poll, answer — and the mailbox steps it dispatches read
+ * as one sequence; the backends, the envelope and the limits live elsewhere.
+ *
  * @module
  */
 import { create } from "@bufbuild/protobuf";

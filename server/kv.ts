@@ -14,6 +14,9 @@
  *   at most 64 KiB, so posts are entries of their own); `["mbxnotify", nameplate]` → bumped by
  *   every post, watched by long polls. All of them carry a TTL to the mailbox's expiry.
  *
+ * Longer than most files: one method per Backend operation over one key layout, each an atomic
+ * retry loop.
+ *
  * @module
  */
 import {

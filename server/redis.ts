@@ -26,6 +26,9 @@
  * The client needs `--allow-env=REDIS_DEBUG_MAINTENANCE` (without it its
  * `connect()` never resolves) and network access to the server.
  *
+ * Longer than most files: the Lua scripts are the backend's logic and stay beside the calls that
+ * run them, one per Backend method.
+ *
  * @module
  */
 import { Buffer } from "node:buffer";

@@ -4,6 +4,9 @@
  * expectation's detail names the device, the conversation and the message
  * uuid that break it.
  *
+ * Longer than most files: one pure function per expectation of SCENARIOS.md, side by side so that
+ * a reader compares their rules.
+ *
  * @module
  */
 import { concatBytes } from "../crypto/mod.ts";

@@ -10,6 +10,9 @@
  * {@linkcode parseScenario}, so a candidate is always a valid scenario and the
  * result loads back exactly as it was run.
  *
+ * Longer than most files: the shrinking passes are one search, each pass a small reduction of the
+ * same scenario.
+ *
  * @module
  */
 import { basename, dirname, extname, join } from "node:path";

@@ -10,6 +10,9 @@
  * the payload, with the seen mark: a repeat is dropped, a payload is never
  * marked seen without being applied.
  *
+ * Longer than most files: pairing, dispatch and consume share the plugin's state; the payload
+ * codec and the consume rules are in payload.ts and _consume.ts.
+ *
  * @module
  */
 import { create, type MessageInitShape } from "@bufbuild/protobuf";

@@ -2,6 +2,9 @@
  * The Deno KV store: a device's storage on Deno Deploy (the default database)
  * or in a local file. One batch is one `kv.atomic()`.
  *
+ * Longer than most files: one method per Store operation over one key layout, which reads best in
+ * one place.
+ *
  * @module
  */
 import type { Batch, ListMessagesOptions, Store } from "../../ports/mod.ts";

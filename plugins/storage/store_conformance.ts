@@ -3,6 +3,9 @@
  * real ones. Each adapter's `*_test.ts` calls {@linkcode storeConformance}
  * with a factory; nothing here depends on one adapter.
  *
+ * Longer than most files: every case of the Store contract in one suite, so that no adapter skips
+ * one.
+ *
  * @module
  */
 import assert from "node:assert/strict";
