@@ -97,12 +97,10 @@ export function generateLookupKeyPair(random: Random): KeyPair {
 export function x25519SharedSecret(
   privateKey: Uint8Array,
   publicKey: Uint8Array,
-): Promise<Uint8Array> {
-  return Promise.try(() => {
-    assertLength(privateKey, KEY_BYTES, "an X25519 private key");
-    assertPublicKey(publicKey, "an X25519 shared secret");
-    return x25519Fast(privateKey, publicKey, { cache: true });
-  });
+): Uint8Array {
+  assertLength(privateKey, KEY_BYTES, "an X25519 private key");
+  assertPublicKey(publicKey, "an X25519 shared secret");
+  return x25519Fast(privateKey, publicKey, { cache: true });
 }
 
 /**
@@ -127,9 +125,7 @@ export function x25519SharedSecret(
 export function x25519EphemeralAgreement(
   peerPublicKey: Uint8Array,
   random: Random,
-): Promise<{ publicKey: Uint8Array; sharedSecret: Uint8Array }> {
-  return Promise.try(() => {
-    assertPublicKey(peerPublicKey, "an X25519 shared secret");
-    return x25519Ephemeral(random.bytes(KEY_BYTES), peerPublicKey, { cachePeer: true });
-  });
+): { publicKey: Uint8Array; sharedSecret: Uint8Array } {
+  assertPublicKey(peerPublicKey, "an X25519 shared secret");
+  return x25519Ephemeral(random.bytes(KEY_BYTES), peerPublicKey, { cachePeer: true });
 }

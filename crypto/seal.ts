@@ -58,8 +58,8 @@ export function seal(
   recipientPublicKey: Uint8Array,
   plaintext: Uint8Array,
   random: Random,
-): Promise<Uint8Array> {
-  return Promise.try(() => sealNow(recipientPublicKey, plaintext, random));
+): Uint8Array {
+  return sealNow(recipientPublicKey, plaintext, random);
 }
 
 function sealNow(
@@ -89,12 +89,11 @@ function sealNow(
  * import { BadCiphertext } from "./errors.ts";
  * import { generateEncryptionKeyPair, open, SeededRandom } from "./mod.ts";
  * const { privateKey } = generateEncryptionKeyPair(new SeededRandom(1));
- * const error = await open(privateKey, new Uint8Array(10)).catch((e) => e);
- * assert(error instanceof BadCiphertext);
+ * assert.throws(() => open(privateKey, new Uint8Array(10)), BadCiphertext);
  * ```
  */
-export function open(recipientPrivateKey: Uint8Array, sealed: Uint8Array): Promise<Uint8Array> {
-  return Promise.try(() => openNow(recipientPrivateKey, sealed));
+export function open(recipientPrivateKey: Uint8Array, sealed: Uint8Array): Uint8Array {
+  return openNow(recipientPrivateKey, sealed);
 }
 
 function openNow(recipientPrivateKey: Uint8Array, sealed: Uint8Array): Uint8Array {

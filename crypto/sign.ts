@@ -24,11 +24,9 @@ export const SIGNATURE_BYTES = 64;
  * assert(await verify(publicKey, message, signature));
  * ```
  */
-export function sign(privateKey: Uint8Array, message: Uint8Array): Promise<Uint8Array> {
-  return Promise.try(() => {
-    assertLength(privateKey, KEY_BYTES, "an Ed25519 private key");
-    return ed25519Sign(privateKey, message);
-  });
+export function sign(privateKey: Uint8Array, message: Uint8Array): Uint8Array {
+  assertLength(privateKey, KEY_BYTES, "an Ed25519 private key");
+  return ed25519Sign(privateKey, message);
 }
 
 /**
@@ -49,18 +47,18 @@ export function verify(
   publicKey: Uint8Array,
   message: Uint8Array,
   signature: Uint8Array,
-): Promise<boolean> {
+): boolean {
   if (
     !(publicKey instanceof Uint8Array) || publicKey.length !== KEY_BYTES ||
     !(signature instanceof Uint8Array) || signature.length !== SIGNATURE_BYTES ||
     !(message instanceof Uint8Array)
   ) {
-    return Promise.resolve(false);
+    return false;
   }
   try {
-    return Promise.resolve(ed25519Verify(publicKey, message, signature));
+    return ed25519Verify(publicKey, message, signature);
   } catch {
     // An invalid point may fail at import or at verification: either way, not valid.
-    return Promise.resolve(false);
+    return false;
   }
 }

@@ -183,7 +183,8 @@ export function sealFrame(
   frame[1] = kind;
   new DataView(frame.buffer).setUint32(2, body.length);
   frame.set(body, FRAME_HEAD_BYTES);
-  return seal(recipient, frame, options.random);
+  // A promise, as callers (and the order of a simulated run) expect of sealing a frame.
+  return Promise.try(() => seal(recipient, frame, options.random));
 }
 
 /**
