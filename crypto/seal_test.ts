@@ -64,21 +64,21 @@ Deno.test("open() rejects a box sealed to another key", async () => {
   assert.throws(() => open(wrong.privateKey, sealed), BadCiphertext);
 });
 
-Deno.test("open() rejects every input shorter than the overhead as BadCiphertext", async () => {
+Deno.test("open() rejects every input shorter than the overhead as BadCiphertext", () => {
   const { privateKey } = generateEncryptionKeyPair(new SeededRandom("short"));
   for (let n = 0; n < SEAL_OVERHEAD_BYTES; n++) {
     assert.throws(() => open(privateKey, new Uint8Array(n)), BadCiphertext);
   }
 });
 
-Deno.test("open() rejects a low-order ephemeral key as BadCiphertext", async () => {
+Deno.test("open() rejects a low-order ephemeral key as BadCiphertext", () => {
   const { privateKey } = generateEncryptionKeyPair(new SeededRandom("low"));
   const sealed = new Uint8Array(SEAL_OVERHEAD_BYTES + 4);
   sealed.set(hex("e0eb7a7c3b41b8ae1656e3faf19fc46ada098deb9c32b1fd866205165f49b800"));
   assert.throws(() => open(privateKey, sealed), BadCiphertext);
 });
 
-Deno.test("seal() rejects a malformed recipient key and open() a wrong-size private key", async () => {
+Deno.test("seal() rejects a malformed recipient key and open() a wrong-size private key", () => {
   const random = new SeededRandom("bad");
   assert.throws(() => seal(new Uint8Array(31), new Uint8Array(1), random), Malformed);
   assert.throws(() => seal(new Uint8Array(32), new Uint8Array(1), random), Malformed);

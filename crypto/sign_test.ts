@@ -129,7 +129,7 @@ Deno.test("verify() returns false, never throws, for malformed keys and signatur
   }
 });
 
-Deno.test("sign() rejects a private key that is not 32 bytes with a RangeError", async () => {
+Deno.test("sign() rejects a private key that is not 32 bytes with a RangeError", () => {
   assert.throws(() => sign(new Uint8Array(64), new Uint8Array()), RangeError);
   assert.throws(() => sign(new Uint8Array(31), new Uint8Array()), RangeError);
 });
