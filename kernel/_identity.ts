@@ -22,13 +22,14 @@ import {
 } from "../crypto/mod.ts";
 import { isPending } from "./invitation.ts";
 import type { Tx } from "./plugin.ts";
+import type { IdentityRecordInit } from "./_types.ts";
 import type { Random } from "../ports/mod.ts";
 
 /** See `Kernel.newIdentityRecord`; `createdAt` is the clock's time, in ms. */
 export function newIdentityRecord(
   random: Random,
   createdAt: number,
-  options: { uid: string; deviceName: string; servers: ServerCard[]; withRoot: boolean },
+  options: IdentityRecordInit,
 ): IdentityRecord {
   const kp = (pair: KeyPair) =>
     create(KeyPairSchema, { privateKey: pair.privateKey, publicKey: pair.publicKey });

@@ -31,7 +31,6 @@ import {
   type JoinInput,
   joinOffer,
   type MailboxPorts,
-  type PairingForm,
   type PairingProtocol,
   type PendingPairing,
   startOffer,
@@ -40,8 +39,13 @@ import type { RelayClient } from "./_relay_client.ts";
 import type { DeviceState } from "./_state.ts";
 import { observeSecrets } from "./_tx.ts";
 import type {
+  AcceptInvitationOptions,
+  AcceptPairingOptions,
+  IdentityRecordInit,
+  InvitationOptions,
   InvitationTicket,
   KernelObservation,
+  OfferPairingOptions,
   PairingAccepted,
   PairingOffer,
 } from "./_types.ts";
@@ -69,7 +73,7 @@ export interface PairingPorts {
   transact<T>(fn: (tx: Tx) => Promise<T>): Promise<T>;
   /** `Kernel.newIdentityRecord`. */
   newIdentityRecord(
-    options: { uid: string; deviceName: string; servers: ServerCard[]; withRoot: boolean },
+    options: IdentityRecordInit,
   ): IdentityRecord;
 }
 
@@ -83,7 +87,7 @@ export class Pairings {
   }
 
   /** See `Kernel.createInvitation`. */
-  createInvitation(options: { type?: PeerType; name?: string } = {}): Promise<InvitationTicket> {
+  createInvitation(options: InvitationOptions = {}): Promise<InvitationTicket> {
     return this.#ports.transact((tx) => {
       const identity = tx.identity();
       const { pending, card } = createInvitation({
@@ -102,12 +106,7 @@ export class Pairings {
   /** See `Kernel.acceptInvitation`. */
   acceptInvitation(
     bytes: Uint8Array,
-    options: {
-      name?: string;
-      deviceName?: string;
-      type?: PeerType;
-      proof?: (answerCard: Uint8Array) => { mac: Uint8Array; safetyCode: string };
-    } = {},
+    options: AcceptInvitationOptions = {},
   ): Promise<string> {
     return this.#ports.transact(async (tx) => {
       const card = decodeCard(bytes);
@@ -164,13 +163,7 @@ export class Pairings {
 
   /** See `Kernel.offerPairing`. */
   async offerPairing(
-    options: {
-      type?: PeerType;
-      form?: PairingForm;
-      name?: string;
-      expiresMs?: number;
-      signal?: AbortSignal;
-    } = {},
+    options: OfferPairingOptions = {},
   ): Promise<PairingOffer> {
     const identity = this.#ports.identity();
     const server = identity.servers[0];
@@ -235,7 +228,7 @@ export class Pairings {
   /** See `Kernel.acceptPairing`. */
   async acceptPairing(
     input: JoinInput,
-    options: { name?: string; deviceName?: string; type?: PeerType; signal?: AbortSignal } = {},
+    options: AcceptPairingOptions = {},
   ): Promise<PairingAccepted> {
     const joined = await joinOffer(this.#mailboxPorts(), input, {
       resolveServer: (url) => this.#resolveServer(url),

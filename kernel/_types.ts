@@ -5,7 +5,13 @@
  *
  * @module
  */
-import type { ContactCard, PackedUserMessage, PeerType, UserMessage } from "../proto/mod.ts";
+import type {
+  ContactCard,
+  PackedUserMessage,
+  PeerType,
+  ServerCard,
+  UserMessage,
+} from "../proto/mod.ts";
 import type { MeowError } from "./errors.ts";
 import type { PairingForm, PairingProtocol } from "./pairing_flow.ts";
 import type { PluginInput } from "./plugin.ts";
@@ -188,3 +194,61 @@ export type ReceiveOutcome =
     /** Kept in the quarantine (every rejection but a replay) before it is acked. */
     quarantined: boolean;
   };
+
+/** What `Kernel.newIdentityRecord` makes a record of. */
+export interface IdentityRecordInit {
+  /** The user's uid. */
+  uid: string;
+  /** This device's name. */
+  deviceName: string;
+  /** The user's relays. */
+  servers: ServerCard[];
+  /** Whether to make a fresh root key too (a new user, not a joining device). */
+  withRoot: boolean;
+}
+
+/** Options of `Kernel.createInvitation`. */
+export interface InvitationOptions {
+  /** CONTACT (the default) or DEVICE. */
+  type?: PeerType;
+  /** The name the new peer is stored under. */
+  name?: string;
+}
+
+/** Options of `Kernel.acceptInvitation`. */
+export interface AcceptInvitationOptions {
+  /** The name the new peer is stored under. */
+  name?: string;
+  /** This device's name, as the card tells the peer. */
+  deviceName?: string;
+  /** Refuse a card of another kind before anything changes. */
+  type?: PeerType;
+  /** An end-to-end pairing's transcript MAC and safety code over the serialized answer card. */
+  proof?: (answerCard: Uint8Array) => { mac: Uint8Array; safetyCode: string };
+}
+
+/** Options of `Kernel.offerPairing`. */
+export interface OfferPairingOptions {
+  /** CONTACT (the default) or DEVICE. */
+  type?: PeerType;
+  /** By link or by code. */
+  form?: PairingForm;
+  /** The name the new peer is stored under. */
+  name?: string;
+  /** How long the mailbox waits for the other side, in ms. */
+  expiresMs?: number;
+  /** Ends the wait. */
+  signal?: AbortSignal;
+}
+
+/** Options of `Kernel.acceptPairing`. */
+export interface AcceptPairingOptions {
+  /** The name the new peer is stored under. */
+  name?: string;
+  /** This device's name, as the card tells the peer. */
+  deviceName?: string;
+  /** Refuse a link or code of another kind. */
+  type?: PeerType;
+  /** Ends the wait. */
+  signal?: AbortSignal;
+}

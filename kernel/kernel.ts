@@ -36,13 +36,12 @@ import {
   type PackedUserMessage,
   type PeerRecord,
   PeerRecordSchema,
-  type PeerType,
   type QuarantineRecord,
   type ServerCard,
 } from "../proto/mod.ts";
 import { randomUuid } from "../crypto/mod.ts";
 import { isPending } from "./invitation.ts";
-import { type JoinInput, PAIRING_PROTOCOL, type PairingForm } from "./pairing_flow.ts";
+import { type JoinInput, PAIRING_PROTOCOL } from "./pairing_flow.ts";
 import { PluginDriver } from "./plugin_driver.ts";
 import type { ApiKey, Plugin, PluginHost, Tx } from "./plugin.ts";
 import type { Clock, Random, Store } from "../ports/mod.ts";
@@ -62,10 +61,15 @@ import { Router } from "./_router.ts";
 import { DeviceState, SerialQueue } from "./_state.ts";
 import type { KernelTx } from "./_tx.ts";
 import type {
+  AcceptInvitationOptions,
+  AcceptPairingOptions,
+  IdentityRecordInit,
+  InvitationOptions,
   InvitationTicket,
   KernelObservation,
   KernelOptions,
   LogLevel,
+  OfferPairingOptions,
   PairingAccepted,
   PairingOffer,
   ReceiveOutcome,
@@ -73,10 +77,15 @@ import type {
 } from "./_types.ts";
 
 export type {
+  AcceptInvitationOptions,
+  AcceptPairingOptions,
+  IdentityRecordInit,
+  InvitationOptions,
   InvitationTicket,
   KernelObservation,
   KernelOptions,
   LogLevel,
+  OfferPairingOptions,
   PairingAccepted,
   PairingOffer,
   ReceiveOutcome,
@@ -369,7 +378,7 @@ export class Kernel {
    * root key when `withRoot`); not stored.
    */
   newIdentityRecord(
-    options: { uid: string; deviceName: string; servers: ServerCard[]; withRoot: boolean },
+    options: IdentityRecordInit,
   ): IdentityRecord {
     return newIdentityRecord(this.random, this.clock.now(), options);
   }
@@ -406,7 +415,7 @@ export class Kernel {
   // ─── Invitations and pairing ──────────────────────────────────────────────
 
   /** Step 1: mints a pending peer and the card to hand to the other side. */
-  createInvitation(options: { type?: PeerType; name?: string } = {}): Promise<InvitationTicket> {
+  createInvitation(options: InvitationOptions = {}): Promise<InvitationTicket> {
     return this.#pairings.createInvitation(options);
   }
 
@@ -419,12 +428,7 @@ export class Kernel {
    */
   acceptInvitation(
     bytes: Uint8Array,
-    options: {
-      name?: string;
-      deviceName?: string;
-      type?: PeerType;
-      proof?: (answerCard: Uint8Array) => { mac: Uint8Array; safetyCode: string };
-    } = {},
+    options: AcceptInvitationOptions = {},
   ): Promise<string> {
     return this.#pairings.acceptInvitation(bytes, options);
   }
@@ -436,13 +440,7 @@ export class Kernel {
    * link or code can answer. See {@linkcode PairingOffer}.
    */
   offerPairing(
-    options: {
-      type?: PeerType;
-      form?: PairingForm;
-      name?: string;
-      expiresMs?: number;
-      signal?: AbortSignal;
-    } = {},
+    options: OfferPairingOptions = {},
   ): Promise<PairingOffer> {
     return this.#pairings.offerPairing(options);
   }
@@ -458,7 +456,7 @@ export class Kernel {
    */
   acceptPairing(
     input: JoinInput,
-    options: { name?: string; deviceName?: string; type?: PeerType; signal?: AbortSignal } = {},
+    options: AcceptPairingOptions = {},
   ): Promise<PairingAccepted> {
     return this.#pairings.acceptPairing(input, options);
   }

@@ -13,10 +13,15 @@
  */
 export { Kernel } from "./kernel.ts";
 export type {
+  AcceptInvitationOptions,
+  AcceptPairingOptions,
+  IdentityRecordInit,
+  InvitationOptions,
   InvitationTicket,
   KernelObservation,
   KernelOptions,
   LogLevel,
+  OfferPairingOptions,
   ReceiveOutcome,
   RelayHealth,
   RelayRequestKind,
