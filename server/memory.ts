@@ -164,10 +164,8 @@ export class MemoryBackend implements Backend {
     if (revoked && revoked.untilMs > nowMs && revoked.atMs >= token.issuedMs) {
       return Promise.resolve("revoked");
     }
-    const previous = this.data.signatures.get(id);
-    if (previous !== undefined && previous > nowMs) return Promise.resolve("used");
-    this.data.signatures.set(id, expiresMs);
-    return Promise.resolve("ok");
+    // A MAC is recorded as a signature is (one map, one rule); nothing awaits in between.
+    return this.useSignature(id, expiresMs, nowMs).then((fresh) => fresh ? "ok" : "used");
   }
 
   revokePullTokens(lookupKey: string, nowMs: number, untilMs: number): Promise<void> {

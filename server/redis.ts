@@ -145,19 +145,6 @@ const SWEEP_SCRIPT = `${PURGE}
 return #expired
 `;
 
-/**
- * KEYS: tokmac, revoked (one hash tag: the lookup key). ARGV: now, expires, ttl, issued.
- * Returns 1 when recorded, 0 when live already, 2 when the key's tokens are revoked.
- */
-const TOKEN_MAC_SCRIPT = `
-local revoked = redis.call('GET', KEYS[2])
-if revoked and tonumber(revoked) >= tonumber(ARGV[4]) then return 2 end
-local previous = redis.call('GET', KEYS[1])
-if previous and tonumber(previous) > tonumber(ARGV[1]) then return 0 end
-redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
-return 1
-`;
-
 /** KEYS: revoked. ARGV: now, ttl. Moves the mark to now (never back), keeps the longer TTL. */
 const REVOKE_SCRIPT = `
 local previous = redis.call('GET', KEYS[1])
@@ -175,6 +162,16 @@ if previous and tonumber(previous) > tonumber(ARGV[1]) then return 0 end
 redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
 return 1
 `;
+
+/**
+ * KEYS: tokmac, revoked (one hash tag: the lookup key). ARGV: now, expires, ttl, issued.
+ * Returns 1 when recorded, 0 when live already, 2 when the key's tokens are revoked: the
+ * revocation check, then {@linkcode SIGNATURE_SCRIPT} on the MAC.
+ */
+const TOKEN_MAC_SCRIPT = `
+local revoked = redis.call('GET', KEYS[2])
+if revoked and tonumber(revoked) >= tonumber(ARGV[4]) then return 2 end
+${SIGNATURE_SCRIPT}`;
 
 /** KEYS: mbx. ARGV: now, side, expires, ttl, has post (1/0), post, channel. Returns 1 when made. */
 const CREATE_MAILBOX_SCRIPT = `
