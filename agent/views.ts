@@ -172,8 +172,8 @@ export function messageView(m: DbMessage): MessageView {
 /** A contact as the CLI shows it: its primary device by name, its unread count. */
 export async function contactView(kernel: Kernel, peer: PeerRecord): Promise<ContactView> {
   const messages = await kernel.messages(peer.uid);
-  const primaryUid = peer.primaryDeviceUid;
-  const primary = primaryUid === "" || primaryUid === kernel.deviceUid()
+  const primaryUid = kernel.primaryOf(peer);
+  const primary = primaryUid === kernel.deviceUid()
     ? "this device"
     : kernel.devices().find((d) => d.deviceUid === primaryUid)?.name ?? primaryUid;
   return {

@@ -41,7 +41,6 @@ import { observeSecrets } from "./_tx.ts";
 import type {
   AcceptInvitationOptions,
   AcceptPairingOptions,
-  IdentityRecordInit,
   InvitationOptions,
   InvitationTicket,
   KernelObservation,
@@ -71,10 +70,6 @@ export interface PairingPorts {
   peer(uid: string): PeerRecord | undefined;
   /** `Kernel.transact`. */
   transact<T>(fn: (tx: Tx) => Promise<T>): Promise<T>;
-  /** `Kernel.newIdentityRecord`. */
-  newIdentityRecord(
-    options: IdentityRecordInit,
-  ): IdentityRecord;
 }
 
 /** The kernel's invitations and pairings. */
@@ -123,18 +118,12 @@ export class Pairings {
         );
       }
       if (!this.#ports.state.identity) {
-        if (card.type !== PeerType.DEVICE) {
+        if (!options.newIdentity) {
           throw new TypeError(
             `${this.#ports.name}: create an identity or pair with a device before adding contacts`,
           );
         }
-        // A new install joining its user's devices: device keys now, the identity arrives by sync.
-        tx.putIdentity(this.#ports.newIdentityRecord({
-          uid: "",
-          deviceName: options.deviceName ?? "device",
-          servers: card.pullServers,
-          withRoot: false,
-        }));
+        tx.putIdentity(options.newIdentity(card));
       }
       const identity = tx.identity();
       let safetyCode = "";
@@ -252,6 +241,7 @@ export class Pairings {
       name: options.name,
       deviceName: options.deviceName,
       type,
+      newIdentity: options.newIdentity,
       proof: (answerCard) => {
         const made = answerProof(pending, answerCard);
         safetyCode = made.safetyCode;

@@ -66,6 +66,8 @@ export interface PollerPorts {
   clock: Clock;
   state: DeviceState;
   relay: RelayClient;
+  /** The device uid of a contact's primary as device `deviceUid` sees it (the plugin driver's rule). */
+  primaryOf(peer: PeerRecord, deviceUid: string): string;
   /** Processes one pulled message (the router, on the serial queue). */
   receive(packed: PackedUserMessage): Promise<ReceiveOutcome>;
   log: (level: LogLevel, line: string) => void;
@@ -153,10 +155,7 @@ export class Poller {
       const peer of [...this.#ports.state.devices.values(), ...this.#ports.state.peers.values()]
     ) {
       if (!peer.myLookup) continue;
-      if (
-        peer.type === PeerType.CONTACT && peer.primaryDeviceUid !== "" &&
-        peer.primaryDeviceUid !== own
-      ) {
+      if (peer.type === PeerType.CONTACT && this.#ports.primaryOf(peer, own) !== own) {
         continue; // a sibling is this contact's primary: it pulls, then syncs.
       }
       keys.push({ lookupKey: myLookupKey(peer), peer });

@@ -7,6 +7,7 @@
  */
 import type {
   ContactCard,
+  IdentityRecord,
   PackedUserMessage,
   PeerType,
   ServerCard,
@@ -225,6 +226,13 @@ export interface AcceptInvitationOptions {
   type?: PeerType;
   /** An end-to-end pairing's transcript MAC and safety code over the serialized answer card. */
   proof?: (answerCard: Uint8Array) => { mac: Uint8Array; safetyCode: string };
+  /**
+   * The identity to stage, in the same transaction, when this device has none
+   * yet — a new install joining its user's devices (device_sync's policy: it
+   * throws for a card that is not a device's). Without it, a device with no
+   * identity cannot accept a card.
+   */
+  newIdentity?: (card: ContactCard) => IdentityRecord;
 }
 
 /** Options of `Kernel.offerPairing`. */
@@ -251,4 +259,6 @@ export interface AcceptPairingOptions {
   type?: PeerType;
   /** Ends the wait. */
   signal?: AbortSignal;
+  /** As in {@linkcode AcceptInvitationOptions.newIdentity}. */
+  newIdentity?: (card: ContactCard) => IdentityRecord;
 }

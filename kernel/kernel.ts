@@ -185,6 +185,7 @@ export class Kernel {
       state,
       relay: this.#relay,
       receive: (packed) => this.receive(packed),
+      primaryOf: (peer, deviceUid) => driver.primaryOf(peer, deviceUid),
       pollIntervalMs,
       longPollMs,
       retryMsMax,
@@ -199,7 +200,6 @@ export class Kernel {
       identity: () => this.identity(),
       peer: (uid) => this.peer(uid),
       transact: (fn) => this.transact(fn),
-      newIdentityRecord: (options) => this.newIdentityRecord(options),
     });
     this.#transactions = new Transactions({
       ...common,
@@ -242,6 +242,8 @@ export class Kernel {
       random: this.random,
       deviceUid: () => this.#state.deviceUid(),
       identity: () => this.identity(),
+      primaryOf: (peer) => this.primaryOf(peer),
+      newIdentityRecord: (options) => this.newIdentityRecord(options),
       api: <T>(key: ApiKey<T>) => this.#driver.api<T>(key),
       transact: <T>(fn: (tx: Tx) => Promise<T>) => this.transact(fn),
       createInvitation: (options) => this.createInvitation(options),
@@ -272,6 +274,14 @@ export class Kernel {
   /** This device's uid ("" before an identity exists). */
   deviceUid(): string {
     return this.#state.deviceUid();
+  }
+
+  /**
+   * The device uid of contact `peer`'s primary as this device sees it (its own
+   * uid when it is the primary), as the plugins' `primaryOf` hooks decide.
+   */
+  primaryOf(peer: PeerRecord): string {
+    return this.#driver.primaryOf(peer, this.deviceUid());
   }
 
   /** Completed contact peers. */

@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
-import { PeerType } from "../proto/gen/meow_pb.ts";
+import { type ContactCard, type IdentityRecord, PeerType } from "../proto/gen/meow_pb.ts";
+import type { Kernel } from "./kernel.ts";
 import { CHAT_API, type ChatApi } from "../plugins/chat/mod.ts";
 import { NoSuchCode, PairingInterfered } from "./errors.ts";
 import { type TestDevice, TestWorld } from "../tests/support/world.ts";
@@ -60,6 +61,12 @@ for (const form of ["link", "code"] as const) {
   });
 }
 
+/** What a new install joining its user's devices stages (device_sync's policy, here by hand). */
+function joining(kernel: Kernel, deviceName: string): (card: ContactCard) => IdentityRecord {
+  return (card) =>
+    kernel.newIdentityRecord({ uid: "", deviceName, servers: card.pullServers, withRoot: false });
+}
+
 Deno.test("Kernel pairs a new install as a device by code: the identity arrives by sync", async () => {
   const world = await TestWorld.create(23);
   const phone = await world.device("phone", { nickname: "alice" });
@@ -70,6 +77,7 @@ Deno.test("Kernel pairs a new install as a device by code: the identity arrives 
     laptop.kernel.acceptPairing({ code: offer.code, server: world.core.card() }, {
       deviceName: "laptop",
       type: PeerType.DEVICE,
+      newIdentity: joining(laptop.kernel, "laptop"),
     }),
   ]);
   assert.equal(accepted.type, PeerType.DEVICE);
@@ -171,10 +179,18 @@ Deno.test("Kernel refuses a reused device pairing code: the second new install i
   const input = { code: offer.code, server: world.core.card() };
   await Promise.all([
     offer.exchanged,
-    laptop.kernel.acceptPairing(input, { deviceName: "laptop", type: PeerType.DEVICE }),
+    laptop.kernel.acceptPairing(input, {
+      deviceName: "laptop",
+      type: PeerType.DEVICE,
+      newIdentity: joining(laptop.kernel, "laptop"),
+    }),
   ]);
   await assert.rejects(
-    tablet.kernel.acceptPairing(input, { deviceName: "tablet", type: PeerType.DEVICE }),
+    tablet.kernel.acceptPairing(input, {
+      deviceName: "tablet",
+      type: PeerType.DEVICE,
+      newIdentity: joining(tablet.kernel, "tablet"),
+    }),
     NoSuchCode,
   );
   assert.equal(tablet.kernel.hasIdentity(), false, "the tablet keeps no half-made identity");

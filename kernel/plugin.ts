@@ -7,6 +7,10 @@
  * - `outbound` — *first*: the first plugin that returns `true` takes over an
  *   outgoing message (the primary-device relay uses it); otherwise the kernel
  *   encrypts it for the peer.
+ * - `primaryOf` — *first*: the first plugin that names a device decides which
+ *   of the user's devices is a contact's primary — the one that holds its
+ *   ratchet and pulls its queue (forward_relay owns this rule); when no plugin
+ *   answers, every device is primary for every contact it holds.
  * - `on` — *sequential*: every plugin's hook for an event runs, one after
  *   another in registration order, over the same transaction: a hook sees
  *   what the hooks before it staged, and the first failure ends the round.
@@ -31,6 +35,11 @@ import type {
   UserMessage,
 } from "../proto/mod.ts";
 import type { InvitationTicket, PairingAccepted, PairingOffer } from "./kernel.ts";
+import type {
+  AcceptInvitationOptions,
+  AcceptPairingOptions,
+  IdentityRecordInit,
+} from "./_types.ts";
 import type { JoinInput, PairingForm } from "./pairing_flow.ts";
 import type { Clock, Random } from "../ports/mod.ts";
 
@@ -109,6 +118,13 @@ export interface PluginHost {
   deviceUid(): string;
   /** The identity as committed. */
   identity(): IdentityRecord;
+  /**
+   * The device uid of a contact's primary as this device sees it (this
+   * device's own uid when it is the primary), decided by the `primaryOf` hooks.
+   */
+  primaryOf(peer: PeerRecord): string;
+  /** Fresh device keys and uid for an identity record (`Kernel.newIdentityRecord`); stages nothing. */
+  newIdentityRecord(options: IdentityRecordInit): IdentityRecord;
   /** The api of the plugin `key` names, typed by the key; throws when there is none. */
   api<T>(key: ApiKey<T>): T;
   /** Runs `fn` in a transaction on the kernel's serial queue and commits it. */
@@ -116,13 +132,10 @@ export interface PluginHost {
   /** Step 1 of a pairing: a pending peer and the card to hand over (`Kernel.createInvitation`). */
   createInvitation(options?: { type?: PeerType; name?: string }): Promise<InvitationTicket>;
   /**
-   * Step 2 of a pairing: answers a card (`Kernel.acceptInvitation`); a new
-   * install without an identity that answers a device card gets a provisional one.
+   * Step 2 of a pairing: answers a card (`Kernel.acceptInvitation`); on a
+   * device with no identity yet, `newIdentity` gives the one to stage.
    */
-  acceptInvitation(
-    bytes: Uint8Array,
-    options?: { name?: string; deviceName?: string },
-  ): Promise<string>;
+  acceptInvitation(bytes: Uint8Array, options?: AcceptInvitationOptions): Promise<string>;
   /** Offers a pairing through a relay mailbox, end to end encrypted (`Kernel.offerPairing`). */
   offerPairing(options?: {
     type?: PeerType;
@@ -132,10 +145,7 @@ export interface PluginHost {
     signal?: AbortSignal;
   }): Promise<PairingOffer>;
   /** Answers a pairing offered by link or code (`Kernel.acceptPairing`). */
-  acceptPairing(
-    input: JoinInput,
-    options?: { name?: string; deviceName?: string; type?: PeerType; signal?: AbortSignal },
-  ): Promise<PairingAccepted>;
+  acceptPairing(input: JoinInput, options?: AcceptPairingOptions): Promise<PairingAccepted>;
   /** Whether a dedup id is in the committed seen table. */
   isSeen(id: string): Promise<boolean>;
   /** Deletes seen-table rows first seen before `beforeMs`; resolves with how many went. */
@@ -215,6 +225,12 @@ export interface Plugin {
    * kernel then does not encrypt it for the peer).
    */
   outbound?(message: UserMessage, context: ReceiveContext): Promise<boolean> | boolean;
+  /**
+   * *First*: the device uid of contact `peer`'s primary as device `deviceUid`
+   * sees it, or undefined to leave the decision to the next plugin. Synchronous:
+   * the kernel asks it when it chooses which queues to pull.
+   */
+  primaryOf?(peer: PeerRecord, deviceUid: string): string | undefined;
   /** *Sequential* event hooks, run in registration order over the shared transaction. */
   on?: EventHooks;
   /** Called once when the kernel opens, after every plugin is registered. */

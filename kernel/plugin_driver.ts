@@ -6,6 +6,8 @@
  *   ({@linkcode PluginDriver.route}).
  * - `outbound` — *first*: the plugins are asked in registration order; the
  *   first that returns true takes the message over ({@linkcode PluginDriver.outbound}).
+ * - `primaryOf` — *first*: the first plugin that names a device decides a
+ *   contact's primary; with none, it is this device ({@linkcode PluginDriver.primaryOf}).
  * - `on` — *sequential*: every plugin's hook for the event runs, one after
  *   another in registration order, over the same transaction; each sees what
  *   the previous staged ({@linkcode PluginDriver.emit}).
@@ -21,7 +23,7 @@
  *
  * @module
  */
-import type { UserMessage } from "../proto/mod.ts";
+import type { PeerRecord, UserMessage } from "../proto/mod.ts";
 import { PluginError } from "./errors.ts";
 import type {
   ApiKey,
@@ -183,6 +185,23 @@ export class PluginDriver {
       if (taken) return true;
     }
     return false;
+  }
+
+  /**
+   * *First*: the device uid of contact `peer`'s primary as device `deviceUid`
+   * sees it — the first plugin's answer, else `deviceUid` itself.
+   */
+  primaryOf(peer: PeerRecord, deviceUid: string): string {
+    for (const plugin of this.plugins) {
+      let primary: string | undefined;
+      try {
+        primary = plugin.primaryOf?.(peer, deviceUid);
+      } catch (e) {
+        throw tag(e, plugin.name, "primaryOf");
+      }
+      if (primary !== undefined) return primary;
+    }
+    return deviceUid;
   }
 
   /**

@@ -135,3 +135,23 @@ Deno.test("PluginDriver.api() finds a plugin's api by typed key, else throws", (
     message: `phone: no plugin named "missing" exposes an api`,
   });
 });
+
+Deno.test("PluginDriver.primaryOf() takes the first plugin's answer, else this device", () => {
+  const contact = create(PeerRecordSchema, { uid: "bob", primaryDeviceUid: "phone" });
+  assert.equal(PluginDriver.create([{ name: "quiet" }]).primaryOf(contact, "laptop"), "laptop");
+  const driver = PluginDriver.create([
+    { name: "undecided", primaryOf: () => undefined },
+    { name: "relay", primaryOf: (peer, own) => peer.primaryDeviceUid || own },
+    { name: "late", primaryOf: () => "never asked" },
+  ]);
+  assert.equal(driver.primaryOf(contact, "laptop"), "phone");
+  const broken = new Malformed("no rule");
+  const failing = PluginDriver.create([{
+    name: "strict",
+    primaryOf: () => {
+      throw broken;
+    },
+  }]);
+  assert.throws(() => failing.primaryOf(contact, "laptop"), Malformed);
+  assert.equal(pluginErrorOf(broken)?.hook, "primaryOf");
+});

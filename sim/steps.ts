@@ -305,6 +305,7 @@ export class StepRunner {
     if (!peer) throw new Error(`${from.ref} does not know ${toUser} (yet)`);
     this.#taps.watchText(text);
     const at = this.#world.scheduler.now;
+    const fromPrimary = kernel.primaryOf(peer) === kernel.deviceUid();
     const stored = await kernel.api(CHAT_API).send(peerUid, text);
     const uuid = stored.message!.status!.uuid;
     this.#world.recording.sent.set(uuid, {
@@ -315,9 +316,9 @@ export class StepRunner {
       peerUid,
       text,
       at,
-      fromPrimary: peer.primaryDeviceUid === "" || peer.primaryDeviceUid === kernel.deviceUid(),
+      fromPrimary,
     });
-    if (!(peer.primaryDeviceUid === "" || peer.primaryDeviceUid === kernel.deviceUid())) {
+    if (!fromPrimary) {
       this.#world.recording.counters.forwards++;
     }
   }

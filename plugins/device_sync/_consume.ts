@@ -171,7 +171,7 @@ function applyPeer(payload: DeviceSyncPayload, { tx, host, from }: SyncContext):
     return tx.emit("peer.updated", { peer: record, created: true, origin: "sync" });
   }
   if (!wins(incoming, { at: local.updatedAt, by: local.updatedBy })) return Promise.resolve();
-  const localPrimary = local.primaryDeviceUid || me;
+  const localPrimary = host.primaryOf(local);
   if (claimed !== localPrimary) {
     host.log(
       "warn",

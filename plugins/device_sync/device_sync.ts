@@ -18,9 +18,11 @@
 import { create, type MessageInitShape } from "@bufbuild/protobuf";
 import { encode } from "../../proto/mod.ts";
 import {
+  type ContactCard,
   DeviceIntroductionSchema,
   type DeviceSyncPayload,
   DeviceSyncPayloadSchema,
+  type IdentityRecord,
   IdentityRecordSchema,
   type PeerRecord,
   PeerRecordSchema,
@@ -139,6 +141,24 @@ export function deviceSyncPlugin(): Plugin {
     }
     return host;
   }
+  /**
+   * The identity a new install joining its user's devices starts with: its
+   * own device keys and uid, the relays of the card, no user uid and no root —
+   * those arrive by sync from the sibling it pairs with.
+   */
+  function joiningIdentity(card: ContactCard, deviceName: string): IdentityRecord {
+    if (card.type !== PeerType.DEVICE) {
+      throw new TypeError(
+        `${NAME}: create an identity or pair with a device before adding contacts`,
+      );
+    }
+    return h().newIdentityRecord({
+      uid: "",
+      deviceName,
+      servers: card.pullServers,
+      withRoot: false,
+    });
+  }
 
   function hidden(tx: Tx, peerUid: string): boolean {
     return tx.identity().hiddenPeers.includes(peerUid);
@@ -236,6 +256,7 @@ export function deviceSyncPlugin(): Plugin {
       return await h().acceptInvitation(bytes, {
         deviceName: options.deviceName,
         name: options.deviceName,
+        newIdentity: (card) => joiningIdentity(card, options.deviceName),
       });
     },
 
@@ -264,6 +285,7 @@ export function deviceSyncPlugin(): Plugin {
         name: options.deviceName,
         type: PeerType.DEVICE,
         signal: options.signal,
+        newIdentity: (card) => joiningIdentity(card, options.deviceName),
       });
     },
 
@@ -447,8 +469,7 @@ export function deviceSyncPlugin(): Plugin {
         const copy = messageForSync(message);
         // Sent from here to a contact another device is primary for: not sent until that primary confirms.
         if (
-          message.outbound && origin === "local" && peer.primaryDeviceUid !== "" &&
-          peer.primaryDeviceUid !== h().deviceUid()
+          message.outbound && origin === "local" && h().primaryOf(peer) !== h().deviceUid()
         ) {
           copy.pendingForward = true;
         }

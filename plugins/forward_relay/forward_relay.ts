@@ -114,7 +114,7 @@ export function forwardRelayPlugin(): Plugin {
         `${NAME}: cannot forward for "${from.name}": no contact ${payload.forwardPeerUid} on this device`,
       );
     }
-    if (peer.primaryDeviceUid !== "" || peer.ratchet.length === 0) {
+    if (primaryDeviceOf(peer, h().deviceUid()) !== h().deviceUid() || peer.ratchet.length === 0) {
       throw new Malformed(
         `${NAME}: cannot forward to "${peer.name}" for "${from.name}": this device is not its primary ` +
           `(primary ${peer.primaryDeviceUid || "unknown"})`,
@@ -169,6 +169,12 @@ export function forwardRelayPlugin(): Plugin {
     setup(hostIn) {
       host = hostIn;
       hostIn.api(DEVICE_SYNC_API).registerSyncType(FORWARD_SYNC_TYPE, applyForward);
+    },
+
+    // The one place the primary-device rule is decided; the kernel (which queues
+    // to pull), device_sync and relays (who sends what) ask it through the host.
+    primaryOf(peer, deviceUid) {
+      return peer.type === PeerType.CONTACT ? primaryDeviceOf(peer, deviceUid) : undefined;
     },
 
     async outbound(message, { tx, peer }) {

@@ -52,8 +52,7 @@ export function relaysPlugin(): Plugin {
         const servers = [server, ...identity.servers.filter((s) => s.uid !== server.uid)]
           .slice(0, RELAYS_MAX);
         for (const peer of tx.peers()) {
-          const primary = peer.primaryDeviceUid === "" ||
-            peer.primaryDeviceUid === identity.deviceUid;
+          const primary = host!.primaryOf(peer) === identity.deviceUid;
           if (!peer.contact || !primary || peer.ratchet.length === 0) continue;
           const message = newUserMessage(tx, peer, RELAYS_TYPE, host!.random);
           message.appdata = encode(
