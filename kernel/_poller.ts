@@ -68,6 +68,8 @@ export interface PollerPorts {
   relay: RelayClient;
   /** The device uid of a contact's primary as device `deviceUid` sees it (the plugin driver's rule). */
   primaryOf(peer: PeerRecord, deviceUid: string): string;
+  /** A relay answered a poll at `nowMs` (the kernel records it now and then: `Kernel.lastPollAt`). */
+  polled(nowMs: number): Promise<void>;
   /** Processes one pulled message (the router, on the serial queue). */
   receive(packed: PackedUserMessage): Promise<ReceiveOutcome>;
   log: (level: LogLevel, line: string) => void;
@@ -230,7 +232,10 @@ export class Poller {
       accepted += results.reduce((n, r) => n + r.accepted, 0);
       const messages = results.reduce((n, r) => n + r.messages, 0);
       const failure = results.find((r) => r.error)?.error;
-      if (results.some((r) => r.answered)) this.#lastPollAt = this.#ports.clock.now();
+      if (results.some((r) => r.answered)) {
+        this.#lastPollAt = this.#ports.clock.now();
+        await this.#ports.polled(this.#lastPollAt);
+      }
       if (results.every((r) => r.answered && r.clean) && messages === 0) {
         const acked = results.reduce((n, r) => n + r.acksSent, 0);
         if (acked === 0) this.#quietPollAt.set(server.uid, started);

@@ -42,8 +42,9 @@ import {
 import { randomUuid } from "../crypto/mod.ts";
 import { isPending } from "./invitation.ts";
 import { type JoinInput, PAIRING_PROTOCOL } from "./pairing_flow.ts";
-import { PluginDriver } from "./plugin_driver.ts";
-import type { ApiKey, Plugin, PluginHost, Tx } from "./plugin.ts";
+import { PluginDriver, pluginErrorOf } from "./plugin_driver.ts";
+import { type ApiKey, type Plugin, type PluginHost, POLL_MARK_MS_MAX, type Tx } from "./plugin.ts";
+import { relayLimits } from "../envelope/mod.ts";
 import type { Clock, Random, Store } from "../ports/mod.ts";
 import { Transactions } from "./_commit.ts";
 import { Outbox } from "./_outbox.ts";
@@ -185,6 +186,7 @@ export class Kernel {
       state,
       relay: this.#relay,
       receive: (packed) => this.receive(packed),
+      polled: (nowMs) => this.#markPoll(nowMs),
       primaryOf: (peer, deviceUid) => driver.primaryOf(peer, deviceUid),
       pollIntervalMs,
       longPollMs,
@@ -506,6 +508,40 @@ export class Kernel {
    */
   relayHealth(): RelayHealth[] {
     return this.#relay.relayHealth();
+  }
+
+  /**
+   * Records a successful poll in the identity's `last_poll_at` when the last
+   * record is older than {@linkcode POLL_MARK_MS_MAX} (or an eighth of the
+   * shortest retention of the relays), and tells the plugins in the same
+   * transaction ("poll.marked"), so what they decide from the gap — a catch-up
+   * request, refreshed messages — commits with the mark or not at all. A
+   * plugin's failure here is logged; the poll it followed stands.
+   */
+  async #markPoll(nowMs: number): Promise<void> {
+    const identity = this.#state.identity;
+    if (!identity || this.#state.closed) return;
+    const intervalMs = Math.min(
+      POLL_MARK_MS_MAX,
+      ...identity.servers.map((server) => relayLimits(server).retentionMs / 8),
+    );
+    if (nowMs - identity.lastPollAt < intervalMs) return;
+    try {
+      await this.transact(async (tx) => {
+        const next = clone(IdentityRecordSchema, tx.identity());
+        const previousMs = next.lastPollAt;
+        if (nowMs - previousMs < intervalMs) return;
+        next.lastPollAt = nowMs;
+        tx.putIdentity(next);
+        await tx.emit("poll.marked", { previousMs, nowMs });
+      });
+    } catch (e) {
+      const tagged = pluginErrorOf(e);
+      this.#log(
+        "warn",
+        `${this.#name}: could not record the poll: ${tagged?.message ?? String(e)}`,
+      );
+    }
   }
 
   /**

@@ -27,7 +27,7 @@ export type {
   RelayRequestKind,
 } from "./kernel.ts";
 export { ASSUMED_LIMITS, type RelayLimits, relayLimits } from "../envelope/mod.ts";
-export { type ApiKey, apiKey } from "./plugin.ts";
+export { type ApiKey, apiKey, POLL_MARK_MS_MAX } from "./plugin.ts";
 export { pluginErrorOf } from "./plugin_driver.ts";
 export type {
   EventHooks,
@@ -106,4 +106,5 @@ export {
   PAD_BUCKETS_BYTES,
   SEAL_OVERHEAD_BYTES,
   USER_MESSAGE_BYTES_MAX,
+  userMessageBytesMax,
 } from "./pipeline.ts";

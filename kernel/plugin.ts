@@ -55,7 +55,17 @@ export interface KernelEvents {
   "identity.updated": { identity: IdentityRecord; origin: "local" | "sync" };
   /** A relay was added to the identity's servers. */
   "server.added": { server: ServerCard; origin: "local" | "sync" };
+  /**
+   * A relay answered a poll, and the kernel records it (in the identity's
+   * `last_poll_at`, at most every {@linkcode POLL_MARK_MS_MAX} or an eighth of
+   * the shortest retention): `previousMs` is the mark before this one, 0 on
+   * the first poll ever — how long the device was away (catch-up, refresh).
+   */
+  "poll.marked": { previousMs: number; nowMs: number };
 }
+
+/** The longest time between two records of a successful poll, in ms (five minutes). */
+export const POLL_MARK_MS_MAX = 5 * 60_000;
 
 /** The name of a kernel event. */
 export type KernelEventName = keyof KernelEvents;

@@ -2,8 +2,13 @@
  * The chat plugin: text messages between contacts, with delivery and read
  * acks that advance each message's `ConversationStatus`.
  *
- * - `chat`: stored once per uuid (a repeat is a no-op), then acked as
- *   received when the peer's settings ask for delivery acks.
+ * - `chat`: stored once per uuid, then acked as received when the peer's
+ *   settings ask for delivery acks; a repeat (a message sent again before
+ *   the relay's retention ran out) is not stored again, only acked again.
+ * - Refresh before expiry: on the contact's primary, an outbound message with
+ *   no delivery acknowledgement after half the contact's relay retention is
+ *   sent again in the current session, same uuid, at most
+ *   {@linkcode REFRESH_ATTEMPTS_MAX} times (on each "poll.marked").
  * - `ack`: advances sent / received / processed of a stored outbound message,
  *   never backwards, and emits `message.status`.
  *
@@ -18,18 +23,46 @@ import {
   DbMessageSchema,
   type PeerRecord,
   PeerType,
+  ServerCardSchema,
   type UserMessage,
   UserMessageSchema,
 } from "../../proto/mod.ts";
 import { randomUuid } from "../../crypto/mod.ts";
 import { Malformed } from "../../kernel/mod.ts";
-import { assertFits, contactLookupKey, myLookupKey } from "../../kernel/mod.ts";
+import { assertFits, contactLookupKey, myLookupKey, relayLimits } from "../../kernel/mod.ts";
 import { apiKey, type Plugin, type PluginHost, type Tx } from "../../kernel/mod.ts";
 
 /** The user message type of a text message. */
 export const CHAT_TYPE = "chat";
 /** The user message type of a delivery or read acknowledgement. */
 export const ACK_TYPE = "ack";
+
+/** The most times a message without acknowledgement (or a forward without confirmation) is sent again. */
+export const REFRESH_ATTEMPTS_MAX = 4;
+
+/**
+ * Whether a stored outbound row is due to be sent again at `nowMs`: half of
+ * `retentionMs` passed since it was sent (or last sent again), fewer than
+ * {@linkcode REFRESH_ATTEMPTS_MAX} times so far, not failed for good.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { create } from "@bufbuild/protobuf";
+ * import { DbMessageSchema } from "../../proto/gen/meow_pb.ts";
+ * import { refreshDue } from "./mod.ts";
+ * const row = create(DbMessageSchema, { outbound: true, storedAt: 1000, message: { status: { sent: 1000 } } });
+ * assert.equal(refreshDue(row, 1000 + 49, 100), false);
+ * assert.equal(refreshDue(row, 1000 + 50, 100), true);
+ * row.refreshCount = 4;
+ * assert.equal(refreshDue(row, 10_000, 100), false);
+ * ```
+ */
+export function refreshDue(row: DbMessage, nowMs: number, retentionMs: number): boolean {
+  if (!row.outbound || row.failedAt > 0 || row.refreshCount >= REFRESH_ATTEMPTS_MAX) return false;
+  const since = Math.max(row.message?.status?.sent ?? 0, row.storedAt, row.refreshedAt);
+  return since > 0 && nowMs - since >= retentionMs / 2;
+}
 
 /** The typed key of the chat plugin's api: `kernel.api(CHAT_API)` is a {@linkcode ChatApi}. */
 export const CHAT_API = apiKey<ChatApi>("chat");
@@ -164,6 +197,28 @@ export function chatPlugin(): Plugin {
     setup(h) {
       host = h;
     },
+    on: {
+      async "poll.marked"({ nowMs }, tx) {
+        const own = host!.deviceUid();
+        for (const peer of tx.peers()) {
+          if (!peer.contact || peer.ratchet.length === 0 || host!.primaryOf(peer) !== own) continue;
+          const retentionMs = relayLimits(
+            peer.contact.pullServers[0] ?? create(ServerCardSchema),
+          ).retentionMs;
+          for (const row of await tx.messages(peer.uid)) {
+            const type = row.message?.type;
+            if (type !== CHAT_TYPE || row.pendingForward || !refreshDue(row, nowMs, retentionMs)) {
+              continue;
+            }
+            if ((row.message?.status?.received ?? 0) > 0) continue;
+            row.refreshCount++;
+            row.refreshedAt = nowMs;
+            tx.putMessage(row);
+            await tx.send(peer.uid, clone(UserMessageSchema, row.message!));
+          }
+        }
+      },
+    },
     async receive(message, { tx, peer }) {
       if (message.type === ACK_TYPE) {
         const ack = decode(AckPayloadSchema, message.appdata);
@@ -178,7 +233,15 @@ export function chatPlugin(): Plugin {
       if (!uuid) {
         throw new Malformed(`Cannot store chat message from "${peer.name}": it has no uuid`);
       }
-      if (await tx.message(peer.uid, uuid)) return; // a repeat: stored once per uuid
+      const known = await tx.message(peer.uid, uuid);
+      if (known) {
+        // A repeat, sent again because no acknowledgement came: stored once, acked again.
+        const received = known.message?.status?.received ?? 0;
+        if (!known.outbound && received > 0 && peer.settings?.deliveryAck) {
+          await sendAck(tx, peer, { uuid, received });
+        }
+        return;
+      }
       const received = clone(UserMessageSchema, message);
       received.status!.received = tx.now;
       const stored = create(DbMessageSchema, {

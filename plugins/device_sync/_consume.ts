@@ -66,6 +66,23 @@ async function applyMessage(payload: DeviceSyncPayload, { tx }: SyncContext): Pr
       `${NAME}: cannot apply "${payload.syncType}": peer uid ${payload.peerUid} ≠ message peer uid ${incoming.peerUid}`,
     );
   }
+  await storeSynced(tx, incoming, payload.syncType);
+}
+
+/**
+ * Stores one synced row, or merges it into the stored one (see
+ * {@linkcode applyMessage}); emits `message.stored` or `message.status` with
+ * origin "sync". Resolves true when the row was new here.
+ *
+ * @throws {Malformed} for a row without uuid or peer uid, or in a device's conversation
+ */
+export async function storeSynced(tx: Tx, incoming: DbMessage, syncType: string): Promise<boolean> {
+  const status = incoming.message?.status;
+  if (!status?.uuid || !incoming.peerUid) {
+    throw new Malformed(
+      `${NAME}: cannot apply "${syncType}": it carries no message uuid or peer uid`,
+    );
+  }
   const existing = tx.peer(incoming.peerUid);
   if (existing && existing.type !== PeerType.CONTACT) {
     throw new Malformed(
@@ -78,9 +95,11 @@ async function applyMessage(payload: DeviceSyncPayload, { tx }: SyncContext): Pr
     row.synced = true;
     row.filePaths = [];
     row.storedAt = tx.now;
+    row.refreshCount = 0;
+    row.refreshedAt = 0;
     tx.putMessage(row);
     await tx.emit("message.stored", { message: row, origin: "sync" });
-    return;
+    return true;
   }
   let changed = mergeStatus(stored.message!.status!, status);
   if (mergeFailure(stored, incoming)) changed = true;
@@ -88,9 +107,10 @@ async function applyMessage(payload: DeviceSyncPayload, { tx }: SyncContext): Pr
     stored.pendingForward = false;
     changed = true;
   }
-  if (!changed) return;
+  if (!changed) return false;
   tx.putMessage(stored);
   await tx.emit("message.status", { message: stored, origin: "sync" });
+  return false;
 }
 
 /**
@@ -130,7 +150,10 @@ function mergeStatus(local: ConversationStatus, remote: ConversationStatus): boo
  * device that holds the ratchet, nor hand a ratchet to one that does not:
  * two devices pulling one contact queue would each ack half of it.
  */
-function applyPeer(payload: DeviceSyncPayload, { tx, host, from }: SyncContext): Promise<void> {
+export function applyPeerRecord(
+  payload: DeviceSyncPayload,
+  { tx, host, from }: SyncContext,
+): Promise<void> {
   const record = decode(PeerRecordSchema, payload.peerData);
   if (
     record.type !== PeerType.CONTACT || record.uid === "" || !record.contact || !record.myLookup
@@ -295,7 +318,7 @@ export function builtInHandlers(): Map<string, SyncHandler> {
   return new Map<string, SyncHandler>([
     [SYNC_TYPES.msg, applyMessage],
     [SYNC_TYPES.status, applyMessage],
-    [SYNC_TYPES.peerUpdate, applyPeer],
+    [SYNC_TYPES.peerUpdate, applyPeerRecord],
     [SYNC_TYPES.identityUpdate, applyIdentity],
     [SYNC_TYPES.serverAdd, applyServer],
     [SYNC_TYPES.deviceIntroduce, applyIntroduction],

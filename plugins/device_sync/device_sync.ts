@@ -36,9 +36,27 @@ import { Malformed, UnknownType } from "../../kernel/mod.ts";
 import type { InvitationTicket, PairingAccepted, PairingOffer } from "../../kernel/mod.ts";
 import type { JoinInput, PairingForm } from "../../kernel/mod.ts";
 import { answerInvitation, createInvitation, finalizeInvitation } from "../../kernel/mod.ts";
-import { contactLookupKey, myLookupKey } from "../../kernel/mod.ts";
+import { contactLookupKey, myLookupKey, relayLimits } from "../../kernel/mod.ts";
+import { userMessageBytesMax } from "../../kernel/mod.ts";
 import { apiKey, type Plugin, type PluginHost, type Tx } from "../../kernel/mod.ts";
-import { builtInHandlers, type SyncHandler } from "./_consume.ts";
+import {
+  applyPeerRecord,
+  builtInHandlers,
+  storeSynced,
+  type SyncContext,
+  type SyncHandler,
+} from "./_consume.ts";
+import {
+  CATCH_UP_MARGIN_MS,
+  HISTORY_DEFAULT,
+  HISTORY_MESSAGES_PER_CONVERSATION_MAX,
+  HISTORY_MESSAGES_TOTAL_MAX,
+  HISTORY_PAYLOAD_MESSAGES_MAX,
+  type HistoryWindow,
+  packHistory,
+  rowForHistory,
+  selectHistory,
+} from "./_history.ts";
 import {
   containsBytes,
   decodeSyncPayload,
@@ -69,6 +87,18 @@ export interface DispatchOptions {
  */
 export const DEVICE_SYNC_API = apiKey<DeviceSyncApi>(NAME);
 
+/** A catch-up this device asked its siblings for (docs/PROTOCOL.md "History and catch-up"). */
+export interface CatchUpReport {
+  /** When it asked, in ms. */
+  askedAt: number;
+  /** What it asked for: everything that changed since then, in ms. */
+  sinceMs: number;
+  /** History messages the answers brought that this device did not hold. */
+  messages: number;
+  /** History payloads answering it that arrived. */
+  answers: number;
+}
+
 /** What the device_sync plugin offers, under {@linkcode DEVICE_SYNC_API}. */
 export interface DeviceSyncApi {
   /**
@@ -77,7 +107,7 @@ export interface DeviceSyncApi {
    * and this plugin sends the newcomer the profile, relays and contacts, and
    * introduces it to every other sibling.
    */
-  initDevicePairing(): Promise<InvitationTicket>;
+  initDevicePairing(options?: { history?: HistoryWindow }): Promise<InvitationTicket>;
   /**
    * Pairing, step 2, on a new install (no identity yet): answers the card;
    * resolves with the sibling's peer uid. The identity arrives by sync.
@@ -88,7 +118,13 @@ export interface DeviceSyncApi {
    * a short code to hand to the new install (`Kernel.offerPairing`).
    */
   offerDevicePairing(
-    options?: { form?: PairingForm; expiresMs?: number; signal?: AbortSignal },
+    options?: {
+      form?: PairingForm;
+      expiresMs?: number;
+      signal?: AbortSignal;
+      /** The history the newcomer gets once paired (default {@linkcode HISTORY_DEFAULT}). */
+      history?: HistoryWindow;
+    },
   ): Promise<PairingOffer>;
   /**
    * Step 2 on a new install (no identity yet), through the mailbox of a link
@@ -105,6 +141,12 @@ export interface DeviceSyncApi {
    * types is frozen.
    */
   registerSyncType(type: string, handler: SyncHandler): void;
+  /**
+   * The last catch-up this device asked for since it started (undefined:
+   * none): when, from when, how many history messages the answers brought
+   * that it did not hold, and how many answers came.
+   */
+  catchUp(): CatchUpReport | undefined;
   /**
    * Sends `payload` to every sibling (or `options.to`) inside `tx`; fills in
    * `origin_device`, `timestamp` (tx.now when 0) and `dedup_id` (the message
@@ -133,7 +175,12 @@ export interface DeviceSyncApi {
 export function deviceSyncPlugin(): Plugin {
   let host: PluginHost | undefined;
   const handlers = builtInHandlers();
+  handlers.set(SYNC_TYPES.history, (payload, context) => applyHistory(payload, context));
+  handlers.set(SYNC_TYPES.catchUp, (payload, context) => answerCatchUp(payload, context));
   let frozen = false;
+  /** The history each pending device pairing gives its newcomer, by pending peer uid (memory only). */
+  const histories = new Map<string, HistoryWindow>();
+  let catchUp: CatchUpReport | undefined;
 
   function h(): PluginHost {
     if (!host) {
@@ -237,14 +284,19 @@ export function deviceSyncPlugin(): Plugin {
   }
 
   const api: DeviceSyncApi = {
-    async initDevicePairing() {
+    async initDevicePairing(options = {}) {
       const identity = h().identity();
       if (identity.uid === "") {
         throw new TypeError(
           `${NAME}: cannot pair a device before this device has learned its identity`,
         );
       }
-      return await h().createInvitation({ type: PeerType.DEVICE, name: identity.deviceName });
+      const ticket = await h().createInvitation({
+        type: PeerType.DEVICE,
+        name: identity.deviceName,
+      });
+      if (options.history) histories.set(ticket.peerUid, options.history);
+      return ticket;
     },
 
     async answerDevicePairing(bytes, options) {
@@ -267,11 +319,14 @@ export function deviceSyncPlugin(): Plugin {
           `${NAME}: cannot pair a device before this device has learned its identity`,
         );
       }
-      return await h().offerPairing({
-        ...options,
+      const { history, ...rest } = options;
+      const offer = await h().offerPairing({
+        ...rest,
         type: PeerType.DEVICE,
         name: identity.deviceName,
       });
+      if (history) histories.set(offer.peerUid, history);
+      return offer;
     },
 
     async joinDevices(input, options) {
@@ -306,14 +361,147 @@ export function deviceSyncPlugin(): Plugin {
     dispatch(tx, init, options = {}) {
       return sendTo(tx, { to: siblings(tx, options.to), payload: build(tx, init) });
     },
+
+    catchUp() {
+      return catchUp && { ...catchUp };
+    },
   };
+
+  /**
+   * Sends `to` the messages of every synced conversation active since
+   * `sinceMs` (the newest `messagesMax` of each, at most
+   * {@linkcode HISTORY_MESSAGES_TOTAL_MAX} in all), oldest first, in
+   * `history` payloads that each fit `to`'s relay; each payload carries its
+   * conversation's record too. `answering` is the catch-up's `since`, 0 for
+   * a pairing. Resolves with how many messages went.
+   */
+  async function sendHistory(
+    tx: Tx,
+    to: PeerRecord,
+    { sinceMs, messagesMax, answering }: {
+      sinceMs: number;
+      messagesMax: number;
+      answering: number;
+    },
+  ): Promise<number> {
+    let sent = 0;
+    let skipped = 0;
+    const bytesMax = userMessageBytesMax(to);
+    for (const peer of tx.peers()) {
+      if (hidden(tx, peer.uid) || sent >= HISTORY_MESSAGES_TOTAL_MAX) continue;
+      const rows = selectHistory(await tx.messages(peer.uid), sinceMs, messagesMax)
+        .slice(0, HISTORY_MESSAGES_TOTAL_MAX - sent)
+        .map(rowForHistory);
+      if (rows.length === 0) continue;
+      const peerData = encode(PeerRecordSchema, peerForSync(peer, h().deviceUid()));
+      const packed = packHistory(rows, bytesMax, peerData.length);
+      skipped += packed.skipped;
+      for (const history of packed.groups) {
+        await sendTo(tx, {
+          to: [to],
+          payload: build(tx, {
+            syncType: SYNC_TYPES.history,
+            peerUid: peer.uid,
+            peerData,
+            timestamp: peer.updatedAt,
+            history,
+            since: answering,
+          }),
+        });
+        sent += history.length;
+      }
+    }
+    if (skipped > 0) {
+      h().log("warn", `${skipped} message(s) too large to send as history to "${to.name}"`);
+    }
+    return sent;
+  }
+
+  /**
+   * history: the messages of one conversation, stored as synced (statuses
+   * merged, never re-broadcast); the conversation's record, which rides in
+   * the payload, is applied first (last writer wins), so the payload stands
+   * on its own.
+   */
+  async function applyHistory(payload: DeviceSyncPayload, context: SyncContext): Promise<void> {
+    const { tx } = context;
+    if (payload.history.length > HISTORY_PAYLOAD_MESSAGES_MAX) {
+      throw new Malformed(
+        `${NAME}: refused a history payload of ${payload.history.length} messages ` +
+          `(at most ${HISTORY_PAYLOAD_MESSAGES_MAX})`,
+      );
+    }
+    for (const row of payload.history) {
+      if (row.peerUid !== payload.peerUid) {
+        throw new Malformed(
+          `${NAME}: refused a history payload for conversation ${payload.peerUid}: ` +
+            `it holds a message of conversation ${row.peerUid || "(none)"}`,
+        );
+      }
+    }
+    if (payload.peerData.length > 0) await applyPeerRecord(payload, context);
+    const conversation = tx.peer(payload.peerUid);
+    if (!conversation || conversation.type !== PeerType.CONTACT) {
+      throw new Malformed(
+        `${NAME}: refused a history payload for conversation ${payload.peerUid || "(none)"}: ` +
+          `no such contact here`,
+      );
+    }
+    let added = 0;
+    for (const row of payload.history) {
+      if (await storeSynced(tx, row, payload.syncType)) added++;
+    }
+    const report = catchUp;
+    if (payload.since > 0 && report && payload.since === report.sinceMs) {
+      tx.afterCommit(() => {
+        report.messages += added;
+        report.answers++;
+      });
+    }
+  }
+
+  /** catch_up: a sibling back from an absence asks for everything since `since`. */
+  async function answerCatchUp(
+    payload: DeviceSyncPayload,
+    { tx, from }: SyncContext,
+  ): Promise<void> {
+    if (!Number.isFinite(payload.since) || payload.since <= 0 || payload.since > tx.now) {
+      throw new Malformed(
+        `${NAME}: refused a catch_up from "${from.name}": since ${payload.since} is not a past time`,
+      );
+    }
+    await share(tx, from);
+    await sendHistory(tx, from, {
+      sinceMs: payload.since,
+      messagesMax: HISTORY_MESSAGES_PER_CONVERSATION_MAX,
+      answering: payload.since,
+    });
+  }
+
+  /** After an absence longer than half the shortest retention: ask every sibling to catch up. */
+  async function askCatchUp(tx: Tx, previousMs: number, nowMs: number): Promise<void> {
+    const identity = tx.identity();
+    if (previousMs === 0 || identity.uid === "" || tx.devices().length === 0) return;
+    const retentionMs = Math.min(...identity.servers.map((s) => relayLimits(s).retentionMs));
+    if (nowMs - previousMs <= retentionMs / 2) return;
+    const sinceMs = Math.max(1, previousMs - CATCH_UP_MARGIN_MS);
+    const asked = await api.dispatch(tx, { syncType: SYNC_TYPES.catchUp, since: sinceMs });
+    h().log(
+      "info",
+      `away ${Math.round((nowMs - previousMs) / 60_000)} min (past half the relay's retention): ` +
+        `asked ${asked} sibling(s) for everything since ${sinceMs}`,
+    );
+    tx.afterCommit(() => {
+      catchUp = { askedAt: nowMs, sinceMs, messages: 0, answers: 0 };
+    });
+  }
 
   /**
    * The pairing device's part once a new sibling is finalized: bring it up to
    * date (profile and identity uid, relays, contacts) and introduce it to
    * every other sibling, minting each pair's material with the pure handshake.
    */
-  async function welcome(tx: Tx, newcomer: PeerRecord): Promise<void> {
+  async function welcome(tx: Tx, newcomer: PeerRecord, history: HistoryWindow): Promise<void> {
     const identity = tx.identity();
     const to = [newcomer];
     await sendTo(tx, {
@@ -337,6 +525,12 @@ export function deviceSyncPlugin(): Plugin {
       if (sibling.uid === newcomer.uid) continue;
       await introduce(tx, { newcomer, sibling });
     }
+    const sent = await sendHistory(tx, newcomer, {
+      sinceMs: history.windowMs === undefined ? 0 : tx.now - history.windowMs,
+      messagesMax: history.messagesMax,
+      answering: 0,
+    });
+    if (sent > 0) h().log("info", `sent ${sent} message(s) of history to "${newcomer.name}"`);
   }
 
   /**
@@ -496,11 +690,18 @@ export function deviceSyncPlugin(): Plugin {
         if (peer.type === PeerType.DEVICE) {
           // The inviter finalizes a device pairing (the card it received carries no ratchet root).
           const inviter = peer.contact !== undefined && peer.contact.drRootKey.length === 0;
-          if (created && origin === "local" && inviter) await welcome(tx, peer);
+          if (created && origin === "local" && inviter) {
+            await welcome(tx, peer, histories.get(peer.uid) ?? HISTORY_DEFAULT);
+            tx.afterCommit(() => histories.delete(peer.uid));
+          }
           return;
         }
         if (tx.devices().length === 0 || !syncedContact(tx, peer.uid)) return;
         await sendTo(tx, { to: tx.devices(), payload: peerUpdate(tx, peer) });
+      },
+
+      "poll.marked"({ previousMs, nowMs }, tx) {
+        return askCatchUp(tx, previousMs, nowMs);
       },
 
       async "identity.updated"({ identity, origin }, tx) {

@@ -17,7 +17,18 @@
  * @module
  */
 export { DEVICE_SYNC_API, deviceSyncPlugin } from "./device_sync.ts";
-export type { DeviceSyncApi, DispatchOptions } from "./device_sync.ts";
+export type { CatchUpReport, DeviceSyncApi, DispatchOptions } from "./device_sync.ts";
+export {
+  CATCH_UP_MARGIN_MS,
+  HISTORY_DEFAULT,
+  HISTORY_MESSAGES_PER_CONVERSATION_MAX,
+  HISTORY_MESSAGES_TOTAL_MAX,
+  HISTORY_PAYLOAD_MESSAGES_MAX,
+  HISTORY_WINDOW_MS_DEFAULT,
+  type HistoryWindow,
+  lastActivityMs,
+  parseHistoryWindow,
+} from "./_history.ts";
 export type { SyncContext, SyncHandler } from "./_consume.ts";
 export {
   containsBytes,

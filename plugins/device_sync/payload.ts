@@ -39,6 +39,10 @@ export const SYNC_TYPES = {
   serverAdd: "server_add",
   /** The pairing material for a new sibling pair. */
   deviceIntroduce: "device_introduce",
+  /** Stored messages of one conversation, for a new sibling or a catch-up. */
+  history: "history",
+  /** A sibling back from a long absence asks for everything since a time. */
+  catchUp: "catch_up",
 } as const;
 
 /** The name of a built-in sync type. */

@@ -33,10 +33,11 @@ import {
   assertFits,
   contactLookupKey,
   myLookupKey,
+  relayLimits,
   USER_MESSAGE_BYTES_MAX,
 } from "../../kernel/mod.ts";
 import { apiKey, type Plugin, type PluginHost, type Tx } from "../../kernel/mod.ts";
-import { CHAT_TYPE } from "../chat/mod.ts";
+import { CHAT_TYPE, refreshDue } from "../chat/mod.ts";
 import { DEVICE_SYNC_API, type SyncContext } from "../device_sync/mod.ts";
 import { messageForSync, SYNC_TYPES } from "../device_sync/mod.ts";
 
@@ -128,10 +129,23 @@ export function forwardRelayPlugin(): Plugin {
         `${NAME}: cannot forward to "${peer.name}": the message is addressed to another peer`,
       );
     }
-    await tx.sendDirect(peer.uid, message);
     const uuid = message.status?.uuid ?? "";
+    const known = message.type === CHAT_TYPE && uuid !== ""
+      ? await tx.message(peer.uid, uuid)
+      : undefined;
+    if (known?.outbound && !known.pendingForward) {
+      // A forward sent again (its confirmation had not come back in time): sent once already,
+      // so only the confirmation goes again.
+      await h().api(DEVICE_SYNC_API).dispatch(tx, {
+        syncType: SYNC_TYPES.msg,
+        peerUid: peer.uid,
+        dbMessage: messageForSync(known),
+      }, { to: [from.deviceUid] });
+      return;
+    }
+    await tx.sendDirect(peer.uid, message);
     if (message.type !== CHAT_TYPE || uuid === "") return; // acks and receipts just go out
-    let row = await tx.message(peer.uid, uuid);
+    let row = known;
     if (row) {
       row.pendingForward = false;
       tx.putMessage(row);
@@ -175,6 +189,39 @@ export function forwardRelayPlugin(): Plugin {
     // to pull), device_sync and relays (who sends what) ask it through the host.
     primaryOf(peer, deviceUid) {
       return peer.type === PeerType.CONTACT ? primaryDeviceOf(peer, deviceUid) : undefined;
+    },
+
+    on: {
+      /**
+       * Refresh before expiry: a forward whose confirmation has not come back
+       * within half the retention of this user's relays (where it waits for
+       * the primary) goes again, same uuid, at most REFRESH_ATTEMPTS_MAX times.
+       */
+      async "poll.marked"({ nowMs }, tx) {
+        const own = h().deviceUid();
+        const servers = tx.identity().servers;
+        if (servers.length === 0) return;
+        const retentionMs = Math.min(...servers.map((s) => relayLimits(s).retentionMs));
+        for (const peer of tx.peers()) {
+          const primary = primaryDeviceOf(peer, own);
+          if (primary === own) continue;
+          for (const row of await tx.messages(peer.uid)) {
+            if (!row.pendingForward || !row.message || !refreshDue(row, nowMs, retentionMs)) {
+              continue;
+            }
+            row.refreshCount++;
+            row.refreshedAt = nowMs;
+            tx.putMessage(row);
+            await h().api(DEVICE_SYNC_API).dispatch(tx, {
+              syncType: FORWARD_SYNC_TYPE,
+              peerUid: peer.uid,
+              forwardPeerUid: peer.uid,
+              forwardPayload: encode(UserMessageSchema, row.message),
+              dedupId: `forward:${row.message.status?.uuid ?? ""}:${row.refreshCount}`,
+            }, { to: [primary] });
+          }
+        }
+      },
     },
 
     async outbound(message, { tx, peer }) {
