@@ -104,6 +104,7 @@ export { type JoinInput, type PairingForm, type PairingProtocol } from "./pairin
 export {
   assertFits,
   PAD_BUCKETS_BYTES,
+  RATCHET_FRAME_OVERHEAD_BYTES,
   SEAL_OVERHEAD_BYTES,
   USER_MESSAGE_BYTES_MAX,
   userMessageBytesMax,

@@ -124,7 +124,7 @@ const RATCHET_HEADER_FIELD_BYTES = 2 + 41;
 /** The ratchet ciphertext's tag. */
 const RATCHET_TAG_BYTES = 16;
 /** Everything a ratchet frame adds around the serialized user message, in bytes. */
-const RATCHET_FRAME_OVERHEAD_BYTES = FRAME_HEAD_BYTES + SYM_OVERHEAD_BYTES +
+export const RATCHET_FRAME_OVERHEAD_BYTES = FRAME_HEAD_BYTES + SYM_OVERHEAD_BYTES +
   RATCHET_HEADER_FIELD_BYTES + RATCHET_TAG_BYTES;
 
 /** A sealed frame, opened. */

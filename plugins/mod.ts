@@ -25,7 +25,27 @@ import { deviceSyncPlugin } from "./device_sync/mod.ts";
 import { forwardRelayPlugin } from "./forward_relay/mod.ts";
 import { relaysPlugin } from "./relays/mod.ts";
 
+/**
+ * Mechanisms of the production plugins a test build switches off to show
+ * what they are worth (never in production): history on pairing, catch-up,
+ * and sending again what was not acknowledged or confirmed.
+ */
+export interface Weakening {
+  /** No history for a newly paired device. */
+  noHistory?: boolean;
+  /** No catch-up after an absence past half the retention. */
+  noCatchUp?: boolean;
+  /** Nothing sent again before the relay's retention runs out. */
+  noRefresh?: boolean;
+}
+
 /** A fresh instance of each production plugin, in the order a device registers them. */
-export function productionPlugins(): Plugin[] {
-  return [chatPlugin(), dedupPlugin(), deviceSyncPlugin(), forwardRelayPlugin(), relaysPlugin()];
+export function productionPlugins(weakening: Weakening = {}): Plugin[] {
+  return [
+    chatPlugin({ refresh: !weakening.noRefresh }),
+    dedupPlugin(),
+    deviceSyncPlugin({ history: !weakening.noHistory, catchUp: !weakening.noCatchUp }),
+    forwardRelayPlugin({ refresh: !weakening.noRefresh }),
+    relaysPlugin(),
+  ];
 }

@@ -19,6 +19,7 @@ const SIMPLE_EXPECTATIONS: readonly SimpleExpectationName[] = [
   "relay_clean",
   "pairings_authentic",
   "traffic_blind",
+  "history",
 ];
 const EXPECTATION_NAMES = [...SIMPLE_EXPECTATIONS, "delivered_within", "count"];
 

@@ -5,6 +5,11 @@
  * @module
  */
 import { DURATION_EXPECTED } from "./duration.ts";
+import {
+  HISTORY_DEFAULT,
+  HISTORY_MESSAGES_PER_CONVERSATION_MAX,
+  type HistoryWindow,
+} from "../plugins/device_sync/mod.ts";
 import type {
   DeviceRef,
   InviteGroupStep,
@@ -68,6 +73,33 @@ export function readStep(r: ScenarioValues, raw: unknown, index: number): Step {
   return { atMs, index, ...action };
 }
 
+/**
+ * A pairing's history: a whole number of messages per conversation (0 for none), or a duration
+ * (`30d`: that far back, at most the per-conversation ceiling); absent, the plugin's default.
+ */
+function readHistory(r: ScenarioValues, raw: unknown, path: string): HistoryWindow {
+  if (raw === undefined) return { ...HISTORY_DEFAULT };
+  if (typeof raw === "number") {
+    const messagesMax = r.integer(raw, path, 0, HISTORY_MESSAGES_PER_CONVERSATION_MAX);
+    return messagesMax === 0
+      ? { windowMs: 0, messagesMax: 0 }
+      : { windowMs: undefined, messagesMax };
+  }
+  if (typeof raw !== "string") {
+    r.fail({
+      path,
+      value: raw,
+      problem: `${JSON.stringify(raw)} is not a history window`,
+      expected:
+        `0 (none), messages per conversation (1..${HISTORY_MESSAGES_PER_CONVERSATION_MAX}) or a duration like 30d`,
+    });
+  }
+  return {
+    windowMs: r.duration(raw, path, { positive: true }),
+    messagesMax: HISTORY_MESSAGES_PER_CONVERSATION_MAX,
+  };
+}
+
 function readAction(
   r: ScenarioValues,
   kind: StepKind,
@@ -77,7 +109,7 @@ function readAction(
 ): StepAction {
   switch (kind) {
     case "pair": {
-      const f = r.fields(raw, path, ["user", "from", "to", "via"]);
+      const f = r.fields(raw, path, ["user", "from", "to", "via", "history"]);
       const user = r.user(f.user, `${path}.user`);
       const from = r.deviceOf(user, f.from, `${path}.from`);
       const to = r.deviceOf(user, f.to, `${path}.to`);
@@ -89,7 +121,8 @@ function readAction(
           expected: `another device of ${user} than ${from}`,
         });
       }
-      return { kind, user, from, to, via: readVia(r, f.via, `${path}.via`) };
+      const via = readVia(r, f.via, `${path}.via`);
+      return { kind, user, from, to, via, history: readHistory(r, f.history, `${path}.history`) };
     }
     case "invite":
       return readInvite(r, raw, path);

@@ -48,13 +48,73 @@ function find(state: DeviceState, peerUid: string, uuid: string): MessageState[]
   return (state.conversations.get(peerUid) ?? []).filter((m) => m.uuid === uuid);
 }
 
-/** Devices that must hold `sent`: the sender's and the recipient's, paired before it was sent. */
+/**
+ * Devices that must hold `sent`: the sender's and the recipient's, paired
+ * before it was sent, or paired later with it in their history window.
+ */
 export function mustHold(input: CheckInput, sent: SentRecord): DeviceState[] {
-  return input.states.filter((s) => {
-    if (s.user !== sent.fromUser && s.user !== sent.toUser) return false;
-    const at = input.pairedAt.get(s.ref);
-    return at !== undefined && at <= sent.at;
-  });
+  return input.states.filter((s) => holds(input, s, sent));
+}
+
+/** Whether device `s` must hold `sent` (see {@linkcode mustHold}). */
+function holds(input: CheckInput, s: DeviceState, sent: SentRecord): boolean {
+  if (s.user !== sent.fromUser && s.user !== sent.toUser) return false;
+  const at = input.pairedAt.get(s.ref);
+  if (at !== undefined && at <= sent.at) return true;
+  return historyExpected(input).get(s.ref)?.has(sent.uuid) ?? false;
+}
+
+const expectedCache = new WeakMap<CheckInput, Map<string, Map<string, string>>>();
+
+/**
+ * Per device paired with history: message uuid → conversation uid of every
+ * message its pairing device held within the window when they paired (per
+ * conversation, active since the window's start, the newest `messagesMax`).
+ * Worked out from the pairing device's rows alone, not from what was sent.
+ */
+export function historyExpected(input: CheckInput): Map<string, Map<string, string>> {
+  const cached = expectedCache.get(input);
+  if (cached) return cached;
+  const expected = new Map<string, Map<string, string>>();
+  for (const pairing of input.recording.pairings.values()) {
+    if (!pairing.held || pairing.atMs === undefined) continue;
+    const { windowMs, messagesMax } = pairing.window;
+    const since = windowMs === undefined ? -Infinity : pairing.atMs - windowMs;
+    const mine = expected.get(pairing.newcomer) ?? new Map<string, string>();
+    for (const [conversation, rows] of pairing.held) {
+      const recent = rows.filter((row) => row.uuid !== "" && row.activeMs >= since);
+      for (const row of messagesMax > 0 ? recent.slice(-messagesMax) : []) {
+        mine.set(row.uuid, conversation);
+      }
+    }
+    expected.set(pairing.newcomer, mine);
+  }
+  expectedCache.set(input, expected);
+  return expected;
+}
+
+/**
+ * history: every device paired with history holds, per conversation, the
+ * messages its pairing device held within the window when they paired.
+ */
+function history(input: CheckInput): ExpectationResult {
+  const expected = historyExpected(input);
+  let count = 0;
+  for (const [ref, uuids] of expected) {
+    const state = input.states.find((s) => s.ref === ref);
+    if (!state) continue;
+    for (const [uuid, conversation] of uuids) {
+      count++;
+      if (find(state, conversation, uuid).length === 0) {
+        return fail(
+          "history",
+          `${ref} lacks message ${uuid} of conversation ${conversation} from its history window`,
+        );
+      }
+    }
+  }
+  const paired = [...input.recording.pairings.values()].filter((p) => p.held).length;
+  return pass("history", `${count} message(s) of history on ${paired} paired device(s)`);
 }
 
 function fail(name: string, detail: string): ExpectationResult {
@@ -74,10 +134,6 @@ function converged(input: CheckInput): ExpectationResult {
     for (let i = 1; i < states.length; i++) {
       const a = states[0];
       const b = states[i];
-      const since = Math.max(
-        input.pairedAt.get(a.ref) ?? Infinity,
-        input.pairedAt.get(b.ref) ?? Infinity,
-      );
       if (JSON.stringify(a.contacts) !== JSON.stringify(b.contacts)) {
         const diff = a.contacts.find((c) =>
           JSON.stringify(c) !== JSON.stringify(b.contacts.find((d) =>
@@ -109,7 +165,7 @@ function converged(input: CheckInput): ExpectationResult {
         );
       }
       for (const sent of input.recording.sent.values()) {
-        if (sent.at < since || (sent.fromUser !== user && sent.toUser !== user)) continue;
+        if (!holds(input, a, sent) || !holds(input, b, sent)) continue;
         const x = find(a, sent.peerUid, sent.uuid)[0];
         const y = find(b, sent.peerUid, sent.uuid)[0];
         const where = `conversation ${sent.peerUid}, message ${sent.uuid}`;
@@ -462,7 +518,11 @@ export function latency(input: CheckInput): Latency {
   const samples: number[] = [];
   for (const sent of input.recording.sent.values()) {
     const arrivals = input.recording.arrivals.get(sent.uuid);
-    const holders = mustHold(input, sent);
+    // Delivery latency: the devices paired when it was sent; a copy that came as history is not a delivery.
+    const holders = mustHold(input, sent).filter((s) => {
+      const at = input.pairedAt.get(s.ref);
+      return at !== undefined && at <= sent.at;
+    });
     if (!arrivals || holders.length === 0) continue;
     let last = sent.at;
     let complete = true;
@@ -494,6 +554,8 @@ export function check(expectation: Expectation, input: CheckInput): ExpectationR
       return noDuplicates(input);
     case "no_loss":
       return noLoss(input);
+    case "history":
+      return history(input);
     case "contacts_blind":
       return contactsBlind(input);
     case "root_key_private": {

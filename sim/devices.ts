@@ -105,7 +105,7 @@ export class DeviceLife {
 
   async #boot(device: SimDevice): Promise<void> {
     const plugins: PluginInput[] = [
-      ...defaultPlugins(),
+      ...defaultPlugins(this.#options.weakening),
       this.#recorder.probe(device),
       ...(this.#options.extraPlugins?.(device.ref) ?? []),
     ];

@@ -5,7 +5,9 @@
  * @module
  */
 import type { PluginInput } from "../kernel/mod.ts";
-import { productionPlugins } from "../plugins/mod.ts";
+import { productionPlugins, type Weakening } from "../plugins/mod.ts";
+
+export type { Weakening } from "../plugins/mod.ts";
 
 export {
   DEVICE_SYNC_API,
@@ -13,6 +15,6 @@ export {
 } from "../plugins/device_sync/mod.ts";
 
 /** The production plugin set, in registration order (plugins/mod.ts: the one list). */
-export function defaultPlugins(): PluginInput[] {
-  return productionPlugins();
+export function defaultPlugins(weakening: Weakening = {}): PluginInput[] {
+  return productionPlugins(weakening);
 }

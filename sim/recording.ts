@@ -82,6 +82,27 @@ export interface Recording {
   adversaryKeys: Set<string>;
   /** traffic_blind: what the relays stored, and what the devices know of each stored message. */
   traffic: TrafficRecording;
+  /**
+   * history: per device pairing, keyed by the newcomer's peer uid on the
+   * pairing device — the window the step asked for, the newcomer, and what
+   * the pairing device held (per conversation: uuid and last activity, oldest
+   * first) in the transaction that welcomed the newcomer.
+   */
+  pairings: Map<string, PairingRecord>;
+}
+
+/** One device pairing, as `history`, `converged` and `no_loss` read it. */
+export interface PairingRecord {
+  /** The new device (`user/device`). */
+  newcomer: string;
+  /** The device that paired it. */
+  by: string;
+  /** The window asked for: how far back in ms (undefined: any age), and how many per conversation. */
+  window: { windowMs: number | undefined; messagesMax: number };
+  /** Clock ms of the welcoming transaction (undefined until it ran). */
+  atMs?: number;
+  /** Conversation uid → what the pairing device held then: uuid and last activity (ms), oldest first. */
+  held?: Map<string, { uuid: string; activeMs: number }[]>;
 }
 
 /** What traffic_blind reads: stored messages, joined to the devices' observations by signature. */
@@ -121,6 +142,7 @@ export function emptyRecording(): Recording {
     relayEvents: [],
     adversaryKeys: new Set(),
     traffic: { stored: [], kindOf: new Map(), sessionOf: new Map() },
+    pairings: new Map(),
   };
 }
 
@@ -176,6 +198,35 @@ export class Recorder {
         "identity.updated": (_p, tx) => {
           tx.afterCommit(() => {
             if (device.kernel?.identity().uid) device.pairedAt ??= this.#scheduler.now;
+          });
+        },
+        // The transaction in which this device welcomes a newcomer it paired: what it holds now
+        // is what the newcomer's history is drawn from.
+        "peer.updated": async ({ peer, created, origin }, tx) => {
+          const pairing = this.#recording.pairings.get(peer.uid);
+          if (!pairing || !created || origin !== "local" || peer.type !== PeerType.DEVICE) return;
+          const hidden = new Set(tx.identity().hiddenPeers);
+          const held = new Map<string, { uuid: string; activeMs: number }[]>();
+          for (const contact of tx.peers()) {
+            if (hidden.has(contact.uid)) continue;
+            held.set(
+              contact.uid,
+              (await tx.messages(contact.uid)).map((row) => ({
+                uuid: row.message?.status?.uuid ?? "",
+                activeMs: Math.max(
+                  row.storedAt,
+                  row.message?.status?.sent ?? 0,
+                  row.message?.status?.received ?? 0,
+                  row.message?.status?.processed ?? 0,
+                  row.failedAt,
+                ),
+              })),
+            );
+          }
+          const atMs = tx.now;
+          tx.afterCommit(() => {
+            pairing.atMs = atMs;
+            pairing.held = held;
           });
         },
       },

@@ -7,6 +7,7 @@
  */
 import { sha256 } from "@noble/hashes/sha2.js";
 import type { PluginInput } from "../kernel/mod.ts";
+import type { Weakening } from "./plugins.ts";
 import type { Backend, ServerCore } from "../server/mod.ts";
 import { check, type CheckInput, type ExpectationResult, latency } from "./checks.ts";
 import type { NetworkSpec, Scenario } from "./scenario_types.ts";
@@ -66,6 +67,8 @@ export interface RunOptions {
   progress?: (virtualMs: number, durationMs: number) => void;
   /** Extra plugins per device: tests plant bugs with them. */
   extraPlugins?: (ref: string) => PluginInput[];
+  /** Mechanisms switched off in every device's production plugins: tests show their worth with it. */
+  weakening?: Weakening;
   /** The pairing protocol every device runs: tests plant a weakened one with it. @default the real one */
   pairingProtocol?: WorldOptions["pairingProtocol"];
   /** How every device seals user messages: only tests set it (padding off). @default the kernel's */
@@ -180,6 +183,7 @@ export async function runScenario(scenario: Scenario, options: RunOptions = {}):
     storage,
     folder,
     extraPlugins: options.extraPlugins,
+    weakening: options.weakening,
     pairingProtocol: options.pairingProtocol,
     sealing: options.sealing,
     backend: options.backend,

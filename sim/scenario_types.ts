@@ -6,6 +6,7 @@
  * @module
  */
 import type { AdversaryKind } from "./adversary.ts";
+import type { HistoryWindow } from "../plugins/device_sync/mod.ts";
 
 // ---------------------------------------------------------------------------
 // Normalised output
@@ -57,6 +58,8 @@ export interface PairStep {
   to: string;
   /** How the pairing is handed over: a typed short code (CPace) or a link. @default "code" */
   via: PairingVia;
+  /** What the new device gets of the old messages. @default the last 30 days, 1,000 per conversation */
+  history: HistoryWindow;
 }
 
 /** How a pairing or invitation step hands the offer over. */
@@ -197,7 +200,8 @@ export type SimpleExpectationName =
   | "decrypt_clean"
   | "relay_clean"
   | "pairings_authentic"
-  | "traffic_blind";
+  | "traffic_blind"
+  | "history";
 
 /** One expectation checked at the end of a run (docs/SCENARIOS.md, "Expectations"). */
 export type Expectation =

@@ -12,6 +12,7 @@ import { randomFloat, randomInt } from "../crypto/mod.ts";
 import type { PairingOffer } from "../kernel/mod.ts";
 import type { JoinInput } from "../kernel/mod.ts";
 import { CHAT_API } from "../plugins/chat/mod.ts";
+import { HISTORY_DEFAULT, type HistoryWindow } from "../plugins/device_sync/mod.ts";
 import type { SimDevice } from "./devices.ts";
 import { DEVICE_SYNC_API } from "./plugins.ts";
 import type { PrivacyTaps } from "./privacy_taps.ts";
@@ -65,12 +66,13 @@ export class StepRunner {
           from: first.name,
           to: device.name,
           via: "link",
+          history: { ...HISTORY_DEFAULT },
           atMs: 0,
           index: -1,
         };
         this.#world.scheduler.schedule(
           0,
-          () => this.#track(this.#pair(first, device, "link"), step),
+          () => this.#track(this.#pair(first, device, "link", step.history), step),
           `pair ${device.ref}`,
         );
       }
@@ -131,6 +133,7 @@ export class StepRunner {
           this.#world.device(`${step.user}/${step.from}`),
           this.#world.device(`${step.user}/${step.to}`),
           step.via,
+          step.history,
         );
       case "offline": {
         const d = this.#world.device(step.device);
@@ -274,7 +277,12 @@ export class StepRunner {
     }
   }
 
-  async #pair(from: SimDevice, to: SimDevice, via: PairingVia): Promise<void> {
+  async #pair(
+    from: SimDevice,
+    to: SimDevice,
+    via: PairingVia,
+    history: HistoryWindow,
+  ): Promise<void> {
     // A person pairing from a device that is still joining waits until it has joined.
     for (let waited = 0; !this.#hasJoined(from) && waited < PAIR_READY_WAIT_MS_MAX;) {
       await this.#world.clock.sleep(this.#world.scenario.pollIntervalMs);
@@ -282,6 +290,13 @@ export class StepRunner {
     }
     const offer = await from.live().api(DEVICE_SYNC_API).offerDevicePairing({
       form: via,
+      history,
+    });
+    // The welcome (and the history it draws from) runs when the newcomer's answer arrives.
+    this.#world.recording.pairings.set(offer.peerUid, {
+      newcomer: to.ref,
+      by: from.ref,
+      window: history,
     });
     await Promise.all([
       offer.exchanged,

@@ -13,6 +13,7 @@ import { IMPORTED_KEYS_MAX_DEFAULT, SeededRandom, setImportedKeysMax } from "../
 import type { KernelOptions } from "../kernel/mod.ts";
 import type { PairingProtocol } from "../kernel/mod.ts";
 import type { PluginInput } from "../kernel/mod.ts";
+import type { Weakening } from "./plugins.ts";
 import {
   type Backend,
   MemoryBackend,
@@ -51,6 +52,8 @@ export interface WorldOptions {
   folder?: string;
   /** Extra plugins per device (tests plant bugs this way). */
   extraPlugins?: (ref: string) => PluginInput[];
+  /** Mechanisms switched off in every device's production plugins (tests show their worth). */
+  weakening?: Weakening;
   /** The pairing protocol every device runs (tests plant a weakened one). */
   pairingProtocol?: PairingProtocol;
   /** How every device seals user messages (tests turn padding off). @default the kernel's */

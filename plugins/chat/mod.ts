@@ -64,6 +64,16 @@ export function refreshDue(row: DbMessage, nowMs: number, retentionMs: number): 
   return since > 0 && nowMs - since >= retentionMs / 2;
 }
 
+/** Options of {@linkcode chatPlugin}. */
+export interface ChatOptions {
+  /**
+   * Send again what has no delivery acknowledgement after half the retention.
+   * Only a test build that shows the mechanism's worth turns it off.
+   * @default {true}
+   */
+  refresh?: boolean;
+}
+
 /** The typed key of the chat plugin's api: `kernel.api(CHAT_API)` is a {@linkcode ChatApi}. */
 export const CHAT_API = apiKey<ChatApi>("chat");
 
@@ -130,7 +140,8 @@ export function advanceStatus(
  * assert(chatPlugin().types?.includes("chat"));
  * ```
  */
-export function chatPlugin(): Plugin {
+export function chatPlugin(options: ChatOptions = {}): Plugin {
+  const refresh = options.refresh ?? true;
   let host: PluginHost | undefined;
 
   async function sendAck(
@@ -199,6 +210,7 @@ export function chatPlugin(): Plugin {
     },
     on: {
       async "poll.marked"({ nowMs }, tx) {
+        if (!refresh) return;
         const own = host!.deviceUid();
         for (const peer of tx.peers()) {
           if (!peer.contact || peer.ratchet.length === 0 || host!.primaryOf(peer) !== own) continue;

@@ -22,7 +22,7 @@ export const HISTORY_MESSAGES_TOTAL_MAX = 20_000;
 /** How far before its last recorded poll a device returning from an absence asks from, in ms. */
 export const CATCH_UP_MARGIN_MS = 60 * 60_000;
 /** Room left in a packed `history` message for the payload's other fields, in bytes. */
-const PAYLOAD_OVERHEAD_BYTES = 512;
+const PAYLOAD_OVERHEAD_BYTES = 384;
 
 /**
  * What a pairing sends a new sibling: the messages of the last `windowMs`
@@ -119,10 +119,13 @@ export function rowForHistory(row: DbMessage): DbMessage {
 }
 
 /**
- * Splits rows into payload-sized groups, in order: each group at most
- * {@linkcode HISTORY_PAYLOAD_MESSAGES_MAX} rows and `bytesMax` bytes of
- * encoded rows (with `fixedBytes` for what else the payload carries). A row
- * too large to travel alone is left out and counted in `skipped`.
+ * Splits rows into payload-sized groups, in order. Rows are grouped, at most
+ * {@linkcode HISTORY_PAYLOAD_MESSAGES_MAX} to a group, into payloads that fit
+ * `smallBytes` — the smallest padding bucket, so that a relay sees history
+ * in the size class of ordinary messages; a row too large for that travels
+ * alone, up to `largeBytes` (the relay's limit). `fixedBytes` is what else
+ * each payload carries. A row too large even alone is left out and counted
+ * in `skipped`.
  *
  * @example
  * ```ts
@@ -131,36 +134,47 @@ export function rowForHistory(row: DbMessage): DbMessage {
  * import { DbMessageSchema } from "../../proto/gen/meow_pb.ts";
  * import { packHistory } from "./_history.ts";
  * const row = (text: string) => create(DbMessageSchema, { peerUid: "bob", message: { data: text } });
- * const { groups, skipped } = packHistory([row("a"), row("b"), row("x".repeat(5000))], 600, 0);
+ * const rows = [row("a"), row("b"), row("x".repeat(900)), row("c"), row("y".repeat(5000))];
+ * const { groups, skipped } = packHistory(rows, { smallBytes: 500, largeBytes: 1500, fixedBytes: 0 });
  * assert.equal(skipped, 1);
- * assert.deepEqual(groups.map((g) => g.length), [2]);
+ * assert.deepEqual(groups.map((g) => g.map((r) => r.message!.data.length)), [[1, 1], [900], [1]]);
  * ```
  */
 export function packHistory(
   rows: DbMessage[],
-  bytesMax: number,
-  fixedBytes: number,
+  { smallBytes, largeBytes, fixedBytes }: {
+    smallBytes: number;
+    largeBytes: number;
+    fixedBytes: number;
+  },
 ): { groups: DbMessage[][]; skipped: number } {
-  const budget = bytesMax - fixedBytes - PAYLOAD_OVERHEAD_BYTES;
+  const small = smallBytes - fixedBytes - PAYLOAD_OVERHEAD_BYTES;
+  const large = largeBytes - fixedBytes - PAYLOAD_OVERHEAD_BYTES;
   const groups: DbMessage[][] = [];
   let group: DbMessage[] = [];
   let bytes = 0;
   let skipped = 0;
+  const flush = () => {
+    if (group.length > 0) groups.push(group);
+    group = [];
+    bytes = 0;
+  };
   for (const row of rows) {
     // A repeated field's entry: its bytes, a tag and a length of at most five bytes.
     const size = encode(DbMessageSchema, row).length + 6;
-    if (size > budget) {
+    if (size > large) {
       skipped++;
       continue;
     }
-    if (group.length === HISTORY_PAYLOAD_MESSAGES_MAX || bytes + size > budget) {
-      groups.push(group);
-      group = [];
-      bytes = 0;
+    if (size > small) {
+      flush();
+      groups.push([row]);
+      continue;
     }
+    if (group.length === HISTORY_PAYLOAD_MESSAGES_MAX || bytes + size > small) flush();
     group.push(row);
     bytes += size;
   }
-  if (group.length > 0) groups.push(group);
+  flush();
   return { groups, skipped };
 }

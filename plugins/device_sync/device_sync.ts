@@ -37,6 +37,7 @@ import type { InvitationTicket, PairingAccepted, PairingOffer } from "../../kern
 import type { JoinInput, PairingForm } from "../../kernel/mod.ts";
 import { answerInvitation, createInvitation, finalizeInvitation } from "../../kernel/mod.ts";
 import { contactLookupKey, myLookupKey, relayLimits } from "../../kernel/mod.ts";
+import { PAD_BUCKETS_BYTES, RATCHET_FRAME_OVERHEAD_BYTES } from "../../kernel/mod.ts";
 import { userMessageBytesMax } from "../../kernel/mod.ts";
 import { apiKey, type Plugin, type PluginHost, type Tx } from "../../kernel/mod.ts";
 import {
@@ -86,6 +87,17 @@ export interface DispatchOptions {
  * is a {@linkcode DeviceSyncApi}.
  */
 export const DEVICE_SYNC_API = apiKey<DeviceSyncApi>(NAME);
+
+/**
+ * Options of {@linkcode deviceSyncPlugin}. Only a test build that shows a
+ * mechanism's worth turns one off.
+ */
+export interface DeviceSyncOptions {
+  /** Send a new sibling its history when it pairs. @default {true} */
+  history?: boolean;
+  /** Ask the siblings to catch up after an absence past half the retention. @default {true} */
+  catchUp?: boolean;
+}
 
 /** A catch-up this device asked its siblings for (docs/PROTOCOL.md "History and catch-up"). */
 export interface CatchUpReport {
@@ -172,7 +184,9 @@ export interface DeviceSyncApi {
  * assert(plugin.name === "device_sync" && plugin.types?.[0] === "device_sync");
  * ```
  */
-export function deviceSyncPlugin(): Plugin {
+export function deviceSyncPlugin(options: DeviceSyncOptions = {}): Plugin {
+  const historyOn = options.history ?? true;
+  const catchUpOn = options.catchUp ?? true;
   let host: PluginHost | undefined;
   const handlers = builtInHandlers();
   handlers.set(SYNC_TYPES.history, (payload, context) => applyHistory(payload, context));
@@ -386,7 +400,8 @@ export function deviceSyncPlugin(): Plugin {
   ): Promise<number> {
     let sent = 0;
     let skipped = 0;
-    const bytesMax = userMessageBytesMax(to);
+    const largeBytes = userMessageBytesMax(to);
+    const smallBytes = Math.min(largeBytes, PAD_BUCKETS_BYTES[0] - RATCHET_FRAME_OVERHEAD_BYTES);
     for (const peer of tx.peers()) {
       if (hidden(tx, peer.uid) || sent >= HISTORY_MESSAGES_TOTAL_MAX) continue;
       const rows = selectHistory(await tx.messages(peer.uid), sinceMs, messagesMax)
@@ -394,7 +409,7 @@ export function deviceSyncPlugin(): Plugin {
         .map(rowForHistory);
       if (rows.length === 0) continue;
       const peerData = encode(PeerRecordSchema, peerForSync(peer, h().deviceUid()));
-      const packed = packHistory(rows, bytesMax, peerData.length);
+      const packed = packHistory(rows, { smallBytes, largeBytes, fixedBytes: peerData.length });
       skipped += packed.skipped;
       for (const history of packed.groups) {
         await sendTo(tx, {
@@ -481,7 +496,7 @@ export function deviceSyncPlugin(): Plugin {
   /** After an absence longer than half the shortest retention: ask every sibling to catch up. */
   async function askCatchUp(tx: Tx, previousMs: number, nowMs: number): Promise<void> {
     const identity = tx.identity();
-    if (previousMs === 0 || identity.uid === "" || tx.devices().length === 0) return;
+    if (!catchUpOn || previousMs === 0 || identity.uid === "" || tx.devices().length === 0) return;
     const retentionMs = Math.min(...identity.servers.map((s) => relayLimits(s).retentionMs));
     if (nowMs - previousMs <= retentionMs / 2) return;
     const sinceMs = Math.max(1, previousMs - CATCH_UP_MARGIN_MS);
@@ -525,6 +540,7 @@ export function deviceSyncPlugin(): Plugin {
       if (sibling.uid === newcomer.uid) continue;
       await introduce(tx, { newcomer, sibling });
     }
+    if (!historyOn) return;
     const sent = await sendHistory(tx, newcomer, {
       sinceMs: history.windowMs === undefined ? 0 : tx.now - history.windowMs,
       messagesMax: history.messagesMax,

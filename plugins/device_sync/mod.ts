@@ -17,7 +17,12 @@
  * @module
  */
 export { DEVICE_SYNC_API, deviceSyncPlugin } from "./device_sync.ts";
-export type { CatchUpReport, DeviceSyncApi, DispatchOptions } from "./device_sync.ts";
+export type {
+  CatchUpReport,
+  DeviceSyncApi,
+  DeviceSyncOptions,
+  DispatchOptions,
+} from "./device_sync.ts";
 export {
   CATCH_UP_MARGIN_MS,
   HISTORY_DEFAULT,

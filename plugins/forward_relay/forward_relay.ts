@@ -43,6 +43,16 @@ import { messageForSync, SYNC_TYPES } from "../device_sync/mod.ts";
 
 const NAME = "forward_relay";
 
+/** Options of {@linkcode forwardRelayPlugin}. */
+export interface ForwardRelayOptions {
+  /**
+   * Send a forward again when its confirmation has not come back within half
+   * the retention. Only a test build that shows the mechanism's worth turns it off.
+   * @default {true}
+   */
+  refresh?: boolean;
+}
+
 /** The sync type of a message a sibling hands to the contact's primary. */
 export const FORWARD_SYNC_TYPE = "forward";
 
@@ -94,7 +104,8 @@ export function primaryDeviceOf(peer: PeerRecord, deviceUid: string): string {
  * assert(plugins[3].name === "forward_relay");
  * ```
  */
-export function forwardRelayPlugin(): Plugin {
+export function forwardRelayPlugin(options: ForwardRelayOptions = {}): Plugin {
+  const refresh = options.refresh ?? true;
   let host: PluginHost | undefined;
 
   function h(): PluginHost {
@@ -198,6 +209,7 @@ export function forwardRelayPlugin(): Plugin {
        * the primary) goes again, same uuid, at most REFRESH_ATTEMPTS_MAX times.
        */
       async "poll.marked"({ nowMs }, tx) {
+        if (!refresh) return;
         const own = h().deviceUid();
         const servers = tx.identity().servers;
         if (servers.length === 0) return;

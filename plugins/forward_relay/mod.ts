@@ -20,4 +20,4 @@ export {
   forwardRelayPlugin,
   primaryDeviceOf,
 } from "./forward_relay.ts";
-export type { ForwardRelayApi } from "./forward_relay.ts";
+export type { ForwardRelayApi, ForwardRelayOptions } from "./forward_relay.ts";

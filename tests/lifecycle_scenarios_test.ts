@@ -1,0 +1,47 @@
+/**
+ * The device-lifecycle scenarios hold every expectation (tests/scenarios_test.ts runs them), and
+ * each fails when the mechanism it rests on is switched off: history on pairing, catch-up after
+ * an absence past the retention, and sending again what was not acknowledged or confirmed.
+ */
+import assert from "node:assert/strict";
+import { loadScenario, runScenario } from "../sim/mod.ts";
+import type { Weakening } from "../plugins/mod.ts";
+
+async function failing(file: string, weakening: Weakening): Promise<Map<string, string>> {
+  const report = await runScenario(await loadScenario(`scenarios/${file}`), { weakening });
+  return new Map(report.expectations.filter((e) => !e.ok).map((e) => [e.name, e.detail]));
+}
+
+Deno.test("history_late_laptop: without history on pairing, the laptop lacks its window", async () => {
+  assert.deepEqual([...(await failing("history_late_laptop.yaml", {})).keys()], []);
+  const failed = await failing("history_late_laptop.yaml", { noHistory: true });
+  assert.match(
+    failed.get("history") ?? "",
+    /alice\/laptop lacks message .* from its history window/,
+  );
+  assert.match(failed.get("converged") ?? "", /alice: alice\/laptop lacks conversation/);
+});
+
+Deno.test("away_past_retention: without catch-up, the sibling back from its absence lacks what expired", async () => {
+  // The profile change synced while the laptop was away expired on the relay; nothing else
+  // brings it (the messages come back with their later status syncs).
+  const failed = await failing("away_past_retention.yaml", { noCatchUp: true });
+  assert.match(
+    failed.get("converged") ?? "",
+    /alice\/phone and alice\/laptop show different profiles .*travelling/,
+  );
+});
+
+Deno.test("away_past_retention: without refresh, the forwards and the messages to the away primary expire", async () => {
+  const failed = await failing("away_past_retention.yaml", { noRefresh: true });
+  assert.ok(failed.has("forwarded"), [...failed.keys()].join(", "));
+  assert.match(failed.get("no_loss") ?? "", /bob\/phone lacks message/);
+});
+
+Deno.test("contact_resend: without refresh, the contact's messages to the away primary are lost", async () => {
+  const failed = await failing("contact_resend.yaml", { noRefresh: true });
+  assert.match(
+    failed.get("no_loss") ?? "",
+    /alice\/phone lacks message .* \("are you there #\d+"\)/,
+  );
+});
