@@ -1,8 +1,9 @@
 import assert from "node:assert/strict";
-import { create } from "@bufbuild/protobuf";
+import { create, type MessageInitShape } from "@bufbuild/protobuf";
 import { encode } from "../../proto/codec.ts";
 import {
   DbMessageSchema,
+  type DeviceSyncPayload,
   DeviceSyncPayloadSchema,
   PeerRecordSchema,
   PeerType,
@@ -21,6 +22,7 @@ import {
   DEVICE_SYNC_TYPE,
   deviceSyncPlugin,
   encodeSyncPayload,
+  HISTORY_PAYLOAD_MESSAGES_MAX,
   SYNC_TYPES,
 } from "./mod.ts";
 import {
@@ -453,4 +455,83 @@ Deno.test("device_sync registerSyncType(): a plugin's own sync type gets dispatc
     /not registered/,
   );
   assert.throws(() => sync(phone).registerSyncType("late", () => {}), /register in setup/);
+});
+
+Deno.test("device_sync refuses a history or catch_up payload from a contact, for an unknown conversation, or over the limits; nothing changes", async () => {
+  const { w, phone, laptop, bob, all, bobUid } = await aliceAndBob(31);
+  await chat(phone).send(bobUid, "already here");
+  await w.settle(all);
+  const sendRaw = (payload: DeviceSyncPayload, from: SyncDevice, toUid: string) =>
+    from.kernel.transact(async (tx: Tx) => {
+      const peer = tx.peer(toUid)!;
+      await tx.sendDirect(
+        toUid,
+        create(UserMessageSchema, {
+          destination: contactLookupKey(peer),
+          from: myLookupKey(peer),
+          type: DEVICE_SYNC_TYPE,
+          appdata: encodeSyncPayload(payload),
+          status: { uuid: randomUuid(w.world.random) },
+        }),
+      );
+    });
+  const row = (peerUid: string, text: string) =>
+    create(DbMessageSchema, {
+      peerUid,
+      outbound: true,
+      message: { type: "chat", data: text, status: { uuid: randomUuid(w.world.random), sent: 1 } },
+    });
+  const history = (init: MessageInitShape<typeof DeviceSyncPayloadSchema>) =>
+    create(DeviceSyncPayloadSchema, {
+      syncType: SYNC_TYPES.history,
+      dedupId: randomUuid(w.world.random),
+      originDevice: phone.kernel.deviceUid(),
+      ...init,
+    });
+  const toLaptop = phone.kernel.devices()[0].uid;
+  const before = { messages: await laptop.kernel.messages(bobUid), peers: laptop.kernel.peers() };
+  // An unknown conversation, with no record of it in the payload.
+  await sendRaw(history({ peerUid: "nobody", history: [row("nobody", "ghost")] }), phone, toLaptop);
+  // A message of another conversation smuggled into bob's.
+  await sendRaw(
+    history({ peerUid: bobUid, history: [row(bobUid, "fine"), row("nobody", "smuggled")] }),
+    phone,
+    toLaptop,
+  );
+  // Over the per-payload limit.
+  const many = Array.from(
+    { length: HISTORY_PAYLOAD_MESSAGES_MAX + 1 },
+    (_, i) => create(DbMessageSchema, { peerUid: bobUid, message: { status: { uuid: `m${i}` } } }),
+  );
+  await sendRaw(history({ peerUid: bobUid, history: many }), phone, toLaptop);
+  // A catch_up asking from the future, and one from bob, a contact.
+  await sendRaw(
+    history({ syncType: SYNC_TYPES.catchUp, since: w.world.clock.now() + 3_600_000 }),
+    phone,
+    toLaptop,
+  );
+  await sendRaw(history({ syncType: SYNC_TYPES.catchUp, since: 1 }), bob, bobUid);
+  const mark = w.observed.length;
+  await w.settle(all);
+  const rejected = w.observed.slice(mark).filter((o) => o.observation.kind === "rejected")
+    .map((o) => `${o.device}:${o.observation.kind === "rejected" ? o.observation.error.code : ""}`);
+  assert.deepEqual(rejected.sort(), [
+    "laptop:Malformed",
+    "laptop:Malformed",
+    "laptop:Malformed",
+    "laptop:Malformed",
+    "phone:Malformed",
+  ]);
+  assert.deepEqual(await laptop.kernel.messages(bobUid), before.messages);
+  assert.deepEqual(laptop.kernel.peers(), before.peers);
+  // A well-formed history payload of bob's conversation is stored as synced, once.
+  const good = row(bobUid, "from history");
+  await sendRaw(history({ peerUid: bobUid, history: [good] }), phone, toLaptop);
+  await sendRaw(history({ peerUid: bobUid, history: [good] }), phone, toLaptop);
+  await w.settle(all);
+  const stored = (await laptop.kernel.messages(bobUid)).filter((m) =>
+    m.message?.data === "from history"
+  );
+  assert.equal(stored.length, 1);
+  assert.equal(stored[0].synced, true);
 });
