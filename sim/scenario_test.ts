@@ -144,6 +144,7 @@ Deno.test("parseScenario() reads the SCENARIOS.md example (with relay2 declared)
     from: "phone",
     to: "laptop",
     via: "code",
+    history: { windowMs: 30 * 86_400_000, messagesMax: 1000 },
   });
   assert.deepEqual(byIndex.get(1), {
     atMs: 0,

@@ -17,6 +17,7 @@
  */
 import { basename, dirname, extname, join } from "node:path";
 import YAML from "yaml";
+import { HISTORY_DEFAULT } from "../plugins/device_sync/mod.ts";
 import type { Report } from "./run.ts";
 import {
   type Expectation,
@@ -85,8 +86,25 @@ function duration(ms: number): string {
 function stepInput(step: Step): StepInput {
   const at = duration(step.atMs);
   switch (step.kind) {
-    case "pair":
-      return { at, pair: { user: step.user, from: step.from, to: step.to, via: step.via } };
+    case "pair": {
+      const pair: Record<string, unknown> = {
+        user: step.user,
+        from: step.from,
+        to: step.to,
+        via: step.via,
+      };
+      const { windowMs, messagesMax } = step.history;
+      const isDefault = windowMs === HISTORY_DEFAULT.windowMs &&
+        messagesMax === HISTORY_DEFAULT.messagesMax;
+      if (!isDefault) {
+        pair.history = messagesMax === 0
+          ? 0
+          : windowMs === undefined
+          ? messagesMax
+          : duration(windowMs);
+      }
+      return { at, pair } as StepInput;
+    }
     case "invite":
       return { at, invite: { from: step.from, to: step.to, via: step.via } };
     case "invite_group":
