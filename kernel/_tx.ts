@@ -80,6 +80,7 @@ export class KernelTx implements Tx {
   readonly #seen = new Set<string>();
   readonly #outbox: OutboxEntry[] = [];
   readonly #outboxDelete: string[] = [];
+  readonly #deletedDevices = new Set<string>();
   readonly #after: (() => void)[] = [];
   #emitDepth = 0;
 
@@ -101,6 +102,7 @@ export class KernelTx implements Tx {
   }
 
   peer(uid: string): PeerRecord | undefined {
+    if (this.#deletedDevices.has(uid)) return undefined;
     const peer = this.#peers.get(uid) ?? this.#ports.peer(uid);
     return peer && clone(PeerRecordSchema, peer);
   }
@@ -109,6 +111,7 @@ export class KernelTx implements Tx {
     const base = type === PeerType.DEVICE ? this.#ports.devices() : this.#ports.peers();
     const merged = new Map(base.map((p) => [p.uid, p]));
     for (const [uid, peer] of this.#peers) if (peer.type === type) merged.set(uid, peer);
+    for (const uid of this.#deletedDevices) merged.delete(uid);
     return [...merged.values()].filter((p) => !isPending(p)).map((p) => clone(PeerRecordSchema, p));
   }
 
@@ -128,6 +131,16 @@ export class KernelTx implements Tx {
       observeSecrets(this.#ports.observe, peer);
     }
     this.#peers.set(peer.uid, clone(PeerRecordSchema, peer));
+    this.#deletedDevices.delete(peer.uid);
+  }
+
+  deleteDevice(uid: string): void {
+    const peer = this.peer(uid);
+    if (!peer || peer.type !== PeerType.DEVICE) {
+      throw new TypeError(`Cannot delete device peer ${uid}: no such device`);
+    }
+    this.#peers.delete(uid);
+    this.#deletedDevices.add(uid);
   }
 
   async message(peerUid: string, uuid: string): Promise<DbMessage | undefined> {
@@ -230,6 +243,7 @@ export class KernelTx implements Tx {
       identity: this.#identityChanged ? this.#identity : undefined,
       peers: peers.filter((p) => p.type === PeerType.CONTACT),
       devices: peers.filter((p) => p.type === PeerType.DEVICE),
+      deleteDevices: [...this.#deletedDevices],
       messages: [...this.#messages.values()],
       outboxPut: this.#outbox,
       outboxDelete: this.#outboxDelete,

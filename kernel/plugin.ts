@@ -89,6 +89,8 @@ export interface Tx {
   devices(): PeerRecord[];
   /** Stages a contact peer (type CONTACT) or a device peer (type DEVICE) into its store. */
   putPeer(peer: PeerRecord): void;
+  /** Stages the deletion of a device peer (a sibling removed from the user's devices). */
+  deleteDevice(uid: string): void;
   /** A stored message, with staged changes. */
   message(peerUid: string, uuid: string): Promise<DbMessage | undefined>;
   /** The stored messages of a conversation, with staged changes, oldest first. */

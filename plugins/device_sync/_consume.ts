@@ -143,12 +143,13 @@ function mergeStatus(local: ConversationStatus, remote: ConversationStatus): boo
 /**
  * peer_update: last-writer-wins on (updated_at, updated_by) of the record.
  *
- * The primary designation, the keys and the card are fixed when the contact
- * is paired (one device completed that invitation; there is no handover), so
- * a newer record only moves the fields a user edits — name, avatar, visible,
- * blocked, settings. A record can never take the primary role away from the
- * device that holds the ratchet, nor hand a ratchet to one that does not:
- * two devices pulling one contact queue would each ack half of it.
+ * The keys and the card are fixed when the contact is paired, so a newer
+ * record only moves the fields a user edits — name, avatar, visible,
+ * blocked, settings. The primary designation moves only with a higher
+ * primary epoch (a planned handover), and a record can never take the
+ * primary role away from the device that holds the ratchet, nor hand a
+ * ratchet to one that does not: two devices pulling one contact queue would
+ * each ack half of it.
  */
 export function applyPeerRecord(
   payload: DeviceSyncPayload,
@@ -193,22 +194,31 @@ export function applyPeerRecord(
     tx.putPeer(record);
     return tx.emit("peer.updated", { peer: record, created: true, origin: "sync" });
   }
-  if (!wins(incoming, { at: local.updatedAt, by: local.updatedBy })) return Promise.resolve();
-  const localPrimary = host.primaryOf(local);
-  if (claimed !== localPrimary) {
+  let next: PeerRecord | undefined;
+  // The primary designation follows the highest primary epoch, whatever the timestamps (a planned
+  // handover raised it); only the handover itself, which carries the ratchet, makes this device
+  // primary, and a device that holds the ratchet keeps it.
+  if (record.primaryEpoch > local.primaryEpoch && claimed !== me && local.ratchet.length === 0) {
+    next = clone(PeerRecordSchema, local);
+    next.primaryDeviceUid = claimed;
+    next.primaryEpoch = record.primaryEpoch;
+  } else if (record.primaryEpoch === local.primaryEpoch && claimed !== host.primaryOf(local)) {
     host.log(
       "warn",
-      `peer_update for ${record.uid} names primary ${claimed}, kept ${localPrimary}`,
+      `peer_update for ${record.uid} names primary ${claimed}, kept ${host.primaryOf(local)}`,
     );
   }
-  const next = clone(PeerRecordSchema, local);
-  next.name = record.name;
-  next.avatar = record.avatar;
-  next.visible = record.visible;
-  next.blocked = record.blocked;
-  next.settings = record.settings;
-  next.updatedAt = incoming.at;
-  next.updatedBy = incoming.by;
+  if (wins(incoming, { at: local.updatedAt, by: local.updatedBy })) {
+    next ??= clone(PeerRecordSchema, local);
+    next.name = record.name;
+    next.avatar = record.avatar;
+    next.visible = record.visible;
+    next.blocked = record.blocked;
+    next.settings = record.settings;
+    next.updatedAt = incoming.at;
+    next.updatedBy = incoming.by;
+  }
+  if (!next) return Promise.resolve();
   tx.putPeer(next);
   return tx.emit("peer.updated", { peer: next, created: false, origin: "sync" });
 }
@@ -292,6 +302,11 @@ async function applyIntroduction(
     peer.ratchet.length === 0 || intro.deviceUid === "" || peer.deviceUid !== intro.deviceUid
   ) {
     throw new Malformed(`${NAME}: cannot apply device_introduce: the device record is incomplete`);
+  }
+  if (tx.identity().removedDevices.includes(intro.deviceUid)) {
+    throw new Malformed(
+      `${NAME}: cannot apply device_introduce: device ${intro.deviceUid} was removed`,
+    );
   }
   if (intro.deviceUid === host.deviceUid()) {
     throw new Malformed(

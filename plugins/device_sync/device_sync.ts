@@ -15,7 +15,7 @@
  *
  * @module
  */
-import { create, type MessageInitShape } from "@bufbuild/protobuf";
+import { clone, create, type MessageInitShape } from "@bufbuild/protobuf";
 import { encode } from "../../proto/mod.ts";
 import {
   type ContactCard,
@@ -160,6 +160,16 @@ export interface DeviceSyncApi {
    */
   catchUp(): CatchUpReport | undefined;
   /**
+   * Removes sibling `deviceUid` from the user's devices, for good: this
+   * device drops it and tells every other sibling (`device_remove`); none of
+   * them accepts that device uid again. Given this device's own uid, it
+   * leaves: it tells every sibling, then drops them all (`devices retire`,
+   * after handing its contacts over).
+   *
+   * @throws {TypeError} for an unknown device, or one still primary for a contact (hand those over first)
+   */
+  removeDevice(deviceUid: string): Promise<void>;
+  /**
    * Sends `payload` to every sibling (or `options.to`) inside `tx`; fills in
    * `origin_device`, `timestamp` (tx.now when 0) and `dedup_id` (the message
    * uuid and state for msg/status, a fresh uuid otherwise). Resolves with how
@@ -191,6 +201,7 @@ export function deviceSyncPlugin(options: DeviceSyncOptions = {}): Plugin {
   const handlers = builtInHandlers();
   handlers.set(SYNC_TYPES.history, (payload, context) => applyHistory(payload, context));
   handlers.set(SYNC_TYPES.catchUp, (payload, context) => answerCatchUp(payload, context));
+  handlers.set(SYNC_TYPES.deviceRemove, (payload, context) => applyRemove(payload, context));
   let frozen = false;
   /** The history each pending device pairing gives its newcomer, by pending peer uid (memory only). */
   const histories = new Map<string, HistoryWindow>();
@@ -379,7 +390,57 @@ export function deviceSyncPlugin(options: DeviceSyncOptions = {}): Plugin {
     catchUp() {
       return catchUp && { ...catchUp };
     },
+
+    removeDevice(deviceUid) {
+      return h().transact(async (tx) => {
+        const own = h().deviceUid();
+        const identity = clone(IdentityRecordSchema, tx.identity());
+        const device = tx.devices().find((d) => d.deviceUid === deviceUid);
+        if (deviceUid !== own && !device) {
+          throw new TypeError(
+            `${NAME}: cannot remove device ${deviceUid}: not a sibling of this device`,
+          );
+        }
+        const primaryFor = tx.peers().filter((p) => h().primaryOf(p) === deviceUid && p.contact);
+        if (primaryFor.length > 0) {
+          throw new TypeError(
+            `${NAME}: cannot remove ${deviceUid === own ? "this device" : `"${device!.name}"`}: ` +
+              `it is primary for ${primaryFor.map((p) => `"${p.name}"`).join(", ")}; ` +
+              `hand ${primaryFor.length === 1 ? "it" : "them"} over first`,
+          );
+        }
+        if (!identity.removedDevices.includes(deviceUid)) identity.removedDevices.push(deviceUid);
+        tx.putIdentity(identity);
+        if (device) tx.deleteDevice(device.uid);
+        await api.dispatch(tx, { syncType: SYNC_TYPES.deviceRemove, deviceUid });
+        // Leaving: nothing more goes to the siblings, nothing more comes from them.
+        if (deviceUid === own) { for (const sibling of tx.devices()) tx.deleteDevice(sibling.uid); }
+      });
+    },
   };
+
+  /**
+   * device_remove: a sibling removed device `device_uid` (or left): it is
+   * dropped here and never accepted again. Naming this device, every sibling
+   * is dropped: this device was removed.
+   */
+  function applyRemove(payload: DeviceSyncPayload, { tx, from }: SyncContext): void {
+    const removed = payload.deviceUid;
+    if (removed === "") {
+      throw new Malformed(
+        `${NAME}: refused a device_remove from "${from.name}": it names no device`,
+      );
+    }
+    const identity = clone(IdentityRecordSchema, tx.identity());
+    if (identity.removedDevices.includes(removed)) return;
+    identity.removedDevices.push(removed);
+    tx.putIdentity(identity);
+    const gone = removed === h().deviceUid()
+      ? tx.devices()
+      : tx.devices().filter((d) => d.deviceUid === removed);
+    for (const device of gone) tx.deleteDevice(device.uid);
+    h().log("info", `device ${removed} removed (told by "${from.name}")`);
+  }
 
   /**
    * Sends `to` the messages of every synced conversation active since

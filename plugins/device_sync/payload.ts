@@ -43,6 +43,8 @@ export const SYNC_TYPES = {
   history: "history",
   /** A sibling back from a long absence asks for everything since a time. */
   catchUp: "catch_up",
+  /** A device leaves the user's devices for good. */
+  deviceRemove: "device_remove",
 } as const;
 
 /** The name of a built-in sync type. */

@@ -18,12 +18,13 @@
  *
  * @module
  */
-import { create } from "@bufbuild/protobuf";
+import { clone, create } from "@bufbuild/protobuf";
 import { decode, encode } from "../../proto/mod.ts";
 import {
   DbMessageSchema,
   type DeviceSyncPayload,
   type PeerRecord,
+  PeerRecordSchema,
   PeerType,
   UserMessageSchema,
 } from "../../proto/mod.ts";
@@ -55,6 +56,8 @@ export interface ForwardRelayOptions {
 
 /** The sync type of a message a sibling hands to the contact's primary. */
 export const FORWARD_SYNC_TYPE = "forward";
+/** The sync type that hands a contact's live ratchet to the next primary. */
+export const HANDOVER_SYNC_TYPE = "handover";
 
 /**
  * The typed key of the forward_relay plugin's api: `kernel.api(FORWARD_RELAY_API)`
@@ -69,6 +72,28 @@ export interface ForwardRelayApi {
    * the primary, undefined for an unknown peer or a device peer; read in `tx`.
    */
   primaryOf(tx: Tx, peerUid: string): string | undefined;
+  /**
+   * Planned handover: makes sibling `toDeviceUid` the primary of contact
+   * `peerUid`. In one transaction this device stops (it clears its copy of
+   * the ratchet, names the new primary with the next primary epoch), sends the
+   * new primary the live ratchet (`handover`) and every sibling the new
+   * designation (`peer_update`). The contact sees nothing change. Resolves
+   * with the new epoch.
+   *
+   * @throws {TypeError} when this device is not the contact's primary or `toDeviceUid` is not a sibling
+   */
+  handover(peerUid: string, toDeviceUid: string): Promise<number>;
+  /** The contacts this device is primary for (uids), read in `tx`. */
+  primaryFor(tx: Tx): string[];
+  /**
+   * Retires this device: hands every contact it is primary for over to
+   * sibling `toDeviceUid` (default: its first sibling), then leaves the
+   * user's devices (device_sync `removeDevice` of itself). Resolves with the
+   * contacts handed over. Run again after a crash, it goes on where it stopped.
+   *
+   * @throws {TypeError} when this device has no sibling to hand over to
+   */
+  retire(toDeviceUid?: string): Promise<string[]>;
 }
 
 /**
@@ -126,7 +151,28 @@ export function forwardRelayPlugin(options: ForwardRelayOptions = {}): Plugin {
         `${NAME}: cannot forward for "${from.name}": no contact ${payload.forwardPeerUid} on this device`,
       );
     }
-    if (primaryDeviceOf(peer, h().deviceUid()) !== h().deviceUid() || peer.ratchet.length === 0) {
+    const own = h().deviceUid();
+    const primary = primaryDeviceOf(peer, own);
+    if (primary !== own && peer.primaryEpoch > 0) {
+      // Handed over: a forward that still reaches the old primary goes on to the new one (not
+      // back to a sender that still takes this device for the primary: its refresh sends it again).
+      if (primary === from.deviceUid) {
+        h().log(
+          "info",
+          `forward from "${from.name}" for "${peer.name}" dropped: it names us primary`,
+        );
+        return;
+      }
+      await h().api(DEVICE_SYNC_API).dispatch(tx, {
+        syncType: FORWARD_SYNC_TYPE,
+        peerUid: peer.uid,
+        forwardPeerUid: peer.uid,
+        forwardPayload: payload.forwardPayload,
+        dedupId: `${payload.dedupId}:e${peer.primaryEpoch}`,
+      }, { to: [primary] });
+      return;
+    }
+    if (primary !== own || peer.ratchet.length === 0) {
       throw new Malformed(
         `${NAME}: cannot forward to "${peer.name}" for "${from.name}": this device is not its primary ` +
           `(primary ${peer.primaryDeviceUid || "unknown"})`,
@@ -180,11 +226,116 @@ export function forwardRelayPlugin(options: ForwardRelayOptions = {}): Plugin {
     });
   }
 
+  /**
+   * handover, on the new primary: installs the live ratchet the old primary
+   * sent, with its epoch. Refused (Malformed, nothing changes) unless it comes
+   * from the device this one takes for the contact's primary, names this
+   * device, carries a ratchet and a higher epoch; a repeat is ignored.
+   */
+  async function applyHandover(
+    payload: DeviceSyncPayload,
+    { tx, from }: SyncContext,
+  ): Promise<void> {
+    const record = decode(PeerRecordSchema, payload.peerData);
+    const own = h().deviceUid();
+    const local = tx.peer(record.uid);
+    if (!local || local.type !== PeerType.CONTACT || record.uid !== payload.peerUid) {
+      throw new Malformed(
+        `${NAME}: refused a handover from "${from.name}": no contact ${record.uid} here`,
+      );
+    }
+    if (local.ratchet.length > 0 && local.primaryEpoch >= record.primaryEpoch) {
+      return; // installed already: a repeat
+    }
+    if (record.ratchet.length === 0 || record.primaryDeviceUid !== own) {
+      throw new Malformed(
+        `${NAME}: refused a handover of "${local.name}" from "${from.name}": it hands no ratchet to this device`,
+      );
+    }
+    if (
+      primaryDeviceOf(local, own) !== from.deviceUid || record.primaryEpoch <= local.primaryEpoch
+    ) {
+      throw new Malformed(
+        `${NAME}: refused a handover of "${local.name}" from "${from.name}": ` +
+          `it is not that contact's primary here (epoch ${local.primaryEpoch}, offered ${record.primaryEpoch})`,
+      );
+    }
+    const next = clone(PeerRecordSchema, local);
+    next.ratchet = record.ratchet;
+    next.primaryDeviceUid = "";
+    next.primaryEpoch = record.primaryEpoch;
+    tx.putPeer(next);
+    await tx.emit("peer.updated", { peer: next, created: false, origin: "sync" });
+    h().log("info", `now primary for "${local.name}" (epoch ${record.primaryEpoch})`);
+  }
+
   const api: ForwardRelayApi = {
     primaryOf(tx, peerUid) {
       const peer = tx.peer(peerUid);
       if (!peer || peer.type !== PeerType.CONTACT) return undefined;
       return primaryDeviceOf(peer, h().deviceUid());
+    },
+
+    primaryFor(tx) {
+      const own = h().deviceUid();
+      return tx.peers().filter((p) => primaryDeviceOf(p, own) === own && p.ratchet.length > 0)
+        .map((p) => p.uid);
+    },
+
+    async retire(toDeviceUid) {
+      const { contacts, successor } = await h().transact((tx) => {
+        const sibling = toDeviceUid ?? tx.devices()[0]?.deviceUid;
+        return Promise.resolve({ contacts: api.primaryFor(tx), successor: sibling });
+      });
+      if (contacts.length > 0 && successor === undefined) {
+        throw new TypeError(
+          `${NAME}: cannot retire this device: it has no sibling to hand over to`,
+        );
+      }
+      for (const uid of contacts) await api.handover(uid, successor!);
+      await h().api(DEVICE_SYNC_API).removeDevice(h().deviceUid());
+      return contacts;
+    },
+
+    handover(peerUid, toDeviceUid) {
+      return h().transact(async (tx) => {
+        const own = h().deviceUid();
+        const peer = tx.peer(peerUid);
+        if (!peer || peer.type !== PeerType.CONTACT) {
+          throw new TypeError(`${NAME}: cannot hand over ${peerUid}: no such contact`);
+        }
+        if (primaryDeviceOf(peer, own) !== own || peer.ratchet.length === 0) {
+          throw new TypeError(
+            `${NAME}: cannot hand over "${peer.name}": this device is not its primary ` +
+              `(${peer.primaryDeviceUid || "unknown"} is)`,
+          );
+        }
+        const to = tx.devices().find((d) => d.deviceUid === toDeviceUid);
+        if (!to || toDeviceUid === own) {
+          throw new TypeError(
+            `${NAME}: cannot hand over "${peer.name}" to ${toDeviceUid}: not a sibling of this device`,
+          );
+        }
+        const epoch = peer.primaryEpoch + 1;
+        const transfer = clone(PeerRecordSchema, peer);
+        transfer.primaryDeviceUid = toDeviceUid;
+        transfer.primaryEpoch = epoch;
+        transfer.pendingCard = undefined;
+        transfer.pendingRatchetKey = undefined;
+        const stopped = clone(PeerRecordSchema, peer);
+        stopped.ratchet = new Uint8Array();
+        stopped.primaryDeviceUid = toDeviceUid;
+        stopped.primaryEpoch = epoch;
+        tx.putPeer(stopped);
+        await h().api(DEVICE_SYNC_API).dispatch(tx, {
+          syncType: HANDOVER_SYNC_TYPE,
+          peerUid: peer.uid,
+          peerData: encode(PeerRecordSchema, transfer),
+        }, { to: [toDeviceUid] });
+        // Every sibling (the new primary too) learns the designation; the highest epoch wins.
+        await tx.emit("peer.updated", { peer: stopped, created: false, origin: "local" });
+        return epoch;
+      });
     },
   };
 
@@ -194,6 +345,7 @@ export function forwardRelayPlugin(options: ForwardRelayOptions = {}): Plugin {
     setup(hostIn) {
       host = hostIn;
       hostIn.api(DEVICE_SYNC_API).registerSyncType(FORWARD_SYNC_TYPE, applyForward);
+      hostIn.api(DEVICE_SYNC_API).registerSyncType(HANDOVER_SYNC_TYPE, applyHandover);
     },
 
     // The one place the primary-device rule is decided; the kernel (which queues

@@ -203,3 +203,47 @@ Deno.test("forward_relay: the contact sees one identity key, one ratchet, one lo
   assert.ok(outboundToBob.every((o) => o.device === "phone"));
   assert.deepEqual((await lines(bob, bobUid)).length, 6);
 });
+
+Deno.test("forward_relay: a planned handover moves bob's ratchet to the laptop; bob sees the same session; late forwards go on", async () => {
+  const { w, phone, laptop, tablet, bob, alice, all, bobUid } = await aliceThreeDevices(41);
+  const relay = (d: SyncDevice) => d.kernel.api(FORWARD_RELAY_API);
+  await chat(phone).send(bobUid, "before");
+  await w.settle(all);
+  const bobsView = () => {
+    const alicePeer = bob.kernel.peer(bobUid)!;
+    return [alicePeer.contact!.identityPublicKey.join(), alicePeer.contact!.lookupPublicKey.join()];
+  };
+  const keysBefore = bobsView();
+  // The tablet sends while only the phone knows of the handover: its forward reaches the old primary.
+  const late = await chat(tablet).send(bobUid, "late forward");
+  const epoch = await relay(phone).handover(bobUid, laptop.kernel.deviceUid());
+  assert.equal(epoch, 1);
+  assert.equal(phone.kernel.peer(bobUid)!.ratchet.length, 0, "the old primary keeps no ratchet");
+  await w.settle(all);
+  assert.ok(laptop.kernel.peer(bobUid)!.ratchet.length > 0, "the laptop holds the live ratchet");
+  for (const d of alice) {
+    assert.equal(d.kernel.primaryOf(d.kernel.peer(bobUid)!), laptop.kernel.deviceUid(), d.name);
+    assert.equal(d.kernel.peer(bobUid)!.primaryEpoch, 1, d.name);
+  }
+  await chat(laptop).send(bobUid, "from the new primary");
+  await chat(bob).send(bobUid, "reply");
+  await w.settle(all);
+  assert.deepEqual(await lines(bob, bobUid), [
+    "<before",
+    "<from the new primary",
+    "<late forward",
+    ">reply",
+  ]);
+  for (const d of alice) {
+    assert.deepEqual(await lines(d, bobUid), [
+      "<reply",
+      ">before",
+      ">from the new primary",
+      ">late forward",
+    ], d.name);
+  }
+  assert.ok((await uuids(bob, bobUid)).includes(late.message!.status!.uuid));
+  assert.deepEqual(bobsView(), keysBefore, "bob sees the same keys");
+  // The phone is no longer primary: a second handover from it is refused, nothing changes.
+  await assert.rejects(relay(phone).handover(bobUid, tablet.kernel.deviceUid()), TypeError);
+});
