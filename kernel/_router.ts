@@ -11,12 +11,13 @@ import { clone, create } from "@bufbuild/protobuf";
 import {
   type PackedUserMessage,
   PeerRecordSchema,
+  PeerType,
   type PendingPairing as PendingPairingRecord,
   type QuarantineRecord,
   QuarantineRecordSchema,
 } from "../proto/mod.ts";
 import { randomUuid } from "../crypto/mod.ts";
-import { MeowError, Replay, UnknownDestination, UnknownType } from "./errors.ts";
+import { Deferred, MeowError, Replay, UnknownDestination, UnknownType } from "./errors.ts";
 import { finalizeInvitation, HELLO_TYPE, isPending } from "./invitation.ts";
 import { answerProof, type PairingProtocol, type PendingPairing } from "./pairing_flow.ts";
 import { assertUsablePeer, FrameKind, openFrame, unpack } from "./pipeline.ts";
@@ -28,9 +29,6 @@ import type { Clock, Random, Store } from "../ports/mod.ts";
 
 /** Received messages that could not be opened, kept at most; the oldest goes first. */
 export const QUARANTINE_MAX = 256;
-
-/** Thrown inside a receiving transaction to leave a message on the relay for a later poll. */
-class Deferred extends Error {}
 
 /** What the {@linkcode Router} runs on. */
 export interface RouterPorts {
@@ -166,6 +164,14 @@ export class Router {
       tx.putPeer(done);
       await tx.emit("peer.updated", { peer: done, created: true, origin: "local" });
       return { kind: "accepted", peerUid: done.uid, type: "invitation" };
+    }
+    const own = this.#ports.state.deviceUid();
+    if (
+      peer.type === PeerType.CONTACT && peer.ratchet.length === 0 &&
+      this.#ports.driver.primaryOf(peer, own) !== own
+    ) {
+      // Pulled just before this device handed the contact over: left for the new primary.
+      throw new Deferred(`message from "${peer.name}" is for its primary, another device now`);
     }
     assertUsablePeer(peer);
     // Signature first, then the seal; a repeated invitation answer is a Replay (unpack).

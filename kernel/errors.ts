@@ -172,3 +172,14 @@ export class PluginError extends MeowError {
     );
   }
 }
+
+/**
+ * Thrown inside a receiving transaction — by the kernel or a plugin hook — to
+ * leave the message on the relay for a later poll: nothing commits, nothing
+ * is acked or quarantined (a message that overtook what it depends on, or
+ * one for the device that is about to become a contact's primary). Not a
+ * {@linkcode MeowError}: the message is not bad, only early.
+ */
+export class Deferred extends Error {
+  override name = "Deferred";
+}

@@ -20,6 +20,7 @@ const SIMPLE_EXPECTATIONS: readonly SimpleExpectationName[] = [
   "pairings_authentic",
   "traffic_blind",
   "history",
+  "removed_blind",
 ];
 const EXPECTATION_NAMES = [...SIMPLE_EXPECTATIONS, "delivered_within", "count"];
 

@@ -35,6 +35,9 @@ export const STEP_KINDS = [
   "online",
   "crash",
   "restart",
+  "handover",
+  "retire",
+  "remove",
   "send",
   "profile",
   "rename",
@@ -126,10 +129,34 @@ function readAction(
     }
     case "invite":
       return readInvite(r, raw, path);
+    case "handover": {
+      const f = r.fields(raw, path, ["user", "peer", "to"]);
+      const user = r.user(f.user, `${path}.user`);
+      const to = r.deviceOf(user, f.to, `${path}.to`);
+      const peer = r.peer(f.peer, `${path}.peer`, `${user}/${to}`, "handover");
+      return { kind, user, peer, to };
+    }
+    case "remove": {
+      const f = r.fields(raw, path, ["device", "by"]);
+      const device = r.device(f.device, `${path}.device`);
+      const by = r.device(f.by, `${path}.by`);
+      if (userOf(by) !== userOf(device) || by === device) {
+        r.fail({
+          path: `${path}.by`,
+          value: f.by,
+          problem: by === device
+            ? "a device cannot remove itself (retire it)"
+            : `${by} is not a device of ${userOf(device)}`,
+          expected: `another device of ${userOf(device)}`,
+        });
+      }
+      return { kind, device, by };
+    }
     case "offline":
     case "online":
     case "crash":
     case "restart":
+    case "retire":
       return { kind, device: r.device(raw, path) };
     case "send": {
       const f = r.fields(raw, path, ["from", "to", "text", "count", "every"]);

@@ -59,6 +59,7 @@ export function mustHold(input: CheckInput, sent: SentRecord): DeviceState[] {
 /** Whether device `s` must hold `sent` (see {@linkcode mustHold}). */
 function holds(input: CheckInput, s: DeviceState, sent: SentRecord): boolean {
   if (s.user !== sent.fromUser && s.user !== sent.toUser) return false;
+  if (input.recording.removals.has(s.ref)) return false; // removed_blind looks after it
   const at = input.pairedAt.get(s.ref);
   if (at !== undefined && at <= sent.at) return true;
   return historyExpected(input).get(s.ref)?.has(sent.uuid) ?? false;
@@ -91,6 +92,49 @@ export function historyExpected(input: CheckInput): Map<string, Map<string, stri
   }
   expectedCache.set(input, expected);
   return expected;
+}
+
+/**
+ * removed_blind: a device removed from its user's devices stores nothing
+ * sent after its removal completed — once every remaining sibling applied
+ * it (the remover at once, the others when its `device_remove` came in).
+ */
+function removedBlind(input: CheckInput): ExpectationResult {
+  const { removals, removalSeen, sent } = input.recording;
+  for (const [ref, removal] of removals) {
+    const user = ref.slice(0, ref.indexOf("/"));
+    const seen = removalSeen.get(removal.deviceUid) ?? new Map<string, number>();
+    let completedAt = removal.atMs;
+    for (const s of input.states) {
+      if (s.user !== user || s.ref === ref || removals.has(s.ref) || !s.paired) continue;
+      const at = seen.get(s.ref);
+      // The remover applied it in the step itself; a retiring device told everyone.
+      if (at === undefined && !isRemover(input, s.ref, removal.atMs)) {
+        return fail("removed_blind", `${s.ref} never applied the removal of ${ref}`);
+      }
+      completedAt = Math.max(completedAt, at ?? removal.atMs);
+    }
+    const state = input.states.find((s) => s.ref === ref);
+    const arrivals = input.recording.arrivals;
+    for (const record of sent.values()) {
+      if (record.at < completedAt || (record.fromUser !== user && record.toUser !== user)) continue;
+      if (record.from === ref) continue;
+      const at = arrivals.get(record.uuid)?.get(ref);
+      if (at !== undefined || (state && find(state, record.peerUid, record.uuid).length > 0)) {
+        return fail(
+          "removed_blind",
+          `${ref}, removed at ${removal.atMs} ms (completed at ${completedAt} ms), holds message ` +
+            `${record.uuid} sent by ${record.from} at ${record.at} ms`,
+        );
+      }
+    }
+  }
+  return pass("removed_blind", `${removals.size} device(s) removed`);
+}
+
+/** Whether `ref` removed a device at `atMs` itself (a remove step's `by`, recorded by the step). */
+function isRemover(input: CheckInput, ref: string, atMs: number): boolean {
+  return input.recording.removers.get(ref)?.includes(atMs) ?? false;
 }
 
 /**
@@ -128,7 +172,9 @@ function pass(name: string, detail = ""): ExpectationResult {
 function converged(input: CheckInput): ExpectationResult {
   const byUser = new Map<string, DeviceState[]>();
   for (const s of input.states) {
-    if (s.paired) byUser.set(s.user, [...(byUser.get(s.user) ?? []), s]);
+    if (s.paired && !input.recording.removals.has(s.ref)) {
+      byUser.set(s.user, [...(byUser.get(s.user) ?? []), s]);
+    }
   }
   for (const [user, states] of byUser) {
     for (let i = 1; i < states.length; i++) {
@@ -416,7 +462,11 @@ function forwarded(input: CheckInput): ExpectationResult {
         `message ${sent.uuid} sent from non-primary ${sent.from} never reached ${sent.toUser}`,
       );
     }
-    for (const s of input.states.filter((t) => t.user === sent.fromUser && t.paired)) {
+    for (
+      const s of input.states.filter((t) =>
+        t.user === sent.fromUser && t.paired && !input.recording.removals.has(t.ref)
+      )
+    ) {
       const copies = find(s, sent.peerUid, sent.uuid);
       if (copies.length !== 1) {
         return fail(
@@ -556,6 +606,8 @@ export function check(expectation: Expectation, input: CheckInput): ExpectationR
       return noLoss(input);
     case "history":
       return history(input);
+    case "removed_blind":
+      return removedBlind(input);
     case "contacts_blind":
       return contactsBlind(input);
     case "root_key_private": {

@@ -89,6 +89,12 @@ export interface Recording {
    * first) in the transaction that welcomed the newcomer.
    */
   pairings: Map<string, PairingRecord>;
+  /** Devices that left their user's devices (`retire`, `remove`): when, and their device uid. */
+  removals: Map<string, { atMs: number; deviceUid: string }>;
+  /** Removed device uid → device → when that device applied the removal (a device_remove came in). */
+  removalSeen: Map<string, Map<string, number>>;
+  /** Device → the times it removed a sibling itself (a remove step's `by`). */
+  removers: Map<string, number[]>;
 }
 
 /** One device pairing, as `history`, `converged` and `no_loss` read it. */
@@ -143,6 +149,9 @@ export function emptyRecording(): Recording {
     adversaryKeys: new Set(),
     traffic: { stored: [], kindOf: new Map(), sessionOf: new Map() },
     pairings: new Map(),
+    removals: new Map(),
+    removalSeen: new Map(),
+    removers: new Map(),
   };
 }
 
@@ -287,6 +296,18 @@ export class Recorder {
       return;
     }
     this.#traceMessage(device, o);
+    if (o.kind === "inbound" && o.message.type === "device_sync") {
+      try {
+        const payload = decode(DeviceSyncPayloadSchema, o.message.appdata);
+        if (payload.syncType === "device_remove") {
+          let seen = this.#recording.removalSeen.get(payload.deviceUid);
+          if (!seen) this.#recording.removalSeen.set(payload.deviceUid, seen = new Map());
+          if (!seen.has(device.ref)) seen.set(device.ref, this.#scheduler.now);
+        }
+      } catch {
+        // Not a payload this device could read: the kernel rejects it.
+      }
+    }
     if (o.kind === "rejected") {
       if (o.error.code !== "Replay") {
         const from = device.kernel?.pullKeys().find((k) => k.lookupKey === o.packed.destination)

@@ -89,11 +89,35 @@ export interface InviteGroupStep {
   via: PairingVia;
 }
 
-/** A device goes offline, comes online, crashes (drops all in-memory state) or restarts from its stores. */
+/**
+ * A device goes offline, comes online, crashes (drops all in-memory state), restarts from its
+ * stores, or retires (hands every contact it is primary for to a sibling, then leaves its user's
+ * devices).
+ */
 export interface DeviceStep {
-  kind: "offline" | "online" | "crash" | "restart";
+  kind: "offline" | "online" | "crash" | "restart" | "retire";
   /** The device. */
   device: DeviceRef;
+}
+
+/** A planned handover: `user`'s primary for `peer` hands that contact to device `to`. */
+export interface HandoverStep {
+  kind: "handover";
+  /** The user whose device hands the contact over. */
+  user: string;
+  /** The contact (a user name). */
+  peer: string;
+  /** The device (without the user) that becomes primary. */
+  to: string;
+}
+
+/** Device `by` removes its sibling `device` from their user's devices. */
+export interface RemoveStep {
+  kind: "remove";
+  /** The removed device. */
+  device: DeviceRef;
+  /** The sibling that removes it. */
+  by: DeviceRef;
 }
 
 /** `count` messages from a device to the conversation with a user, `everyMs` apart. */
@@ -177,6 +201,8 @@ export type StepAction =
   | InviteStep
   | InviteGroupStep
   | DeviceStep
+  | HandoverStep
+  | RemoveStep
   | SendStep
   | ProfileStep
   | RenameStep
@@ -201,7 +227,8 @@ export type SimpleExpectationName =
   | "relay_clean"
   | "pairings_authentic"
   | "traffic_blind"
-  | "history";
+  | "history"
+  | "removed_blind";
 
 /** One expectation checked at the end of a run (docs/SCENARIOS.md, "Expectations"). */
 export type Expectation =
@@ -296,12 +323,21 @@ export type UserInput =
 /** One step as a file writes it: `at` and exactly one action. */
 export interface StepInput {
   at: DurationInput;
-  pair?: { user: string; from: string; to: string; via?: PairingVia };
+  pair?: {
+    user: string;
+    from: string;
+    to: string;
+    via?: PairingVia;
+    history?: number | DurationInput;
+  };
   invite?: { from: string; to: string; peers?: number; via?: PairingVia };
   offline?: string;
   online?: string;
   crash?: string;
   restart?: string;
+  retire?: string;
+  handover?: { user: string; peer: string; to: string };
+  remove?: { device: string; by: string };
   send?: { from: string; to: string; text: string; count?: number; every?: DurationInput };
   profile?: { device: string; nickname?: string; status?: string };
   rename?: { device: string; peer: string; name: string };

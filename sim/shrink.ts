@@ -87,7 +87,7 @@ function stepInput(step: Step): StepInput {
   const at = duration(step.atMs);
   switch (step.kind) {
     case "pair": {
-      const pair: Record<string, unknown> = {
+      const pair: NonNullable<StepInput["pair"]> = {
         user: step.user,
         from: step.from,
         to: step.to,
@@ -103,7 +103,7 @@ function stepInput(step: Step): StepInput {
           ? messagesMax
           : duration(windowMs);
       }
-      return { at, pair } as StepInput;
+      return { at, pair };
     }
     case "invite":
       return { at, invite: { from: step.from, to: step.to, via: step.via } };
@@ -113,7 +113,12 @@ function stepInput(step: Step): StepInput {
     case "online":
     case "crash":
     case "restart":
+    case "retire":
       return { at, [step.kind]: step.device };
+    case "handover":
+      return { at, handover: { user: step.user, peer: step.peer, to: step.to } };
+    case "remove":
+      return { at, remove: { device: step.device, by: step.by } };
     case "send": {
       const send: NonNullable<StepInput["send"]> = {
         from: step.from,
@@ -282,6 +287,12 @@ function withoutRefs(
       }
       case "invite_group":
       case "chatter":
+        break;
+      case "handover":
+        if (goneRef(`${step.user}/${step.to}`) || goneUser(step.peer)) continue;
+        break;
+      case "remove":
+        if (goneRef(step.device) || goneRef(step.by)) continue;
         break;
       default:
         if (goneRef(step.device)) continue;

@@ -13,6 +13,7 @@ import type { PairingOffer } from "../kernel/mod.ts";
 import type { JoinInput } from "../kernel/mod.ts";
 import { CHAT_API } from "../plugins/chat/mod.ts";
 import { HISTORY_DEFAULT, type HistoryWindow } from "../plugins/device_sync/mod.ts";
+import { FORWARD_RELAY_API } from "../plugins/forward_relay/mod.ts";
 import type { SimDevice } from "./devices.ts";
 import { DEVICE_SYNC_API } from "./plugins.ts";
 import type { PrivacyTaps } from "./privacy_taps.ts";
@@ -155,6 +156,25 @@ export class StepRunner {
       }
       case "crash":
         return await this.#world.crash(this.#world.device(step.device));
+      case "handover":
+        return await this.#handover(step.user, step.peer, step.to);
+      case "retire": {
+        const d = this.#world.device(step.device);
+        await d.live().api(FORWARD_RELAY_API).retire();
+        this.#removed(d);
+        return;
+      }
+      case "remove": {
+        const d = this.#world.device(step.device);
+        const by = this.#world.device(step.by);
+        if (!d.kernel?.hasIdentity()) throw new Error(`${d.ref} has no identity to remove`);
+        await by.live().api(DEVICE_SYNC_API).removeDevice(d.kernel.deviceUid());
+        const removers = this.#world.recording.removers;
+        removers.set(by.ref, [...(removers.get(by.ref) ?? []), this.#world.scheduler.now]);
+        // Removed by a device that was removed itself: nobody else listens to it any more.
+        if (!this.#world.recording.removals.has(by.ref)) this.#removed(d);
+        return;
+      }
       case "restart":
         return await this.#world.restart(this.#world.device(step.device));
       case "send":
@@ -305,6 +325,26 @@ export class StepRunner {
       }),
     ]);
     to.live().start();
+  }
+
+  /** `user`'s current primary for `peer` hands the contact to `user/to`. */
+  async #handover(user: string, peer: string, to: string): Promise<void> {
+    const peerUid = this.#peerUid(user, peer);
+    const target = this.#world.device(`${user}/${to}`);
+    const primary = [...this.#world.devices.values()].find((d) => {
+      const record = d.user === user && d.kernel ? d.kernel.peer(peerUid) : undefined;
+      return record !== undefined && record.ratchet.length > 0 &&
+        d.kernel!.primaryOf(record) === d.kernel!.deviceUid();
+    });
+    if (!primary) throw new Error(`no device of ${user} is primary for ${peer} (crashed?)`);
+    if (primary === target) throw new Error(`${target.ref} is ${peer}'s primary already`);
+    await primary.live().api(FORWARD_RELAY_API).handover(peerUid, target.live().deviceUid());
+  }
+
+  /** Records that `device` left its user's devices now (checks leave it out from then on). */
+  #removed(device: SimDevice): void {
+    const deviceUid = device.kernel?.deviceUid() ?? "";
+    this.#world.recording.removals.set(device.ref, { atMs: this.#world.scheduler.now, deviceUid });
   }
 
   #hasJoined(device: SimDevice): boolean {

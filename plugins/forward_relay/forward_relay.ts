@@ -29,7 +29,7 @@ import {
   UserMessageSchema,
 } from "../../proto/mod.ts";
 import { randomUuid } from "../../crypto/mod.ts";
-import { Malformed } from "../../kernel/mod.ts";
+import { Deferred, Malformed } from "../../kernel/mod.ts";
 import {
   assertFits,
   contactLookupKey,
@@ -153,21 +153,22 @@ export function forwardRelayPlugin(options: ForwardRelayOptions = {}): Plugin {
     }
     const own = h().deviceUid();
     const primary = primaryDeviceOf(peer, own);
+    if (primary !== own && payload.primaryEpoch > peer.primaryEpoch) {
+      // The sender knows a newer primary epoch: most likely this device is the new primary and
+      // the handover has not been installed yet. Kept on the relay until it is.
+      throw new Deferred(
+        `forward for "${peer.name}" at epoch ${payload.primaryEpoch}, this device is at ` +
+          `${peer.primaryEpoch}: the handover comes first`,
+      );
+    }
     if (primary !== own && peer.primaryEpoch > 0) {
-      // Handed over: a forward that still reaches the old primary goes on to the new one (not
-      // back to a sender that still takes this device for the primary: its refresh sends it again).
-      if (primary === from.deviceUid) {
-        h().log(
-          "info",
-          `forward from "${from.name}" for "${peer.name}" dropped: it names us primary`,
-        );
-        return;
-      }
+      // Handed over: a forward that still reaches an old primary goes on to the one it knows.
       await h().api(DEVICE_SYNC_API).dispatch(tx, {
         syncType: FORWARD_SYNC_TYPE,
         peerUid: peer.uid,
         forwardPeerUid: peer.uid,
         forwardPayload: payload.forwardPayload,
+        primaryEpoch: peer.primaryEpoch,
         dedupId: `${payload.dedupId}:e${peer.primaryEpoch}`,
       }, { to: [primary] });
       return;
@@ -381,6 +382,7 @@ export function forwardRelayPlugin(options: ForwardRelayOptions = {}): Plugin {
               peerUid: peer.uid,
               forwardPeerUid: peer.uid,
               forwardPayload: encode(UserMessageSchema, row.message),
+              primaryEpoch: peer.primaryEpoch,
               dedupId: `forward:${row.message.status?.uuid ?? ""}:${row.refreshCount}`,
             }, { to: [primary] });
           }
@@ -407,6 +409,7 @@ export function forwardRelayPlugin(options: ForwardRelayOptions = {}): Plugin {
         peerUid: peer.uid,
         forwardPeerUid: peer.uid,
         forwardPayload: encode(UserMessageSchema, message),
+        primaryEpoch: peer.primaryEpoch,
         dedupId: `forward:${uuid || randomUuid(h().random)}`,
       }, { to: [primary] });
       return true;
