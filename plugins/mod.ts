@@ -37,6 +37,10 @@ export interface Weakening {
   noCatchUp?: boolean;
   /** Nothing sent again before the relay's retention runs out. */
   noRefresh?: boolean;
+  /** An old primary refuses the forwards that still reach it instead of passing them on. */
+  noReforward?: boolean;
+  /** A removed device stays a sibling everywhere (its removal is recorded, nothing is dropped). */
+  keepRemoved?: boolean;
 }
 
 /** A fresh instance of each production plugin, in the order a device registers them. */
@@ -44,8 +48,12 @@ export function productionPlugins(weakening: Weakening = {}): Plugin[] {
   return [
     chatPlugin({ refresh: !weakening.noRefresh }),
     dedupPlugin(),
-    deviceSyncPlugin({ history: !weakening.noHistory, catchUp: !weakening.noCatchUp }),
-    forwardRelayPlugin({ refresh: !weakening.noRefresh }),
+    deviceSyncPlugin({
+      history: !weakening.noHistory,
+      catchUp: !weakening.noCatchUp,
+      dropRemoved: !weakening.keepRemoved,
+    }),
+    forwardRelayPlugin({ refresh: !weakening.noRefresh, reforward: !weakening.noReforward }),
     relaysPlugin(),
   ];
 }

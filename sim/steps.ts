@@ -338,7 +338,10 @@ export class StepRunner {
     });
     if (!primary) throw new Error(`no device of ${user} is primary for ${peer} (crashed?)`);
     if (primary === target) throw new Error(`${target.ref} is ${peer}'s primary already`);
-    await primary.live().api(FORWARD_RELAY_API).handover(peerUid, target.live().deviceUid());
+    // The target may be down (crashed): the primary knows it by its name among its siblings.
+    const sibling = primary.live().devices().find((d) => d.name === target.name);
+    if (!sibling) throw new Error(`${primary.ref} does not know ${target.ref} (yet)`);
+    await primary.live().api(FORWARD_RELAY_API).handover(peerUid, sibling.deviceUid);
   }
 
   /** Records that `device` left its user's devices now (checks leave it out from then on). */

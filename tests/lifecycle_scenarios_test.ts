@@ -45,3 +45,15 @@ Deno.test("contact_resend: without refresh, the contact's messages to the away p
     /alice\/phone lacks message .* \("are you there #\d+"\)/,
   );
 });
+
+Deno.test("handover_planned: without passing late forwards on, a forward to the old primary is lost", async () => {
+  assert.deepEqual([...(await failing("handover_planned.yaml", {})).keys()], []);
+  const failed = await failing("handover_planned.yaml", { noReforward: true });
+  assert.ok(failed.has("forwarded") || failed.has("no_loss"), [...failed.keys()].join(", "));
+});
+
+Deno.test("retire_and_remove: a removed device that stays a sibling keeps receiving: removed_blind fails", async () => {
+  assert.deepEqual([...(await failing("retire_and_remove.yaml", {})).keys()], []);
+  const failed = await failing("retire_and_remove.yaml", { keepRemoved: true });
+  assert.match(failed.get("removed_blind") ?? "", /alice\/tablet, removed at .* holds message/);
+});

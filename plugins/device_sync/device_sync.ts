@@ -97,6 +97,8 @@ export interface DeviceSyncOptions {
   history?: boolean;
   /** Ask the siblings to catch up after an absence past half the retention. @default {true} */
   catchUp?: boolean;
+  /** Drop a removed device everywhere. @default {true} */
+  dropRemoved?: boolean;
 }
 
 /** A catch-up this device asked its siblings for (docs/PROTOCOL.md "History and catch-up"). */
@@ -197,6 +199,7 @@ export interface DeviceSyncApi {
 export function deviceSyncPlugin(options: DeviceSyncOptions = {}): Plugin {
   const historyOn = options.history ?? true;
   const catchUpOn = options.catchUp ?? true;
+  const dropRemoved = options.dropRemoved ?? true;
   let host: PluginHost | undefined;
   const handlers = builtInHandlers();
   handlers.set(SYNC_TYPES.history, (payload, context) => applyHistory(payload, context));
@@ -411,7 +414,7 @@ export function deviceSyncPlugin(options: DeviceSyncOptions = {}): Plugin {
         }
         if (!identity.removedDevices.includes(deviceUid)) identity.removedDevices.push(deviceUid);
         tx.putIdentity(identity);
-        if (device) tx.deleteDevice(device.uid);
+        if (device && dropRemoved) tx.deleteDevice(device.uid);
         await api.dispatch(tx, { syncType: SYNC_TYPES.deviceRemove, deviceUid });
         // Leaving: nothing more goes to the siblings, nothing more comes from them.
         if (deviceUid === own) { for (const sibling of tx.devices()) tx.deleteDevice(sibling.uid); }
@@ -438,7 +441,7 @@ export function deviceSyncPlugin(options: DeviceSyncOptions = {}): Plugin {
     const gone = removed === h().deviceUid()
       ? tx.devices()
       : tx.devices().filter((d) => d.deviceUid === removed);
-    for (const device of gone) tx.deleteDevice(device.uid);
+    if (dropRemoved) { for (const device of gone) tx.deleteDevice(device.uid); }
     h().log("info", `device ${removed} removed (told by "${from.name}")`);
   }
 

@@ -52,6 +52,12 @@ export interface ForwardRelayOptions {
    * @default {true}
    */
   refresh?: boolean;
+  /**
+   * Pass a forward that reaches an old primary on to the new one. Only a test
+   * build that shows the mechanism's worth turns it off.
+   * @default {true}
+   */
+  reforward?: boolean;
 }
 
 /** The sync type of a message a sibling hands to the contact's primary. */
@@ -131,6 +137,7 @@ export function primaryDeviceOf(peer: PeerRecord, deviceUid: string): string {
  */
 export function forwardRelayPlugin(options: ForwardRelayOptions = {}): Plugin {
   const refresh = options.refresh ?? true;
+  const reforward = options.reforward ?? true;
   let host: PluginHost | undefined;
 
   function h(): PluginHost {
@@ -161,7 +168,7 @@ export function forwardRelayPlugin(options: ForwardRelayOptions = {}): Plugin {
           `${peer.primaryEpoch}: the handover comes first`,
       );
     }
-    if (primary !== own && peer.primaryEpoch > 0) {
+    if (primary !== own && peer.primaryEpoch > 0 && reforward) {
       // Handed over: a forward that still reaches an old primary goes on to the one it knows.
       await h().api(DEVICE_SYNC_API).dispatch(tx, {
         syncType: FORWARD_SYNC_TYPE,

@@ -3,9 +3,12 @@ import { randomInt, SeededRandom } from "../../crypto/mod.ts";
 import type { Plugin } from "../../kernel/plugin.ts";
 import { chatPlugin } from "../chat/mod.ts";
 import { dedupPlugin } from "../dedup/mod.ts";
-import { deviceSyncPlugin } from "../device_sync/mod.ts";
+import { DEVICE_SYNC_API, deviceSyncPlugin } from "../device_sync/mod.ts";
+import { clone } from "@bufbuild/protobuf";
+import { encode } from "../../proto/mod.ts";
+import { type PeerRecord, PeerRecordSchema } from "../../proto/mod.ts";
 import { chat, lines, type SyncDevice, SyncWorld, uuids } from "../../tests/support/device_sync.ts";
-import { FORWARD_RELAY_API, forwardRelayPlugin } from "./mod.ts";
+import { FORWARD_RELAY_API, forwardRelayPlugin, HANDOVER_SYNC_TYPE } from "./mod.ts";
 
 const plugins = (extra: Plugin[] = []) => () => [
   chatPlugin(),
@@ -246,4 +249,29 @@ Deno.test("forward_relay: a planned handover moves bob's ratchet to the laptop; 
   assert.deepEqual(bobsView(), keysBefore, "bob sees the same keys");
   // The phone is no longer primary: a second handover from it is refused, nothing changes.
   await assert.rejects(relay(phone).handover(bobUid, tablet.kernel.deviceUid()), TypeError);
+});
+
+Deno.test("forward_relay refuses a handover from a device that is not the contact's primary, and a stale one; nothing changes", async () => {
+  const { w, phone, laptop, tablet, all, bobUid } = await aliceThreeDevices(43);
+  const send = (from: SyncDevice, to: SyncDevice, record: PeerRecord) =>
+    from.kernel.transact((tx) =>
+      from.kernel.api(DEVICE_SYNC_API).dispatch(tx, {
+        syncType: HANDOVER_SYNC_TYPE,
+        peerUid: bobUid,
+        peerData: encode(PeerRecordSchema, record),
+      }, { to: [to.kernel.deviceUid()] })
+    );
+  const forged = clone(PeerRecordSchema, laptop.kernel.peer(bobUid)!);
+  forged.ratchet = new Uint8Array(64).fill(7);
+  forged.primaryDeviceUid = laptop.kernel.deviceUid();
+  forged.primaryEpoch = 5;
+  const before = laptop.kernel.peer(bobUid)!;
+  const mark = w.observed.length;
+  // The tablet is not bob's primary: its "handover" is refused by the laptop.
+  await send(tablet, laptop, forged);
+  await w.settle(all);
+  const rejected = w.observed.slice(mark).filter((o) => o.observation.kind === "rejected");
+  assert.deepEqual(rejected.map((o) => o.device), ["laptop"]);
+  assert.deepEqual(laptop.kernel.peer(bobUid), before, "the laptop's record of bob is unchanged");
+  assert.equal(laptop.kernel.primaryOf(before), phone.kernel.deviceUid());
 });
