@@ -10,8 +10,9 @@
  */
 import { Command, CommanderError, Option } from "commander";
 import { HttpTransport } from "../server/mod.ts";
-import { cmdContacts, cmdRename } from "./commands/contacts.ts";
-import { cmdDevices } from "./commands/devices.ts";
+import { cmdContacts, cmdHandover, cmdRename } from "./commands/contacts.ts";
+import { cmdDevices, cmdRemoveDevice, cmdRetire } from "./commands/devices.ts";
+import { historyWindow } from "./operations.ts";
 import { cmdInit } from "./commands/init.ts";
 import { cmdHistory, cmdRead, cmdSend } from "./commands/messages.ts";
 import { cmdAccept, cmdInvite, cmdPairJoin, cmdPairStart } from "./commands/pairing.ts";
@@ -182,6 +183,16 @@ ${EXIT_HELP}`,
   )
     .option("--link", "a link and a QR code instead of a code to type")
     .option("--out <file>", "write the link to a file (owner-only) instead of printing it")
+    .addOption(
+      new Option(
+        "--history <window>",
+        "the old messages the new device gets: 0 (none), N (the last N of each conversation, " +
+          "up to 1000) or a time such as 30d or 12h (at most 1000 per conversation)",
+      ).default("30d").argParser((value: string) => {
+        historyWindow(value);
+        return value;
+      }),
+    )
     .addOption(noWait())
     .addOption(timeout())
     .addHelpText("after", `${pairing}\n${EXIT_HELP}`)
@@ -227,8 +238,39 @@ ${EXIT_HELP}`,
       new Option("--limit <n>", "only the newest n messages").argParser(positiveInt("--limit")),
     )
     .action(act(cmdHistory));
-  sub("contacts", "list contacts").action(act(cmdContacts));
-  sub("devices", "list this user's devices").action(act(cmdDevices));
+  const contacts = program.command("contacts").description("your contacts")
+    .addHelpText("after", `\n${EXIT_HELP}`);
+  contacts.command("list", { isDefault: true }).description("list contacts (the default)")
+    .addHelpText("after", `\n${EXIT_HELP}`)
+    .action(act(cmdContacts));
+  contacts.command("handover").description(
+    "on a contact's primary device: make another of your devices its primary (the contact " +
+      "sees nothing change)",
+  )
+    .argument("<contact>", "a contact's name or uid prefix")
+    .requiredOption("--to <device>", "the sibling device that becomes primary (name or uid prefix)")
+    .addHelpText("after", `\n${EXIT_HELP}`)
+    .action(act(cmdHandover));
+  const devices = program.command("devices").description("this user's devices")
+    .addHelpText("after", `\n${EXIT_HELP}`);
+  devices.command("list", { isDefault: true }).description("list the devices (the default)")
+    .addHelpText("after", `\n${EXIT_HELP}`)
+    .action(act(cmdDevices));
+  devices.command("retire").description(
+    "on the device to retire: hand every contact it is primary for to a sibling, then leave " +
+      "this user's devices",
+  )
+    .argument("<device>", "this device's name (a device retires itself)")
+    .option("--to <device>", "the sibling that takes the contacts over (default: the first)")
+    .addHelpText("after", `\n${EXIT_HELP}`)
+    .action(act(cmdRetire));
+  devices.command("remove").description(
+    "remove a sibling device for good (one still primary for a contact must hand it over, " +
+      "or retire, first)",
+  )
+    .argument("<device>", "the sibling's name or device uid prefix")
+    .addHelpText("after", `\n${EXIT_HELP}`)
+    .action(act(cmdRemoveDevice));
   const profile = program.command("profile").description("your profile, synced to every device")
     .addHelpText("after", `\n${EXIT_HELP}`);
   profile.command("set").description("change your nickname and/or status line")

@@ -13,7 +13,12 @@ import type { PairingOffer } from "../kernel/mod.ts";
 import type { PairingForm } from "../kernel/mod.ts";
 import { type DbMessage, type PeerRecord, PeerType } from "../proto/mod.ts";
 import { CHAT_API } from "../plugins/chat/mod.ts";
-import { DEVICE_SYNC_API } from "../plugins/device_sync/mod.ts";
+import {
+  DEVICE_SYNC_API,
+  type HistoryWindow,
+  parseHistoryWindow,
+} from "../plugins/device_sync/mod.ts";
+import { FORWARD_RELAY_API } from "../plugins/forward_relay/mod.ts";
 import type { Agent } from "./agent.ts";
 import { AgentError, EXIT } from "./errors.ts";
 import { fetchServerCard, pairingErrors, pairingInput } from "./pairing.ts";
@@ -81,7 +86,7 @@ export const OPERATIONS = {
   /** Renames a contact (synced to every device). */
   rename: operation<{ contact: string; name: string }, ContactView>(rename),
   /** Pairing, step 1: a device pairing through a mailbox on the home relay, by code or link. */
-  pairStart: operation<{ form: PairingForm }, TicketView>(pairStart),
+  pairStart: operation<{ form: PairingForm; history?: string }, TicketView>(pairStart),
   /** Invitation, step 1: a contact invitation through a mailbox on the home relay. */
   invite: operation<{ form: PairingForm }, TicketView>(invite),
   /** Waits until a pending peer (from `pairStart` or `invite`) is complete. */
@@ -91,6 +96,12 @@ export const OPERATIONS = {
     { invitation: string; server?: string; name?: string },
     ContactView & { safetyCode: string }
   >(accept),
+  /** Planned handover: this device, the contact's primary, hands it to a sibling. */
+  handover: operation<{ contact: string; to: string }, ContactView>(handover),
+  /** Retires this device: hands every contact it is primary for to a sibling, then leaves. */
+  retire: operation<{ device: string; to?: string }, { handedOver: ContactView[] }>(retire),
+  /** Removes a sibling from this user's devices, for good. */
+  removeDevice: operation<{ device: string }, DeviceView>(removeDevice),
   /** Asks `run` to stop (through the control endpoint). */
   stop: operation<NoInput, { stopping: boolean }>(stop),
 };
@@ -169,6 +180,7 @@ async function status(agent: Agent): Promise<StatusView> {
       },
     },
     running: agent.serving,
+    catchUp: agent.kernel.api(DEVICE_SYNC_API).catchUp() ?? null,
   };
 }
 
@@ -245,11 +257,98 @@ async function rename(agent: Agent, args: { contact: string; name: string }): Pr
   return await contactView(agent.kernel, updated);
 }
 
-async function pairStart(agent: Agent, args: { form: PairingForm }): Promise<TicketView> {
+async function pairStart(
+  agent: Agent,
+  args: { form: PairingForm; history?: string },
+): Promise<TicketView> {
   requireIdentity(agent);
+  const history = args.history === undefined ? undefined : historyWindow(args.history);
   return await offer(
     agent,
-    () => agent.kernel.api(DEVICE_SYNC_API).offerDevicePairing({ form: args.form }),
+    () => agent.kernel.api(DEVICE_SYNC_API).offerDevicePairing({ form: args.form, history }),
+  );
+}
+
+/** `--history`'s value as a window; a bad one is a usage error. */
+export function historyWindow(text: string): HistoryWindow {
+  try {
+    return parseHistoryWindow(text);
+  } catch (e) {
+    if (e instanceof RangeError) {
+      throw new AgentError(`--${e.message.replace(/^history /, "history ")}`, EXIT.usage);
+    }
+    throw e;
+  }
+}
+
+async function handover(
+  agent: Agent,
+  args: { contact: string; to: string },
+): Promise<ContactView> {
+  const peer = findContact(agent, args.contact);
+  const to = findSibling(agent, args.to);
+  const primary = agent.kernel.primaryOf(peer);
+  if (primary !== agent.kernel.deviceUid()) {
+    const name = agent.kernel.devices().find((d) => d.deviceUid === primary)?.name ?? primary;
+    throw new AgentError(
+      `this device is not ${peer.name}'s primary (${name} is): run \`contacts handover\` there`,
+      EXIT.usage,
+    );
+  }
+  await agent.kernel.api(FORWARD_RELAY_API).handover(peer.uid, to.deviceUid);
+  return await contactView(agent.kernel, agent.kernel.peer(peer.uid)!);
+}
+
+async function retire(
+  agent: Agent,
+  args: { device: string; to?: string },
+): Promise<{ handedOver: ContactView[] }> {
+  const identity = requireIdentity(agent);
+  if (args.device.trim().toLowerCase() !== identity.deviceName.toLowerCase()) {
+    throw new AgentError(
+      `"${args.device}" is not this device (${identity.deviceName}): a device retires itself, ` +
+        `since only it holds its contacts' sessions; run \`devices retire\` on it, or ` +
+        `\`devices remove\` here for one that is gone`,
+      EXIT.usage,
+    );
+  }
+  const to = args.to === undefined ? undefined : findSibling(agent, args.to).deviceUid;
+  if (agent.kernel.devices().length === 0) {
+    throw new AgentError("this device has no sibling to hand its contacts to", EXIT.usage);
+  }
+  const uids = await agent.kernel.api(FORWARD_RELAY_API).retire(to);
+  const handedOver: ContactView[] = [];
+  for (const uid of uids) handedOver.push(await contactView(agent.kernel, agent.kernel.peer(uid)!));
+  return { handedOver };
+}
+
+async function removeDevice(agent: Agent, args: { device: string }): Promise<DeviceView> {
+  const device = findSibling(agent, args.device);
+  try {
+    await agent.kernel.api(DEVICE_SYNC_API).removeDevice(device.deviceUid);
+  } catch (e) {
+    if (e instanceof TypeError) throw new AgentError((e as Error).message, EXIT.usage);
+    throw e;
+  }
+  return { name: device.name, deviceUid: device.deviceUid, self: false };
+}
+
+/** The sibling `query` names: a device name (any case), or a device uid prefix of 4+ characters. */
+function findSibling(agent: Agent, query: string): PeerRecord {
+  requireIdentity(agent);
+  const devices = agent.kernel.devices();
+  const q = query.trim().toLowerCase();
+  let found = devices.filter((d) => d.name.toLowerCase() === q);
+  if (found.length === 0 && q.length >= UID_PREFIX_CHARS_MIN) {
+    found = devices.filter((d) => d.deviceUid.toLowerCase().startsWith(q));
+  }
+  if (found.length === 1) return found[0];
+  const names = devices.map((d) => d.name).sort().join(", ");
+  throw new AgentError(
+    found.length > 1
+      ? `"${query}" matches ${found.length} devices: give a device uid prefix`
+      : `no sibling device matches "${query}" (siblings: ${names || "none yet; see `pair start`"})`,
+    EXIT.usage,
   );
 }
 

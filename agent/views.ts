@@ -8,6 +8,7 @@
 import type { Kernel, RelayHealth } from "../kernel/mod.ts";
 import type { PairingForm } from "../kernel/mod.ts";
 import type { DbMessage, PeerRecord } from "../proto/mod.ts";
+import type { CatchUpReport } from "../plugins/device_sync/mod.ts";
 
 /** A message as the CLI shows it. */
 export interface MessageView {
@@ -53,6 +54,8 @@ export interface DeviceView {
 
 /** What `status` shows. */
 export interface StatusView {
+  /** The last catch-up this process asked the siblings for (null: none since it started). */
+  catchUp: CatchUpReport | null;
   /** The home directory. */
   home: string;
   /** The nickname ("" until a joining device learns it). */
@@ -260,6 +263,13 @@ export function statusLines(s: StatusView): string[] {
     `contacts: ${s.contacts}`,
     `outbox:   ${s.outbox} waiting`,
     `last poll: ${time(s.lastPollAt)}`,
+    ...(s.catchUp
+      ? [
+        `catch-up: asked ${time(s.catchUp.askedAt)} for everything since ${
+          time(s.catchUp.sinceMs)
+        }; ${s.catchUp.messages} message(s) from ${s.catchUp.answers} answer(s)`,
+      ]
+      : []),
     ...(s.failed > 0 ? [`failed:   ${s.failed} sent message(s) a relay refused for good`] : []),
     ...quarantineLine(s),
     ...relayTrouble(s),

@@ -1,5 +1,5 @@
 /**
- * The contact commands: `contacts` and `rename`.
+ * The contact commands: `contacts` (list, handover) and `rename`.
  *
  * @module
  */
@@ -11,6 +11,14 @@ export async function cmdContacts(ctx: Ctx): Promise<void> {
   await withSession(ctx, { catchUp: true }, async (session) => {
     const contacts = await session.call("contacts", {});
     emit(ctx, contacts, contactsLines(contacts));
+  });
+}
+
+/** `contacts handover <contact> --to <device>`: this device, the contact's primary, hands it over. */
+export async function cmdHandover(ctx: Ctx, contact: string, o: { to: string }): Promise<void> {
+  await withSession(ctx, { catchUp: true }, async (session) => {
+    const view = await session.call("handover", { contact, to: o.to });
+    emit(ctx, view, `${view.name}: handed over; primary now ${view.primary}`);
   });
 }
 

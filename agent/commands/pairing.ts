@@ -17,10 +17,13 @@ import { createHomeFiles, hostName, withNewHome } from "./new_home.ts";
 /** `pair start`: a code or link for a new device, then (unless --no-wait) the wait for it. */
 export async function cmdPairStart(
   ctx: Ctx,
-  o: { link?: boolean; out?: string; wait: boolean; timeout: number },
+  o: { link?: boolean; out?: string; wait: boolean; timeout: number; history: string },
 ): Promise<void> {
   await withSession(ctx, { catchUp: true }, async (session) => {
-    const ticket = await session.call("pairStart", { form: ticketForm(o, session) });
+    const ticket = await session.call("pairStart", {
+      form: ticketForm(o, session),
+      history: o.history,
+    });
     await showTicket(
       ctx,
       ticket,
