@@ -130,3 +130,81 @@ Deno.test("agent: pair start --history N|0, a planned handover and a device remo
     await procs.stopAll();
   }
 });
+
+Deno.test("agent: a laptop away longer than half the relay's retention catches up from the phone; status says so", async () => {
+  const procs = await Procs.create();
+  try {
+    // A relay that keeps messages for 8 s: the laptop's absence below outlasts it.
+    const retentionMs = 8_000;
+    const relay = await procs.relay("kv", ["--retention-ms", String(retentionMs)]);
+    const home = (name: string) => ["--home", `${procs.dir}/${name}`];
+    const init = (name: string, device: string) =>
+      procs.ok([
+        ...home(`${name}-${device}`),
+        "init",
+        "--name",
+        name,
+        "--device",
+        device,
+        "--server",
+        relay,
+      ]);
+    await init("alice", "phone");
+    await init("bob", "phone");
+    const start = procs.spawnAgent([...home("alice-phone"), "pair", "start"]);
+    const code = (await start.waitFor(CODE_LINE))[1];
+    await procs.ok(
+      [...home("alice-laptop"), "pair", "join", code, "--server", relay, "--device", "laptop"],
+      waits,
+    );
+    assert.equal((await start.done).code, 0);
+    const invite = procs.spawnAgent([...home("bob-phone"), "invite"]);
+    const inviteCode = (await invite.waitFor(CODE_LINE))[1];
+    await procs.ok([...home("alice-phone"), "accept", inviteCode], waits);
+    assert.equal((await invite.done).code, 0);
+    await eventually(
+      "the laptop to know bob",
+      async () =>
+        (await procs.json<ContactView[]>([...home("alice-laptop"), "contacts"])).length === 1,
+    );
+    const awayFrom = Date.now();
+
+    // While the laptop is off: the phone writes to bob and changes the status line.
+    for (const text of ["while you were away 1", "while you were away 2"]) {
+      await procs.ok([...home("alice-phone"), "send", "bob", text]);
+    }
+    await procs.ok([...home("alice-phone"), "profile", "set", "--status", "travelling"]);
+    // The syncs to the laptop expire on the relay: wait out its retention (a time, not an event).
+    await new Promise((resolve) =>
+      setTimeout(resolve, retentionMs + 1_000 - (Date.now() - awayFrom))
+    );
+
+    const phone = procs.spawnAgent([...home("alice-phone"), "run"]);
+    await phone.waitFor(/is online/);
+    const laptop = procs.spawnAgent([...home("alice-laptop"), "run"]);
+    await laptop.waitFor(/is online/);
+    await eventually("the laptop's catch-up to bring the messages", async () => {
+      const status = await procs.json<{ catchUp: { messages: number; answers: number } | null }>(
+        [...home("alice-laptop"), "status"],
+      );
+      return (status.catchUp?.answers ?? 0) > 0 && (status.catchUp?.messages ?? 0) >= 2;
+    }, 60_000);
+    const history = await procs.json<ConversationView>([...home("alice-laptop"), "history", "bob"]);
+    assert.deepEqual(
+      history.messages.map((m) => m.text).sort(),
+      ["while you were away 1", "while you were away 2"],
+    );
+    const text = await procs.ok([...home("alice-laptop"), "status"]);
+    assert.match(
+      text,
+      /^catch-up: asked .* for everything since .*; \d+ message\(s\) from \d+ answer\(s\)$/m,
+    );
+    assert.match(text, /— travelling/, "the profile change came back with the catch-up");
+    phone.kill("SIGTERM");
+    laptop.kill("SIGTERM");
+    await phone.done;
+    await laptop.done;
+  } finally {
+    await procs.stopAll();
+  }
+});
