@@ -23,6 +23,39 @@ export const HISTORY_MESSAGES_TOTAL_MAX = 20_000;
 export const CATCH_UP_MARGIN_MS = 60 * 60_000;
 /** Room left in a packed `history` message for the payload's other fields, in bytes. */
 const PAYLOAD_OVERHEAD_BYTES = 384;
+/** The least room for messages a history payload's size class leaves beside the record, in bytes. */
+export const HISTORY_ROWS_BYTES_MIN = 1024;
+
+/**
+ * The size a history payload of a conversation is packed to: the smallest
+ * padding bucket (as a user message's bytes, `frameOverheadBytes` taken off)
+ * that leaves {@linkcode HISTORY_ROWS_BYTES_MIN} for messages beside the
+ * conversation's record (`recordBytes`), at most `largeBytes`. With today's
+ * records that is the 4 KiB bucket.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { historyBucketBytes } from "./_history.ts";
+ * assert.equal(historyBucketBytes(100, 16_000, [2048, 4096], 105), 2048 - 105);
+ * assert.equal(historyBucketBytes(1100, 16_000, [2048, 4096], 105), 4096 - 105);
+ * assert.equal(historyBucketBytes(1100, 3000, [2048, 4096], 105), 3000);
+ * ```
+ */
+export function historyBucketBytes(
+  recordBytes: number,
+  largeBytes: number,
+  buckets: readonly number[],
+  frameOverheadBytes: number,
+): number {
+  for (const bucket of buckets) {
+    const bytes = bucket - frameOverheadBytes;
+    if (bytes - recordBytes - PAYLOAD_OVERHEAD_BYTES >= HISTORY_ROWS_BYTES_MIN) {
+      return Math.min(bytes, largeBytes);
+    }
+  }
+  return largeBytes;
+}
 
 /**
  * What a pairing sends a new sibling: the messages of the last `windowMs`
@@ -124,7 +157,7 @@ export function rowForHistory(row: DbMessage): DbMessage {
  * `smallBytes` — the smallest padding bucket, so that a relay sees history
  * in the size class of ordinary messages; a row too large for that travels
  * alone, up to `largeBytes` (the relay's limit). `fixedBytes` is what else
- * each payload carries. A row too large even alone is left out and counted
+ * each payload carries (the conversation's record). A row too large even alone is left out and counted
  * in `skipped`.
  *
  * @example
@@ -148,8 +181,8 @@ export function packHistory(
     fixedBytes: number;
   },
 ): { groups: DbMessage[][]; skipped: number } {
-  const small = smallBytes - fixedBytes - PAYLOAD_OVERHEAD_BYTES;
-  const large = largeBytes - fixedBytes - PAYLOAD_OVERHEAD_BYTES;
+  const small = () => smallBytes - fixedBytes - PAYLOAD_OVERHEAD_BYTES;
+  const large = () => largeBytes - fixedBytes - PAYLOAD_OVERHEAD_BYTES;
   const groups: DbMessage[][] = [];
   let group: DbMessage[] = [];
   let bytes = 0;
@@ -162,16 +195,15 @@ export function packHistory(
   for (const row of rows) {
     // A repeated field's entry: its bytes, a tag and a length of at most five bytes.
     const size = encode(DbMessageSchema, row).length + 6;
-    if (size > large) {
-      skipped++;
-      continue;
-    }
-    if (size > small) {
-      flush();
+    if (group.length === HISTORY_PAYLOAD_MESSAGES_MAX || bytes + size > small()) flush();
+    if (size > small()) {
+      if (size > large()) {
+        skipped++;
+        continue;
+      }
       groups.push([row]);
       continue;
     }
-    if (group.length === HISTORY_PAYLOAD_MESSAGES_MAX || bytes + size > small) flush();
     group.push(row);
     bytes += size;
   }

@@ -53,6 +53,7 @@ import {
   HISTORY_MESSAGES_PER_CONVERSATION_MAX,
   HISTORY_MESSAGES_TOTAL_MAX,
   HISTORY_PAYLOAD_MESSAGES_MAX,
+  historyBucketBytes,
   type HistoryWindow,
   packHistory,
   rowForHistory,
@@ -465,7 +466,6 @@ export function deviceSyncPlugin(options: DeviceSyncOptions = {}): Plugin {
     let sent = 0;
     let skipped = 0;
     const largeBytes = userMessageBytesMax(to);
-    const smallBytes = Math.min(largeBytes, PAD_BUCKETS_BYTES[0] - RATCHET_FRAME_OVERHEAD_BYTES);
     for (const peer of tx.peers()) {
       if (hidden(tx, peer.uid) || sent >= HISTORY_MESSAGES_TOTAL_MAX) continue;
       const rows = selectHistory(await tx.messages(peer.uid), sinceMs, messagesMax)
@@ -473,7 +473,16 @@ export function deviceSyncPlugin(options: DeviceSyncOptions = {}): Plugin {
         .map(rowForHistory);
       if (rows.length === 0) continue;
       const peerData = encode(PeerRecordSchema, peerForSync(peer, h().deviceUid()));
-      const packed = packHistory(rows, { smallBytes, largeBytes, fixedBytes: peerData.length });
+      const packed = packHistory(rows, {
+        smallBytes: historyBucketBytes(
+          peerData.length,
+          largeBytes,
+          PAD_BUCKETS_BYTES,
+          RATCHET_FRAME_OVERHEAD_BYTES,
+        ),
+        largeBytes,
+        fixedBytes: peerData.length,
+      });
       skipped += packed.skipped;
       for (const history of packed.groups) {
         await sendTo(tx, {
@@ -481,6 +490,8 @@ export function deviceSyncPlugin(options: DeviceSyncOptions = {}): Plugin {
           payload: build(tx, {
             syncType: SYNC_TYPES.history,
             peerUid: peer.uid,
+            // Every payload brings the conversation's record: the relay keeps no order
+            // between messages queued together, so each must stand on its own.
             peerData,
             timestamp: peer.updatedAt,
             history,
@@ -520,10 +531,15 @@ export function deviceSyncPlugin(options: DeviceSyncOptions = {}): Plugin {
     }
     if (payload.peerData.length > 0) await applyPeerRecord(payload, context);
     const conversation = tx.peer(payload.peerUid);
-    if (!conversation || conversation.type !== PeerType.CONTACT) {
+    if (conversation && conversation.type !== PeerType.CONTACT) {
+      throw new Malformed(
+        `${NAME}: refused a history payload for conversation ${payload.peerUid}: it is a device`,
+      );
+    }
+    if (!conversation) {
       throw new Malformed(
         `${NAME}: refused a history payload for conversation ${payload.peerUid || "(none)"}: ` +
-          `no such contact here`,
+          `no such contact here, and no record of it in the payload`,
       );
     }
     let added = 0;
