@@ -38,7 +38,7 @@ import {
   USER_MESSAGE_BYTES_MAX,
 } from "../../kernel/mod.ts";
 import { apiKey, type Plugin, type PluginHost, type Tx } from "../../kernel/mod.ts";
-import { CHAT_TYPE, refreshDue } from "../chat/mod.ts";
+import { CHAT_TYPE, REFRESH_ATTEMPTS_MAX, refreshDue } from "../chat/mod.ts";
 import { DEVICE_SYNC_API, type SyncContext } from "../device_sync/mod.ts";
 import { messageForSync, SYNC_TYPES } from "../device_sync/mod.ts";
 
@@ -378,7 +378,18 @@ export function forwardRelayPlugin(options: ForwardRelayOptions = {}): Plugin {
           const primary = primaryDeviceOf(peer, own);
           if (primary === own) continue;
           for (const row of await tx.messages(peer.uid)) {
-            if (!row.pendingForward || !row.message || !refreshDue(row, nowMs, retentionMs)) {
+            if (!row.pendingForward || !row.message || row.failedAt > 0) continue;
+            if (!refreshDue(row, nowMs, retentionMs)) {
+              const lastMs = Math.max(row.refreshedAt, row.storedAt);
+              if (row.refreshCount < REFRESH_ATTEMPTS_MAX || nowMs - lastMs < retentionMs / 2) {
+                continue;
+              }
+              // Sent again as often as allowed and still not confirmed: failed, on every device.
+              row.failedAt = nowMs;
+              row.failedReason =
+                `not confirmed by the primary after ${REFRESH_ATTEMPTS_MAX} resends`;
+              tx.putMessage(row);
+              await tx.emit("message.status", { message: row, origin: "local" });
               continue;
             }
             row.refreshCount++;

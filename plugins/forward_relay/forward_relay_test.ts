@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { randomInt, SeededRandom } from "../../crypto/mod.ts";
 import type { Plugin } from "../../kernel/plugin.ts";
-import { chatPlugin } from "../chat/mod.ts";
+import { chatPlugin, REFRESH_ATTEMPTS_MAX } from "../chat/mod.ts";
 import { dedupPlugin } from "../dedup/mod.ts";
 import { DEVICE_SYNC_API, deviceSyncPlugin } from "../device_sync/mod.ts";
 import { clone } from "@bufbuild/protobuf";
@@ -274,4 +274,28 @@ Deno.test("forward_relay refuses a handover from a device that is not the contac
   assert.deepEqual(rejected.map((o) => o.device), ["laptop"]);
   assert.deepEqual(laptop.kernel.peer(bobUid), before, "the laptop's record of bob is unchanged");
   assert.equal(laptop.kernel.primaryOf(before), phone.kernel.deviceUid());
+});
+
+Deno.test("forward_relay: a forward the primary never confirms is sent again, then shown failed on every device", async () => {
+  const { w, laptop, tablet, bob, bobUid } = await aliceThreeDevices(47);
+  const halfRetentionMs = 7 * 86_400_000;
+  // The phone (bob's primary) is gone: it never polls again.
+  const sent = await chat(laptop).send(bobUid, "into the void");
+  const uuid = sent.message!.status!.uuid;
+  const row = async (d: SyncDevice) =>
+    (await d.kernel.messages(bobUid)).find((m) => m.message!.status!.uuid === uuid)!;
+  for (let step = 1; step <= REFRESH_ATTEMPTS_MAX + 1; step++) {
+    w.world.clock.advance(halfRetentionMs);
+    await w.settle([laptop, tablet, bob]);
+    const mine = await row(laptop);
+    if (step <= REFRESH_ATTEMPTS_MAX) {
+      assert.equal(mine.refreshCount, step, `sent again after ${step} half-retentions`);
+      assert.equal(mine.failedAt, 0);
+    }
+  }
+  for (const d of [laptop, tablet]) {
+    const m = await row(d);
+    assert.ok(m.failedAt > 0, `${d.name} shows it failed`);
+    assert.match(m.failedReason, /not confirmed by the primary after 4 resends/);
+  }
 });
