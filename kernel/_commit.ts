@@ -82,7 +82,7 @@ export class Transactions {
     }
     for (const peer of batch.peers ?? []) state.cachePeer(peer);
     for (const device of batch.devices ?? []) state.cachePeer(device);
-    for (const uid of batch.deleteDevices ?? []) state.devices.delete(uid);
+    for (const uid of batch.deleteDevices ?? []) state.dropDevice(uid);
     poller.committed(pulled);
     this.#ports.outbox.committed(batch.outboxPut ?? [], batch.outboxDelete ?? []);
     for (const fn of tx.afterCommitFns()) {

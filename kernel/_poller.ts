@@ -407,8 +407,17 @@ export class Poller {
     }
     result.messages = answer.chat.length;
     result.full = retry || answer.chat.length >= limits.pullMessagesMax;
+    const pulled = new Set(chunk.keys.map((k) => k.lookupKey));
     for (const packed of answer.chat) {
       if (signal?.aborted || this.#ports.state.closed) return result;
+      if (pulled.has(packed.destination) && !this.#ports.state.lookup.has(packed.destination)) {
+        // A queue this device stopped owning while the pull was out (a sibling removed since):
+        // nothing here can read it any more, and nobody else pulls it. Acked, not quarantined.
+        const queue = pending.get(packed.destination) ?? [];
+        queue.push(packed.serverDeliveryUuid);
+        pending.set(packed.destination, queue);
+        continue;
+      }
       const outcome = await this.#ports.receive(packed);
       if (outcome.kind === "accepted") result.accepted++;
       if (outcome.kind === "deferred") continue;

@@ -39,6 +39,13 @@ export class DeviceState {
     map.set(peer.uid, peer);
     if (peer.myLookup) this.lookup.set(myLookupKey(peer), peer.uid);
   }
+
+  /** Forgets a deleted device peer and its lookup key. */
+  dropDevice(uid: string): void {
+    const old = this.devices.get(uid);
+    if (old?.myLookup) this.lookup.delete(myLookupKey(old));
+    this.devices.delete(uid);
+  }
 }
 
 /** One queue: each function runs after the previous settled, never once the kernel closed. */

@@ -37,7 +37,10 @@ export interface Weakening {
   noCatchUp?: boolean;
   /** Nothing sent again before the relay's retention runs out. */
   noRefresh?: boolean;
-  /** An old primary refuses the forwards that still reach it instead of passing them on. */
+  /**
+   * An old primary refuses the forwards that still reach it instead of passing them on, and a
+   * new primary leaves what is pending for its contact to the refresh.
+   */
   noReforward?: boolean;
   /** A removed device stays a sibling everywhere (its removal is recorded, nothing is dropped). */
   keepRemoved?: boolean;

@@ -196,6 +196,9 @@ export class ServerCore {
   readonly backend: Backend;
   readonly #clock: Clock;
   readonly #random: Random;
+  /** The millisecond of the last stored message, and how many were stored in it. */
+  #storedMs = -1;
+  #storedInMs = 0;
   readonly #keys: ServerKeys;
   /** Seals this relay's pull tokens (derived from its encryption key). */
   readonly #tokenKey: Uint8Array;
@@ -541,6 +544,24 @@ export class ServerCore {
   }
 
   /**
+   * Delivery uuids for `count` messages stored at `nowMs`. A queue is read in (received ms,
+   * delivery uuid) order, so the uuids of one millisecond rise with the order of storing — their
+   * first eight hex digits count the messages stored in that millisecond, the rest is random —
+   * and a queue is first in, first out, across requests too (a handover before the removal that
+   * follows it; a conversation's record before its history). One relay process keeps that order;
+   * several processes over one backend keep it per process.
+   */
+  #deliveryUuids(nowMs: number, count: number): string[] {
+    if (nowMs !== this.#storedMs) {
+      this.#storedMs = nowMs;
+      this.#storedInMs = 0;
+    }
+    return randomUuids(this.#random, count).map((uuid) =>
+      (this.#storedInMs++ >>> 0).toString(16).padStart(8, "0") + uuid.slice(8)
+    );
+  }
+
+  /**
    * Stores the request's messages; `packed` holds each as its sender encoded it (the same
    * order), so the relay neither re-encodes them nor loses a byte of them.
    */
@@ -550,8 +571,7 @@ export class ServerCore {
     answer: FromServerMessage,
   ): Promise<void> {
     const now = this.#clock.now();
-    // Sorted uuids keep a request's messages in their order inside one millisecond.
-    const uuids = randomUuids(this.#random, messages.length).sort();
+    const uuids = this.#deliveryUuids(now, messages.length);
     const batch: StoredMessage[] = [];
     const indexes: number[] = [];
     messages.forEach((message, i) => {

@@ -21,11 +21,13 @@
 import { clone, create } from "@bufbuild/protobuf";
 import { decode, encode } from "../../proto/mod.ts";
 import {
+  type DbMessage,
   DbMessageSchema,
   type DeviceSyncPayload,
   type PeerRecord,
   PeerRecordSchema,
   PeerType,
+  type UserMessage,
   UserMessageSchema,
 } from "../../proto/mod.ts";
 import { randomUuid } from "../../crypto/mod.ts";
@@ -53,8 +55,9 @@ export interface ForwardRelayOptions {
    */
   refresh?: boolean;
   /**
-   * Pass a forward that reaches an old primary on to the new one. Only a test
-   * build that shows the mechanism's worth turns it off.
+   * Pass a forward that reaches an old primary on to the new one, and have a
+   * new primary send what is still pending for its contact. Only a test build
+   * that shows the mechanism's worth turns it off.
    * @default {true}
    */
   reforward?: boolean;
@@ -208,6 +211,21 @@ export function forwardRelayPlugin(options: ForwardRelayOptions = {}): Plugin {
       }, { to: [from.deviceUid] });
       return;
     }
+    await sendAsPrimary(tx, peer, message, known);
+  }
+
+  /**
+   * On the primary: sends `message` to the contact with its ratchet and, for a chat message,
+   * stores it as sent (`known`: the row this device holds already, pending_forward) and syncs the
+   * row to every sibling, which turns their pending copies into sent.
+   */
+  async function sendAsPrimary(
+    tx: Tx,
+    peer: PeerRecord,
+    message: UserMessage,
+    known: DbMessage | undefined,
+  ): Promise<void> {
+    const uuid = message.status?.uuid ?? "";
     await tx.sendDirect(peer.uid, message);
     if (message.type !== CHAT_TYPE || uuid === "") return; // acks and receipts just go out
     let row = known;
@@ -275,6 +293,13 @@ export function forwardRelayPlugin(options: ForwardRelayOptions = {}): Plugin {
     tx.putPeer(next);
     await tx.emit("peer.updated", { peer: next, created: false, origin: "sync" });
     h().log("info", `now primary for "${local.name}" (epoch ${record.primaryEpoch})`);
+    // What is still pending_forward here went to the old primary, which may be gone by now
+    // (retired): the new primary sends it itself. A copy the old one sent as well is stored
+    // once by the contact (one row per uuid).
+    for (const row of reforward ? await tx.messages(next.uid) : []) {
+      if (!row.outbound || !row.pendingForward || row.failedAt > 0 || !row.message) continue;
+      await sendAsPrimary(tx, next, clone(UserMessageSchema, row.message), row);
+    }
   }
 
   const api: ForwardRelayApi = {
