@@ -21,6 +21,7 @@ const SIMPLE_EXPECTATIONS: readonly SimpleExpectationName[] = [
   "traffic_blind",
   "history",
   "removed_blind",
+  "reachable",
 ];
 const EXPECTATION_NAMES = [...SIMPLE_EXPECTATIONS, "delivered_within", "count"];
 

@@ -38,6 +38,7 @@ export const STEP_KINDS = [
   "handover",
   "retire",
   "remove",
+  "lose",
   "send",
   "profile",
   "rename",
@@ -157,6 +158,7 @@ function readAction(
     case "crash":
     case "restart":
     case "retire":
+    case "lose":
       return { kind, device: r.device(raw, path) };
     case "send": {
       const f = r.fields(raw, path, ["from", "to", "text", "count", "every"]);

@@ -132,6 +132,38 @@ function removedBlind(input: CheckInput): ExpectationResult {
   return pass("removed_blind", `${removals.size} device(s) removed`);
 }
 
+/**
+ * reachable: at the end, every contact of every user has its primary among
+ * the user's remaining devices (not lost, not removed), as each of them sees it.
+ */
+function reachable(input: CheckInput): ExpectationResult {
+  const { removals, lost } = input.recording;
+  let contacts = 0;
+  for (const s of input.states) {
+    if (!s.paired || removals.has(s.ref) || lost.has(s.ref)) continue;
+    const remaining = new Map(
+      input.states.filter((t) =>
+        t.user === s.user && t.paired && !removals.has(t.ref) && !lost.has(t.ref)
+      ).map((t) => [t.deviceUid, t.ref]),
+    );
+    for (const [contact, primary] of s.primaries) {
+      contacts++;
+      if (!remaining.has(primary)) {
+        return fail(
+          "reachable",
+          `${s.ref} takes device ${
+            primary.slice(0, 8)
+          } for the primary of conversation ${contact}, ` +
+            `which is not among ${s.user}'s remaining devices (${
+              [...remaining.values()].join(", ")
+            })`,
+        );
+      }
+    }
+  }
+  return pass("reachable", `${contacts} contact record(s) with a remaining primary`);
+}
+
 /** Whether `ref` removed a device at `atMs` itself (a remove step's `by`, recorded by the step). */
 function isRemover(input: CheckInput, ref: string, atMs: number): boolean {
   return input.recording.removers.get(ref)?.includes(atMs) ?? false;
@@ -608,6 +640,8 @@ export function check(expectation: Expectation, input: CheckInput): ExpectationR
       return history(input);
     case "removed_blind":
       return removedBlind(input);
+    case "reachable":
+      return reachable(input);
     case "contacts_blind":
       return contactsBlind(input);
     case "root_key_private": {

@@ -93,6 +93,8 @@ export interface Recording {
   removals: Map<string, { atMs: number; deviceUid: string }>;
   /** Removed device uid → device → when that device applied the removal (a device_remove came in). */
   removalSeen: Map<string, Map<string, number>>;
+  /** Devices gone for good (`lose`): when. */
+  lost: Map<string, number>;
   /** Device → the times it removed a sibling itself (a remove step's `by`). */
   removers: Map<string, number[]>;
 }
@@ -152,6 +154,7 @@ export function emptyRecording(): Recording {
     removals: new Map(),
     removalSeen: new Map(),
     removers: new Map(),
+    lost: new Map(),
   };
 }
 

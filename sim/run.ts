@@ -223,6 +223,7 @@ export async function runScenario(scenario: Scenario, options: RunOptions = {}):
 
     const states: DeviceState[] = [];
     for (const device of world.devices.values()) {
+      if (world.recording.lost.has(device.ref)) continue; // its stores were destroyed
       let store = device.store!;
       if (device.crashed) {
         store = await openStore(storage, {

@@ -95,7 +95,7 @@ export interface InviteGroupStep {
  * devices).
  */
 export interface DeviceStep {
-  kind: "offline" | "online" | "crash" | "restart" | "retire";
+  kind: "offline" | "online" | "crash" | "restart" | "retire" | "lose";
   /** The device. */
   device: DeviceRef;
 }
@@ -228,7 +228,8 @@ export type SimpleExpectationName =
   | "pairings_authentic"
   | "traffic_blind"
   | "history"
-  | "removed_blind";
+  | "removed_blind"
+  | "reachable";
 
 /** One expectation checked at the end of a run (docs/SCENARIOS.md, "Expectations"). */
 export type Expectation =
@@ -336,6 +337,7 @@ export interface StepInput {
   crash?: string;
   restart?: string;
   retire?: string;
+  lose?: string;
   handover?: { user: string; peer: string; to: string };
   remove?: { device: string; by: string };
   send?: { from: string; to: string; text: string; count?: number; every?: DurationInput };

@@ -114,6 +114,7 @@ function stepInput(step: Step): StepInput {
     case "crash":
     case "restart":
     case "retire":
+    case "lose":
       return { at, [step.kind]: step.device };
     case "handover":
       return { at, handover: { user: step.user, peer: step.peer, to: step.to } };

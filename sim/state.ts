@@ -58,6 +58,9 @@ export interface DeviceState {
   quarantine: QuarantinedState[];
   /** Hex of every public key in the cards of its contacts and devices (not in the digest). */
   peerKeys: string[];
+  /** This device's uid, and each contact's primary device uid as it sees it (not in the digest). */
+  deviceUid: string;
+  primaries: Map<string, string>;
 }
 
 /** Reads a device's state from its store. */
@@ -114,6 +117,12 @@ export async function readState(ref: string, store: Store): Promise<DeviceState>
       errorCode: q.errorCode,
       signature: hex(q.packed?.signature ?? new Uint8Array()),
     })),
+    deviceUid: identity?.deviceUid ?? "",
+    primaries: new Map(
+      (await store.listPeers())
+        .filter((p) => p.type === PeerType.CONTACT && p.contact !== undefined)
+        .map((p) => [p.uid, p.primaryDeviceUid || (identity?.deviceUid ?? "")]),
+    ),
     peerKeys: [...await store.listPeers(), ...await store.listDevices()].flatMap((p) =>
       p.contact
         ? [p.contact.identityPublicKey, p.contact.encryptionPublicKey, p.contact.lookupPublicKey]

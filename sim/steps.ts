@@ -158,6 +158,8 @@ export class StepRunner {
         return await this.#world.crash(this.#world.device(step.device));
       case "handover":
         return await this.#handover(step.user, step.peer, step.to);
+      case "lose":
+        return await this.#world.lose(this.#world.device(step.device));
       case "retire": {
         const d = this.#world.device(step.device);
         await d.live().api(FORWARD_RELAY_API).retire();
@@ -167,8 +169,9 @@ export class StepRunner {
       case "remove": {
         const d = this.#world.device(step.device);
         const by = this.#world.device(step.by);
-        if (!d.kernel?.hasIdentity()) throw new Error(`${d.ref} has no identity to remove`);
-        await by.live().api(DEVICE_SYNC_API).removeDevice(d.kernel.deviceUid());
+        const uid = this.#deviceUid(d);
+        if (!uid) throw new Error(`${d.ref} has no identity to remove`);
+        await by.live().api(DEVICE_SYNC_API).removeDevice(uid);
         const removers = this.#world.recording.removers;
         removers.set(by.ref, [...(removers.get(by.ref) ?? []), this.#world.scheduler.now]);
         // Removed by a device that was removed itself: nobody else listens to it any more.
@@ -344,9 +347,15 @@ export class StepRunner {
     await primary.live().api(FORWARD_RELAY_API).handover(peerUid, sibling.deviceUid);
   }
 
+  /** The device uid of `device`, alive or lost ("" before it has an identity). */
+  #deviceUid(device: SimDevice): string {
+    if (device.kernel?.hasIdentity()) return device.kernel.deviceUid();
+    return this.#world.lostUids.get(device.ref) ?? "";
+  }
+
   /** Records that `device` left its user's devices now (checks leave it out from then on). */
   #removed(device: SimDevice): void {
-    const deviceUid = device.kernel?.deviceUid() ?? "";
+    const deviceUid = this.#deviceUid(device);
     this.#world.recording.removals.set(device.ref, { atMs: this.#world.scheduler.now, deviceUid });
   }
 

@@ -238,8 +238,23 @@ export class World {
 
   /** Starts the device again from its stores. */
   restart(device: SimDevice): Promise<void> {
+    if (this.recording.lost.has(device.ref)) {
+      return Promise.reject(new Error(`${device.ref} is lost: it never starts again`));
+    }
     return this.#life.restart(device);
   }
+
+  /** The device is gone for good: it stops at once, its stores are destroyed, it never restarts. */
+  async lose(device: SimDevice): Promise<void> {
+    if (this.recording.lost.has(device.ref)) return;
+    const deviceUid = device.kernel?.hasIdentity() ? device.kernel.deviceUid() : "";
+    await this.#life.crash(device);
+    this.recording.lost.set(device.ref, this.scheduler.now);
+    this.lostUids.set(device.ref, deviceUid);
+  }
+
+  /** The device uid each lost device had (its stores are gone). */
+  readonly lostUids = new Map<string, string>();
 
   /** Starts every device's loops (devices without identity start when paired). */
   startAll(): void {

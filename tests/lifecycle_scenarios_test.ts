@@ -57,3 +57,23 @@ Deno.test("retire_and_remove: a removed device that stays a sibling keeps receiv
   const failed = await failing("retire_and_remove.yaml", { keepRemoved: true });
   assert.match(failed.get("removed_blind") ?? "", /alice\/tablet, removed at .* holds message/);
 });
+
+Deno.test("lost_tablet: losing the phone instead, bob's primary, leaves bob unreachable: reachable fails", async () => {
+  assert.deepEqual([...(await failing("lost_tablet.yaml", {})).keys()], []);
+  const text = (await Deno.readTextFile("scenarios/lost_tablet.yaml"))
+    .replace("lose: alice/tablet", "lose: alice/phone")
+    .replace("remove: { device: alice/tablet", "remove: { device: alice/phone");
+  const file = await Deno.makeTempFile({ suffix: ".yaml" });
+  try {
+    await Deno.writeTextFile(file, text);
+    const report = await runScenario(await loadScenario(file), {});
+    const reachable = report.expectations.find((e) => e.name === "reachable")!;
+    assert.equal(reachable.ok, false);
+    assert.match(
+      reachable.detail,
+      /primary of conversation .* not among alice's remaining devices/,
+    );
+  } finally {
+    await Deno.remove(file);
+  }
+});

@@ -109,7 +109,9 @@ Deno.test("agent: pair start --history N|0, a planned handover and a device remo
       async () => (await texts("alice-laptop", "bob")).includes("hello laptop"),
     );
 
-    // The laptop removes the tablet: gone from its list; the phone learns it too.
+    // The tablet is lost for good (its home is gone); the laptop removes it, the phone learns it
+    // too, and the others keep chatting.
+    await Deno.remove(`${procs.dir}/alice-tablet`, { recursive: true });
     const removed = await procs.json<DeviceView>([
       ...home("alice-laptop"),
       "devices",
@@ -126,6 +128,16 @@ Deno.test("agent: pair start --history N|0, a planned handover and a device remo
     );
     const again = await procs.agent([...home("alice-laptop"), "devices", "remove", "tablet"]);
     assertOneLine(again, EXIT.usage, /no sibling device matches "tablet"/);
+    await procs.ok([...home("alice-phone"), "send", "bob", "after the tablet was lost"]);
+    // The phone's message goes through the laptop, bob's primary now (each command polls).
+    await eventually("bob to receive the phone's message after the loss", async () => {
+      await texts("alice-laptop", "bob");
+      return (await texts("bob", "alice")).includes("after the tablet was lost");
+    });
+    await eventually(
+      "the laptop to show it too",
+      async () => (await texts("alice-laptop", "bob")).includes("after the tablet was lost"),
+    );
   } finally {
     await procs.stopAll();
   }
