@@ -77,3 +77,9 @@ Deno.test("lost_tablet: losing the phone instead, bob's primary, leaves bob unre
     await Deno.remove(file);
   }
 });
+
+Deno.test("handover_away: without refresh (the handover and bob's messages sent again), they expire and never arrive", async () => {
+  assert.deepEqual([...(await failing("handover_away.yaml", {})).keys()], []);
+  const failed = await failing("handover_away.yaml", { noRefresh: true });
+  assert.match(failed.get("no_loss") ?? "", /lacks message/);
+});

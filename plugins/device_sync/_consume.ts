@@ -169,6 +169,8 @@ export function applyPeerRecord(
     );
   }
   record.ratchet = new Uint8Array();
+  record.handoverRatchet = new Uint8Array();
+  record.handoverAt = 0;
   record.pendingCard = undefined;
   record.pendingRatchetKey = undefined;
   const incoming = {

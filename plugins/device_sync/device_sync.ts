@@ -172,6 +172,8 @@ export interface DeviceSyncApi {
    * @throws {TypeError} for an unknown device, or one still primary for a contact (hand those over first)
    */
   removeDevice(deviceUid: string): Promise<void>;
+  /** {@linkcode DeviceSyncApi.removeDevice} inside `tx` (for a plugin that decides it there). */
+  removeDeviceInTx(tx: Tx, deviceUid: string): Promise<void>;
   /**
    * Sends `payload` to every sibling (or `options.to`) inside `tx`; fills in
    * `origin_device`, `timestamp` (tx.now when 0) and `dedup_id` (the message
@@ -396,7 +398,11 @@ export function deviceSyncPlugin(options: DeviceSyncOptions = {}): Plugin {
     },
 
     removeDevice(deviceUid) {
-      return h().transact(async (tx) => {
+      return h().transact((tx) => api.removeDeviceInTx(tx, deviceUid));
+    },
+
+    async removeDeviceInTx(tx, deviceUid) {
+      {
         const own = h().deviceUid();
         const identity = clone(IdentityRecordSchema, tx.identity());
         const device = tx.devices().find((d) => d.deviceUid === deviceUid);
@@ -419,7 +425,7 @@ export function deviceSyncPlugin(options: DeviceSyncOptions = {}): Plugin {
         await api.dispatch(tx, { syncType: SYNC_TYPES.deviceRemove, deviceUid });
         // Leaving: nothing more goes to the siblings, nothing more comes from them.
         if (deviceUid === own) { for (const sibling of tx.devices()) tx.deleteDevice(sibling.uid); }
-      });
+      }
     },
   };
 

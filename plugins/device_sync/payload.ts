@@ -167,6 +167,8 @@ export function peerForSync(peer: PeerRecord, deviceUid: string): PeerRecord {
   copy.ratchet = new Uint8Array();
   copy.pendingCard = undefined;
   copy.pendingRatchetKey = undefined;
+  copy.handoverRatchet = new Uint8Array();
+  copy.handoverAt = 0;
   if (copy.primaryDeviceUid === "") copy.primaryDeviceUid = deviceUid;
   return copy;
 }

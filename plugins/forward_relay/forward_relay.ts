@@ -24,6 +24,7 @@ import {
   type DbMessage,
   DbMessageSchema,
   type DeviceSyncPayload,
+  IdentityRecordSchema,
   type PeerRecord,
   PeerRecordSchema,
   PeerType,
@@ -67,6 +68,8 @@ export interface ForwardRelayOptions {
 export const FORWARD_SYNC_TYPE = "forward";
 /** The sync type that hands a contact's live ratchet to the next primary. */
 export const HANDOVER_SYNC_TYPE = "handover";
+/** The sync type by which a new primary confirms it installed a handover. */
+export const HANDOVER_ACK_SYNC_TYPE = "handover_ack";
 
 /**
  * The typed key of the forward_relay plugin's api: `kernel.api(FORWARD_RELAY_API)`
@@ -271,7 +274,8 @@ export function forwardRelayPlugin(options: ForwardRelayOptions = {}): Plugin {
       );
     }
     if (local.ratchet.length > 0 && local.primaryEpoch >= record.primaryEpoch) {
-      return; // installed already: a repeat
+      await ackHandover(tx, local, from); // installed already: a repeat; its ack may have expired
+      return;
     }
     if (record.ratchet.length === 0 || record.primaryDeviceUid !== own) {
       throw new Malformed(
@@ -293,6 +297,7 @@ export function forwardRelayPlugin(options: ForwardRelayOptions = {}): Plugin {
     tx.putPeer(next);
     await tx.emit("peer.updated", { peer: next, created: false, origin: "sync" });
     h().log("info", `now primary for "${local.name}" (epoch ${record.primaryEpoch})`);
+    await ackHandover(tx, next, from);
     // What is still pending_forward here went to the old primary, which may be gone by now
     // (retired): the new primary sends it itself. A copy the old one sent as well is stored
     // once by the contact (one row per uuid).
@@ -300,6 +305,55 @@ export function forwardRelayPlugin(options: ForwardRelayOptions = {}): Plugin {
       if (!row.outbound || !row.pendingForward || row.failedAt > 0 || !row.message) continue;
       await sendAsPrimary(tx, next, clone(UserMessageSchema, row.message), row);
     }
+  }
+
+  /** Tells the old primary its handover of `peer` is installed here. */
+  async function ackHandover(tx: Tx, peer: PeerRecord, to: PeerRecord): Promise<void> {
+    await h().api(DEVICE_SYNC_API).dispatch(tx, {
+      syncType: HANDOVER_ACK_SYNC_TYPE,
+      peerUid: peer.uid,
+      primaryEpoch: peer.primaryEpoch,
+    }, { to: [to.deviceUid] });
+  }
+
+  /**
+   * handover_ack, on the old primary: the new one installed the handover of that epoch; the
+   * copy of the ratchet kept to send again goes. A retiring device leaves once every handover
+   * it made is confirmed.
+   */
+  async function applyHandoverAck(payload: DeviceSyncPayload, { tx }: SyncContext): Promise<void> {
+    const local = tx.peer(payload.peerUid);
+    if (!local || local.type !== PeerType.CONTACT) {
+      throw new Malformed(`${NAME}: refused a handover_ack: no contact ${payload.peerUid} here`);
+    }
+    if (local.handoverRatchet.length === 0 || payload.primaryEpoch !== local.primaryEpoch) return;
+    const next = clone(PeerRecordSchema, local);
+    next.handoverRatchet = new Uint8Array();
+    next.handoverAt = 0;
+    tx.putPeer(next);
+    const own = h().deviceUid();
+    const retiring = tx.identity().removedDevices.includes(own) && tx.devices().length > 0;
+    if (retiring && tx.peers().every((p) => p.handoverRatchet.length === 0)) {
+      await h().api(DEVICE_SYNC_API).removeDeviceInTx(tx, own);
+    }
+  }
+
+  /** Sends the handover of `peer` (kept in `handover_ratchet`) to its new primary again. */
+  async function resendHandover(tx: Tx, peer: PeerRecord, nowMs: number): Promise<void> {
+    const transfer = clone(PeerRecordSchema, peer);
+    transfer.ratchet = peer.handoverRatchet;
+    transfer.handoverRatchet = new Uint8Array();
+    transfer.handoverAt = 0;
+    transfer.pendingCard = undefined;
+    transfer.pendingRatchetKey = undefined;
+    const next = clone(PeerRecordSchema, peer);
+    next.handoverAt = nowMs;
+    tx.putPeer(next);
+    await h().api(DEVICE_SYNC_API).dispatch(tx, {
+      syncType: HANDOVER_SYNC_TYPE,
+      peerUid: peer.uid,
+      peerData: encode(PeerRecordSchema, transfer),
+    }, { to: [peer.primaryDeviceUid] });
   }
 
   const api: ForwardRelayApi = {
@@ -326,7 +380,20 @@ export function forwardRelayPlugin(options: ForwardRelayOptions = {}): Plugin {
         );
       }
       for (const uid of contacts) await api.handover(uid, successor!);
-      await h().api(DEVICE_SYNC_API).removeDevice(h().deviceUid());
+      if (contacts.length === 0) {
+        await h().api(DEVICE_SYNC_API).removeDevice(h().deviceUid());
+        return contacts;
+      }
+      // Leaving waits for the new primary's confirmation of every handover (handover_ack): until
+      // then this device sends them again, so none is lost on the relay. Marked as leaving now.
+      await h().transact((tx) => {
+        const identity = clone(IdentityRecordSchema, tx.identity());
+        if (!identity.removedDevices.includes(h().deviceUid())) {
+          identity.removedDevices.push(h().deviceUid());
+        }
+        tx.putIdentity(identity);
+        return Promise.resolve();
+      });
       return contacts;
     },
 
@@ -351,11 +418,16 @@ export function forwardRelayPlugin(options: ForwardRelayOptions = {}): Plugin {
         }
         const epoch = peer.primaryEpoch + 1;
         const transfer = clone(PeerRecordSchema, peer);
+        transfer.handoverRatchet = new Uint8Array();
+        transfer.handoverAt = 0;
         transfer.primaryDeviceUid = toDeviceUid;
         transfer.primaryEpoch = epoch;
         transfer.pendingCard = undefined;
         transfer.pendingRatchetKey = undefined;
         const stopped = clone(PeerRecordSchema, peer);
+        // Kept until the new primary confirms, to send again; never used to send.
+        stopped.handoverRatchet = peer.ratchet;
+        stopped.handoverAt = tx.now;
         stopped.ratchet = new Uint8Array();
         stopped.primaryDeviceUid = toDeviceUid;
         stopped.primaryEpoch = epoch;
@@ -379,6 +451,7 @@ export function forwardRelayPlugin(options: ForwardRelayOptions = {}): Plugin {
       host = hostIn;
       hostIn.api(DEVICE_SYNC_API).registerSyncType(FORWARD_SYNC_TYPE, applyForward);
       hostIn.api(DEVICE_SYNC_API).registerSyncType(HANDOVER_SYNC_TYPE, applyHandover);
+      hostIn.api(DEVICE_SYNC_API).registerSyncType(HANDOVER_ACK_SYNC_TYPE, applyHandoverAck);
     },
 
     // The one place the primary-device rule is decided; the kernel (which queues
@@ -401,6 +474,12 @@ export function forwardRelayPlugin(options: ForwardRelayOptions = {}): Plugin {
         const retentionMs = Math.min(...servers.map((s) => relayLimits(s).retentionMs));
         for (const peer of tx.peers()) {
           const primary = primaryDeviceOf(peer, own);
+          if (
+            peer.handoverRatchet.length > 0 && nowMs - peer.handoverAt >= retentionMs / 2 &&
+            tx.devices().some((d) => d.deviceUid === primary)
+          ) {
+            await resendHandover(tx, peer, nowMs);
+          }
           if (primary === own) continue;
           for (const row of await tx.messages(peer.uid)) {
             if (!row.pendingForward || !row.message || row.failedAt > 0) continue;

@@ -18,6 +18,7 @@ export {
   FORWARD_RELAY_API,
   FORWARD_SYNC_TYPE,
   forwardRelayPlugin,
+  HANDOVER_ACK_SYNC_TYPE,
   HANDOVER_SYNC_TYPE,
   primaryDeviceOf,
 } from "./forward_relay.ts";
