@@ -13,6 +13,7 @@ import { HttpTransport } from "../server/mod.ts";
 import { cmdContacts, cmdHandover, cmdRename } from "./commands/contacts.ts";
 import { cmdDevices, cmdRemoveDevice, cmdRetire } from "./commands/devices.ts";
 import { historyWindow } from "./operations.ts";
+import { HISTORY_OPTION_DEFAULT } from "./commands/pairing.ts";
 import { cmdInit } from "./commands/init.ts";
 import { cmdHistory, cmdRead, cmdSend } from "./commands/messages.ts";
 import { cmdAccept, cmdInvite, cmdPairJoin, cmdPairStart } from "./commands/pairing.ts";
@@ -188,7 +189,7 @@ ${EXIT_HELP}`,
         "--history <window>",
         "the old messages the new device gets: 0 (none), N (the last N of each conversation, " +
           "up to 1000) or a time such as 30d or 12h (at most 1000 per conversation)",
-      ).default("30d").argParser((value: string) => {
+      ).default(HISTORY_OPTION_DEFAULT).argParser((value: string) => {
         historyWindow(value);
         return value;
       }),

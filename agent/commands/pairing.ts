@@ -14,12 +14,24 @@ import { type Ctx, emit, type Session, warn, withProgress, withSession } from ".
 import { type TicketView, time } from "../views.ts";
 import { createHomeFiles, hostName, withNewHome } from "./new_home.ts";
 
+/** The value `pair start --history` has when it is not given. */
+export const HISTORY_OPTION_DEFAULT = "30d";
+
 /** `pair start`: a code or link for a new device, then (unless --no-wait) the wait for it. */
 export async function cmdPairStart(
   ctx: Ctx,
   o: { link?: boolean; out?: string; wait: boolean; timeout: number; history: string },
 ): Promise<void> {
   await withSession(ctx, { catchUp: true }, async (session) => {
+    if (!o.wait && !session.remote && o.history !== HISTORY_OPTION_DEFAULT) {
+      // The window lives in the memory of the process that offered the pairing: a later `run`
+      // that completes it would send the default window instead.
+      throw new AgentError(
+        "--history with --no-wait needs `run` running on this home: the process that completes " +
+          "the pairing sends the history",
+        EXIT.usage,
+      );
+    }
     const ticket = await session.call("pairStart", {
       form: ticketForm(o, session),
       history: o.history,

@@ -50,6 +50,18 @@ Deno.test("agent: pair start --history N|0, a planned handover and a device remo
       /--history "lots": expected 0 \(none\), a number of messages .* or a time like 30d/,
     );
 
+    // Without a waiting process the window would be forgotten: refused, not silently widened.
+    const noWait = await procs.agent([
+      ...home("alice-phone"),
+      "pair",
+      "start",
+      "--history",
+      "2",
+      "--link",
+      "--no-wait",
+    ]);
+    assertOneLine(noWait, EXIT.usage, /--history with --no-wait needs `run`/);
+
     const pair = async (device: string, history: string) => {
       const start = procs.spawnAgent([
         ...home("alice-phone"),
