@@ -337,11 +337,7 @@ async function removeDevice(agent: Agent, args: { device: string }): Promise<Dev
 function findSibling(agent: Agent, query: string): PeerRecord {
   requireIdentity(agent);
   const devices = agent.kernel.devices();
-  const q = query.trim().toLowerCase();
-  let found = devices.filter((d) => d.name.toLowerCase() === q);
-  if (found.length === 0 && q.length >= UID_PREFIX_CHARS_MIN) {
-    found = devices.filter((d) => d.deviceUid.toLowerCase().startsWith(q));
-  }
+  const found = matching(devices, query, (d) => d.deviceUid);
   if (found.length === 1) return found[0];
   const names = devices.map((d) => d.name).sort().join(", ");
   throw new AgentError(
@@ -452,15 +448,23 @@ function requireIdentity(agent: Agent, options: { complete?: boolean } = {}) {
   return identity;
 }
 
+/** The records `query` names: by name (any case), else by a prefix of 4+ characters of `uidOf`. */
+function matching(
+  records: PeerRecord[],
+  query: string,
+  uidOf: (record: PeerRecord) => string,
+): PeerRecord[] {
+  const q = query.trim().toLowerCase();
+  const named = records.filter((r) => r.name.toLowerCase() === q);
+  if (named.length > 0 || q.length < UID_PREFIX_CHARS_MIN) return named;
+  return records.filter((r) => uidOf(r).toLowerCase().startsWith(q));
+}
+
 /** The contact `query` names: a name (any case), or a uid prefix of 4+ characters. */
 function findContact(agent: Agent, query: string): PeerRecord {
   requireIdentity(agent);
   const peers = agent.kernel.peers();
-  const q = query.trim().toLowerCase();
-  let found = peers.filter((p) => p.name.toLowerCase() === q);
-  if (found.length === 0 && q.length >= UID_PREFIX_CHARS_MIN) {
-    found = peers.filter((p) => p.uid.toLowerCase().startsWith(q));
-  }
+  const found = matching(peers, query, (p) => p.uid);
   if (found.length === 1) return found[0];
   if (found.length > 1) {
     throw new AgentError(

@@ -412,10 +412,8 @@ export class Poller {
       if (signal?.aborted || this.#ports.state.closed) return result;
       if (pulled.has(packed.destination) && !this.#ports.state.lookup.has(packed.destination)) {
         // A queue this device stopped owning while the pull was out (a sibling removed since):
-        // nothing here can read it any more, and nobody else pulls it. Acked, not quarantined.
-        const queue = pending.get(packed.destination) ?? [];
-        queue.push(packed.serverDeliveryUuid);
-        pending.set(packed.destination, queue);
+        // nothing here can read it any more. Not quarantined; left on the relay, where nobody
+        // pulls it any more and it expires (acks wait only for queues still pulled).
         continue;
       }
       const outcome = await this.#ports.receive(packed);

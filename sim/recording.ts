@@ -11,6 +11,7 @@ import { decode, encode } from "../proto/mod.ts";
 import { DeviceSyncPayloadSchema, PeerType, UserMessageSchema } from "../proto/mod.ts";
 import type { KernelObservation } from "../kernel/mod.ts";
 import type { Plugin } from "../kernel/mod.ts";
+import { lastActivityMs } from "../plugins/device_sync/mod.ts";
 import type { ServerCore } from "../server/mod.ts";
 import type { SimDevice } from "./devices.ts";
 import type { PrivacyTaps } from "./privacy_taps.ts";
@@ -225,13 +226,7 @@ export class Recorder {
               contact.uid,
               (await tx.messages(contact.uid)).map((row) => ({
                 uuid: row.message?.status?.uuid ?? "",
-                activeMs: Math.max(
-                  row.storedAt,
-                  row.message?.status?.sent ?? 0,
-                  row.message?.status?.received ?? 0,
-                  row.message?.status?.processed ?? 0,
-                  row.failedAt,
-                ),
+                activeMs: lastActivityMs(row),
               })),
             );
           }

@@ -402,30 +402,28 @@ export function deviceSyncPlugin(options: DeviceSyncOptions = {}): Plugin {
     },
 
     async removeDeviceInTx(tx, deviceUid) {
-      {
-        const own = h().deviceUid();
-        const identity = clone(IdentityRecordSchema, tx.identity());
-        const device = tx.devices().find((d) => d.deviceUid === deviceUid);
-        if (deviceUid !== own && !device) {
-          throw new TypeError(
-            `${NAME}: cannot remove device ${deviceUid}: not a sibling of this device`,
-          );
-        }
-        const primaryFor = tx.peers().filter((p) => h().primaryOf(p) === deviceUid && p.contact);
-        if (primaryFor.length > 0) {
-          throw new TypeError(
-            `${NAME}: cannot remove ${deviceUid === own ? "this device" : `"${device!.name}"`}: ` +
-              `it is primary for ${primaryFor.map((p) => `"${p.name}"`).join(", ")}; ` +
-              `hand ${primaryFor.length === 1 ? "it" : "them"} over first`,
-          );
-        }
-        if (!identity.removedDevices.includes(deviceUid)) identity.removedDevices.push(deviceUid);
-        tx.putIdentity(identity);
-        if (device && dropRemoved) tx.deleteDevice(device.uid);
-        await api.dispatch(tx, { syncType: SYNC_TYPES.deviceRemove, deviceUid });
-        // Leaving: nothing more goes to the siblings, nothing more comes from them.
-        if (deviceUid === own) { for (const sibling of tx.devices()) tx.deleteDevice(sibling.uid); }
+      const own = h().deviceUid();
+      const identity = clone(IdentityRecordSchema, tx.identity());
+      const device = tx.devices().find((d) => d.deviceUid === deviceUid);
+      if (deviceUid !== own && !device) {
+        throw new TypeError(
+          `${NAME}: cannot remove device ${deviceUid}: not a sibling of this device`,
+        );
       }
+      const primaryFor = tx.peers().filter((p) => h().primaryOf(p) === deviceUid && p.contact);
+      if (primaryFor.length > 0) {
+        throw new TypeError(
+          `${NAME}: cannot remove ${deviceUid === own ? "this device" : `"${device!.name}"`}: ` +
+            `it is primary for ${primaryFor.map((p) => `"${p.name}"`).join(", ")}; ` +
+            `hand ${primaryFor.length === 1 ? "it" : "them"} over first`,
+        );
+      }
+      if (!identity.removedDevices.includes(deviceUid)) identity.removedDevices.push(deviceUid);
+      tx.putIdentity(identity);
+      if (device && dropRemoved) tx.deleteDevice(device.uid);
+      await api.dispatch(tx, { syncType: SYNC_TYPES.deviceRemove, deviceUid });
+      // Leaving: nothing more goes to the siblings, nothing more comes from them.
+      if (deviceUid === own) { for (const sibling of tx.devices()) tx.deleteDevice(sibling.uid); }
     },
   };
 

@@ -34,6 +34,28 @@ import {
   uuids,
 } from "../../tests/support/device_sync.ts";
 
+/** Sends `appdata` as a raw device_sync message from `from` to peer `toUid` (bad input on purpose). */
+function sendDeviceSync(
+  w: SyncWorld,
+  from: SyncDevice,
+  toUid: string,
+  appdata: Uint8Array,
+): Promise<void> {
+  return from.kernel.transact(async (tx: Tx) => {
+    const peer = tx.peer(toUid)!;
+    await tx.sendDirect(
+      toUid,
+      create(UserMessageSchema, {
+        destination: contactLookupKey(peer),
+        from: myLookupKey(peer),
+        type: DEVICE_SYNC_TYPE,
+        appdata,
+        status: { uuid: randomUuid(w.world.random) },
+      }),
+    );
+  });
+}
+
 /** A user "alice" with devices phone (the first) and laptop, and a contact "bob" paired with the phone. */
 async function aliceAndBob(seed: number) {
   const w = await SyncWorld.create(seed);
@@ -339,19 +361,7 @@ Deno.test("device_sync refuses a hidden peer, a payload from a contact, and a ma
   const before = await laptop.kernel.messages(bobUid);
   const rejected: string[] = [];
   const sendRaw = (appdata: Uint8Array, from: SyncDevice, toUid: string) =>
-    from.kernel.transact(async (tx: Tx) => {
-      const peer = tx.peer(toUid)!;
-      await tx.sendDirect(
-        toUid,
-        create(UserMessageSchema, {
-          destination: contactLookupKey(peer),
-          from: myLookupKey(peer),
-          type: DEVICE_SYNC_TYPE,
-          appdata,
-          status: { uuid: randomUuid(w.world.random) },
-        }),
-      );
-    });
+    sendDeviceSync(w, from, toUid, appdata);
   await sendRaw(new Uint8Array([0x1a, 0xff, 0x01]), phone, phone.kernel.devices()[0].uid);
   const spoofed = encodeSyncPayload(create(DeviceSyncPayloadSchema, {
     syncType: SYNC_TYPES.peerUpdate,
@@ -462,19 +472,7 @@ Deno.test("device_sync refuses a history or catch_up payload from a contact, for
   await chat(phone).send(bobUid, "already here");
   await w.settle(all);
   const sendRaw = (payload: DeviceSyncPayload, from: SyncDevice, toUid: string) =>
-    from.kernel.transact(async (tx: Tx) => {
-      const peer = tx.peer(toUid)!;
-      await tx.sendDirect(
-        toUid,
-        create(UserMessageSchema, {
-          destination: contactLookupKey(peer),
-          from: myLookupKey(peer),
-          type: DEVICE_SYNC_TYPE,
-          appdata: encodeSyncPayload(payload),
-          status: { uuid: randomUuid(w.world.random) },
-        }),
-      );
-    });
+    sendDeviceSync(w, from, toUid, encodeSyncPayload(payload));
   const row = (peerUid: string, text: string) =>
     create(DbMessageSchema, {
       peerUid,

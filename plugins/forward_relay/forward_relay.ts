@@ -338,22 +338,30 @@ export function forwardRelayPlugin(options: ForwardRelayOptions = {}): Plugin {
     }
   }
 
-  /** Sends the handover of `peer` (kept in `handover_ratchet`) to its new primary again. */
-  async function resendHandover(tx: Tx, peer: PeerRecord, nowMs: number): Promise<void> {
-    const transfer = clone(PeerRecordSchema, peer);
-    transfer.ratchet = peer.handoverRatchet;
+  /**
+   * Sends the new primary the handover of `stopped` — this device's record after it handed the
+   * contact over, the session kept in `handover_ratchet` — as the record with the live ratchet.
+   */
+  async function sendHandover(tx: Tx, stopped: PeerRecord): Promise<void> {
+    const transfer = clone(PeerRecordSchema, stopped);
+    transfer.ratchet = stopped.handoverRatchet;
     transfer.handoverRatchet = new Uint8Array();
     transfer.handoverAt = 0;
     transfer.pendingCard = undefined;
     transfer.pendingRatchetKey = undefined;
+    await h().api(DEVICE_SYNC_API).dispatch(tx, {
+      syncType: HANDOVER_SYNC_TYPE,
+      peerUid: stopped.uid,
+      peerData: encode(PeerRecordSchema, transfer),
+    }, { to: [stopped.primaryDeviceUid] });
+  }
+
+  /** Sends the handover of `peer` (not confirmed yet) to its new primary again. */
+  async function resendHandover(tx: Tx, peer: PeerRecord, nowMs: number): Promise<void> {
     const next = clone(PeerRecordSchema, peer);
     next.handoverAt = nowMs;
     tx.putPeer(next);
-    await h().api(DEVICE_SYNC_API).dispatch(tx, {
-      syncType: HANDOVER_SYNC_TYPE,
-      peerUid: peer.uid,
-      peerData: encode(PeerRecordSchema, transfer),
-    }, { to: [peer.primaryDeviceUid] });
+    await sendHandover(tx, next);
   }
 
   const api: ForwardRelayApi = {
@@ -417,13 +425,6 @@ export function forwardRelayPlugin(options: ForwardRelayOptions = {}): Plugin {
           );
         }
         const epoch = peer.primaryEpoch + 1;
-        const transfer = clone(PeerRecordSchema, peer);
-        transfer.handoverRatchet = new Uint8Array();
-        transfer.handoverAt = 0;
-        transfer.primaryDeviceUid = toDeviceUid;
-        transfer.primaryEpoch = epoch;
-        transfer.pendingCard = undefined;
-        transfer.pendingRatchetKey = undefined;
         const stopped = clone(PeerRecordSchema, peer);
         // Kept until the new primary confirms, to send again; never used to send.
         stopped.handoverRatchet = peer.ratchet;
@@ -432,11 +433,7 @@ export function forwardRelayPlugin(options: ForwardRelayOptions = {}): Plugin {
         stopped.primaryDeviceUid = toDeviceUid;
         stopped.primaryEpoch = epoch;
         tx.putPeer(stopped);
-        await h().api(DEVICE_SYNC_API).dispatch(tx, {
-          syncType: HANDOVER_SYNC_TYPE,
-          peerUid: peer.uid,
-          peerData: encode(PeerRecordSchema, transfer),
-        }, { to: [toDeviceUid] });
+        await sendHandover(tx, stopped);
         // Every sibling (the new primary too) learns the designation; the highest epoch wins.
         await tx.emit("peer.updated", { peer: stopped, created: false, origin: "local" });
         return epoch;
