@@ -11,7 +11,7 @@
 import { Command, CommanderError, Option } from "commander";
 import { HttpTransport } from "../server/mod.ts";
 import { cmdContacts, cmdHandover, cmdRename } from "./commands/contacts.ts";
-import { cmdDevices, cmdRemoveDevice, cmdRetire } from "./commands/devices.ts";
+import { cmdDevices, cmdRecover, cmdRemoveDevice, cmdRetire } from "./commands/devices.ts";
 import { historyWindow } from "./operations.ts";
 import { HISTORY_OPTION_DEFAULT } from "./commands/pairing.ts";
 import { cmdInit } from "./commands/init.ts";
@@ -266,12 +266,18 @@ ${EXIT_HELP}`,
     .addHelpText("after", `\n${EXIT_HELP}`)
     .action(act(cmdRetire));
   devices.command("remove").description(
-    "remove a sibling device for good (one still primary for a contact must hand it over, " +
-      "or retire, first)",
+    "remove a sibling device for good, on the device holding the identity root: this device " +
+      "takes over the contacts it was primary for, and every conversation moves to new keys",
   )
     .argument("<device>", "the sibling's name or device uid prefix")
     .addHelpText("after", `\n${EXIT_HELP}`)
     .action(act(cmdRemoveDevice));
+  devices.command("recover").description(
+    "take the identity root over on this device from the recovery code `init` printed (the " +
+      "root's device was lost); the code is read from $MEOW_RECOVERY_CODE, else asked",
+  )
+    .addHelpText("after", `\n${EXIT_HELP}`)
+    .action(act(cmdRecover));
   const profile = program.command("profile").description("your profile, synced to every device")
     .addHelpText("after", `\n${EXIT_HELP}`);
   profile.command("set").description("change your nickname and/or status line")

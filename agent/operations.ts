@@ -8,7 +8,7 @@
  *
  * @module
  */
-import { MessageTooLarge } from "../kernel/mod.ts";
+import { BadRecoveryCode, MessageTooLarge } from "../kernel/mod.ts";
 import type { PairingOffer } from "../kernel/mod.ts";
 import type { PairingForm } from "../kernel/mod.ts";
 import { type DbMessage, type PeerRecord, PeerType } from "../proto/mod.ts";
@@ -102,6 +102,8 @@ export const OPERATIONS = {
   retire: operation<{ device: string; to?: string }, { handedOver: ContactView[] }>(retire),
   /** Removes a sibling from this user's devices, for good. */
   removeDevice: operation<{ device: string }, DeviceView>(removeDevice),
+  /** Re-derives the identity root on this device from the recovery code. */
+  recover: operation<{ code: string }, { root: boolean }>(recover),
   /** Asks `run` to stop (through the control endpoint). */
   stop: operation<NoInput, { stopping: boolean }>(stop),
 };
@@ -263,6 +265,13 @@ async function pairStart(
 ): Promise<TicketView> {
   requireIdentity(agent);
   const history = args.history === undefined ? undefined : historyWindow(args.history);
+  if (!agent.kernel.api(DEVICE_SYNC_API).holdsRoot()) {
+    throw new AgentError(
+      "only the device holding the identity root pairs new devices: run `pair start` on the " +
+        "device you ran `init` on (or, if it is lost, `devices recover` here first)",
+      EXIT.usage,
+    );
+  }
   return await offer(
     agent,
     () => agent.kernel.api(DEVICE_SYNC_API).offerDevicePairing({ form: args.form, history }),
@@ -331,6 +340,17 @@ async function removeDevice(agent: Agent, args: { device: string }): Promise<Dev
     throw e;
   }
   return { name: device.name, deviceUid: device.deviceUid, self: false };
+}
+
+async function recover(agent: Agent, args: { code: string }): Promise<{ root: boolean }> {
+  requireIdentity(agent);
+  try {
+    await agent.kernel.api(DEVICE_SYNC_API).recoverRoot(String(args.code ?? ""));
+  } catch (e) {
+    if (e instanceof BadRecoveryCode) throw new AgentError(e.message, EXIT.usage);
+    throw e;
+  }
+  return { root: true };
 }
 
 /** The sibling `query` names: a device name (any case), or a device uid prefix of 4+ characters. */

@@ -44,6 +44,25 @@ export function generateSigningKeyPair(random: Random): KeyPair {
 }
 
 /**
+ * The Ed25519 key pair of a 32-byte seed (the identity root, derived from
+ * the recovery code): the same seed gives the same pair.
+ *
+ * @throws {RangeError} when the seed is not 32 bytes
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { signingKeyPairFromSeed } from "./mod.ts";
+ * const seed = new Uint8Array(32).fill(3);
+ * assert.deepEqual(signingKeyPairFromSeed(seed).publicKey, signingKeyPairFromSeed(seed).publicKey);
+ * ```
+ */
+export function signingKeyPairFromSeed(seed: Uint8Array): KeyPair {
+  if (seed.length !== KEY_BYTES) throw new RangeError(`A signing seed is ${KEY_BYTES} bytes`);
+  return { privateKey: seed.slice(), publicKey: ed25519.getPublicKey(seed) };
+}
+
+/**
  * A fresh X25519 key pair for key agreement and sealing.
  *
  * @example

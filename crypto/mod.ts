@@ -22,6 +22,7 @@ export {
   generateLookupKeyPair,
   generateSigningKeyPair,
   type KeyPair,
+  signingKeyPairFromSeed,
   x25519EphemeralAgreement,
   x25519SharedSecret,
 } from "./keys.ts";

@@ -103,9 +103,17 @@ export class Outbox {
 
   async #flushOnce(signal?: AbortSignal): Promise<number> {
     const now = this.#ports.clock.now();
-    const due = [...this.#outbox.values()]
-      .filter((e) => e.nextAttemptAt <= now)
-      .sort((a, b) => a.queuedAt - b.queuedAt || (a.id < b.id ? -1 : 1));
+    const order = (a: OutboxEntry, b: OutboxEntry) =>
+      a.queuedAt - b.queuedAt || (a.id < b.id ? -1 : 1);
+    // Behind a barrier (a session reset or rekey) not stored yet, its queue waits.
+    const blocked = new Set<string>();
+    const due: OutboxEntry[] = [];
+    for (const entry of [...this.#outbox.values()].sort(order)) {
+      const queue = entry.packed?.destination ?? "";
+      if (blocked.has(queue)) continue;
+      if (entry.nextAttemptAt <= now) due.push(entry);
+      else if (entry.barrier) blocked.add(queue);
+    }
     const byServer = new Map<string, OutboxEntry[]>();
     for (const entry of due) {
       const key = entry.server?.uid ?? "";
@@ -113,9 +121,15 @@ export class Outbox {
     }
     let delivered = 0;
     for (const entries of byServer.values()) {
-      for (const batch of await this.#batches(entries)) {
+      const failedBarriers = new Set<string>();
+      for (const all of await this.#batches(entries)) {
         if (signal?.aborted || this.#ports.state.closed) return delivered;
+        const batch = all.filter((e) => !failedBarriers.has(e.packed?.destination ?? ""));
+        if (batch.length === 0) continue;
         delivered += await this.#deliver(batch, signal);
+        for (const e of batch) {
+          if (e.barrier && this.#outbox.has(e.id)) failedBarriers.add(e.packed?.destination ?? "");
+        }
       }
     }
     return delivered;

@@ -11,6 +11,7 @@
 import {
   ErrorCode,
   type FromServerMessage,
+  type KeyPair,
   type PackedUserMessage,
   type PeerRecord,
   PeerType,
@@ -20,7 +21,7 @@ import {
 } from "../proto/mod.ts";
 import { macPull, PULL_TOKEN_MARGIN_MS, signPull } from "../envelope/mod.ts";
 import { MeowError, RelayRefused } from "./errors.ts";
-import { myLookupKey } from "./pipeline.ts";
+import { lookupKeyOf, myLookupKey } from "./pipeline.ts";
 import { type RelayLimits, relayLimits } from "../envelope/mod.ts";
 import { pluginErrorOf } from "./plugin_driver.ts";
 import { type RelayClient, REQUEST_OVERHEAD_BYTES } from "./_relay_client.ts";
@@ -36,9 +37,16 @@ const PULL_BYTES = 160;
 /** What one ack adds to a request, in bytes at most (a delivery uuid and framing). */
 const ACK_BYTES = 40;
 
+/** A queue this device pulls: its name, the peer whose messages reach it, the key that signs its pulls. */
+export interface PullKey {
+  lookupKey: string;
+  peer: PeerRecord;
+  lookup: KeyPair;
+}
+
 /** One request's share of a poll round: queues to pull, with the acks waiting for them. */
 interface PullChunk {
-  keys: { lookupKey: string; peer: PeerRecord }[];
+  keys: PullKey[];
   /** Acks it carries. */
   acks: number;
   /** Estimated request bytes. */
@@ -150,9 +158,10 @@ export class Poller {
   }
 
   /** The lookup keys this device pulls: devices, pending invitations, and contacts it is primary for. */
-  pullKeys(): { lookupKey: string; peer: PeerRecord }[] {
+  pullKeys(): PullKey[] {
     const own = this.#ports.state.identity?.deviceUid ?? "";
-    const keys: { lookupKey: string; peer: PeerRecord }[] = [];
+    const now = this.#ports.clock.now();
+    const keys: PullKey[] = [];
     for (
       const peer of [...this.#ports.state.devices.values(), ...this.#ports.state.peers.values()]
     ) {
@@ -160,7 +169,16 @@ export class Poller {
       if (peer.type === PeerType.CONTACT && this.#ports.primaryOf(peer, own) !== own) {
         continue; // a sibling is this contact's primary: it pulls, then syncs.
       }
-      keys.push({ lookupKey: myLookupKey(peer), peer });
+      keys.push({ lookupKey: myLookupKey(peer), peer, lookup: peer.myLookup });
+      const previous = peer.previousKeys;
+      if (previous?.lookup && previous.untilMs > now) {
+        // After a rekey: what the contact sent before it switched still comes here for a while.
+        keys.push({
+          lookupKey: lookupKeyOf(previous.lookup.publicKey),
+          peer,
+          lookup: previous.lookup,
+        });
+      }
     }
     return keys;
   }
@@ -351,13 +369,13 @@ export class Poller {
     // Each pull is signed (or MACed under its token) over this request's ephemeral key: good
     // in this request only.
     const signPulls = (ephemeralPublicKey: Uint8Array) =>
-      Promise.all(chunk.keys.map(({ lookupKey, peer }) => {
+      Promise.all(chunk.keys.map(({ lookupKey, lookup }) => {
         // Signatures are single-use: never sign two pulls of one key with one timestamp.
         const ts = Math.max(now, (this.#lastPullTs.get(lookupKey) ?? 0) + 1);
         this.#lastPullTs.set(lookupKey, ts);
         const token = tokenOf.get(lookupKey);
         if (token) return macPull({ server, token, now: ts, ephemeralPublicKey });
-        return signPull({ server, lookup: peer.myLookup!, now: ts, ephemeralPublicKey });
+        return signPull({ server, lookup, now: ts, ephemeralPublicKey });
       }));
     const acks = taken.flatMap(([, a]) => a);
     let answer: FromServerMessage;

@@ -17,14 +17,22 @@ import {
   QuarantineRecordSchema,
 } from "../proto/mod.ts";
 import { randomUuid } from "../crypto/mod.ts";
-import { Deferred, MeowError, Replay, UnknownDestination, UnknownType } from "./errors.ts";
+import {
+  Deferred,
+  Malformed,
+  MeowError,
+  Replay,
+  UnknownDestination,
+  UnknownType,
+} from "./errors.ts";
 import { finalizeInvitation, HELLO_TYPE, isPending } from "./invitation.ts";
 import { answerProof, type PairingProtocol, type PendingPairing } from "./pairing_flow.ts";
-import { assertUsablePeer, FrameKind, openFrame, unpack } from "./pipeline.ts";
+import { assertUsablePeer, FrameKind, openFrame, openPacked, unpackFrame } from "./pipeline.ts";
+import { acceptRekey, acceptReset, REKEY_TYPE, RESET_TYPE } from "./rekey.ts";
 import type { PluginDriver } from "./plugin_driver.ts";
 import type { DeviceState, SerialQueue } from "./_state.ts";
 import type { KernelTx } from "./_tx.ts";
-import type { KernelObservation, LogLevel, ReceiveOutcome } from "./_types.ts";
+import type { KernelObservation, KernelSealing, LogLevel, ReceiveOutcome } from "./_types.ts";
 import type { Clock, Random, Store } from "../ports/mod.ts";
 
 /** Received messages that could not be opened, kept at most; the oldest goes first. */
@@ -45,7 +53,7 @@ export interface RouterPorts {
   /** The kernel's name, in log lines. */
   name: string;
   pairingProtocol: PairingProtocol;
-  sealing: { pad?: boolean; checkSize?: boolean; headerInClear?: boolean };
+  sealing: KernelSealing;
 }
 
 /** Receives packed messages, and keeps those that could not be opened. */
@@ -174,18 +182,51 @@ export class Router {
       throw new Deferred(`message from "${peer.name}" is for its primary, another device now`);
     }
     assertUsablePeer(peer);
-    // Signature first, then the seal; a repeated invitation answer is a Replay (unpack).
-    const opened = await unpack(peer, packed, {
+    const options = {
       random: this.#ports.random,
       now: tx.now,
       headerInClear: this.#ports.sealing.headerInClear,
-    });
+    };
+    // Signature first, then the seal; a repeated invitation answer is a Replay (unpackFrame).
+    const { frame, signedByRetired } = await openPacked(peer, packed, options);
+    if (frame.kind === FrameKind.RESET) {
+      if (peer.type !== PeerType.CONTACT) {
+        throw new Malformed(
+          `Refused a session reset from device "${peer.name}": only contacts reset`,
+        );
+      }
+      const next = acceptReset(peer, frame, {
+        ...options,
+        signedByRetired,
+        acceptRetired: this.#ports.sealing.acceptRetiredResets,
+      });
+      next.updatedBy = this.#ports.state.deviceUid();
+      tx.putPeer(next);
+      this.#ports.log("info", `${this.#ports.name}: "${peer.name}" reset the session`);
+      await tx.emit("peer.updated", { peer: next, created: false, origin: "peer" });
+      await tx.emit("session.renewed", { peer: next, kind: "reset" });
+      return { kind: "accepted", peerUid: peer.uid, type: RESET_TYPE };
+    }
+    // A ratchet frame may still carry a retired signature (sent just before a rekey): the live
+    // session, which a removed device never held, authenticates it.
+    const opened = unpackFrame(peer, frame, options);
     const { message, ratchet, header } = opened;
     tx.afterCommit(() =>
       this.#ports.observe({ kind: "inbound", peerUid: peer.uid, message, packed, header })
     );
-    const next = clone(PeerRecordSchema, peer);
+    let next = clone(PeerRecordSchema, peer);
     next.ratchet = ratchet;
+    if (message.type === REKEY_TYPE) {
+      if (peer.type !== PeerType.CONTACT) {
+        throw new Malformed(`Refused a rekey from device "${peer.name}": only contacts rekey`);
+      }
+      next = acceptRekey(next, message, tx.now);
+      next.updatedBy = this.#ports.state.deviceUid();
+      tx.putPeer(next);
+      await tx.emit("peer.updated", { peer: next, created: false, origin: "peer" });
+      await tx.emit("session.renewed", { peer: next, kind: "rekey" });
+      return { kind: "accepted", peerUid: peer.uid, type: REKEY_TYPE };
+    }
     tx.putPeer(next);
     if (peer.blocked) return { kind: "accepted", peerUid: peer.uid, type: "blocked" };
     if (message.type !== HELLO_TYPE) {

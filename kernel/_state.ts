@@ -6,7 +6,7 @@
  * @module
  */
 import { type IdentityRecord, type PeerRecord, PeerType } from "../proto/mod.ts";
-import { myLookupKey } from "./pipeline.ts";
+import { lookupKeyOf, myLookupKey } from "./pipeline.ts";
 
 /** The committed identity and peers of a device, as cached in memory. */
 export class DeviceState {
@@ -35,17 +35,25 @@ export class DeviceState {
   cachePeer(peer: PeerRecord): void {
     const map = peer.type === PeerType.DEVICE ? this.devices : this.peers;
     const old = map.get(peer.uid);
-    if (old?.myLookup) this.lookup.delete(myLookupKey(old));
+    for (const key of queuesOf(old)) this.lookup.delete(key);
     map.set(peer.uid, peer);
-    if (peer.myLookup) this.lookup.set(myLookupKey(peer), peer.uid);
+    for (const key of queuesOf(peer)) this.lookup.set(key, peer.uid);
   }
 
   /** Forgets a deleted device peer and its lookup key. */
   dropDevice(uid: string): void {
     const old = this.devices.get(uid);
-    if (old?.myLookup) this.lookup.delete(myLookupKey(old));
+    for (const key of queuesOf(old)) this.lookup.delete(key);
     this.devices.delete(uid);
   }
+}
+
+/** The queues a peer's messages reach this device on: its lookup key, and the previous one after a rekey. */
+function queuesOf(peer: PeerRecord | undefined): string[] {
+  const keys: string[] = [];
+  if (peer?.myLookup) keys.push(myLookupKey(peer));
+  if (peer?.previousKeys?.lookup) keys.push(lookupKeyOf(peer.previousKeys.lookup.publicKey));
+  return keys;
 }
 
 /** One queue: each function runs after the previous settled, never once the kernel closed. */

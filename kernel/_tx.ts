@@ -23,8 +23,9 @@ import {
 import { Malformed } from "./errors.ts";
 import { isPending } from "./invitation.ts";
 import { assertUsablePeer, pack } from "./pipeline.ts";
+import { createRekey, createReset } from "./rekey.ts";
 import type { Kernel } from "./kernel.ts";
-import type { KernelObservation } from "./_types.ts";
+import type { KernelObservation, KernelSealing } from "./_types.ts";
 import type { PluginDriver } from "./plugin_driver.ts";
 import type { KernelEventName, KernelEvents, Tx } from "./plugin.ts";
 import type { Batch, Random, Store } from "../ports/mod.ts";
@@ -41,7 +42,7 @@ export interface TxPorts {
   driver: PluginDriver;
   deviceUid: string;
   observe: (observation: KernelObservation) => void;
-  sealing: { pad?: boolean; checkSize?: boolean; headerInClear?: boolean };
+  sealing: KernelSealing;
   /** The next outbox id (ordered by queue time, then by sequence). */
   nextOutboxId(now: number): string;
 }
@@ -127,8 +128,9 @@ export class KernelTx implements Tx {
     if (peer.type !== PeerType.CONTACT && peer.type !== PeerType.DEVICE) {
       throw new TypeError(`Cannot store peer ${peer.uid}: its type is neither contact nor device`);
     }
-    if (!this.#peers.has(peer.uid) && !this.#ports.peer(peer.uid)) {
-      observeSecrets(this.#ports.observe, peer);
+    const before = this.peer(peer.uid);
+    if (!before || before.keysVersion !== peer.keysVersion) {
+      observeSecrets(this.#ports.observe, peer); // a new peer, or new keys (a reset or rekey)
     }
     this.#peers.set(peer.uid, clone(PeerRecordSchema, peer));
     this.#deletedDevices.delete(peer.uid);
@@ -182,7 +184,11 @@ export class KernelTx implements Tx {
     await this.sendDirect(peerUid, message);
   }
 
-  async sendDirect(peerUid: string, message: UserMessage): Promise<void> {
+  sendDirect(peerUid: string, message: UserMessage): Promise<void> {
+    return this.#sendDirect(peerUid, message, false);
+  }
+
+  async #sendDirect(peerUid: string, message: UserMessage, barrier: boolean): Promise<void> {
     const peer = this.peer(peerUid);
     if (!peer) throw new TypeError(`Cannot send: no peer with uid ${peerUid}`);
     assertUsablePeer(peer);
@@ -194,11 +200,50 @@ export class KernelTx implements Tx {
     this.afterCommit(() => this.#ports.observe({ kind: "outbound", peerUid, message, packed }));
     peer.ratchet = ratchet;
     this.putPeer(peer);
-    this.queuePacked(peer, packed, message.status?.uuid ?? "");
+    this.queuePacked(peer, packed, message.status?.uuid ?? "", { barrier });
+  }
+
+  async resetSession(peerUid: string): Promise<PeerRecord> {
+    const peer = this.peer(peerUid);
+    if (!peer || peer.type !== PeerType.CONTACT || !peer.contact || isPending(peer)) {
+      throw new TypeError(`Cannot reset a session: no contact with uid ${peerUid}`);
+    }
+    const { peer: next, packed } = await createReset(peer, {
+      random: this.#ports.random,
+      now: this.now,
+      servers: this.identity().servers,
+    });
+    this.putPeer(next);
+    this.queuePacked(next, packed, "", { barrier: true });
+    return next;
+  }
+
+  async rekey(peerUid: string, keepMs: number): Promise<PeerRecord> {
+    const peer = this.peer(peerUid);
+    if (!peer || peer.type !== PeerType.CONTACT) {
+      throw new TypeError(`Cannot rekey: no contact with uid ${peerUid}`);
+    }
+    assertUsablePeer(peer);
+    const { message, switchKeys } = createRekey(peer, {
+      random: this.#ports.random,
+      now: this.now,
+      servers: this.identity().servers,
+      keepMs,
+    });
+    // Sent with the keys the contact knows, then this side switches.
+    await this.#sendDirect(peerUid, message, true);
+    const next = switchKeys(this.peer(peerUid)!);
+    this.putPeer(next);
+    return next;
   }
 
   /** Queues an already packed message to the peer's home relay. */
-  queuePacked(peer: PeerRecord, packed: PackedUserMessage, messageUuid: string): void {
+  queuePacked(
+    peer: PeerRecord,
+    packed: PackedUserMessage,
+    messageUuid: string,
+    options: { barrier?: boolean } = {},
+  ): void {
     const server = peer.contact?.pullServers[0];
     if (!server) throw new Malformed(`Cannot send to peer "${peer.name}": its card names no relay`);
     this.#outbox.push(create(OutboxEntrySchema, {
@@ -210,6 +255,7 @@ export class KernelTx implements Tx {
       queuedAt: this.now,
       messageUuid,
       peerUid: peer.uid,
+      barrier: options.barrier ?? false,
     }));
   }
 

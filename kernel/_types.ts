@@ -136,10 +136,20 @@ export interface KernelOptions {
    * How user messages are sealed. Only tests set it: `pad: false` seals
    * frames unpadded, `checkSize: false` drops the send-time size check and
    * `headerInClear: true` carries the ratchet header outside the seal too, to
-   * show what the relay would learn, or what would be lost, without them.
+   * show what the relay would learn, or what would be lost, without them;
+   * `acceptRetiredResets: true` takes a session reset signed with a retired
+   * key, to show what a removed device could do without the check.
    * @default {{ pad: true, checkSize: true }}
    */
-  sealing?: { pad?: boolean; checkSize?: boolean; headerInClear?: boolean };
+  sealing?: KernelSealing;
+}
+
+/** How user messages are sealed and opened ({@linkcode KernelOptions.sealing}); only tests weaken it. */
+export interface KernelSealing {
+  pad?: boolean;
+  checkSize?: boolean;
+  headerInClear?: boolean;
+  acceptRetiredResets?: boolean;
 }
 
 /** What {@linkcode Kernel.createInvitation} returns. */

@@ -183,3 +183,23 @@ export class PluginError extends MeowError {
 export class Deferred extends Error {
   override name = "Deferred";
 }
+
+/**
+ * A session reset signed with an identity key the contact retired (a reset or
+ * rekey replaced it): what a removed or stolen device would send. Refused;
+ * nothing changes.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { MeowError, RetiredKey } from "./errors.ts";
+ * const e = new RetiredKey("signed with a retired key");
+ * assert(e instanceof MeowError && e.code === "RetiredKey");
+ * ```
+ */
+export class RetiredKey extends MeowError {
+  /** @param message the peer and the key that was refused */
+  constructor(message: string, options?: ErrorOptions) {
+    super("RetiredKey", message, options);
+  }
+}

@@ -28,11 +28,12 @@
  *
  * @module
  */
-import { clone } from "@bufbuild/protobuf";
+import { clone, create } from "@bufbuild/protobuf";
 import {
   type DbMessage,
   type IdentityRecord,
   IdentityRecordSchema,
+  KeyPairSchema,
   type PackedUserMessage,
   type PeerRecord,
   PeerRecordSchema,
@@ -40,6 +41,7 @@ import {
   type ServerCard,
 } from "../proto/mod.ts";
 import { randomUuid } from "../crypto/mod.ts";
+import { rootFromRecoveryCode, signDeviceList } from "./device_list.ts";
 import { isPending } from "./invitation.ts";
 import { type JoinInput, PAIRING_PROTOCOL } from "./pairing_flow.ts";
 import { PluginDriver, pluginErrorOf } from "./plugin_driver.ts";
@@ -56,7 +58,7 @@ import {
   stageProfile,
   stageServer,
 } from "./_identity.ts";
-import { Poller } from "./_poller.ts";
+import { Poller, type PullKey } from "./_poller.ts";
 import { RelayClient } from "./_relay_client.ts";
 import { Router } from "./_router.ts";
 import { DeviceState, SerialQueue } from "./_state.ts";
@@ -69,6 +71,7 @@ import type {
   InvitationTicket,
   KernelObservation,
   KernelOptions,
+  KernelSealing,
   LogLevel,
   OfferPairingOptions,
   PairingAccepted,
@@ -85,6 +88,7 @@ export type {
   InvitationTicket,
   KernelObservation,
   KernelOptions,
+  KernelSealing,
   LogLevel,
   OfferPairingOptions,
   PairingAccepted,
@@ -124,7 +128,7 @@ export class Kernel {
   readonly #log: (level: LogLevel, line: string) => void;
   readonly #name: string;
   readonly #observe: (observation: KernelObservation) => void;
-  readonly #sealing: { pad?: boolean; checkSize?: boolean; headerInClear?: boolean };
+  readonly #sealing: KernelSealing;
   readonly #state = new DeviceState();
   readonly #serialQueue: SerialQueue;
   readonly #relay: RelayClient;
@@ -368,19 +372,35 @@ export class Kernel {
 
   // ─── Identity ─────────────────────────────────────────────────────────────
 
-  /** Creates this device's identity (the first device of a user). */
+  /**
+   * Creates this device's identity (the first device of a user). Its root key
+   * is derived from `recoveryCode` (kernel/device_list.ts `newRecoveryCode`;
+   * show it to the user once, it is not stored), or random — unrecoverable —
+   * without one; the device list starts as this device alone, root-signed.
+   *
+   * @throws {BadRecoveryCode} when `recoveryCode` is not a recovery code
+   */
   createIdentity(
-    options: { nickname: string; deviceName: string; servers: ServerCard[] },
+    options: { nickname: string; deviceName: string; servers: ServerCard[]; recoveryCode?: string },
   ): Promise<IdentityRecord> {
     return this.transact((tx) => {
       if (this.#state.identity) {
         throw new TypeError(`${this.#name}: this device already has an identity`);
       }
+      const { recoveryCode, ...rest } = options;
       const identity = this.newIdentityRecord({
         uid: randomUuid(this.random),
-        ...options,
+        ...rest,
         withRoot: true,
       });
+      if (recoveryCode !== undefined) {
+        const root = rootFromRecoveryCode(recoveryCode);
+        identity.root = create(KeyPairSchema, {
+          privateKey: root.privateKey,
+          publicKey: root.publicKey,
+        });
+      }
+      identity.deviceList = signDeviceList(identity, 1, [identity.deviceUid]);
       return Promise.resolve(stageFirstIdentity(tx, identity, options.nickname));
     });
   }
@@ -484,7 +504,7 @@ export class Kernel {
   }
 
   /** The lookup keys this device pulls: devices, pending invitations, and contacts it is primary for. */
-  pullKeys(): { lookupKey: string; peer: PeerRecord }[] {
+  pullKeys(): PullKey[] {
     return this.#poller.pullKeys();
   }
 

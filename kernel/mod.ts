@@ -20,6 +20,7 @@ export type {
   InvitationTicket,
   KernelObservation,
   KernelOptions,
+  KernelSealing,
   LogLevel,
   OfferPairingOptions,
   ReceiveOutcome,
@@ -99,6 +100,27 @@ export {
 } from "./pairing.ts";
 export { contactLookupKey, lookupKeyOf, myLookupKey, pack, ratchetAd, unpack } from "./pipeline.ts";
 export { cardBytes } from "./invitation.ts";
+export {
+  assertDeviceList,
+  BadRecoveryCode,
+  DEVICE_LIST_MAX,
+  deviceListBytes,
+  holdsRoot,
+  newRecoveryCode,
+  RECOVERY_CODE_CHARS,
+  rootFromRecoveryCode,
+  signDeviceList,
+} from "./device_list.ts";
+export {
+  acceptRekey,
+  acceptReset,
+  createRekey,
+  createReset,
+  isRetired,
+  REKEY_TYPE,
+  RESET_TYPE,
+  RETIRED_KEYS_MAX,
+} from "./rekey.ts";
 export { type PairingAccepted, type PairingOffer } from "./kernel.ts";
 export { type JoinInput, type PairingForm, type PairingProtocol } from "./pairing_flow.ts";
 export {

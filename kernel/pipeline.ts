@@ -109,6 +109,8 @@ export const FrameKind = Object.freeze({
   RATCHET: 1,
   /** An invitation answer (kernel/invitation.ts), sealed without the symmetric layer. */
   ANSWER: 2,
+  /** A session reset (kernel/rekey.ts), sealed without the symmetric layer. */
+  RESET: 3,
 });
 
 /** The kind byte of a sealed frame. */
@@ -201,7 +203,7 @@ export async function openFrame(privateKey: Uint8Array, payload: Uint8Array): Pr
     );
   }
   const kind = frame[1];
-  if (kind !== FrameKind.RATCHET && kind !== FrameKind.ANSWER) {
+  if (kind !== FrameKind.RATCHET && kind !== FrameKind.ANSWER && kind !== FrameKind.RESET) {
     throw new Malformed(`Cannot open message: unknown frame kind ${kind}`);
   }
   const length = new DataView(frame.buffer, frame.byteOffset).getUint32(2);
@@ -333,34 +335,79 @@ export interface Unpacked {
   header: Uint8Array;
 }
 
+/** Options of {@linkcode unpack} and {@linkcode openPacked}. */
+export interface UnpackOptions {
+  /** The randomness port. */
+  random: Random;
+  /** The clock time, in ms. */
+  now: number;
+  /** The ratchet header also follows the signature (a test build only). */
+  headerInClear?: boolean;
+}
+
+/** A packed message whose signature checked out, its frame opened. */
+export interface OpenedPacked {
+  /** The frame, without its padding. */
+  frame: Frame;
+  /** The signature matched one of the peer's retired identity keys, not its current one. */
+  signedByRetired: boolean;
+}
+
 /**
- * Verifies and decrypts a packed message from `peer`: verify → unseal →
- * frame kind → symmetric → ratchet. A repeated invitation answer (an answer
- * frame from a completed peer, signed by it) is a {@linkcode Replay}.
+ * Verifies a packed message from `peer` and opens its frame: the signature
+ * against the contact's identity key (else one it retired, which only a
+ * ratchet frame, authenticated by the live session, or a repeat may carry),
+ * then the seal with the private key of the queue it came to — this side's
+ * current encryption key, or the previous one kept after a rekey.
  *
- * @throws {BadSignature | BadCiphertext | Replay | TooManySkipped | Malformed}
+ * @throws {BadSignature | BadCiphertext | Malformed}
  */
-export async function unpack(
+export async function openPacked(
   peer: PeerRecord,
   packed: PackedUserMessage,
-  options: { random: Random; now: number; headerInClear?: boolean },
-): Promise<Unpacked> {
-  const verified = await verify(
-    peer.contact!.identityPublicKey,
-    signedBytes(packed.destination, packed.payload),
-    options.headerInClear ? packed.signature.subarray(0, SIGNATURE_BYTES) : packed.signature,
-  );
-  if (!verified) {
-    throw new BadSignature(
-      `Cannot open message: signature does not match peer "${peer.name}" (uid ${peer.uid})`,
-    );
+  options: UnpackOptions,
+): Promise<OpenedPacked> {
+  const signed = signedBytes(packed.destination, packed.payload);
+  const signature = options.headerInClear
+    ? packed.signature.subarray(0, SIGNATURE_BYTES)
+    : packed.signature;
+  let signedByRetired = false;
+  if (!await verify(peer.contact!.identityPublicKey, signed, signature)) {
+    for (const key of peer.retiredIdentityKeys) {
+      if (await verify(key, signed, signature)) {
+        signedByRetired = true;
+        break;
+      }
+    }
+    if (!signedByRetired) {
+      throw new BadSignature(
+        `Cannot open message: signature does not match peer "${peer.name}" (uid ${peer.uid})`,
+      );
+    }
   }
-  const frame = await openFrame(peer.myEncryption!.privateKey, packed.payload);
+  const previous = peer.previousKeys;
+  const privateKey = previous?.lookup && previous.encryption &&
+      packed.destination === lookupKeyOf(previous.lookup.publicKey)
+    ? previous.encryption.privateKey
+    : peer.myEncryption!.privateKey;
+  return { frame: await openFrame(privateKey, packed.payload), signedByRetired };
+}
+
+/**
+ * Decrypts an opened ratchet frame from `peer`: symmetric layer, then the
+ * ratchet. An answer frame from a completed peer is a {@linkcode Replay}.
+ *
+ * @throws {BadCiphertext | Replay | TooManySkipped | Malformed}
+ */
+export function unpackFrame(peer: PeerRecord, frame: Frame, options: UnpackOptions): Unpacked {
   if (frame.kind === FrameKind.ANSWER) {
     // Delivery is at least once: a second copy of the answer that completed this peer.
     throw new Replay(
       `Dropped a repeated invitation answer from peer "${peer.name}" (uid ${peer.uid})`,
     );
+  }
+  if (frame.kind !== FrameKind.RATCHET) {
+    throw new Malformed(`Cannot open message: a frame of kind ${frame.kind} carries no ratchet`);
   }
   const inner = symDecrypt(peer.contact!.symKey, frame.body);
   const headerBytes = inner.length < 2
@@ -376,6 +423,23 @@ export async function unpack(
   const step = ratchetDecrypt(state, header, inner.subarray(2 + headerBytes), options);
   const message = decode(UserMessageSchema, step.plaintext, { bytesMax: USER_MESSAGE_BYTES_MAX });
   return { message, ratchet: serializeRatchet(step.state), header };
+}
+
+/**
+ * Verifies and decrypts a packed message from `peer`: verify → unseal →
+ * frame kind → symmetric → ratchet ({@linkcode openPacked}, then
+ * {@linkcode unpackFrame}). A repeated invitation answer (an answer frame
+ * from a completed peer, signed by it) is a {@linkcode Replay}.
+ *
+ * @throws {BadSignature | BadCiphertext | Replay | TooManySkipped | Malformed}
+ */
+export async function unpack(
+  peer: PeerRecord,
+  packed: PackedUserMessage,
+  options: UnpackOptions,
+): Promise<Unpacked> {
+  const { frame } = await openPacked(peer, packed, options);
+  return unpackFrame(peer, frame, options);
 }
 
 /** Serialized size of a packed message, as the relay counts it. */

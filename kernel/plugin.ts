@@ -56,6 +56,17 @@ export interface KernelEvents {
   /** A relay was added to the identity's servers. */
   "server.added": { server: ServerCard; origin: "local" | "sync" };
   /**
+   * A contact's conversation got new keys from the contact (kernel/rekey.ts): `reset` — a
+   * session reset, the old session is gone and what it carried without a delivery
+   * acknowledgement is to be sent again; `rekey` — new keys inside the live session.
+   */
+  "session.renewed": { peer: PeerRecord; kind: "reset" | "rekey" };
+  /**
+   * A device left the user's devices (removed here, or told by a sibling): `primaryFor` are the
+   * contacts it was primary for, as this device saw it just before.
+   */
+  "device.removed": { deviceUid: string; origin: "local" | "sync"; primaryFor: string[] };
+  /**
    * A relay answered a poll, and the kernel records it (in the identity's
    * `last_poll_at`, at most every {@linkcode POLL_MARK_MS_MAX} or an eighth of
    * the shortest retention): `previousMs` is the mark before this one, 0 on
@@ -112,6 +123,22 @@ export interface Tx {
    * `outbound` hooks (for the plugin that took the message over).
    */
   sendDirect(peerUid: string, message: UserMessage): Promise<void>;
+  /**
+   * Session reset (kernel/rekey.ts): for a contact this device holds the keys of but no ratchet,
+   * stages new keys and a fresh session and queues the reset to the contact. Resolves with the
+   * staged record.
+   *
+   * @throws {TypeError} when `peerUid` names no completed contact
+   */
+  resetSession(peerUid: string): Promise<PeerRecord>;
+  /**
+   * Rekey (kernel/rekey.ts): sends contact `peerUid`, inside the live session, new identity,
+   * encryption and lookup keys and switches to them, keeping the previous encryption and lookup
+   * keys `keepMs`. Resolves with the staged record.
+   *
+   * @throws {TypeError | Malformed} when this device holds no session with that contact
+   */
+  rekey(peerUid: string, keepMs: number): Promise<PeerRecord>;
   /** Queues an already packed message (an invitation answer) to the peer's home relay. */
   queuePacked(peer: PeerRecord, packed: PackedUserMessage, messageUuid: string): void;
   /** Emits a kernel event to every plugin, inside this transaction. */

@@ -44,6 +44,12 @@ export interface Weakening {
   noReforward?: boolean;
   /** A removed device stays a sibling everywhere (its removal is recorded, nothing is dropped). */
   keepRemoved?: boolean;
+  /** The remover does not take over the contacts of a removed primary (no session reset). */
+  noTakeover?: boolean;
+  /** No rekey when a device is removed: every conversation keeps the keys the removed one holds. */
+  noRekey?: boolean;
+  /** Device list changes (introductions, removals) are taken without the root's signature. */
+  unsignedList?: boolean;
 }
 
 /** A fresh instance of each production plugin, in the order a device registers them. */
@@ -55,8 +61,14 @@ export function productionPlugins(weakening: Weakening = {}): Plugin[] {
       history: !weakening.noHistory,
       catchUp: !weakening.noCatchUp,
       dropRemoved: !weakening.keepRemoved,
+      unsignedList: weakening.unsignedList,
     }),
-    forwardRelayPlugin({ refresh: !weakening.noRefresh, reforward: !weakening.noReforward }),
+    forwardRelayPlugin({
+      refresh: !weakening.noRefresh,
+      reforward: !weakening.noReforward,
+      takeover: !weakening.noTakeover,
+      rekey: !weakening.noRekey,
+    }),
     relaysPlugin(),
   ];
 }

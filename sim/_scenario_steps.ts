@@ -39,6 +39,7 @@ export const STEP_KINDS = [
   "retire",
   "remove",
   "lose",
+  "recover",
   "send",
   "profile",
   "rename",
@@ -136,6 +137,11 @@ function readAction(
       const to = r.deviceOf(user, f.to, `${path}.to`);
       const peer = r.peer(f.peer, `${path}.peer`, `${user}/${to}`, "handover");
       return { kind, user, peer, to };
+    }
+    case "recover": {
+      const f = r.fields(raw, path, ["user", "device"]);
+      const user = r.user(f.user, `${path}.user`);
+      return { kind, user, device: r.deviceOf(user, f.device, `${path}.device`) };
     }
     case "remove": {
       const f = r.fields(raw, path, ["device", "by"]);

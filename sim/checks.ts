@@ -129,6 +129,25 @@ function removedBlind(input: CheckInput): ExpectationResult {
       }
     }
   }
+  // Its keys are worth nothing to a contact: every conversation it held moved to new keys.
+  for (const ref of removals.keys()) {
+    const user = ref.slice(0, ref.indexOf("/"));
+    const held = input.states.find((s) => s.ref === ref && !input.recording.lost.has(ref))
+      ?.sessions ?? input.recording.lostSessions.get(ref) ?? new Map();
+    for (const [conversation, keys] of held) {
+      for (const t of input.states) {
+        if (t.user === user || removals.has(t.ref) || input.recording.lost.has(t.ref)) continue;
+        if (t.sessions.get(conversation)?.contactIdentity === keys.myIdentity) {
+          return fail(
+            "removed_blind",
+            `${t.ref} still accepts the identity key ${
+              keys.myIdentity.slice(0, 8)
+            }… that removed ${ref} holds for conversation ${conversation}`,
+          );
+        }
+      }
+    }
+  }
   return pass("removed_blind", `${removals.size} device(s) removed`);
 }
 
@@ -157,6 +176,38 @@ function reachable(input: CheckInput): ExpectationResult {
             `which is not among ${s.user}'s remaining devices (${
               [...remaining.values()].join(", ")
             })`,
+        );
+      }
+    }
+  }
+  // And a message sent now would reach the contact: the primary holds the session, and the
+  // contact's primary holds the same keys for it as it holds for the contact.
+  const gone = (ref: string) => removals.has(ref) || lost.has(ref);
+  for (const p of input.states) {
+    if (!p.paired || gone(p.ref)) continue;
+    for (const [conversation, primary] of p.primaries) {
+      if (primary !== p.deviceUid) continue;
+      const mine = p.sessions.get(conversation);
+      if (!mine?.ratchet) {
+        return fail(
+          "reachable",
+          `${p.ref} is primary of conversation ${conversation} but holds no session`,
+        );
+      }
+      const other = input.states.find((q) =>
+        q.user !== p.user && !gone(q.ref) && q.primaries.get(conversation) === q.deviceUid &&
+        q.sessions.has(conversation)
+      );
+      const theirs = other?.sessions.get(conversation);
+      if (
+        other && theirs &&
+        (theirs.contactIdentity !== mine.myIdentity || theirs.contactLookup !== mine.myLookup ||
+          mine.contactLookup !== theirs.myLookup)
+      ) {
+        return fail(
+          "reachable",
+          `${p.ref} and ${other.ref} hold different keys for conversation ${conversation}: ` +
+            `what one sends the other cannot open`,
         );
       }
     }
@@ -373,16 +424,31 @@ function contactsBlind(input: CheckInput): ExpectationResult {
       );
     }
   }
+  // New keys come only with a removal (a reset or rekey): a contact sees one identity key per
+  // conversation, plus one for each device the other side removed — never one per device.
+  const removed = new Map<string, number>();
+  for (const ref of input.recording.removals.keys()) {
+    const user = ref.slice(0, ref.indexOf("/"));
+    removed.set(user, (removed.get(user) ?? 0) + 1);
+  }
+  const otherUser = new Map<string, string[]>();
+  for (const [key, uids] of input.conversationUids) {
+    for (const uid of uids) otherUser.set(uid, key.split("|"));
+  }
   const keys = new Map<string, Set<string>>();
   for (const inbound of input.recording.contactInbound) {
-    const id = `${inbound.device.split("/")[0]}\u0000${inbound.peerUid}`;
+    const receiver = inbound.device.split("/")[0];
+    const id = `${receiver}\u0000${inbound.peerUid}`;
     const set = keys.get(id) ?? new Set<string>();
     set.add(inbound.identityKey);
     keys.set(id, set);
-    if (set.size > 1) {
+    const other = (otherUser.get(inbound.peerUid) ?? []).find((u) => u !== receiver) ?? "";
+    const allowed = 1 + (removed.get(other) ?? 0);
+    if (set.size > allowed) {
       return fail(
         "contacts_blind",
-        `${inbound.device} received conversation ${inbound.peerUid} under ${set.size} identity keys`,
+        `${inbound.device} received conversation ${inbound.peerUid} under ${set.size} identity keys` +
+          ` (${other || "its contact"} removed ${allowed - 1} device(s))`,
       );
     }
   }
@@ -524,11 +590,16 @@ function forwarded(input: CheckInput): ExpectationResult {
  */
 function decryptClean(input: CheckInput): ExpectationResult {
   const all = input.recording.rejections;
-  const real = all.filter((r) => !r.deliberate);
+  // A session reset signed with a key a removal retired: a removed device trying its old keys,
+  // refused as it must be (removed_blind looks after the keys themselves).
+  const refusedRemoved = (r: { code: string }) =>
+    r.code === "RetiredKey" && input.recording.removals.size > 0;
+  const retired = all.filter(refusedRemoved).length;
+  const real = all.filter((r) => !r.deliberate && !refusedRemoved(r));
   const byDevice = new Map<string, number>();
   for (const r of all) if (r.quarantined) byDevice.set(r.device, (byDevice.get(r.device) ?? 0) + 1);
   const where = [...byDevice].map(([device, n]) => `${device} ${n}`).join(", ");
-  const deliberate = all.length - real.length;
+  const deliberate = all.filter((r) => r.deliberate).length;
   const quarantined = byDevice.size === 0
     ? "none quarantined"
     : `quarantined: ${where}` + (deliberate > 0 ? ` (${deliberate} deliberately corrupted)` : "");
@@ -539,7 +610,10 @@ function decryptClean(input: CheckInput): ExpectationResult {
       `${real.length} rejected message(s) not deliberately tampered with; first on ${first.device}: ${first.code}: ${first.detail}; ${quarantined}`,
     );
   }
-  return pass("decrypt_clean", byDevice.size === 0 ? "" : quarantined);
+  const refusedNote = retired > 0
+    ? `${retired} reset(s) signed with a removed device's retired key refused; `
+    : "";
+  return pass("decrypt_clean", byDevice.size === 0 ? "" : refusedNote + quarantined);
 }
 
 /**

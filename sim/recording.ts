@@ -16,7 +16,7 @@ import type { ServerCore } from "../server/mod.ts";
 import type { SimDevice } from "./devices.ts";
 import type { PrivacyTaps } from "./privacy_taps.ts";
 import type { Scheduler } from "./scheduler.ts";
-import { hex } from "./state.ts";
+import { hex, type SessionKeys } from "./state.ts";
 
 const HEX = hex;
 
@@ -96,6 +96,8 @@ export interface Recording {
   removalSeen: Map<string, Map<string, number>>;
   /** Devices gone for good (`lose`): when. */
   lost: Map<string, number>;
+  /** The keys each lost device held for its conversations when it was lost (its stores are gone). */
+  lostSessions: Map<string, Map<string, SessionKeys>>;
   /** Device → the times it removed a sibling itself (a remove step's `by`). */
   removers: Map<string, number[]>;
 }
@@ -156,6 +158,7 @@ export function emptyRecording(): Recording {
     removalSeen: new Map(),
     removers: new Map(),
     lost: new Map(),
+    lostSessions: new Map(),
   };
 }
 

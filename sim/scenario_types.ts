@@ -111,6 +111,15 @@ export interface HandoverStep {
   to: string;
 }
 
+/** The identity root moves to `user`'s device `device`, re-derived from the recovery code. */
+export interface RecoverStep {
+  kind: "recover";
+  /** The user. */
+  user: string;
+  /** The device (without the user) that recovers the root. */
+  device: string;
+}
+
 /** Device `by` removes its sibling `device` from their user's devices. */
 export interface RemoveStep {
   kind: "remove";
@@ -202,6 +211,7 @@ export type StepAction =
   | InviteGroupStep
   | DeviceStep
   | HandoverStep
+  | RecoverStep
   | RemoveStep
   | SendStep
   | ProfileStep
@@ -340,6 +350,7 @@ export interface StepInput {
   lose?: string;
   handover?: { user: string; peer: string; to: string };
   remove?: { device: string; by: string };
+  recover?: { user: string; device: string };
   send?: { from: string; to: string; text: string; count?: number; every?: DurationInput };
   profile?: { device: string; nickname?: string; status?: string };
   rename?: { device: string; peer: string; name: string };

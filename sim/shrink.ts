@@ -120,6 +120,8 @@ function stepInput(step: Step): StepInput {
       return { at, handover: { user: step.user, peer: step.peer, to: step.to } };
     case "remove":
       return { at, remove: { device: step.device, by: step.by } };
+    case "recover":
+      return { at, recover: { user: step.user, device: step.device } };
     case "send": {
       const send: NonNullable<StepInput["send"]> = {
         from: step.from,
@@ -294,6 +296,9 @@ function withoutRefs(
         break;
       case "remove":
         if (goneRef(step.device) || goneRef(step.by)) continue;
+        break;
+      case "recover":
+        if (goneRef(`${step.user}/${step.device}`)) continue;
         break;
       default:
         if (goneRef(step.device)) continue;

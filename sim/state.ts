@@ -5,7 +5,7 @@
  *
  * @module
  */
-import { PeerType } from "../proto/mod.ts";
+import { type PeerRecord, PeerType } from "../proto/mod.ts";
 import type { Store } from "../ports/mod.ts";
 
 /** One stored message, as compared across devices. */
@@ -61,6 +61,34 @@ export interface DeviceState {
   /** This device's uid, and each contact's primary device uid as it sees it (not in the digest). */
   deviceUid: string;
   primaries: Map<string, string>;
+  /** Each contact conversation's keys as this device holds them (not in the digest). */
+  sessions: Map<string, SessionKeys>;
+}
+
+/** The keys of one contact conversation on one device, as hex. */
+export interface SessionKeys {
+  /** This device holds the conversation's ratchet. */
+  ratchet: boolean;
+  /** This side's identity and lookup public keys. */
+  myIdentity: string;
+  myLookup: string;
+  /** The contact's identity and lookup public keys, from its card. */
+  contactIdentity: string;
+  contactLookup: string;
+}
+
+/** The keys of each contact conversation in `peers`. */
+export function sessionsOf(peers: PeerRecord[]): Map<string, SessionKeys> {
+  return new Map(
+    peers.filter((p) => p.type === PeerType.CONTACT && p.contact && p.myIdentity && p.myLookup)
+      .map((p) => [p.uid, {
+        ratchet: p.ratchet.length > 0,
+        myIdentity: hex(p.myIdentity!.publicKey),
+        myLookup: hex(p.myLookup!.publicKey),
+        contactIdentity: hex(p.contact!.identityPublicKey),
+        contactLookup: hex(p.contact!.lookupPublicKey),
+      }]),
+  );
 }
 
 /** Reads a device's state from its store. */
@@ -123,6 +151,7 @@ export async function readState(ref: string, store: Store): Promise<DeviceState>
         .filter((p) => p.type === PeerType.CONTACT && p.contact !== undefined)
         .map((p) => [p.uid, p.primaryDeviceUid || (identity?.deviceUid ?? "")]),
     ),
+    sessions: sessionsOf(await store.listPeers()),
     peerKeys: [...await store.listPeers(), ...await store.listDevices()].flatMap((p) =>
       p.contact
         ? [p.contact.identityPublicKey, p.contact.encryptionPublicKey, p.contact.lookupPublicKey]

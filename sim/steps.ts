@@ -160,6 +160,12 @@ export class StepRunner {
         return await this.#handover(step.user, step.peer, step.to);
       case "lose":
         return await this.#world.lose(this.#world.device(step.device));
+      case "recover": {
+        const code = this.#world.recoveryCodes.get(step.user);
+        if (!code) throw new Error(`${step.user} has no recovery code`);
+        const d = this.#world.device(`${step.user}/${step.device}`);
+        return await d.live().api(DEVICE_SYNC_API).recoverRoot(code);
+      }
       case "retire": {
         const d = this.#world.device(step.device);
         await d.live().api(FORWARD_RELAY_API).retire();

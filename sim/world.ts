@@ -10,7 +10,7 @@
  */
 import type { ServerCard } from "../proto/mod.ts";
 import { IMPORTED_KEYS_MAX_DEFAULT, SeededRandom, setImportedKeysMax } from "../crypto/mod.ts";
-import type { KernelOptions } from "../kernel/mod.ts";
+import { type KernelOptions, newRecoveryCode } from "../kernel/mod.ts";
 import type { PairingProtocol } from "../kernel/mod.ts";
 import type { PluginInput } from "../kernel/mod.ts";
 import type { Weakening } from "./plugins.ts";
@@ -26,6 +26,7 @@ import { DeviceLife, SimDevice } from "./devices.ts";
 import { corruptingBackend } from "./network.ts";
 import { PrivacyTaps } from "./privacy_taps.ts";
 import { emptyRecording, Recorder, type Recording } from "./recording.ts";
+import { sessionsOf } from "./state.ts";
 import type { Scenario } from "./scenario_types.ts";
 import type { Scheduler } from "./scheduler.ts";
 import { StepRunner } from "./steps.ts";
@@ -184,10 +185,13 @@ export class World {
     for (const user of world.scenario.users) {
       for (const name of user.devices) await world.#life.add(user.name, name);
       const first = world.devices.get(`${user.name}/${user.devices[0]}`)!;
+      const recoveryCode = newRecoveryCode(world.seedRandom.fork(`recovery/${user.name}`));
+      world.recoveryCodes.set(user.name, recoveryCode);
       await first.live().createIdentity({
         nickname: user.name,
         deviceName: first.name,
         servers: [world.home().card()],
+        recoveryCode,
       });
       first.pairedAt = world.scheduler.now;
       first.live().start();
@@ -248,10 +252,16 @@ export class World {
   async lose(device: SimDevice): Promise<void> {
     if (this.recording.lost.has(device.ref)) return;
     const deviceUid = device.kernel?.hasIdentity() ? device.kernel.deviceUid() : "";
+    if (device.kernel) {
+      this.recording.lostSessions.set(device.ref, sessionsOf(device.kernel.peers()));
+    }
     await this.#life.crash(device);
     this.recording.lost.set(device.ref, this.scheduler.now);
     this.lostUids.set(device.ref, deviceUid);
   }
+
+  /** Each user's recovery code, as the person wrote it down at init. */
+  readonly recoveryCodes = new Map<string, string>();
 
   /** The device uid each lost device had (its stores are gone). */
   readonly lostUids = new Map<string, string>();

@@ -58,28 +58,74 @@ Deno.test("retire_and_remove: a removed device that stays a sibling keeps receiv
   assert.match(failed.get("removed_blind") ?? "", /alice\/tablet, removed at .* holds message/);
 });
 
-Deno.test("lost_tablet: losing the phone instead, bob's primary, leaves bob unreachable: reachable fails", async () => {
+Deno.test("lost_tablet: without a rekey, bob still accepts the removed tablet's keys: removed_blind fails", async () => {
   assert.deepEqual([...(await failing("lost_tablet.yaml", {})).keys()], []);
-  const text = (await Deno.readTextFile("scenarios/lost_tablet.yaml"))
-    .replace("lose: alice/tablet", "lose: alice/phone")
-    .replace("remove: { device: alice/tablet", "remove: { device: alice/phone");
-  const file = await Deno.makeTempFile({ suffix: ".yaml" });
-  try {
-    await Deno.writeTextFile(file, text);
-    const report = await runScenario(await loadScenario(file), {});
-    const reachable = report.expectations.find((e) => e.name === "reachable")!;
-    assert.equal(reachable.ok, false);
-    assert.match(
-      reachable.detail,
-      /primary of conversation .* not among alice's remaining devices/,
-    );
-  } finally {
-    await Deno.remove(file);
-  }
+  const failed = await failing("lost_tablet.yaml", { noRekey: true });
+  assert.match(
+    failed.get("removed_blind") ?? "",
+    /bob\/phone still accepts the identity key .* that removed alice\/tablet holds/,
+  );
+});
+
+Deno.test("lost_phone: without the takeover, the lost phone stays every contact's primary: reachable fails", async () => {
+  assert.deepEqual([...(await failing("lost_phone.yaml", {})).keys()], []);
+  const failed = await failing("lost_phone.yaml", { noTakeover: true });
+  assert.match(
+    failed.get("reachable") ?? "",
+    /primary of conversation .* not among alice's remaining devices/,
+  );
+});
+
+Deno.test("lost_phone: without sending again after the reset, what the contacts wrote to the lost phone is lost", async () => {
+  const failed = await failing("lost_phone.yaml", { noRefresh: true });
+  assert.match(
+    failed.get("no_loss") ?? "",
+    /alice\/laptop lacks message .* \("(bob|carol|dave) #\d"\)/,
+  );
+});
+
+Deno.test("retire_and_remove: a removed tablet that skips the root check hijacks contacts that take retired keys", async () => {
+  const scenario = await loadScenario("scenarios/retire_and_remove.yaml");
+  // A build without the root check lets the removed tablet "remove" the laptop and reset bob and
+  // carol with the keys it kept; contacts that take resets signed with retired keys move to it.
+  const hijack = await runScenario(scenario, {
+    weakening: { unsignedList: true },
+    sealing: { acceptRetiredResets: true },
+  });
+  const failed = new Map(hijack.expectations.filter((e) => !e.ok).map((e) => [e.name, e.detail]));
+  assert.match(
+    failed.get("removed_blind") ?? "",
+    /alice\/tablet, removed at .* holds message .* sent by (bob|carol)\/phone/,
+  );
+  // The real contacts refuse those resets (RetiredKey): nothing reaches the tablet.
+  const refused = await runScenario(scenario, { weakening: { unsignedList: true } });
+  assert.deepEqual(refused.expectations.filter((e) => !e.ok).map((e) => e.name), []);
+  const decrypt = refused.expectations.find((e) => e.name === "decrypt_clean")!;
+  assert.match(decrypt.detail, /reset\(s\) signed with a removed device's retired key refused/);
+  // And the real build refuses the tablet's removal of the laptop outright.
+  const real = await runScenario(scenario, {});
+  assert.match(real.refusedSteps[0]?.error ?? "", /only the device holding the identity root/);
 });
 
 Deno.test("handover_away: without refresh (the handover and bob's messages sent again), they expire and never arrive", async () => {
   assert.deepEqual([...(await failing("handover_away.yaml", {})).keys()], []);
   const failed = await failing("handover_away.yaml", { noRefresh: true });
   assert.match(failed.get("no_loss") ?? "", /lacks message/);
+});
+
+Deno.test("lost_phone: without the recovery code, the laptop cannot remove the lost root device: reachable fails", async () => {
+  const text = (await Deno.readTextFile("scenarios/lost_phone.yaml"))
+    .replace(/^.*recover: \{ user: alice, device: laptop \}.*\n/m, "");
+  assert.doesNotMatch(text, /recover:/);
+  const file = await Deno.makeTempFile({ suffix: ".yaml" });
+  try {
+    await Deno.writeTextFile(file, text);
+    const report = await runScenario(await loadScenario(file), {});
+    assert.match(report.refusedSteps[0]?.error ?? "", /only the device holding the identity root/);
+    const reachable = report.expectations.find((e) => e.name === "reachable")!;
+    assert.equal(reachable.ok, false);
+    assert.match(reachable.detail, /not among alice's remaining devices/);
+  } finally {
+    await Deno.remove(file);
+  }
 });

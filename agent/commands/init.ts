@@ -3,6 +3,7 @@
  *
  * @module
  */
+import { newRecoveryCode } from "../../kernel/mod.ts";
 import { Agent } from "../agent.ts";
 import { AgentError, EXIT } from "../errors.ts";
 import type { StoreKind } from "../home.ts";
@@ -21,18 +22,26 @@ export async function cmdInit(
     const key = await createHomeFiles(ctx, o.scryptLogN, o.store);
     const deviceName = o.device ?? hostName();
     const agent = await Agent.open(ctx.paths, key, { transport: ctx.transport });
+    let recoveryCode: string;
     try {
+      // Shown once and never stored: it re-derives the identity root (`devices recover`).
+      recoveryCode = newRecoveryCode(agent.kernel.random);
       await agent.kernel.createIdentity({
         nickname: o.name.trim(),
         deviceName,
         servers: [server],
+        recoveryCode,
       });
     } finally {
       await agent.finish();
     }
-    emit(ctx, { nickname: o.name.trim(), device: deviceName, server: server.url }, [
+    emit(ctx, { nickname: o.name.trim(), device: deviceName, server: server.url, recoveryCode }, [
       `created ${o.name.trim()} on device "${deviceName}" in ${ctx.paths.dir}`,
       `home relay: ${server.name || "relay"} at ${server.url}`,
+      `recovery code: ${recoveryCode}`,
+      "  write it down now: it is shown only this once. This device holds the identity root, which",
+      "  pairs and removes devices; if it is lost, `devices recover` with the code on another of",
+      "  your devices takes the root over. Without the code, the list of devices is then frozen.",
     ]);
   });
 }

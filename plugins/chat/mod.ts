@@ -64,6 +64,18 @@ export function refreshDue(row: DbMessage, nowMs: number, retentionMs: number): 
   return since > 0 && nowMs - since >= retentionMs / 2;
 }
 
+/**
+ * `message` addressed with `peer`'s current keys (`destination`: the
+ * contact's queue, `from`: this side's): what was stored or forwarded before
+ * a session reset or rekey goes out under the new ones.
+ */
+export function addressed(peer: PeerRecord, message: UserMessage): UserMessage {
+  const copy = clone(UserMessageSchema, message);
+  copy.destination = contactLookupKey(peer);
+  copy.from = myLookupKey(peer);
+  return copy;
+}
+
 /** Options of {@linkcode chatPlugin}. */
 export interface ChatOptions {
   /**
@@ -226,8 +238,22 @@ export function chatPlugin(options: ChatOptions = {}): Plugin {
             row.refreshCount++;
             row.refreshedAt = nowMs;
             tx.putMessage(row);
-            await tx.send(peer.uid, clone(UserMessageSchema, row.message!));
+            await tx.send(peer.uid, addressed(peer, row.message!));
           }
+        }
+      },
+
+      /**
+       * After a session reset the old session is gone, and with it whatever it carried that the
+       * contact never confirmed: every chat message of this conversation with no delivery
+       * acknowledgement goes again in the new one (the contact stores it once).
+       */
+      async "session.renewed"({ peer, kind }, tx) {
+        if (kind !== "reset" || !refresh) return;
+        for (const row of await tx.messages(peer.uid)) {
+          if (!row.outbound || row.pendingForward || row.failedAt > 0) continue;
+          if (row.message?.type !== CHAT_TYPE || (row.message.status?.received ?? 0) > 0) continue;
+          await tx.send(peer.uid, addressed(tx.peer(peer.uid)!, row.message));
         }
       },
     },

@@ -24,7 +24,7 @@ import {
   ProfileSchema,
   ServerCardSchema,
 } from "../../proto/mod.ts";
-import { Malformed } from "../../kernel/mod.ts";
+import { assertDeviceList, Deferred, Malformed } from "../../kernel/mod.ts";
 import type { PluginHost, Tx } from "../../kernel/mod.ts";
 import { SYNC_TYPES, wins } from "./payload.ts";
 
@@ -141,11 +141,29 @@ function mergeStatus(local: ConversationStatus, remote: ConversationStatus): boo
 }
 
 /**
+ * Copies the keys of `from` — this side's key pairs, the contact's card, the
+ * previous and retired keys and their version — onto `to` (a reset or rekey
+ * made them on the contact's primary).
+ */
+export function adoptKeys(to: PeerRecord, from: PeerRecord): void {
+  to.myIdentity = from.myIdentity;
+  to.myEncryption = from.myEncryption;
+  to.myLookup = from.myLookup;
+  to.mySymKey = from.mySymKey;
+  to.myPullServers = from.myPullServers;
+  to.contact = from.contact;
+  to.previousKeys = from.previousKeys;
+  to.retiredIdentityKeys = from.retiredIdentityKeys;
+  to.keysVersion = from.keysVersion;
+}
+
+/**
  * peer_update: last-writer-wins on (updated_at, updated_by) of the record.
  *
- * The keys and the card are fixed when the contact is paired, so a newer
- * record only moves the fields a user edits — name, avatar, visible,
- * blocked, settings. The primary designation moves only with a higher
+ * A newer record moves the fields a user edits — name, avatar, visible,
+ * blocked, settings. The keys and the card move only with a higher keys
+ * version (a session reset or rekey, kernel/rekey.ts), never onto the device
+ * that holds the ratchet (which made them). The primary designation moves only with a higher
  * primary epoch (a planned handover), and a record can never take the
  * primary role away from the device that holds the ratchet, nor hand a
  * ratchet to one that does not: two devices pulling one contact queue would
@@ -210,6 +228,10 @@ export function applyPeerRecord(
       `peer_update for ${record.uid} names primary ${claimed}, kept ${host.primaryOf(local)}`,
     );
   }
+  if (record.keysVersion > local.keysVersion && local.ratchet.length === 0) {
+    next ??= clone(PeerRecordSchema, local);
+    adoptKeys(next, record);
+  }
   if (wins(incoming, { at: local.updatedAt, by: local.updatedBy })) {
     next ??= clone(PeerRecordSchema, local);
     next.name = record.name;
@@ -253,6 +275,11 @@ async function applyIdentity(payload: DeviceSyncPayload, { tx }: SyncContext): P
     identity.root = create(KeyPairSchema, { publicKey: rootPublic });
     changed = true;
   }
+  const list = shared?.deviceList;
+  if (list && list.version > (identity.deviceList?.version ?? 0)) {
+    identity.deviceList = assertDeviceList(identity, list, "the device list of an identity_update");
+    changed = true;
+  }
   const local = identity.profile;
   const incoming = {
     at: profile.updatedAt || payload.timestamp,
@@ -293,9 +320,10 @@ async function applyServer(payload: DeviceSyncPayload, { tx }: SyncContext): Pro
  * the device that paired the newcomer. An introduction to a sibling already
  * known (by peer uid or device uid) is ignored: its live ratchet stays.
  */
-async function applyIntroduction(
+async function applyIntroductionWith(
   payload: DeviceSyncPayload,
   { tx, host }: SyncContext,
+  options: { unsignedList: boolean },
 ): Promise<void> {
   const intro = decode(DeviceIntroductionSchema, payload.pluginData);
   const peer = intro.peer;
@@ -315,6 +343,24 @@ async function applyIntroduction(
       `${NAME}: cannot apply device_introduce: it introduces this device to itself`,
     );
   }
+  const identity = tx.identity();
+  if (!options.unsignedList) {
+    if (!identity.root?.publicKey.length) {
+      // A newcomer learns the root from its pairing device's identity_update, sent first.
+      throw new Deferred(`device_introduce before this device learned its identity root`);
+    }
+    const list = assertDeviceList(identity, intro.list, "device_introduce");
+    if (!list.deviceUids.includes(intro.deviceUid)) {
+      throw new Malformed(
+        `${NAME}: cannot apply device_introduce: the root-signed list does not name ${intro.deviceUid}`,
+      );
+    }
+    if (list.version > (identity.deviceList?.version ?? 0)) {
+      const next = clone(IdentityRecordSchema, identity);
+      next.deviceList = list;
+      tx.putIdentity(next);
+    }
+  }
   if (tx.peer(peer.uid) || tx.devices().some((d) => d.deviceUid === intro.deviceUid)) {
     host.log(
       "info",
@@ -331,7 +377,11 @@ async function applyIntroduction(
 }
 
 /** The handlers of the built-in sync types, by sync type. */
-export function builtInHandlers(): Map<string, SyncHandler> {
+export function builtInHandlers(
+  options: { unsignedList: boolean },
+): Map<string, SyncHandler> {
+  const applyIntroduction = (payload: DeviceSyncPayload, context: SyncContext) =>
+    applyIntroductionWith(payload, context, options);
   return new Map<string, SyncHandler>([
     [SYNC_TYPES.msg, applyMessage],
     [SYNC_TYPES.status, applyMessage],

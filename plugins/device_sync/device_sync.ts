@@ -20,10 +20,12 @@ import { encode } from "../../proto/mod.ts";
 import {
   type ContactCard,
   DeviceIntroductionSchema,
+  type DeviceList,
   type DeviceSyncPayload,
   DeviceSyncPayloadSchema,
   type IdentityRecord,
   IdentityRecordSchema,
+  KeyPairSchema,
   type PeerRecord,
   PeerRecordSchema,
   PeerType,
@@ -31,8 +33,15 @@ import {
   ServerCardSchema,
   UserMessageSchema,
 } from "../../proto/mod.ts";
-import { randomUuid } from "../../crypto/mod.ts";
+import { equalBytes, randomUuid } from "../../crypto/mod.ts";
 import { Malformed, UnknownType } from "../../kernel/mod.ts";
+import {
+  assertDeviceList,
+  BadRecoveryCode,
+  holdsRoot,
+  rootFromRecoveryCode,
+  signDeviceList,
+} from "../../kernel/mod.ts";
 import type { InvitationTicket, PairingAccepted, PairingOffer } from "../../kernel/mod.ts";
 import type { JoinInput, PairingForm } from "../../kernel/mod.ts";
 import { answerInvitation, createInvitation, finalizeInvitation } from "../../kernel/mod.ts";
@@ -100,6 +109,12 @@ export interface DeviceSyncOptions {
   catchUp?: boolean;
   /** Drop a removed device everywhere. @default {true} */
   dropRemoved?: boolean;
+  /**
+   * Take a device list change (an introduction, a removal of another device) without the
+   * root's signature. Only a test build that shows the signature's worth turns it on.
+   * @default {false}
+   */
+  unsignedList?: boolean;
 }
 
 /** A catch-up this device asked its siblings for (docs/PROTOCOL.md "History and catch-up"). */
@@ -169,9 +184,23 @@ export interface DeviceSyncApi {
    * leaves: it tells every sibling, then drops them all (`devices retire`,
    * after handing its contacts over).
    *
-   * @throws {TypeError} for an unknown device, or one still primary for a contact (hand those over first)
+   * Removing another device changes the device list, which only the device
+   * holding the identity root signs; the device removed was primary for
+   * contacts, this device takes them over (forward_relay, on `device.removed`).
+   *
+   * @throws {TypeError} for an unknown device, for another device when this one does not hold the root, or for this device while it is primary for a contact (retire it)
    */
   removeDevice(deviceUid: string): Promise<void>;
+  /**
+   * Re-derives the identity root from the recovery code printed at `init`
+   * and keeps it on this device, which can then change the device list (the
+   * root's device was lost). Resolves once it is stored.
+   *
+   * @throws {BadRecoveryCode} when the code is malformed or is not this identity's
+   */
+  recoverRoot(code: string): Promise<void>;
+  /** Whether this device holds the identity root (it can pair and remove devices). */
+  holdsRoot(): boolean;
   /** {@linkcode DeviceSyncApi.removeDevice} inside `tx` (for a plugin that decides it there). */
   removeDeviceInTx(tx: Tx, deviceUid: string): Promise<void>;
   /**
@@ -203,8 +232,9 @@ export function deviceSyncPlugin(options: DeviceSyncOptions = {}): Plugin {
   const historyOn = options.history ?? true;
   const catchUpOn = options.catchUp ?? true;
   const dropRemoved = options.dropRemoved ?? true;
+  const unsignedList = options.unsignedList ?? false;
   let host: PluginHost | undefined;
-  const handlers = builtInHandlers();
+  const handlers = builtInHandlers({ unsignedList });
   handlers.set(SYNC_TYPES.history, (payload, context) => applyHistory(payload, context));
   handlers.set(SYNC_TYPES.catchUp, (payload, context) => answerCatchUp(payload, context));
   handlers.set(SYNC_TYPES.deviceRemove, (payload, context) => applyRemove(payload, context));
@@ -314,6 +344,24 @@ export function deviceSyncPlugin(options: DeviceSyncOptions = {}): Plugin {
     });
   }
 
+  /** The devices of the current list: the signed one, else (a home from before lists) all known. */
+  function listedDevices(tx: Tx): string[] {
+    const list = tx.identity().deviceList?.deviceUids;
+    const known = [h().deviceUid(), ...tx.devices().map((d) => d.deviceUid)];
+    return [...new Set([...(list ?? []), ...known])]
+      .filter((uid) => !tx.identity().removedDevices.includes(uid));
+  }
+
+  /** Refuses a change of the device list on a device that cannot sign it. */
+  function assertHoldsRoot(identity: IdentityRecord, what: string): void {
+    if (holdsRoot(identity)) return;
+    throw new TypeError(
+      `${NAME}: cannot ${what} from this device: only the device holding the identity root ` +
+        `changes the device list (the device that ran init, or one that ran \`devices recover\` ` +
+        `with the recovery code)`,
+    );
+  }
+
   const api: DeviceSyncApi = {
     async initDevicePairing(options = {}) {
       const identity = h().identity();
@@ -322,6 +370,7 @@ export function deviceSyncPlugin(options: DeviceSyncOptions = {}): Plugin {
           `${NAME}: cannot pair a device before this device has learned its identity`,
         );
       }
+      assertHoldsRoot(identity, "pair a device");
       const ticket = await h().createInvitation({
         type: PeerType.DEVICE,
         name: identity.deviceName,
@@ -350,6 +399,7 @@ export function deviceSyncPlugin(options: DeviceSyncOptions = {}): Plugin {
           `${NAME}: cannot pair a device before this device has learned its identity`,
         );
       }
+      assertHoldsRoot(identity, "pair a device");
       const { history, ...rest } = options;
       const offer = await h().offerPairing({
         ...rest,
@@ -401,6 +451,27 @@ export function deviceSyncPlugin(options: DeviceSyncOptions = {}): Plugin {
       return h().transact((tx) => api.removeDeviceInTx(tx, deviceUid));
     },
 
+    recoverRoot(code) {
+      return h().transact((tx) => {
+        const root = rootFromRecoveryCode(code);
+        const identity = clone(IdentityRecordSchema, tx.identity());
+        if (!identity.root || !equalBytes(identity.root.publicKey, root.publicKey)) {
+          throw new BadRecoveryCode("That recovery code is not this identity's");
+        }
+        identity.root = create(KeyPairSchema, {
+          privateKey: root.privateKey,
+          publicKey: root.publicKey,
+        });
+        tx.putIdentity(identity);
+        h().log("info", "the identity root is on this device now (recovered from the code)");
+        return Promise.resolve();
+      });
+    },
+
+    holdsRoot() {
+      return holdsRoot(h().identity());
+    },
+
     async removeDeviceInTx(tx, deviceUid) {
       const own = h().deviceUid();
       const identity = clone(IdentityRecordSchema, tx.identity());
@@ -411,19 +482,37 @@ export function deviceSyncPlugin(options: DeviceSyncOptions = {}): Plugin {
         );
       }
       const primaryFor = tx.peers().filter((p) => h().primaryOf(p) === deviceUid && p.contact);
-      if (primaryFor.length > 0) {
+      if (primaryFor.length > 0 && deviceUid === own) {
         throw new TypeError(
-          `${NAME}: cannot remove ${deviceUid === own ? "this device" : `"${device!.name}"`}: ` +
-            `it is primary for ${primaryFor.map((p) => `"${p.name}"`).join(", ")}; ` +
-            `hand ${primaryFor.length === 1 ? "it" : "them"} over first`,
+          `${NAME}: cannot remove this device: it is primary for ` +
+            `${primaryFor.map((p) => `"${p.name}"`).join(", ")}; ` +
+            `hand ${primaryFor.length === 1 ? "it" : "them"} over first (or retire it)`,
         );
+      }
+      // Removing another device is a change of the device list: the root signs it. A device
+      // leaving by itself needs no signature (it can only remove itself).
+      let deviceList: DeviceList | undefined;
+      if (deviceUid !== own && !(unsignedList && !holdsRoot(identity))) {
+        assertHoldsRoot(identity, `remove "${device!.name}"`);
+        deviceList = signDeviceList(
+          identity,
+          (identity.deviceList?.version ?? 0) + 1,
+          listedDevices(tx).filter((uid) => uid !== deviceUid),
+        );
+        identity.deviceList = deviceList;
       }
       if (!identity.removedDevices.includes(deviceUid)) identity.removedDevices.push(deviceUid);
       tx.putIdentity(identity);
       if (device && dropRemoved) tx.deleteDevice(device.uid);
-      await api.dispatch(tx, { syncType: SYNC_TYPES.deviceRemove, deviceUid });
+      await api.dispatch(tx, { syncType: SYNC_TYPES.deviceRemove, deviceUid, deviceList });
       // Leaving: nothing more goes to the siblings, nothing more comes from them.
       if (deviceUid === own) { for (const sibling of tx.devices()) tx.deleteDevice(sibling.uid); }
+      // Its contacts move to this device and every conversation gets new keys (forward_relay).
+      await tx.emit("device.removed", {
+        deviceUid,
+        origin: "local",
+        primaryFor: primaryFor.map((p) => p.uid),
+      });
     },
   };
 
@@ -432,7 +521,10 @@ export function deviceSyncPlugin(options: DeviceSyncOptions = {}): Plugin {
    * dropped here and never accepted again. Naming this device, every sibling
    * is dropped: this device was removed.
    */
-  function applyRemove(payload: DeviceSyncPayload, { tx, from }: SyncContext): void {
+  async function applyRemove(
+    payload: DeviceSyncPayload,
+    { tx, from }: SyncContext,
+  ): Promise<void> {
     const removed = payload.deviceUid;
     if (removed === "") {
       throw new Malformed(
@@ -441,13 +533,30 @@ export function deviceSyncPlugin(options: DeviceSyncOptions = {}): Plugin {
     }
     const identity = clone(IdentityRecordSchema, tx.identity());
     if (identity.removedDevices.includes(removed)) return;
+    if (removed !== from.deviceUid && !unsignedList) {
+      // Another device removed: only with the root's signature over a list without it.
+      const list = assertDeviceList(
+        identity,
+        payload.deviceList,
+        `a device_remove from "${from.name}"`,
+      );
+      if (list.deviceUids.includes(removed)) {
+        throw new Malformed(
+          `${NAME}: refused a device_remove from "${from.name}": its signed list still names ${removed}`,
+        );
+      }
+      if (list.version > (identity.deviceList?.version ?? 0)) identity.deviceList = list;
+    }
     identity.removedDevices.push(removed);
     tx.putIdentity(identity);
+    const primaryFor = tx.peers().filter((p) => h().primaryOf(p) === removed && p.contact)
+      .map((p) => p.uid);
     const gone = removed === h().deviceUid()
       ? tx.devices()
       : tx.devices().filter((d) => d.deviceUid === removed);
     if (dropRemoved) { for (const device of gone) tx.deleteDevice(device.uid); }
     h().log("info", `device ${removed} removed (told by "${from.name}")`);
+    await tx.emit("device.removed", { deviceUid: removed, origin: "sync", primaryFor });
   }
 
   /**
@@ -601,7 +710,14 @@ export function deviceSyncPlugin(options: DeviceSyncOptions = {}): Plugin {
    * every other sibling, minting each pair's material with the pure handshake.
    */
   async function welcome(tx: Tx, newcomer: PeerRecord, history: HistoryWindow): Promise<void> {
-    const identity = tx.identity();
+    // The newcomer joins the root-signed device list first: every introduction carries it.
+    const identity = clone(IdentityRecordSchema, tx.identity());
+    identity.deviceList = signDeviceList(
+      identity,
+      (identity.deviceList?.version ?? 0) + 1,
+      [...listedDevices(tx), newcomer.deviceUid],
+    );
+    tx.putIdentity(identity);
     const to = [newcomer];
     await sendTo(tx, {
       to,
@@ -695,6 +811,7 @@ export function deviceSyncPlugin(options: DeviceSyncOptions = {}): Plugin {
         deviceUid: other.deviceUid,
         deviceName: other.name,
         peer: record,
+        list: tx.identity().deviceList,
       });
       await sendTo(tx, {
         to: [recipient],

@@ -3,6 +3,7 @@ import { create, type MessageInitShape } from "@bufbuild/protobuf";
 import { encode } from "../../proto/codec.ts";
 import {
   DbMessageSchema,
+  DeviceIntroductionSchema,
   type DeviceSyncPayload,
   DeviceSyncPayloadSchema,
   PeerRecordSchema,
@@ -10,6 +11,8 @@ import {
   UserMessageSchema,
 } from "../../proto/gen/meow_pb.ts";
 import { randomInt, randomUuid, SeededRandom } from "../../crypto/mod.ts";
+import { BadRecoveryCode, newRecoveryCode } from "../../kernel/device_list.ts";
+import { REKEY_TYPE } from "../../kernel/rekey.ts";
 import { contactLookupKey, myLookupKey } from "../../kernel/pipeline.ts";
 import type { Plugin, Tx } from "../../kernel/plugin.ts";
 import { MemoryBackend, ServerCore } from "../../server/mod.ts";
@@ -203,7 +206,8 @@ Deno.test("device_sync: a late third device gets contacts, profile and history, 
   const { w, phone, laptop, bob, bobUid } = await aliceAndBob(15);
   await chat(phone).send(bobUid, "before the tablet");
   await w.settle([phone, laptop, bob]);
-  const tablet = await w.pairDevice(laptop, "tablet", [phone, laptop, bob]);
+  // Paired by the phone, which holds the identity root (it signs the device list).
+  const tablet = await w.pairDevice(phone, "tablet", [phone, laptop, bob]);
   const alice = [phone, laptop, tablet];
   // Contacts and profile arrived at once.
   assert.equal(tablet.kernel.peer(bobUid)?.name, "bob");
@@ -218,12 +222,13 @@ Deno.test("device_sync: a late third device gets contacts, profile and history, 
       `${d.name}'s siblings`,
     );
   }
-  // Phone ↔ tablet talk directly even while the laptop (which paired the tablet) is away.
-  await phone.kernel.updateProfile({ status: "laptop is off" });
+  // Laptop ↔ tablet talk directly even while the phone (which paired the tablet) is away.
+  await laptop.kernel.updateProfile({ status: "phone is off" });
   await tablet.kernel.updatePeer(bobUid, { name: "Bob B." });
-  await w.settle([phone, tablet, bob]);
-  assert.equal(tablet.kernel.identity().profile?.status, "laptop is off");
-  assert.equal(phone.kernel.peer(bobUid)?.name, "Bob B.");
+  await w.settle([laptop, tablet, bob]);
+  assert.equal(tablet.kernel.identity().profile?.status, "phone is off");
+  assert.equal(laptop.kernel.peer(bobUid)?.name, "Bob B.");
+  await w.settle([phone, laptop, tablet, bob]);
   // Later traffic converges everywhere.
   await chat(phone).send(bobUid, "after the tablet");
   await chat(bob).send(bobUid, "hello all of you");
@@ -239,14 +244,21 @@ Deno.test("device_sync: a late third device gets contacts, profile and history, 
     ">after the tablet",
     ">before the tablet",
   ]);
-  assert.equal(laptop.kernel.peer(bobUid)?.name, "Bob B.");
-  assert.equal(laptop.kernel.identity().profile?.status, "laptop is off");
-  // The sibling that paired the tablet did not relay: the phone's sync went straight to the tablet.
-  const phoneToTablet = w.observed.filter((o) =>
-    o.device === "phone" && o.observation.kind === "outbound" &&
-    o.observation.peerUid === phone.kernel.devices().find((d) => d.name === "tablet")?.uid
+  assert.equal(phone.kernel.peer(bobUid)?.name, "Bob B.");
+  assert.equal(phone.kernel.identity().profile?.status, "phone is off");
+  // The sibling that paired the tablet did not relay: the laptop's sync went straight to the tablet.
+  const laptopToTablet = w.observed.filter((o) =>
+    o.device === "laptop" && o.observation.kind === "outbound" &&
+    o.observation.peerUid === laptop.kernel.devices().find((d) => d.name === "tablet")?.uid
   );
-  assert.ok(phoneToTablet.length > 0);
+  assert.ok(laptopToTablet.length > 0);
+  // Every device holds the same root-signed list, naming all three.
+  for (const d of alice) {
+    assert.deepEqual(
+      [...d.kernel.identity().deviceList!.deviceUids].sort(),
+      alice.map((o) => o.kernel.deviceUid()).sort(),
+    );
+  }
 });
 
 Deno.test("device_sync: concurrent profile and contact edits delivered in different orders converge (LWW)", async () => {
@@ -532,4 +544,133 @@ Deno.test("device_sync refuses a history or catch_up payload from a contact, for
   );
   assert.equal(stored.length, 1);
   assert.equal(stored[0].synced, true);
+});
+
+/** Alice's phone (the root), laptop and tablet, every plugin of device_sync built with `options`. */
+async function threeDevices(seed: number, options: { unsignedList?: boolean } = {}) {
+  const w = await SyncWorld.create(
+    seed,
+    () => [chatPlugin(), dedupPlugin(), deviceSyncPlugin(options)],
+  );
+  const phone = await w.device("phone", "alice");
+  const laptop = await w.pairDevice(phone, "laptop", [phone]);
+  const tablet = await w.pairDevice(phone, "tablet", [phone, laptop]);
+  return { w, phone, laptop, tablet, all: [phone, laptop, tablet] };
+}
+
+/** The stolen tablet tells the phone that the laptop was removed, with no root signature. */
+async function forgeRemoval(
+  w: SyncWorld,
+  tablet: SyncDevice,
+  phone: SyncDevice,
+  laptopUid: string,
+) {
+  const toPhone = tablet.kernel.devices().find((d) => d.deviceUid === phone.kernel.deviceUid())!;
+  await sendDeviceSync(
+    w,
+    tablet,
+    toPhone.uid,
+    encodeSyncPayload(create(DeviceSyncPayloadSchema, {
+      syncType: SYNC_TYPES.deviceRemove,
+      dedupId: "forged-remove",
+      originDevice: tablet.kernel.deviceUid(),
+      deviceUid: laptopUid,
+    })),
+  );
+}
+
+Deno.test("attack: a stolen device removes a sibling in a build without the root signature, not in the real one", async () => {
+  for (const unsignedList of [true, false]) {
+    const { w, phone, laptop, tablet, all } = await threeDevices(31, { unsignedList });
+    const laptopUid = laptop.kernel.deviceUid();
+    const before = phone.kernel.identity();
+    await forgeRemoval(w, tablet, phone, laptopUid);
+    await w.settle(all);
+    const removed = phone.kernel.identity().removedDevices.includes(laptopUid);
+    if (unsignedList) {
+      assert.ok(removed, "the weakened build took the forged removal");
+      assert.ok(!phone.kernel.devices().some((d) => d.deviceUid === laptopUid));
+      continue;
+    }
+    // Refused: a typed error, and the phone's devices and list are as they were.
+    assert.ok(!removed);
+    assert.ok(phone.kernel.devices().some((d) => d.deviceUid === laptopUid));
+    assert.deepEqual(phone.kernel.identity().deviceList, before.deviceList);
+    const refusal = w.observed.find((o) =>
+      o.device === "phone" && o.observation.kind === "rejected"
+    );
+    assert.ok(refusal?.observation.kind === "rejected");
+    assert.match(refusal.observation.error.message, /not signed by the root/);
+    // Nor may it introduce a device of its own (a copy of a real record under a new device uid),
+    // or send a rekey, which only a contact's session carries.
+    const own = tablet.kernel.devices()[0];
+    const evil = create(PeerRecordSchema, { ...own, deviceUid: "evil-device", uid: "evil-peer" });
+    const toPhone = tablet.kernel.devices().find((d) => d.deviceUid === phone.kernel.deviceUid())!;
+    await sendDeviceSync(
+      w,
+      tablet,
+      toPhone.uid,
+      encodeSyncPayload(create(DeviceSyncPayloadSchema, {
+        syncType: SYNC_TYPES.deviceIntroduce,
+        dedupId: "forged-intro",
+        originDevice: tablet.kernel.deviceUid(),
+        pluginData: encode(
+          DeviceIntroductionSchema,
+          create(DeviceIntroductionSchema, {
+            deviceUid: "evil-device",
+            deviceName: "evil",
+            peer: evil,
+          }),
+        ),
+      })),
+    );
+    await tablet.kernel.transact(async (tx: Tx) => {
+      const peer = tx.peer(toPhone.uid)!;
+      await tx.sendDirect(
+        toPhone.uid,
+        create(UserMessageSchema, {
+          destination: contactLookupKey(peer),
+          from: myLookupKey(peer),
+          type: REKEY_TYPE,
+          status: { uuid: randomUuid(w.world.random) },
+        }),
+      );
+    });
+    await w.settle(all);
+    assert.ok(!phone.kernel.devices().some((d) => d.deviceUid === "evil-device"));
+    const refusals = w.observed.filter((o) =>
+      o.device === "phone" && o.observation.kind === "rejected"
+    ).map((o) => o.observation.kind === "rejected" ? o.observation.error.message : "");
+    assert.equal(refusals.length, 3, refusals.join("; "));
+    assert.match(refusals[1], /device_introduce: the device list it carries is not signed/);
+    assert.match(refusals[2], /only contacts rekey/);
+    // A non-root device cannot change the list itself either.
+    await assert.rejects(
+      tablet.kernel.api(DEVICE_SYNC_API).removeDevice(laptopUid),
+      /only the device holding the identity root/,
+    );
+    await assert.rejects(
+      tablet.kernel.api(DEVICE_SYNC_API).offerDevicePairing(),
+      /only the device holding the identity root/,
+    );
+  }
+});
+
+Deno.test("devices recover: the recovery code moves the root to another device, a wrong code changes nothing", async () => {
+  const w = await SyncWorld.create(33);
+  const code = newRecoveryCode(new SeededRandom(5));
+  const phone = await w.device("phone", "alice", code);
+  const laptop = await w.pairDevice(phone, "laptop", [phone]);
+  const api = laptop.kernel.api(DEVICE_SYNC_API);
+  assert.equal(api.holdsRoot(), false);
+  const wrong = newRecoveryCode(new SeededRandom(6));
+  await assert.rejects(api.recoverRoot(wrong), BadRecoveryCode);
+  await assert.rejects(api.recoverRoot("not-a-code"), BadRecoveryCode);
+  assert.equal(api.holdsRoot(), false);
+  assert.equal(laptop.kernel.identity().root?.privateKey.length, 0);
+  await api.recoverRoot(code.toLowerCase().replaceAll("-", " "));
+  assert.equal(api.holdsRoot(), true);
+  // Now the laptop signs: it removes the phone, and the list it signed names the laptop alone.
+  await api.removeDevice(phone.kernel.deviceUid());
+  assert.deepEqual(laptop.kernel.identity().deviceList!.deviceUids, [laptop.kernel.deviceUid()]);
 });

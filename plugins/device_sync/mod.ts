@@ -35,6 +35,7 @@ export {
   parseHistoryWindow,
 } from "./_history.ts";
 export type { SyncContext, SyncHandler } from "./_consume.ts";
+export { adoptKeys } from "./_consume.ts";
 export {
   containsBytes,
   decodeSyncPayload,

@@ -10,6 +10,7 @@ import { decode, encode } from "../../proto/mod.ts";
 import {
   type DbMessage,
   DbMessageSchema,
+  DeviceListSchema,
   type DeviceSyncPayload,
   DeviceSyncPayloadSchema,
   type IdentityRecord,
@@ -221,6 +222,7 @@ export function publicIdentity(identity: IdentityRecord): IdentityRecord {
   if (identity.root?.publicKey.length) {
     shared.root = create(KeyPairSchema, { publicKey: identity.root.publicKey });
   }
+  if (identity.deviceList) shared.deviceList = clone(DeviceListSchema, identity.deviceList);
   return shared;
 }
 

@@ -33,17 +33,11 @@ import {
 } from "../../proto/mod.ts";
 import { randomUuid } from "../../crypto/mod.ts";
 import { Deferred, Malformed } from "../../kernel/mod.ts";
-import {
-  assertFits,
-  contactLookupKey,
-  myLookupKey,
-  relayLimits,
-  USER_MESSAGE_BYTES_MAX,
-} from "../../kernel/mod.ts";
+import { assertFits, relayLimits, USER_MESSAGE_BYTES_MAX } from "../../kernel/mod.ts";
 import { apiKey, type Plugin, type PluginHost, type Tx } from "../../kernel/mod.ts";
-import { CHAT_TYPE, REFRESH_ATTEMPTS_MAX, refreshDue } from "../chat/mod.ts";
+import { addressed, CHAT_TYPE, REFRESH_ATTEMPTS_MAX, refreshDue } from "../chat/mod.ts";
 import { DEVICE_SYNC_API, type SyncContext } from "../device_sync/mod.ts";
-import { messageForSync, SYNC_TYPES } from "../device_sync/mod.ts";
+import { adoptKeys, messageForSync, SYNC_TYPES } from "../device_sync/mod.ts";
 
 const NAME = "forward_relay";
 
@@ -62,6 +56,18 @@ export interface ForwardRelayOptions {
    * @default {true}
    */
   reforward?: boolean;
+  /**
+   * When a device that was primary for contacts is removed, the remover takes them over with a
+   * session reset. Only a test build that shows the mechanism's worth turns it off.
+   * @default {true}
+   */
+  takeover?: boolean;
+  /**
+   * When a device is removed, every contact's primary sends it new keys (a rekey). Only a test
+   * build that shows the mechanism's worth turns it off.
+   * @default {true}
+   */
+  rekey?: boolean;
 }
 
 /** The sync type of a message a sibling hands to the contact's primary. */
@@ -144,6 +150,8 @@ export function primaryDeviceOf(peer: PeerRecord, deviceUid: string): string {
 export function forwardRelayPlugin(options: ForwardRelayOptions = {}): Plugin {
   const refresh = options.refresh ?? true;
   const reforward = options.reforward ?? true;
+  const takeover = options.takeover ?? true;
+  const rekey = options.rekey ?? true;
   let host: PluginHost | undefined;
 
   function h(): PluginHost {
@@ -192,14 +200,11 @@ export function forwardRelayPlugin(options: ForwardRelayOptions = {}): Plugin {
           `(primary ${peer.primaryDeviceUid || "unknown"})`,
       );
     }
-    const message = decode(UserMessageSchema, payload.forwardPayload, {
-      bytesMax: USER_MESSAGE_BYTES_MAX,
-    });
-    if (message.destination !== contactLookupKey(peer) || message.from !== myLookupKey(peer)) {
-      throw new Malformed(
-        `${NAME}: cannot forward to "${peer.name}": the message is addressed to another peer`,
-      );
-    }
+    // Addressed with the keys the sender knew; a reset or rekey since changed them.
+    const message = addressed(
+      peer,
+      decode(UserMessageSchema, payload.forwardPayload, { bytesMax: USER_MESSAGE_BYTES_MAX }),
+    );
     const uuid = message.status?.uuid ?? "";
     const known = message.type === CHAT_TYPE && uuid !== ""
       ? await tx.message(peer.uid, uuid)
@@ -229,7 +234,7 @@ export function forwardRelayPlugin(options: ForwardRelayOptions = {}): Plugin {
     known: DbMessage | undefined,
   ): Promise<void> {
     const uuid = message.status?.uuid ?? "";
-    await tx.sendDirect(peer.uid, message);
+    await tx.sendDirect(peer.uid, addressed(peer, message));
     if (message.type !== CHAT_TYPE || uuid === "") return; // acks and receipts just go out
     let row = known;
     if (row) {
@@ -291,6 +296,7 @@ export function forwardRelayPlugin(options: ForwardRelayOptions = {}): Plugin {
       );
     }
     const next = clone(PeerRecordSchema, local);
+    if (record.keysVersion > local.keysVersion) adoptKeys(next, record); // rekeyed since
     next.ratchet = record.ratchet;
     next.primaryDeviceUid = "";
     next.primaryEpoch = record.primaryEpoch;
@@ -301,9 +307,55 @@ export function forwardRelayPlugin(options: ForwardRelayOptions = {}): Plugin {
     // What is still pending_forward here went to the old primary, which may be gone by now
     // (retired): the new primary sends it itself. A copy the old one sent as well is stored
     // once by the contact (one row per uuid).
-    for (const row of reforward ? await tx.messages(next.uid) : []) {
+    if (reforward) await sendPending(tx, next);
+  }
+
+  /** On a new primary: sends what is still pending_forward in `peer`'s conversation itself. */
+  async function sendPending(tx: Tx, peer: PeerRecord): Promise<void> {
+    for (const row of await tx.messages(peer.uid)) {
       if (!row.outbound || !row.pendingForward || row.failedAt > 0 || !row.message) continue;
-      await sendAsPrimary(tx, next, clone(UserMessageSchema, row.message), row);
+      await sendAsPrimary(tx, tx.peer(peer.uid)!, clone(UserMessageSchema, row.message), row);
+    }
+  }
+
+  /**
+   * A device left (docs/DESIGN.md "Device lifecycle"). On the remover, the contacts it was
+   * primary for move here: a session reset (new keys, a fresh session) with the next epoch, then
+   * what waits for them goes. On every remaining device, each contact it is primary for gets new
+   * keys inside the live session (a rekey), so nothing the removed device holds reads, pulls or
+   * forges that conversation.
+   */
+  async function onDeviceRemoved(
+    { deviceUid, origin, primaryFor }: { deviceUid: string; origin: string; primaryFor: string[] },
+    tx: Tx,
+  ): Promise<void> {
+    const own = h().deviceUid();
+    if (deviceUid === own) return; // this device left, or was removed: nothing more to do
+    const reset = new Set<string>();
+    for (const uid of origin === "local" && takeover ? primaryFor : []) {
+      const peer = tx.peer(uid);
+      if (!peer?.contact || peer.ratchet.length > 0) continue;
+      const next = await tx.resetSession(uid);
+      next.primaryDeviceUid = "";
+      next.primaryEpoch = peer.primaryEpoch + 1;
+      next.handoverRatchet = new Uint8Array();
+      next.handoverAt = 0;
+      tx.putPeer(next);
+      reset.add(uid);
+      h().log("info", `took over "${peer.name}" from removed device ${deviceUid} (session reset)`);
+      await tx.emit("peer.updated", { peer: next, created: false, origin: "local" });
+      await sendPending(tx, next);
+    }
+    if (!rekey) return;
+    const servers = tx.identity().servers;
+    const keepMs = servers.length === 0
+      ? 0
+      : Math.min(...servers.map((s) => relayLimits(s).retentionMs));
+    for (const peer of tx.peers()) {
+      if (reset.has(peer.uid) || primaryDeviceOf(peer, own) !== own) continue;
+      if (!peer.contact || peer.ratchet.length === 0) continue;
+      const next = await tx.rekey(peer.uid, keepMs);
+      await tx.emit("peer.updated", { peer: next, created: false, origin: "local" });
     }
   }
 
@@ -458,6 +510,8 @@ export function forwardRelayPlugin(options: ForwardRelayOptions = {}): Plugin {
     },
 
     on: {
+      "device.removed": onDeviceRemoved,
+
       /**
        * Refresh before expiry: a forward whose confirmation has not come back
        * within half the retention of this user's relays (where it waits for

@@ -23,7 +23,7 @@ async function aliceThreeDevices(seed: number, extra: Plugin[] = []) {
   const w = await SyncWorld.create(seed, plugins(extra));
   const phone = await w.device("phone", "alice");
   const laptop = await w.pairDevice(phone, "laptop", [phone]);
-  const tablet = await w.pairDevice(laptop, "tablet", [phone, laptop]);
+  const tablet = await w.pairDevice(phone, "tablet", [phone, laptop]);
   const bob = await w.device("bob", "bob");
   const alice = [phone, laptop, tablet];
   const bobUid = await w.befriend(phone, bob, [...alice, bob]);
@@ -135,7 +135,7 @@ Deno.test("forward_relay: two users with three devices each, all sending, shuffl
   const aTablet = await w.pairDevice(aPhone, "a-tablet", [aPhone, aLaptop]);
   const bPhone = await w.device("b-phone", "bob");
   const bLaptop = await w.pairDevice(bPhone, "b-laptop", [bPhone]);
-  const bTablet = await w.pairDevice(bLaptop, "b-tablet", [bPhone, bLaptop]);
+  const bTablet = await w.pairDevice(bPhone, "b-tablet", [bPhone, bLaptop]);
   const alice = [aPhone, aLaptop, aTablet];
   const bob = [bPhone, bLaptop, bTablet];
   const all = [...alice, ...bob];

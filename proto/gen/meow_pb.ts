@@ -20,7 +20,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file meow.proto.
  */
 export const file_meow: GenFile = /*@__PURE__*/
-  fileDesc("CgptZW93LnByb3RvEgRtZW93IssDCgxTZXJ2ZXJMaW1pdHMSGQoRbWVzc2FnZV9ieXRlc19tYXgYASABKA0SIAoYbWVzc2FnZXNfcGVyX3JlcXVlc3RfbWF4GAIgASgNEhgKEHF1ZXVlX2xlbmd0aF9tYXgYAyABKA0SFAoMcmV0ZW50aW9uX21zGAQgASgBEhgKEGxvbmdfcG9sbF9tc19tYXgYBSABKA0SGwoTbG9uZ19wb2xsc19vcGVuX21heBgGIAEoDRIZChFwdWxsX3JlcXVlc3RzX21heBgHIAEoDRIZChFyZXF1ZXN0X2J5dGVzX21heBgIIAEoDRIWCg5tYWlsYm94X21zX21heBgJIAEoDRIZChFtYWlsYm94X3Bvc3RzX21heBgKIAEoDRImCh5tYWlsYm94X2xvb2t1cHNfcGVyX21pbnV0ZV9tYXgYCyABKA0SHAoUYWNrc19wZXJfcmVxdWVzdF9tYXgYDCABKA0SGQoRcHVsbF9tZXNzYWdlc19tYXgYDSABKA0SIQoZbG9uZ19wb2xsc19wZXJfY2xpZW50X21heBgOIAEoDRIqCiJyZXF1ZXN0c19wZXJfc2Vjb25kX3Blcl9jbGllbnRfbWF4GA8gASgNIpMBCgpTZXJ2ZXJDYXJkEgsKA3VpZBgBIAEoCRIMCgRuYW1lGAIgASgJEgsKA3VybBgDIAEoCRIdChVlbmNyeXB0aW9uX3B1YmxpY19rZXkYBCABKAwSGgoSc2lnbmluZ19wdWJsaWNfa2V5GAUgASgMEiIKBmxpbWl0cxgGIAEoCzISLm1lb3cuU2VydmVyTGltaXRzIlkKE1BhY2tlZFNlcnZlck1lc3NhZ2USDAoEZnJvbRgBIAEoDBIPCgdwYXlsb2FkGAIgASgMSgQIAxAESgQIBBAFUglzaWduYXR1cmVSDGZyb21fc2lnbmluZyKZAQoTQ29udmVyc2F0aW9uUmVxdWVzdBISCgpsb29rdXBfa2V5GAEgASgJEhYKDnNlbmRfdGltZXN0YW1wGAIgASgBEhgKEGxvb2t1cF9zaWduYXR1cmUYAyABKAwSEgoKcHVsbF90b2tlbhgEIAEoDBIRCgl0b2tlbl9tYWMYBSABKAwSFQoNcmV2b2tlX3Rva2VucxgGIAEoCCJSCglQdWxsVG9rZW4SEgoKbG9va3VwX2tleRgBIAEoCRINCgV0b2tlbhgCIAEoDBIOCgZzZWNyZXQYAyABKAwSEgoKZXhwaXJlc19hdBgEIAEoASJaCg1QdWxsVG9rZW5Cb2R5EhIKCmxvb2t1cF9rZXkYASABKAkSEQoJaXNzdWVkX21zGAIgASgBEhIKCmV4cGlyZXNfbXMYAyABKAESDgoGc2VjcmV0GAQgASgMIocBCg5NYWlsYm94UmVxdWVzdBIjCgZhY3Rpb24YASABKA4yEy5tZW93Lk1haWxib3hBY3Rpb24SEQoJbmFtZXBsYXRlGAIgASgJEgwKBHNpZGUYAyABKAwSDAoEcG9zdBgEIAEoDBINCgVhZnRlchgFIAEoDRISCgpleHBpcmVzX21zGAYgASgBIioKC01haWxib3hQb3N0Eg0KBWluZGV4GAEgASgNEgwKBGJvZHkYAiABKAwiWAoNTWFpbGJveEFuc3dlchIRCgluYW1lcGxhdGUYASABKAkSIAoFcG9zdHMYAiADKAsyES5tZW93Lk1haWxib3hQb3N0EhIKCmV4cGlyZXNfYXQYAyABKAEi1wEKD1RvU2VydmVyTWVzc2FnZRIMCgR1dWlkGAEgASgJEikKCG1lc3NhZ2VzGAIgAygLMhcubWVvdy5QYWNrZWRVc2VyTWVzc2FnZRIwCg1wdWxsX3JlcXVlc3RzGAMgAygLMhkubWVvdy5Db252ZXJzYXRpb25SZXF1ZXN0EgwKBGFja3MYBCADKAkSEgoKdGltZW91dF9tcxgFIAEoDRIlCgdtYWlsYm94GAcgASgLMhQubWVvdy5NYWlsYm94UmVxdWVzdEoECAYQB1IKaW52aXRhdGlvbiJ/CgtTZXJ2ZXJFcnJvchIdCgRjb2RlGAEgASgOMg8ubWVvdy5FcnJvckNvZGUSDgoGZGV0YWlsGAIgASgJEhIKCmxvb2t1cF9rZXkYAyABKAkSFQoNbWVzc2FnZV9pbmRleBgEIAEoDRIWCg5yZXRyeV9hZnRlcl9tcxgFIAEoASLyAQoRRnJvbVNlcnZlck1lc3NhZ2USEAoIdXVpZF9hY2sYASABKAkSJQoEY2hhdBgCIAMoCzIXLm1lb3cuUGFja2VkVXNlck1lc3NhZ2USIQoGZXJyb3JzGAQgAygLMhEubWVvdy5TZXJ2ZXJFcnJvchIOCgZzdG9yZWQYBSABKA0SEwoLc2VydmVyX3RpbWUYBiABKAESJAoHbWFpbGJveBgHIAEoCzITLm1lb3cuTWFpbGJveEFuc3dlchIkCgtwdWxsX3Rva2VucxgIIAMoCzIPLm1lb3cuUHVsbFRva2VuSgQIAxAEUgppbnZpdGF0aW9uIpcBChFQYWNrZWRVc2VyTWVzc2FnZRITCgtkZXN0aW5hdGlvbhgBIAEoCRIPCgdwYXlsb2FkGAIgASgMEhEKCXNpZ25hdHVyZRgDIAEoDBIcChRzZXJ2ZXJfZGVsaXZlcnlfdXVpZBgFIAEoCRIaChJzZXJ2ZXJfcmVjZWl2ZWRfbXMYBiABKAFKBAgEEAVSCWRyX2hlYWRlciJsChJDb252ZXJzYXRpb25TdGF0dXMSDAoEdXVpZBgBIAEoCRIMCgRzZW50GAIgASgBEhAKCHJlY2VpdmVkGAMgASgBEhEKCXByb2Nlc3NlZBgEIAEoARIVCg1yZXBseV90b191dWlkGAUgASgJIkoKCEZpbGVNZXRhEgwKBG5hbWUYASABKAkSDAoEbWltZRgCIAEoCRISCgpzaXplX2J5dGVzGAMgASgBEg4KBnNoYTI1NhgEIAEoDCKmAQoLVXNlck1lc3NhZ2USEwoLZGVzdGluYXRpb24YASABKAkSDAoEZnJvbRgCIAEoCRIMCgR0eXBlGAMgASgJEgwKBGRhdGEYBCABKAkSKAoGc3RhdHVzGAUgASgLMhgubWVvdy5Db252ZXJzYXRpb25TdGF0dXMSDwoHYXBwZGF0YRgGIAEoDBIdCgVmaWxlcxgHIAMoCzIOLm1lb3cuRmlsZU1ldGEiPwoKQWNrUGF5bG9hZBIMCgR1dWlkGAEgASgJEhAKCHJlY2VpdmVkGAIgASgBEhEKCXByb2Nlc3NlZBgDIAEoASL6AQoJRGJNZXNzYWdlEhAKCHBlZXJfdWlkGAEgASgJEhAKCG91dGJvdW5kGAIgASgIEiIKB21lc3NhZ2UYAyABKAsyES5tZW93LlVzZXJNZXNzYWdlEhIKCmZpbGVfcGF0aHMYBCADKAkSDgoGc3luY2VkGAUgASgIEhcKD3BlbmRpbmdfZm9yd2FyZBgGIAEoCBIRCglzdG9yZWRfYXQYByABKAESFQoNZmFpbGVkX3JlYXNvbhgIIAEoCRIRCglmYWlsZWRfYXQYCSABKAESFQoNcmVmcmVzaF9jb3VudBgKIAEoDRIUCgxyZWZyZXNoZWRfYXQYCyABKAEixgIKC0NvbnRhY3RDYXJkEgwKBG5hbWUYASABKAkSGwoTaWRlbnRpdHlfcHVibGljX2tleRgCIAEoDBIdChVlbmNyeXB0aW9uX3B1YmxpY19rZXkYAyABKAwSGQoRbG9va3VwX3B1YmxpY19rZXkYBCABKAwSJgoMcHVsbF9zZXJ2ZXJzGAUgAygLMhAubWVvdy5TZXJ2ZXJDYXJkEhMKC2RyX3Jvb3Rfa2V5GAYgASgMEhUKDWRyX3B1YmxpY19rZXkYByABKAwSDwoHc3ltX2tleRgIIAEoDBIVCg1pbnZpdGF0aW9uX2lkGAkgASgJEhwKBHR5cGUYCiABKA4yDi5tZW93LlBlZXJUeXBlEhIKCmRldmljZV91aWQYCyABKAkSEAoIcGVlcl91aWQYDCABKAkSEgoKY3JlYXRlZF9hdBgNIAEoASIyCgdLZXlQYWlyEhMKC3ByaXZhdGVfa2V5GAEgASgMEhIKCnB1YmxpY19rZXkYAiABKAwiYgoMUGVlclNldHRpbmdzEhUKDW5vdGlmaWNhdGlvbnMYASABKAgSFAoMZGVsaXZlcnlfYWNrGAIgASgIEhYKDnByb2Nlc3NpbmdfYWNrGAMgASgIEg0KBWNhbGxzGAQgASgIIsgFCgpQZWVyUmVjb3JkEgsKA3VpZBgBIAEoCRIcCgR0eXBlGAIgASgOMg4ubWVvdy5QZWVyVHlwZRIMCgRuYW1lGAMgASgJEg4KBmF2YXRhchgEIAEoDBIPCgd2aXNpYmxlGAUgASgIEg8KB2Jsb2NrZWQYBiABKAgSJAoIc2V0dGluZ3MYByABKAsyEi5tZW93LlBlZXJTZXR0aW5ncxIiCgtteV9pZGVudGl0eRgIIAEoCzINLm1lb3cuS2V5UGFpchIkCg1teV9lbmNyeXB0aW9uGAkgASgLMg0ubWVvdy5LZXlQYWlyEiAKCW15X2xvb2t1cBgKIAEoCzINLm1lb3cuS2V5UGFpchISCgpteV9zeW1fa2V5GAsgASgMEiIKB2NvbnRhY3QYDCABKAsyES5tZW93LkNvbnRhY3RDYXJkEikKD215X3B1bGxfc2VydmVycxgNIAMoCzIQLm1lb3cuU2VydmVyQ2FyZBIPCgdyYXRjaGV0GA4gASgMEhoKEnByaW1hcnlfZGV2aWNlX3VpZBgPIAEoCRISCgp1cGRhdGVkX2F0GBAgASgBEhIKCnVwZGF0ZWRfYnkYESABKAkSEgoKZGV2aWNlX3VpZBgSIAEoCRISCgpjcmVhdGVkX2F0GBMgASgBEioKE3BlbmRpbmdfcmF0Y2hldF9rZXkYFCABKAsyDS5tZW93LktleVBhaXISJwoMcGVuZGluZ19jYXJkGBUgASgLMhEubWVvdy5Db250YWN0Q2FyZBItCg9wZW5kaW5nX3BhaXJpbmcYFiABKAsyFC5tZW93LlBlbmRpbmdQYWlyaW5nEhMKC3NhZmV0eV9jb2RlGBcgASgJEhUKDXByaW1hcnlfZXBvY2gYGCABKA0SGAoQaGFuZG92ZXJfcmF0Y2hldBgZIAEoDBITCgtoYW5kb3Zlcl9hdBgaIAEoASJWCg5QZW5kaW5nUGFpcmluZxIMCgRraW5kGAEgASgJEg8KB21hY19rZXkYAiABKAwSEgoKc2FmZXR5X2tleRgDIAEoDBIRCgljYXJkX3Bvc3QYBCABKAwiZAoHUHJvZmlsZRIQCghuaWNrbmFtZRgBIAEoCRIPCgdhdmF0YXJzGAIgAygMEg4KBnN0YXR1cxgDIAEoCRISCgp1cGRhdGVkX2F0GAQgASgBEhIKCnVwZGF0ZWRfYnkYBSABKAki0AIKDklkZW50aXR5UmVjb3JkEgsKA3VpZBgBIAEoCRIbCgRyb290GAIgASgLMg0ubWVvdy5LZXlQYWlyEigKEWRldmljZV9lbmNyeXB0aW9uGAMgASgLMg0ubWVvdy5LZXlQYWlyEiUKDmRldmljZV9zaWduaW5nGAQgASgLMg0ubWVvdy5LZXlQYWlyEhIKCmRldmljZV91aWQYBSABKAkSEwoLZGV2aWNlX25hbWUYBiABKAkSHgoHcHJvZmlsZRgHIAEoCzINLm1lb3cuUHJvZmlsZRIhCgdzZXJ2ZXJzGAggAygLMhAubWVvdy5TZXJ2ZXJDYXJkEhQKDGhpZGRlbl9wZWVycxgJIAMoCRISCgpjcmVhdGVkX2F0GAogASgBEhQKDGxhc3RfcG9sbF9hdBgLIAEoARIXCg9yZW1vdmVkX2RldmljZXMYDCADKAki5wEKC091dGJveEVudHJ5EgoKAmlkGAEgASgJEiAKBnNlcnZlchgCIAEoCzIQLm1lb3cuU2VydmVyQ2FyZBInCgZwYWNrZWQYAyABKAsyFy5tZW93LlBhY2tlZFVzZXJNZXNzYWdlEhAKCGF0dGVtcHRzGAQgASgNEhcKD25leHRfYXR0ZW1wdF9hdBgFIAEoARIRCglxdWV1ZWRfYXQYBiABKAESFAoMbWVzc2FnZV91dWlkGAcgASgJEhAKCHBlZXJfdWlkGAggASgJEhsKE3F1ZXVlX2Z1bGxfYXR0ZW1wdHMYCSABKA0ijQEKEFF1YXJhbnRpbmVSZWNvcmQSCgoCaWQYASABKAkSDQoFcXVldWUYAiABKAkSJwoGcGFja2VkGAMgASgLMhcubWVvdy5QYWNrZWRVc2VyTWVzc2FnZRISCgplcnJvcl9jb2RlGAQgASgJEhUKDWVycm9yX21lc3NhZ2UYBSABKAkSCgoCYXQYBiABKAEi5wIKEURldmljZVN5bmNQYXlsb2FkEhEKCXN5bmNfdHlwZRgBIAEoCRIQCghwZWVyX3VpZBgCIAEoCRIjCgpkYl9tZXNzYWdlGAMgASgLMg8ubWVvdy5EYk1lc3NhZ2USEAoIZGVkdXBfaWQYBCABKAkSEQoJcGVlcl9kYXRhGAUgASgMEhUKDWlkZW50aXR5X2RhdGEYBiABKAwSFwoPZm9yd2FyZF9wYXlsb2FkGAcgASgMEhgKEGZvcndhcmRfcGVlcl91aWQYCCABKAkSEQoJdGltZXN0YW1wGAkgASgBEhUKDW9yaWdpbl9kZXZpY2UYCiABKAkSEwoLcGx1Z2luX2RhdGEYCyABKAwSIAoHaGlzdG9yeRgMIAMoCzIPLm1lb3cuRGJNZXNzYWdlEg0KBXNpbmNlGA0gASgBEhIKCmRldmljZV91aWQYDiABKAkSFQoNcHJpbWFyeV9lcG9jaBgPIAEoDSJdChJEZXZpY2VJbnRyb2R1Y3Rpb24SEgoKZGV2aWNlX3VpZBgBIAEoCRITCgtkZXZpY2VfbmFtZRgCIAEoCRIeCgRwZWVyGAMgASgLMhAubWVvdy5QZWVyUmVjb3JkInUKEEludml0YXRpb25BbnN3ZXISHwoEY2FyZBgBIAEoCzIRLm1lb3cuQ29udGFjdENhcmQSEQoJZHJfaGVhZGVyGAIgASgMEhUKDWRyX2NpcGhlcnRleHQYAyABKAwSFgoOdHJhbnNjcmlwdF9tYWMYBCABKAwqgwEKDU1haWxib3hBY3Rpb24SHgoaTUFJTEJPWF9BQ1RJT05fVU5TUEVDSUZJRUQQABIbChdNQUlMQk9YX0FDVElPTl9BTExPQ0FURRABEhsKF01BSUxCT1hfQUNUSU9OX0VYQ0hBTkdFEAISGAoUTUFJTEJPWF9BQ1RJT05fQ0xPU0UQAyqaAgoJRXJyb3JDb2RlEhoKFkVSUk9SX0NPREVfVU5TUEVDSUZJRUQQABIYChRFUlJPUl9DT0RFX1RPT19MQVJHRRABEhkKFUVSUk9SX0NPREVfUVVFVUVfRlVMTBACEiMKH0VSUk9SX0NPREVfQkFEX0xPT0tVUF9TSUdOQVRVUkUQAxIUChBFUlJPUl9DT0RFX1NUQUxFEAQSGAoURVJST1JfQ09ERV9NQUxGT1JNRUQQBRIYChRFUlJPUl9DT0RFX05PVF9GT1VORBAGEhMKD0VSUk9SX0NPREVfQlVTWRAIIgQIBxAHIgQICRAJKhdFUlJPUl9DT0RFX0JBRF9QQVNTV09SRCoTRVJST1JfQ09ERV9DT05GTElDVCpSCghQZWVyVHlwZRIZChVQRUVSX1RZUEVfVU5TUEVDSUZJRUQQABIVChFQRUVSX1RZUEVfQ09OVEFDVBABEhQKEFBFRVJfVFlQRV9ERVZJQ0UQAmIGcHJvdG8z");
+  fileDesc("CgptZW93LnByb3RvEgRtZW93IssDCgxTZXJ2ZXJMaW1pdHMSGQoRbWVzc2FnZV9ieXRlc19tYXgYASABKA0SIAoYbWVzc2FnZXNfcGVyX3JlcXVlc3RfbWF4GAIgASgNEhgKEHF1ZXVlX2xlbmd0aF9tYXgYAyABKA0SFAoMcmV0ZW50aW9uX21zGAQgASgBEhgKEGxvbmdfcG9sbF9tc19tYXgYBSABKA0SGwoTbG9uZ19wb2xsc19vcGVuX21heBgGIAEoDRIZChFwdWxsX3JlcXVlc3RzX21heBgHIAEoDRIZChFyZXF1ZXN0X2J5dGVzX21heBgIIAEoDRIWCg5tYWlsYm94X21zX21heBgJIAEoDRIZChFtYWlsYm94X3Bvc3RzX21heBgKIAEoDRImCh5tYWlsYm94X2xvb2t1cHNfcGVyX21pbnV0ZV9tYXgYCyABKA0SHAoUYWNrc19wZXJfcmVxdWVzdF9tYXgYDCABKA0SGQoRcHVsbF9tZXNzYWdlc19tYXgYDSABKA0SIQoZbG9uZ19wb2xsc19wZXJfY2xpZW50X21heBgOIAEoDRIqCiJyZXF1ZXN0c19wZXJfc2Vjb25kX3Blcl9jbGllbnRfbWF4GA8gASgNIpMBCgpTZXJ2ZXJDYXJkEgsKA3VpZBgBIAEoCRIMCgRuYW1lGAIgASgJEgsKA3VybBgDIAEoCRIdChVlbmNyeXB0aW9uX3B1YmxpY19rZXkYBCABKAwSGgoSc2lnbmluZ19wdWJsaWNfa2V5GAUgASgMEiIKBmxpbWl0cxgGIAEoCzISLm1lb3cuU2VydmVyTGltaXRzIlkKE1BhY2tlZFNlcnZlck1lc3NhZ2USDAoEZnJvbRgBIAEoDBIPCgdwYXlsb2FkGAIgASgMSgQIAxAESgQIBBAFUglzaWduYXR1cmVSDGZyb21fc2lnbmluZyKZAQoTQ29udmVyc2F0aW9uUmVxdWVzdBISCgpsb29rdXBfa2V5GAEgASgJEhYKDnNlbmRfdGltZXN0YW1wGAIgASgBEhgKEGxvb2t1cF9zaWduYXR1cmUYAyABKAwSEgoKcHVsbF90b2tlbhgEIAEoDBIRCgl0b2tlbl9tYWMYBSABKAwSFQoNcmV2b2tlX3Rva2VucxgGIAEoCCJSCglQdWxsVG9rZW4SEgoKbG9va3VwX2tleRgBIAEoCRINCgV0b2tlbhgCIAEoDBIOCgZzZWNyZXQYAyABKAwSEgoKZXhwaXJlc19hdBgEIAEoASJaCg1QdWxsVG9rZW5Cb2R5EhIKCmxvb2t1cF9rZXkYASABKAkSEQoJaXNzdWVkX21zGAIgASgBEhIKCmV4cGlyZXNfbXMYAyABKAESDgoGc2VjcmV0GAQgASgMIocBCg5NYWlsYm94UmVxdWVzdBIjCgZhY3Rpb24YASABKA4yEy5tZW93Lk1haWxib3hBY3Rpb24SEQoJbmFtZXBsYXRlGAIgASgJEgwKBHNpZGUYAyABKAwSDAoEcG9zdBgEIAEoDBINCgVhZnRlchgFIAEoDRISCgpleHBpcmVzX21zGAYgASgBIioKC01haWxib3hQb3N0Eg0KBWluZGV4GAEgASgNEgwKBGJvZHkYAiABKAwiWAoNTWFpbGJveEFuc3dlchIRCgluYW1lcGxhdGUYASABKAkSIAoFcG9zdHMYAiADKAsyES5tZW93Lk1haWxib3hQb3N0EhIKCmV4cGlyZXNfYXQYAyABKAEi1wEKD1RvU2VydmVyTWVzc2FnZRIMCgR1dWlkGAEgASgJEikKCG1lc3NhZ2VzGAIgAygLMhcubWVvdy5QYWNrZWRVc2VyTWVzc2FnZRIwCg1wdWxsX3JlcXVlc3RzGAMgAygLMhkubWVvdy5Db252ZXJzYXRpb25SZXF1ZXN0EgwKBGFja3MYBCADKAkSEgoKdGltZW91dF9tcxgFIAEoDRIlCgdtYWlsYm94GAcgASgLMhQubWVvdy5NYWlsYm94UmVxdWVzdEoECAYQB1IKaW52aXRhdGlvbiJ/CgtTZXJ2ZXJFcnJvchIdCgRjb2RlGAEgASgOMg8ubWVvdy5FcnJvckNvZGUSDgoGZGV0YWlsGAIgASgJEhIKCmxvb2t1cF9rZXkYAyABKAkSFQoNbWVzc2FnZV9pbmRleBgEIAEoDRIWCg5yZXRyeV9hZnRlcl9tcxgFIAEoASLyAQoRRnJvbVNlcnZlck1lc3NhZ2USEAoIdXVpZF9hY2sYASABKAkSJQoEY2hhdBgCIAMoCzIXLm1lb3cuUGFja2VkVXNlck1lc3NhZ2USIQoGZXJyb3JzGAQgAygLMhEubWVvdy5TZXJ2ZXJFcnJvchIOCgZzdG9yZWQYBSABKA0SEwoLc2VydmVyX3RpbWUYBiABKAESJAoHbWFpbGJveBgHIAEoCzITLm1lb3cuTWFpbGJveEFuc3dlchIkCgtwdWxsX3Rva2VucxgIIAMoCzIPLm1lb3cuUHVsbFRva2VuSgQIAxAEUgppbnZpdGF0aW9uIpcBChFQYWNrZWRVc2VyTWVzc2FnZRITCgtkZXN0aW5hdGlvbhgBIAEoCRIPCgdwYXlsb2FkGAIgASgMEhEKCXNpZ25hdHVyZRgDIAEoDBIcChRzZXJ2ZXJfZGVsaXZlcnlfdXVpZBgFIAEoCRIaChJzZXJ2ZXJfcmVjZWl2ZWRfbXMYBiABKAFKBAgEEAVSCWRyX2hlYWRlciJsChJDb252ZXJzYXRpb25TdGF0dXMSDAoEdXVpZBgBIAEoCRIMCgRzZW50GAIgASgBEhAKCHJlY2VpdmVkGAMgASgBEhEKCXByb2Nlc3NlZBgEIAEoARIVCg1yZXBseV90b191dWlkGAUgASgJIkoKCEZpbGVNZXRhEgwKBG5hbWUYASABKAkSDAoEbWltZRgCIAEoCRISCgpzaXplX2J5dGVzGAMgASgBEg4KBnNoYTI1NhgEIAEoDCKmAQoLVXNlck1lc3NhZ2USEwoLZGVzdGluYXRpb24YASABKAkSDAoEZnJvbRgCIAEoCRIMCgR0eXBlGAMgASgJEgwKBGRhdGEYBCABKAkSKAoGc3RhdHVzGAUgASgLMhgubWVvdy5Db252ZXJzYXRpb25TdGF0dXMSDwoHYXBwZGF0YRgGIAEoDBIdCgVmaWxlcxgHIAMoCzIOLm1lb3cuRmlsZU1ldGEiPwoKQWNrUGF5bG9hZBIMCgR1dWlkGAEgASgJEhAKCHJlY2VpdmVkGAIgASgBEhEKCXByb2Nlc3NlZBgDIAEoASL6AQoJRGJNZXNzYWdlEhAKCHBlZXJfdWlkGAEgASgJEhAKCG91dGJvdW5kGAIgASgIEiIKB21lc3NhZ2UYAyABKAsyES5tZW93LlVzZXJNZXNzYWdlEhIKCmZpbGVfcGF0aHMYBCADKAkSDgoGc3luY2VkGAUgASgIEhcKD3BlbmRpbmdfZm9yd2FyZBgGIAEoCBIRCglzdG9yZWRfYXQYByABKAESFQoNZmFpbGVkX3JlYXNvbhgIIAEoCRIRCglmYWlsZWRfYXQYCSABKAESFQoNcmVmcmVzaF9jb3VudBgKIAEoDRIUCgxyZWZyZXNoZWRfYXQYCyABKAEixgIKC0NvbnRhY3RDYXJkEgwKBG5hbWUYASABKAkSGwoTaWRlbnRpdHlfcHVibGljX2tleRgCIAEoDBIdChVlbmNyeXB0aW9uX3B1YmxpY19rZXkYAyABKAwSGQoRbG9va3VwX3B1YmxpY19rZXkYBCABKAwSJgoMcHVsbF9zZXJ2ZXJzGAUgAygLMhAubWVvdy5TZXJ2ZXJDYXJkEhMKC2RyX3Jvb3Rfa2V5GAYgASgMEhUKDWRyX3B1YmxpY19rZXkYByABKAwSDwoHc3ltX2tleRgIIAEoDBIVCg1pbnZpdGF0aW9uX2lkGAkgASgJEhwKBHR5cGUYCiABKA4yDi5tZW93LlBlZXJUeXBlEhIKCmRldmljZV91aWQYCyABKAkSEAoIcGVlcl91aWQYDCABKAkSEgoKY3JlYXRlZF9hdBgNIAEoASIyCgdLZXlQYWlyEhMKC3ByaXZhdGVfa2V5GAEgASgMEhIKCnB1YmxpY19rZXkYAiABKAwiYgoMUGVlclNldHRpbmdzEhUKDW5vdGlmaWNhdGlvbnMYASABKAgSFAoMZGVsaXZlcnlfYWNrGAIgASgIEhYKDnByb2Nlc3NpbmdfYWNrGAMgASgIEg0KBWNhbGxzGAQgASgIIqgGCgpQZWVyUmVjb3JkEgsKA3VpZBgBIAEoCRIcCgR0eXBlGAIgASgOMg4ubWVvdy5QZWVyVHlwZRIMCgRuYW1lGAMgASgJEg4KBmF2YXRhchgEIAEoDBIPCgd2aXNpYmxlGAUgASgIEg8KB2Jsb2NrZWQYBiABKAgSJAoIc2V0dGluZ3MYByABKAsyEi5tZW93LlBlZXJTZXR0aW5ncxIiCgtteV9pZGVudGl0eRgIIAEoCzINLm1lb3cuS2V5UGFpchIkCg1teV9lbmNyeXB0aW9uGAkgASgLMg0ubWVvdy5LZXlQYWlyEiAKCW15X2xvb2t1cBgKIAEoCzINLm1lb3cuS2V5UGFpchISCgpteV9zeW1fa2V5GAsgASgMEiIKB2NvbnRhY3QYDCABKAsyES5tZW93LkNvbnRhY3RDYXJkEikKD215X3B1bGxfc2VydmVycxgNIAMoCzIQLm1lb3cuU2VydmVyQ2FyZBIPCgdyYXRjaGV0GA4gASgMEhoKEnByaW1hcnlfZGV2aWNlX3VpZBgPIAEoCRISCgp1cGRhdGVkX2F0GBAgASgBEhIKCnVwZGF0ZWRfYnkYESABKAkSEgoKZGV2aWNlX3VpZBgSIAEoCRISCgpjcmVhdGVkX2F0GBMgASgBEioKE3BlbmRpbmdfcmF0Y2hldF9rZXkYFCABKAsyDS5tZW93LktleVBhaXISJwoMcGVuZGluZ19jYXJkGBUgASgLMhEubWVvdy5Db250YWN0Q2FyZBItCg9wZW5kaW5nX3BhaXJpbmcYFiABKAsyFC5tZW93LlBlbmRpbmdQYWlyaW5nEhMKC3NhZmV0eV9jb2RlGBcgASgJEhUKDXByaW1hcnlfZXBvY2gYGCABKA0SGAoQaGFuZG92ZXJfcmF0Y2hldBgZIAEoDBITCgtoYW5kb3Zlcl9hdBgaIAEoARIUCgxrZXlzX3ZlcnNpb24YGyABKA0SHQoVcmV0aXJlZF9pZGVudGl0eV9rZXlzGBwgAygMEikKDXByZXZpb3VzX2tleXMYHSABKAsyEi5tZW93LlByZXZpb3VzS2V5cyJiCgxQcmV2aW91c0tleXMSIQoKZW5jcnlwdGlvbhgBIAEoCzINLm1lb3cuS2V5UGFpchIdCgZsb29rdXAYAiABKAsyDS5tZW93LktleVBhaXISEAoIdW50aWxfbXMYAyABKAEiVgoOUGVuZGluZ1BhaXJpbmcSDAoEa2luZBgBIAEoCRIPCgdtYWNfa2V5GAIgASgMEhIKCnNhZmV0eV9rZXkYAyABKAwSEQoJY2FyZF9wb3N0GAQgASgMImQKB1Byb2ZpbGUSEAoIbmlja25hbWUYASABKAkSDwoHYXZhdGFycxgCIAMoDBIOCgZzdGF0dXMYAyABKAkSEgoKdXBkYXRlZF9hdBgEIAEoARISCgp1cGRhdGVkX2J5GAUgASgJIvcCCg5JZGVudGl0eVJlY29yZBILCgN1aWQYASABKAkSGwoEcm9vdBgCIAEoCzINLm1lb3cuS2V5UGFpchIoChFkZXZpY2VfZW5jcnlwdGlvbhgDIAEoCzINLm1lb3cuS2V5UGFpchIlCg5kZXZpY2Vfc2lnbmluZxgEIAEoCzINLm1lb3cuS2V5UGFpchISCgpkZXZpY2VfdWlkGAUgASgJEhMKC2RldmljZV9uYW1lGAYgASgJEh4KB3Byb2ZpbGUYByABKAsyDS5tZW93LlByb2ZpbGUSIQoHc2VydmVycxgIIAMoCzIQLm1lb3cuU2VydmVyQ2FyZBIUCgxoaWRkZW5fcGVlcnMYCSADKAkSEgoKY3JlYXRlZF9hdBgKIAEoARIUCgxsYXN0X3BvbGxfYXQYCyABKAESFwoPcmVtb3ZlZF9kZXZpY2VzGAwgAygJEiUKC2RldmljZV9saXN0GA0gASgLMhAubWVvdy5EZXZpY2VMaXN0IkUKCkRldmljZUxpc3QSDwoHdmVyc2lvbhgBIAEoDRITCgtkZXZpY2VfdWlkcxgCIAMoCRIRCglzaWduYXR1cmUYAyABKAwi+AEKC091dGJveEVudHJ5EgoKAmlkGAEgASgJEiAKBnNlcnZlchgCIAEoCzIQLm1lb3cuU2VydmVyQ2FyZBInCgZwYWNrZWQYAyABKAsyFy5tZW93LlBhY2tlZFVzZXJNZXNzYWdlEhAKCGF0dGVtcHRzGAQgASgNEhcKD25leHRfYXR0ZW1wdF9hdBgFIAEoARIRCglxdWV1ZWRfYXQYBiABKAESFAoMbWVzc2FnZV91dWlkGAcgASgJEhAKCHBlZXJfdWlkGAggASgJEhsKE3F1ZXVlX2Z1bGxfYXR0ZW1wdHMYCSABKA0SDwoHYmFycmllchgKIAEoCCKNAQoQUXVhcmFudGluZVJlY29yZBIKCgJpZBgBIAEoCRINCgVxdWV1ZRgCIAEoCRInCgZwYWNrZWQYAyABKAsyFy5tZW93LlBhY2tlZFVzZXJNZXNzYWdlEhIKCmVycm9yX2NvZGUYBCABKAkSFQoNZXJyb3JfbWVzc2FnZRgFIAEoCRIKCgJhdBgGIAEoASKOAwoRRGV2aWNlU3luY1BheWxvYWQSEQoJc3luY190eXBlGAEgASgJEhAKCHBlZXJfdWlkGAIgASgJEiMKCmRiX21lc3NhZ2UYAyABKAsyDy5tZW93LkRiTWVzc2FnZRIQCghkZWR1cF9pZBgEIAEoCRIRCglwZWVyX2RhdGEYBSABKAwSFQoNaWRlbnRpdHlfZGF0YRgGIAEoDBIXCg9mb3J3YXJkX3BheWxvYWQYByABKAwSGAoQZm9yd2FyZF9wZWVyX3VpZBgIIAEoCRIRCgl0aW1lc3RhbXAYCSABKAESFQoNb3JpZ2luX2RldmljZRgKIAEoCRITCgtwbHVnaW5fZGF0YRgLIAEoDBIgCgdoaXN0b3J5GAwgAygLMg8ubWVvdy5EYk1lc3NhZ2USDQoFc2luY2UYDSABKAESEgoKZGV2aWNlX3VpZBgOIAEoCRIVCg1wcmltYXJ5X2Vwb2NoGA8gASgNEiUKC2RldmljZV9saXN0GBAgASgLMhAubWVvdy5EZXZpY2VMaXN0In0KEkRldmljZUludHJvZHVjdGlvbhISCgpkZXZpY2VfdWlkGAEgASgJEhMKC2RldmljZV9uYW1lGAIgASgJEh4KBHBlZXIYAyABKAsyEC5tZW93LlBlZXJSZWNvcmQSHgoEbGlzdBgEIAEoCzIQLm1lb3cuRGV2aWNlTGlzdCJ1ChBJbnZpdGF0aW9uQW5zd2VyEh8KBGNhcmQYASABKAsyES5tZW93LkNvbnRhY3RDYXJkEhEKCWRyX2hlYWRlchgCIAEoDBIVCg1kcl9jaXBoZXJ0ZXh0GAMgASgMEhYKDnRyYW5zY3JpcHRfbWFjGAQgASgMIlkKDFNlc3Npb25SZXNldBIfCgRjYXJkGAEgASgLMhEubWVvdy5Db250YWN0Q2FyZBIRCglkcl9oZWFkZXIYAiABKAwSFQoNZHJfY2lwaGVydGV4dBgDIAEoDCqDAQoNTWFpbGJveEFjdGlvbhIeChpNQUlMQk9YX0FDVElPTl9VTlNQRUNJRklFRBAAEhsKF01BSUxCT1hfQUNUSU9OX0FMTE9DQVRFEAESGwoXTUFJTEJPWF9BQ1RJT05fRVhDSEFOR0UQAhIYChRNQUlMQk9YX0FDVElPTl9DTE9TRRADKpoCCglFcnJvckNvZGUSGgoWRVJST1JfQ09ERV9VTlNQRUNJRklFRBAAEhgKFEVSUk9SX0NPREVfVE9PX0xBUkdFEAESGQoVRVJST1JfQ09ERV9RVUVVRV9GVUxMEAISIwofRVJST1JfQ09ERV9CQURfTE9PS1VQX1NJR05BVFVSRRADEhQKEEVSUk9SX0NPREVfU1RBTEUQBBIYChRFUlJPUl9DT0RFX01BTEZPUk1FRBAFEhgKFEVSUk9SX0NPREVfTk9UX0ZPVU5EEAYSEwoPRVJST1JfQ09ERV9CVVNZEAgiBAgHEAciBAgJEAkqF0VSUk9SX0NPREVfQkFEX1BBU1NXT1JEKhNFUlJPUl9DT0RFX0NPTkZMSUNUKlIKCFBlZXJUeXBlEhkKFVBFRVJfVFlQRV9VTlNQRUNJRklFRBAAEhUKEVBFRVJfVFlQRV9DT05UQUNUEAESFAoQUEVFUl9UWVBFX0RFVklDRRACYgZwcm90bzM");
 
 /**
  * The limits a relay enforces; every one has its unit in its name.
@@ -1356,6 +1356,31 @@ export type PeerRecord = Message<"meow.PeerRecord"> & {
    * @generated from field: double handover_at = 26;
    */
   handoverAt: number;
+
+  /**
+   * The version of this record's keys (docs/PROTOCOL.md "Session reset and rekey"): raised by one
+   * whenever this side's keys or the contact's card change through a reset or a rekey; a
+   * peer_update or handover with a higher version carries the keys to the siblings.
+   *
+   * @generated from field: uint32 keys_version = 27;
+   */
+  keysVersion: number;
+
+  /**
+   * The contact's identity public keys this side stopped accepting (a reset or rekey replaced
+   * them), oldest first, at most 16: a later reset signed with one is refused.
+   *
+   * @generated from field: repeated bytes retired_identity_keys = 28;
+   */
+  retiredIdentityKeys: Uint8Array[];
+
+  /**
+   * After this side sent a rekey: its previous encryption and lookup keys, kept (and the queue
+   * pulled) until `until_ms`, for what the contact sent before it switched.
+   *
+   * @generated from field: meow.PreviousKeys previous_keys = 29;
+   */
+  previousKeys?: PreviousKeys | undefined;
 };
 
 /**
@@ -1364,6 +1389,37 @@ export type PeerRecord = Message<"meow.PeerRecord"> & {
  */
 export const PeerRecordSchema: GenMessage<PeerRecord> = /*@__PURE__*/
   messageDesc(file_meow, 21);
+
+/**
+ * Keys a rekey replaced, kept for a while (PeerRecord.previous_keys).
+ *
+ * @generated from message meow.PreviousKeys
+ */
+export type PreviousKeys = Message<"meow.PreviousKeys"> & {
+  /**
+   * @generated from field: meow.KeyPair encryption = 1;
+   */
+  encryption?: KeyPair | undefined;
+
+  /**
+   * @generated from field: meow.KeyPair lookup = 2;
+   */
+  lookup?: KeyPair | undefined;
+
+  /**
+   * Until when the previous queue is pulled, in ms.
+   *
+   * @generated from field: double until_ms = 3;
+   */
+  untilMs: number;
+};
+
+/**
+ * Describes the message meow.PreviousKeys.
+ * Use `create(PreviousKeysSchema)` to create a new message.
+ */
+export const PreviousKeysSchema: GenMessage<PreviousKeys> = /*@__PURE__*/
+  messageDesc(file_meow, 22);
 
 /**
  * What the initiator of an end-to-end encrypted pairing keeps until the answer arrives.
@@ -1405,7 +1461,7 @@ export type PendingPairing = Message<"meow.PendingPairing"> & {
  * Use `create(PendingPairingSchema)` to create a new message.
  */
 export const PendingPairingSchema: GenMessage<PendingPairing> = /*@__PURE__*/
-  messageDesc(file_meow, 22);
+  messageDesc(file_meow, 23);
 
 /**
  * A user's public profile; syncs between devices, never keys.
@@ -1454,7 +1510,7 @@ export type Profile = Message<"meow.Profile"> & {
  * Use `create(ProfileSchema)` to create a new message.
  */
 export const ProfileSchema: GenMessage<Profile> = /*@__PURE__*/
-  messageDesc(file_meow, 23);
+  messageDesc(file_meow, 24);
 
 /**
  * A device's identity as stored on that device. Never leaves it whole.
@@ -1547,6 +1603,14 @@ export type IdentityRecord = Message<"meow.IdentityRecord"> & {
    * @generated from field: repeated string removed_devices = 12;
    */
   removedDevices: string[];
+
+  /**
+   * The user's device list as the identity root last signed it (docs/PROTOCOL.md "The device
+   * list"): every introduce and remove carries a newer one; devices refuse unsigned changes.
+   *
+   * @generated from field: meow.DeviceList device_list = 13;
+   */
+  deviceList?: DeviceList | undefined;
 };
 
 /**
@@ -1554,7 +1618,38 @@ export type IdentityRecord = Message<"meow.IdentityRecord"> & {
  * Use `create(IdentityRecordSchema)` to create a new message.
  */
 export const IdentityRecordSchema: GenMessage<IdentityRecord> = /*@__PURE__*/
-  messageDesc(file_meow, 24);
+  messageDesc(file_meow, 25);
+
+/**
+ * The user's devices, signed by the identity root over
+ * "meowsync device list v1" 0x00 identity uid 0x00 version (4 bytes, big endian) and the sorted
+ * device uids, each followed by 0x00.
+ *
+ * @generated from message meow.DeviceList
+ */
+export type DeviceList = Message<"meow.DeviceList"> & {
+  /**
+   * @generated from field: uint32 version = 1;
+   */
+  version: number;
+
+  /**
+   * @generated from field: repeated string device_uids = 2;
+   */
+  deviceUids: string[];
+
+  /**
+   * @generated from field: bytes signature = 3;
+   */
+  signature: Uint8Array;
+};
+
+/**
+ * Describes the message meow.DeviceList.
+ * Use `create(DeviceListSchema)` to create a new message.
+ */
+export const DeviceListSchema: GenMessage<DeviceList> = /*@__PURE__*/
+  messageDesc(file_meow, 26);
 
 /**
  * One packed message waiting to leave the device.
@@ -1624,6 +1719,14 @@ export type OutboxEntry = Message<"meow.OutboxEntry"> & {
    * @generated from field: uint32 queue_full_attempts = 9;
    */
   queueFullAttempts: number;
+
+  /**
+   * A session reset or rekey: what is queued after it to the same queue leaves only once the
+   * relay stored it, so the contact reads the new keys before anything that uses them.
+   *
+   * @generated from field: bool barrier = 10;
+   */
+  barrier: boolean;
 };
 
 /**
@@ -1631,7 +1734,7 @@ export type OutboxEntry = Message<"meow.OutboxEntry"> & {
  * Use `create(OutboxEntrySchema)` to create a new message.
  */
 export const OutboxEntrySchema: GenMessage<OutboxEntry> = /*@__PURE__*/
-  messageDesc(file_meow, 25);
+  messageDesc(file_meow, 27);
 
 /**
  * A received message that could not be verified or opened, kept (bounded, never synced) instead
@@ -1688,7 +1791,7 @@ export type QuarantineRecord = Message<"meow.QuarantineRecord"> & {
  * Use `create(QuarantineRecordSchema)` to create a new message.
  */
 export const QuarantineRecordSchema: GenMessage<QuarantineRecord> = /*@__PURE__*/
-  messageDesc(file_meow, 26);
+  messageDesc(file_meow, 28);
 
 /**
  * One event sent from a device to each of its siblings, inside a UserMessage
@@ -1805,6 +1908,14 @@ export type DeviceSyncPayload = Message<"meow.DeviceSyncPayload"> & {
    * @generated from field: uint32 primary_epoch = 15;
    */
   primaryEpoch: number;
+
+  /**
+   * device_remove: the root-signed device list without the removed device (unsigned only when a
+   * device removes itself).
+   *
+   * @generated from field: meow.DeviceList device_list = 16;
+   */
+  deviceList?: DeviceList | undefined;
 };
 
 /**
@@ -1812,7 +1923,7 @@ export type DeviceSyncPayload = Message<"meow.DeviceSyncPayload"> & {
  * Use `create(DeviceSyncPayloadSchema)` to create a new message.
  */
 export const DeviceSyncPayloadSchema: GenMessage<DeviceSyncPayload> = /*@__PURE__*/
-  messageDesc(file_meow, 27);
+  messageDesc(file_meow, 29);
 
 /**
  * device_introduce: the pairing material one sibling needs to reach another,
@@ -1842,6 +1953,13 @@ export type DeviceIntroduction = Message<"meow.DeviceIntroduction"> & {
    * @generated from field: meow.PeerRecord peer = 3;
    */
   peer?: PeerRecord | undefined;
+
+  /**
+   * The root-signed device list that names the introduced device.
+   *
+   * @generated from field: meow.DeviceList list = 4;
+   */
+  list?: DeviceList | undefined;
 };
 
 /**
@@ -1849,7 +1967,7 @@ export type DeviceIntroduction = Message<"meow.DeviceIntroduction"> & {
  * Use `create(DeviceIntroductionSchema)` to create a new message.
  */
 export const DeviceIntroductionSchema: GenMessage<DeviceIntroduction> = /*@__PURE__*/
-  messageDesc(file_meow, 28);
+  messageDesc(file_meow, 30);
 
 /**
  * The invitee's answer to an invitation, sealed to the initiator's encryption
@@ -1899,7 +2017,47 @@ export type InvitationAnswer = Message<"meow.InvitationAnswer"> & {
  * Use `create(InvitationAnswerSchema)` to create a new message.
  */
 export const InvitationAnswerSchema: GenMessage<InvitationAnswer> = /*@__PURE__*/
-  messageDesc(file_meow, 29);
+  messageDesc(file_meow, 31);
+
+/**
+ * A session reset (docs/PROTOCOL.md "Session reset and rekey"): a device of the user that holds a
+ * contact's keys but no ratchet (its primary was lost) starts a fresh session. Sealed to the
+ * contact's encryption key in a reset frame, sent to the contact's queue and signed with the
+ * identity key the contact knows; it carries this side's new keys and the new ratchet's first
+ * message (started toward the contact's encryption key with `card.dr_root_key`).
+ *
+ * @generated from message meow.SessionReset
+ */
+export type SessionReset = Message<"meow.SessionReset"> & {
+  /**
+   * This side's new card: identity, encryption and lookup public keys, symmetric key, pull
+   * servers, the new ratchet root key, the peer uid and when the reset was made.
+   *
+   * @generated from field: meow.ContactCard card = 1;
+   */
+  card?: ContactCard | undefined;
+
+  /**
+   * The first ratchet message's header.
+   *
+   * @generated from field: bytes dr_header = 2;
+   */
+  drHeader: Uint8Array;
+
+  /**
+   * The first ratchet message: a serialized UserMessage of type "reset", ratchet-encrypted.
+   *
+   * @generated from field: bytes dr_ciphertext = 3;
+   */
+  drCiphertext: Uint8Array;
+};
+
+/**
+ * Describes the message meow.SessionReset.
+ * Use `create(SessionResetSchema)` to create a new message.
+ */
+export const SessionResetSchema: GenMessage<SessionReset> = /*@__PURE__*/
+  messageDesc(file_meow, 32);
 
 /**
  * What a mailbox request asks the relay to do.

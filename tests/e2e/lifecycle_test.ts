@@ -2,7 +2,9 @@
  * A device's life with real agent processes over a real relay: a new device paired with
  * `--history N` (and one with `--history 0`) shows the old messages it should and no others; a
  * bad `--history` is a usage error; a planned handover moves bob to the laptop, which then
- * reaches him; and a removed device is gone from the list for good.
+ * reaches him; only the device holding the identity root changes the device list, and the
+ * recovery code moves the root to another device; the laptop, bob's primary, is lost for good
+ * and removed, and the device that removed it takes bob over and keeps chatting.
  */
 import assert from "node:assert/strict";
 import type { ContactView, ConversationView, DeviceView } from "../../agent/mod.ts";
@@ -16,7 +18,7 @@ Deno.test("agent: pair start --history N|0, a planned handover and a device remo
   try {
     const relay = await procs.relay("kv");
     const home = (name: string) => ["--home", `${procs.dir}/${name}`];
-    await procs.ok([
+    const { recoveryCode } = await procs.json<{ recoveryCode: string }>([
       ...home("alice-phone"),
       "init",
       "--name",
@@ -26,6 +28,7 @@ Deno.test("agent: pair start --history N|0, a planned handover and a device remo
       "--server",
       relay,
     ]);
+    assert.match(recoveryCode, /^([0-9A-Z]{4}-){7}[0-9A-Z]{4}$/);
     await procs.ok([...home("bob"), "init", "--name", "bob", "--server", relay]);
     const invite = procs.spawnAgent([...home("bob"), "invite"]);
     const inviteCode = (await invite.waitFor(CODE_LINE))[1];
@@ -121,34 +124,62 @@ Deno.test("agent: pair start --history N|0, a planned handover and a device remo
       async () => (await texts("alice-laptop", "bob")).includes("hello laptop"),
     );
 
-    // The tablet is lost for good (its home is gone); the laptop removes it, the phone learns it
-    // too, and the others keep chatting.
-    await Deno.remove(`${procs.dir}/alice-tablet`, { recursive: true });
+    // Only the device holding the identity root (the phone, which ran init) changes the list.
+    const notRoot = await procs.agent([...home("alice-laptop"), "devices", "remove", "tablet"]);
+    assertOneLine(notRoot, EXIT.usage, /only the device holding the identity root/);
+    const notRootPair = await procs.agent([...home("alice-laptop"), "pair", "start"]);
+    assertOneLine(notRootPair, EXIT.usage, /only the device holding the identity root pairs/);
+    // The tablet takes the root over from the recovery code; a wrong code changes nothing.
+    const wrong = await procs.agent([...home("alice-tablet"), "devices", "recover"], {
+      MEOW_RECOVERY_CODE: "0000-0000-0000-0000-0000-0000-0000-0000",
+    });
+    assertOneLine(wrong, EXIT.usage, /That recovery code is not this identity's/);
+    const recovered = await procs.agent([...home("alice-tablet"), "devices", "recover"], {
+      MEOW_RECOVERY_CODE: recoveryCode.toLowerCase(),
+    });
+    assert.equal(recovered.code, 0, recovered.stderr);
+
+    // The laptop, bob's primary now, is lost for good (its home is gone). The tablet removes it:
+    // it takes bob over with a session reset, every conversation moves to new keys, and everyone
+    // keeps chatting.
+    await Deno.remove(`${procs.dir}/alice-laptop`, { recursive: true });
     const removed = await procs.json<DeviceView>([
-      ...home("alice-laptop"),
+      ...home("alice-tablet"),
       "devices",
       "remove",
-      "tablet",
+      "laptop",
     ]);
-    assert.equal(removed.name, "tablet");
+    assert.equal(removed.name, "laptop");
     const names = async (name: string) =>
       (await procs.json<DeviceView[]>([...home(name), "devices"])).map((d) => d.name).sort();
-    assert.deepEqual(await names("alice-laptop"), ["laptop", "phone"]);
+    assert.deepEqual(await names("alice-tablet"), ["phone", "tablet"]);
+    const [bobOnTablet] = await procs.json<ContactView[]>([...home("alice-tablet"), "contacts"]);
+    assert.equal(bobOnTablet.primary, "this device");
     await eventually(
-      "the phone to drop the tablet",
-      async () => !(await names("alice-phone")).includes("tablet"),
+      "the phone to drop the laptop",
+      async () => !(await names("alice-phone")).includes("laptop"),
     );
-    const again = await procs.agent([...home("alice-laptop"), "devices", "remove", "tablet"]);
-    assertOneLine(again, EXIT.usage, /no sibling device matches "tablet"/);
-    await procs.ok([...home("alice-phone"), "send", "bob", "after the tablet was lost"]);
-    // The phone's message goes through the laptop, bob's primary now (each command polls).
+    const again = await procs.agent([...home("alice-tablet"), "devices", "remove", "laptop"]);
+    assertOneLine(again, EXIT.usage, /no sibling device matches "laptop"/);
+    await procs.ok([...home("alice-tablet"), "send", "bob", "after the laptop was lost"]);
+    await eventually(
+      "bob to receive the tablet's message in the new session",
+      async () => (await texts("bob", "alice")).includes("after the laptop was lost"),
+    );
+    await procs.ok([...home("bob"), "send", "alice", "hello tablet"]);
+    await eventually(
+      "the tablet to receive bob's answer",
+      async () => (await texts("alice-tablet", "bob")).includes("hello tablet"),
+    );
+    await procs.ok([...home("alice-phone"), "send", "bob", "from the phone after the loss"]);
+    // The phone's message goes through the tablet, bob's primary now (each command polls).
     await eventually("bob to receive the phone's message after the loss", async () => {
-      await texts("alice-laptop", "bob");
-      return (await texts("bob", "alice")).includes("after the tablet was lost");
+      await texts("alice-tablet", "bob");
+      return (await texts("bob", "alice")).includes("from the phone after the loss");
     });
     await eventually(
-      "the laptop to show it too",
-      async () => (await texts("alice-laptop", "bob")).includes("after the tablet was lost"),
+      "the phone to show bob's answer",
+      async () => (await texts("alice-phone", "bob")).includes("hello tablet"),
     );
   } finally {
     await procs.stopAll();
@@ -158,8 +189,9 @@ Deno.test("agent: pair start --history N|0, a planned handover and a device remo
 Deno.test("agent: a laptop away longer than half the relay's retention catches up from the phone; status says so", async () => {
   const procs = await Procs.create();
   try {
-    // A relay that keeps messages for 8 s: the laptop's absence below outlasts it.
-    const retentionMs = 8_000;
+    // A relay that keeps messages for 15 s: the laptop's absence below outlasts it (short
+    // enough to wait out, long enough that a loaded machine answers the catch-up within it).
+    const retentionMs = 15_000;
     const relay = await procs.relay("kv", ["--retention-ms", String(retentionMs)]);
     const home = (name: string) => ["--home", `${procs.dir}/${name}`];
     const init = (name: string, device: string) =>

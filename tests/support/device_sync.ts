@@ -43,10 +43,14 @@ export class SyncWorld {
     );
   }
 
-  /** A device; with `nickname` it creates a new identity, without it is a fresh install. */
-  async device(name: string, nickname?: string): Promise<SyncDevice> {
+  /**
+   * A device; with `nickname` it creates a new identity (its root from `recoveryCode` when
+   * given), without it is a fresh install.
+   */
+  async device(name: string, nickname?: string, recoveryCode?: string): Promise<SyncDevice> {
     const device = await this.world.device(name, {
       nickname,
+      recoveryCode,
       plugins: this.#plugins,
       kernel: { observe: (observation) => this.observed.push({ device: name, observation }) },
     });

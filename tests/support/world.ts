@@ -87,6 +87,8 @@ export class TestWorld {
       reopen?: (store: Store) => Promise<Store>;
       /** The relay card the identity is created with (default: the relay's own). */
       card?: ServerCard;
+      /** The recovery code the identity's root is derived from (default: none, a random root). */
+      recoveryCode?: string;
     } = {},
   ): Promise<TestDevice> {
     const plugins = options.plugins ?? (() => [chatPlugin(), dedupPlugin()]);
@@ -121,6 +123,7 @@ export class TestWorld {
         nickname: options.nickname,
         deviceName: name,
         servers: [options.card ?? this.core.card()],
+        recoveryCode: options.recoveryCode,
       });
     }
     return device;
