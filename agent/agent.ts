@@ -93,6 +93,14 @@ export class Agent {
     this.paths = paths;
   }
 
+  /**
+   * An agent over a kernel opened elsewhere (the always-online device of
+   * deploy/cloud_agent.ts, whose store is in Deno KV); `paths` only names it.
+   */
+  static wrap(kernel: Kernel, transport: Transport, paths: HomePaths): Agent {
+    return new Agent(kernel, transport, paths);
+  }
+
   /** Opens the home's store with `key` and a kernel with the production plugins. */
   static async open(
     paths: HomePaths,

@@ -33,6 +33,7 @@ export {
   type TicketView,
 } from "./views.ts";
 export {
+  isOpName,
   type NoInput,
   OP_NAMES,
   type Operation,
@@ -42,6 +43,7 @@ export {
   type OpResult,
   runOperation,
 } from "./operations.ts";
+export { fetchServerCard } from "./pairing.ts";
 export { type CliIo, denoIo, runCli, toAgentError } from "./cli.ts";
 export {
   callControl,

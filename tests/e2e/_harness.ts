@@ -110,6 +110,7 @@ export class Procs {
   readonly dir: string;
   #agentArgs: string[] | undefined;
   #serverArgs: string[] | undefined;
+  #cloudArgs: string[] | undefined;
   readonly env: Record<string, string>;
 
   private constructor(dir: string) {
@@ -122,6 +123,7 @@ export class Procs {
     const procs = new Procs(await Deno.makeTempDir({ prefix: "meowsync-e2e-" }));
     procs.#agentArgs = await taskArgs("agent");
     procs.#serverArgs = await taskArgs("server");
+    procs.#cloudArgs = await taskArgs("cloud");
     return procs;
   }
 
@@ -224,6 +226,46 @@ export class Procs {
       }
       if (Date.now() > deadline) throw new Error(`relay did not start: ${proc.stderr}`);
       await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+  }
+
+  /**
+   * Starts the always-online device (`deno task cloud`, deploy/agent.ts under `deno serve`) on
+   * a free loopback port with `env` (its KV file in the temp dir unless given), and resolves
+   * with its URL and process once `/health` answers.
+   */
+  async cloud(
+    env: Record<string, string> = {},
+    port = freePort(),
+  ): Promise<{ url: string; proc: Proc }> {
+    const args = [...this.#cloudArgs!];
+    const script = args.pop()!;
+    const proc = this.#spawn("cloud", [
+      ...args,
+      "--port",
+      String(port),
+      "--host",
+      "127.0.0.1",
+      script,
+    ], {
+      MEOW_KV_PATH: `${this.dir}/cloud.kv`,
+      MEOW_LOG_LEVEL: "info",
+      ...env,
+    });
+    const url = `http://127.0.0.1:${port}`;
+    const deadline = Date.now() + COMMAND_MS_MAX;
+    for (;;) {
+      try {
+        const response = await fetch(`${url}/health`);
+        await response.body?.cancel();
+        if (response.ok) return { url, proc };
+      } catch {
+        // Not listening yet.
+      }
+      if (proc.exited || Date.now() > deadline) {
+        throw new Error(`the cloud device did not start: ${proc.stderr}${proc.stdout}`);
+      }
+      await new Promise((resolve) => setTimeout(resolve, 100));
     }
   }
 
