@@ -16,7 +16,11 @@ if (url === undefined || op === undefined || url === "--help" || url === "-h") {
   console.log(
     "usage: deno task cloud-call URL OP [ARGS_JSON]\n" +
       "  one control call to an always-online device; the passphrase is read from $MEOW_PASSPHRASE\n" +
-      "  OP: status, contacts, devices, history, send, invite, accept, handover, profileSet, join, poll, …",
+      "  OP: status, contacts, devices, history, read, send, rename, profileSet, pairStart, invite,\n" +
+      "      accept, handover, retire, removeDevice, recover, join, poll\n" +
+      '  example: cloud-call https://me.deno.dev send \'{"contact":"bob","text":"hi"}\'\n' +
+      "  exit codes: those of deno task agent (2 bad arguments, 3 not paired yet, 5 unreachable,\n" +
+      "      7 wrong passphrase or refused authorization, 8 too many refusals: wait a minute)",
   );
   Deno.exit(url === undefined || op === undefined ? EXIT.usage : EXIT.ok);
 }

@@ -21,7 +21,7 @@
 import { sha256 } from "@noble/hashes/sha2.js";
 import { scrypt } from "@noble/hashes/scrypt.js";
 import { fromBase64Url, mac, SystemRandom, toBase64Url, verifyMac } from "../crypto/mod.ts";
-import { Kernel, type LogLevel, MeowError } from "../kernel/mod.ts";
+import { Kernel, type LogLevel, MeowError, type Plugin } from "../kernel/mod.ts";
 import type { JoinInput } from "../kernel/mod.ts";
 import { type Clock, type Random, systemClock, type Transport } from "../ports/mod.ts";
 import { productionPlugins } from "../plugins/mod.ts";
@@ -179,7 +179,7 @@ export class CloudAgent {
         clock,
         random,
         transport,
-        plugins: productionPlugins(),
+        plugins: [...productionPlugins(), commitLogPlugin(log)],
         longPollMs: 0,
         log: (level, line) => log(level, line),
         name: "cloud",
@@ -281,6 +281,14 @@ export class CloudAgent {
     if (op === "poll") return await this.tick();
     if (op === "join") return await this.#join(args);
     if (!isOpName(op)) throw new AgentError(`unknown operation "${op}"`, EXIT.usage);
+    const kernel = this.agent.kernel;
+    if (!kernel.hasIdentity() || kernel.identity().uid === "") {
+      throw new AgentError(
+        "this device is not paired yet: make the join control call with a code from `pair start` " +
+          "on your device that holds the identity root (or set MEOW_PAIR_CODE and MEOW_RELAY)",
+        EXIT.noIdentity,
+      );
+    }
     const result = await runOperation(this.agent, op, args as OpInput<typeof op>);
     await this.agent.kernel.flushOutbox().catch(() => 0);
     return result;
@@ -349,6 +357,21 @@ export class CloudAgent {
     await this.agent.kernel.close();
     this.#kv.close();
   }
+}
+
+/**
+ * Logs each stored message after its commit, at `debug`, by origin only (no contents, no
+ * names): what a run did, line by line, and where an interrupted one stopped.
+ */
+function commitLogPlugin(log: (level: LogLevel, line: string) => void): Plugin {
+  return {
+    name: "cloud_commit_log",
+    on: {
+      "message.stored"({ origin }, tx) {
+        tx.afterCommit(() => log("debug", `committed a message (${origin})`));
+      },
+    },
+  };
 }
 
 function error(status: number, message: string, exitCode: number): Response {

@@ -102,6 +102,9 @@ Deno.test("cloud control API: oversized and malformed bodies, unknown operations
     const unknown = await answer(await cloud.handle(request(JSON.stringify({ op: "format" }))));
     assert.equal(unknown.status, 400);
     assert.match(String(unknown.body.error), /unknown operation "format"/);
+    const unpaired = await answer(await cloud.handle(request(JSON.stringify({ op: "contacts" }))));
+    assert.deepEqual([unpaired.status, unpaired.body.exitCode], [400, 3]);
+    assert.match(String(unpaired.body.error), /not paired yet: make the join control call/);
     const path = await answer(await cloud.handle(new Request("http://cloud.test/admin")));
     assert.equal(path.status, 404);
     for (let i = 0; i < CONTROL_FAILURES_PER_MINUTE_MAX; i++) {

@@ -53,7 +53,7 @@ export function readExpectation(r: ScenarioValues, raw: unknown, path: string): 
   const name = keys[0];
   const inner = `${path}.${name}`;
   if (name === "delivered_within") {
-    const p = r.fields(f[name], inner, ["p50", "p99"]);
+    const p = r.fields(f[name], inner, ["p50", "p99", "to"]);
     if (p.p50 === undefined && p.p99 === undefined) {
       r.fail({
         path: inner,
@@ -65,6 +65,17 @@ export function readExpectation(r: ScenarioValues, raw: unknown, path: string): 
     const e: Expectation = { name };
     if (p.p50 !== undefined) e.p50Ms = r.duration(p.p50, `${inner}.p50`);
     if (p.p99 !== undefined) e.p99Ms = r.duration(p.p99, `${inner}.p99`);
+    if (p.to !== undefined) {
+      if (p.to !== "all" && p.to !== "online") {
+        r.fail({
+          path: `${inner}.to`,
+          value: p.to,
+          problem: `${JSON.stringify(p.to)} is not a set of devices`,
+          expected: "all (every device online) or online (the devices that stayed online)",
+        });
+      }
+      e.to = p.to;
+    }
     if (e.p50Ms !== undefined && e.p99Ms !== undefined && e.p50Ms > e.p99Ms) {
       r.fail({
         path: inner,

@@ -670,16 +670,27 @@ function pairingsAuthentic(input: CheckInput): ExpectationResult {
 }
 
 /** Delivery latency of each message delivered while every device involved was up. */
-export function latency(input: CheckInput): Latency {
+export function latency(input: CheckInput, to: "all" | "online" = "all"): Latency {
   const samples: number[] = [];
+  const downWithin = (ref: string, from: number, until: number) =>
+    (input.recording.downtime.get(ref) ?? []).some(([a, b]) => a < until && b > from);
   for (const sent of input.recording.sent.values()) {
     const arrivals = input.recording.arrivals.get(sent.uuid);
     // Delivery latency: the devices paired when it was sent; a copy that came as history is not a delivery.
-    const holders = mustHold(input, sent).filter((s) => {
+    let holders = mustHold(input, sent).filter((s) => {
       const at = input.pairedAt.get(s.ref);
       return at !== undefined && at <= sent.at;
     });
-    if (!arrivals || holders.length === 0) continue;
+    if (!arrivals) continue;
+    if (to === "online") {
+      // Only the devices that stayed online from the send to its arrival there (or to the end);
+      // it counts once one of them is the recipient's.
+      holders = holders.filter((s) =>
+        !downWithin(s.ref, sent.at, arrivals.get(s.ref) ?? input.endMs)
+      );
+      if (!holders.some((s) => s.ref.slice(0, s.ref.indexOf("/")) === sent.toUser)) continue;
+    }
+    if (holders.length === 0) continue;
     let last = sent.at;
     let complete = true;
     for (const s of holders) {
@@ -747,7 +758,7 @@ export function check(expectation: Expectation, input: CheckInput): ExpectationR
     case "traffic_blind":
       return trafficBlind(input);
     case "delivered_within": {
-      const l = latency(input);
+      const l = latency(input, expectation.to);
       const name = "delivered_within";
       if (expectation.p50Ms !== undefined && l.p50 > expectation.p50Ms) {
         return fail(
@@ -761,7 +772,7 @@ export function check(expectation: Expectation, input: CheckInput): ExpectationR
           `p99 latency ${l.p99} ms exceeds ${expectation.p99Ms} ms over ${l.count} messages`,
         );
       }
-      return pass(name);
+      return pass(name, `p50 ${l.p50} ms, p99 ${l.p99} ms over ${l.count} messages`);
     }
     case "count": {
       const n = input.recording.sent.size;

@@ -116,7 +116,8 @@ export class DeviceLife {
       transport: device.transport,
       plugins,
       name: device.ref,
-      pollIntervalMs: this.#world.scenario.pollIntervalMs,
+      pollIntervalMs: this.#world.scenario.pollIntervalsMs[device.ref] ??
+        this.#world.scenario.pollIntervalMs,
       longPollMs: 0,
       observe: (o) => this.#recorder.observed(device, o),
       pairingProtocol: this.#options.pairingProtocol,

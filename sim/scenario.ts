@@ -166,6 +166,7 @@ class Reader extends ScenarioValues {
     const limits = this.#limits(top.limits);
     const { adversary, adversaryShare } = this.#relay(top.relay);
     const users = this.#users(top.users);
+    const pollIntervalsMs = this.#pollDevices(top.poll);
     const steps = this.list(top.steps, "steps").map((s, i) => readStep(this, s, i));
     steps.sort((a, b) => a.atMs - b.atMs || a.index - b.index);
     const expect = this.list(top.expect, "expect").map((e, i) =>
@@ -178,6 +179,7 @@ class Reader extends ScenarioValues {
       servers: [...this.servers],
       network,
       pollIntervalMs,
+      pollIntervalsMs,
       limits,
       adversary,
       adversaryShare,
@@ -271,9 +273,31 @@ class Reader extends ScenarioValues {
 
   #poll(raw: unknown): number {
     if (raw === undefined) return pollIntervalMsDefault;
-    const f = this.fields(raw, "poll", ["interval"]);
+    const f = this.fields(raw, "poll", ["interval", "devices"]);
     if (f.interval === undefined) return pollIntervalMsDefault;
     return this.duration(f.interval, "poll.interval", { positive: true });
+  }
+
+  /** `poll.devices`: `user/device` → its own poll interval (read once the users are known). */
+  #pollDevices(raw: unknown): Record<string, number> {
+    if (raw === undefined) return {};
+    const f = this.fields(raw, "poll", ["interval", "devices"]);
+    if (f.devices === undefined) return {};
+    const entries = f.devices;
+    if (entries === null || typeof entries !== "object" || Array.isArray(entries)) {
+      this.fail({
+        path: "poll.devices",
+        value: entries,
+        problem: `${show(entries)} is not a mapping`,
+        expected: "a mapping of user/device to a poll interval, such as { alice/cloud: 1m }",
+      });
+    }
+    const out: Record<string, number> = {};
+    for (const [ref, value] of Object.entries(entries as Record<string, unknown>)) {
+      const device = this.device(ref, `poll.devices.${ref}`);
+      out[device] = this.duration(value, `poll.devices.${ref}`, { positive: true });
+    }
+    return out;
   }
 
   #users(raw: unknown): UserSpec[] {

@@ -354,6 +354,7 @@ Deno.test("parseScenario() fills the defaults of the contract", () => {
     servers: ["relay"],
     network: { latencyMs: { min: 20, max: 100 }, reorder: 0, duplicate: 0, drop: 0, corrupt: 0 },
     pollIntervalMs: 2000,
+    pollIntervalsMs: {},
     limits: {},
     adversary: [],
     adversaryShare: 0.5,
@@ -550,6 +551,22 @@ Deno.test("parseScenario() checks ranges: probabilities, latency, counts, seed, 
       /p50 2000ms is above p99 1000ms/,
     ],
     [{ ...base(), expect: [{ count: { messages: -1 } }] }, "expect[0].count.messages", /-1/],
+    [
+      { ...base(), expect: [{ delivered_within: { p99: "1s", to: "some" } }] },
+      "expect[0].delivered_within.to",
+      /"some" is not a set of devices/,
+    ],
+    [
+      { ...base(), poll: { devices: { "alice/fridge": "1m" } } },
+      "poll.devices.alice/fridge",
+      /is not a device of alice/,
+    ],
+    [{ ...base(), poll: { devices: ["alice/phone"] } }, "poll.devices", /is not a mapping/],
+    [
+      { ...base(), poll: { devices: { "alice/phone": "0s" } } },
+      "poll.devices.alice/phone",
+      /./,
+    ],
   ];
   for (const [raw, path, message] of cases) {
     assertScenarioError(() => parseScenario(raw, "x.yaml"), { path, message });
@@ -684,4 +701,15 @@ Deno.test("parseScenario() reads relay limits: durations and counts, each valida
     () => parseScenario({ name: "l", limits: { retention: "soon" } }, "x.yaml"),
     (e) => e instanceof ScenarioError && e.path === "limits.retention",
   );
+});
+
+Deno.test("parseScenario() reads a device's own poll interval and delivered_within to: online", () => {
+  const s = parseScenario({
+    ...base(),
+    poll: { interval: "2s", devices: { "alice/laptop": "1m" } },
+    expect: [{ delivered_within: { p99: "2m", to: "online" } }],
+  }, "x.yaml");
+  assert.deepEqual(s.pollIntervalsMs, { "alice/laptop": 60_000 });
+  assert.equal(s.pollIntervalMs, 2_000);
+  assert.deepEqual(s.expect, [{ name: "delivered_within", p99Ms: 120_000, to: "online" }]);
 });

@@ -244,7 +244,17 @@ export type SimpleExpectationName =
 /** One expectation checked at the end of a run (docs/SCENARIOS.md, "Expectations"). */
 export type Expectation =
   | { name: SimpleExpectationName }
-  | { name: "delivered_within"; p50Ms?: number; p99Ms?: number }
+  | {
+    name: "delivered_within";
+    p50Ms?: number;
+    p99Ms?: number;
+    /**
+     * `all`: over messages delivered while every device that must hold them was online; `online`:
+     * over every message, to the last device among those that stayed online until it arrived
+     * there, once one of them is the recipient's. @default {"all"}
+     */
+    to?: "all" | "online";
+  }
   | { name: "count"; messages: number };
 
 /** A scenario, validated and normalised: durations in ms, defaults filled in, groups expanded. */
@@ -265,6 +275,11 @@ export interface Scenario {
   network: NetworkSpec;
   /** How often an online device polls its relays. @default 2000 */
   pollIntervalMs: number;
+  /**
+   * Devices that poll at their own interval (`poll.devices`), by `user/device`: an always-online
+   * device run by a scheduler, such as deploy/agent.ts under `Deno.cron`, polls once a period.
+   */
+  pollIntervalsMs: Readonly<Record<string, number>>;
   /** Relay limits the file sets (every relay of the run gets them); the rest are the relay's defaults. */
   limits: ScenarioLimits;
   /** What a hostile relay does (every relay of the run): `relay: { adversary: [...] }`. */
@@ -363,7 +378,7 @@ export interface StepInput {
 /** One expectation as a file writes it. */
 export type ExpectationInput =
   | SimpleExpectationName
-  | { delivered_within: { p50?: DurationInput; p99?: DurationInput } }
+  | { delivered_within: { p50?: DurationInput; p99?: DurationInput; to?: "all" | "online" } }
   | { count: { messages: number } };
 
 /**
@@ -396,7 +411,7 @@ export interface ScenarioInput {
     drop?: number;
     corrupt?: number;
   };
-  poll?: { interval?: DurationInput };
+  poll?: { interval?: DurationInput; devices?: Record<string, DurationInput> };
   relay?: { adversary?: AdversaryKind[]; share?: number };
   limits?:
     & { -readonly [K in keyof typeof LIMIT_DURATIONS]?: DurationInput }

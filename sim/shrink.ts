@@ -156,9 +156,10 @@ function stepInput(step: Step): StepInput {
 
 function expectationInput(e: Expectation): ExpectationInput {
   if (e.name === "delivered_within") {
-    const bounds: { p50?: string; p99?: string } = {};
+    const bounds: { p50?: string; p99?: string; to?: "all" | "online" } = {};
     if (e.p50Ms !== undefined) bounds.p50 = duration(e.p50Ms);
     if (e.p99Ms !== undefined) bounds.p99 = duration(e.p99Ms);
+    if (e.to !== undefined) bounds.to = e.to;
     return { delivered_within: bounds };
   }
   if (e.name === "count") return { count: { messages: e.messages } };
@@ -212,6 +213,12 @@ export function scenarioInput(scenario: Scenario): ScenarioInput {
     ...(corrupt > 0 ? { corrupt } : {}),
   };
   input.poll = { interval: duration(scenario.pollIntervalMs) };
+  const own = Object.entries(scenario.pollIntervalsMs).filter(([ref]) =>
+    scenario.users.some((u) => u.devices.some((d) => `${u.name}/${d}` === ref))
+  );
+  if (own.length > 0) {
+    input.poll.devices = Object.fromEntries(own.map(([ref, ms]) => [ref, duration(ms)]));
+  }
   const limits: NonNullable<ScenarioInput["limits"]> = {};
   for (const [key, name] of Object.entries(LIMIT_DURATIONS)) {
     const ms = scenario.limits[name];

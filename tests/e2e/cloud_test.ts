@@ -3,63 +3,91 @@
  * (cron every minute, its store in a local KV file) and CLI agents. The cloud device pairs with
  * the phone through one control call, becomes bob's primary by a planned handover; with the phone
  * and the laptop off, bob's message reaches the cloud device and the laptop when it comes back,
- * and the laptop's send reaches bob within one cron period while the phone stays off.
+ * and the laptop's send reaches bob within one cron period while the phone stays off. Killed in
+ * the middle of a run and started again, it loses and duplicates nothing.
  */
 import assert from "node:assert/strict";
 import type { ContactView, ConversationView } from "../../agent/mod.ts";
-import { CloudClient } from "../../deploy/cloud_client.ts";
-import { CODE_LINE, eventually, PASSPHRASE, Procs, WAITING_COMMAND_MS_MAX } from "./_harness.ts";
+import { CloudClient } from "../../deploy/mod.ts";
+import {
+  CODE_LINE,
+  eventually,
+  PASSPHRASE,
+  type Proc,
+  Procs,
+  WAITING_COMMAND_MS_MAX,
+} from "./_harness.ts";
 
 const waits = { timeoutMs: WAITING_COMMAND_MS_MAX };
 /** The cron schedule of deploy/agent.ts: every minute. */
 const CRON_PERIOD_MS = 60_000;
 
+/** A schedule that never comes during a test: runs happen only when a control call asks. */
+const CRON_NEVER = "0 0 1 1 *";
+
+interface World {
+  relay: string;
+  home: (dir: string) => string[];
+  cloud: CloudClient;
+  cloudProc: Proc;
+  texts: (dir: string, contact: string) => Promise<string[]>;
+}
+
+/**
+ * alice's phone invites bob, pairs the laptop and the cloud device (one control call), and hands
+ * bob over to the cloud device; resolves once the cloud device is bob's primary.
+ */
+async function setUp(procs: Procs, cloudEnv: Record<string, string>): Promise<World> {
+  const relay = await procs.relay("kv");
+  const home = (name: string) => ["--home", `${procs.dir}/${name}`];
+  const init = (dir: string, name: string, device: string) =>
+    procs.ok([...home(dir), "init", "--name", name, "--device", device, "--server", relay]);
+  await init("alice-phone", "alice", "phone");
+  await init("bob", "bob", "phone");
+  const invite = procs.spawnAgent([...home("bob"), "invite"]);
+  await procs.ok([...home("alice-phone"), "accept", (await invite.waitFor(CODE_LINE))[1]], waits);
+  assert.equal((await invite.done).code, 0);
+  const pairWith = async (join: (code: string) => Promise<unknown>) => {
+    const start = procs.spawnAgent([...home("alice-phone"), "pair", "start"]);
+    await join((await start.waitFor(CODE_LINE))[1]);
+    assert.equal((await start.done).code, 0, start.stderr);
+  };
+  await pairWith((code) =>
+    procs.ok(
+      [...home("alice-laptop"), "pair", "join", code, "--server", relay, "--device", "laptop"],
+      waits,
+    )
+  );
+
+  // The cloud device joins with one control call (then ticks bring its welcome in).
+  const { proc: cloudProc, url } = await procs.cloud({ MEOW_DEVICE: "cloud", ...cloudEnv });
+  const cloud = new CloudClient(url, PASSPHRASE);
+  await pairWith((code) => cloud.call("join", { code, server: relay }));
+  await eventually("the cloud device to know bob", async () => {
+    await cloud.call("poll");
+    return (await cloud.call<ContactView[]>("contacts")).some((c) => c.name === "bob");
+  }, 60_000);
+
+  // A planned handover makes the cloud device bob's primary.
+  await procs.ok([...home("alice-phone"), "contacts", "handover", "bob", "--to", "cloud"]);
+  await eventually("the cloud device to become bob's primary", async () => {
+    await cloud.call("poll");
+    const [bob] = await cloud.call<ContactView[]>("contacts");
+    return bob?.primary === "this device";
+  }, 60_000);
+  const texts = async (dir: string, contact: string) =>
+    (await procs.json<ConversationView>([...home(dir), "history", contact])).messages
+      .map((m) => m.text);
+  return { relay, home, cloud, cloudProc, texts };
+}
+
 Deno.test("cloud device: paired by one control call, bob's primary after a handover, reached while the phone is off", async () => {
   const procs = await Procs.create();
   try {
-    const relay = await procs.relay("kv");
-    const home = (name: string) => ["--home", `${procs.dir}/${name}`];
-    const init = (dir: string, name: string, device: string) =>
-      procs.ok([...home(dir), "init", "--name", name, "--device", device, "--server", relay]);
-    await init("alice-phone", "alice", "phone");
-    await init("bob", "bob", "phone");
-    const invite = procs.spawnAgent([...home("bob"), "invite"]);
-    await procs.ok([...home("alice-phone"), "accept", (await invite.waitFor(CODE_LINE))[1]], waits);
-    assert.equal((await invite.done).code, 0);
-    const pairWith = async (join: (code: string) => Promise<unknown>) => {
-      const start = procs.spawnAgent([...home("alice-phone"), "pair", "start"]);
-      await join((await start.waitFor(CODE_LINE))[1]);
-      assert.equal((await start.done).code, 0, start.stderr);
-    };
-    await pairWith((code) =>
-      procs.ok(
-        [...home("alice-laptop"), "pair", "join", code, "--server", relay, "--device", "laptop"],
-        waits,
-      )
-    );
-
-    // The cloud device joins with one control call (then ticks bring its welcome in).
-    const { proc: cloudProc, url } = await procs.cloud({ MEOW_DEVICE: "cloud" });
-    const cloud = new CloudClient(url, PASSPHRASE);
-    await pairWith((code) => cloud.call("join", { code, server: relay }));
-    await eventually("the cloud device to know bob", async () => {
-      await cloud.call("poll");
-      return (await cloud.call<ContactView[]>("contacts")).some((c) => c.name === "bob");
-    }, 60_000);
-
-    // A planned handover makes the cloud device bob's primary.
-    await procs.ok([...home("alice-phone"), "contacts", "handover", "bob", "--to", "cloud"]);
-    await eventually("the cloud device to become bob's primary", async () => {
-      await cloud.call("poll");
-      const [bob] = await cloud.call<ContactView[]>("contacts");
-      return bob?.primary === "this device";
-    }, 60_000);
+    const { home, cloud, cloudProc, texts } = await setUp(procs, {});
 
     // Phone and laptop are off from here (no command runs on them). Bob writes; the cron brings
     // it in (no control call).
-    const texts = async (dir: string, contact: string) =>
-      (await procs.json<ConversationView>([...home(dir), "history", contact])).messages
-        .map((m) => m.text);
     await procs.ok([...home("bob"), "send", "alice", "to whoever is awake"]);
     await eventually("the cloud device to receive bob's message by cron", async () => {
       const history = await cloud.call<ConversationView>("history", { contact: "bob" });
@@ -83,6 +111,59 @@ Deno.test("cloud device: paired by one control call, bob's primary after a hando
     assert.ok(!cloudProc.stdout.includes("to whoever is awake"));
     assert.ok(!cloudProc.stdout.includes("from the laptop"));
     assert.ok(!cloudProc.stdout.includes(PASSPHRASE));
+  } finally {
+    await procs.stopAll();
+  }
+});
+
+Deno.test("cloud device: deno serve killed in the middle of a run and started again loses and duplicates nothing", async () => {
+  const procs = await Procs.create();
+  try {
+    // Runs only when asked (no cron in the way), every commit logged at debug.
+    const env = { MEOW_CRON: CRON_NEVER, MEOW_LOG_LEVEL: "debug" };
+    const { home, cloud, cloudProc, texts } = await setUp(procs, env);
+    const fromBob = Array.from({ length: 8 }, (_, i) => `bob burst ${i}`);
+    const fromLaptop = Array.from({ length: 4 }, (_, i) => `laptop burst ${i}`);
+    for (const text of fromBob) await procs.ok([...home("bob"), "send", "alice", text]);
+    for (const text of fromLaptop) await procs.ok([...home("alice-laptop"), "send", "bob", text]);
+
+    // A run starts; after its first commit the process is killed (SIGKILL: no clean-up at all).
+    const mark = cloudProc.stdout.length;
+    const run = cloud.call("poll").catch((e: Error) => e);
+    const deadline = Date.now() + 60_000;
+    while (!cloudProc.stdout.slice(mark).includes("committed a message")) {
+      if (Date.now() > deadline) throw new Error(`no commit: ${cloudProc.stdout.slice(mark)}`);
+      await new Promise((resolve) => setTimeout(resolve, 5));
+    }
+    cloudProc.kill("SIGKILL");
+    await cloudProc.done;
+    assert.ok(await run instanceof Error, "the interrupted run's control call fails");
+    assert.ok(
+      !/tick: \d+ accepted/.test(cloudProc.stdout.slice(mark)),
+      "killed before the run ended",
+    );
+
+    // Started again over the same KV file: runs until everything is through.
+    const again = await procs.cloud({ MEOW_DEVICE: "cloud", ...env });
+    const restarted = new CloudClient(again.url, PASSPHRASE);
+    const once = (list: string[], expected: string[]) =>
+      expected.every((text) => list.filter((t) => t === text).length === 1);
+    await eventually("every message through exactly once", async () => {
+      await restarted.call("poll");
+      const atCloud = (await restarted.call<ConversationView>("history", { contact: "bob" }))
+        .messages.map((m) => m.text);
+      return once(atCloud, [...fromBob, ...fromLaptop]) &&
+        once(await texts("bob", "alice"), fromLaptop);
+    }, 90_000);
+    // Nothing twice anywhere, the laptop included (synced by the cloud device).
+    const all = [...fromBob, ...fromLaptop];
+    const atCloud = (await restarted.call<ConversationView>("history", { contact: "bob" }))
+      .messages.map((m) => m.text);
+    assert.ok(once(atCloud, all), `cloud: ${atCloud.join(" | ")}`);
+    assert.ok(once(await texts("bob", "alice"), fromLaptop));
+    await eventually("the laptop to hold each message once", async () => {
+      return once(await texts("alice-laptop", "bob"), all);
+    }, 30_000);
   } finally {
     await procs.stopAll();
   }
