@@ -48,7 +48,7 @@ if (pairCode && relay && !cloud.agent.kernel.hasIdentity()) {
 
 // Deploy runs cron jobs itself; a timer in an isolate that sleeps between requests would not.
 Deno.cron("meowsync poll", Deno.env.get("MEOW_CRON") || "* * * * *", async () => {
-  await cloud.tick();
+  await cloud.tick("cron");
 });
 
 /** The fetch handler `deno serve` and Deno Deploy call. */

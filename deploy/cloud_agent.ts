@@ -205,10 +205,14 @@ export class CloudAgent {
    * a tick cut short anywhere loses nothing; the next tick goes on. Ticks
    * never overlap.
    */
-  tick(budgetMs = TICK_MS_MAX): Promise<{ accepted: number; sent: number }> {
+  tick(
+    by: "cron" | "control" = "control",
+    budgetMs = TICK_MS_MAX,
+  ): Promise<{ accepted: number; sent: number }> {
     const run = this.#ticking.then(async () => {
       // A device still joining has its device keys and relays: its pairing answer goes out here.
       if (!this.agent.kernel.hasIdentity()) return { accepted: 0, sent: 0 };
+      this.#log("debug", `tick: started (${by})`);
       const signal = AbortSignal.timeout(budgetMs);
       let accepted = 0;
       let sent = 0;
