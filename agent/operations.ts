@@ -12,7 +12,7 @@ import { BadRecoveryCode, MessageTooLarge } from "../kernel/mod.ts";
 import type { PairingOffer } from "../kernel/mod.ts";
 import type { PairingForm } from "../kernel/mod.ts";
 import { type DbMessage, type PeerRecord, PeerType } from "../proto/mod.ts";
-import { CHAT_API } from "../plugins/chat/mod.ts";
+import { CHAT_API, isUnread } from "../plugins/chat/mod.ts";
 import {
   DEVICE_SYNC_API,
   type HistoryWindow,
@@ -212,9 +212,7 @@ async function history(
 
 async function read(agent: Agent, args: { contact: string }): Promise<ConversationView> {
   const peer = findContact(agent, args.contact);
-  const unread = (await agent.kernel.messages(peer.uid))
-    .filter((m) => !m.outbound && (m.message?.status?.processed ?? 0) === 0)
-    .map(messageView);
+  const unread = (await agent.kernel.messages(peer.uid)).filter(isUnread).map(messageView);
   await agent.kernel.api(CHAT_API).markRead(peer.uid);
   return { contact: await contactView(agent.kernel, peer), messages: unread };
 }

@@ -9,6 +9,7 @@ import type { Kernel, RelayHealth } from "../kernel/mod.ts";
 import type { PairingForm } from "../kernel/mod.ts";
 import type { DbMessage, PeerRecord } from "../proto/mod.ts";
 import type { CatchUpReport } from "../plugins/device_sync/mod.ts";
+import { isUnread } from "../plugins/chat/mod.ts";
 
 /** A message as the CLI shows it. */
 export interface MessageView {
@@ -183,8 +184,7 @@ export async function contactView(kernel: Kernel, peer: PeerRecord): Promise<Con
     uid: peer.uid,
     name: peer.name,
     primary,
-    unread: messages.filter((m) => !m.outbound && (m.message?.status?.processed ?? 0) === 0)
-      .length,
+    unread: messages.filter(isUnread).length,
   };
 }
 

@@ -27,8 +27,8 @@ import { createRekey, createReset } from "./rekey.ts";
 import type { Kernel } from "./kernel.ts";
 import type { KernelObservation, KernelSealing } from "./_types.ts";
 import type { PluginDriver } from "./plugin_driver.ts";
-import type { KernelEventName, KernelEvents, Tx } from "./plugin.ts";
-import type { Batch, Random, Store } from "../ports/mod.ts";
+import type { KernelEventName, KernelEvents, PluginData, Tx } from "./plugin.ts";
+import type { Batch, PluginRecord, Random, Store } from "../ports/mod.ts";
 
 /** What a transaction reads the committed state through, and the ports it uses. */
 export interface TxPorts {
@@ -65,6 +65,31 @@ export function observeSecrets(
   secret(card, "contact card");
 }
 
+/** Throws unless a registered plugin is named `namespace`. */
+export function checkNamespace(driver: PluginDriver, namespace: string): void {
+  if (!driver.plugins.some((p) => p.name === namespace)) {
+    throw new TypeError(
+      `Cannot open the collection "${namespace}": no plugin of that name is registered`,
+    );
+  }
+}
+
+/** A plugin record's JSON value. */
+export function decodeValue<T>(bytes: Uint8Array): T {
+  return JSON.parse(new TextDecoder().decode(bytes)) as T;
+}
+
+/** Orders strings by code point (as UTF-8 bytes sort, as the stores list keys). */
+export function compareCodePoints(a: string, b: string): number {
+  if (a === b) return 0;
+  const x = [...a];
+  const y = [...b];
+  for (let i = 0; i < Math.min(x.length, y.length); i++) {
+    if (x[i] !== y[i]) return x[i].codePointAt(0)! - y[i].codePointAt(0)!;
+  }
+  return x.length - y.length;
+}
+
 function messageKey(peerUid: string, uuid: string): string {
   return `${peerUid}\u0000${uuid}`;
 }
@@ -83,6 +108,8 @@ export class KernelTx implements Tx {
   readonly #outboxDelete: string[] = [];
   readonly #deletedDevices = new Set<string>();
   readonly #after: (() => void)[] = [];
+  /** `JSON.stringify([namespace, key])` → the staged record, or null for a deletion. */
+  readonly #pluginData = new Map<string, PluginRecord | null>();
   #emitDepth = 0;
 
   constructor(kernel: Kernel, ports: TxPorts) {
@@ -279,6 +306,56 @@ export class KernelTx implements Tx {
     this.#after.push(fn);
   }
 
+  data(namespace: string): PluginData {
+    checkNamespace(this.#ports.driver, namespace);
+    const store = this.#ports.store;
+    const staged = this.#pluginData;
+    const id = (key: string) => JSON.stringify([namespace, key]);
+    return {
+      get: async <T>(key: string): Promise<T | undefined> => {
+        const s = staged.get(id(key));
+        if (s === null) return undefined;
+        const bytes = s ? s.value : await store.getPluginRecord(namespace, key);
+        return bytes && decodeValue<T>(bytes);
+      },
+      list: async <T>(prefix = ""): Promise<{ key: string; value: T }[]> => {
+        const merged = new Map<string, Uint8Array>();
+        for (const r of await store.listPluginRecords(namespace, prefix)) {
+          merged.set(r.key, r.value);
+        }
+        for (const [k, r] of staged) {
+          const [ns, key] = JSON.parse(k) as [string, string];
+          if (ns !== namespace || !key.startsWith(prefix)) continue;
+          if (r === null) merged.delete(key);
+          else merged.set(key, r.value);
+        }
+        return [...merged].sort(([a], [b]) => compareCodePoints(a, b))
+          .map(([key, bytes]) => ({ key, value: decodeValue<T>(bytes) }));
+      },
+      put: (key: string, value: unknown): void => {
+        if (typeof key !== "string" || key === "") {
+          throw new TypeError(`Cannot store a record of "${namespace}": its key is empty`);
+        }
+        let text: string | undefined;
+        try {
+          text = JSON.stringify(value);
+        } catch (cause) {
+          throw new TypeError(
+            `Cannot store record "${key}" of "${namespace}": ${(cause as Error).message}`,
+            { cause },
+          );
+        }
+        if (text === undefined) {
+          throw new TypeError(`Cannot store record "${key}" of "${namespace}": not a JSON value`);
+        }
+        staged.set(id(key), { namespace, key, value: new TextEncoder().encode(text) });
+      },
+      delete: (key: string): void => {
+        staged.set(id(key), null);
+      },
+    };
+  }
+
   afterCommitFns(): (() => void)[] {
     return this.#after;
   }
@@ -294,6 +371,11 @@ export class KernelTx implements Tx {
       outboxPut: this.#outbox,
       outboxDelete: this.#outboxDelete,
       seen: [...this.#seen].map((id) => ({ id, at: this.now })),
+      pluginPut: [...this.#pluginData.values()].filter((r) => r !== null),
+      pluginDelete: [...this.#pluginData].filter(([, r]) => r === null).map(([k]) => {
+        const [namespace, key] = JSON.parse(k) as [string, string];
+        return { namespace, key };
+      }),
     };
   }
 

@@ -45,7 +45,14 @@ import { rootFromRecoveryCode, signDeviceList } from "./device_list.ts";
 import { isPending } from "./invitation.ts";
 import { type JoinInput, PAIRING_PROTOCOL } from "./pairing_flow.ts";
 import { PluginDriver, pluginErrorOf } from "./plugin_driver.ts";
-import { type ApiKey, type Plugin, type PluginHost, POLL_MARK_MS_MAX, type Tx } from "./plugin.ts";
+import {
+  type ApiKey,
+  type Plugin,
+  type PluginDataReader,
+  type PluginHost,
+  POLL_MARK_MS_MAX,
+  type Tx,
+} from "./plugin.ts";
 import { relayLimits } from "../envelope/mod.ts";
 import type { Clock, Random, Store } from "../ports/mod.ts";
 import { Transactions } from "./_commit.ts";
@@ -62,7 +69,7 @@ import { Poller, type PullKey } from "./_poller.ts";
 import { RelayClient } from "./_relay_client.ts";
 import { Router } from "./_router.ts";
 import { DeviceState, SerialQueue } from "./_state.ts";
-import type { KernelTx } from "./_tx.ts";
+import { checkNamespace, decodeValue, type KernelTx } from "./_tx.ts";
 import type {
   AcceptInvitationOptions,
   AcceptPairingOptions,
@@ -257,12 +264,35 @@ export class Kernel {
       offerPairing: (options) => this.offerPairing(options),
       acceptPairing: (input, options) => this.acceptPairing(input, options),
       isSeen: (id) => this.#store.isSeen(id),
+      data: (namespace) => this.pluginData(namespace),
       pruneSeen: (beforeMs) => this.#store.pruneSeen(beforeMs),
       log: (level, message) => this.#log(level, `${this.#name} [${plugin.name}] ${message}`),
     };
   }
 
   // ─── Reading ──────────────────────────────────────────────────────────────
+
+  /**
+   * The committed collection of the plugin named `namespace` (kernel/plugin.ts, "Plugin
+   * storage"), read only: what a plugin's api or an application shows.
+   *
+   * @throws {TypeError} when no registered plugin has that name
+   */
+  pluginData(namespace: string): PluginDataReader {
+    checkNamespace(this.#driver, namespace);
+    const store = this.#store;
+    return {
+      get: async <T>(key: string) => {
+        const bytes = await store.getPluginRecord(namespace, key);
+        return bytes && decodeValue<T>(bytes);
+      },
+      list: async <T>(prefix?: string) =>
+        (await store.listPluginRecords(namespace, prefix)).map((r) => ({
+          key: r.key,
+          value: decodeValue<T>(r.value),
+        })),
+    };
+  }
 
   /** Whether this device has an identity yet. */
   hasIdentity(): boolean {

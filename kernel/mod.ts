@@ -31,10 +31,26 @@ export { ASSUMED_LIMITS, type RelayLimits, relayLimits } from "../envelope/mod.t
 export { type ApiKey, apiKey, POLL_MARK_MS_MAX } from "./plugin.ts";
 export { pluginErrorOf } from "./plugin_driver.ts";
 export type {
+  CheckContext,
+  CheckDevice,
+  CheckOutcome,
+  CommandContext,
+  CommandExtension,
+  ExpectationExtension,
+  FieldKind,
+  FieldSpec,
+  MessageAnnotation,
+  PluginModule,
+  StepContext,
+  StepExtension,
+} from "./plugin_module.ts";
+export type {
   EventHooks,
   KernelEventName,
   KernelEvents,
   Plugin,
+  PluginData,
+  PluginDataReader,
   PluginHost,
   PluginInput,
   ReceiveContext,
@@ -44,6 +60,7 @@ export type {
   Batch,
   Clock,
   ListMessagesOptions,
+  PluginRecord,
   Random,
   SeenMark,
   Store,

@@ -23,6 +23,12 @@
  * Hooks that run inside a {@linkcode Tx} add their effects to the same atomic
  * commit as the change that triggered them.
  *
+ * **Plugin storage.** Each plugin has a collection of its own, named by the plugin's name:
+ * `tx.data(name)` reads and stages JSON values by string key in the transaction (so a plugin's
+ * state commits atomically with the message that caused it), `host.data(name)` reads what is
+ * committed. Values are sealed at rest like every record; keys stay in the clear (they order and
+ * index), so a key must not carry contents — use uuids and uids.
+ *
  * @module
  */
 import type {
@@ -80,6 +86,26 @@ export const POLL_MARK_MS_MAX = 5 * 60_000;
 
 /** The name of a kernel event. */
 export type KernelEventName = keyof KernelEvents;
+
+/** A plugin's collection as committed (read only): {@linkcode PluginHost.data}. */
+export interface PluginDataReader {
+  /** The value under `key`, or undefined. */
+  get<T = unknown>(key: string): Promise<T | undefined>;
+  /** The records whose keys start with `prefix` (all by default), in key order. */
+  list<T = unknown>(prefix?: string): Promise<{ key: string; value: T }[]>;
+}
+
+/** A plugin's collection inside a transaction: reads see what it staged. */
+export interface PluginData extends PluginDataReader {
+  /**
+   * Stages `value` (anything `JSON.stringify` takes) under `key`.
+   *
+   * @throws {TypeError} for an empty key or a value JSON cannot hold
+   */
+  put(key: string, value: unknown): void;
+  /** Stages the deletion of `key` (nothing happens when there is none). */
+  delete(key: string): void;
+}
 
 /**
  * A unit of change: everything staged here is committed atomically, then the
@@ -141,6 +167,12 @@ export interface Tx {
   rekey(peerUid: string, keepMs: number): Promise<PeerRecord>;
   /** Queues an already packed message (an invitation answer) to the peer's home relay. */
   queuePacked(peer: PeerRecord, packed: PackedUserMessage, messageUuid: string): void;
+  /**
+   * The collection of the plugin named `namespace` (its own name), staged in this transaction.
+   *
+   * @throws {TypeError} when no registered plugin has that name
+   */
+  data(namespace: string): PluginData;
   /** Emits a kernel event to every plugin, inside this transaction. */
   emit<E extends KernelEventName>(event: E, payload: KernelEvents[E]): Promise<void>;
   /** Runs `fn` after the commit succeeded (never when it fails). */
@@ -187,6 +219,12 @@ export interface PluginHost {
   acceptPairing(input: JoinInput, options?: AcceptPairingOptions): Promise<PairingAccepted>;
   /** Whether a dedup id is in the committed seen table. */
   isSeen(id: string): Promise<boolean>;
+  /**
+   * The committed collection of the plugin named `namespace` (read only; write through `tx.data`).
+   *
+   * @throws {TypeError} when no registered plugin has that name
+   */
+  data(namespace: string): PluginDataReader;
   /** Deletes seen-table rows first seen before `beforeMs`; resolves with how many went. */
   pruneSeen(beforeMs: number): Promise<number>;
   /** Logs a line, prefixed with the plugin's name. */

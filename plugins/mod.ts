@@ -13,17 +13,36 @@
  *   "device_sync",
  *   "forward_relay",
  *   "relays",
+ *   "reactions",
+ *   "edits",
+ *   "deletions",
  * ]);
  * ```
  *
  * @module
  */
-import type { Plugin } from "../kernel/mod.ts";
+import type { Plugin, PluginModule } from "../kernel/mod.ts";
 import { chatPlugin } from "./chat/mod.ts";
 import { dedupPlugin } from "./dedup/mod.ts";
 import { deviceSyncPlugin } from "./device_sync/mod.ts";
 import { forwardRelayPlugin } from "./forward_relay/mod.ts";
 import { relaysPlugin } from "./relays/mod.ts";
+import { reactionsModule, reactionsPlugin } from "./reactions/mod.ts";
+import { editsModule, editsPlugin } from "./edits/mod.ts";
+import { deletionsModule, deletionsPlugin } from "./deletions/mod.ts";
+
+export { loadPluginModule, PluginModuleError } from "./loader.ts";
+
+/**
+ * The modules of the message plugins shipped with meowsync (reactions, edits, deletions): their
+ * plugins are in {@linkcode productionPlugins}; the simulator and the agent take their steps,
+ * expectations, commands and history notes from here, as from a module loaded with `--plugin`.
+ */
+export const BUILTIN_MODULES: readonly PluginModule[] = [
+  reactionsModule,
+  editsModule,
+  deletionsModule,
+];
 
 /**
  * Mechanisms of the production plugins a test build switches off to show
@@ -50,6 +69,10 @@ export interface Weakening {
   noRekey?: boolean;
   /** Device list changes (introductions, removals) are taken without the root's signature. */
   unsignedList?: boolean;
+  /** The primary keeps a contact's reactions and deletions to itself (siblings never see them). */
+  marksNoPassOn?: boolean;
+  /** The last edit to arrive wins, whatever its time. */
+  editsLastArrival?: boolean;
 }
 
 /** A fresh instance of each production plugin, in the order a device registers them. */
@@ -70,5 +93,8 @@ export function productionPlugins(weakening: Weakening = {}): Plugin[] {
       rekey: !weakening.noRekey,
     }),
     relaysPlugin(),
+    reactionsPlugin({ noPassOn: weakening.marksNoPassOn }),
+    editsPlugin({ lastArrivalWins: weakening.editsLastArrival }),
+    deletionsPlugin({ noPassOn: weakening.marksNoPassOn }),
   ];
 }

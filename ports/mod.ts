@@ -76,6 +76,21 @@ export interface SeenMark {
 }
 
 /**
+ * One record of a plugin's own collection: `value` (bytes the plugin encodes as it likes; sealed at
+ * rest like every other record) under `key` in the collection `namespace` (the plugin's name).
+ * Keys are stored in the clear, as uids and ids are: they order and index, so they must not carry
+ * contents.
+ */
+export interface PluginRecord {
+  /** The collection: the name of the plugin that owns it. */
+  namespace: string;
+  /** The record's key in its collection. */
+  key: string;
+  /** The record. */
+  value: Uint8Array;
+}
+
+/**
  * Everything that changes together: applied by {@linkcode Store.commit} as
  * one atomic write, so a crash never leaves half of it behind. One inbound
  * message, or one local action, is one batch: the ratchet step, the stored
@@ -104,6 +119,10 @@ export interface Batch {
   quarantinePut?: QuarantineRecord[];
   /** Delete quarantined messages by id. */
   quarantineDelete?: string[];
+  /** Upsert plugin records by (namespace, key). */
+  pluginPut?: PluginRecord[];
+  /** Delete plugin records by (namespace, key). */
+  pluginDelete?: { namespace: string; key: string }[];
 }
 
 /** Options for {@linkcode Store.listMessages}. */
@@ -138,6 +157,13 @@ export interface Store {
   listConversations(): Promise<string[]>;
   /** Whether a dedup id is in the seen table. */
   isSeen(id: string): Promise<boolean>;
+  /** One plugin record, by collection and key. */
+  getPluginRecord(namespace: string, key: string): Promise<Uint8Array | undefined>;
+  /**
+   * The records of one plugin collection whose keys start with `prefix` (every one by default), in
+   * key order (by code point, as UTF-8 bytes sort).
+   */
+  listPluginRecords(namespace: string, prefix?: string): Promise<PluginRecord[]>;
   /** Applies `batch` atomically: all of it or none of it. */
   commit(batch: Batch): Promise<void>;
   /** Deletes seen rows first seen before `beforeMs`; resolves with how many went. */

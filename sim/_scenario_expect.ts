@@ -27,6 +27,23 @@ const EXPECTATION_NAMES = [...SIMPLE_EXPECTATIONS, "delivered_within", "count"];
 
 /** Reads one expectation at `path` (`expect[i]`). */
 export function readExpectation(r: ScenarioValues, raw: unknown, path: string): Expectation {
+  const pluginName = typeof raw === "string"
+    ? raw
+    : raw !== null && typeof raw === "object" && !Array.isArray(raw) &&
+        Object.keys(raw).length === 1
+    ? Object.keys(raw)[0]
+    : undefined;
+  const plugin = pluginName === undefined ? undefined : r.pluginExpectation(pluginName);
+  if (plugin && pluginName) {
+    const args = typeof raw === "string"
+      ? r.pluginFields(null, `${path}.${pluginName}`, plugin.expectation.fields ?? {})
+      : r.pluginFields(
+        (raw as Record<string, unknown>)[pluginName] ?? null,
+        `${path}.${pluginName}`,
+        plugin.expectation.fields ?? {},
+      );
+    return { name: "plugin", expectation: pluginName, module: plugin.module.name, args };
+  }
   if (typeof raw === "string") {
     if (raw === "delivered_within" || raw === "count") {
       r.fail({
@@ -40,7 +57,7 @@ export function readExpectation(r: ScenarioValues, raw: unknown, path: string): 
     }
     return { name: readSimpleExpectation(r, raw, path) };
   }
-  const f = r.fields(raw, path, EXPECTATION_NAMES);
+  const f = r.fields(raw, path, [...EXPECTATION_NAMES, ...r.pluginExpectationNames()]);
   const keys = Object.keys(f);
   if (keys.length !== 1) {
     r.fail({
@@ -116,8 +133,8 @@ function readSimpleExpectation(
       path,
       value: raw,
       problem: `${show(raw)} is not an expectation`,
-      expected: `one of ${EXPECTATION_NAMES.join(", ")}`,
-      hint: suggest(raw, EXPECTATION_NAMES),
+      expected: `one of ${[...EXPECTATION_NAMES, ...r.pluginExpectationNames()].join(", ")}`,
+      hint: suggest(raw, [...EXPECTATION_NAMES, ...r.pluginExpectationNames()]),
     });
   }
   return name;

@@ -53,8 +53,9 @@ type StepKind = typeof STEP_KINDS[number];
 /** Reads `steps[index]`. */
 export function readStep(r: ScenarioValues, raw: unknown, index: number): Step {
   const path = `steps[${index}]`;
-  const f = r.fields(raw, path, ["at", ...STEP_KINDS]);
-  const kinds = STEP_KINDS.filter((k) => f[k] !== undefined);
+  const all = [...STEP_KINDS, ...r.pluginStepNames()];
+  const f = r.fields(raw, path, ["at", ...all]);
+  const kinds = all.filter((k) => f[k] !== undefined);
   if (kinds.length !== 1) {
     r.fail({
       path,
@@ -62,7 +63,7 @@ export function readStep(r: ScenarioValues, raw: unknown, index: number): Step {
       problem: kinds.length === 0
         ? "the step has no action"
         : `the step has ${kinds.length} actions (${kinds.join(", ")})`,
-      expected: `at and exactly one of ${STEP_KINDS.join(", ")}`,
+      expected: `at and exactly one of ${all.join(", ")}`,
     });
   }
   if (f.at === undefined) {
@@ -74,7 +75,12 @@ export function readStep(r: ScenarioValues, raw: unknown, index: number): Step {
     });
   }
   const atMs = r.withinDuration(f.at, `${path}.at`, 0);
-  const action = readAction(r, kinds[0], f[kinds[0]], `${path}.${kinds[0]}`, atMs);
+  const plugin = r.pluginStep(kinds[0]);
+  if (plugin) {
+    const args = r.pluginFields(f[kinds[0]], `${path}.${kinds[0]}`, plugin.step.fields);
+    return { atMs, index, kind: "plugin", step: kinds[0], module: plugin.module.name, args };
+  }
+  const action = readAction(r, kinds[0] as StepKind, f[kinds[0]], `${path}.${kinds[0]}`, atMs);
   return { atMs, index, ...action };
 }
 

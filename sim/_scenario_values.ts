@@ -6,6 +6,14 @@
  *
  * @module
  */
+import { BUILTIN_MODULES } from "../plugins/mod.ts";
+import type {
+  ExpectationExtension,
+  FieldKind,
+  FieldSpec,
+  PluginModule,
+  StepExtension,
+} from "../kernel/mod.ts";
 import { DURATION_EXPECTED, parseDuration } from "./duration.ts";
 import { ScenarioError, type ScenarioErrorDetails } from "./scenario_error.ts";
 import type { DeviceRef } from "./scenario_types.ts";
@@ -51,6 +59,88 @@ export class ScenarioValues {
   readonly devices: Map<string, string[]> = new Map<string, string[]>();
   /** Generated groups by name. */
   readonly groups: Map<string, Group> = new Map<string, Group>();
+  /** The plugin modules whose steps and expectations may appear. */
+  modules: readonly PluginModule[] = BUILTIN_MODULES;
+
+  /** The module that adds step `name`, if one does. */
+  pluginStep(name: string): { module: PluginModule; step: StepExtension } | undefined {
+    for (const module of this.modules) {
+      const step = module.steps?.[name];
+      if (step) return { module, step };
+    }
+    return undefined;
+  }
+
+  /** The module that adds expectation `name`, if one does. */
+  pluginExpectation(
+    name: string,
+  ): { module: PluginModule; expectation: ExpectationExtension } | undefined {
+    for (const module of this.modules) {
+      const expectation = module.expectations?.[name];
+      if (expectation) return { module, expectation };
+    }
+    return undefined;
+  }
+
+  /** The names of every step kind the modules add. */
+  pluginStepNames(): string[] {
+    return this.modules.flatMap((m) => Object.keys(m.steps ?? {}));
+  }
+
+  /** The names of every expectation the modules add. */
+  pluginExpectationNames(): string[] {
+    return this.modules.flatMap((m) => Object.keys(m.expectations ?? {}));
+  }
+
+  /** Reads the fields of a plugin's step or expectation by their specs. */
+  pluginFields(
+    raw: unknown,
+    path: string,
+    specs: Readonly<Record<string, FieldSpec>>,
+  ): Record<string, unknown> {
+    const names = Object.keys(specs);
+    const f = raw === null && names.length === 0 ? {} : this.fields(raw, path, names);
+    const out: Record<string, unknown> = {};
+    for (const [name, spec] of Object.entries(specs)) {
+      const value = f[name];
+      const at = `${path}.${name}`;
+      if (value === undefined) {
+        if (spec.required) {
+          this.fail({ path: at, value, problem: "missing", expected: describeKind(spec.kind) });
+        }
+        continue;
+      }
+      const kind = spec.kind;
+      if (kind === "device") out[name] = this.device(value, at);
+      else if (kind === "user") out[name] = this.user(value, at);
+      else if (kind === "text") out[name] = this.string(value, at, { nonEmpty: true });
+      else if (kind === "duration") out[name] = this.duration(value, at);
+      else if (kind === "count") out[name] = this.integer(value, at, 0, Number.MAX_SAFE_INTEGER);
+      else if (kind === "boolean") {
+        if (typeof value !== "boolean") {
+          this.fail({
+            path: at,
+            value,
+            problem: `${show(value)} is not true or false`,
+            expected: "true or false",
+          });
+        }
+        out[name] = value;
+      } else {
+        if (typeof value !== "string" || !kind.oneOf.includes(value)) {
+          this.fail({
+            path: at,
+            value,
+            problem: `${show(value)} is not one of ${kind.oneOf.join(", ")}`,
+            expected: kind.oneOf.join(" or "),
+            hint: typeof value === "string" ? suggest(value, [...kind.oneOf]) : undefined,
+          });
+        }
+        out[name] = value;
+      }
+    }
+    return out;
+  }
 
   /** A reader for the scenario from `source`. */
   constructor(source: string) {
@@ -402,4 +492,17 @@ function editDistance(a: string, b: string): number {
     }
   }
   return d[a.length][b.length];
+}
+
+/** What a plugin field kind expects, for messages. */
+function describeKind(kind: FieldKind): string {
+  if (typeof kind === "object") return kind.oneOf.join(" or ");
+  return {
+    device: "a device, user/device",
+    user: "a user of the scenario",
+    text: "a non-empty string",
+    duration: "a duration like 250ms, 10s, 5m",
+    count: "a whole number",
+    boolean: "true or false",
+  }[kind];
 }

@@ -774,6 +774,10 @@ export function check(expectation: Expectation, input: CheckInput): ExpectationR
       }
       return pass(name, `p50 ${l.p50} ms, p99 ${l.p99} ms over ${l.count} messages`);
     }
+    case "plugin":
+      throw new TypeError(
+        `${expectation.expectation} is a plugin's expectation: runScenario checks it over the stores`,
+      );
     case "count": {
       const n = input.recording.sent.size;
       return n === expectation.messages

@@ -37,6 +37,8 @@ Options:
   --vary-network      draw each seed's network within the file's ranges (latency max
                       in [min, max]; reorder, duplicate, drop in [0, value]); replays
                       name it too
+  --plugin FILE       load a plugin module (docs/PLUGINS.md) on every device, with the
+                      steps and expectations it adds; repeat for several
   --quiet             no progress bar
   -h, --help          this help
 
@@ -107,6 +109,7 @@ export async function main(args: string[], io: CliIo): Promise<number> {
         shrink: { type: "boolean" },
         quiet: { type: "boolean" },
         "vary-network": { type: "boolean" },
+        plugin: { type: "string", multiple: true },
         help: { type: "boolean", short: "h" },
       },
     });
@@ -144,7 +147,7 @@ export async function main(args: string[], io: CliIo): Promise<number> {
         `--server: "${values.server}" is not supported (expected fake, redis[://host:port] or http://host:port)`,
       );
     }
-    scenario = await loadScenario(positionals[0]);
+    scenario = await loadScenario(positionals[0], { plugins: values.plugin ?? [] });
     server = values.server ?? scenario.server ?? "fake";
     if (server.startsWith("https://")) {
       throw new UsageError(`--server: "${server}" is not supported (expected http://host:port)`);
@@ -184,6 +187,7 @@ export async function main(args: string[], io: CliIo): Promise<number> {
     server,
     storage,
     pluginsModule: io.extraPluginsModule,
+    plugins: values.plugin ?? [],
     varyNetwork: values["vary-network"] ?? false,
   };
   if (server.startsWith("redis")) {
@@ -322,7 +326,7 @@ export async function main(args: string[], io: CliIo): Promise<number> {
             `steps ${before.steps} → ${after.steps}, messages ${before.messages} → ${after.messages}; ` +
             `still fails ${expectation}\n` +
             `  written to ${path} — replay: ${
-              replayCommand(path, seed, server, storage, values["vary-network"])
+              replayCommand(path, seed, server, storage, values["vary-network"], values.plugin)
             }\n`,
         );
       }
@@ -361,7 +365,14 @@ function printSeed(
   const { report, seed } = result;
   if (!report) {
     const { file, server, storage } = options.job;
-    const replay = replayCommand(file, seed, server, storage ?? "memory", options.job.varyNetwork);
+    const replay = replayCommand(
+      file,
+      seed,
+      server,
+      storage ?? "memory",
+      options.job.varyNetwork,
+      options.job.plugins,
+    );
     io.out(`seed ${seed}: ERROR (${result.error?.split("\n")[0]}) — replay: ${replay}\n`);
   } else if (!report.ok) {
     const failed = report.expectations.filter((e) => !e.ok).map((e) => e.name).join(", ");

@@ -107,6 +107,7 @@ export class DeviceLife {
     const plugins: PluginInput[] = [
       ...defaultPlugins(this.#options.weakening),
       this.#recorder.probe(device),
+      ...this.#world.scenario.extraModules.map((m) => m.create()),
       ...(this.#options.extraPlugins?.(device.ref) ?? []),
     ];
     device.kernel = await Kernel.open({

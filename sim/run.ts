@@ -6,11 +6,11 @@
  * @module
  */
 import { sha256 } from "@noble/hashes/sha2.js";
-import type { PluginInput } from "../kernel/mod.ts";
+import type { CheckDevice, PluginInput, Store } from "../kernel/mod.ts";
 import type { Weakening } from "./plugins.ts";
 import type { Backend, ServerCore } from "../server/mod.ts";
 import { check, type CheckInput, type ExpectationResult, latency } from "./checks.ts";
-import type { NetworkSpec, Scenario } from "./scenario_types.ts";
+import type { Expectation, NetworkSpec, Scenario } from "./scenario_types.ts";
 import { randomFloat, SeededRandom } from "../crypto/mod.ts";
 import { Scheduler } from "./scheduler.ts";
 import { canonical, type DeviceState, readState } from "./state.ts";
@@ -49,10 +49,17 @@ export interface Report {
   refusedSteps: { at: number; step: string; error: string }[];
   /** The command line that replays this run. */
   replay: string;
+  /**
+   * The plugin modules of the run and what each adds to scenarios: meowsync's message plugins,
+   * then those the scenario's `plugins:` or `--plugin` loaded (`loaded: true`).
+   */
+  plugins: { name: string; loaded: boolean; steps: string[]; expectations: string[] }[];
 }
 
 /** Options of {@linkcode runScenario}. */
 export interface RunOptions {
+  /** Plugin files given with `--plugin` (for the replay command; the scenario holds the modules). */
+  plugins?: readonly string[];
   /** @default the file's seed, else 1 */
   seed?: number;
   /** `fake`, `redis[://host:port]`. @default the file's server, else "fake" */
@@ -100,8 +107,10 @@ export function replayCommand(
   server: string,
   storage: string,
   varyNetwork = false,
+  plugins: readonly string[] = [],
 ): string {
   let command = `deno task sim ${file} --seed ${seed}`;
+  for (const plugin of plugins) command += ` --plugin ${plugin}`;
   if (server !== "fake") command += ` --server ${server}`;
   if (storage !== "memory") command += ` --storage ${storage}`;
   if (varyNetwork) command += " --vary-network";
@@ -254,13 +263,21 @@ export async function runScenario(scenario: Scenario, options: RunOptions = {}):
       conversationUids,
       endMs,
     };
-    const expectations = scenario.expect.map((e) => check(e, input));
+    const expectations: ExpectationResult[] = [];
+    for (const e of scenario.expect) {
+      expectations.push(
+        e.name === "plugin"
+          ? await checkPlugin(e, scenario, world, storesOf(world))
+          : check(e, input),
+      );
+    }
     const replay = replayCommand(
       options.file ?? scenario.source,
       seed,
       server,
       storage,
       options.varyNetwork,
+      options.plugins,
     );
     for (const e of expectations) if (!e.ok) e.detail += ` — replay: ${replay}`;
     const digest = sha256.create();
@@ -299,6 +316,12 @@ export async function runScenario(scenario: Scenario, options: RunOptions = {}):
       digest: hex(digest.digest()),
       traceHash: hex(traceHash.digest()),
       replay,
+      plugins: scenario.modules.map((m) => ({
+        name: m.name,
+        loaded: scenario.extraModules.includes(m),
+        steps: Object.keys(m.steps ?? {}),
+        expectations: Object.keys(m.expectations ?? {}),
+      })),
     };
   } finally {
     await world.close();
@@ -320,6 +343,18 @@ export function summary(report: Report): string {
     `  latency p50 ${s.latencyMs.p50} ms, p99 ${s.latencyMs.p99} ms, max ${s.latencyMs.max} ms; ` +
     `${s.bytesToServer} B to relays, ${s.bytesFromServer} B back`,
   ];
+  const loaded = (report.plugins ?? []).filter((p) => p.loaded);
+  if (loaded.length > 0) {
+    lines.push(
+      `  plugins: ${
+        loaded.map((p) =>
+          `${p.name} (steps: ${p.steps.join(", ") || "none"}; expectations: ${
+            p.expectations.join(", ") || "none"
+          })`
+        ).join("; ")
+      }`,
+    );
+  }
   if (s.quarantined > 0 || s.corrupted > 0) {
     lines.push(
       `  ${s.quarantined} received message(s) quarantined; ${s.corrupted} deliberately corrupted on the way`,
@@ -341,3 +376,49 @@ export function summary(report: Report): string {
 }
 
 void pairKey;
+
+/** The stores of the devices that ended the run (lost ones excluded), by ref. */
+function storesOf(world: World): Map<string, { user: string; store: Store }> {
+  const out = new Map<string, { user: string; store: Store }>();
+  for (const device of world.devices.values()) {
+    if (world.recording.lost.has(device.ref) || !device.store) continue;
+    out.set(device.ref, { user: device.user, store: device.store });
+  }
+  return out;
+}
+
+/** Runs a plugin module's expectation over the devices' stores. */
+async function checkPlugin(
+  e: Extract<Expectation, { name: "plugin" }>,
+  scenario: Scenario,
+  world: World,
+  stores: Map<string, { user: string; store: Store }>,
+): Promise<ExpectationResult> {
+  const module = scenario.modules.find((m) => m.name === e.module);
+  const extension = module?.expectations?.[e.expectation];
+  if (!extension) return { name: e.expectation, ok: false, detail: `no module adds it` };
+  const decode = (bytes: Uint8Array) => JSON.parse(new TextDecoder().decode(bytes));
+  const devices: CheckDevice[] = [...stores].map(([ref, { user, store }]) => ({
+    ref,
+    user,
+    data: (namespace: string) => ({
+      get: async <T>(key: string) => {
+        const bytes = await store.getPluginRecord(namespace, key);
+        return bytes && decode(bytes) as T;
+      },
+      list: async <T>(prefix?: string) =>
+        (await store.listPluginRecords(namespace, prefix)).map((r) => ({
+          key: r.key,
+          value: decode(r.value) as T,
+        })),
+    }),
+    contactOf: (peerUid: string) => world.contactOf(ref, peerUid),
+    messages: (peerUid: string) => store.listMessages(peerUid),
+  }));
+  try {
+    const outcome = await extension.check(e.args, { devices });
+    return { name: e.expectation, ok: outcome.ok, detail: outcome.detail };
+  } catch (error) {
+    return { name: e.expectation, ok: false, detail: `it threw: ${(error as Error).message}` };
+  }
+}

@@ -8,7 +8,14 @@
  *
  * @module
  */
-import { extname } from "node:path";
+import { dirname, extname, resolve } from "node:path";
+import type { PluginModule } from "../kernel/mod.ts";
+import {
+  BUILTIN_MODULES,
+  loadPluginModule,
+  PluginModuleError,
+  productionPlugins,
+} from "../plugins/mod.ts";
 import { pathToFileURL } from "node:url";
 import YAML from "yaml";
 import { ADVERSARY_KINDS, type AdversaryKind } from "./adversary.ts";
@@ -65,8 +72,71 @@ const adversaryShareDefault = 0.5;
  * assert(s.steps[0].kind === "invite_group" && s.durationMs === 60_000);
  * ```
  */
-export function parseScenario(raw: unknown, source: string): Scenario {
-  return new Reader(source).scenario(raw);
+export function parseScenario(
+  raw: unknown,
+  source: string,
+  options: { modules?: readonly PluginModule[] } = {},
+): Scenario {
+  const reader = new Reader(source);
+  const extra = options.modules ?? [];
+  reader.modules = [...BUILTIN_MODULES, ...extra];
+  return { ...reader.scenario(raw), extraModules: extra, modules: reader.modules };
+}
+
+/** The names of the production plugins: a loaded plugin may not take one. */
+const PRODUCTION_NAMES: ReadonlySet<string> = new Set(productionPlugins().map((p) => p.name));
+
+/**
+ * Loads the plugin modules a scenario needs: those its `plugins:` lists (relative to the file),
+ * then `extra` (paths as given, relative to the working directory).
+ *
+ * @throws {ScenarioError} for a `plugins:` that is not a list of files, or a module that cannot be
+ *   used (plugins/loader.ts)
+ */
+async function loadModules(
+  raw: unknown,
+  source: string,
+  extra: readonly string[],
+): Promise<PluginModule[]> {
+  const listed = raw !== null && typeof raw === "object" && !Array.isArray(raw)
+    ? (raw as { plugins?: unknown }).plugins
+    : undefined;
+  if (
+    listed !== undefined && (!Array.isArray(listed) || listed.some((f) => typeof f !== "string"))
+  ) {
+    throw new ScenarioError(source, {
+      path: "plugins",
+      value: listed,
+      problem: `${JSON.stringify(listed)} is not a list of files`,
+      expected: "a list of plugin module files, relative to this file: [./reactions.ts]",
+    });
+  }
+  const taken = new Set(PRODUCTION_NAMES);
+  const modules: PluginModule[] = [];
+  const files = [
+    ...((listed as string[] | undefined) ?? []).map((file, i) => ({
+      file,
+      base: dirname(resolve(source)),
+      path: `plugins[${i}]`,
+    })),
+    ...extra.map((file) => ({ file, base: Deno.cwd(), path: "--plugin" })),
+  ];
+  for (const { file, base, path } of files) {
+    try {
+      const module = await loadPluginModule(file, { base, taken });
+      taken.add(module.name);
+      modules.push(module);
+    } catch (e) {
+      if (!(e instanceof PluginModuleError)) throw e;
+      throw new ScenarioError(source, {
+        path,
+        value: file,
+        problem: e.message,
+        expected: "a plugin module (docs/PLUGINS.md)",
+      }, { cause: e });
+    }
+  }
+  return modules;
 }
 
 /**
@@ -87,7 +157,10 @@ export function parseScenario(raw: unknown, source: string): Scenario {
  * await Deno.remove(path);
  * ```
  */
-export async function loadScenario(path: string): Promise<Scenario> {
+export async function loadScenario(
+  path: string,
+  options: { plugins?: readonly string[] } = {},
+): Promise<Scenario> {
   const ext = extname(path).toLowerCase();
   const fail = (problem: string, expected: string, cause?: unknown): never => {
     throw new ScenarioError(path, { path: "", value: path, problem, expected }, { cause });
@@ -123,7 +196,8 @@ export async function loadScenario(path: string): Promise<Scenario> {
   } else {
     fail(`unsupported file type "${ext}"`, "a .yaml, .yml, .json or .ts file");
   }
-  return parseScenario(raw, path);
+  const modules = await loadModules(raw, path, options.plugins ?? []);
+  return parseScenario(raw, path, { modules });
 }
 
 // ---------------------------------------------------------------------------
@@ -141,6 +215,7 @@ class Reader extends ScenarioValues {
       "servers",
       "network",
       "poll",
+      "plugins",
       "limits",
       "relay",
       "users",
@@ -167,6 +242,11 @@ class Reader extends ScenarioValues {
     const { adversary, adversaryShare } = this.#relay(top.relay);
     const users = this.#users(top.users);
     const pollIntervalsMs = this.#pollDevices(top.poll);
+    const pluginFiles = top.plugins === undefined
+      ? []
+      : this.list(top.plugins, "plugins").map((f, i) =>
+        this.string(f, `plugins[${i}]`, { nonEmpty: true })
+      );
     const steps = this.list(top.steps, "steps").map((s, i) => readStep(this, s, i));
     steps.sort((a, b) => a.atMs - b.atMs || a.index - b.index);
     const expect = this.list(top.expect, "expect").map((e, i) =>
@@ -180,6 +260,9 @@ class Reader extends ScenarioValues {
       network,
       pollIntervalMs,
       pollIntervalsMs,
+      pluginFiles,
+      modules: this.modules,
+      extraModules: [],
       limits,
       adversary,
       adversaryShare,

@@ -2,6 +2,7 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import YAML from "yaml";
 import { loadScenario, parseScenario, type Scenario, ScenarioError } from "./scenario.ts";
+import { BUILTIN_MODULES } from "../plugins/mod.ts";
 
 /** The example of docs/SCENARIOS.md, verbatim. */
 const CONTRACT_EXAMPLE = `
@@ -346,7 +347,8 @@ Deno.test("parseScenario() explains that send goes to a user, not a device", () 
 });
 
 Deno.test("parseScenario() fills the defaults of the contract", () => {
-  const s = parseScenario({ name: "bare" }, "x.yaml");
+  const { modules, ...s } = parseScenario({ name: "bare" }, "x.yaml");
+  assert.deepEqual(modules.map((m) => m.name), BUILTIN_MODULES.map((m) => m.name));
   assert.deepEqual(s, {
     name: "bare",
     description: "",
@@ -362,6 +364,8 @@ Deno.test("parseScenario() fills the defaults of the contract", () => {
     steps: [],
     expect: [],
     source: "x.yaml",
+    pluginFiles: [],
+    extraModules: [],
   });
   const send = parseScenario(
     withStep({ at: "5s", send: { from: "alice/phone", to: "bob", text: "hey" } }),

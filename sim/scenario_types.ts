@@ -5,6 +5,7 @@
  *
  * @module
  */
+import type { PluginModule } from "../kernel/mod.ts";
 import type { AdversaryKind } from "./adversary.ts";
 import type { HistoryWindow } from "../plugins/device_sync/mod.ts";
 
@@ -204,8 +205,19 @@ export interface ChatterStep {
   overMs: number;
 }
 
+/** A step kind a plugin module added (`react:`, `edit:`, …): its validated fields. */
+export interface PluginStep {
+  kind: "plugin";
+  /** The step's name as written. */
+  step: string;
+  /** The module that added it. */
+  module: string;
+  args: Record<string, unknown>;
+}
+
 /** What a step does (a {@linkcode Step} without its time and position). */
 export type StepAction =
+  | PluginStep
   | PairStep
   | InviteStep
   | InviteGroupStep
@@ -255,7 +267,16 @@ export type Expectation =
      */
     to?: "all" | "online";
   }
-  | { name: "count"; messages: number };
+  | { name: "count"; messages: number }
+  | {
+    /** An expectation a plugin module added. */
+    name: "plugin";
+    /** Its name as written (and in the report). */
+    expectation: string;
+    /** The module that added it. */
+    module: string;
+    args: Record<string, unknown>;
+  };
 
 /** A scenario, validated and normalised: durations in ms, defaults filled in, groups expanded. */
 export interface Scenario {
@@ -280,6 +301,15 @@ export interface Scenario {
    * device run by a scheduler, such as deploy/agent.ts under `Deno.cron`, polls once a period.
    */
   pollIntervalsMs: Readonly<Record<string, number>>;
+  /** Plugin files as the file lists them (`plugins:`, relative to it). */
+  pluginFiles: readonly string[];
+  /**
+   * The plugin modules whose steps and expectations the scenario may use: meowsync's own message
+   * plugins (plugins/mod.ts `BUILTIN_MODULES`), then those loaded for it (`plugins:`, `--plugin`).
+   */
+  modules: readonly PluginModule[];
+  /** The loaded ones alone: their plugins run on every device besides the production set. */
+  extraModules: readonly PluginModule[];
   /** Relay limits the file sets (every relay of the run gets them); the rest are the relay's defaults. */
   limits: ScenarioLimits;
   /** What a hostile relay does (every relay of the run): `relay: { adversary: [...] }`. */
@@ -373,11 +403,15 @@ export interface StepInput {
   partition?: { devices: string[] | string; for: DurationInput };
   add_server?: { device: string; server: string };
   chatter?: { users: string; messages: number; over: DurationInput };
+  /** A step a plugin module adds (`react: { … }`). */
+  [pluginStep: string]: unknown;
 }
 
 /** One expectation as a file writes it. */
 export type ExpectationInput =
   | SimpleExpectationName
+  | string
+  | Record<string, Record<string, unknown>>
   | { delivered_within: { p50?: DurationInput; p99?: DurationInput; to?: "all" | "online" } }
   | { count: { messages: number } };
 
@@ -412,6 +446,7 @@ export interface ScenarioInput {
     corrupt?: number;
   };
   poll?: { interval?: DurationInput; devices?: Record<string, DurationInput> };
+  plugins?: string[];
   relay?: { adversary?: AdversaryKind[]; share?: number };
   limits?:
     & { -readonly [K in keyof typeof LIMIT_DURATIONS]?: DurationInput }

@@ -151,6 +151,8 @@ function stepInput(step: Step): StepInput {
         at,
         chatter: { users: step.users, messages: step.messages, over: duration(step.overMs) },
       };
+    case "plugin":
+      return { at, [step.step]: { ...step.args } };
   }
 }
 
@@ -163,6 +165,9 @@ function expectationInput(e: Expectation): ExpectationInput {
     return { delivered_within: bounds };
   }
   if (e.name === "count") return { count: { messages: e.messages } };
+  if (e.name === "plugin") {
+    return Object.keys(e.args).length === 0 ? e.expectation : { [e.expectation]: { ...e.args } };
+  }
   return e.name;
 }
 
@@ -213,6 +218,7 @@ export function scenarioInput(scenario: Scenario): ScenarioInput {
     ...(corrupt > 0 ? { corrupt } : {}),
   };
   input.poll = { interval: duration(scenario.pollIntervalMs) };
+  if (scenario.pluginFiles.length > 0) input.plugins = [...scenario.pluginFiles];
   const own = Object.entries(scenario.pollIntervalsMs).filter(([ref]) =>
     scenario.users.some((u) => u.devices.some((d) => `${u.name}/${d}` === ref))
   );
@@ -307,6 +313,12 @@ function withoutRefs(
       case "recover":
         if (goneRef(`${step.user}/${step.device}`)) continue;
         break;
+      case "plugin": {
+        // Its device and user fields are strings among its args.
+        const refs = Object.values(step.args).filter((v): v is string => typeof v === "string");
+        if (refs.some((v) => (v.includes("/") && goneRef(v)) || goneUser(v))) continue;
+        break;
+      }
       default:
         if (goneRef(step.device)) continue;
     }
@@ -489,7 +501,7 @@ export async function shrinkScenario(
   /** Normalises a candidate through the file format; undefined when it is no valid scenario. */
   const normal = (s: Scenario): Scenario | undefined => {
     try {
-      return parseScenario(scenarioInput(s), scenario.source);
+      return parseScenario(scenarioInput(s), scenario.source, { modules: scenario.extraModules });
     } catch (e) {
       if (e instanceof ScenarioError) return undefined;
       throw e;

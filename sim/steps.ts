@@ -18,7 +18,8 @@ import type { SimDevice } from "./devices.ts";
 import { DEVICE_SYNC_API } from "./plugins.ts";
 import type { PrivacyTaps } from "./privacy_taps.ts";
 import type { Recorder } from "./recording.ts";
-import type { PairingVia, Step } from "./scenario_types.ts";
+import type { PairingVia, PluginStep, Step } from "./scenario_types.ts";
+import type { StepContext } from "../kernel/mod.ts";
 import type { World } from "./world.ts";
 
 /** How long a pairing step waits for its `from` device to finish joining, in virtual ms. */
@@ -119,8 +120,14 @@ export class StepRunner {
   #pairings = 0;
 
   async #run(step: Step): Promise<void> {
-    this.#trace({ kind: "step", step: step.index, action: step.kind });
+    this.#trace({
+      kind: "step",
+      step: step.index,
+      action: step.kind === "plugin" ? step.step : step.kind,
+    });
     switch (step.kind) {
+      case "plugin":
+        return await this.#pluginStep(step);
       case "invite":
         return await this.#invite(
           this.#world.device(step.from),
@@ -231,6 +238,27 @@ export class StepRunner {
       case "chatter":
         return this.#chatter(step.users, step.messages, step.overMs, step.atMs);
     }
+  }
+
+  /** Runs a step a plugin module added, with the context of docs/PLUGINS.md. */
+  async #pluginStep(step: PluginStep): Promise<void> {
+    const module = this.#world.scenario.modules.find((m) => m.name === step.module);
+    const extension = module?.steps?.[step.step];
+    if (!extension) throw new Error(`no module adds step ${step.step}`);
+    const world = this.#world;
+    const context: StepContext = {
+      now: world.scheduler.now,
+      kernel: (ref) => world.device(ref).live(),
+      conversation: (ref, user) => this.#peerUid(world.device(ref).user, user),
+      messageUuid: async (ref, user, text) => {
+        const d = world.device(ref);
+        const peerUid = this.#peerUid(d.user, user);
+        const found = (await d.live().messages(peerUid)).find((m) => m.message?.data === text);
+        if (!found) throw new Error(`${ref} holds no message "${text}" with ${user}`);
+        return found.message!.status!.uuid;
+      },
+    };
+    await extension.run(step.args, context);
   }
 
   #peerUid(user: string, other: string): string {

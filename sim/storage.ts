@@ -59,6 +59,8 @@ function serialized(store: Store, track: <T>(promise: Promise<T>) => Promise<T>)
     listMessages: (peerUid, o) => run(() => store.listMessages(peerUid, o)),
     listConversations: () => run(() => store.listConversations()),
     isSeen: (id) => run(() => store.isSeen(id)),
+    getPluginRecord: (namespace, key) => run(() => store.getPluginRecord(namespace, key)),
+    listPluginRecords: (namespace, prefix) => run(() => store.listPluginRecords(namespace, prefix)),
     commit: (batch) => run(() => store.commit(batch)),
     pruneSeen: (before) => run(() => store.pruneSeen(before)),
     close: () => run(() => store.close()),

@@ -31,6 +31,8 @@ import type { StorageKind } from "./storage.ts";
 export interface SeedJob {
   /** The scenario file: loaded from here unless `scenario` is given; named in the replay command. */
   file: string;
+  /** Plugin module files (`--plugin`, relative to the working directory), loaded with the file. */
+  plugins?: readonly string[];
   /** A scenario already loaded (e.g. a shrinking candidate). */
   scenario?: Scenario;
   /** The seed. */
@@ -106,7 +108,13 @@ const pluginCache = new Map<string, Promise<(ref: string) => PluginInput[]>>();
  * ```
  */
 export async function runSeed(job: SeedJob, options: RunSeedOptions = {}): Promise<SeedResult> {
-  const scenario = job.scenario ?? await cached(scenarioCache, job.file, loadScenario);
+  const plugins = job.plugins ?? [];
+  const scenario = job.scenario ??
+    await cached(
+      scenarioCache,
+      JSON.stringify([job.file, ...plugins]),
+      () => loadScenario(job.file, { plugins }),
+    );
   let extraPlugins = options.extraPlugins;
   if (!extraPlugins && job.pluginsModule) {
     extraPlugins = await cached(pluginCache, job.pluginsModule, async (url) => {
@@ -123,6 +131,7 @@ export async function runSeed(job: SeedJob, options: RunSeedOptions = {}): Promi
     server: job.server,
     storage: job.storage ?? "memory",
     file: job.file,
+    plugins,
     varyNetwork: job.varyNetwork,
     extraPlugins,
     wallClock: options.wallClock,

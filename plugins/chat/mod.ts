@@ -124,6 +124,26 @@ export function newUserMessage(
   });
 }
 
+/**
+ * Whether a stored message counts as unread: a chat message from the contact not yet read. Only
+ * chat messages count — what other plugins store in a conversation (a reaction, an edit) never
+ * adds to the unread count or brings a read receipt.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { create } from "@bufbuild/protobuf";
+ * import { DbMessageSchema } from "../../proto/gen/meow_pb.ts";
+ * import { isUnread } from "./mod.ts";
+ * const row = (type: string) => create(DbMessageSchema, { message: { type, status: { uuid: "u" } } });
+ * assert.equal(isUnread(row("chat")), true);
+ * assert.equal(isUnread(row("reaction")), false);
+ * ```
+ */
+export function isUnread(m: DbMessage): boolean {
+  return !m.outbound && m.message?.type === CHAT_TYPE && (m.message.status?.processed ?? 0) === 0;
+}
+
 /** Sets each state of `stored`'s status that `update` reaches first; returns whether it changed. */
 export function advanceStatus(
   stored: DbMessage,
@@ -199,8 +219,7 @@ export function chatPlugin(options: ChatOptions = {}): Plugin {
     markRead: (peerUid) =>
       host!.transact(async (tx) => {
         const peer = contact(tx, peerUid);
-        const unread = (await tx.messages(peerUid))
-          .filter((m) => !m.outbound && m.message?.status?.processed === 0);
+        const unread = (await tx.messages(peerUid)).filter(isUnread);
         for (const message of unread) {
           if (!advanceStatus(message, { processed: tx.now })) continue;
           tx.putMessage(message);

@@ -38,6 +38,13 @@ export interface PreparedQuarantine {
   bytes: Uint8Array;
 }
 
+/** One plugin record, validated. */
+export interface PreparedPluginRecord {
+  namespace: string;
+  key: string;
+  bytes: Uint8Array;
+}
+
 /**
  * A batch that passed validation. Within one batch the last upsert of a key
  * wins (as if applied in order) and the first seen mark of an id wins (as an
@@ -56,6 +63,10 @@ export interface PreparedBatch {
   seen: Map<string, number>;
   quarantinePut: Map<string, PreparedQuarantine>;
   quarantineDelete: Set<string>;
+  /** Keyed by `JSON.stringify([namespace, key])`. */
+  pluginPut: Map<string, PreparedPluginRecord>;
+  /** Keyed by `JSON.stringify([namespace, key])`. */
+  pluginDelete: Map<string, { namespace: string; key: string }>;
 }
 
 /** What the adapter is called and how large one encoded record may be. */
@@ -148,6 +159,8 @@ export function prepareBatch(batch: Batch, options: PrepareOptions): PreparedBat
     seen: new Map(),
     quarantinePut: new Map(),
     quarantineDelete: new Set(),
+    pluginPut: new Map(),
+    pluginDelete: new Map(),
   };
 
   if (batch.identity !== undefined) {
@@ -196,6 +209,38 @@ export function prepareBatch(batch: Batch, options: PrepareOptions): PreparedBat
     const at = time(record.at, `${where}.at (id "${id}")`);
     out.quarantinePut.set(id, { id, at, bytes });
   });
+  list(batch.pluginPut, "pluginPut").forEach((record, i) => {
+    const where = `pluginPut[${i}]`;
+    const namespace = key(
+      (record as { namespace?: unknown } | undefined)?.namespace,
+      `${where}.namespace`,
+    );
+    const k = key(record.key, `${where}.key`);
+    if (!(record.value instanceof Uint8Array)) {
+      throw fail(`${where}.value must be a Uint8Array, got ${describe(record.value)}`);
+    }
+    if (record.value.length > options.recordBytesMax) {
+      throw new RangeError(
+        `Cannot commit to ${options.store}: ${where} (${namespace} "${k}") holds ` +
+          `${record.value.length} bytes, over ${options.recordLimitName} of ` +
+          `${options.recordBytesMax} bytes`,
+      );
+    }
+    out.pluginPut.set(JSON.stringify([namespace, k]), {
+      namespace,
+      key: k,
+      bytes: record.value.slice(),
+    });
+  });
+  list(batch.pluginDelete, "pluginDelete").forEach((record, i) => {
+    const where = `pluginDelete[${i}]`;
+    const namespace = key(
+      (record as { namespace?: unknown } | undefined)?.namespace,
+      `${where}.namespace`,
+    );
+    const k = key(record.key, `${where}.key`);
+    out.pluginDelete.set(JSON.stringify([namespace, k]), { namespace, key: k });
+  });
   list(batch.seen, "seen").forEach((mark, i) => {
     const where = `seen[${i}]`;
     const id = key((mark as { id?: unknown } | undefined)?.id, `${where}.id`);
@@ -211,6 +256,7 @@ export function prepareBatch(batch: Batch, options: PrepareOptions): PreparedBat
       [out.devices, out.deleteDevices, "device"],
       [out.outboxPut, out.outboxDelete, "outbox entry"],
       [out.quarantinePut, out.quarantineDelete, "quarantined message"],
+      [out.pluginPut, new Set(out.pluginDelete.keys()), "plugin record"],
     ] as const
   ) {
     for (const id of deletes) {

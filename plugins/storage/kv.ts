@@ -7,7 +7,7 @@
  *
  * @module
  */
-import type { Batch, ListMessagesOptions, Store } from "../../ports/mod.ts";
+import type { Batch, ListMessagesOptions, PluginRecord, Store } from "../../ports/mod.ts";
 import { decode } from "../../proto/mod.ts";
 import {
   type DbMessage,
@@ -82,7 +82,8 @@ export interface KvStoreOptions {
  * `["identity"]`, `["peer", uid]`, `["device", uid]`, `["outbox", id]`, `["quarantine", id]`,
  * `["msg", peerUid, uuid]` (the encoded `DbMessage`), the order index
  * `["msg_order", peerUid, storedAt, uuid]` → uuid, `["conv", peerUid]`,
- * `["seen", id]` → at, the pruning index `["seen_at", at, id]`, and
+ * `["seen", id]` → at, the pruning index `["seen_at", at, id]`, plugin records
+ * `["plugin", namespace, key]`, and
  * `["commit"]`, a counter every write bumps.
  *
  * **Batch limits.** A batch is one atomic operation, so it must fit Deno KV's
@@ -256,6 +257,31 @@ export class KvStore implements Store {
     return (await this.#kv.get(this.#key("seen", id))).value !== null;
   }
 
+  /** One plugin record, by collection and key. */
+  async getPluginRecord(namespace: string, key: string): Promise<Uint8Array | undefined> {
+    const k = this.#key("plugin", namespace, key);
+    const entry = await this.#kv.get<Uint8Array>(k);
+    return entry.value === null ? undefined : this.#open(entry.value, k, "a plugin record");
+  }
+
+  /** The records of one plugin collection whose keys start with `prefix`, in key order. */
+  async listPluginRecords(namespace: string, prefix = ""): Promise<PluginRecord[]> {
+    const out: PluginRecord[] = [];
+    // Keys sort by their UTF-8 bytes, so those with the prefix come together, from the prefix on.
+    const collection = this.#key("plugin", namespace);
+    const list = this.#kv.list<Uint8Array>(
+      prefix === ""
+        ? { prefix: collection }
+        : { prefix: collection, start: [...collection, prefix] },
+    );
+    for await (const entry of list) {
+      const key = entry.key.at(-1) as string;
+      if (!key.startsWith(prefix)) break;
+      out.push({ namespace, key, value: this.#open(entry.value, entry.key, "a plugin record") });
+    }
+    return out;
+  }
+
   /**
    * Applies `batch` as one atomic operation.
    *
@@ -306,6 +332,10 @@ export class KvStore implements Store {
       for (const id of p.outboxDelete) op.delete(this.#key("outbox", id));
       for (const q of p.quarantinePut.values()) op.set(this.#key("quarantine", q.id), q.bytes);
       for (const id of p.quarantineDelete) op.delete(this.#key("quarantine", id));
+      for (const r of p.pluginPut.values()) {
+        op.set(this.#key("plugin", r.namespace, r.key), r.bytes);
+      }
+      for (const r of p.pluginDelete.values()) op.delete(this.#key("plugin", r.namespace, r.key));
       seenIds.forEach((id, i) => {
         if (seen[i].value !== null) return; // seen before: keep the first time
         const at = p.seen.get(id)!;
@@ -401,6 +431,7 @@ export class KvStore implements Store {
       messages: sealMap(p.messages, (m) => ["msg", m.peerUid, m.uuid]),
       outboxPut: sealMap(p.outboxPut, (e) => ["outbox", e.id]),
       quarantinePut: sealMap(p.quarantinePut, (q) => ["quarantine", q.id]),
+      pluginPut: sealMap(p.pluginPut, (r) => ["plugin", r.namespace, r.key]),
     };
   }
 
@@ -460,6 +491,10 @@ export class KvStore implements Store {
     for (const id of p.outboxDelete) add(this.#key("outbox", id), 0);
     for (const q of p.quarantinePut.values()) add(this.#key("quarantine", q.id), q.bytes.length);
     for (const id of p.quarantineDelete) add(this.#key("quarantine", id), 0);
+    for (const r of p.pluginPut.values()) {
+      add(this.#key("plugin", r.namespace, r.key), r.bytes.length);
+    }
+    for (const r of p.pluginDelete.values()) add(this.#key("plugin", r.namespace, r.key), 0);
     for (const [id, at] of p.seen) {
       add(this.#key("seen", id), V8_SMALL_VALUE_BYTES);
       add(this.#key("seen_at", at, id), V8_SMALL_VALUE_BYTES);

@@ -6,7 +6,7 @@
  * @module
  */
 import { clone } from "@bufbuild/protobuf";
-import type { Batch, ListMessagesOptions, Store } from "../../ports/mod.ts";
+import type { Batch, ListMessagesOptions, PluginRecord, Store } from "../../ports/mod.ts";
 import { decode, MESSAGE_BYTES_MAX } from "../../proto/mod.ts";
 import {
   type DbMessage,
@@ -36,6 +36,8 @@ interface MemoryData {
   seen: Map<string, number>;
   /** id → quarantined message. */
   quarantine: Map<string, QuarantineRecord>;
+  /** namespace → key → plugin record. */
+  plugin: Map<string, Map<string, Uint8Array>>;
 }
 
 const NAME = "MemoryStore";
@@ -74,6 +76,7 @@ export class MemoryStore implements Store {
       messages: new Map(),
       seen: new Map(),
       quarantine: new Map(),
+      plugin: new Map(),
     };
   }
 
@@ -165,6 +168,21 @@ export class MemoryStore implements Store {
     return run(() => this.#d.seen.has(id));
   }
 
+  /** One plugin record, by collection and key. */
+  getPluginRecord(namespace: string, key: string): Promise<Uint8Array | undefined> {
+    return run(() => this.#d.plugin.get(namespace)?.get(key)?.slice());
+  }
+
+  /** The records of one plugin collection whose keys start with `prefix`, in key order. */
+  listPluginRecords(namespace: string, prefix = ""): Promise<PluginRecord[]> {
+    return run(() =>
+      [...(this.#d.plugin.get(namespace) ?? new Map<string, Uint8Array>())]
+        .filter(([key]) => key.startsWith(prefix))
+        .sort(([a], [b]) => compareStrings(a, b))
+        .map(([key, value]) => ({ namespace, key, value: value.slice() }))
+    );
+  }
+
   /** Applies `batch` atomically: every record is validated and encoded before any is stored. */
   commit(batch: Batch): Promise<void> {
     return run(() => {
@@ -193,6 +211,12 @@ export class MemoryStore implements Store {
         d.quarantine.set(q.id, decode(QuarantineRecordSchema, q.bytes));
       }
       for (const id of p.quarantineDelete) d.quarantine.delete(id);
+      for (const r of p.pluginPut.values()) {
+        let collection = d.plugin.get(r.namespace);
+        if (!collection) d.plugin.set(r.namespace, collection = new Map());
+        collection.set(r.key, r.bytes);
+      }
+      for (const r of p.pluginDelete.values()) d.plugin.get(r.namespace)?.delete(r.key);
     });
   }
 

@@ -5,7 +5,7 @@
  * @module
  */
 import { DatabaseSync, type StatementSync } from "node:sqlite";
-import type { Batch, ListMessagesOptions, Store } from "../../ports/mod.ts";
+import type { Batch, ListMessagesOptions, PluginRecord, Store } from "../../ports/mod.ts";
 import { decode, MESSAGE_BYTES_MAX } from "../../proto/mod.ts";
 import {
   type DbMessage,
@@ -52,6 +52,12 @@ CREATE TABLE IF NOT EXISTS messages (
 CREATE INDEX IF NOT EXISTS messages_order ON messages (peer_uid, stored_at, uuid);
 CREATE TABLE IF NOT EXISTS seen (id TEXT PRIMARY KEY, seen_at INTEGER NOT NULL);
 CREATE INDEX IF NOT EXISTS seen_by_time ON seen (seen_at);
+CREATE TABLE IF NOT EXISTS plugin_records (
+  namespace TEXT,
+  key TEXT,
+  data BLOB,
+  PRIMARY KEY (namespace, key)
+);
 `;
 
 const SQL = {
@@ -86,6 +92,12 @@ const SQL = {
   seenGet: "SELECT 1 AS hit FROM seen WHERE id = ?",
   seenPut: "INSERT INTO seen (id, seen_at) VALUES (?, ?) ON CONFLICT (id) DO NOTHING",
   seenPrune: "DELETE FROM seen WHERE seen_at < ?",
+  pluginGet: "SELECT data FROM plugin_records WHERE namespace = ? AND key = ?",
+  pluginList: "SELECT namespace, key, data FROM plugin_records WHERE namespace = ? " +
+    "AND substr(key, 1, length(?)) = ? ORDER BY key",
+  pluginPut: "INSERT INTO plugin_records (namespace, key, data) VALUES (?, ?, ?) " +
+    "ON CONFLICT (namespace, key) DO UPDATE SET data = excluded.data",
+  pluginDelete: "DELETE FROM plugin_records WHERE namespace = ? AND key = ?",
 } as const;
 
 type Statements = { [K in keyof typeof SQL]: StatementSync };
@@ -275,6 +287,25 @@ export class SqliteStore implements Store {
     return run(() => this.#stmt.seenGet.get(id) !== undefined);
   }
 
+  /** One plugin record, by collection and key. */
+  getPluginRecord(namespace: string, key: string): Promise<Uint8Array | undefined> {
+    return run(() => {
+      const row = this.#stmt.pluginGet.get(namespace, key) as Row | undefined;
+      return row && this.#open(bytesOf(row), ["plugin_records", namespace, key], "a plugin record");
+    });
+  }
+
+  /** The records of one plugin collection whose keys start with `prefix`, in key order. */
+  listPluginRecords(namespace: string, prefix = ""): Promise<PluginRecord[]> {
+    return run(() =>
+      (this.#stmt.pluginList.all(namespace, prefix, prefix) as unknown as Row[]).map((row) => ({
+        namespace,
+        key: row.key!,
+        value: this.#open(bytesOf(row), ["plugin_records", namespace, row.key!], "a plugin record"),
+      }))
+    );
+  }
+
   /** Applies `batch` in one `BEGIN IMMEDIATE … COMMIT`, rolled back on any error. */
   commit(batch: Batch): Promise<void> {
     return run(() => {
@@ -311,6 +342,14 @@ export class SqliteStore implements Store {
         }
         for (const id of p.quarantineDelete) q.quarantineDelete.run(id);
         for (const [id, at] of p.seen) q.seenPut.run(id, at);
+        for (const r of p.pluginPut.values()) {
+          q.pluginPut.run(
+            r.namespace,
+            r.key,
+            seal(r.bytes, ["plugin_records", r.namespace, r.key]),
+          );
+        }
+        for (const r of p.pluginDelete.values()) q.pluginDelete.run(r.namespace, r.key);
         this.#db.exec("COMMIT");
       } catch (e) {
         if (this.#db.isTransaction) this.#db.exec("ROLLBACK");
@@ -369,6 +408,7 @@ interface Row {
   id?: string;
   peer_uid?: string;
   uuid?: string;
+  key?: string;
 }
 
 /** A zero-length BLOB (a record with every field at its default) may come back as null. */

@@ -266,6 +266,8 @@ export function storeConformance(factory: StoreFactory): void {
       seen: [{ id: "s9", at: 9 }],
       quarantinePut: [quarantined("q9", 9)],
       quarantineDelete: ["q1"],
+      pluginPut: [pluginRecord("reactions", "k9", "after")],
+      pluginDelete: [{ namespace: "reactions", key: "k1" }],
     });
     await h.store.commit({
       identity: identity("before"),
@@ -275,6 +277,7 @@ export function storeConformance(factory: StoreFactory): void {
       outboxPut: [outbox("o1", 1)],
       seen: [{ id: "s1", at: 1 }],
       quarantinePut: [quarantined("q1", 1)],
+      pluginPut: [pluginRecord("reactions", "k1", "before")],
     });
     const before = await snapshot(h.store);
 
@@ -312,6 +315,32 @@ export function storeConformance(factory: StoreFactory): void {
       ["a lone surrogate in a key", { peers: [peer("\uD800")] }, TypeError],
       ["a peer both upserted and deleted", { peers: [peer("p5")], deletePeers: ["p5"] }, TypeError],
       ["a record over the adapter's size limit", { peers: [big] }, RangeError],
+      ["a plugin record with no namespace", { pluginPut: [pluginRecord("", "k", "x")] }, TypeError],
+      ["a plugin record with no key", { pluginPut: [pluginRecord("edits", "", "x")] }, TypeError],
+      [
+        "a plugin record whose value is not bytes",
+        { pluginPut: [{ namespace: "edits", key: "k", value: "text" as unknown as Uint8Array }] },
+        TypeError,
+      ],
+      [
+        "a plugin record both upserted and deleted",
+        {
+          pluginPut: [pluginRecord("edits", "k5", "x")],
+          pluginDelete: [{ namespace: "edits", key: "k5" }],
+        },
+        TypeError,
+      ],
+      [
+        "a plugin record over the adapter's size limit",
+        {
+          pluginPut: [{
+            namespace: "edits",
+            key: "big",
+            value: new Uint8Array(factory.recordBytesMax + 1),
+          }],
+        },
+        RangeError,
+      ],
     ];
     for (const [what, extra, type] of bad) {
       const batch = good();
@@ -325,6 +354,50 @@ export function storeConformance(factory: StoreFactory): void {
     }
     await h.store.commit(good());
     assert.notDeepEqual(await snapshot(h.store), before, "the good part alone commits");
+  });
+
+  test("plugin records: one collection per namespace, upserted and deleted by key, listed by prefix in key order, durable", async (h) => {
+    const text = (r: { value: Uint8Array }) => new TextDecoder().decode(r.value);
+    await h.store.commit({
+      pluginPut: [
+        pluginRecord("reactions", "m2/bob", "👍"),
+        pluginRecord("reactions", "m1/bob", "❤"),
+        pluginRecord("reactions", "m1/alice", "😺"),
+        pluginRecord("reactions", "m1/\u{1F600}", "astral"),
+        pluginRecord("reactions", "m1/\uFFFD", "bmp"),
+        pluginRecord("edits", "m1/bob", "an edit"),
+      ],
+    });
+    const list = async (namespace: string, prefix?: string) =>
+      (await h.store.listPluginRecords(namespace, prefix)).map((r) => `${r.key}=${text(r)}`);
+    // Code point order, as UTF-8 bytes sort: U+FFFD before U+1F600.
+    assert.deepEqual(await list("reactions", "m1/"), [
+      "m1/alice=😺",
+      "m1/bob=❤",
+      "m1/\uFFFD=bmp",
+      "m1/\u{1F600}=astral",
+    ]);
+    assert.deepEqual(await list("reactions", "m2"), ["m2/bob=👍"]);
+    assert.deepEqual(await list("reactions", "m3"), []);
+    assert.deepEqual(await list("edits"), ["m1/bob=an edit"]);
+    assert.deepEqual(await list("deletions"), []);
+    assert.equal(text({ value: (await h.store.getPluginRecord("edits", "m1/bob"))! }), "an edit");
+    assert.equal(await h.store.getPluginRecord("edits", "m2/bob"), undefined);
+    assert.equal(await h.store.getPluginRecord("chat", "m1/bob"), undefined);
+    await h.store.commit({
+      pluginPut: [pluginRecord("reactions", "m1/bob", "👎")],
+      pluginDelete: [{ namespace: "reactions", key: "m2/bob" }, { namespace: "x", key: "none" }],
+    });
+    await h.reopen();
+    assert.deepEqual(await list("reactions", "m"), [
+      "m1/alice=😺",
+      "m1/bob=👎",
+      "m1/\uFFFD=bmp",
+      "m1/\u{1F600}=astral",
+    ]);
+    const read = (await h.store.getPluginRecord("reactions", "m1/bob"))!;
+    read[0] ^= 0xff; // a caller's copy: the store keeps its own
+    assert.equal(text({ value: (await h.store.getPluginRecord("reactions", "m1/bob"))! }), "👎");
   });
 
   test("commit() is durable: an acknowledged commit survives close() and reopen", async (h) => {
@@ -525,5 +598,14 @@ async function snapshot(store: Store): Promise<unknown> {
       conversations.map(async (c) => uuids(await store.listMessages(c, { limit: 1 }))),
     ),
     seen: await seenOf(store, probeIds),
+    plugin: await Promise.all(
+      ["reactions", "edits"].map(async (ns) =>
+        (await store.listPluginRecords(ns)).map((r) => [r.key, [...r.value]])
+      ),
+    ),
   };
+}
+
+function pluginRecord(namespace: string, key: string, value: string) {
+  return { namespace, key, value: new TextEncoder().encode(value) };
 }
