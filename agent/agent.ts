@@ -19,7 +19,7 @@
 import { SystemRandom } from "../crypto/mod.ts";
 import { MeowError } from "../kernel/mod.ts";
 import { Kernel, type LogLevel } from "../kernel/mod.ts";
-import type { Plugin } from "../kernel/mod.ts";
+import type { Plugin, PluginModule } from "../kernel/mod.ts";
 import { type Transport, TransportError } from "../ports/mod.ts";
 import { systemClock } from "../ports/mod.ts";
 import { productionPlugins } from "../plugins/mod.ts";
@@ -27,6 +27,7 @@ import { KvStore, SqliteStore, xchachaCipher } from "../plugins/storage/mod.ts";
 import { HttpTransport } from "../server/mod.ts";
 import { AgentError, EXIT } from "./errors.ts";
 import { type HomePaths, readConfig } from "./home.ts";
+import { allModules } from "./plugins.ts";
 import { type IncomingView, messageView } from "./views.ts";
 
 /** Long-poll wait asked of the relay while the agent is online, in ms. */
@@ -56,6 +57,12 @@ export interface AgentOptions {
    * @default {none}
    */
   log?: (level: LogLevel, line: string) => void;
+  /**
+   * Plugin modules loaded besides the built-in ones (`--plugin`, the home's `plugins`): their
+   * plugins run on the device, their commands and history notes are the agent's.
+   * @default {[]}
+   */
+  modules?: readonly PluginModule[];
 }
 
 /**
@@ -76,6 +83,8 @@ export class Agent {
   readonly transport: Transport;
   /** The home. */
   readonly paths: HomePaths;
+  /** The plugin modules whose commands and history notes this agent offers (built-in first). */
+  readonly modules: readonly PluginModule[];
   /** Whether `run` serves this agent (it stays online between commands). */
   serving = false;
   /**
@@ -87,10 +96,16 @@ export class Agent {
   #online = false;
   #stopRequested: (() => void) | undefined;
 
-  private constructor(kernel: Kernel, transport: Transport, paths: HomePaths) {
+  private constructor(
+    kernel: Kernel,
+    transport: Transport,
+    paths: HomePaths,
+    extra: readonly PluginModule[],
+  ) {
     this.kernel = kernel;
     this.transport = transport;
     this.paths = paths;
+    this.modules = allModules(extra);
   }
 
   /**
@@ -98,7 +113,7 @@ export class Agent {
    * deploy/cloud_agent.ts, whose store is in Deno KV); `paths` only names it.
    */
   static wrap(kernel: Kernel, transport: Transport, paths: HomePaths): Agent {
-    return new Agent(kernel, transport, paths);
+    return new Agent(kernel, transport, paths, []);
   }
 
   /** Opens the home's store with `key` and a kernel with the production plugins. */
@@ -113,7 +128,8 @@ export class Agent {
       ? await KvStore.open(paths.kv, { cipher })
       : await SqliteStore.open(paths.db, { cipher });
     const transport = options.transport ?? new HttpTransport();
-    const plugins: Plugin[] = productionPlugins();
+    const extra = options.modules ?? [];
+    const plugins: Plugin[] = [...productionPlugins(), ...extra.map((m) => m.create())];
     if (options.onMessage) plugins.push(printerPlugin(options.onMessage));
     try {
       const kernel = await Kernel.open({
@@ -128,7 +144,7 @@ export class Agent {
         log: options.log,
         name: "agent",
       });
-      return new Agent(kernel, transport, paths);
+      return new Agent(kernel, transport, paths, extra);
     } catch (e) {
       await store.close();
       throw e;

@@ -19,8 +19,11 @@ import { cmdHistory, cmdRead, cmdSend } from "./commands/messages.ts";
 import { cmdAccept, cmdInvite, cmdPairJoin, cmdPairStart } from "./commands/pairing.ts";
 import { cmdProfileSet, cmdStatus } from "./commands/profile.ts";
 import { cmdRun, cmdStop } from "./commands/run.ts";
+import { cmdPlugin } from "./commands/plugin.ts";
+import { allModules, loadHomeModules } from "./plugins.ts";
+import type { PluginModule } from "../kernel/mod.ts";
 import { AgentError, EXIT, EXIT_HELP } from "./errors.ts";
-import { defaultHome, homePaths, STORE_KINDS } from "./home.ts";
+import { defaultHome, type HomePaths, homePaths, STORE_KINDS } from "./home.ts";
 import { KDF_LOG_N_DEFAULT } from "./passphrase.ts";
 import { type CliIo, type Ctx, toAgentError } from "./session.ts";
 
@@ -78,8 +81,10 @@ export async function runCli(args: string[], io: CliIo = denoIo()): Promise<numb
     ? linkAbort(io.interrupt, interrupt)
     : listenSignals(() => interrupt.abort());
   let code: number = EXIT.ok;
-  const program = buildProgram(io, interrupt.signal);
   try {
+    const early = prescan(args);
+    const modules = await loadHomeModules(prescanHome(early.home, io), early.plugins);
+    const program = buildProgram(io, interrupt.signal, modules);
     await program.parseAsync(args, { from: "user" });
   } catch (e) {
     if (e instanceof CommanderError) {
@@ -99,9 +104,43 @@ export async function runCli(args: string[], io: CliIo = denoIo()): Promise<numb
   return code;
 }
 
+/**
+ * The `--home` and `--plugin` values of `args`, read before the commands are built (a plugin
+ * module adds commands).
+ */
+function prescan(args: readonly string[]): { home?: string; plugins: string[] } {
+  const out: { home?: string; plugins: string[] } = { plugins: [] };
+  for (let i = 0; i < args.length; i++) {
+    const arg = args[i];
+    if (arg === "--") break;
+    const [flag, inline] = arg.startsWith("--") && arg.includes("=")
+      ? [arg.slice(0, arg.indexOf("=")), arg.slice(arg.indexOf("=") + 1)]
+      : [arg, undefined];
+    if (flag !== "--home" && flag !== "--plugin") continue;
+    const value = inline ?? args[++i];
+    if (value === undefined) break; // commander says what is missing
+    if (flag === "--home") out.home = value;
+    else out.plugins.push(value);
+  }
+  return out;
+}
+
+/** The home whose `plugins` list to load; undefined when none can be named (no $HOME). */
+function prescanHome(given: string | undefined, io: CliIo): HomePaths | undefined {
+  try {
+    return homePaths(given ?? defaultHome(io.env));
+  } catch {
+    return undefined; // the command says so, if it needs a home
+  }
+}
+
 // ─── The program ──────────────────────────────────────────────────────────────
 
-function buildProgram(io: CliIo, interrupt: AbortSignal): Command {
+function buildProgram(
+  io: CliIo,
+  interrupt: AbortSignal,
+  modules: readonly PluginModule[],
+): Command {
   const program = new Command("agent")
     .description(
       "meowsync device agent: one device of one person, synced with its sibling devices",
@@ -112,6 +151,13 @@ function buildProgram(io: CliIo, interrupt: AbortSignal): Command {
         "~/.local/share/meowsync)",
     )
     .option("--json", "print JSON (one object per line) instead of text")
+    .option(
+      "--plugin <file>",
+      'load a plugin module (repeatable; also the home\'s "plugins" list in agent.json; ' +
+        "see docs/PLUGINS.md)",
+      (file: string, files: string[]) => [...files, file],
+      [] as string[],
+    )
     .exitOverride()
     .configureOutput({
       writeOut: (s) => io.out(s.trimEnd()),
@@ -135,6 +181,7 @@ ${EXIT_HELP}`,
       json: opts.json === true,
       interrupt,
       transport: io.transport ?? new HttpTransport(),
+      modules,
     };
   };
   // deno-lint-ignore no-explicit-any
@@ -295,6 +342,24 @@ ${EXIT_HELP}`,
     "stay online: sync, send, print incoming messages; Ctrl-C or SIGTERM stops it cleanly",
   ).action(act(cmdRun));
   sub("stop", "stop the agent `run` started on this home").action(act(cmdStop));
+  for (const module of allModules(modules)) {
+    for (const [name, extension] of Object.entries(module.commands ?? {})) {
+      if (program.commands.some((c) => c.name() === name)) {
+        throw new AgentError(
+          `plugin ${module.name}: its command "${name}" is one meowsync has already`,
+          EXIT.usage,
+        );
+      }
+      const command = sub(name, `${extension.summary} (plugin ${module.name})`);
+      for (const arg of extension.args) command.argument(`<${arg}>`);
+      command.action(
+        act((ctx, ...words: (string | string[])[]) =>
+          // commander passes the arguments, then the options
+          cmdPlugin(ctx, name, words.slice(0, extension.args.length).flat())
+        ),
+      );
+    }
+  }
   return program;
 }
 

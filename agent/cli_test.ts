@@ -45,3 +45,57 @@ for (const store of ["kv", "sqlite"]) {
     }
   });
 }
+
+Deno.test("runCli() lists the plugins' commands in --help; a bad --plugin or plugins list is one line, exit 2", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "meowsync-cli-plugin-" });
+  try {
+    const run = async (args: string[]) => {
+      const lines: string[] = [];
+      const io = {
+        out: (line: string) => lines.push(line),
+        err: (line: string) => lines.push(line),
+        env: () => undefined,
+        interrupt: new AbortController().signal,
+      };
+      return { code: await runCli(args, io), text: lines.join("\n"), lines };
+    };
+    const help = await run(["--home", dir, "--help"]);
+    assert.equal(help.code, 0);
+    for (const name of ["react", "edit", "delete"]) {
+      assert.match(help.text, new RegExp(`^  ${name} `, "m"), name);
+    }
+    const module = (command: string) =>
+      `export default { name: "clash", create: () => ({ name: "clash" }), commands: { ${command}: ` +
+      `{ summary: "x", args: [], run: async () => ({ lines: [], value: null }) } } };`;
+    await Deno.writeTextFile(`${dir}/clash.ts`, module("send"));
+    await Deno.writeTextFile(`${dir}/hello.ts`, module("hello"));
+    const withHello = await run(["--home", dir, "--plugin", `${dir}/hello.ts`, "--help"]);
+    assert.match(withHello.text, /^ {2}hello .*\(plugin clash\)/m);
+    for (
+      const [args, pattern] of [
+        [["--plugin", `${dir}/none.ts`, "status"], /plugin .*none\.ts: cannot be read/],
+        [["--plugin", `${dir}/clash.ts`, "status"], /its command "send" is one meowsync has/],
+        [
+          ["--plugin=" + `${dir}/hello.ts`, "--plugin", `${dir}/hello.ts`, "status"],
+          /loaded already/,
+        ],
+      ] as const
+    ) {
+      const result = await run(["--home", dir, ...args]);
+      assert.equal(result.code, 2, result.text);
+      assert.equal(result.lines.length, 1, result.text);
+      assert.match(result.lines[0], /^meowsync agent: /);
+      assert.match(result.lines[0], pattern);
+    }
+    // The home's list: a wrong shape is said, not ignored.
+    await Deno.writeTextFile(
+      `${dir}/agent.json`,
+      JSON.stringify({ version: 1, kdf: { salt: "x" }, check: "x", plugins: [5] }),
+    );
+    const listed = await run(["--home", dir, "status"]);
+    assert.notEqual(listed.code, 0);
+    assert.match(listed.text, /"plugins" is not a list of file paths/);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});

@@ -2,7 +2,7 @@
  * A home: the directory that holds one device's state.
  *
  * - `agent.json` — the key-derivation parameters, the salt and the key check
- *   (no secret);
+ *   (no secret), and the plugin modules the home loads (`plugins`, optional);
  * - `device.kv` — the store (Deno KV, the default), every record sealed with
  *   the derived key; or `device.db` — the same in SQLite (`init --store sqlite`);
  * - `agent.lock` — held (an OS file lock) by the one process that runs a
@@ -104,6 +104,11 @@ export interface HomeConfig {
   kdf: KdfParams;
   /** The key check: a constant sealed with the derived key (base64url). */
   check: string;
+  /**
+   * Plugin modules every command on this home loads, besides `--plugin` (paths relative to the
+   * home; see docs/PLUGINS.md). Written by hand; absent: none.
+   */
+  plugins?: string[];
 }
 
 /**
@@ -131,6 +136,13 @@ export async function readConfig(paths: HomePaths): Promise<HomeConfig | undefin
       (config.store !== undefined && !STORE_KINDS.includes(config.store))
     ) {
       throw new Error("unknown format");
+    }
+    if (
+      config.plugins !== undefined &&
+      (!Array.isArray(config.plugins) ||
+        !config.plugins.every((f) => typeof f === "string" && f !== ""))
+    ) {
+      throw new Error('"plugins" is not a list of file paths');
     }
     return config;
   } catch (e) {

@@ -8,7 +8,7 @@
  *
  * @module
  */
-import { BadRecoveryCode, MessageTooLarge } from "../kernel/mod.ts";
+import { BadRecoveryCode, type CommandContext, Malformed, MessageTooLarge } from "../kernel/mod.ts";
 import type { PairingOffer } from "../kernel/mod.ts";
 import type { PairingForm } from "../kernel/mod.ts";
 import { type DbMessage, type PeerRecord, PeerType } from "../proto/mod.ts";
@@ -106,6 +106,10 @@ export const OPERATIONS = {
   recover: operation<{ code: string }, { root: boolean }>(recover),
   /** Asks `run` to stop (through the control endpoint). */
   stop: operation<NoInput, { stopping: boolean }>(stop),
+  /** Runs the command `name` of a plugin module this agent loaded, with its words. */
+  command: operation<{ name: string; args: string[] }, { lines: string[]; value: unknown }>(
+    command,
+  ),
 };
 
 /** The name of an operation. */
@@ -207,14 +211,92 @@ async function history(
 ): Promise<ConversationView> {
   const peer = findContact(agent, args.contact);
   const messages = await agent.kernel.messages(peer.uid, { limit: args.limit });
-  return { contact: await contactView(agent.kernel, peer), messages: messages.map(messageView) };
+  return {
+    contact: await contactView(agent.kernel, peer),
+    messages: await annotated(agent, peer.uid, messages),
+  };
 }
 
 async function read(agent: Agent, args: { contact: string }): Promise<ConversationView> {
   const peer = findContact(agent, args.contact);
-  const unread = (await agent.kernel.messages(peer.uid)).filter(isUnread).map(messageView);
+  const unread = (await agent.kernel.messages(peer.uid)).filter(isUnread);
+  const views = await annotated(agent, peer.uid, unread);
   await agent.kernel.api(CHAT_API).markRead(peer.uid);
-  return { contact: await contactView(agent.kernel, peer), messages: unread };
+  return { contact: await contactView(agent.kernel, peer), messages: views };
+}
+
+/**
+ * The views of `messages` of conversation `peerUid` with what the agent's plugin modules say of
+ * them (an edit's text, a deletion, reactions): a later module's text replaces an earlier one's,
+ * notes add up.
+ */
+async function annotated(
+  agent: Agent,
+  peerUid: string,
+  messages: DbMessage[],
+): Promise<MessageView[]> {
+  const views = messages.map(messageView);
+  const byUuid = new Map(views.map((v) => [v.uuid, v]));
+  for (const module of agent.modules) {
+    if (!module.annotate) continue;
+    for (const [uuid, note] of await module.annotate(agent.kernel, peerUid)) {
+      const view = byUuid.get(uuid);
+      if (!view) continue;
+      if (note.text !== undefined) view.text = note.text;
+      if (note.notes && note.notes.length > 0) view.notes = [...view.notes ?? [], ...note.notes];
+    }
+  }
+  return views;
+}
+
+async function command(
+  agent: Agent,
+  args: { name: string; args: string[] },
+): Promise<{ lines: string[]; value: unknown }> {
+  const found = agent.modules.find((m) => m.commands?.[args.name] !== undefined);
+  const extension = found?.commands?.[args.name];
+  if (!extension) {
+    throw new AgentError(
+      `this agent has no command "${args.name}" (a running agent takes its plugins when ` +
+        "`run` starts: give it the same --plugin)",
+      EXIT.usage,
+    );
+  }
+  const context: CommandContext = {
+    kernel: agent.kernel,
+    contact: (name) => findContact(agent, name).uid,
+    message: (peerUid, ref) => findMessage(agent, peerUid, ref),
+  };
+  try {
+    return await extension.run(context, args.args);
+  } catch (e) {
+    // A plugin's refusal of its input (not a text, not a message it takes, …) is a usage error.
+    if (e instanceof TypeError || e instanceof RangeError || e instanceof Malformed) {
+      throw new AgentError(`${args.name}: ${e.message}`, EXIT.usage);
+    }
+    throw e;
+  }
+}
+
+/** The uuid of the message of `peerUid` that `ref` names: a uuid prefix (4+), else its text. */
+async function findMessage(agent: Agent, peerUid: string, ref: string): Promise<string> {
+  const uuids = (await agent.kernel.messages(peerUid)).map((m) => ({
+    uuid: m.message?.status?.uuid ?? "",
+    text: m.message?.data ?? "",
+  }));
+  const q = ref.trim().toLowerCase();
+  let found = q.length >= UID_PREFIX_CHARS_MIN
+    ? uuids.filter((m) => m.uuid.toLowerCase().startsWith(q))
+    : [];
+  if (found.length === 0) found = uuids.filter((m) => m.text === ref);
+  if (found.length === 1) return found[0].uuid;
+  throw new AgentError(
+    found.length === 0
+      ? `no message of this conversation is "${ref}" (give its text, or a uuid prefix from ` +
+        "`history --json`)"
+      : `"${ref}" is ${found.length} messages: give a uuid prefix from \`history --json\``,
+    EXIT.usage,
+  );
 }
 
 async function send(

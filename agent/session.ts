@@ -8,7 +8,7 @@
  *
  * @module
  */
-import { MeowError } from "../kernel/mod.ts";
+import { MeowError, type PluginModule } from "../kernel/mod.ts";
 import { type Transport, TransportError } from "../ports/mod.ts";
 import { UnreadableRecord } from "../plugins/storage/mod.ts";
 import { Agent } from "./agent.ts";
@@ -66,6 +66,8 @@ export interface Ctx {
   interrupt: AbortSignal;
   /** The way to the relays. */
   transport: Transport;
+  /** The plugin modules loaded besides the built-in ones (`--plugin`, the home's `plugins`). */
+  modules: readonly PluginModule[];
 }
 
 /** Turns any failure into the one line and exit code the user sees. */
@@ -168,7 +170,10 @@ async function localSession(
   // A killed `run` leaves its control files behind; the lock says it is gone.
   await removeControlAddress(ctx.paths);
   const key = await unlock(ctx);
-  const agent = await Agent.open(ctx.paths, key, { transport: ctx.transport });
+  const agent = await Agent.open(ctx.paths, key, {
+    transport: ctx.transport,
+    modules: ctx.modules,
+  });
   if (options.catchUp && agent.kernel.hasIdentity()) warn(ctx, await agent.catchUp());
   return {
     remote: false,

@@ -29,6 +29,8 @@ export interface MessageView {
   state: "forwarding" | "sent" | "delivered" | "read" | "unread" | "failed";
   /** Why it failed ("too large: …", "queue full: …"); only with state "failed". */
   reason?: string;
+  /** What plugins say of it ("edited", "👍 them"); absent when nothing. */
+  notes?: string[];
 }
 
 /** A contact as the CLI shows it. */
@@ -214,7 +216,8 @@ export function messageLine(
   const who = m.direction === "out" ? `me → ${contact}` : contact;
   const shown = options.state && (m.direction === "out" || m.state === "unread");
   const state = !shown ? "" : m.state === "failed" ? ` [failed: ${m.reason}]` : ` [${m.state}]`;
-  return `${time(m.sentAt)}  ${who}: ${m.text}${state}`;
+  const notes = m.notes && m.notes.length > 0 ? `  (${m.notes.join(", ")})` : "";
+  return `${time(m.sentAt)}  ${who}: ${m.text}${notes}${state}`;
 }
 
 /** What `history` prints. */

@@ -58,3 +58,17 @@ Deno.test("doc examples assert with node:assert/strict: no console.assert in any
   await walk(root.replace(/\/$/, ""));
   assert.deepEqual(offenders, []);
 });
+
+Deno.test("docs/PLUGINS.md's example runs: its plugin passes a two-user, two-device scenario", async () => {
+  // With the project's config: the guide imports meowsync by its `meowsync/` prefix.
+  const { code, stdout, stderr } = await new Deno.Command(deno, {
+    args: ["test", "--doc", "--allow-read", "--allow-env", "docs/PLUGINS.md"],
+    cwd: root,
+    env: { NO_COLOR: "1" },
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  const output = new TextDecoder().decode(stdout) + new TextDecoder().decode(stderr);
+  assert.equal(code, 0, output);
+  assert.match(output, /PLUGINS\.md.*\bok\b/);
+});

@@ -21,7 +21,10 @@ export async function cmdInit(
     const server = await fetchServerCard(ctx.transport, o.server);
     const key = await createHomeFiles(ctx, o.scryptLogN, o.store);
     const deviceName = o.device ?? hostName();
-    const agent = await Agent.open(ctx.paths, key, { transport: ctx.transport });
+    const agent = await Agent.open(ctx.paths, key, {
+      transport: ctx.transport,
+      modules: ctx.modules,
+    });
     let recoveryCode: string;
     try {
       // Shown once and never stored: it re-derives the identity root (`devices recover`).

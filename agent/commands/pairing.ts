@@ -145,7 +145,10 @@ export async function cmdPairJoin(
   await withNewHome(ctx, async (keep) => {
     const key = await createHomeFiles(ctx, o.scryptLogN, o.store);
     const deviceName = o.device ?? hostName();
-    const agent = await Agent.open(ctx.paths, key, { transport: ctx.transport });
+    const agent = await Agent.open(ctx.paths, key, {
+      transport: ctx.transport,
+      modules: ctx.modules,
+    });
     try {
       const joined = await pairingErrors(
         () =>

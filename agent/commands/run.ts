@@ -56,6 +56,7 @@ export async function cmdRun(ctx: Ctx): Promise<void> {
     let device = "";
     const agent = await Agent.open(ctx.paths, key, {
       transport: ctx.transport,
+      modules: ctx.modules,
       onMessage: (m: IncomingView) => {
         if (ctx.json) ctx.io.out(JSON.stringify({ device, ...m }));
         else ctx.io.out(`[${device}] ${messageLine(m.contact, m, { state: false })}`);

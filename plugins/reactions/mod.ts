@@ -50,9 +50,9 @@ export interface ReactionsOptions {
 export function reactionsPlugin(options: ReactionsOptions = {}): Plugin {
   const marks = marksPlugin<string>({ name: REACTIONS, parse, noPassOn: options.noPassOn });
   const api: ReactionsApi = {
-    react: (peerUid, target, emoji) => {
+    react: async (peerUid, target, emoji) => {
       parse(emoji);
-      return marks.api.set(peerUid, target, emoji, { shared: true });
+      return await marks.api.set(peerUid, target, emoji, { shared: true });
     },
     reactions: async (peerUid, target) =>
       (await marks.api.list(peerUid, target)).filter((m) => m.value !== ""),
