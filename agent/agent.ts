@@ -18,7 +18,7 @@
  */
 import { SystemRandom } from "../crypto/mod.ts";
 import { MeowError } from "../kernel/mod.ts";
-import { Kernel, type LogLevel } from "../kernel/mod.ts";
+import { Kernel, type LogLevel, type RelayRequestKind } from "../kernel/mod.ts";
 import type { Plugin, PluginModule } from "../kernel/mod.ts";
 import { type Transport, TransportError } from "../ports/mod.ts";
 import { systemClock } from "../ports/mod.ts";
@@ -63,6 +63,24 @@ export interface AgentOptions {
    * @default {[]}
    */
   modules?: readonly PluginModule[];
+  /**
+   * Called when a relay's treatment of one kind of request changes (unreachable, refused, back to
+   * ok) or a message it will never take fails: `run` reports relay trouble as it happens.
+   * @default {none}
+   */
+  onRelay?: (change: RelayChange) => void;
+}
+
+/** A change of how a relay treats this device's requests ({@linkcode AgentOptions.onRelay}). */
+export interface RelayChange {
+  /** The relay's name (its uid prefix when unnamed). */
+  relay: string;
+  /** Polls, sends or pairing steps. */
+  request: RelayRequestKind;
+  /** The new state; `dropped`: one message failed for good. */
+  state: "ok" | "refused" | "unreachable" | "dropped";
+  /** What the relay or the transport said. */
+  detail: string;
 }
 
 /**
@@ -131,6 +149,7 @@ export class Agent {
     const extra = options.modules ?? [];
     const plugins: Plugin[] = [...productionPlugins(), ...extra.map((m) => m.create())];
     if (options.onMessage) plugins.push(printerPlugin(options.onMessage));
+    let kernelRef: Kernel | undefined;
     try {
       const kernel = await Kernel.open({
         store,
@@ -143,7 +162,18 @@ export class Agent {
         retryMsMax: 10_000,
         log: options.log,
         name: "agent",
+        observe: options.onRelay && ((o) => {
+          if (o.kind !== "relay") return;
+          const server = kernelRef?.identity().servers.find((c) => c.uid === o.serverUid);
+          options.onRelay!({
+            relay: server?.name || o.serverUid.slice(0, 8),
+            request: o.request,
+            state: o.state,
+            detail: o.detail,
+          });
+        }),
       });
+      kernelRef = kernel;
       return new Agent(kernel, transport, paths, extra);
     } catch (e) {
       await store.close();

@@ -17,7 +17,7 @@ import { HISTORY_OPTION_DEFAULT } from "./commands/pairing.ts";
 import { cmdInit } from "./commands/init.ts";
 import { cmdHistory, cmdRead, cmdSend } from "./commands/messages.ts";
 import { cmdAccept, cmdInvite, cmdPairJoin, cmdPairStart } from "./commands/pairing.ts";
-import { cmdProfileSet, cmdStatus } from "./commands/profile.ts";
+import { cmdProfileSet, cmdProfileShow, cmdStatus } from "./commands/profile.ts";
 import { cmdRun, cmdStop } from "./commands/run.ts";
 import { cmdPlugin } from "./commands/plugin.ts";
 import { allModules, loadHomeModules } from "./plugins.ts";
@@ -81,10 +81,10 @@ export async function runCli(args: string[], io: CliIo = denoIo()): Promise<numb
     ? linkAbort(io.interrupt, interrupt)
     : listenSignals(() => interrupt.abort());
   let code: number = EXIT.ok;
+  const early = prescan(args);
   try {
-    const early = prescan(args);
     const modules = await loadHomeModules(prescanHome(early.home, io), early.plugins);
-    const program = buildProgram(io, interrupt.signal, modules);
+    const program = buildProgram(io, interrupt.signal, modules, early.json);
     await program.parseAsync(args, { from: "user" });
   } catch (e) {
     if (e instanceof CommanderError) {
@@ -92,7 +92,8 @@ export async function runCli(args: string[], io: CliIo = denoIo()): Promise<numb
       code = helpCodes.includes(e.code) ? EXIT.ok : EXIT.usage;
     } else {
       const error = toAgentError(e);
-      io.err(`meowsync agent: ${error.message}`);
+      if (early.json) io.out(jsonError(error.exitCode, error.message));
+      else io.err(`meowsync agent: ${error.message}`);
       if (error.exitCode === EXIT.failure && io.env("MEOW_DEBUG")) {
         io.err(String((e as Error).stack));
       }
@@ -108,11 +109,12 @@ export async function runCli(args: string[], io: CliIo = denoIo()): Promise<numb
  * The `--home` and `--plugin` values of `args`, read before the commands are built (a plugin
  * module adds commands).
  */
-function prescan(args: readonly string[]): { home?: string; plugins: string[] } {
-  const out: { home?: string; plugins: string[] } = { plugins: [] };
+function prescan(args: readonly string[]): { home?: string; plugins: string[]; json: boolean } {
+  const out: { home?: string; plugins: string[]; json: boolean } = { plugins: [], json: false };
   for (let i = 0; i < args.length; i++) {
     const arg = args[i];
     if (arg === "--") break;
+    if (arg === "--json") out.json = true;
     const [flag, inline] = arg.startsWith("--") && arg.includes("=")
       ? [arg.slice(0, arg.indexOf("=")), arg.slice(arg.indexOf("=") + 1)]
       : [arg, undefined];
@@ -123,6 +125,15 @@ function prescan(args: readonly string[]): { home?: string; plugins: string[] } 
     else out.plugins.push(value);
   }
   return out;
+}
+
+/**
+ * A failure as `--json` prints it: one object on stdout, `{"error": {"exit": 4, "code":
+ * "unknownContact", "message": "…"}}` (`code` names the exit code in {@linkcode EXIT}).
+ */
+export function jsonError(exit: number, message: string): string {
+  const code = Object.entries(EXIT).find(([, n]) => n === exit)?.[0] ?? "failure";
+  return JSON.stringify({ error: { exit, code, message } });
 }
 
 /** The home whose `plugins` list to load; undefined when none can be named (no $HOME). */
@@ -140,6 +151,7 @@ function buildProgram(
   io: CliIo,
   interrupt: AbortSignal,
   modules: readonly PluginModule[],
+  json: boolean,
 ): Command {
   const program = new Command("agent")
     .description(
@@ -162,14 +174,23 @@ function buildProgram(
     .configureOutput({
       writeOut: (s) => io.out(s.trimEnd()),
       writeErr: (s) => io.err(s.trimEnd()),
-      outputError: (s, write) =>
-        write(`meowsync agent: ${s.replace(/^error: /, "").trim()} (see --help)\n`),
+      outputError: (s, write) => {
+        const message = `${s.replace(/^error: /, "").trim()} (see --help)`;
+        if (json) io.out(jsonError(EXIT.usage, message));
+        else write(`meowsync agent: ${message}\n`);
+      },
     })
     .addHelpText(
       "after",
       `
 The passphrase that encrypts the home is read from $MEOW_PASSPHRASE, else asked
-on the terminal. While \`run\` runs on a home, the other commands act through it.
+on the terminal, by \`run\` and by a command that opens the home itself. While
+\`run\` runs on a home, the other commands act through it and never ask for the
+passphrase: access then rests on the home's agent.token, readable by its owner
+only (as the home itself is).
+
+With --json every answer is one JSON object per line on stdout, and a failure
+too: {"error": {"exit": N, "code": "…", "message": "…"}}, with the exit code N.
 
 ${EXIT_HELP}`,
     );
@@ -274,14 +295,20 @@ ${EXIT_HELP}`,
     .action(act(cmdAccept));
 
   sub("send", "send a text to a contact")
-    .argument("<contact>", "a contact's name (any case) or a uid prefix of 4+ characters")
+    .argument(
+      "<contact>",
+      "a contact's name or a unique prefix of it (any case), or a uid prefix of 4+ characters",
+    )
     .argument("<text...>", "the text (several words are joined with spaces)")
     .action(act(cmdSend));
   sub("read", "show a contact's unread messages and mark them read")
-    .argument("<contact>", "a contact's name or uid prefix")
+    .argument("<contact>", "a contact's name, name prefix or uid prefix")
     .action(act(cmdRead));
-  sub("history", "show a conversation, oldest first")
-    .argument("<contact>", "a contact's name or uid prefix")
+  sub(
+    "history",
+    "show a conversation, oldest first (by the sender's send time, then uuid: the same order on every device)",
+  )
+    .argument("<contact>", "a contact's name, name prefix or uid prefix")
     .addOption(
       new Option("--limit <n>", "only the newest n messages").argParser(positiveInt("--limit")),
     )
@@ -295,7 +322,7 @@ ${EXIT_HELP}`,
     "on a contact's primary device: make another of your devices its primary (the contact " +
       "sees nothing change)",
   )
-    .argument("<contact>", "a contact's name or uid prefix")
+    .argument("<contact>", "a contact's name, name prefix or uid prefix")
     .requiredOption("--to <device>", "the sibling device that becomes primary (name or uid prefix)")
     .addHelpText("after", `\n${EXIT_HELP}`)
     .action(act(cmdHandover));
@@ -327,13 +354,18 @@ ${EXIT_HELP}`,
     .action(act(cmdRecover));
   const profile = program.command("profile").description("your profile, synced to every device")
     .addHelpText("after", `\n${EXIT_HELP}`);
+  profile.command("show", { isDefault: true }).description(
+    "your nickname and status line, as contacts see them (the default)",
+  )
+    .addHelpText("after", `\n${EXIT_HELP}`)
+    .action(act(cmdProfileShow));
   profile.command("set").description("change your nickname and/or status line")
     .option("--nickname <name>", "the new nickname")
     .option("--status <text>", "the new status line")
     .addHelpText("after", `\n${EXIT_HELP}`)
     .action(act(cmdProfileSet));
   sub("rename", "rename a contact (on every device)")
-    .argument("<contact>", "a contact's name or uid prefix")
+    .argument("<contact>", "a contact's name, name prefix or uid prefix")
     .argument("<name>", "the new name")
     .action(act(cmdRename));
   sub("status", "relays, devices, contacts, outbox and last poll").action(act(cmdStatus));

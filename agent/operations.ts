@@ -33,6 +33,7 @@ import {
   siblingViews,
   type StatusView,
   type TicketView,
+  time,
 } from "./views.ts";
 
 /** Shortest uid prefix that names a contact (shorter ones would match by accident). */
@@ -71,20 +72,27 @@ export const OPERATIONS = {
   history: operation<{ contact: string; limit?: number }, ConversationView>(history),
   /** Marks a conversation read; resolves with the messages that were unread. */
   read: operation<{ contact: string }, ConversationView>(read),
-  /** Sends a text to a contact; a text too large for its relay is a usage error (exit 2). */
+  /**
+   * Sends a text to a contact; a text too large for its relay is a usage error (exit 2). `queued`
+   * says why it waits in the outbox when a relay is unreachable or refuses sends right now.
+   */
   send: operation<
     { contact: string; text: string },
-    { contact: ContactView; message: MessageView }
+    { contact: ContactView; message: MessageView; queued?: string }
   >(
     send,
   ),
+  /** The nickname and status line. */
+  profile: operation<NoInput, { nickname: string; status: string }>(profile),
   /** Changes the nickname and/or status line (synced to every device). */
   profileSet: operation<
     { nickname?: string; status?: string },
     { nickname: string; status: string }
   >(profileSet),
   /** Renames a contact (synced to every device). */
-  rename: operation<{ contact: string; name: string }, ContactView>(rename),
+  rename: operation<{ contact: string; name: string }, ContactView & { previous: string }>(
+    rename,
+  ),
   /** Pairing, step 1: a device pairing through a mailbox on the home relay, by code or link. */
   pairStart: operation<{ form: PairingForm; history?: string }, TicketView>(pairStart),
   /** Invitation, step 1: a contact invitation through a mailbox on the home relay. */
@@ -210,16 +218,27 @@ async function history(
   args: { contact: string; limit?: number },
 ): Promise<ConversationView> {
   const peer = findContact(agent, args.contact);
-  const messages = await agent.kernel.messages(peer.uid, { limit: args.limit });
+  // One total order on every device: the sender's send time, then the uuid (arrival order differs
+  // between devices; the newest `limit` are taken in that order too).
+  const ordered = (await agent.kernel.messages(peer.uid)).sort(byTimeThenUuid);
+  const messages = args.limit === undefined ? ordered : ordered.slice(-args.limit);
   return {
     contact: await contactView(agent.kernel, peer),
     messages: await annotated(agent, peer.uid, messages),
   };
 }
 
+/** The order `history` and `read` show: the sender's send time, then the uuid. */
+function byTimeThenUuid(a: DbMessage, b: DbMessage): number {
+  const at = Number(a.message?.status?.sent ?? 0) - Number(b.message?.status?.sent ?? 0);
+  if (at !== 0) return at;
+  const [ua, ub] = [a.message?.status?.uuid ?? "", b.message?.status?.uuid ?? ""];
+  return ua < ub ? -1 : ua > ub ? 1 : 0;
+}
+
 async function read(agent: Agent, args: { contact: string }): Promise<ConversationView> {
   const peer = findContact(agent, args.contact);
-  const unread = (await agent.kernel.messages(peer.uid)).filter(isUnread);
+  const unread = (await agent.kernel.messages(peer.uid)).filter(isUnread).sort(byTimeThenUuid);
   const views = await annotated(agent, peer.uid, unread);
   await agent.kernel.api(CHAT_API).markRead(peer.uid);
   return { contact: await contactView(agent.kernel, peer), messages: views };
@@ -302,7 +321,7 @@ async function findMessage(agent: Agent, peerUid: string, ref: string): Promise<
 async function send(
   agent: Agent,
   args: { contact: string; text: string },
-): Promise<{ contact: ContactView; message: MessageView }> {
+): Promise<{ contact: ContactView; message: MessageView; queued?: string }> {
   const peer = findContact(agent, args.contact);
   if (args.text.trim() === "") throw new AgentError("the text is empty", EXIT.usage);
   let stored: DbMessage;
@@ -314,7 +333,32 @@ async function send(
     if (e instanceof MessageTooLarge) throw new AgentError(e.message, EXIT.usage);
     throw e;
   }
-  return { contact: await contactView(agent.kernel, peer), message: messageView(stored) };
+  const view = { contact: await contactView(agent.kernel, peer), message: messageView(stored) };
+  const queued = relayDown(agent);
+  return queued ? { ...view, queued } : view;
+}
+
+/**
+ * Why a message just sent waits in the outbox, when a relay this device talks to is unreachable
+ * or refuses its sends right now ("relay home unreachable since …"); undefined when none is.
+ */
+function relayDown(agent: Agent): string | undefined {
+  const down = agent.kernel.relayHealth().find((h) =>
+    h.state === "unreachable" || (h.state === "refused" && h.request === "send")
+  );
+  if (!down) return undefined;
+  const relay = down.serverName || down.serverUid.slice(0, 8);
+  return down.state === "unreachable"
+    ? `relay ${relay} unreachable since ${time(down.since)}`
+    : `relay ${relay} refuses sends since ${time(down.since)}: ${down.detail}`;
+}
+
+function profile(agent: Agent): Promise<{ nickname: string; status: string }> {
+  const identity = requireIdentity(agent);
+  return Promise.resolve({
+    nickname: identity.profile?.nickname ?? "",
+    status: identity.profile?.status ?? "",
+  });
 }
 
 async function profileSet(
@@ -332,11 +376,24 @@ async function profileSet(
   return { nickname: identity.profile?.nickname ?? "", status: identity.profile?.status ?? "" };
 }
 
-async function rename(agent: Agent, args: { contact: string; name: string }): Promise<ContactView> {
+async function rename(
+  agent: Agent,
+  args: { contact: string; name: string },
+): Promise<ContactView & { previous: string }> {
   const peer = findContact(agent, args.contact);
-  if (args.name.trim() === "") throw new AgentError("the new name is empty", EXIT.usage);
-  const updated = await agent.kernel.updatePeer(peer.uid, { name: args.name.trim() });
-  return await contactView(agent.kernel, updated);
+  const name = args.name.trim();
+  if (name === "") throw new AgentError("the new name is empty", EXIT.usage);
+  const taken = agent.kernel.peers().find((p) =>
+    p.uid !== peer.uid && p.name.toLowerCase() === name.toLowerCase()
+  );
+  if (taken) {
+    throw new AgentError(
+      `another contact is named "${taken.name}" already: choose another name`,
+      EXIT.usage,
+    );
+  }
+  const updated = await agent.kernel.updatePeer(peer.uid, { name });
+  return { ...await contactView(agent.kernel, updated), previous: peer.name };
 }
 
 async function pairStart(
@@ -548,19 +605,25 @@ function requireIdentity(agent: Agent, options: { complete?: boolean } = {}) {
   return identity;
 }
 
-/** The records `query` names: by name (any case), else by a prefix of 4+ characters of `uidOf`. */
+/**
+ * The records `query` names, the first rule that matches any: the name (any case); else a name
+ * prefix (any case); else a prefix of 4+ characters of `uidOf`.
+ */
 function matching(
   records: PeerRecord[],
   query: string,
   uidOf: (record: PeerRecord) => string,
 ): PeerRecord[] {
   const q = query.trim().toLowerCase();
+  if (q === "") return [];
   const named = records.filter((r) => r.name.toLowerCase() === q);
-  if (named.length > 0 || q.length < UID_PREFIX_CHARS_MIN) return named;
+  if (named.length > 0) return named;
+  const prefixed = records.filter((r) => r.name.toLowerCase().startsWith(q));
+  if (prefixed.length > 0 || q.length < UID_PREFIX_CHARS_MIN) return prefixed;
   return records.filter((r) => uidOf(r).toLowerCase().startsWith(q));
 }
 
-/** The contact `query` names: a name (any case), or a uid prefix of 4+ characters. */
+/** The contact `query` names: a name or a unique name prefix (any case), or a uid prefix of 4+. */
 function findContact(agent: Agent, query: string): PeerRecord {
   requireIdentity(agent);
   const peers = agent.kernel.peers();
@@ -570,7 +633,7 @@ function findContact(agent: Agent, query: string): PeerRecord {
     throw new AgentError(
       `"${query}" matches ${found.length} contacts (${
         found.map((p) => `${p.name} ${p.uid.slice(0, 8)}`).join(", ")
-      }): give a longer uid prefix`,
+      }): give more of the name, or a uid prefix`,
       EXIT.unknownContact,
     );
   }

@@ -158,10 +158,11 @@ async function main(): Promise<void> {
   const server = Deno.serve({
     port,
     hostname,
+    // Printed whatever --log says: it is the answer to "did it start, and where?", not a warning.
     onListen: ({ hostname, port }) =>
-      log(
-        "warn",
-        `relay ${core.card().uid} (${core.backend.kind}) listening on http://${hostname}:${port}`,
+      console.log(
+        `${new Date().toISOString()} info relay ${core.card().uid} (${core.backend.kind}) ` +
+          `listening on http://${hostname}:${port}`,
       ),
   }, createHandler(core, { log, clock: systemClock }));
   const shutdown = async () => {

@@ -26,6 +26,9 @@ export async function cmdHandover(ctx: Ctx, contact: string, o: { to: string }):
 export async function cmdRename(ctx: Ctx, contact: string, name: string): Promise<void> {
   await withSession(ctx, { catchUp: true }, async (session) => {
     const view = await session.call("rename", { contact, name });
-    emit(ctx, view, `renamed to "${view.name}"`);
+    const found = view.name.toLowerCase().startsWith(view.previous.toLowerCase())
+      ? `"${view.previous}" still finds it (a name prefix)`
+      : `commands find it as "${view.name}" (or a prefix of it) from now on`;
+    emit(ctx, view, `renamed "${view.previous}" to "${view.name}" on every device; ${found}`);
   });
 }

@@ -10,7 +10,13 @@ import { historyLines, messageLine, readLines } from "../views.ts";
 export async function cmdSend(ctx: Ctx, contact: string, words: string[]): Promise<void> {
   await withSession(ctx, { catchUp: true }, async (session) => {
     const sent = await session.call("send", { contact, text: words.join(" ") });
-    emit(ctx, sent, messageLine(sent.contact.name, sent.message));
+    // A relay is down: the message waits in the outbox and goes out when the relay is back.
+    const line = sent.queued
+      ? `${
+        messageLine(sent.contact.name, sent.message, { state: false })
+      } [queued — ${sent.queued}]`
+      : messageLine(sent.contact.name, sent.message);
+    emit(ctx, sent, line);
   });
 }
 

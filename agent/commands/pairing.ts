@@ -41,8 +41,11 @@ export async function cmdPairStart(
       ticket,
       o.out,
       (given) =>
-        `on the new device: ${agentCommand("<new home>")} pair join ${given}` +
-        (ticket.form === "code" ? ` --server ${ticket.server}` : ""),
+        agentHint(
+          "on the new device",
+          "<new home>",
+          `pair join ${given}${ticket.form === "code" ? ` --server ${ticket.server}` : ""}`,
+        ),
     );
     if (!o.wait) return;
     const peer = await withProgress(
@@ -80,9 +83,13 @@ function ticketForm(
   return "code";
 }
 
-/** How to run the agent on `home`, for a hint to copy. */
-function agentCommand(home: string): string {
-  return `./dev task agent --home ${home}`;
+/**
+ * A hint to copy: `rest` run by the agent on `home`, written for `./dev` (a fresh checkout) and for
+ * `deno task` (Deno on the PATH), both from the checkout's root.
+ */
+function agentHint(where: string, home: string, rest: string): string {
+  return `${where}: ./dev task agent --home ${home} ${rest}\n` +
+    `  (or, with Deno on your PATH: deno task agent --home ${home} ${rest})`;
 }
 
 async function showTicket(
@@ -214,8 +221,11 @@ export async function cmdInvite(
       ticket,
       o.out,
       (given) =>
-        `on your contact's device: ${agentCommand("<their home>")} accept ${given}` +
-        (ticket.form === "code" ? ` --server ${ticket.server}` : ""),
+        agentHint(
+          "on your contact's device",
+          "<their home>",
+          `accept ${given}${ticket.form === "code" ? ` --server ${ticket.server}` : ""}`,
+        ),
     );
     if (!o.wait) return;
     const peer = await withProgress(

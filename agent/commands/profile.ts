@@ -1,11 +1,19 @@
 /**
- * The profile and status commands: `profile set` and `status`.
+ * The profile and status commands: `profile show`, `profile set` and `status`.
  *
  * @module
  */
 import { AgentError, EXIT } from "../errors.ts";
 import { type Ctx, emit, withSession } from "../session.ts";
 import { profileLine, statusLines } from "../views.ts";
+
+/** `profile show`: the nickname and status line contacts see. */
+export async function cmdProfileShow(ctx: Ctx): Promise<void> {
+  await withSession(ctx, { catchUp: true }, async (session) => {
+    const profile = await session.call("profile", {});
+    emit(ctx, profile, profileLine(profile));
+  });
+}
 
 /** `profile set [--nickname …] [--status …]`: changes the profile on every device. */
 export async function cmdProfileSet(

@@ -4,12 +4,12 @@
  *
  * @module
  */
-import { Agent } from "../agent.ts";
+import { Agent, type RelayChange } from "../agent.ts";
 import { serveControl } from "../control.ts";
 import { AgentError, EXIT } from "../errors.ts";
 import { HomeLock, readConfig, readControlAddress, removeControlAddress } from "../home.ts";
 import { type Ctx, emit, toAgentError, unlock, warn, withSession } from "../session.ts";
-import { type IncomingView, messageLine } from "../views.ts";
+import { type IncomingView, messageLine, time } from "../views.ts";
 
 /** `stop`: asks the agent `run` started on this home to stop. */
 export async function cmdStop(ctx: Ctx): Promise<void> {
@@ -54,15 +54,24 @@ export async function cmdRun(ctx: Ctx): Promise<void> {
     await removeControlAddress(ctx.paths);
     const key = await unlock(ctx);
     let device = "";
+    let who = ""; // user/device: several agents may share one terminal
+    const troubled = new Set<string>(); // relay/request pairs reported as in trouble
+    const clock = () => Date.now();
     const agent = await Agent.open(ctx.paths, key, {
       transport: ctx.transport,
       modules: ctx.modules,
       onMessage: (m: IncomingView) => {
-        if (ctx.json) ctx.io.out(JSON.stringify({ device, ...m }));
-        else ctx.io.out(`[${device}] ${messageLine(m.contact, m, { state: false })}`);
+        if (ctx.json) ctx.io.out(JSON.stringify({ user: who.split("/")[0], device, ...m }));
+        else ctx.io.out(`[${who}] ${messageLine(m.contact, m, { state: false })}`);
       },
       log: (level, line) => {
         if (level === "error" || ctx.io.env("MEOW_DEBUG")) ctx.io.err(`${level} ${line}`);
+      },
+      onRelay: (change) => {
+        const line = relayLine(change, troubled, clock());
+        if (line === undefined) return;
+        if (ctx.json) ctx.io.err(JSON.stringify({ user: who.split("/")[0], device, ...change }));
+        else ctx.io.err(`[${who}] ${line}`);
       },
     });
     let server: { close(): Promise<void> } | undefined;
@@ -72,6 +81,7 @@ export async function cmdRun(ctx: Ctx): Promise<void> {
       }
       const identity = agent.kernel.identity();
       device = identity.deviceName;
+      who = `${identity.profile?.nickname || "(joining)"}/${device}`;
       agent.serving = true;
       agent.goOnline();
       const stopped = new Promise<void>((resolve) => {
@@ -81,8 +91,8 @@ export async function cmdRun(ctx: Ctx): Promise<void> {
       });
       server = await serveControl(agent, ctx.paths, { toError: toAgentError });
       ctx.io.err(
-        `meowsync agent: ${identity.profile?.nickname || "(joining)"} on "${device}" is online ` +
-          `(${ctx.paths.dir}); Ctrl-C stops it`,
+        `meowsync agent: ${who} is online (${ctx.paths.dir}); stop it with Ctrl-C, SIGTERM or ` +
+          `\`stop --home ${ctx.paths.dir}\``,
       );
       await stopped;
     } finally {
@@ -94,5 +104,38 @@ export async function cmdRun(ctx: Ctx): Promise<void> {
     ctx.io.err("meowsync agent: stopped; everything is saved");
   } finally {
     lock.release();
+  }
+}
+
+/**
+ * What `run` prints when a relay's treatment of one kind of request changes: trouble when it
+ * begins, "reachable again" when it ends; undefined for a first "ok", which is no news.
+ */
+export function relayLine(
+  change: RelayChange,
+  troubled: Set<string>,
+  nowMs: number,
+): string | undefined {
+  const key = `${change.relay}/${change.request}`;
+  const what = change.request === "poll"
+    ? "polls"
+    : change.request === "send"
+    ? "sends"
+    : "pairing steps";
+  switch (change.state) {
+    case "ok":
+      if (!troubled.delete(key)) return undefined;
+      return `relay ${change.relay}: ${what} go through again`;
+    case "unreachable":
+      troubled.add(key);
+      return `relay ${change.relay}: unreachable since ${
+        time(nowMs)
+      } (${what}): ${change.detail}; ` +
+        "messages wait in the outbox and go out when it is back";
+    case "refused":
+      troubled.add(key);
+      return `relay ${change.relay}: ${what} refused since ${time(nowMs)}: ${change.detail}`;
+    case "dropped":
+      return `relay ${change.relay}: a message it will never take failed: ${change.detail}`;
   }
 }

@@ -200,7 +200,19 @@ export class Procs {
    * dir, or a redis:// URL), with `extraArgs` (limits), and resolves with its URL once its card answers.
    */
   async relay(backend: string, extraArgs: string[] = []): Promise<string> {
-    const port = freePort();
+    return (await this.startRelay(backend, { extraArgs })).url;
+  }
+
+  /**
+   * {@linkcode Procs.relay} with its process (to kill it), on `options.port` when given (to
+   * start it again where the devices look for it).
+   */
+  async startRelay(
+    backend: string,
+    options: { extraArgs?: string[]; port?: number } = {},
+  ): Promise<{ url: string; proc: Proc }> {
+    const port = options.port ?? freePort();
+    const extraArgs = options.extraArgs ?? [];
     const spec = backend === "kv" ? `kv:${this.dir}/relay.kv` : backend;
     const proc = this.#spawn("relay", [
       ...this.#serverArgs!,
@@ -220,7 +232,7 @@ export class Procs {
       try {
         const response = await fetch(`${url}/card`);
         await response.body?.cancel();
-        if (response.ok) return url;
+        if (response.ok) return { url, proc };
       } catch {
         // Not listening yet.
       }
