@@ -10,6 +10,7 @@ import {
   eventually,
   freePort,
   Procs,
+  ROOT,
   shellWords,
   WAITING_COMMAND_MS_MAX,
 } from "./_harness.ts";
@@ -90,6 +91,13 @@ Deno.test("agent feedback: relay down and back, copyable hints, name prefixes, -
     // The relay goes away: the running agent says so, `send` says it is queued, `status` names it.
     relay.proc.kill("SIGKILL");
     await relay.proc.done;
+    // It said where it listens at info (though run with --log-level warn), and Deno's notice about
+    // request.signal never showed although every request's signal was handed to the core.
+    assert.match(
+      relay.proc.stdout,
+      /^\S+ info relay \S+ \(kv\) listening on http:\/\/127\.0\.0\.1:/m,
+    );
+    assert.doesNotMatch(relay.proc.stdout + relay.proc.stderr, /legacy behavior|request\.signal/);
     await aliceRun.waitFor(/^\[alice\/\S+\] relay .+?: unreachable since .*outbox/m);
     const queued = await procs.ok([...home("alice"), "send", "bob", "while it was down"]);
     assert.match(queued, /while it was down \[queued — relay .+? unreachable since /);
@@ -109,4 +117,18 @@ Deno.test("agent feedback: relay down and back, copyable hints, name prefixes, -
   } finally {
     await procs.stopAll();
   }
+});
+
+Deno.test("./dev task runs a task without deno's banner, and without colour in a pipe", async () => {
+  const output = await new Deno.Command("bash", {
+    args: [`${ROOT}dev`, "task", "sim", "--help"],
+    cwd: ROOT,
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  const [stdout, stderr] = [output.stdout, output.stderr].map((b) => new TextDecoder().decode(b));
+  assert.equal(output.code, 0, stderr);
+  assert.match(stdout, /^Usage: deno task sim FILE/);
+  assert.doesNotMatch(stdout + stderr, /^Task sim /m);
+  assert.doesNotMatch(stdout + stderr, /\x1b\[/);
 });
