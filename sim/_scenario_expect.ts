@@ -23,7 +23,7 @@ const SIMPLE_EXPECTATIONS: readonly SimpleExpectationName[] = [
   "removed_blind",
   "reachable",
 ];
-const EXPECTATION_NAMES = [...SIMPLE_EXPECTATIONS, "delivered_within", "count"];
+const EXPECTATION_NAMES = [...SIMPLE_EXPECTATIONS, "delivered_within", "count", "refused"];
 
 /** Reads one expectation at `path` (`expect[i]`). */
 export function readExpectation(r: ScenarioValues, raw: unknown, path: string): Expectation {
@@ -45,13 +45,15 @@ export function readExpectation(r: ScenarioValues, raw: unknown, path: string): 
     return { name: "plugin", expectation: pluginName, module: plugin.module.name, args };
   }
   if (typeof raw === "string") {
-    if (raw === "delivered_within" || raw === "count") {
+    if (raw === "delivered_within" || raw === "count" || raw === "refused") {
       r.fail({
         path,
         value: raw,
         problem: `${raw} needs parameters`,
         expected: raw === "count"
           ? "{ count: { messages: N } }"
+          : raw === "refused"
+          ? "{ refused: N } (how many steps the devices refuse)"
           : "{ delivered_within: { p50: D, p99: D } }",
       });
     }
@@ -102,6 +104,9 @@ export function readExpectation(r: ScenarioValues, raw: unknown, path: string): 
       });
     }
     return e;
+  }
+  if (name === "refused") {
+    return { name, steps: r.integer(f[name], inner, 0, Number.MAX_SAFE_INTEGER) };
   }
   if (name === "count") {
     const c = r.fields(f[name], inner, ["messages"]);

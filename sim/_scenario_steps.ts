@@ -54,7 +54,7 @@ type StepKind = typeof STEP_KINDS[number];
 export function readStep(r: ScenarioValues, raw: unknown, index: number): Step {
   const path = `steps[${index}]`;
   const all = [...STEP_KINDS, ...r.pluginStepNames()];
-  const f = r.fields(raw, path, ["at", ...all]);
+  const f = r.fields(raw, path, ["at", "may_fail", ...all]);
   const kinds = all.filter((k) => f[k] !== undefined);
   if (kinds.length !== 1) {
     r.fail({
@@ -75,13 +75,30 @@ export function readStep(r: ScenarioValues, raw: unknown, index: number): Step {
     });
   }
   const atMs = r.withinDuration(f.at, `${path}.at`, 0);
+  if (f.may_fail !== undefined && typeof f.may_fail !== "boolean") {
+    r.fail({
+      path: `${path}.may_fail`,
+      value: f.may_fail,
+      problem: `${JSON.stringify(f.may_fail)} is not true or false`,
+      expected: "may_fail: true (a device may refuse this step without failing the run)",
+    });
+  }
+  const mayFail = f.may_fail === true ? { mayFail: true } : {};
   const plugin = r.pluginStep(kinds[0]);
   if (plugin) {
     const args = r.pluginFields(f[kinds[0]], `${path}.${kinds[0]}`, plugin.step.fields);
-    return { atMs, index, kind: "plugin", step: kinds[0], module: plugin.module.name, args };
+    return {
+      atMs,
+      index,
+      ...mayFail,
+      kind: "plugin",
+      step: kinds[0],
+      module: plugin.module.name,
+      args,
+    };
   }
   const action = readAction(r, kinds[0] as StepKind, f[kinds[0]], `${path}.${kinds[0]}`, atMs);
-  return { atMs, index, ...action };
+  return { atMs, index, ...mayFail, ...action };
 }
 
 /**

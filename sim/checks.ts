@@ -778,6 +778,8 @@ export function check(expectation: Expectation, input: CheckInput): ExpectationR
       throw new TypeError(
         `${expectation.expectation} is a plugin's expectation: runScenario checks it over the stores`,
       );
+    case "refused":
+      return refused(input, expectation.steps);
     case "count": {
       const n = input.recording.sent.size;
       return n === expectation.messages
@@ -785,4 +787,28 @@ export function check(expectation: Expectation, input: CheckInput): ExpectationR
         : fail("count", `${n} distinct messages were sent, expected ${expectation.messages}`);
     }
   }
+}
+
+/**
+ * refused: the devices refused exactly `steps` of the steps without `may_fail` (chatter sends
+ * included) — none unless the scenario says `{ refused: N }`, so a step that did nothing (a send
+ * before its pairing, from a crashed device) cannot pass unseen.
+ */
+function refused(input: CheckInput, steps: number): ExpectationResult {
+  const all = input.recording.refused;
+  const counted = all.filter((r) => !r.mayFail);
+  const allowed = all.length - counted.length;
+  const note = allowed > 0 ? `; ${allowed} more with may_fail` : "";
+  if (counted.length === steps) {
+    return pass("refused", counted.length === 0 && allowed === 0 ? "" : `${counted.length}${note}`);
+  }
+  const listed = counted.slice(0, 3).map((r) =>
+    `${r.step} at ${(r.at / 1000).toFixed(1)} s: ${r.error}`
+  ).join("; ");
+  return fail(
+    "refused",
+    `${counted.length} step(s) refused, expected ${steps}${note}${listed ? `: ${listed}` : ""}` +
+      (counted.length > 3 ? "; …" : "") +
+      (steps === 0 ? " (mark a step may_fail: true, or expect { refused: N })" : ""),
+  );
 }

@@ -72,8 +72,11 @@ export interface Recording {
   downtime: Map<string, [number, number][]>;
   /** Sync payloads sent, forwards sent. */
   counters: { syncPayloads: number; forwards: number; chat: number };
-  /** Steps (and chatter sends) the devices refused, e.g. a send before a pairing completed. */
-  refused: { at: number; step: string; error: string }[];
+  /**
+   * Steps (and chatter sends) the devices refused, e.g. a send before a pairing completed;
+   * `mayFail`: the step said `may_fail: true`.
+   */
+  refused: { at: number; step: string; error: string; mayFail?: boolean }[];
   /**
    * Relay refusals as the kernels reported them: every change of a device's
    * state with a relay, per request kind, and every message a relay will never take.

@@ -145,11 +145,13 @@ Deno.test("a chat text the relay cannot take is refused at send: relay_clean sta
     count: 1,
     everyMs: 0,
   });
+  scenario.expect.push({ name: "refused", steps: 1 }); // the send, refused at once
   const report = await runScenario(scenario);
-  assert.deepEqual(report.expectations.map((e) => [e.name, e.ok]), [["relay_clean", true], [
-    "no_loss",
-    true,
-  ]]);
+  assert.deepEqual(report.expectations.map((e) => [e.name, e.ok]), [
+    ["relay_clean", true],
+    ["no_loss", true],
+    ["refused", true],
+  ]);
   assert.match(
     report.refusedSteps.map((r) => r.error).join("\n"),
     /message too large: \d+ bytes, at most 1943/,
@@ -431,7 +433,12 @@ Deno.test("server_blind fails when a client posts its pairing card in clear", as
 Deno.test("pairings_authentic fails when a relay can read a card and answer unbound: it pairs in place of the real party", async () => {
   const hostile = { relay: { adversary: ["guess_pairing"], share: 1 } };
   const real = await runScenario(linkPairings(["pairings_authentic"], hostile));
-  assert.deepEqual(real.expectations.filter((e) => !e.ok), []);
+  // Every mailbox is attacked: the real build's pairings fail, visibly (refused steps).
+  assert.deepEqual(real.expectations.filter((e) => !e.ok && e.name !== "refused"), []);
+  assert.match(
+    failed(real, "refused"),
+    /steps\[0\] invite at [\d.]+ s: (no such code|wrong code, or someone interfered)/,
+  );
   const report = await runScenario(linkPairings(["pairings_authentic"], hostile), {
     pairingProtocol: cardInClear,
   });
@@ -451,7 +458,12 @@ Deno.test("traffic_blind passes on the real build and fails with padding turned 
 Deno.test("pairings_authentic fails when a relay swaps a card the joiner cannot tell from the real one", async () => {
   const hostile = { relay: { adversary: ["swap_mailbox"], share: 1 } };
   const real = await runScenario(linkPairings(["pairings_authentic"], hostile));
-  assert.deepEqual(real.expectations.filter((e) => !e.ok), []);
+  // Every mailbox is attacked: the real build's pairings fail, visibly (refused steps).
+  assert.deepEqual(real.expectations.filter((e) => !e.ok && e.name !== "refused"), []);
+  assert.match(
+    failed(real, "refused"),
+    /steps\[0\] invite at [\d.]+ s: (no such code|wrong code, or someone interfered)/,
+  );
   // The card in clear: the joiner takes the relay's card for the inviter's.
   const report = await runScenario(linkPairings(["pairings_authentic"], hostile), {
     pairingProtocol: cardInClear,
@@ -464,4 +476,64 @@ Deno.test("traffic_blind fails when the ratchet header also travels in clear: it
   const detail = failed(report, "traffic_blind");
   assert.doesNotMatch(detail, /bucket/, "padded as ever: only the repeat gives it away");
   assert.match(detail, /session/);
+});
+
+/** `base()` with one more step: a send from alice's laptop at 1 s, before it is paired. */
+function tooEarly(expect: unknown[], step: Record<string, unknown> = {}): Scenario {
+  return parseScenario({
+    name: "too-early",
+    seed: 5,
+    duration: "3m",
+    users: [{ name: "alice", devices: ["phone", "laptop"] }, { name: "bob", devices: ["phone"] }],
+    steps: [
+      { at: "0s", invite: { from: "alice/phone", to: "bob/phone" } },
+      { at: "2s", pair: { user: "alice", from: "phone", to: "laptop" } },
+      { at: "1s", send: { from: "alice/laptop", to: "bob", text: "too early" }, ...step },
+      { at: "20s", send: { from: "alice/phone", to: "bob", text: "in time" } },
+    ],
+    expect: [...expect, "converged"],
+  }, "too-early");
+}
+
+Deno.test("refused: a step the devices refuse fails the run unless may_fail or { refused: N } says so", async () => {
+  const vacuous = await runScenario(tooEarly([]));
+  assert.equal(vacuous.ok, false);
+  assert.match(
+    failed(vacuous, "refused"),
+    /^1 step\(s\) refused, expected 0: steps\[2\] send at 1\.0 s: alice and bob are not contacts \(mark a step may_fail: true, or expect \{ refused: N \}\)/,
+  );
+  assert.ok(vacuous.expectations.find((e) => e.name === "converged")?.ok, "only refused fails");
+  const allowed = await runScenario(tooEarly([], { may_fail: true }));
+  assert.deepEqual(allowed.expectations.map((e) => [e.name, e.ok, e.detail]), [
+    ["converged", true, ""],
+    ["refused", true, "0; 1 more with may_fail"],
+  ]);
+  const counted = await runScenario(tooEarly([{ refused: 1 }]));
+  assert.ok(counted.ok, JSON.stringify(counted.expectations));
+  const miscounted = await runScenario(tooEarly([{ refused: 2 }]));
+  assert.match(failed(miscounted, "refused"), /^1 step\(s\) refused, expected 2/);
+});
+
+Deno.test("chatter draws only devices that can send: crashed ones send nothing, and every message is sent", async () => {
+  const scenario = parseScenario({
+    name: "chatter-senders",
+    seed: 9,
+    duration: "4m",
+    users: [{ name: "g", count: 3, devices: 2, pair: "all" }],
+    steps: [
+      { at: "5s", invite: { from: "g", to: "g", peers: 2 } },
+      // Half the devices are down while the chatter runs.
+      { at: "20s", crash: "g1/d1" },
+      { at: "20s", crash: "g2/d2" },
+      { at: "20s", crash: "g3/d1" },
+      { at: "30s", chatter: { users: "g", messages: 40, over: "20s" } },
+      { at: "90s", restart: "g1/d1" },
+      { at: "90s", restart: "g2/d2" },
+      { at: "90s", restart: "g3/d1" },
+    ],
+    expect: ["converged", "no_loss", { count: { messages: 40 } }],
+  }, "chatter-senders");
+  const report = await runScenario(scenario);
+  assert.ok(report.ok, JSON.stringify(report.expectations));
+  assert.deepEqual(report.refusedSteps, []);
 });

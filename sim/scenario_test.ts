@@ -679,7 +679,7 @@ Deno.test("loadScenario() turns unreadable and unparsable files into ScenarioErr
 Deno.test("loadScenario() reads scenarios/offline_primary.yaml", async () => {
   const root = new URL("../scenarios/", import.meta.url);
   const offline = await loadScenario(new URL("offline_primary.yaml", root).pathname);
-  assert.equal(offline.steps.length, 12);
+  assert.equal(offline.steps.length, 13);
   assert.deepEqual(offline.servers, ["relay", "relay2"]);
 });
 

@@ -233,8 +233,12 @@ export type StepAction =
   | AddServerStep
   | ChatterStep;
 
-/** One step: when it runs (`atMs` from the start), where it was in the file (`index`), and what it does. */
-export type Step = { atMs: number; index: number } & StepAction;
+/**
+ * One step: when it runs (`atMs` from the start), where it was in the file (`index`), what it
+ * does, and whether a device may refuse it (`may_fail: true`; otherwise a refusal fails the run
+ * unless the scenario expects it with `{ refused: N }`).
+ */
+export type Step = { atMs: number; index: number; mayFail?: boolean } & StepAction;
 
 /** Names of the expectations that take no parameters. */
 export type SimpleExpectationName =
@@ -268,6 +272,14 @@ export type Expectation =
     to?: "all" | "online";
   }
   | { name: "count"; messages: number }
+  | {
+    /**
+     * Exactly `steps` refusals of steps without `may_fail` (and of chatter sends); absent, the run
+     * expects none.
+     */
+    name: "refused";
+    steps: number;
+  }
   | {
     /** An expectation a plugin module added. */
     name: "plugin";
@@ -379,6 +391,8 @@ export type UserInput =
 /** One step as a file writes it: `at` and exactly one action. */
 export interface StepInput {
   at: DurationInput;
+  /** A device may refuse this step without failing the run. */
+  may_fail?: boolean;
   pair?: {
     user: string;
     from: string;
@@ -413,7 +427,8 @@ export type ExpectationInput =
   | string
   | Record<string, Record<string, unknown>>
   | { delivered_within: { p50?: DurationInput; p99?: DurationInput; to?: "all" | "online" } }
-  | { count: { messages: number } };
+  | { count: { messages: number } }
+  | { refused: number };
 
 /**
  * A scenario as a file writes it; a `.ts` scenario's default export

@@ -84,6 +84,11 @@ function duration(ms: number): string {
 }
 
 function stepInput(step: Step): StepInput {
+  const input = actionInput(step);
+  return step.mayFail ? { ...input, may_fail: true } : input;
+}
+
+function actionInput(step: Step): StepInput {
   const at = duration(step.atMs);
   switch (step.kind) {
     case "pair": {
@@ -165,6 +170,7 @@ function expectationInput(e: Expectation): ExpectationInput {
     return { delivered_within: bounds };
   }
   if (e.name === "count") return { count: { messages: e.messages } };
+  if (e.name === "refused") return { refused: e.steps };
   if (e.name === "plugin") {
     return Object.keys(e.args).length === 0 ? e.expectation : { [e.expectation]: { ...e.args } };
   }

@@ -22,6 +22,9 @@ import type { PairingVia, PluginStep, Step } from "./scenario_types.ts";
 import type { StepContext } from "../kernel/mod.ts";
 import type { World } from "./world.ts";
 
+/** How many random draws `chatter` makes for a device that can send before looking at all. */
+const CHATTER_DRAWS_MAX = 32;
+
 /** How long a pairing step waits for its `from` device to finish joining, in virtual ms. */
 const PAIR_READY_WAIT_MS_MAX = 120_000;
 
@@ -57,6 +60,9 @@ export class StepRunner {
 
   /** Schedules every step of the scenario, after the pairings of generated `pair: all` groups. */
   scheduleSteps(): void {
+    // Against a relay that attacks pairings, a generated pairing may fail (visibly): the scenario
+    // cannot mark it may_fail itself, and pairings_authentic checks what did complete.
+    const attacked = this.#world.scenario.adversary.length > 0;
     for (const user of this.#world.scenario.users) {
       if (!user.generated?.pairAll) continue;
       const first = this.#world.device(`${user.name}/${user.devices[0]}`);
@@ -71,6 +77,7 @@ export class StepRunner {
           history: { ...HISTORY_DEFAULT },
           atMs: 0,
           index: -1,
+          ...(attacked ? { mayFail: true } : {}),
         };
         this.#world.scheduler.schedule(
           0,
@@ -104,8 +111,9 @@ export class StepRunner {
     const followed = work.catch((e) => {
       this.#world.recording.refused.push({
         at: this.#world.scheduler.now,
-        step: `steps[${step.index}] ${step.kind}`,
+        step: `steps[${step.index}] ${step.kind === "plugin" ? step.step : step.kind}`,
         error: String((e as Error).message),
+        ...(step.mayFail ? { mayFail: true } : {}),
       });
       this.#trace({
         kind: "step.error",
@@ -424,37 +432,79 @@ export class StepRunner {
     }
   }
 
+  /**
+   * `messages` chat texts spread over `overMs` from `atMs`, each from a device drawn (when it is
+   * due) among the group's devices that can send then — up, joined, not removed, knowing at least
+   * one contact — to a contact it knows; a message no device can send is a refused step.
+   */
   #chatter(group: string, messages: number, overMs: number, atMs: number): void {
     const users = this.#world.scenario.users.filter((u) =>
       u.generated?.group === group || u.name === group
     );
     for (let i = 0; i < messages; i++) {
       const at = atMs + Math.floor((i * overMs) / messages);
-      const user = users[randomInt(this.#world.scenarioRandom, users.length)];
-      const device = user.devices[randomInt(this.#world.scenarioRandom, user.devices.length)];
       const text = `chatter ${i} ${
         randomFloat(this.#world.scenarioRandom).toString(36).slice(2, 10)
       }`;
       this.#world.scheduler.schedule(at, () => {
-        const contacts = this.#contactsOf(user.name);
-        if (contacts.length === 0) return;
+        const sender = this.#chatterSender(users);
+        if (!sender) {
+          this.#world.recording.refused.push({
+            at: this.#world.scheduler.now,
+            step: `chatter ${group}`,
+            error: `no device of ${group} can send (none is up and knows a contact)`,
+          });
+          return;
+        }
+        const { device, contacts } = sender;
         const to = contacts[randomInt(this.#world.scenarioRandom, contacts.length)];
         return this.#world.scheduler.track(
-          this.send(this.#world.device(`${user.name}/${device}`), to, text).catch((e) => {
+          this.send(device, to, text).catch((e) => {
             this.#world.recording.refused.push({
               at: this.#world.scheduler.now,
-              step: `chatter ${user.name}/${device}`,
+              step: `chatter ${device.ref}`,
               error: String(e.message),
             });
-            this.#trace({
-              kind: "chatter.skip",
-              device: `${user.name}/${device}`,
-              error: String(e.message),
-            });
+            this.#trace({ kind: "chatter.skip", device: device.ref, error: String(e.message) });
           }),
         );
-      }, `chatter ${user.name}`);
+      }, `chatter ${group}`);
     }
+  }
+
+  /**
+   * A device of `users` drawn uniformly among those that can send now, with the contacts it knows
+   * (sorted); undefined when none can. Draws until one can (a crowd has thousands of devices),
+   * then, after {@linkcode CHATTER_DRAWS_MAX} misses, looks at every device once.
+   */
+  #chatterSender(
+    users: readonly { name: string; devices: readonly string[] }[],
+  ): { device: SimDevice; contacts: string[] } | undefined {
+    const random = this.#world.scenarioRandom;
+    const devices = users.reduce((n, u) => n + u.devices.length, 0);
+    if (devices === 0) return undefined;
+    for (let draw = 0; draw < CHATTER_DRAWS_MAX; draw++) {
+      let n = randomInt(random, devices);
+      const user = users.find((u) => (n -= u.devices.length) < 0)!;
+      const ref = `${user.name}/${user.devices[n + user.devices.length]}`;
+      const sender = this.#canSend(user.name, this.#world.device(ref));
+      if (sender) return sender;
+    }
+    const all = users.flatMap((u) =>
+      u.devices.map((d) => this.#canSend(u.name, this.#world.device(`${u.name}/${d}`)))
+    ).filter((s) => s !== undefined);
+    return all.length === 0 ? undefined : all[randomInt(random, all.length)];
+  }
+
+  /** `device` with the contacts it knows, when it can send now (up, joined, not removed). */
+  #canSend(user: string, device: SimDevice): { device: SimDevice; contacts: string[] } | undefined {
+    if (device.crashed || !this.#hasJoined(device)) return undefined;
+    if (this.#world.recording.removals.has(device.ref)) return undefined;
+    const kernel = device.kernel!;
+    const contacts = this.#contactsOf(user).filter((c) =>
+      kernel.peer(this.#peerUid(user, c)) !== undefined
+    );
+    return contacts.length === 0 ? undefined : { device, contacts };
   }
 
   #contacts: Map<string, string[]> | undefined;
