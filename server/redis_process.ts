@@ -29,7 +29,7 @@ export function redisSkip(): string | undefined {
     Deno.statSync(REDIS_SERVER);
     return undefined;
   } catch {
-    return `${REDIS_SERVER} is not installed (apt-get install redis-server)`;
+    return `${REDIS_SERVER} is not installed (apt-get install -y redis-server)`;
   }
 }
 
@@ -56,8 +56,12 @@ async function ping(port: number): Promise<boolean> {
   }
 }
 
-/** Starts a private `redis-server` and resolves once it answers PING. */
+/**
+ * Starts a private `redis-server` and resolves once it answers PING. Rejects
+ * with `Deno.errors.NotFound` when it is not installed.
+ */
 export async function startRedis(): Promise<TestRedis> {
+  if (redisSkip() !== undefined) throw new Deno.errors.NotFound(`${REDIS_SERVER} is not installed`);
   const dir = await Deno.makeTempDir({ prefix: "meowsync-redis-" });
   const port = freePort();
   const child = new Deno.Command(REDIS_SERVER, {

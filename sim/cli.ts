@@ -1,13 +1,20 @@
 /**
  * `deno task sim FILE [options]` (SCENARIOS.md, "Command line"): parses the
  * options, runs the scenario (or a range of seeds), prints a one-screen
- * summary, writes the JSON report and the trace, and returns the exit status:
- * 0 every expectation held, 1 one failed, 2 the file or options are invalid.
+ * summary, writes the JSON report and the trace, and returns the exit status
+ * ({@linkcode SIM_EXIT}). Before the run it checks what the run needs from
+ * outside: that the relay of `--server http://…` answers, that the Redis of
+ * `--server redis://…` answers PING, that the folders of the output files
+ * exist and are writable. Each problem is one `sim: …` line on stderr and its
+ * own exit status, never a stack trace.
  *
  * @module
  */
+import { dirname } from "node:path";
 import { parseArgs } from "node:util";
 import type { PluginInput } from "../kernel/mod.ts";
+import { TransportError } from "../ports/mod.ts";
+import { HttpTransport } from "../server/mod.ts";
 import { replayCommand, type Report, summary } from "./run.ts";
 import { loadScenario, type Scenario, ScenarioError } from "./scenario.ts";
 import { scenarioSize, shrinkScenario, shrunkPath, writeShrunk } from "./shrink.ts";
@@ -42,8 +49,36 @@ Options:
   --quiet             no progress bar
   -h, --help          this help
 
-Exit status: 0 all expectations held; 1 an expectation failed; 2 invalid file or options.
+Exit status:
+  0  every expectation held
+  1  an expectation failed
+  2  invalid file or options (unknown option, bad value, unreadable scenario,
+     an output folder that does not exist or cannot be written)
+  3  the relay could not be reached or started (--server http://… not answering,
+     redis://… not answering, redis-server not installed or not starting)
+  4  the run finished but an output file (--json, --trace, --timeline, the shrunk
+     scenario) could not be written
+  5  internal error, a bug in meowsync (with MEOW_DEBUG set and readable: its stack)
 `;
+
+/** The exit statuses of {@linkcode main} (HELP, "Exit status"). */
+export const SIM_EXIT = {
+  /** Every expectation held. */
+  ok: 0,
+  /** An expectation failed. */
+  failed: 1,
+  /** The file or the options are invalid. */
+  usage: 2,
+  /** The relay or Redis of `--server` could not be reached or started. */
+  server: 3,
+  /** An output file could not be written after the run. */
+  output: 4,
+  /** An unexpected error (reported by the entry point, cli/sim.ts). */
+  internal: 5,
+} as const;
+
+/** How long the probes of `--server http://…` and `--server redis://…` wait, in ms. */
+export const PROBE_MS = 3_000;
 
 /** What the CLI needs from the outside world (so tests can drive it). */
 export interface CliIo {
@@ -55,8 +90,18 @@ export interface CliIo {
   errIsTerminal: boolean;
   /** Wall-clock ms, for timing reports. */
   wallClock(): number;
-  /** Starts a private redis-server for `--server redis`; resolves with its URL and a stop function. */
+  /**
+   * Starts a private redis-server for `--server redis`; resolves with its URL
+   * and a stop function. Rejects with `Deno.errors.NotFound` when redis-server
+   * is not installed.
+   */
   startRedis?(): Promise<{ url: string; stop(): Promise<void> }>;
+  /**
+   * An `AbortSignal` that aborts after `ms` of real time: bounds the probe of
+   * `--server redis://…`. Without it the probe waits as long as the system's
+   * TCP connect does.
+   */
+  abortAfter?(ms: number): AbortSignal;
   /** A unique prefix for Redis keys of one run. */
   uniqueId(): string;
   /**
@@ -75,6 +120,131 @@ export interface CliIo {
 }
 
 class UsageError extends Error {}
+
+/** A message on one line (node and Deno error messages may span several). */
+function oneLine(text: string): string {
+  return text.split("\n").map((line) => line.trim()).filter((line) => line !== "").join(" ");
+}
+
+function messageOf(e: unknown): string {
+  return oneLine(e instanceof Error ? e.message : String(e));
+}
+
+/** parseArgs's error as one line of ours. */
+function argsProblem(e: unknown): string {
+  const message = e instanceof Error ? e.message : String(e);
+  const unknown = /^Unknown option '([^']+)'/.exec(message);
+  if (unknown) return `unknown option ${unknown[1]} (see --help)`;
+  const missing = /^Option '(?:-\w, )?(--[\w-]+)(?: <value>)?' argument (missing|is ambiguous)/
+    .exec(message);
+  if (missing) {
+    return missing[2] === "missing"
+      ? `${missing[1]} needs a value (see --help)`
+      : `${missing[1]} needs a value (for one starting with "-", write ${missing[1]}=-VALUE)`;
+  }
+  const flag = /^Option '(?:-\w, )?(--[\w-]+)' does not take an argument/.exec(message);
+  if (flag) return `${flag[1]} takes no value (see --help)`;
+  return `${oneLine(message)} (see --help)`;
+}
+
+/**
+ * Checks that `path` (an output file of `--option`) can be written: its folder
+ * exists and takes a new file, and it is no folder itself. Leaves no file behind.
+ */
+async function checkOutput(option: string, path: string): Promise<void> {
+  const dir = dirname(path);
+  const where = `--${option} ${path}`;
+  let folder: Deno.FileInfo;
+  try {
+    folder = await Deno.stat(dir);
+  } catch (e) {
+    if (e instanceof Deno.errors.NotFound) {
+      throw new UsageError(`${where}: the folder ${dir} does not exist`);
+    }
+    throw new UsageError(`${where}: cannot reach the folder ${dir}: ${messageOf(e)}`);
+  }
+  if (!folder.isDirectory) throw new UsageError(`${where}: ${dir} is not a folder`);
+  let existing: Deno.FileInfo | undefined;
+  try {
+    existing = await Deno.stat(path);
+  } catch (e) {
+    if (!(e instanceof Deno.errors.NotFound)) {
+      throw new UsageError(`${where}: cannot write it: ${messageOf(e)}`);
+    }
+  }
+  if (existing?.isDirectory) throw new UsageError(`${where}: is a folder (give a file name)`);
+  try {
+    // Opened without truncating: an existing file keeps its content until the run ends.
+    const file = await Deno.open(
+      path,
+      existing ? { write: true } : { write: true, createNew: true },
+    );
+    file.close();
+    if (!existing) await Deno.remove(path);
+  } catch (e) {
+    throw new UsageError(`${where}: cannot write it: ${messageOf(e)}`);
+  }
+}
+
+/** Why the relay at `url` does not answer with its card, or `undefined` when it does. */
+async function relayProblem(url: string): Promise<string | undefined> {
+  try {
+    await new HttpTransport({ timeoutMs: PROBE_MS }).fetchCard(url.replace(/\/+$/, ""));
+    return undefined;
+  } catch (e) {
+    const why = messageOf(e).replace(/^Cannot reach \S+: /, "");
+    if (/^no answer within/.test(why) || !(e instanceof Error) || !(e.cause instanceof Error)) {
+      return why;
+    }
+    // fetch says "fetch failed"; the reason is at the end of its chain of causes.
+    let deepest: Error = e.cause;
+    while (deepest.cause instanceof Error) deepest = deepest.cause;
+    return messageOf(deepest).replace(/^error sending request for url \([^)]*\): /, "")
+      .replace(/^.*\berror: (?=\S)/, "");
+  }
+}
+
+/** Why the Redis at `url` does not answer PING, or `undefined` when it does. */
+async function redisProblem(target: URL, io: CliIo): Promise<string | undefined> {
+  const hostname = target.hostname.replace(/^\[|\]$/g, "") || "127.0.0.1";
+  const port = Number(target.port || 6379);
+  const signal = io.abortAfter?.(PROBE_MS);
+  let conn: Deno.TcpConn;
+  try {
+    conn = await Deno.connect({ hostname, port, signal });
+  } catch (e) {
+    return signal?.aborted ? `no connection within ${PROBE_MS} ms` : messageOf(e);
+  }
+  const close = () => {
+    try {
+      conn.close();
+    } catch {
+      // Already closed.
+    }
+  };
+  signal?.addEventListener("abort", close);
+  try {
+    await conn.write(new TextEncoder().encode("PING\r\n"));
+    const buffer = new Uint8Array(256);
+    const n = await conn.read(buffer);
+    if (n === null) {
+      return signal?.aborted
+        ? `no answer to PING within ${PROBE_MS} ms`
+        : "it closed the connection without answering PING";
+    }
+    const reply = new TextDecoder().decode(buffer.subarray(0, n)).split("\r\n")[0];
+    // A Redis asking for a password the URL gives answers PING with NOAUTH.
+    if (reply.startsWith("+PONG") || (reply.startsWith("-NOAUTH") && target.password !== "")) {
+      return undefined;
+    }
+    return `it answered PING with "${oneLine(reply).slice(0, 80)}", not +PONG`;
+  } catch (e) {
+    return signal?.aborted ? `no answer to PING within ${PROBE_MS} ms` : messageOf(e);
+  } finally {
+    signal?.removeEventListener("abort", close);
+    close();
+  }
+}
 
 function parseSeeds(text: string): [number, number] {
   const match = /^(\d+)\.\.(\d+)$/.exec(text);
@@ -114,18 +284,19 @@ export async function main(args: string[], io: CliIo): Promise<number> {
       },
     });
   } catch (e) {
-    io.err(`sim: ${(e as Error).message}\n\n${HELP}`);
-    return 2;
+    io.err(`sim: ${argsProblem(e)}\n`);
+    return SIM_EXIT.usage;
   }
   const { values, positionals } = parsed;
   if (values.help) {
     io.out(HELP);
-    return 0;
+    return SIM_EXIT.ok;
   }
   let scenario: Scenario;
   let seeds: number[];
   let storage: StorageKind;
   let server: string;
+  let redisTarget: URL | undefined;
   try {
     if (positionals.length !== 1) {
       throw new UsageError(
@@ -159,6 +330,13 @@ export async function main(args: string[], io: CliIo): Promise<number> {
           "(expected a scenario with one relay, or --server fake|redis)",
       );
     }
+    if (server.startsWith("redis://")) {
+      try {
+        redisTarget = new URL(server);
+      } catch {
+        throw new UsageError(`--server: "${server}" is not a URL (expected redis://host:port)`);
+      }
+    }
     if (values.seeds !== undefined && values.seed !== undefined) {
       throw new UsageError("give --seed or --seeds, not both");
     }
@@ -168,14 +346,24 @@ export async function main(args: string[], io: CliIo): Promise<number> {
     } else {
       seeds = [values.seed !== undefined ? parseSeed(values.seed) : scenario.seed ?? 1];
     }
+    for (const option of ["json", "trace", "timeline"] as const) {
+      const path = values[option];
+      if (path !== undefined && !(option === "json" && path === "-")) {
+        await checkOutput(option, path);
+      }
+    }
   } catch (e) {
     if (e instanceof UsageError || e instanceof ScenarioError) {
-      io.err(`sim: ${e.message}\n`);
-      return 2;
+      io.err(`sim: ${oneLine(e.message)}\n`);
+      return SIM_EXIT.usage;
     }
     if (e instanceof Deno.errors.NotFound) {
       io.err(`sim: cannot read ${positionals[0]}: no such file\n`);
-      return 2;
+      return SIM_EXIT.usage;
+    }
+    if (Object.values(Deno.errors).some((kind) => e instanceof kind)) {
+      io.err(`sim: cannot read ${positionals[0]}: ${messageOf(e)}\n`);
+      return SIM_EXIT.usage;
     }
     throw e;
   }
@@ -190,17 +378,54 @@ export async function main(args: string[], io: CliIo): Promise<number> {
     plugins: values.plugin ?? [],
     varyNetwork: values["vary-network"] ?? false,
   };
+  if (server.startsWith("http://")) {
+    const problem = await relayProblem(server);
+    if (problem !== undefined) {
+      io.err(`sim: cannot reach the relay at ${server}: ${problem}\n`);
+      return SIM_EXIT.server;
+    }
+  }
+  if (redisTarget) {
+    const problem = await redisProblem(redisTarget, io);
+    if (problem !== undefined) {
+      io.err(`sim: cannot reach the Redis at ${server}: ${problem}\n`);
+      return SIM_EXIT.server;
+    }
+  }
   if (server.startsWith("redis")) {
     if (server === "redis") {
+      const install =
+        'install it with "apt-get install -y redis-server", or give --server redis://host:port';
       if (!io.startRedis) {
-        io.err("sim: --server redis needs redis-server installed (or give redis://host:port)\n");
-        return 2;
+        io.err(`sim: --server redis: cannot start a redis-server here; ${install}\n`);
+        return SIM_EXIT.server;
       }
-      redis = await io.startRedis();
+      try {
+        redis = await io.startRedis();
+      } catch (e) {
+        io.err(
+          e instanceof Deno.errors.NotFound
+            ? `sim: --server redis: ${messageOf(e)}; ${install}\n`
+            : `sim: --server redis: cannot start redis-server: ${messageOf(e)}\n`,
+        );
+        return SIM_EXIT.server;
+      }
     }
     job.redisUrl = redis?.url ?? server;
     job.redisPrefix = `meowsync-sim:${io.uniqueId()}:`;
   }
+
+  // Output files that could not be written after the run, one line each.
+  const unwritten: string[] = [];
+  const write = async (what: string, path: string, text: string): Promise<boolean> => {
+    try {
+      await Deno.writeTextFile(path, text);
+      return true;
+    } catch (e) {
+      unwritten.push(`sim: ${what} ${path}: cannot write it: ${messageOf(e)}`);
+      return false;
+    }
+  };
 
   const traceLines: string[] = [];
   const results: SeedResult[] = [];
@@ -292,12 +517,15 @@ export async function main(args: string[], io: CliIo): Promise<number> {
         });
         timelineTrace = lines;
       }
-      if (chosen && timelineTrace) {
-        await Deno.writeTextFile(
+      if (
+        chosen && timelineTrace &&
+        await write(
+          "--timeline",
           values.timeline,
           timelineHtml(timelineTrace, { scenario, report: chosen }),
-        );
-        if (!values.quiet) io.err(`sim: timeline of seed ${chosen.seed} in ${values.timeline}\n`);
+        ) && !values.quiet
+      ) {
+        io.err(`sim: timeline of seed ${chosen.seed} in ${values.timeline}\n`);
       }
     }
 
@@ -318,31 +546,46 @@ export async function main(args: string[], io: CliIo): Promise<number> {
         });
         const path = shrunkPath(file);
         // The file's own seed is the failing one, so running it alone replays the failure.
-        await writeShrunk(path, { ...shrunk.scenario, seed });
+        let written = true;
+        try {
+          await writeShrunk(path, { ...shrunk.scenario, seed });
+        } catch (e) {
+          unwritten.push(`sim: --shrink ${path}: cannot write it: ${messageOf(e)}`);
+          written = false;
+        }
         const before = scenarioSize(scenario);
         const after = scenarioSize(shrunk.scenario);
-        io.out(
-          `shrunk in ${shrunk.runs} runs: users ${before.users} → ${after.users}, devices ${before.devices} → ${after.devices}, ` +
-            `steps ${before.steps} → ${after.steps}, messages ${before.messages} → ${after.messages}; ` +
-            `still fails ${expectation}\n` +
-            `  written to ${path} — replay: ${
-              replayCommand(path, seed, server, storage, values["vary-network"], values.plugin)
-            }\n`,
-        );
+        if (written) {
+          io.out(
+            `shrunk in ${shrunk.runs} runs: users ${before.users} → ${after.users}, devices ${before.devices} → ${after.devices}, ` +
+              `steps ${before.steps} → ${after.steps}, messages ${before.messages} → ${after.messages}; ` +
+              `still fails ${expectation}\n` +
+              `  written to ${path} — replay: ${
+                replayCommand(path, seed, server, storage, values["vary-network"], values.plugin)
+              }\n`,
+          );
+        }
       }
     }
+  } catch (e) {
+    // The relay answered the probe, then stopped answering during the run.
+    if (e instanceof TransportError) {
+      io.err(`sim: lost the relay at ${server}: ${messageOf(e)}\n`);
+      return SIM_EXIT.server;
+    }
+    throw e;
   } finally {
     await redis?.stop();
   }
 
   if (values.trace !== undefined) {
-    await Deno.writeTextFile(values.trace, traceLines.join("\n") + "\n");
+    await write("--trace", values.trace, traceLines.join("\n") + "\n");
   }
   const reports = results.flatMap((r) => r.report ? [r.report] : []);
   const json = JSON.stringify(seeds.length === 1 ? reports[0] : reports, null, 2);
   if (values.json === "-") io.out(json + "\n");
   else {
-    if (values.json !== undefined) await Deno.writeTextFile(values.json, json + "\n");
+    if (values.json !== undefined) await write("--json", values.json, json + "\n");
     if (seeds.length === 1) io.out(summary(reports[0]) + "\n");
     else {
       const failures = results.filter((r) => !r.report?.ok).length;
@@ -353,7 +596,9 @@ export async function main(args: string[], io: CliIo): Promise<number> {
       );
     }
   }
-  return results.every((r) => r.report?.ok) ? 0 : 1;
+  for (const line of unwritten) io.err(line + "\n");
+  if (unwritten.length > 0) return SIM_EXIT.output;
+  return results.every((r) => r.report?.ok) ? SIM_EXIT.ok : SIM_EXIT.failed;
 }
 
 /** One swarm line: failures on stdout with their replay command, passes on stderr. */

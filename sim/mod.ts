@@ -24,7 +24,7 @@
  *
  * @module
  */
-export { type CliIo, HELP, main } from "./cli.ts";
+export { type CliIo, HELP, main, SIM_EXIT } from "./cli.ts";
 export { type Report, type RunOptions, runScenario, summary } from "./run.ts";
 export {
   type Expectation,
