@@ -75,6 +75,15 @@ Deno.test("agent feedback: relay down and back, copyable hints, name prefixes, -
     const bobRun = procs.spawnAgent([...home("bob"), "run"]);
     await bobRun.waitFor(/is online/);
     await bobRun.waitFor(/^\[bob\/\S+\] .*alice: two$/m);
+    // Through a running agent no passphrase is asked for, and a wrong one changes nothing: access
+    // rests on the home's owner-only agent.token.
+    for (const passphrase of ["", "wrong"]) {
+      const through = await procs.agent([...home("alice"), "status"], {
+        MEOW_PASSPHRASE: passphrase,
+      });
+      assert.equal(through.code, 0, through.stderr);
+    }
+    assert.equal((await Deno.stat(`${procs.dir}/alice/agent.token`)).mode! & 0o077, 0);
     await procs.ok([...home("bob"), "send", "alice", "three"]);
     await aliceRun.waitFor(/^\[alice\/\S+\] .*Bob B\.: three$/m);
 
