@@ -3,6 +3,7 @@
  *
  *   deno task server --port 8080 --backend kv:./.meowsync/relay.kv
  *   deno task server --backend redis://127.0.0.1:6379 --log-level debug
+ *   deno task server --backend redis-cluster://127.0.0.1:7000,127.0.0.1:7001,127.0.0.1:7002
  *
  * @module
  */
@@ -47,7 +48,9 @@ Usage: deno task server [options]
 
   --port N             port to listen on (default 8080, or $MEOW_PORT)
   --hostname H         address to bind (default 127.0.0.1)
-  --backend B          kv:<path> | redis://host:port | memory (default kv:./.meowsync/relay.kv)
+  --backend B          kv:<path> | redis://host:port | redis-cluster://host:port,host:port,...
+                       (a Redis Cluster, found from those nodes) | memory
+                       (default kv:./.meowsync/relay.kv)
   --name NAME          the relay's name in its card (default "meowsync relay")
   --url URL            the public base URL in its card (default http://<hostname>:<port>)
   --log-level L        debug | info | warn (default info)
@@ -89,7 +92,20 @@ async function openBackend(spec: string): Promise<Backend> {
   if (spec.startsWith("redis://") || spec.startsWith("rediss://")) {
     return await RedisBackend.connect({ url: spec });
   }
-  throw new UsageError(`--backend must be kv:<path>, redis://host:port or memory, got "${spec}"`);
+  if (spec.startsWith("redis-cluster://")) {
+    const nodes = spec.slice("redis-cluster://".length).split(",").map((node) => node.trim());
+    if (nodes.some((node) => !/^[^\s/:,]+:\d+$/.test(node))) {
+      throw new UsageError(
+        `--backend redis-cluster:// needs host:port nodes, as in ` +
+          `redis-cluster://127.0.0.1:7000,127.0.0.1:7001, got "${spec}"`,
+      );
+    }
+    return await RedisBackend.connect({ cluster: nodes.map((node) => `redis://${node}`) });
+  }
+  throw new UsageError(
+    `--backend must be kv:<path>, redis://host:port, redis-cluster://host:port,... or memory, ` +
+      `got "${spec}"`,
+  );
 }
 
 async function main(): Promise<void> {

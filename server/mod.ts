@@ -63,4 +63,4 @@ export { RedisBackend, type RedisBackendOptions } from "./redis.ts";
 export { createHandler, type HandlerOptions, type LogLevel, type LogSink } from "./http.ts";
 export { type ChoresOptions, startChores } from "./http_summary.ts";
 export { HttpTransport, type HttpTransportOptions } from "./http_transport.ts";
-export { startRedis } from "./redis_process.ts";
+export { startRedis, startRedisCluster } from "./redis_process.ts";

@@ -20,8 +20,17 @@
  *
  * Each queue's part of an operation is one Lua script, so it is atomic; the
  * parts of a multi-queue store or ack are sent in one MULTI/EXEC transaction,
- * so a crash never applies half a request on one Redis. (On Redis Cluster a
- * transaction cannot span slots: there each queue's part stays atomic.)
+ * so a crash never applies half a request on one Redis.
+ *
+ * Redis Cluster (`RedisBackend.connect({ cluster: [...] })`, or `--backend
+ * redis-cluster://h:p,h:p`): every script's KEYS share one hash tag, so each
+ * script runs on one slot. A transaction cannot span slots, so there a
+ * multi-queue store or ack runs one MULTI/EXEC per slot (the queues whose keys
+ * share a slot together), the slots concurrently: each queue's part stays
+ * atomic, but a crash can apply a request to some queues and not others — a
+ * weaker guarantee than on one Redis. Sweeps SCAN every master. Wake-ups use
+ * classic PUBLISH/SUBSCRIBE, which the Cluster broadcasts to every node, so a
+ * watch is woken by a store whose keys live on any master.
  *
  * The client needs `--allow-env=REDIS_DEBUG_MAINTENANCE` (without it its
  * `connect()` never resolves) and network access to the server.
@@ -33,7 +42,8 @@
  */
 import { Buffer } from "node:buffer";
 import { createHash } from "node:crypto";
-import { createClient, RESP_TYPES } from "redis";
+import calculateSlot from "cluster-key-slot";
+import { createClient, createCluster, RESP_TYPES } from "redis";
 import {
   type Backend,
   compareStored,
@@ -61,6 +71,91 @@ interface RedisClient {
   subscribe(channels: string[], listener: () => void): Promise<void>;
   unsubscribe(channels: string[], listener: () => void): Promise<void>;
   destroy(): void;
+}
+
+/** The part of the node-redis Cluster client this backend uses. */
+interface RedisClusterClient {
+  readonly isOpen: boolean;
+  readonly masters: unknown[];
+  sendCommand<T = unknown>(
+    firstKey: string | Buffer | undefined,
+    isReadonly: boolean | undefined,
+    args: (string | Buffer)[],
+    options?: object,
+  ): Promise<T>;
+  multi(routing?: string | Buffer): {
+    addCommand(
+      firstKey: string | Buffer | undefined,
+      isReadonly: boolean | undefined,
+      args: (string | Buffer)[],
+    ): unknown;
+    exec(): Promise<unknown>;
+  };
+  nodeClient(node: unknown): Promise<RedisClient>;
+  duplicate(): RedisClusterClient;
+  connect(): Promise<unknown>;
+  on(event: "error", listener: (error: unknown) => void): unknown;
+  subscribe(channels: string[], listener: () => void): Promise<void>;
+  unsubscribe(channels: string[], listener: () => void): Promise<void>;
+  destroy(): void;
+}
+
+/** The key a command is routed by on a Cluster: EVAL/EVALSHA's first key, else args[1]. */
+function routingKey(args: (string | Buffer)[]): string | Buffer | undefined {
+  const name = String(args[0]).toUpperCase();
+  if (name === "EVAL" || name === "EVALSHA") {
+    return Number(String(args[2])) > 0 ? args[3] : undefined;
+  }
+  return args[1];
+}
+
+/** A {@linkcode RedisClient} over a Cluster: each command goes to the master of its key's slot. */
+class ClusterAdapter implements RedisClient {
+  readonly cluster: RedisClusterClient;
+  constructor(cluster: RedisClusterClient) {
+    this.cluster = cluster;
+  }
+  get isOpen(): boolean {
+    return this.cluster.isOpen;
+  }
+  sendCommand<T = unknown>(args: (string | Buffer)[], options?: object): Promise<T> {
+    return this.cluster.sendCommand<T>(routingKey(args), false, args, options);
+  }
+  multi(): { addCommand(args: (string | Buffer)[]): unknown; exec(): Promise<unknown> } {
+    throw new Error("a Cluster transaction needs a routing key: use multiOn");
+  }
+  /** A MULTI/EXEC on the master of `key`'s slot (every command must hash to that slot). */
+  multiOn(
+    key: string | Buffer,
+  ): { addCommand(args: (string | Buffer)[]): unknown; exec(): Promise<unknown> } {
+    const multi = this.cluster.multi(key);
+    return {
+      addCommand: (args) => multi.addCommand(routingKey(args), false, args),
+      exec: () => multi.exec(),
+    };
+  }
+  /** A client per master (SCAN visits one node's keys). */
+  async masters(): Promise<RedisClient[]> {
+    return await Promise.all(this.cluster.masters.map((node) => this.cluster.nodeClient(node)));
+  }
+  duplicate(): RedisClient {
+    return new ClusterAdapter(this.cluster.duplicate());
+  }
+  connect(): Promise<unknown> {
+    return this.cluster.connect();
+  }
+  on(event: "error", listener: (error: unknown) => void): unknown {
+    return this.cluster.on(event, listener);
+  }
+  subscribe(channels: string[], listener: () => void): Promise<void> {
+    return this.cluster.subscribe(channels, listener);
+  }
+  unsubscribe(channels: string[], listener: () => void): Promise<void> {
+    return this.cluster.unsubscribe(channels, listener);
+  }
+  destroy(): void {
+    this.cluster.destroy();
+  }
 }
 
 /** Every bulk string as bytes: message bodies are binary. */
@@ -242,10 +337,15 @@ redis.call('DEL', KEYS[1])
 return 1
 `;
 
-/** Options for {@linkcode RedisBackend.connect}. */
+/** Options for {@linkcode RedisBackend.connect}: `url` for one Redis, or `cluster`. */
 export interface RedisBackendOptions {
   /** `redis://host:port` (credentials and database number as the client accepts them). */
-  url: string;
+  url?: string;
+  /**
+   * Redis Cluster nodes to discover the Cluster from, each `redis://host:port` (a few masters;
+   * the rest are found). Either this or `url`.
+   */
+  cluster?: string[];
   /**
    * Prepended to every key and channel (so tests, or two relays, can share one Redis).
    * @default {""}
@@ -277,9 +377,18 @@ export class RedisBackend implements Backend {
     this.#prefix = prefix;
   }
 
-  /** Connects to the Redis at `options.url`. */
+  /** Connects to the Redis at `options.url`, or to the Redis Cluster of `options.cluster`. */
   static async connect(options: RedisBackendOptions): Promise<RedisBackend> {
-    const client = createClient({ url: options.url }) as unknown as RedisClient;
+    if ((options.url === undefined) === (options.cluster === undefined)) {
+      throw new TypeError("RedisBackend.connect needs exactly one of url and cluster");
+    }
+    const client = options.cluster !== undefined
+      ? new ClusterAdapter(
+        createCluster({
+          rootNodes: options.cluster.map((url) => ({ url })),
+        }) as unknown as RedisClusterClient,
+      )
+      : createClient({ url: options.url }) as unknown as RedisClient;
     // Without a listener a connection error would be an uncaught exception; commands reject.
     client.on("error", () => {});
     await client.connect();
@@ -530,21 +639,15 @@ export class RedisBackend implements Backend {
 
   /** Calls `visit` for each key matching `pattern`, at most {@linkcode SWEEP_KEYS_MAX}. */
   async #scan(pattern: string, visit: (key: string) => Promise<void>): Promise<void> {
-    let cursor = "0";
+    // On a Cluster each master holds its own keys: SCAN them one after another.
+    const nodes = this.#client instanceof ClusterAdapter
+      ? await this.#client.masters()
+      : [this.#client];
     let visited = 0;
-    do {
-      const [next, keys] = await this.#client.sendCommand<[string, string[]]>([
-        "SCAN",
-        cursor,
-        "MATCH",
-        pattern,
-        "COUNT",
-        String(SCAN_COUNT),
-      ]);
-      cursor = next;
-      for (const key of keys) await visit(key);
-      visited += keys.length;
-    } while (cursor !== "0" && visited < SWEEP_KEYS_MAX);
+    for (const node of nodes) {
+      if (visited >= SWEEP_KEYS_MAX) break;
+      visited += await scanNode(node, pattern, visit, SWEEP_KEYS_MAX - visited);
+    }
   }
 
   /** Ends every watch and closes both connections. */
@@ -600,14 +703,71 @@ export class RedisBackend implements Backend {
    */
   async #atomically<T>(commands: (string | Buffer)[][]): Promise<T[]> {
     if (commands.length === 1) return [await this.#script<T>(commands[0])];
-    const multi = this.#client.multi();
-    for (const command of commands) multi.addCommand(command);
-    return (await multi.exec()) as unknown as T[];
+    const client = this.#client;
+    if (!(client instanceof ClusterAdapter)) {
+      const multi = client.multi();
+      for (const command of commands) multi.addCommand(command);
+      return (await multi.exec()) as unknown as T[];
+    }
+    // A Cluster transaction cannot span slots: one MULTI/EXEC per slot, the slots concurrently.
+    // Each slot's part is all or none; the request as a whole is not (see the module comment).
+    const bySlot = groupBy(
+      commands.map((command, i) => ({ command, i })),
+      ({ command }) => String(keySlot(String(command[3]))),
+    );
+    const replies = new Array<T>(commands.length);
+    await Promise.all([...bySlot.values()].map(async (items) => {
+      if (items.length === 1) {
+        replies[items[0].i] = await this.#script<T>(items[0].command);
+        return;
+      }
+      const multi = client.multiOn(items[0].command[3]);
+      for (const { command } of items) multi.addCommand(command);
+      const out = (await multi.exec()) as unknown as T[];
+      items.forEach(({ i }, j) => (replies[i] = out[j]));
+    }));
+    return replies;
   }
 
   #eval(script: string, queue: string, args: (string | Buffer)[]): (string | Buffer)[] {
     return ["EVAL", script, "2", this.#key("msg", queue), this.#key("body", queue), ...args];
   }
+}
+
+/**
+ * Runs SCAN over one node's keys matching `pattern`, calling `visit` for each, until the scan
+ * ends or `max` keys were visited. Returns how many were.
+ */
+async function scanNode(
+  node: RedisClient,
+  pattern: string,
+  visit: (key: string) => Promise<void>,
+  max: number,
+): Promise<number> {
+  let cursor = "0";
+  let visited = 0;
+  do {
+    const [next, keys] = await node.sendCommand<[string, string[]]>([
+      "SCAN",
+      cursor,
+      "MATCH",
+      pattern,
+      "COUNT",
+      String(SCAN_COUNT),
+    ]);
+    cursor = String(next);
+    for (const key of keys) await visit(String(key));
+    visited += keys.length;
+  } while (cursor !== "0" && visited < max);
+  return visited;
+}
+
+/**
+ * The Redis Cluster slot of `key` (CRC16 of its hash tag, or of the whole key, mod 16384), as
+ * node-redis computes it.
+ */
+export function keySlot(key: string): number {
+  return calculateSlot(key);
 }
 
 const SCRIPT_SHAS = new Map<string, string>();

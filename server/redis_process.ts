@@ -10,6 +10,10 @@
 
 /** Where the Debian package installs the server. */
 export const REDIS_SERVER = "/usr/bin/redis-server";
+/** Where the Debian package installs the command-line client (used to form a Cluster). */
+export const REDIS_CLI = "/usr/bin/redis-cli";
+/** How long to wait for a formed Cluster to report `cluster_state:ok` on every node, in ms. */
+const CLUSTER_OK_MS_MAX = 20_000;
 /** How long to wait for a started server to answer PING, in ms. */
 const START_MS_MAX = 10_000;
 
@@ -30,6 +34,18 @@ export function redisSkip(): string | undefined {
     return undefined;
   } catch {
     return `${REDIS_SERVER} is not installed (apt-get install -y redis-server)`;
+  }
+}
+
+/** Why Redis Cluster tests cannot run here (no server or no `redis-cli`), or `undefined`. */
+export function redisClusterSkip(): string | undefined {
+  const skip = redisSkip();
+  if (skip !== undefined) return skip;
+  try {
+    Deno.statSync(REDIS_CLI);
+    return undefined;
+  } catch {
+    return `${REDIS_CLI} is not installed (apt-get install -y redis-tools)`;
   }
 }
 
@@ -56,14 +72,12 @@ async function ping(port: number): Promise<boolean> {
   }
 }
 
-/**
- * Starts a private `redis-server` and resolves once it answers PING. Rejects
- * with `Deno.errors.NotFound` when it is not installed.
- */
-export async function startRedis(): Promise<TestRedis> {
-  if (redisSkip() !== undefined) throw new Deno.errors.NotFound(`${REDIS_SERVER} is not installed`);
-  const dir = await Deno.makeTempDir({ prefix: "meowsync-redis-" });
-  const port = freePort();
+/** One spawned `redis-server`, stopped by its PID. */
+interface Spawned {
+  stop(): Promise<void>;
+}
+
+function spawnServer(port: number, dir: string, extra: string[]): Spawned {
   const child = new Deno.Command(REDIS_SERVER, {
     args: [
       "--port",
@@ -76,6 +90,7 @@ export async function startRedis(): Promise<TestRedis> {
       "no",
       "--dir",
       dir,
+      ...extra,
     ],
     stdout: "null",
     stderr: "null",
@@ -92,18 +107,22 @@ export async function startRedis(): Promise<TestRedis> {
     }
   };
   globalThis.addEventListener("unload", onUnload);
-  const stop = async () => {
-    if (stopped) return;
-    stopped = true;
-    globalThis.removeEventListener("unload", onUnload);
-    try {
-      child.kill("SIGTERM");
-    } catch {
-      // Already gone.
-    }
-    await child.status;
-    await Deno.remove(dir, { recursive: true }).catch(() => {});
+  return {
+    stop: async () => {
+      if (stopped) return;
+      stopped = true;
+      globalThis.removeEventListener("unload", onUnload);
+      try {
+        child.kill("SIGTERM");
+      } catch {
+        // Already gone.
+      }
+      await child.status;
+    },
   };
+}
+
+async function waitForPing(port: number, stop: () => Promise<void>): Promise<void> {
   const deadline = Date.now() + START_MS_MAX;
   while (!(await ping(port))) {
     if (Date.now() > deadline) {
@@ -112,5 +131,100 @@ export async function startRedis(): Promise<TestRedis> {
     }
     await new Promise((resolve) => setTimeout(resolve, 20));
   }
+}
+
+/**
+ * Starts a private `redis-server` and resolves once it answers PING. Rejects
+ * with `Deno.errors.NotFound` when it is not installed.
+ */
+export async function startRedis(): Promise<TestRedis> {
+  if (redisSkip() !== undefined) throw new Deno.errors.NotFound(`${REDIS_SERVER} is not installed`);
+  const dir = await Deno.makeTempDir({ prefix: "meowsync-redis-" });
+  const port = freePort();
+  const server = spawnServer(port, dir, []);
+  const stop = async () => {
+    await server.stop();
+    await Deno.remove(dir, { recursive: true }).catch(() => {});
+  };
+  await waitForPing(port, stop);
   return { port, url: `redis://127.0.0.1:${port}`, stop };
+}
+
+/** A running private Redis Cluster. */
+export interface TestRedisCluster {
+  /** Its masters' ports on 127.0.0.1. */
+  ports: number[];
+  /** `redis://127.0.0.1:<port>` per master. */
+  urls: string[];
+  /** Stops every node (by PID) and removes the temp dir. */
+  stop(): Promise<void>;
+}
+
+async function redisCli(args: string[]): Promise<{ ok: boolean; out: string }> {
+  const output = await new Deno.Command(REDIS_CLI, { args, stdout: "piped", stderr: "piped" })
+    .output();
+  const decoder = new TextDecoder();
+  return {
+    ok: output.success,
+    out: decoder.decode(output.stdout) + decoder.decode(output.stderr),
+  };
+}
+
+/**
+ * Starts a private three-master Redis Cluster (no replicas) and resolves once every node
+ * reports `cluster_state:ok`. Rejects with `Deno.errors.NotFound` when `redis-server` or
+ * `redis-cli` is not installed.
+ */
+export async function startRedisCluster(): Promise<TestRedisCluster> {
+  const skip = redisClusterSkip();
+  if (skip !== undefined) throw new Deno.errors.NotFound(skip);
+  const dir = await Deno.makeTempDir({ prefix: "meowsync-redis-cluster-" });
+  const ports: number[] = [];
+  while (ports.length < 3) {
+    const port = freePort();
+    // The cluster bus listens on port + 10000: keep both free and distinct.
+    if (port + 10_000 > 65_535 || ports.includes(port)) continue;
+    ports.push(port);
+  }
+  const servers = ports.map((port) =>
+    spawnServer(port, dir, [
+      "--cluster-enabled",
+      "yes",
+      "--cluster-config-file",
+      `${dir}/nodes-${port}.conf`,
+    ])
+  );
+  const stop = async () => {
+    await Promise.all(servers.map((server) => server.stop()));
+    await Deno.remove(dir, { recursive: true }).catch(() => {});
+  };
+  try {
+    for (const port of ports) await waitForPing(port, () => Promise.resolve());
+    const created = await redisCli([
+      "--cluster",
+      "create",
+      ...ports.map((port) => `127.0.0.1:${port}`),
+      "--cluster-replicas",
+      "0",
+      "--cluster-yes",
+    ]);
+    if (!created.ok) throw new Error(`redis-cli --cluster create failed: ${created.out}`);
+    const deadline = Date.now() + CLUSTER_OK_MS_MAX;
+    for (const port of ports) {
+      while (
+        !(await redisCli(["-p", String(port), "cluster", "info"])).out.includes(
+          "cluster_state:ok",
+        )
+      ) {
+        if (Date.now() > deadline) {
+          throw new Error(`Redis Cluster node ${port} not ok within ${CLUSTER_OK_MS_MAX} ms`);
+        }
+        await new Promise((resolve) => setTimeout(resolve, 50));
+      }
+    }
+  } catch (e) {
+    await stop();
+    throw e;
+  }
+  return { ports, urls: ports.map((port) => `redis://127.0.0.1:${port}`), stop };
 }
