@@ -19,7 +19,14 @@ import { replayCommand, type Report, summary } from "./run.ts";
 import { loadScenario, type Scenario, ScenarioError } from "./scenario.ts";
 import { scenarioSize, shrinkScenario, shrunkPath, writeShrunk } from "./shrink.ts";
 import type { StorageKind } from "./storage.ts";
-import { httpVirtualMsMax, runSeed, runSwarm, type SeedJob, type SeedResult } from "./swarm.ts";
+import {
+  clusterNodes,
+  httpVirtualMsMax,
+  runSeed,
+  runSwarm,
+  type SeedJob,
+  type SeedResult,
+} from "./swarm.ts";
 import { timelineHtml } from "./timeline.ts";
 
 /** The help text. */
@@ -32,7 +39,8 @@ Options:
   --seed N            seed for every random choice (default: the file's seed, else 1)
   --seeds A..B        run every seed in the range in parallel workers (one per core);
                       one line per failing seed with its replay command
-  --server KIND       fake | redis[://host:port] | http://host:port (a running
+  --server KIND       fake | redis[://host:port] | redis-cluster://h:p,h:p,… (a Redis
+                      Cluster, found from those nodes) | http://host:port (a running
                       \`deno task server\`) (default: the file's server, else fake)
   --storage KIND      memory | sqlite | kv (default: memory)
   --json PATH         write the report as JSON ("-" for stdout)
@@ -296,7 +304,7 @@ export async function main(args: string[], io: CliIo): Promise<number> {
   let seeds: number[];
   let storage: StorageKind;
   let server: string;
-  let redisTarget: URL | undefined;
+  let redisTargets: URL[] = [];
   try {
     if (positionals.length !== 1) {
       throw new UsageError(
@@ -312,10 +320,11 @@ export async function main(args: string[], io: CliIo): Promise<number> {
     }
     if (
       values.server !== undefined &&
-      !/^(fake|redis(:\/\/.+)?|http:\/\/[^/\s]+\/?)$/.test(values.server)
+      !/^(fake|redis(:\/\/.+)?|redis-cluster:\/\/\S+|http:\/\/[^/\s]+\/?)$/.test(values.server)
     ) {
       throw new UsageError(
-        `--server: "${values.server}" is not supported (expected fake, redis[://host:port] or http://host:port)`,
+        `--server: "${values.server}" is not supported (expected fake, redis[://host:port], ` +
+          "redis-cluster://host:port,host:port,… or http://host:port)",
       );
     }
     scenario = await loadScenario(positionals[0], { plugins: values.plugin ?? [] });
@@ -332,10 +341,20 @@ export async function main(args: string[], io: CliIo): Promise<number> {
     }
     if (server.startsWith("redis://")) {
       try {
-        redisTarget = new URL(server);
+        redisTargets = [new URL(server)];
       } catch {
         throw new UsageError(`--server: "${server}" is not a URL (expected redis://host:port)`);
       }
+    }
+    if (server.startsWith("redis-cluster://")) {
+      const nodes = clusterNodes(server);
+      if (!nodes) {
+        throw new UsageError(
+          `--server: "${server}" does not name Redis Cluster nodes (expected ` +
+            "redis-cluster://127.0.0.1:7000,127.0.0.1:7001,…)",
+        );
+      }
+      redisTargets = nodes.map((node) => new URL(node));
     }
     if (values.seeds !== undefined && values.seed !== undefined) {
       throw new UsageError("give --seed or --seeds, not both");
@@ -385,10 +404,11 @@ export async function main(args: string[], io: CliIo): Promise<number> {
       return SIM_EXIT.server;
     }
   }
-  if (redisTarget) {
-    const problem = await redisProblem(redisTarget, io);
+  for (const target of redisTargets) {
+    const problem = await redisProblem(target, io);
     if (problem !== undefined) {
-      io.err(`sim: cannot reach the Redis at ${server}: ${problem}\n`);
+      const at = redisTargets.length > 1 ? `${server} (node ${target.host})` : server;
+      io.err(`sim: cannot reach the Redis at ${at}: ${problem}\n`);
       return SIM_EXIT.server;
     }
   }

@@ -143,7 +143,11 @@ export async function runSeed(job: SeedJob, options: RunSeedOptions = {}): Promi
       }
       : undefined,
   };
-  if (job.server.startsWith("redis")) {
+  if (job.server.startsWith("redis-cluster://")) {
+    const cluster = clusterNodes(job.server)!;
+    const prefix = `${job.redisPrefix ?? "meowsync-sim:"}${job.seed}:`;
+    runOptions.backend = (name) => RedisBackend.connect({ cluster, prefix: `${prefix}${name}:` });
+  } else if (job.server.startsWith("redis")) {
     const url = job.redisUrl ?? job.server;
     const prefix = `${job.redisPrefix ?? "meowsync-sim:"}${job.seed}:`;
     runOptions.backend = (name) => RedisBackend.connect({ url, prefix: `${prefix}${name}:` });
@@ -154,6 +158,16 @@ export async function runSeed(job: SeedJob, options: RunSeedOptions = {}): Promi
   }
   const report = await runScenario(scenario, runOptions);
   return job.trace ? { seed: job.seed, report, trace: lines } : { seed: job.seed, report };
+}
+
+/**
+ * The node URLs (`redis://host:port`) of a `redis-cluster://h:p,h:p,…` server; undefined when one
+ * is not a host:port.
+ */
+export function clusterNodes(server: string): string[] | undefined {
+  const nodes = server.slice("redis-cluster://".length).split(",").map((node) => node.trim());
+  if (nodes.some((node) => !/^[^\s/:,]+:\d+$/.test(node))) return undefined;
+  return nodes.map((node) => `redis://${node}`);
 }
 
 function cached<T>(cache: Map<string, Promise<T>>, key: string, load: (key: string) => Promise<T>) {
