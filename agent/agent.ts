@@ -28,7 +28,7 @@ import { HttpTransport } from "../server/mod.ts";
 import { AgentError, EXIT } from "./errors.ts";
 import { type HomePaths, readConfig } from "./home.ts";
 import { allModules } from "./plugins.ts";
-import { type IncomingView, messageView } from "./views.ts";
+import { type IncomingView, messageView, relayName } from "./views.ts";
 
 /** Long-poll wait asked of the relay while the agent is online, in ms. */
 export const LONG_POLL_MS = 25_000;
@@ -166,7 +166,7 @@ export class Agent {
           if (o.kind !== "relay") return;
           const server = kernelRef?.identity().servers.find((c) => c.uid === o.serverUid);
           options.onRelay!({
-            relay: server?.name || o.serverUid.slice(0, 8),
+            relay: relayName(server?.name ?? "", o.serverUid),
             request: o.request,
             state: o.state,
             detail: o.detail,

@@ -30,6 +30,7 @@ import {
   type MessageView,
   messageView,
   type PairedView,
+  relayName,
   siblingViews,
   type StatusView,
   type TicketView,
@@ -347,18 +348,22 @@ function relayDown(agent: Agent): string | undefined {
     h.state === "unreachable" || (h.state === "refused" && h.request === "send")
   );
   if (!down) return undefined;
-  const relay = down.serverName || down.serverUid.slice(0, 8);
+  const relay = relayName(down.serverName, down.serverUid);
   return down.state === "unreachable"
     ? `relay ${relay} unreachable since ${time(down.since)}`
     : `relay ${relay} refuses sends since ${time(down.since)}: ${down.detail}`;
 }
 
 function profile(agent: Agent): Promise<{ nickname: string; status: string }> {
-  const identity = requireIdentity(agent);
-  return Promise.resolve({
-    nickname: identity.profile?.nickname ?? "",
-    status: identity.profile?.status ?? "",
-  });
+  return Promise.resolve(profileOf(requireIdentity(agent)));
+}
+
+/** The nickname and status line of `identity` ("" for either when unset). */
+function profileOf(identity: { profile?: { nickname: string; status: string } }): {
+  nickname: string;
+  status: string;
+} {
+  return { nickname: identity.profile?.nickname ?? "", status: identity.profile?.status ?? "" };
 }
 
 async function profileSet(
@@ -372,8 +377,7 @@ async function profileSet(
   if (args.nickname !== undefined && args.nickname.trim() === "") {
     throw new AgentError("the nickname must not be empty", EXIT.usage);
   }
-  const identity = await agent.kernel.updateProfile(args);
-  return { nickname: identity.profile?.nickname ?? "", status: identity.profile?.status ?? "" };
+  return profileOf(await agent.kernel.updateProfile(args));
 }
 
 async function rename(

@@ -5,7 +5,7 @@
  *
  * @module
  */
-import type { Kernel, RelayHealth } from "../kernel/mod.ts";
+import type { Kernel, RelayHealth, RelayRequestKind } from "../kernel/mod.ts";
 import type { PairingForm } from "../kernel/mod.ts";
 import type { DbMessage, PeerRecord } from "../proto/mod.ts";
 import type { CatchUpReport } from "../plugins/device_sync/mod.ts";
@@ -289,12 +289,22 @@ function quarantineLine(s: StatusView): string[] {
   ];
 }
 
+/** How lines name a relay: its name from its card, else its uid's first 8 characters. */
+export function relayName(name: string, uid: string): string {
+  return name || uid.slice(0, 8);
+}
+
+/** How lines name one kind of relay request, in the plural: polls, sends, pairings. */
+export function requestsWord(kind: RelayRequestKind): string {
+  return kind === "poll" ? "polls" : kind === "send" ? "sends" : "pairings";
+}
+
 /** One line per relay that refuses this device's requests, cannot be reached, or dropped messages. */
 function relayTrouble(s: StatusView): string[] {
   const lines: string[] = [];
   for (const h of s.relayHealth) {
-    const relay = h.serverName || h.serverUid.slice(0, 8);
-    const what = h.request === "poll" ? "polls" : h.request === "send" ? "sends" : "pairings";
+    const relay = relayName(h.serverName, h.serverUid);
+    const what = requestsWord(h.request);
     if (h.state === "refused") {
       lines.push(`relay ${relay}: ${what} refused since ${time(h.since)}: ${h.detail}`);
     } else if (h.state === "unreachable") {

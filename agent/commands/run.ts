@@ -9,7 +9,7 @@ import { serveControl } from "../control.ts";
 import { AgentError, EXIT } from "../errors.ts";
 import { HomeLock, readConfig, readControlAddress, removeControlAddress } from "../home.ts";
 import { type Ctx, emit, toAgentError, unlock, warn, withSession } from "../session.ts";
-import { type IncomingView, messageLine, time } from "../views.ts";
+import { type IncomingView, messageLine, requestsWord, time } from "../views.ts";
 
 /** `stop`: asks the agent `run` started on this home to stop. */
 export async function cmdStop(ctx: Ctx): Promise<void> {
@@ -53,25 +53,25 @@ export async function cmdRun(ctx: Ctx): Promise<void> {
   try {
     await removeControlAddress(ctx.paths);
     const key = await unlock(ctx);
-    let device = "";
-    let who = ""; // user/device: several agents may share one terminal
+    // Several agents may share one terminal: every line names user and device.
+    let [user, device] = ["", ""];
+    const who = () => `${user}/${device}`;
     const troubled = new Set<string>(); // relay/request pairs reported as in trouble
-    const clock = () => Date.now();
     const agent = await Agent.open(ctx.paths, key, {
       transport: ctx.transport,
       modules: ctx.modules,
       onMessage: (m: IncomingView) => {
-        if (ctx.json) ctx.io.out(JSON.stringify({ user: who.split("/")[0], device, ...m }));
-        else ctx.io.out(`[${who}] ${messageLine(m.contact, m, { state: false })}`);
+        if (ctx.json) ctx.io.out(JSON.stringify({ user, device, ...m }));
+        else ctx.io.out(`[${who()}] ${messageLine(m.contact, m, { state: false })}`);
       },
       log: (level, line) => {
         if (level === "error" || ctx.io.env("MEOW_DEBUG")) ctx.io.err(`${level} ${line}`);
       },
       onRelay: (change) => {
-        const line = relayLine(change, troubled, clock());
+        const line = relayLine(change, troubled, Date.now());
         if (line === undefined) return;
-        if (ctx.json) ctx.io.err(JSON.stringify({ user: who.split("/")[0], device, ...change }));
-        else ctx.io.err(`[${who}] ${line}`);
+        if (ctx.json) ctx.io.err(JSON.stringify({ user, device, ...change }));
+        else ctx.io.err(`[${who()}] ${line}`);
       },
     });
     let server: { close(): Promise<void> } | undefined;
@@ -80,8 +80,7 @@ export async function cmdRun(ctx: Ctx): Promise<void> {
         throw new AgentError(`no identity in ${ctx.paths.dir} yet`, EXIT.noIdentity);
       }
       const identity = agent.kernel.identity();
-      device = identity.deviceName;
-      who = `${identity.profile?.nickname || "(joining)"}/${device}`;
+      [user, device] = [identity.profile?.nickname || "(joining)", identity.deviceName];
       agent.serving = true;
       agent.goOnline();
       const stopped = new Promise<void>((resolve) => {
@@ -91,7 +90,7 @@ export async function cmdRun(ctx: Ctx): Promise<void> {
       });
       server = await serveControl(agent, ctx.paths, { toError: toAgentError });
       ctx.io.err(
-        `meowsync agent: ${who} is online (${ctx.paths.dir}); stop it with Ctrl-C, SIGTERM or ` +
+        `meowsync agent: ${who()} is online (${ctx.paths.dir}); stop it with Ctrl-C, SIGTERM or ` +
           `\`stop --home ${ctx.paths.dir}\``,
       );
       await stopped;
@@ -117,11 +116,7 @@ export function relayLine(
   nowMs: number,
 ): string | undefined {
   const key = `${change.relay}/${change.request}`;
-  const what = change.request === "poll"
-    ? "polls"
-    : change.request === "send"
-    ? "sends"
-    : "pairing steps";
+  const what = requestsWord(change.request);
   switch (change.state) {
     case "ok":
       if (!troubled.delete(key)) return undefined;
