@@ -18,6 +18,7 @@ import {
   type LogLevel,
   MemoryBackend,
   RedisBackend,
+  redisClusterNodes,
   ServerCore,
   type ServerLimitsInit,
   startChores,
@@ -93,14 +94,14 @@ async function openBackend(spec: string): Promise<Backend> {
     return await RedisBackend.connect({ url: spec });
   }
   if (spec.startsWith("redis-cluster://")) {
-    const nodes = spec.slice("redis-cluster://".length).split(",").map((node) => node.trim());
-    if (nodes.some((node) => !/^[^\s/:,]+:\d+$/.test(node))) {
+    const cluster = redisClusterNodes(spec);
+    if (!cluster) {
       throw new UsageError(
         `--backend redis-cluster:// needs host:port nodes, as in ` +
           `redis-cluster://127.0.0.1:7000,127.0.0.1:7001, got "${spec}"`,
       );
     }
-    return await RedisBackend.connect({ cluster: nodes.map((node) => `redis://${node}`) });
+    return await RedisBackend.connect({ cluster });
   }
   throw new UsageError(
     `--backend must be kv:<path>, redis://host:port, redis-cluster://host:port,... or memory, ` +

@@ -59,7 +59,7 @@ export {
 export { MemoryBackend, type MemoryBackendOptions, MemoryData } from "./memory.ts";
 export { LocalTransport } from "./local_transport.ts";
 export { KvBackend, type KvBackendOptions } from "./kv.ts";
-export { RedisBackend, type RedisBackendOptions } from "./redis.ts";
+export { RedisBackend, type RedisBackendOptions, redisClusterNodes } from "./redis.ts";
 export { createHandler, type HandlerOptions, type LogLevel, type LogSink } from "./http.ts";
 export { type ChoresOptions, startChores } from "./http_summary.ts";
 export { HttpTransport, type HttpTransportOptions } from "./http_transport.ts";

@@ -337,6 +337,17 @@ redis.call('DEL', KEYS[1])
 return 1
 `;
 
+/**
+ * The node URLs (`redis://host:port`) of a `redis-cluster://h:p,h:p,…` spec (`--backend` of the
+ * relay, `--server` of the simulator); undefined when one
+ * is not a host:port.
+ */
+export function redisClusterNodes(spec: string): string[] | undefined {
+  const nodes = spec.slice("redis-cluster://".length).split(",").map((node) => node.trim());
+  if (nodes.some((node) => !/^[^\s/:,]+:\d+$/.test(node))) return undefined;
+  return nodes.map((node) => `redis://${node}`);
+}
+
 /** Options for {@linkcode RedisBackend.connect}: `url` for one Redis, or `cluster`. */
 export interface RedisBackendOptions {
   /** `redis://host:port` (credentials and database number as the client accepts them). */

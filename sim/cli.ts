@@ -14,19 +14,12 @@ import { dirname } from "node:path";
 import { parseArgs } from "node:util";
 import type { PluginInput } from "../kernel/mod.ts";
 import { TransportError } from "../ports/mod.ts";
-import { HttpTransport } from "../server/mod.ts";
+import { HttpTransport, redisClusterNodes } from "../server/mod.ts";
 import { replayCommand, type Report, summary } from "./run.ts";
 import { loadScenario, type Scenario, ScenarioError } from "./scenario.ts";
 import { scenarioSize, shrinkScenario, shrunkPath, writeShrunk } from "./shrink.ts";
 import type { StorageKind } from "./storage.ts";
-import {
-  clusterNodes,
-  httpVirtualMsMax,
-  runSeed,
-  runSwarm,
-  type SeedJob,
-  type SeedResult,
-} from "./swarm.ts";
+import { httpVirtualMsMax, runSeed, runSwarm, type SeedJob, type SeedResult } from "./swarm.ts";
 import { timelineHtml } from "./timeline.ts";
 
 /** The help text. */
@@ -347,7 +340,7 @@ export async function main(args: string[], io: CliIo): Promise<number> {
       }
     }
     if (server.startsWith("redis-cluster://")) {
-      const nodes = clusterNodes(server);
+      const nodes = redisClusterNodes(server);
       if (!nodes) {
         throw new UsageError(
           `--server: "${server}" does not name Redis Cluster nodes (expected ` +
@@ -437,9 +430,13 @@ export async function main(args: string[], io: CliIo): Promise<number> {
 
   // Output files that could not be written after the run, one line each.
   const unwritten: string[] = [];
-  const write = async (what: string, path: string, text: string): Promise<boolean> => {
+  const write = async (
+    what: string,
+    path: string,
+    save: () => Promise<void>,
+  ): Promise<boolean> => {
     try {
-      await Deno.writeTextFile(path, text);
+      await save();
       return true;
     } catch (e) {
       unwritten.push(`sim: ${what} ${path}: cannot write it: ${messageOf(e)}`);
@@ -542,7 +539,11 @@ export async function main(args: string[], io: CliIo): Promise<number> {
         await write(
           "--timeline",
           values.timeline,
-          timelineHtml(timelineTrace, { scenario, report: chosen }),
+          () =>
+            Deno.writeTextFile(
+              values.timeline!,
+              timelineHtml(timelineTrace!, { scenario, report: chosen }),
+            ),
         ) && !values.quiet
       ) {
         io.err(`sim: timeline of seed ${chosen.seed} in ${values.timeline}\n`);
@@ -566,13 +567,11 @@ export async function main(args: string[], io: CliIo): Promise<number> {
         });
         const path = shrunkPath(file);
         // The file's own seed is the failing one, so running it alone replays the failure.
-        let written = true;
-        try {
-          await writeShrunk(path, { ...shrunk.scenario, seed });
-        } catch (e) {
-          unwritten.push(`sim: --shrink ${path}: cannot write it: ${messageOf(e)}`);
-          written = false;
-        }
+        const written = await write(
+          "--shrink",
+          path,
+          () => writeShrunk(path, { ...shrunk.scenario, seed }),
+        );
         const before = scenarioSize(scenario);
         const after = scenarioSize(shrunk.scenario);
         if (written) {
@@ -599,13 +598,17 @@ export async function main(args: string[], io: CliIo): Promise<number> {
   }
 
   if (values.trace !== undefined) {
-    await write("--trace", values.trace, traceLines.join("\n") + "\n");
+    const trace = values.trace;
+    await write("--trace", trace, () => Deno.writeTextFile(trace, traceLines.join("\n") + "\n"));
   }
   const reports = results.flatMap((r) => r.report ? [r.report] : []);
   const json = JSON.stringify(seeds.length === 1 ? reports[0] : reports, null, 2);
   if (values.json === "-") io.out(json + "\n");
   else {
-    if (values.json !== undefined) await write("--json", values.json, json + "\n");
+    const path = values.json;
+    if (path !== undefined) {
+      await write("--json", path, () => Deno.writeTextFile(path, json + "\n"));
+    }
     if (seeds.length === 1) io.out(summary(reports[0]) + "\n");
     else {
       const failures = results.filter((r) => !r.report?.ok).length;

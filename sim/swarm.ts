@@ -22,7 +22,7 @@ import { ServerCardSchema } from "../proto/mod.ts";
 import { HttpTransport } from "../server/mod.ts";
 import { PULL_FRESHNESS_MS } from "../server/mod.ts";
 import type { ObservedEvent, ServerCore } from "../server/mod.ts";
-import { RedisBackend } from "../server/mod.ts";
+import { RedisBackend, redisClusterNodes } from "../server/mod.ts";
 import { type Report, type RunOptions, runScenario } from "./run.ts";
 import { loadScenario, type Scenario } from "./scenario.ts";
 import type { StorageKind } from "./storage.ts";
@@ -144,7 +144,7 @@ export async function runSeed(job: SeedJob, options: RunSeedOptions = {}): Promi
       : undefined,
   };
   if (job.server.startsWith("redis-cluster://")) {
-    const cluster = clusterNodes(job.server)!;
+    const cluster = redisClusterNodes(job.server)!;
     const prefix = `${job.redisPrefix ?? "meowsync-sim:"}${job.seed}:`;
     runOptions.backend = (name) => RedisBackend.connect({ cluster, prefix: `${prefix}${name}:` });
   } else if (job.server.startsWith("redis")) {
@@ -158,16 +158,6 @@ export async function runSeed(job: SeedJob, options: RunSeedOptions = {}): Promi
   }
   const report = await runScenario(scenario, runOptions);
   return job.trace ? { seed: job.seed, report, trace: lines } : { seed: job.seed, report };
-}
-
-/**
- * The node URLs (`redis://host:port`) of a `redis-cluster://h:p,h:p,…` server; undefined when one
- * is not a host:port.
- */
-export function clusterNodes(server: string): string[] | undefined {
-  const nodes = server.slice("redis-cluster://".length).split(",").map((node) => node.trim());
-  if (nodes.some((node) => !/^[^\s/:,]+:\d+$/.test(node))) return undefined;
-  return nodes.map((node) => `redis://${node}`);
 }
 
 function cached<T>(cache: Map<string, Promise<T>>, key: string, load: (key: string) => Promise<T>) {
