@@ -2,7 +2,7 @@ import { redisClusterSkip, startRedisCluster, type TestRedisCluster } from "./re
 import { backendConformance } from "./backend_conformance.ts";
 import { keySlot, RedisBackend } from "./redis.ts";
 import assert from "node:assert/strict";
-import { createClient } from "redis";
+import { createClient, type RedisClientType } from "redis";
 
 let cluster: TestRedisCluster | undefined;
 let harnesses = 0;
@@ -18,130 +18,123 @@ backendConformance("RedisBackend on a Redis Cluster", async () => {
   };
 }, { ignore: skip });
 
-/** The port of the master that serves `slot`, asked of the node at `url`. */
-async function masterPortOf(url: string, slot: number): Promise<number> {
-  const admin = createClient({ url });
-  admin.on("error", () => {});
-  await admin.connect();
+/** A test on this file's private Cluster (started by the first test that needs it). */
+function clusterTest(name: string, fn: (cluster: TestRedisCluster) => Promise<void>): void {
+  Deno.test({
+    name: `RedisBackend on a Redis Cluster ${name}${skip ? ` (skipped: ${skip})` : ""}`,
+    ignore: skip !== undefined,
+    fn: async () => {
+      cluster ??= await startRedisCluster();
+      await fn(cluster);
+    },
+  });
+}
+
+/** Runs `fn` with a plain client of the Cluster node at `url` (for CLUSTER commands). */
+async function withNode<T>(url: string, fn: (node: RedisClientType) => Promise<T>): Promise<T> {
+  const node = createClient({ url }) as RedisClientType;
+  node.on("error", () => {});
+  await node.connect();
   try {
-    const slots = await admin.sendCommand(["CLUSTER", "SLOTS"]) as [number, number, [
+    return await fn(node);
+  } finally {
+    await node.close();
+  }
+}
+
+/** The port of the master that serves `slot`, asked of the node at `url`. */
+function masterPortOf(url: string, slot: number): Promise<number> {
+  return withNode(url, async (node) => {
+    const slots = await node.sendCommand(["CLUSTER", "SLOTS"]) as [number, number, [
       string,
       number,
     ]][];
     const range = slots.find(([from, to]) => from <= slot && slot <= to);
     assert.ok(range, `no master serves slot ${slot}`);
     return Number(range[2][1]);
-  } finally {
-    await admin.close();
-  }
+  });
 }
 
-Deno.test({
-  name: `RedisBackend on a Redis Cluster computes key slots as the Cluster does${
-    skip ? ` (skipped: ${skip})` : ""
-  }`,
-  ignore: skip !== undefined,
-  fn: async () => {
-    cluster ??= await startRedisCluster();
-    const admin = createClient({ url: cluster.urls[0] });
-    admin.on("error", () => {});
-    await admin.connect();
-    try {
-      for (const key of ["q", "msg:{q}", "a{b}c", "x{}y", "{}", "é{ü}", "foo{bar}{zap}"]) {
-        assert.equal(keySlot(key), Number(await admin.sendCommand(["CLUSTER", "KEYSLOT", key])));
-      }
-    } finally {
-      await admin.close();
+clusterTest("computes key slots as the Cluster does", async (cluster) => {
+  await withNode(cluster.urls[0], async (node) => {
+    for (const key of ["q", "msg:{q}", "a{b}c", "x{}y", "{}", "é{ü}", "foo{bar}{zap}"]) {
+      assert.equal(keySlot(key), Number(await node.sendCommand(["CLUSTER", "KEYSLOT", key])));
     }
-  },
+  });
 });
 
-Deno.test({
-  name: `RedisBackend on a Redis Cluster wakes a watch by a store on another master${
-    skip ? ` (skipped: ${skip})` : ""
-  }`,
-  ignore: skip !== undefined,
-  fn: async () => {
-    cluster ??= await startRedisCluster();
-    const prefix = "wake:";
-    const first = cluster.urls[0];
-    const firstPort = cluster.ports[0];
-    // A queue whose keys live on the first master, and one whose keys live on another.
-    let here: string | undefined;
-    let there: string | undefined;
-    for (let i = 0; here === undefined || there === undefined; i++) {
-      const queue = `queue${i}`;
-      const port = await masterPortOf(first, keySlot(`${prefix}msg:{${queue}}`));
-      if (port === firstPort) here ??= queue;
-      else there ??= queue;
-    }
-    const watcher = await RedisBackend.connect({ cluster: [first], prefix });
-    const writer = await RedisBackend.connect({ cluster: [first], prefix });
-    try {
-      const watch = await watcher.watchQueues([here, there]);
-      // Bounded, so a watch that is never woken fails the test instead of hanging it.
-      let timer: ReturnType<typeof setTimeout> | undefined;
-      const bound = new Promise<boolean>((resolve) => (timer = setTimeout(resolve, 5_000, false)));
-      const woken = Promise.race([watch.changed.then(() => true), bound]);
-      assert.deepEqual(
-        await writer.storeMessages([{
-          queue: there,
-          deliveryUuid: "u1",
-          receivedMs: 1_000,
-          bytes: new Uint8Array([1]),
-        }], { nowMs: 1_000, retentionMs: 60_000, queueLengthMax: 10 }),
-        [true],
-      );
-      assert.ok(await woken, "the watch was not woken by a store on another master");
-      clearTimeout(timer);
-      watch.close();
-      const read = await watcher.readQueues([here, there], {
-        nowMs: 1_000,
-        retentionMs: 60_000,
-        messagesMax: 10,
-      });
-      assert.deepEqual(read.map((m) => [m.queue, m.deliveryUuid]), [[there, "u1"]]);
-    } finally {
-      await writer.close();
-      await watcher.close();
-    }
-  },
+clusterTest("wakes a watch by a store on another master", async (cluster) => {
+  const prefix = "wake:";
+  const first = cluster.urls[0];
+  const firstPort = cluster.ports[0];
+  // A queue whose keys live on the first master, and one whose keys live on another.
+  let here: string | undefined;
+  let there: string | undefined;
+  for (let i = 0; here === undefined || there === undefined; i++) {
+    const queue = `queue${i}`;
+    const port = await masterPortOf(first, keySlot(`${prefix}msg:{${queue}}`));
+    if (port === firstPort) here ??= queue;
+    else there ??= queue;
+  }
+  const watcher = await RedisBackend.connect({ cluster: [first], prefix });
+  const writer = await RedisBackend.connect({ cluster: [first], prefix });
+  try {
+    const watch = await watcher.watchQueues([here, there]);
+    // Bounded, so a watch that is never woken fails the test instead of hanging it.
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const bound = new Promise<boolean>((resolve) => (timer = setTimeout(resolve, 5_000, false)));
+    const woken = Promise.race([watch.changed.then(() => true), bound]);
+    assert.deepEqual(
+      await writer.storeMessages([{
+        queue: there,
+        deliveryUuid: "u1",
+        receivedMs: 1_000,
+        bytes: new Uint8Array([1]),
+      }], { nowMs: 1_000, retentionMs: 60_000, queueLengthMax: 10 }),
+      [true],
+    );
+    assert.ok(await woken, "the watch was not woken by a store on another master");
+    clearTimeout(timer);
+    watch.close();
+    const read = await watcher.readQueues([here, there], {
+      nowMs: 1_000,
+      retentionMs: 60_000,
+      messagesMax: 10,
+    });
+    assert.deepEqual(read.map((m) => [m.queue, m.deliveryUuid]), [[there, "u1"]]);
+  } finally {
+    await writer.close();
+    await watcher.close();
+  }
 });
 
-Deno.test({
-  name: `RedisBackend on a Redis Cluster stores and acks across slots and sweeps every master${
-    skip ? ` (skipped: ${skip})` : ""
-  }`,
-  ignore: skip !== undefined,
-  fn: async () => {
-    cluster ??= await startRedisCluster();
-    const backend = await RedisBackend.connect({ cluster: cluster.urls, prefix: "multi:" });
-    try {
-      // Twelve queues over several slots, and two (`same}…`: hash tag `same`) in one slot.
-      const queues = [...Array.from({ length: 10 }, (_, i) => `q${i}`), "same}1", "same}2"];
-      assert.equal(keySlot("multi:msg:{same}1}"), keySlot("multi:body:{same}2}"));
-      const slots = new Set(queues.map((q) => keySlot(`multi:msg:{${q}}`)));
-      assert.ok(slots.size > 1);
-      const batch = queues.map((queue, i) => ({
-        queue,
-        deliveryUuid: `u${i}`,
-        receivedMs: 1_000 + i,
-        bytes: new Uint8Array([i]),
-      }));
-      const options = { nowMs: 2_000, retentionMs: 60_000, queueLengthMax: 10 };
-      assert.deepEqual(await backend.storeMessages(batch, options), queues.map(() => true));
-      const read = await backend.readQueues(queues, { ...options, messagesMax: 100 });
-      assert.deepEqual(read.map((m) => m.deliveryUuid), batch.map((m) => m.deliveryUuid));
-      assert.equal(
-        await backend.ackMessages(["q0", "q1", "same}1", "same}2"], ["u0", "u1", "u10", "u11"]),
-        4,
-      );
-      // The rest expire: one sweep finds them on every master.
-      assert.equal(await backend.sweep(1_000_000, 60_000), 8);
-    } finally {
-      await backend.close();
-    }
-  },
+clusterTest("stores and acks across slots and sweeps every master", async (cluster) => {
+  const backend = await RedisBackend.connect({ cluster: cluster.urls, prefix: "multi:" });
+  try {
+    // Twelve queues over several slots, and two (`same}…`: hash tag `same`) in one slot.
+    const queues = [...Array.from({ length: 10 }, (_, i) => `q${i}`), "same}1", "same}2"];
+    assert.equal(keySlot("multi:msg:{same}1}"), keySlot("multi:body:{same}2}"));
+    const slots = new Set(queues.map((q) => keySlot(`multi:msg:{${q}}`)));
+    assert.ok(slots.size > 1);
+    const batch = queues.map((queue, i) => ({
+      queue,
+      deliveryUuid: `u${i}`,
+      receivedMs: 1_000 + i,
+      bytes: new Uint8Array([i]),
+    }));
+    const options = { nowMs: 2_000, retentionMs: 60_000, queueLengthMax: 10 };
+    assert.deepEqual(await backend.storeMessages(batch, options), queues.map(() => true));
+    const read = await backend.readQueues(queues, { ...options, messagesMax: 100 });
+    assert.deepEqual(read.map((m) => m.deliveryUuid), batch.map((m) => m.deliveryUuid));
+    assert.equal(
+      await backend.ackMessages(["q0", "q1", "same}1", "same}2"], ["u0", "u1", "u10", "u11"]),
+      4,
+    );
+    // The rest expire: one sweep finds them on every master.
+    assert.equal(await backend.sweep(1_000_000, 60_000), 8);
+  } finally {
+    await backend.close();
+  }
 });
 
 Deno.test({

@@ -109,12 +109,11 @@ export class StepRunner {
       work = work.finally(() => this.#pairings--);
     }
     const followed = work.catch((e) => {
-      this.#world.recording.refused.push({
-        at: this.#world.scheduler.now,
-        step: `steps[${step.index}] ${step.kind === "plugin" ? step.step : step.kind}`,
-        error: String((e as Error).message),
-        ...(step.mayFail ? { mayFail: true } : {}),
-      });
+      this.#refuse(
+        `steps[${step.index}] ${step.kind === "plugin" ? step.step : step.kind}`,
+        String((e as Error).message),
+        step.mayFail,
+      );
       this.#trace({
         kind: "step.error",
         step: step.index,
@@ -122,6 +121,16 @@ export class StepRunner {
       });
     });
     return waitsOnNetwork ? followed : this.#world.scheduler.track(followed);
+  }
+
+  /** Records that the devices refused `step` now, for the `refused` check and the report. */
+  #refuse(step: string, error: string, mayFail?: boolean): void {
+    this.#world.recording.refused.push({
+      at: this.#world.scheduler.now,
+      step,
+      error,
+      ...(mayFail ? { mayFail: true } : {}),
+    });
   }
 
   /** Pairing steps under way (they wait on the network). */
@@ -438,33 +447,29 @@ export class StepRunner {
    * one contact — to a contact it knows; a message no device can send is a refused step.
    */
   #chatter(group: string, messages: number, overMs: number, atMs: number): void {
-    const users = this.#world.scenario.users.filter((u) =>
-      u.generated?.group === group || u.name === group
-    );
+    // The group's devices, in file order (a draw's index picks one).
+    const devices = this.#world.scenario.users
+      .filter((u) => u.generated?.group === group || u.name === group)
+      .flatMap((u) => u.devices.map((d) => this.#world.device(`${u.name}/${d}`)));
     for (let i = 0; i < messages; i++) {
       const at = atMs + Math.floor((i * overMs) / messages);
       const text = `chatter ${i} ${
         randomFloat(this.#world.scenarioRandom).toString(36).slice(2, 10)
       }`;
       this.#world.scheduler.schedule(at, () => {
-        const sender = this.#chatterSender(users);
+        const sender = this.#chatterSender(devices);
         if (!sender) {
-          this.#world.recording.refused.push({
-            at: this.#world.scheduler.now,
-            step: `chatter ${group}`,
-            error: `no device of ${group} can send (none is up and knows a contact)`,
-          });
+          this.#refuse(
+            `chatter ${group}`,
+            `no device of ${group} can send (none is up and knows a contact)`,
+          );
           return;
         }
         const { device, contacts } = sender;
         const to = contacts[randomInt(this.#world.scenarioRandom, contacts.length)];
         return this.#world.scheduler.track(
           this.send(device, to, text).catch((e) => {
-            this.#world.recording.refused.push({
-              at: this.#world.scheduler.now,
-              step: `chatter ${device.ref}`,
-              error: String(e.message),
-            });
+            this.#refuse(`chatter ${device.ref}`, String(e.message));
             this.#trace({ kind: "chatter.skip", device: device.ref, error: String(e.message) });
           }),
         );
@@ -473,36 +478,28 @@ export class StepRunner {
   }
 
   /**
-   * A device of `users` drawn uniformly among those that can send now, with the contacts it knows
+   * One of `devices` drawn uniformly among those that can send now, with the contacts it knows
    * (sorted); undefined when none can. Draws until one can (a crowd has thousands of devices),
    * then, after {@linkcode CHATTER_DRAWS_MAX} misses, looks at every device once.
    */
-  #chatterSender(
-    users: readonly { name: string; devices: readonly string[] }[],
-  ): { device: SimDevice; contacts: string[] } | undefined {
+  #chatterSender(devices: SimDevice[]): { device: SimDevice; contacts: string[] } | undefined {
     const random = this.#world.scenarioRandom;
-    const devices = users.reduce((n, u) => n + u.devices.length, 0);
-    if (devices === 0) return undefined;
+    if (devices.length === 0) return undefined;
     for (let draw = 0; draw < CHATTER_DRAWS_MAX; draw++) {
-      let n = randomInt(random, devices);
-      const user = users.find((u) => (n -= u.devices.length) < 0)!;
-      const ref = `${user.name}/${user.devices[n + user.devices.length]}`;
-      const sender = this.#canSend(user.name, this.#world.device(ref));
+      const sender = this.#canSend(devices[randomInt(random, devices.length)]);
       if (sender) return sender;
     }
-    const all = users.flatMap((u) =>
-      u.devices.map((d) => this.#canSend(u.name, this.#world.device(`${u.name}/${d}`)))
-    ).filter((s) => s !== undefined);
+    const all = devices.map((d) => this.#canSend(d)).filter((s) => s !== undefined);
     return all.length === 0 ? undefined : all[randomInt(random, all.length)];
   }
 
   /** `device` with the contacts it knows, when it can send now (up, joined, not removed). */
-  #canSend(user: string, device: SimDevice): { device: SimDevice; contacts: string[] } | undefined {
+  #canSend(device: SimDevice): { device: SimDevice; contacts: string[] } | undefined {
     if (device.crashed || !this.#hasJoined(device)) return undefined;
     if (this.#world.recording.removals.has(device.ref)) return undefined;
     const kernel = device.kernel!;
-    const contacts = this.#contactsOf(user).filter((c) =>
-      kernel.peer(this.#peerUid(user, c)) !== undefined
+    const contacts = this.#contactsOf(device.user).filter((c) =>
+      kernel.peer(this.#peerUid(device.user, c)) !== undefined
     );
     return contacts.length === 0 ? undefined : { device, contacts };
   }

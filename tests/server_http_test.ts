@@ -60,6 +60,14 @@ class Client {
   }
 }
 
+/** A message of `text` for `client`'s queue. */
+function textTo(client: Client, text: string) {
+  return create(PackedUserMessageSchema, {
+    destination: client.queue,
+    payload: new TextEncoder().encode(text),
+  });
+}
+
 async function exchangeOver(backend: Backend): Promise<void> {
   const core = await ServerCore.create({ backend, clock: systemClock, random });
   const server = Deno.serve(
@@ -78,12 +86,7 @@ async function exchangeOver(backend: Backend): Promise<void> {
     const poll = bob.send({ uuid: "poll", pullRequests: [await bob.pull()], timeoutMs: 10_000 });
     const sent = await alice.send({
       uuid: "send",
-      messages: [
-        create(PackedUserMessageSchema, {
-          destination: bob.queue,
-          payload: new TextEncoder().encode("hello bob"),
-        }),
-      ],
+      messages: [textTo(bob, "hello bob")],
     });
     assert.equal(sent.stored, 1);
     const got = await poll;
@@ -92,12 +95,7 @@ async function exchangeOver(backend: Backend): Promise<void> {
 
     // Bob answers and acks in one request; Alice pulls it.
     const reply = await bob.send({
-      messages: [
-        create(PackedUserMessageSchema, {
-          destination: alice.queue,
-          payload: new TextEncoder().encode("hi alice"),
-        }),
-      ],
+      messages: [textTo(alice, "hi alice")],
       pullRequests: [await bob.pull()],
       acks: [got.chat[0].serverDeliveryUuid],
     });
@@ -188,12 +186,7 @@ Deno.test({
         return health.longPollsOpen === 1;
       });
       const stored = await alice.send({
-        messages: [
-          create(PackedUserMessageSchema, {
-            destination: bob.queue,
-            payload: new TextEncoder().encode("through the other process"),
-          }),
-        ],
+        messages: [textTo(bob, "through the other process")],
       });
       assert.equal(stored.stored, 1);
       const woken = await poll;
