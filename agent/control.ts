@@ -73,8 +73,8 @@ export async function serveControl(
       const { op, args } = JSON.parse(text) as { op: string; args?: Record<string, unknown> };
       if (!isOpName(op)) throw new AgentError(`unknown operation "${op}"`, EXIT.usage);
       // The input is taken as the client sent it (the CLI sends the operation's typed input).
-      // No req.signal: Deno aborts it after every response (legacy behaviour); a wait whose
-      // client went away ends at its timeout or when the agent stops.
+      // The operation gets no signal: a wait whose client went away ends at its timeout or when
+      // the agent stops. (req.signal would now tell, with deno.json's no-legacy-abort.)
       const result = await runOperation(agent, op, (args ?? {}) as OpInput<typeof op>);
       return Response.json({ ok: true, result });
     } catch (e) {

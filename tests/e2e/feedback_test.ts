@@ -5,6 +5,7 @@
  */
 import assert from "node:assert/strict";
 import { type ConversationView, EXIT } from "../../agent/mod.ts";
+import { homePaths, readControlAddress } from "../../agent/home.ts";
 import {
   CODE_LINE,
   eventually,
@@ -84,6 +85,29 @@ Deno.test("agent feedback: relay down and back, copyable hints, name prefixes, -
       assert.equal(through.code, 0, through.stderr);
     }
     assert.equal((await Deno.stat(`${procs.dir}/alice/agent.token`)).mode! & 0o077, 0);
+    // The attack: a local process that cannot read agent.token asks the running agent to rename
+    // bob, with no token and with a guessed one. Refused, and nothing changed; the same request
+    // with the token read from the home goes through (so it is the token that stops it).
+    const address = await readControlAddress(homePaths(`${procs.dir}/alice`));
+    assert.ok(address);
+    const rename = (authorization?: string) =>
+      fetch(`http://127.0.0.1:${address.port}/`, {
+        method: "POST",
+        headers: authorization ? { authorization } : {},
+        body: JSON.stringify({ op: "rename", args: { contact: "bob", name: "Mallory" } }),
+      });
+    for (const guess of [undefined, "Bearer AAAA", `Bearer ${address.token.slice(0, -1)}x`]) {
+      const refused = await rename(guess);
+      assert.equal(refused.status, 403);
+      assert.equal((await refused.json()).ok, false);
+    }
+    const names = async () =>
+      (await procs.json<{ name: string }[]>([...home("alice"), "contacts"])).map((c) => c.name);
+    assert.deepEqual(await names(), ["Bob B."]);
+    const allowed = await rename(`Bearer ${address.token}`);
+    assert.equal((await allowed.json()).ok, true);
+    assert.deepEqual(await names(), ["Mallory"]);
+    await procs.ok([...home("alice"), "rename", "mallory", "Bob B."]);
     await procs.ok([...home("bob"), "send", "alice", "three"]);
     await aliceRun.waitFor(/^\[alice\/\S+\] .*Bob B\.: three$/m);
 
