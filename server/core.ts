@@ -341,8 +341,8 @@ export class ServerCore {
       answer.errors.push(error(code, detail, { retryAfterMs }));
       return this.#seal(answerKey, answer);
     };
+    const request = opened.request;
     try {
-      const request = opened.request;
       if (rate && !rate.ok) {
         // Before any other work: the answer key and the seal are all a client past its rate costs.
         if (request) answer.uuidAck = request.uuid;
@@ -384,7 +384,9 @@ export class ServerCore {
       }
       if (queues.length > 0) {
         let messages = await this.#read(queues);
-        if (messages.length === 0 && request.timeoutMs > 0) {
+        // A request that stores is answered at once: a long poll would hold back the answer that
+        // says its messages are stored, and one refused (BUSY) would read as a refusal of them.
+        if (messages.length === 0 && request.timeoutMs > 0 && request.messages.length === 0) {
           messages = await this.#longPoll(
             {
               initial: messages,
@@ -405,7 +407,14 @@ export class ServerCore {
       // A failing backend: tell the client to retry (stores are idempotent for the receiver).
       answer.chat = [];
       answer.mailbox = undefined;
-      return reject(ErrorCode.BUSY, `relay storage failed: ${(e as Error).message}`);
+      const detail = `relay storage failed: ${(e as Error).message}`;
+      if (answer.stored === 0) return reject(ErrorCode.BUSY, detail);
+      // Messages are stored: not a refusal of the whole request (which applies nothing), but of
+      // its pulls, so the client does not send them again.
+      for (const pull of request!.pullRequests) {
+        answer.errors.push(error(ErrorCode.BUSY, detail, { lookupKey: pull.lookupKey }));
+      }
+      return this.#seal(answerKey, answer);
     }
   }
 

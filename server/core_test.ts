@@ -17,6 +17,7 @@ import {
 } from "../proto/gen/meow_pb.ts";
 import { ServerCore, type ServerCoreOptions } from "./core.ts";
 import { MemoryBackend, MemoryData } from "./memory.ts";
+import type { StoredMessage } from "./backend.ts";
 import { ManualClock, TestDevice, text } from "../tests/support/relay.ts";
 import type { ServerLimitsInit } from "./limits.ts";
 import type { MessageInitShape } from "@bufbuild/protobuf";
@@ -851,6 +852,70 @@ Deno.test("ServerCore.handle() bounds long-poll slot exhaustion from one address
   clock.advance(30_000);
   await Promise.all(polls);
   assert.equal(core.stats().longPollsOpen, 0);
+});
+
+Deno.test("ServerCore.handle() answers a request that stores messages at once: no long poll to refuse", async () => {
+  const { device, clock, data } = await relay({ limits: { longPollsPerClientMax: 1 } });
+  const alice = device("10.0.0.1");
+  const bob = device("10.0.0.2");
+  const held = longPoll(device("10.0.0.1"));
+  assert.equal(await heldOrAnswered(clock, held), "held");
+  // Alice's address holds its one long poll: a store asking to long-poll her empty queue too.
+  const answer = await alice.request({
+    messages: [alice.message(bob.queue, "once")],
+    pullRequests: [await alice.pull()],
+    timeoutMs: 20_000,
+  });
+  assert.equal(answer.stored, 1);
+  assert.deepEqual(codes(answer), [], "no refusal of the whole request: its message is stored");
+  assert.equal(data.queues.get(bob.queue)?.size, 1);
+  // With a slot free, it is not held either: its answer says the message is stored.
+  const carol = device("10.0.0.3");
+  const free = carol.request({
+    messages: [carol.message(bob.queue, "twice")],
+    pullRequests: [await carol.pull()],
+    timeoutMs: 20_000,
+  });
+  const answered = await heldOrAnswered(clock, free);
+  assert.notEqual(answered, "held");
+  assert.equal((answered as FromServerMessage).stored, 1);
+  clock.advance(30_000);
+  await held;
+});
+
+Deno.test("ServerCore.handle() keeps a request's stored messages when its pull then fails", async () => {
+  class FailingReads extends MemoryBackend {
+    override readQueues(): Promise<StoredMessage[]> {
+      return Promise.reject(new Error("disk on fire"));
+    }
+  }
+  const data = new MemoryData();
+  const clock = new ManualClock();
+  const random = new SeededRandom(7);
+  const core = await ServerCore.create({
+    backend: new FailingReads({ data }),
+    clock,
+    random: random.fork("relay"),
+  });
+  const device = (name: string) =>
+    new TestDevice(random.fork(name), core.card(), (body) => core.handle(body), () => clock.now());
+  const alice = device("alice");
+  const bob = device("bob");
+  const answer = await alice.request({
+    messages: [alice.message(bob.queue, "kept")],
+    pullRequests: [await alice.pull()],
+  });
+  assert.equal(answer.stored, 1);
+  assert.deepEqual(
+    answer.errors.map((e) => [e.code, e.lookupKey]),
+    [[ErrorCode.BUSY, alice.queue]],
+    "the failure is the pull's, not a refusal of the whole request",
+  );
+  assert.match(answer.errors[0].detail, /disk on fire/);
+  assert.equal(data.queues.get(bob.queue)?.size, 1);
+  // A request that stored nothing is refused whole, as before.
+  const pull = await bob.request({ pullRequests: [await bob.pull()] });
+  assert.deepEqual(pull.errors.map((e) => [e.code, e.lookupKey]), [[ErrorCode.BUSY, ""]]);
 });
 
 Deno.test("ServerCore.handle() limits requests per client address and second", async () => {

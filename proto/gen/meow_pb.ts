@@ -527,7 +527,8 @@ export type ToServerMessage = Message<"meow.ToServerMessage"> & {
 
   /**
    * Long poll: answer as soon as an authorised queue is non-empty, or after
-   * this wait (bounded by the card's long_poll_ms_max); 0 answers at once.
+   * this wait (bounded by the card's long_poll_ms_max); 0 answers at once, and
+   * so does a request that carries messages.
    *
    * @generated from field: uint32 timeout_ms = 5;
    */
