@@ -28,7 +28,7 @@ import {
 } from "../server/mod.ts";
 import type { MessageInitShape } from "@bufbuild/protobuf";
 import { redisSkip, startRedis } from "../server/redis_process.ts";
-import { eventually, Procs } from "./e2e/_harness.ts";
+import { eventually, redisProcsTest } from "./e2e/_harness.ts";
 
 const random = new SystemRandom();
 const transport = new HttpTransport({ timeoutMs: 5_000 });
@@ -158,52 +158,39 @@ Deno.test("HttpTransport turns an unreachable relay into a TransportError", asyn
   await assert.rejects(() => transport.fetchCard(`http://127.0.0.1:${port}`), TransportError);
 });
 
-Deno.test({
-  name:
-    `two relay processes over one Redis: one card, and a long poll on one is woken by a store through the other${
-      redisSkip() ? ` (skipped: ${redisSkip()})` : ""
-    }`,
-  ignore: redisSkip() !== undefined,
-  sanitizeResources: false,
-  sanitizeOps: false,
-  fn: async () => {
-    const redis = await startRedis();
-    const procs = await Procs.create();
-    try {
-      const a = await procs.startRelay(redis.url);
-      const b = await procs.startRelay(redis.url);
-      const [cardA, cardB] = [await transport.fetchCard(a.url), await transport.fetchCard(b.url)];
-      // The relay's keys live in Redis: both processes are one relay.
-      assert.equal(cardA.uid, cardB.uid);
-      cardA.url = a.url;
-      cardB.url = b.url;
-      const bob = new Client(cardA);
-      const alice = new Client(cardB);
-      const poll = bob.send({ uuid: "poll", pullRequests: [await bob.pull()], timeoutMs: 20_000 });
-      // Bob's long poll is open on process A (its /health counts it) before alice stores on B.
-      await eventually("bob's long poll to be open on A", async () => {
-        const health = await (await fetch(`${a.url}/health`)).json();
-        return health.longPollsOpen === 1;
-      });
-      const stored = await alice.send({
-        messages: [textTo(bob, "through the other process")],
-      });
-      assert.equal(stored.stored, 1);
-      const woken = await poll;
-      assert.equal(woken.uuidAck, "poll");
-      assert.equal(new TextDecoder().decode(woken.chat[0].payload), "through the other process");
-      // Acked through B, it is gone for A too.
-      bob.server.url = b.url;
-      const again = await bob.send({
-        pullRequests: [await bob.pull()],
-        acks: [woken.chat[0].serverDeliveryUuid],
-      });
-      assert.deepEqual(again.chat, []);
-      bob.server.url = a.url;
-      assert.deepEqual((await bob.send({ pullRequests: [await bob.pull()] })).chat, []);
-    } finally {
-      await procs.stopAll();
-      await redis.stop();
-    }
+redisProcsTest(
+  "two relay processes over one Redis: one card, and a long poll on one is woken by a store through the other",
+  async (redis, procs) => {
+    const a = await procs.startRelay(redis.url);
+    const b = await procs.startRelay(redis.url);
+    const [cardA, cardB] = [await transport.fetchCard(a.url), await transport.fetchCard(b.url)];
+    // The relay's keys live in Redis: both processes are one relay.
+    assert.equal(cardA.uid, cardB.uid);
+    cardA.url = a.url;
+    cardB.url = b.url;
+    const bob = new Client(cardA);
+    const alice = new Client(cardB);
+    const poll = bob.send({ uuid: "poll", pullRequests: [await bob.pull()], timeoutMs: 20_000 });
+    // Bob's long poll is open on process A (its /health counts it) before alice stores on B.
+    await eventually("bob's long poll to be open on A", async () => {
+      const health = await (await fetch(`${a.url}/health`)).json();
+      return health.longPollsOpen === 1;
+    });
+    const stored = await alice.send({
+      messages: [textTo(bob, "through the other process")],
+    });
+    assert.equal(stored.stored, 1);
+    const woken = await poll;
+    assert.equal(woken.uuidAck, "poll");
+    assert.equal(new TextDecoder().decode(woken.chat[0].payload), "through the other process");
+    // Acked through B, it is gone for A too.
+    bob.server.url = b.url;
+    const again = await bob.send({
+      pullRequests: [await bob.pull()],
+      acks: [woken.chat[0].serverDeliveryUuid],
+    });
+    assert.deepEqual(again.chat, []);
+    bob.server.url = a.url;
+    assert.deepEqual((await bob.send({ pullRequests: [await bob.pull()] })).chat, []);
   },
-});
+);

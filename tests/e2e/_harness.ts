@@ -310,6 +310,32 @@ export async function withRedis(body: (redis: TestRedis) => Promise<void>): Prom
 export { redisSkip };
 
 /**
+ * A test with a private Redis and a {@linkcode Procs}, both stopped at the end; without
+ * redis-server it is skipped, and its name says why.
+ */
+export function redisProcsTest(
+  name: string,
+  fn: (redis: TestRedis, procs: Procs) => Promise<void>,
+): void {
+  const skip = redisSkip();
+  Deno.test({
+    name: `${name}${skip ? ` (skipped: ${skip})` : ""}`,
+    ignore: skip !== undefined,
+    sanitizeResources: false,
+    sanitizeOps: false,
+    fn: () =>
+      withRedis(async (redis) => {
+        const procs = await Procs.create();
+        try {
+          await fn(redis, procs);
+        } finally {
+          await procs.stopAll();
+        }
+      }),
+  });
+}
+
+/**
  * Asserts a command failed the way a user should see it: exit code `code`,
  * one line on stderr that starts "meowsync agent: " and matches `pattern`,
  * no stack trace.
