@@ -3,7 +3,7 @@
  *
  * 1. messages stored + pulled + acked per second of the relay's own time through the core
  *    over a private Redis (16 pairs of clients, requests carrying batches of 16 messages,
- *    pulls presenting pull tokens as the kernel's do; the clients seal and open outside the
+ *    pulls presenting pull tokens in a relay session as the kernel's do; the clients seal and open outside the
  *    timed part, as `redis-benchmark`'s client is not Redis), against `redis-benchmark`'s ZADD
  *    rate on the same Redis (the ratio is printed; the goal is ≥ 0.5); beside it the same load with
  *    the clients' work on the same CPU, and the in-memory backend: the ratio's ceiling when
@@ -47,8 +47,10 @@ const random = new SystemRandom();
 /** A benchmark client: the relay tests' device, on the real clock. */
 function benchDevice(server: ServerCard, send: (b: Uint8Array) => Promise<Uint8Array>): TestDevice {
   const device = new TestDevice(random, server, send, () => Date.now());
-  // As the kernel does: the first pull of a key is signed, later ones present its token.
+  // As the kernel does: the first pull of a key is signed, later ones present its token; a
+  // request that pulls goes in the device's relay session (stores stay in v2).
   device.useTokens = true;
+  device.useSessions = true;
   return device;
 }
 
