@@ -131,7 +131,7 @@ export async function relayFloor(pulls: number[]): Promise<number> {
   for (const count of sample) {
     clock.advance(1); // a pull signature is good once per key and time
     const exchange = await openRelayExchange({ server, random });
-    const { ephemeralPublicKey } = exchange;
+    const { binding: ephemeralPublicKey } = exchange;
     const pullRequests = await Promise.all(
       lookups.slice(0, count).map((lookup) =>
         signPull({ server, lookup, now: clock.now(), ephemeralPublicKey })

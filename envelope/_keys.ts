@@ -5,9 +5,7 @@
  *
  * @module
  */
-import { hkdf } from "@noble/hashes/hkdf.js";
-import { sha256 } from "@noble/hashes/sha2.js";
-import { concatBytes } from "../crypto/mod.ts";
+import { concatBytes, hkdfSha256 } from "../crypto/mod.ts";
 
 /** The HKDF info of the envelope keys; a new envelope version gets a new label. */
 const ENVELOPE_INFO = new TextEncoder().encode("meowsync/relay-envelope/v2");
@@ -34,7 +32,7 @@ export function envelopeKeys(
   relayPublicKey: Uint8Array,
 ): EnvelopeKeys {
   const salt = concatBytes(ephemeralPublicKey, relayPublicKey);
-  const okm = hkdf(sha256, shared, salt, ENVELOPE_INFO, 2 * ENVELOPE_KEY_BYTES);
+  const okm = hkdfSha256(shared, { salt, info: ENVELOPE_INFO, length: 2 * ENVELOPE_KEY_BYTES });
   return {
     requestKey: okm.slice(0, ENVELOPE_KEY_BYTES),
     answerKey: okm.slice(ENVELOPE_KEY_BYTES),

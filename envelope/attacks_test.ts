@@ -193,7 +193,7 @@ Deno.test("attack: a re-wrapped request learns nothing through v2 and burns noth
   const { body: captured, exchange: bobs } = await bob.seal({ pullRequests: [await bob.pull()] });
   const mallory = await openRelayExchange({ server: core.card(), random });
   mallory.seal(create(ToServerMessageSchema, { uuid: "mallory" }));
-  const answer = await core.handle(rewrap(captured, mallory.ephemeralPublicKey));
+  const answer = await core.handle(rewrap(captured, mallory.binding));
   // Under Mallory's key the relay cannot open the payload: a MALFORMED refusal is all she reads.
   assert.throws(
     () => mallory.open(answer),
@@ -293,7 +293,7 @@ Deno.test("v2 envelope costs the device one key generation and one X25519, the r
           server: core.card(),
           lookup: bob.lookup,
           now: bob.now() + i,
-          ephemeralPublicKey: exchange.ephemeralPublicKey,
+          ephemeralPublicKey: exchange.binding,
         }),
       );
     }

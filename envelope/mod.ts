@@ -1,8 +1,9 @@
 /**
  * The relay envelope (transport v2), both halves: a device seals each request
- * under keys from a fresh ephemeral X25519 key and the relay's key, the relay
- * answers under the request's answer key, and pulls are signed over the
- * request's ephemeral key. See docs/PROTOCOL.md, "Talking to a relay server".
+ * under keys from a fresh ephemeral X25519 key and the relay's key (or, in a relay session,
+ * under the session's keys and a single-use handle), the relay answers under the request's
+ * answer key, and pulls are signed over the request's binding (its ephemeral key or handle).
+ * See docs/PROTOCOL.md, "Talking to a relay server".
  *
  * @example
  * ```ts
@@ -20,8 +21,7 @@
  * const server = core.card();
  * const lookup = generateLookupKeyPair(random);
  * const exchange = await openRelayExchange({ server, random });
- * const { ephemeralPublicKey } = exchange;
- * const pull = await signPull({ server, lookup, now: clock.now(), ephemeralPublicKey });
+ * const pull = await signPull({ server, lookup, now: clock.now(), ephemeralPublicKey: exchange.binding });
  * const body = exchange.seal(create(ToServerMessageSchema, { uuid: "r", pullRequests: [pull] }));
  * const answer = exchange.open(await transport.exchange(server, body));
  * assert.deepEqual(answer.errors, []);
@@ -61,4 +61,15 @@ export {
   PULL_TOKEN_MARGIN_MS,
   pullTokenKey,
 } from "./token.ts";
+export {
+  ClientSession,
+  RelaySessions,
+  type RelaySessionsOptions,
+  SESSION_LIFETIME_MS,
+  SESSION_MARGIN_MS,
+  SESSION_UNKNOWN_ANSWER,
+  SESSION_WINDOW,
+  SESSIONS_MAX_DEFAULT,
+  SessionUnknown,
+} from "./session.ts";
 export { ASSUMED_LIMITS, type RelayLimits, relayLimits } from "./limits.ts";

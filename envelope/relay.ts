@@ -23,6 +23,7 @@ import {
   ToServerMessageSchema,
 } from "../proto/mod.ts";
 import { envelopeKeys, PUBLIC_KEY_BYTES } from "./_keys.ts";
+import { type RelaySessions, SessionUnknown } from "./session.ts";
 
 /** Options for {@linkcode openRelayRequest}. */
 export interface OpenRelayRequestOptions {
@@ -30,14 +31,23 @@ export interface OpenRelayRequestOptions {
   keys: { encryption: KeyPair };
   /** The request body. */
   body: Uint8Array;
+  /** The sessions this relay holds, for a request that names one. */
+  sessions?: RelaySessions;
+  /** The relay's clock, in ms (session expiry). */
+  nowMs?: number;
 }
 
 /** A request whose envelope the relay could read: there is a key to answer under. */
 export interface RelayRequest {
-  /** The request's ephemeral X25519 public key (the envelope's `from`). */
-  ephemeralPublicKey: Uint8Array;
+  /**
+   * What the request's pulls are bound to: its ephemeral X25519 public key (the envelope's
+   * `from`), or in a session its handle.
+   */
+  binding: Uint8Array;
   /** The key the answer is sealed under ({@linkcode sealRelayAnswer}). */
   answerKey: Uint8Array;
+  /** In a session: the answer's associated data (the handle). */
+  answerAd?: Uint8Array;
   /** The ToServerMessage bytes, when the payload opened under the request key. */
   plaintext?: Uint8Array;
   /** The request, when the payload opened and decoded. */
@@ -47,10 +57,12 @@ export interface RelayRequest {
 }
 
 /**
- * Reads a request's envelope: derives its keys (one X25519 agreement) and opens its payload.
- * A payload that does not open or decode is reported in `error`, to be answered under
- * `answerKey`.
+ * Reads a request's envelope: derives its keys (one X25519 agreement) and opens its payload;
+ * or, for a request in a session, takes its handle from `sessions` (one AEAD). A payload that
+ * does not open or decode is reported in `error`, to be answered under `answerKey`.
  *
+ * @throws {SessionUnknown} when the request names a session and no session it holds opens it
+ *   (answer `SESSION_UNKNOWN_ANSWER`); nothing changed
  * @throws {Malformed} when the body is not a PackedServerMessage, or its `from` is not a usable
  *   32-byte X25519 key: then nobody can be answered
  * @example
@@ -72,9 +84,27 @@ export interface RelayRequest {
  * assert.equal(exchange.open(reply).stored, 1);
  * ```
  */
-export async function openRelayRequest(options: OpenRelayRequestOptions): Promise<RelayRequest> {
+export async function openRelayRequest(
+  options: OpenRelayRequestOptions,
+): Promise<RelayRequest> {
   const { keys, body } = options;
   const envelope = decode(PackedServerMessageSchema, body, { bytesMax: body.length });
+  if (envelope.session.length > 0) {
+    const taken = options.sessions?.take(envelope, options.nowMs ?? 0);
+    if (taken === undefined) {
+      throw new SessionUnknown(
+        "Cannot open a session request: no session this relay holds opens it",
+      );
+    }
+    const { handle, answerKey, plaintext } = taken;
+    const opened: RelayRequest = { binding: handle, answerKey, answerAd: handle, plaintext };
+    try {
+      opened.request = decode(ToServerMessageSchema, plaintext);
+    } catch (e) {
+      opened.error = e as MeowError;
+    }
+    return opened;
+  }
   const from = envelope.from;
   if (from.length !== PUBLIC_KEY_BYTES) {
     throw new Malformed(
@@ -83,7 +113,7 @@ export async function openRelayRequest(options: OpenRelayRequestOptions): Promis
   }
   const shared = await x25519SharedSecret(keys.encryption.privateKey, from);
   const { requestKey, answerKey } = envelopeKeys(shared, from, keys.encryption.publicKey);
-  const opened: RelayRequest = { ephemeralPublicKey: from, answerKey };
+  const opened: RelayRequest = { binding: from, answerKey };
   try {
     opened.plaintext = symDecrypt(requestKey, envelope.payload);
     opened.request = decode(ToServerMessageSchema, opened.plaintext);
@@ -101,6 +131,8 @@ export interface SealRelayAnswerOptions {
   answer: FromServerMessage;
   /** The nonce's randomness. */
   random: Random;
+  /** The answer's associated data ({@linkcode RelayRequest.answerAd}). */
+  ad?: Uint8Array;
   /**
    * Messages for the answer's `chat`, as stored (encoded PackedUserMessages), appended after
    * `answer.chat` without being decoded again.
@@ -113,8 +145,8 @@ export interface SealRelayAnswerOptions {
  * `from`, no signature: only the relay and the requester can derive the key).
  */
 export function sealRelayAnswer(options: SealRelayAnswerOptions): Uint8Array {
-  const { answerKey, answer, random, chat = [] } = options;
+  const { answerKey, answer, random, chat = [], ad } = options;
   const plaintext = encodeWithElements(FromServerMessageSchema, answer, "chat", chat);
-  const payload = symEncrypt(answerKey, plaintext, random);
+  const payload = symEncrypt(answerKey, plaintext, random, ad);
   return encode(PackedServerMessageSchema, create(PackedServerMessageSchema, { payload }));
 }

@@ -15,7 +15,7 @@ Deno.test("openRelayRequest() opens a request and answers under the key only its
   const opened = await openRelayRequest({ keys, body });
   assert.equal(opened.request?.uuid, "u");
   assert.equal(opened.request?.timeoutMs, 3);
-  assert.deepEqual(opened.ephemeralPublicKey, exchange.ephemeralPublicKey);
+  assert.deepEqual(opened.binding, exchange.binding);
   const answer = create(FromServerMessageSchema, { uuidAck: "u", stored: 2 });
   const reply = sealRelayAnswer({ answerKey: opened.answerKey, answer, random });
   assert.equal(

@@ -19,6 +19,7 @@ import {
   ToServerMessageSchema,
 } from "../proto/mod.ts";
 import { envelopeKeys } from "./_keys.ts";
+import { type ClientSession, sealSessionRequest, SessionUnknown } from "./session.ts";
 
 /** Largest relay answer a client reads, in bytes (a full pull plus envelope and sealing). */
 export const ANSWER_BYTES_MAX: number = 2 * MESSAGE_BYTES_MAX;
@@ -29,6 +30,11 @@ export interface RelayExchangeOptions {
   server: ServerCard;
   /** Where the ephemeral key and the nonce come from. */
   random: Random;
+  /**
+   * A session with this relay to send in (envelope/session.ts): the exchange then costs no
+   * public-key operation. Without one, the v2 envelope (a fresh ephemeral key).
+   */
+  session?: ClientSession;
 }
 
 /**
@@ -38,8 +44,13 @@ export interface RelayExchangeOptions {
 export interface RelayExchange {
   /** The relay the exchange is with. */
   readonly server: ServerCard;
-  /** The request's ephemeral X25519 public key: the envelope's `from`, and what pulls sign. */
-  readonly ephemeralPublicKey: Uint8Array;
+  /**
+   * What the request's pulls sign or MAC, unique to this request: its ephemeral X25519 public
+   * key (the envelope's `from`) in v2, its handle in a session.
+   */
+  readonly binding: Uint8Array;
+  /** Whether the exchange goes in a session. */
+  readonly inSession: boolean;
   /**
    * The request body: a PackedServerMessage whose `from` is the ephemeral key and whose payload
    * is `request` under the request key.
@@ -56,13 +67,16 @@ export interface RelayExchange {
    * @throws {BadCiphertext} when the answer does not open under this exchange's answer key (an
    *   answer to any other request, or tampered)
    * @throws {Replay} when the answer opens but names another request
+   * @throws {SessionUnknown} when the exchange is in a session the relay no longer holds
+   *   (nothing was done: send the request again in a new exchange without it)
    */
   open(body: Uint8Array): FromServerMessage;
 }
 
 /**
- * Starts one request to `server`: a fresh ephemeral X25519 key (one key generation, one
- * agreement) and the request and answer keys derived from it.
+ * Starts one request to `server`: in `session` when given (its next handle), otherwise a fresh
+ * ephemeral X25519 key (one key generation, one agreement) and the request and answer keys
+ * derived from it.
  *
  * @throws {Malformed} when the card's encryption key is not a usable X25519 key
  * @example
@@ -85,10 +99,15 @@ export interface RelayExchange {
  * ```
  */
 export async function openRelayExchange(options: RelayExchangeOptions): Promise<RelayExchange> {
-  const { server, random } = options;
+  const { server, random, session } = options;
+  if (session) {
+    const handle = session.nextHandle();
+    return new Exchange(server, random, handle, session.keys, true);
+  }
   const relayKey = server.encryptionPublicKey;
   const { publicKey, sharedSecret } = await x25519EphemeralAgreement(relayKey, random);
-  return new Exchange(server, random, publicKey, envelopeKeys(sharedSecret, publicKey, relayKey));
+  const keys = envelopeKeys(sharedSecret, publicKey, relayKey);
+  return new Exchange(server, random, publicKey, keys, false);
 }
 
 class Exchange implements RelayExchange {
@@ -97,8 +116,9 @@ class Exchange implements RelayExchange {
   constructor(
     readonly server: ServerCard,
     readonly random: Random,
-    readonly ephemeralPublicKey: Uint8Array,
+    readonly binding: Uint8Array,
     readonly keys: { requestKey: Uint8Array; answerKey: Uint8Array },
+    readonly inSession: boolean,
   ) {}
 
   seal(request: ToServerMessage): Uint8Array {
@@ -109,14 +129,14 @@ class Exchange implements RelayExchange {
     }
     if (!request.uuid) throw new TypeError("Cannot seal a request without a uuid");
     this.#uuid = request.uuid;
-    const payload = symEncrypt(
-      this.keys.requestKey,
-      encode(ToServerMessageSchema, request),
-      this.random,
-    );
+    const plaintext = encode(ToServerMessageSchema, request);
+    if (this.inSession) {
+      return sealSessionRequest(this.keys.requestKey, this.binding, plaintext, this.random);
+    }
+    const payload = symEncrypt(this.keys.requestKey, plaintext, this.random);
     return encode(
       PackedServerMessageSchema,
-      create(PackedServerMessageSchema, { from: this.ephemeralPublicKey, payload }),
+      create(PackedServerMessageSchema, { from: this.binding, payload }),
     );
   }
 
@@ -130,7 +150,13 @@ class Exchange implements RelayExchange {
       );
     }
     const envelope = decode(PackedServerMessageSchema, body, { bytesMax: ANSWER_BYTES_MAX });
-    const plaintext = symDecrypt(this.keys.answerKey, envelope.payload);
+    if (this.inSession && envelope.sessionUnknown) {
+      throw new SessionUnknown(
+        `Relay ${relay} holds no session for request "${uuid}" (unknown, used or expired): nothing was done; open a new session`,
+      );
+    }
+    const ad = this.inSession ? this.binding : undefined;
+    const plaintext = symDecrypt(this.keys.answerKey, envelope.payload, ad);
     const answer = decode(FromServerMessageSchema, plaintext, { bytesMax: ANSWER_BYTES_MAX });
     if (answer.uuidAck === uuid) return answer;
     const refusal = answer.errors[0];

@@ -20,12 +20,15 @@ Deno.test("openRelayExchange() seals each request under its own ephemeral key, n
   const server = core.card();
   const a = await openRelayExchange({ server, random });
   const b = await openRelayExchange({ server, random });
-  assert.notDeepEqual(a.ephemeralPublicKey, b.ephemeralPublicKey);
+  assert.notDeepEqual(a.binding, b.binding);
   const envelope = decode(PackedServerMessageSchema, a.seal(ask("a")));
-  assert.deepEqual(envelope.from, a.ephemeralPublicKey);
+  assert.deepEqual(envelope.from, a.binding);
+  // Nothing else is set: no device key, no session.
+  assert.equal(envelope.session.length, 0);
+  assert.equal(envelope.sessionUnknown, false);
   assert.deepEqual(
     Object.keys(envelope).filter((k) => !k.startsWith("$")).sort(),
-    ["from", "payload"],
+    ["from", "payload", "session", "sessionUnknown"],
   );
 });
 

@@ -101,7 +101,7 @@ Deno.test("attack: a token pull lifted into another request reads the queue thro
 
 Deno.test("attack: a token pull lifted into another request is refused by the relay, and burns nothing", async () => {
   const { core, data, bob, mallory, clock } = await world();
-  const { ephemeralPublicKey } = await bob.next();
+  const { binding: ephemeralPublicKey } = await bob.next();
   const lifted = macPull({
     server: core.card(),
     token: bob.tokens.get(bob.queue)!,
@@ -125,7 +125,7 @@ Deno.test("attack: a token pull lifted into another request is refused by the re
 Deno.test("attack: Mallory's own token names Bob's queue through a check that skips the queue", async () => {
   const { core, keys, bob, mallory, clock } = await world();
   const own = mallory.tokens.get(mallory.queue)!;
-  const { ephemeralPublicKey } = await mallory.next();
+  const { binding: ephemeralPublicKey } = await mallory.next();
   const forged = macPull({
     server: core.card(),
     token: { ...own, lookupKey: bob.queue },
@@ -156,7 +156,7 @@ Deno.test("a token from another relay, an expired token and a revoked token are 
   await stranger.request({ pullRequests: [await stranger.pull()] });
   const foreign = stranger.tokens.get(stranger.queue)!;
   // Bob presents a token another relay issued for his key's queue name.
-  const { ephemeralPublicKey } = await bob.next();
+  const { binding: ephemeralPublicKey } = await bob.next();
   const misplaced = macPull({
     server: core.card(),
     token: { ...foreign, lookupKey: bob.queue },

@@ -366,8 +366,8 @@ export class Poller {
       if (token.expiresAt - PULL_TOKEN_MARGIN_MS > now) tokenOf.set(lookupKey, token);
       else tokens.delete(lookupKey);
     }
-    // Each pull is signed (or MACed under its token) over this request's ephemeral key: good
-    // in this request only.
+    // Each pull is signed (or MACed under its token) over this request's binding (its
+    // ephemeral key, or its handle in the chunk's relay session): good in this request only.
     const signPulls = (ephemeralPublicKey: Uint8Array) =>
       Promise.all(chunk.keys.map(({ lookupKey, lookup }) => {
         // Signatures are single-use: never sign two pulls of one key with one timestamp.
@@ -380,11 +380,15 @@ export class Poller {
     const acks = taken.flatMap(([, a]) => a);
     let answer: FromServerMessage;
     try {
-      answer = await this.#ports.relay.request(server, async (ephemeralPublicKey) => ({
-        pullRequests: await signPulls(ephemeralPublicKey),
+      // The chunk's polls name its lookup keys, which link them anyway: they share a session.
+      answer = await this.#ports.relay.request(server, async (binding) => ({
+        pullRequests: await signPulls(binding),
         acks,
         timeoutMs: options.timeoutMs,
-      }), { signal: options.requestSignal });
+      }), {
+        signal: options.requestSignal,
+        session: chunk.keys.map((k) => k.lookupKey).join(","),
+      });
     } catch (e) {
       restore();
       if (!(e instanceof TransportError || e instanceof MeowError)) throw e;

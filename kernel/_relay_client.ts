@@ -16,7 +16,7 @@ import {
   type ServerError,
   ToServerMessageSchema,
 } from "../proto/mod.ts";
-import { openRelayExchange } from "../envelope/mod.ts";
+import { ClientSession, openRelayExchange, SessionUnknown } from "../envelope/mod.ts";
 import { randomUuid } from "../crypto/mod.ts";
 import { Malformed, NoSuchCode, RelayRefused } from "./errors.ts";
 import { relayLimits } from "../envelope/mod.ts";
@@ -33,6 +33,8 @@ export const REQUEST_OVERHEAD_BYTES = 512;
 const MAILBOX_RETRIES_MAX = 5;
 /** First retry delay of a failed delivery, in ms; doubles per attempt up to `retryMsMax`. */
 export const RETRY_MS_MIN = 500;
+/** Most relay sessions a client keeps (one per relay and scope); the oldest go first. */
+const SESSIONS_KEPT_MAX = 64;
 
 /** The ports and settings a {@linkcode RelayClient} runs on. */
 export interface RelayClientPorts {
@@ -50,6 +52,8 @@ export class RelayClient {
   readonly #ports: RelayClientPorts;
   /** Per `relay uid` + request kind: how the relay treated the last request. */
   readonly #relayHealth = new Map<string, RelayHealth>();
+  /** Per `relay uid` + scope: the relay session requests of that scope go in (memory only). */
+  readonly #sessions = new Map<string, ClientSession>();
 
   /** A client over `ports`. */
   constructor(ports: RelayClientPorts) {
@@ -104,28 +108,55 @@ export class RelayClient {
   }
 
   /**
-   * One request in its own relay exchange (a fresh ephemeral key): `init` is the request, or
-   * builds it from the exchange's ephemeral key (pulls are signed over it).
+   * One request in its own relay exchange: `init` is the request, or builds it from the
+   * exchange's binding (pulls are signed over it). Without `session`, a fresh ephemeral key
+   * (v2). With `session` (a scope: requests whose content links them anyway, such as the polls
+   * of one set of lookup keys), the relay session of that scope, opened by the scope's first
+   * request; when the relay no longer holds it, the request goes again at once, in v2, opening
+   * a new one.
    */
   async request(
     server: ServerCard,
     init:
       | MessageInitShape<typeof ToServerMessageSchema>
-      | ((
-        ephemeralPublicKey: Uint8Array,
-      ) => Promise<MessageInitShape<typeof ToServerMessageSchema>>),
-    options: { signal?: AbortSignal } = {},
+      | ((binding: Uint8Array) => Promise<MessageInitShape<typeof ToServerMessageSchema>>),
+    options: { signal?: AbortSignal; session?: string } = {},
   ): Promise<FromServerMessage> {
-    const exchange = await openRelayExchange({ server, random: this.#ports.random });
-    const shape = typeof init === "function" ? await init(exchange.ephemeralPublicKey) : init;
+    const scope = options.session === undefined ? undefined : `${server.uid} ${options.session}`;
+    const now = this.#ports.clock.now();
+    let session = scope === undefined ? undefined : this.#sessions.get(scope);
+    if (session && !session.usable(now)) {
+      this.#sessions.delete(scope!);
+      session = undefined;
+    }
+    const exchange = await openRelayExchange({ server, random: this.#ports.random, session });
+    const shape = typeof init === "function" ? await init(exchange.binding) : init;
     const request = create(ToServerMessageSchema, shape);
     request.uuid = randomUuid(this.#ports.random);
+    if (scope !== undefined && !session) request.openSession = true;
     const reply = await this.#ports.transport.exchange(
       server,
       exchange.seal(request),
       options.signal,
     );
-    return exchange.open(reply);
+    let answer: FromServerMessage;
+    try {
+      answer = exchange.open(reply);
+    } catch (e) {
+      if (!(e instanceof SessionUnknown)) throw e;
+      // Nothing was done: the same request again, in v2 (the session is gone, so no loop).
+      this.#sessions.delete(scope!);
+      return this.request(server, init, options);
+    }
+    if (scope !== undefined && answer.session) {
+      const opened = ClientSession.fromAnswer(answer.session, this.#ports.clock.now());
+      this.#sessions.delete(scope);
+      if (opened) this.#sessions.set(scope, opened);
+      if (this.#sessions.size > SESSIONS_KEPT_MAX) {
+        this.#sessions.delete(this.#sessions.keys().next().value!);
+      }
+    }
+    return answer;
   }
 
   /** Reports an outbox entry the relay will never take (it is removed by the caller). */

@@ -27,7 +27,10 @@ import {
   PULL_TOKEN_LIFETIME_MS,
   pullTokenKey,
   type RelayRequest,
+  RelaySessions,
   sealRelayAnswer,
+  SESSION_UNKNOWN_ANSWER,
+  SessionUnknown,
   verifyPull,
 } from "../envelope/mod.ts";
 import { encodedElements, withFields } from "../proto/mod.ts";
@@ -132,6 +135,11 @@ export interface ServerCoreOptions {
    * @default {DEFAULT_LIMITS}
    */
   limits?: Partial<ServerLimitsInit>;
+  /**
+   * Where the relay sessions live (in this process's memory).
+   * @default {new RelaySessions()}
+   */
+  sessions?: RelaySessions;
 }
 
 /** Counters a running core keeps for the periodic log summary. */
@@ -152,6 +160,8 @@ export interface ServerStats {
   signedPulls: number;
   /** Pulls authorised by a pull token and its MAC (no public-key operation). */
   tokenPulls: number;
+  /** Requests that came in a relay session (no public-key operation for the envelope). */
+  sessionRequests: number;
 }
 
 /**
@@ -166,7 +176,10 @@ export interface ServerStats {
  * envelope cannot be read at all (not a `PackedServerMessage`, `from` not a
  * usable X25519 key, larger than twice `requestBytesMax`) there is no key to
  * answer under: {@linkcode ServerCore.handle} then returns an empty array
- * (HTTP: 400).
+ * (HTTP: 400). A request in a relay session (`session` instead of `from`, see
+ * envelope/session.ts) that no session this process holds opens is answered
+ * `SESSION_UNKNOWN_ANSWER`, in clear, with nothing done; a request with
+ * `open_session` gets a new session in its answer.
  *
  * @example
  * ```ts
@@ -216,7 +229,10 @@ export class ServerCore {
     longPollsOpen: 0,
     signedPulls: 0,
     tokenPulls: 0,
+    sessionRequests: 0,
   };
+  /** The relay sessions this process holds (envelope/session.ts). */
+  readonly sessions: RelaySessions;
 
   private constructor(
     options: ServerCoreOptions,
@@ -228,6 +244,7 @@ export class ServerCore {
     this.#random = options.random;
     this.#keys = keys;
     this.#tokenKey = pullTokenKey(keys.encryption.privateKey);
+    this.sessions = options.sessions ?? new RelaySessions();
     this.limits = Object.freeze(limits);
     this.#lookups = new WindowLimiter({
       takesMax: limits.mailboxLookupsPerMinuteMax,
@@ -328,20 +345,29 @@ export class ServerCore {
     const rate = client === "" ? undefined : this.#requests.take(client, this.#clock.now());
     let opened: RelayRequest;
     try {
-      opened = await openRelayRequest({ keys: this.#keys, body });
-    } catch {
-      // Not an envelope, or `from` is not a usable X25519 key: no key to answer under.
+      opened = await openRelayRequest({
+        keys: this.#keys,
+        body,
+        sessions: this.sessions,
+        nowMs: this.#clock.now(),
+      });
+    } catch (e) {
       this.#stats.rejected++;
+      // Unknown, used, expired, forgotten or not authentic: the same clear answer, nothing done.
+      if (e instanceof SessionUnknown) return SESSION_UNKNOWN_ANSWER;
+      // Not an envelope, or `from` is not a usable X25519 key: no key to answer under.
       return EMPTY_ANSWER;
     }
+    if (opened.answerAd) this.#stats.sessionRequests++;
     const answer = create(FromServerMessageSchema, {});
-    const { answerKey, ephemeralPublicKey } = opened;
+    const { answerKey, answerAd, binding } = opened;
     const reject = (code: ErrorCode, detail: string, retryAfterMs = 0) => {
       this.#stats.rejected++;
       answer.errors.push(error(code, detail, { retryAfterMs }));
-      return this.#seal(answerKey, answer);
+      return this.#seal(answerKey, answerAd, answer);
     };
     const request = opened.request;
+    const seal = (chat?: Uint8Array[]) => this.#seal(answerKey, answerAd, answer, chat);
     try {
       if (rate && !rate.ok) {
         // Before any other work: the answer key and the seal are all a client past its rate costs.
@@ -365,6 +391,9 @@ export class ServerCore {
       }
       const tooLarge = this.#requestTooLarge(request);
       if (tooLarge) return reject(ErrorCode.TOO_LARGE, tooLarge);
+      if (request.openSession) {
+        answer.session = this.sessions.issue(this.#clock.now(), this.#random);
+      }
 
       if (request.mailbox && request.mailbox.action !== MailboxAction.UNSPECIFIED) {
         // A long poll on a mailbox would hold back the request's messages and pulls.
@@ -376,7 +405,7 @@ export class ServerCore {
         const packed = encodedElements(ToServerMessageSchema, opened.plaintext!, "messages");
         await this.#store(request.messages, packed, answer);
       }
-      const queues = await this.#authorise(request.pullRequests, ephemeralPublicKey, answer);
+      const queues = await this.#authorise(request.pullRequests, binding, answer);
       if (queues.length > 0 && request.acks.length > 0) {
         // Awaited first: `x += await …` would read the count before other requests add to it.
         const acked = await this.backend.ackMessages(queues, request.acks);
@@ -400,13 +429,14 @@ export class ServerCore {
         }
         this.#stats.delivered += messages.length;
         // As stored: each is a PackedUserMessage the relay encoded itself.
-        return this.#seal(answerKey, answer, messages.map((m) => m.bytes));
+        return seal(messages.map((m) => m.bytes));
       }
-      return this.#seal(answerKey, answer);
+      return seal();
     } catch (e) {
       // A failing backend: tell the client to retry (stores are idempotent for the receiver).
       answer.chat = [];
       answer.mailbox = undefined;
+      answer.session = undefined;
       const detail = `relay storage failed: ${(e as Error).message}`;
       if (answer.stored === 0) return reject(ErrorCode.BUSY, detail);
       // Messages are stored: not a refusal of the whole request (which applies nothing), but of
@@ -414,7 +444,7 @@ export class ServerCore {
       for (const pull of request!.pullRequests) {
         answer.errors.push(error(ErrorCode.BUSY, detail, { lookupKey: pull.lookupKey }));
       }
-      return this.#seal(answerKey, answer);
+      return seal();
     }
   }
 
@@ -638,7 +668,7 @@ export class ServerCore {
    */
   async #authorise(
     pulls: ConversationRequest[],
-    ephemeralPublicKey: Uint8Array,
+    binding: Uint8Array,
     answer: FromServerMessage,
   ): Promise<string[]> {
     const queues: string[] = [];
@@ -662,7 +692,7 @@ export class ServerCore {
           serverUid: this.#card.uid,
           tokenKey: this.#tokenKey,
           pull,
-          ephemeralPublicKey,
+          ephemeralPublicKey: binding,
         });
         if (token === undefined) {
           refuse(
@@ -691,7 +721,7 @@ export class ServerCore {
         this.#stats.tokenPulls++;
       } else {
         this.#stats.signedPulls++;
-        if (!(await verifyPull({ serverUid: this.#card.uid, pull, ephemeralPublicKey }))) {
+        if (!(await verifyPull({ serverUid: this.#card.uid, pull, ephemeralPublicKey: binding }))) {
           refuse(
             ErrorCode.BAD_LOOKUP_SIGNATURE,
             "lookup signature does not verify for this relay, queue, time and request",
@@ -802,9 +832,14 @@ export class ServerCore {
     }
   }
 
-  #seal(answerKey: Uint8Array, answer: FromServerMessage, chat?: Uint8Array[]): Uint8Array {
+  #seal(
+    answerKey: Uint8Array,
+    ad: Uint8Array | undefined,
+    answer: FromServerMessage,
+    chat?: Uint8Array[],
+  ): Uint8Array {
     answer.serverTime = this.#clock.now();
-    return sealRelayAnswer({ answerKey, answer, random: this.#random, chat });
+    return sealRelayAnswer({ answerKey, answer, random: this.#random, chat, ad });
   }
 }
 

@@ -65,8 +65,11 @@ export function createHandler(
   options: HandlerOptions = {},
 ): (req: Request, info?: Deno.ServeHandlerInfo) => Promise<Response> {
   const { log, clock } = options;
-  const route = async (req: Request, client: string): Promise<[Response, number]> => {
-    const path = new URL(req.url).pathname;
+  const route = async (
+    req: Request,
+    path: string,
+    client: string,
+  ): Promise<[Response, number]> => {
     if (req.method === "OPTIONS") return [new Response(null, { status: 204, headers: CORS }), 0];
     if (path === "/" && req.method === "POST") return await post(core, req, client);
     if (path === "/card" && req.method === "GET") {
@@ -85,13 +88,11 @@ export function createHandler(
   };
   return async (req, info) => {
     const start = clock?.now();
-    const [response, bytesIn] = await route(req, remoteHost(info));
+    const path = new URL(req.url).pathname;
+    const [response, bytesIn] = await route(req, path, remoteHost(info));
     if (log) {
       const ms = start === undefined ? "" : ` ${clock!.now() - start}ms`;
-      log(
-        "debug",
-        `${req.method} ${new URL(req.url).pathname} ${response.status} in=${bytesIn}${ms}`,
-      );
+      log("debug", `${req.method} ${path} ${response.status} in=${bytesIn}${ms}`);
     }
     return response;
   };
@@ -123,6 +124,11 @@ async function post(
 /** The body, or `undefined` as soon as it grows past `max` bytes (the rest is not read). */
 async function readLimited(req: Request, max: number): Promise<Uint8Array | undefined> {
   if (!req.body) return new Uint8Array(0);
+  // A declared length (checked against the limit by the caller) and no chunked framing: the
+  // server reads exactly that many bytes, in one call rather than chunk by chunk.
+  if (req.headers.has("content-length") && !req.headers.has("transfer-encoding")) {
+    return await req.bytes();
+  }
   const chunks: Uint8Array[] = [];
   let length = 0;
   const reader = req.body.getReader();
@@ -139,10 +145,10 @@ async function readLimited(req: Request, max: number): Promise<Uint8Array | unde
   return concatBytes(...chunks);
 }
 
+const BINARY_HEADERS = { "content-type": PROTOBUF, ...CORS };
+
 function binary(bytes: Uint8Array): Response {
-  return new Response(bytes as Uint8Array<ArrayBuffer>, {
-    headers: { "content-type": PROTOBUF, ...CORS },
-  });
+  return new Response(bytes as Uint8Array<ArrayBuffer>, { headers: BINARY_HEADERS });
 }
 
 function text(status: number, message: string): Response {

@@ -5,23 +5,29 @@ import { ServerCore } from "./core.ts";
 import { createHandler } from "./http.ts";
 import { MemoryBackend } from "./memory.ts";
 import { ManualClock, TestDevice, text } from "../tests/support/relay.ts";
+import type { ServerLimitsInit } from "./limits.ts";
 
-Deno.test("createHandler() counts mailbox look-ups per remote address", async () => {
+/** A relay over memory with `limits`, its handler called directly, and a device on its card. */
+async function handlerWorld(seed: number, limits: Partial<ServerLimitsInit>) {
   const clock = new ManualClock();
-  const random = new SeededRandom(3);
+  const random = new SeededRandom(seed);
   const core = await ServerCore.create({
     backend: new MemoryBackend(),
     clock,
     random: random.fork("relay"),
-    limits: { mailboxLookupsPerMinuteMax: 1 },
+    limits,
   });
-  const handler = createHandler(core);
   const device = new TestDevice(
     random.fork("device"),
     core.card(),
     () => Promise.reject(new Error("unused")),
     () => clock.now(),
   );
+  return { core, handler: createHandler(core), device };
+}
+
+Deno.test("createHandler() counts mailbox look-ups per remote address", async () => {
+  const { handler, device } = await handlerWorld(3, { mailboxLookupsPerMinuteMax: 1 });
   const miss = async (hostname: string) => {
     const { body, exchange } = await device.seal({
       mailbox: { action: MailboxAction.EXCHANGE, nameplate: "0000", side: new Uint8Array(16) },
@@ -91,4 +97,32 @@ Deno.test("createHandler() over loopback HTTP holds one address to its long poll
     clock.advance(20_000); // ends any long poll a failed check left open
     await server.shutdown();
   }
+});
+
+Deno.test("createHandler() reads a body of declared length and a streamed one, and refuses either past requestBytesMax", async () => {
+  const { handler, device } = await handlerWorld(5, { requestBytesMax: 4096 });
+  const streamed = (bytes: Uint8Array) =>
+    new ReadableStream<Uint8Array>({
+      start(controller) {
+        for (let i = 0; i < bytes.length; i += 1000) controller.enqueue(bytes.slice(i, i + 1000));
+        controller.close();
+      },
+    });
+  const post = (body: Uint8Array | ReadableStream<Uint8Array>, length?: number) =>
+    handler(
+      new Request("http://relay/", {
+        method: "POST",
+        body: body as Uint8Array<ArrayBuffer>,
+        headers: length === undefined ? {} : { "content-length": String(length) },
+      }),
+    );
+  for (const stream of [false, true]) {
+    const { body, exchange } = await device.seal({ messages: [device.message(device.queue, "x")] });
+    const response = await post(stream ? streamed(body) : body, stream ? undefined : body.length);
+    assert.equal(response.status, 200);
+    assert.equal(exchange.open(new Uint8Array(await response.arrayBuffer())).stored, 1);
+  }
+  const big = new Uint8Array(5000);
+  assert.equal((await post(big, big.length)).status, 413, "declared past the limit");
+  assert.equal((await post(streamed(big))).status, 413, "streamed past the limit");
 });

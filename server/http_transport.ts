@@ -62,7 +62,7 @@ export class HttpTransport implements Transport {
       wait,
       signal,
     );
-    const bytes = new Uint8Array(await response.arrayBuffer());
+    const bytes = await response.bytes();
     if (bytes.length > ANSWER_BYTES_MAX) {
       throw new TransportError(`Relay ${server.url} answered ${bytes.length} bytes: too large`);
     }

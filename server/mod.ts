@@ -18,8 +18,7 @@
  * const lookup = generateLookupKeyPair(random);
  * const server = core.card();
  * const exchange = await openRelayExchange({ server, random });
- * const { ephemeralPublicKey } = exchange;
- * const pull = await signPull({ server, lookup, now: clock.now(), ephemeralPublicKey });
+ * const pull = await signPull({ server, lookup, now: clock.now(), ephemeralPublicKey: exchange.binding });
  * const body = exchange.seal(create(ToServerMessageSchema, { uuid: "r", pullRequests: [pull] }));
  * const answer = exchange.open(await transport.exchange(server, body));
  * assert(answer.errors.length === 0 && answer.chat.length === 0);

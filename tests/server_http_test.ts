@@ -54,7 +54,7 @@ class Client {
   }
 
   async pull() {
-    const { ephemeralPublicKey } = await this.#exchange();
+    const { binding: ephemeralPublicKey } = await this.#exchange();
     const now = Date.now() + this.#tick++;
     return signPull({ server: this.server, lookup: this.lookup, now, ephemeralPublicKey });
   }

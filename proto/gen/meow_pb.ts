@@ -20,7 +20,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file meow.proto.
  */
 export const file_meow: GenFile = /*@__PURE__*/
-  fileDesc("CgptZW93LnByb3RvEgRtZW93IssDCgxTZXJ2ZXJMaW1pdHMSGQoRbWVzc2FnZV9ieXRlc19tYXgYASABKA0SIAoYbWVzc2FnZXNfcGVyX3JlcXVlc3RfbWF4GAIgASgNEhgKEHF1ZXVlX2xlbmd0aF9tYXgYAyABKA0SFAoMcmV0ZW50aW9uX21zGAQgASgBEhgKEGxvbmdfcG9sbF9tc19tYXgYBSABKA0SGwoTbG9uZ19wb2xsc19vcGVuX21heBgGIAEoDRIZChFwdWxsX3JlcXVlc3RzX21heBgHIAEoDRIZChFyZXF1ZXN0X2J5dGVzX21heBgIIAEoDRIWCg5tYWlsYm94X21zX21heBgJIAEoDRIZChFtYWlsYm94X3Bvc3RzX21heBgKIAEoDRImCh5tYWlsYm94X2xvb2t1cHNfcGVyX21pbnV0ZV9tYXgYCyABKA0SHAoUYWNrc19wZXJfcmVxdWVzdF9tYXgYDCABKA0SGQoRcHVsbF9tZXNzYWdlc19tYXgYDSABKA0SIQoZbG9uZ19wb2xsc19wZXJfY2xpZW50X21heBgOIAEoDRIqCiJyZXF1ZXN0c19wZXJfc2Vjb25kX3Blcl9jbGllbnRfbWF4GA8gASgNIpMBCgpTZXJ2ZXJDYXJkEgsKA3VpZBgBIAEoCRIMCgRuYW1lGAIgASgJEgsKA3VybBgDIAEoCRIdChVlbmNyeXB0aW9uX3B1YmxpY19rZXkYBCABKAwSGgoSc2lnbmluZ19wdWJsaWNfa2V5GAUgASgMEiIKBmxpbWl0cxgGIAEoCzISLm1lb3cuU2VydmVyTGltaXRzIlkKE1BhY2tlZFNlcnZlck1lc3NhZ2USDAoEZnJvbRgBIAEoDBIPCgdwYXlsb2FkGAIgASgMSgQIAxAESgQIBBAFUglzaWduYXR1cmVSDGZyb21fc2lnbmluZyKZAQoTQ29udmVyc2F0aW9uUmVxdWVzdBISCgpsb29rdXBfa2V5GAEgASgJEhYKDnNlbmRfdGltZXN0YW1wGAIgASgBEhgKEGxvb2t1cF9zaWduYXR1cmUYAyABKAwSEgoKcHVsbF90b2tlbhgEIAEoDBIRCgl0b2tlbl9tYWMYBSABKAwSFQoNcmV2b2tlX3Rva2VucxgGIAEoCCJSCglQdWxsVG9rZW4SEgoKbG9va3VwX2tleRgBIAEoCRINCgV0b2tlbhgCIAEoDBIOCgZzZWNyZXQYAyABKAwSEgoKZXhwaXJlc19hdBgEIAEoASJaCg1QdWxsVG9rZW5Cb2R5EhIKCmxvb2t1cF9rZXkYASABKAkSEQoJaXNzdWVkX21zGAIgASgBEhIKCmV4cGlyZXNfbXMYAyABKAESDgoGc2VjcmV0GAQgASgMIocBCg5NYWlsYm94UmVxdWVzdBIjCgZhY3Rpb24YASABKA4yEy5tZW93Lk1haWxib3hBY3Rpb24SEQoJbmFtZXBsYXRlGAIgASgJEgwKBHNpZGUYAyABKAwSDAoEcG9zdBgEIAEoDBINCgVhZnRlchgFIAEoDRISCgpleHBpcmVzX21zGAYgASgBIioKC01haWxib3hQb3N0Eg0KBWluZGV4GAEgASgNEgwKBGJvZHkYAiABKAwiWAoNTWFpbGJveEFuc3dlchIRCgluYW1lcGxhdGUYASABKAkSIAoFcG9zdHMYAiADKAsyES5tZW93Lk1haWxib3hQb3N0EhIKCmV4cGlyZXNfYXQYAyABKAEi1wEKD1RvU2VydmVyTWVzc2FnZRIMCgR1dWlkGAEgASgJEikKCG1lc3NhZ2VzGAIgAygLMhcubWVvdy5QYWNrZWRVc2VyTWVzc2FnZRIwCg1wdWxsX3JlcXVlc3RzGAMgAygLMhkubWVvdy5Db252ZXJzYXRpb25SZXF1ZXN0EgwKBGFja3MYBCADKAkSEgoKdGltZW91dF9tcxgFIAEoDRIlCgdtYWlsYm94GAcgASgLMhQubWVvdy5NYWlsYm94UmVxdWVzdEoECAYQB1IKaW52aXRhdGlvbiJ/CgtTZXJ2ZXJFcnJvchIdCgRjb2RlGAEgASgOMg8ubWVvdy5FcnJvckNvZGUSDgoGZGV0YWlsGAIgASgJEhIKCmxvb2t1cF9rZXkYAyABKAkSFQoNbWVzc2FnZV9pbmRleBgEIAEoDRIWCg5yZXRyeV9hZnRlcl9tcxgFIAEoASLyAQoRRnJvbVNlcnZlck1lc3NhZ2USEAoIdXVpZF9hY2sYASABKAkSJQoEY2hhdBgCIAMoCzIXLm1lb3cuUGFja2VkVXNlck1lc3NhZ2USIQoGZXJyb3JzGAQgAygLMhEubWVvdy5TZXJ2ZXJFcnJvchIOCgZzdG9yZWQYBSABKA0SEwoLc2VydmVyX3RpbWUYBiABKAESJAoHbWFpbGJveBgHIAEoCzITLm1lb3cuTWFpbGJveEFuc3dlchIkCgtwdWxsX3Rva2VucxgIIAMoCzIPLm1lb3cuUHVsbFRva2VuSgQIAxAEUgppbnZpdGF0aW9uIpcBChFQYWNrZWRVc2VyTWVzc2FnZRITCgtkZXN0aW5hdGlvbhgBIAEoCRIPCgdwYXlsb2FkGAIgASgMEhEKCXNpZ25hdHVyZRgDIAEoDBIcChRzZXJ2ZXJfZGVsaXZlcnlfdXVpZBgFIAEoCRIaChJzZXJ2ZXJfcmVjZWl2ZWRfbXMYBiABKAFKBAgEEAVSCWRyX2hlYWRlciJsChJDb252ZXJzYXRpb25TdGF0dXMSDAoEdXVpZBgBIAEoCRIMCgRzZW50GAIgASgBEhAKCHJlY2VpdmVkGAMgASgBEhEKCXByb2Nlc3NlZBgEIAEoARIVCg1yZXBseV90b191dWlkGAUgASgJIkoKCEZpbGVNZXRhEgwKBG5hbWUYASABKAkSDAoEbWltZRgCIAEoCRISCgpzaXplX2J5dGVzGAMgASgBEg4KBnNoYTI1NhgEIAEoDCKmAQoLVXNlck1lc3NhZ2USEwoLZGVzdGluYXRpb24YASABKAkSDAoEZnJvbRgCIAEoCRIMCgR0eXBlGAMgASgJEgwKBGRhdGEYBCABKAkSKAoGc3RhdHVzGAUgASgLMhgubWVvdy5Db252ZXJzYXRpb25TdGF0dXMSDwoHYXBwZGF0YRgGIAEoDBIdCgVmaWxlcxgHIAMoCzIOLm1lb3cuRmlsZU1ldGEiPwoKQWNrUGF5bG9hZBIMCgR1dWlkGAEgASgJEhAKCHJlY2VpdmVkGAIgASgBEhEKCXByb2Nlc3NlZBgDIAEoASL6AQoJRGJNZXNzYWdlEhAKCHBlZXJfdWlkGAEgASgJEhAKCG91dGJvdW5kGAIgASgIEiIKB21lc3NhZ2UYAyABKAsyES5tZW93LlVzZXJNZXNzYWdlEhIKCmZpbGVfcGF0aHMYBCADKAkSDgoGc3luY2VkGAUgASgIEhcKD3BlbmRpbmdfZm9yd2FyZBgGIAEoCBIRCglzdG9yZWRfYXQYByABKAESFQoNZmFpbGVkX3JlYXNvbhgIIAEoCRIRCglmYWlsZWRfYXQYCSABKAESFQoNcmVmcmVzaF9jb3VudBgKIAEoDRIUCgxyZWZyZXNoZWRfYXQYCyABKAEixgIKC0NvbnRhY3RDYXJkEgwKBG5hbWUYASABKAkSGwoTaWRlbnRpdHlfcHVibGljX2tleRgCIAEoDBIdChVlbmNyeXB0aW9uX3B1YmxpY19rZXkYAyABKAwSGQoRbG9va3VwX3B1YmxpY19rZXkYBCABKAwSJgoMcHVsbF9zZXJ2ZXJzGAUgAygLMhAubWVvdy5TZXJ2ZXJDYXJkEhMKC2RyX3Jvb3Rfa2V5GAYgASgMEhUKDWRyX3B1YmxpY19rZXkYByABKAwSDwoHc3ltX2tleRgIIAEoDBIVCg1pbnZpdGF0aW9uX2lkGAkgASgJEhwKBHR5cGUYCiABKA4yDi5tZW93LlBlZXJUeXBlEhIKCmRldmljZV91aWQYCyABKAkSEAoIcGVlcl91aWQYDCABKAkSEgoKY3JlYXRlZF9hdBgNIAEoASIyCgdLZXlQYWlyEhMKC3ByaXZhdGVfa2V5GAEgASgMEhIKCnB1YmxpY19rZXkYAiABKAwiYgoMUGVlclNldHRpbmdzEhUKDW5vdGlmaWNhdGlvbnMYASABKAgSFAoMZGVsaXZlcnlfYWNrGAIgASgIEhYKDnByb2Nlc3NpbmdfYWNrGAMgASgIEg0KBWNhbGxzGAQgASgIIqgGCgpQZWVyUmVjb3JkEgsKA3VpZBgBIAEoCRIcCgR0eXBlGAIgASgOMg4ubWVvdy5QZWVyVHlwZRIMCgRuYW1lGAMgASgJEg4KBmF2YXRhchgEIAEoDBIPCgd2aXNpYmxlGAUgASgIEg8KB2Jsb2NrZWQYBiABKAgSJAoIc2V0dGluZ3MYByABKAsyEi5tZW93LlBlZXJTZXR0aW5ncxIiCgtteV9pZGVudGl0eRgIIAEoCzINLm1lb3cuS2V5UGFpchIkCg1teV9lbmNyeXB0aW9uGAkgASgLMg0ubWVvdy5LZXlQYWlyEiAKCW15X2xvb2t1cBgKIAEoCzINLm1lb3cuS2V5UGFpchISCgpteV9zeW1fa2V5GAsgASgMEiIKB2NvbnRhY3QYDCABKAsyES5tZW93LkNvbnRhY3RDYXJkEikKD215X3B1bGxfc2VydmVycxgNIAMoCzIQLm1lb3cuU2VydmVyQ2FyZBIPCgdyYXRjaGV0GA4gASgMEhoKEnByaW1hcnlfZGV2aWNlX3VpZBgPIAEoCRISCgp1cGRhdGVkX2F0GBAgASgBEhIKCnVwZGF0ZWRfYnkYESABKAkSEgoKZGV2aWNlX3VpZBgSIAEoCRISCgpjcmVhdGVkX2F0GBMgASgBEioKE3BlbmRpbmdfcmF0Y2hldF9rZXkYFCABKAsyDS5tZW93LktleVBhaXISJwoMcGVuZGluZ19jYXJkGBUgASgLMhEubWVvdy5Db250YWN0Q2FyZBItCg9wZW5kaW5nX3BhaXJpbmcYFiABKAsyFC5tZW93LlBlbmRpbmdQYWlyaW5nEhMKC3NhZmV0eV9jb2RlGBcgASgJEhUKDXByaW1hcnlfZXBvY2gYGCABKA0SGAoQaGFuZG92ZXJfcmF0Y2hldBgZIAEoDBITCgtoYW5kb3Zlcl9hdBgaIAEoARIUCgxrZXlzX3ZlcnNpb24YGyABKA0SHQoVcmV0aXJlZF9pZGVudGl0eV9rZXlzGBwgAygMEikKDXByZXZpb3VzX2tleXMYHSABKAsyEi5tZW93LlByZXZpb3VzS2V5cyJiCgxQcmV2aW91c0tleXMSIQoKZW5jcnlwdGlvbhgBIAEoCzINLm1lb3cuS2V5UGFpchIdCgZsb29rdXAYAiABKAsyDS5tZW93LktleVBhaXISEAoIdW50aWxfbXMYAyABKAEiVgoOUGVuZGluZ1BhaXJpbmcSDAoEa2luZBgBIAEoCRIPCgdtYWNfa2V5GAIgASgMEhIKCnNhZmV0eV9rZXkYAyABKAwSEQoJY2FyZF9wb3N0GAQgASgMImQKB1Byb2ZpbGUSEAoIbmlja25hbWUYASABKAkSDwoHYXZhdGFycxgCIAMoDBIOCgZzdGF0dXMYAyABKAkSEgoKdXBkYXRlZF9hdBgEIAEoARISCgp1cGRhdGVkX2J5GAUgASgJIvcCCg5JZGVudGl0eVJlY29yZBILCgN1aWQYASABKAkSGwoEcm9vdBgCIAEoCzINLm1lb3cuS2V5UGFpchIoChFkZXZpY2VfZW5jcnlwdGlvbhgDIAEoCzINLm1lb3cuS2V5UGFpchIlCg5kZXZpY2Vfc2lnbmluZxgEIAEoCzINLm1lb3cuS2V5UGFpchISCgpkZXZpY2VfdWlkGAUgASgJEhMKC2RldmljZV9uYW1lGAYgASgJEh4KB3Byb2ZpbGUYByABKAsyDS5tZW93LlByb2ZpbGUSIQoHc2VydmVycxgIIAMoCzIQLm1lb3cuU2VydmVyQ2FyZBIUCgxoaWRkZW5fcGVlcnMYCSADKAkSEgoKY3JlYXRlZF9hdBgKIAEoARIUCgxsYXN0X3BvbGxfYXQYCyABKAESFwoPcmVtb3ZlZF9kZXZpY2VzGAwgAygJEiUKC2RldmljZV9saXN0GA0gASgLMhAubWVvdy5EZXZpY2VMaXN0IkUKCkRldmljZUxpc3QSDwoHdmVyc2lvbhgBIAEoDRITCgtkZXZpY2VfdWlkcxgCIAMoCRIRCglzaWduYXR1cmUYAyABKAwi+AEKC091dGJveEVudHJ5EgoKAmlkGAEgASgJEiAKBnNlcnZlchgCIAEoCzIQLm1lb3cuU2VydmVyQ2FyZBInCgZwYWNrZWQYAyABKAsyFy5tZW93LlBhY2tlZFVzZXJNZXNzYWdlEhAKCGF0dGVtcHRzGAQgASgNEhcKD25leHRfYXR0ZW1wdF9hdBgFIAEoARIRCglxdWV1ZWRfYXQYBiABKAESFAoMbWVzc2FnZV91dWlkGAcgASgJEhAKCHBlZXJfdWlkGAggASgJEhsKE3F1ZXVlX2Z1bGxfYXR0ZW1wdHMYCSABKA0SDwoHYmFycmllchgKIAEoCCKNAQoQUXVhcmFudGluZVJlY29yZBIKCgJpZBgBIAEoCRINCgVxdWV1ZRgCIAEoCRInCgZwYWNrZWQYAyABKAsyFy5tZW93LlBhY2tlZFVzZXJNZXNzYWdlEhIKCmVycm9yX2NvZGUYBCABKAkSFQoNZXJyb3JfbWVzc2FnZRgFIAEoCRIKCgJhdBgGIAEoASKOAwoRRGV2aWNlU3luY1BheWxvYWQSEQoJc3luY190eXBlGAEgASgJEhAKCHBlZXJfdWlkGAIgASgJEiMKCmRiX21lc3NhZ2UYAyABKAsyDy5tZW93LkRiTWVzc2FnZRIQCghkZWR1cF9pZBgEIAEoCRIRCglwZWVyX2RhdGEYBSABKAwSFQoNaWRlbnRpdHlfZGF0YRgGIAEoDBIXCg9mb3J3YXJkX3BheWxvYWQYByABKAwSGAoQZm9yd2FyZF9wZWVyX3VpZBgIIAEoCRIRCgl0aW1lc3RhbXAYCSABKAESFQoNb3JpZ2luX2RldmljZRgKIAEoCRITCgtwbHVnaW5fZGF0YRgLIAEoDBIgCgdoaXN0b3J5GAwgAygLMg8ubWVvdy5EYk1lc3NhZ2USDQoFc2luY2UYDSABKAESEgoKZGV2aWNlX3VpZBgOIAEoCRIVCg1wcmltYXJ5X2Vwb2NoGA8gASgNEiUKC2RldmljZV9saXN0GBAgASgLMhAubWVvdy5EZXZpY2VMaXN0In0KEkRldmljZUludHJvZHVjdGlvbhISCgpkZXZpY2VfdWlkGAEgASgJEhMKC2RldmljZV9uYW1lGAIgASgJEh4KBHBlZXIYAyABKAsyEC5tZW93LlBlZXJSZWNvcmQSHgoEbGlzdBgEIAEoCzIQLm1lb3cuRGV2aWNlTGlzdCJ1ChBJbnZpdGF0aW9uQW5zd2VyEh8KBGNhcmQYASABKAsyES5tZW93LkNvbnRhY3RDYXJkEhEKCWRyX2hlYWRlchgCIAEoDBIVCg1kcl9jaXBoZXJ0ZXh0GAMgASgMEhYKDnRyYW5zY3JpcHRfbWFjGAQgASgMIlkKDFNlc3Npb25SZXNldBIfCgRjYXJkGAEgASgLMhEubWVvdy5Db250YWN0Q2FyZBIRCglkcl9oZWFkZXIYAiABKAwSFQoNZHJfY2lwaGVydGV4dBgDIAEoDCqDAQoNTWFpbGJveEFjdGlvbhIeChpNQUlMQk9YX0FDVElPTl9VTlNQRUNJRklFRBAAEhsKF01BSUxCT1hfQUNUSU9OX0FMTE9DQVRFEAESGwoXTUFJTEJPWF9BQ1RJT05fRVhDSEFOR0UQAhIYChRNQUlMQk9YX0FDVElPTl9DTE9TRRADKpoCCglFcnJvckNvZGUSGgoWRVJST1JfQ09ERV9VTlNQRUNJRklFRBAAEhgKFEVSUk9SX0NPREVfVE9PX0xBUkdFEAESGQoVRVJST1JfQ09ERV9RVUVVRV9GVUxMEAISIwofRVJST1JfQ09ERV9CQURfTE9PS1VQX1NJR05BVFVSRRADEhQKEEVSUk9SX0NPREVfU1RBTEUQBBIYChRFUlJPUl9DT0RFX01BTEZPUk1FRBAFEhgKFEVSUk9SX0NPREVfTk9UX0ZPVU5EEAYSEwoPRVJST1JfQ09ERV9CVVNZEAgiBAgHEAciBAgJEAkqF0VSUk9SX0NPREVfQkFEX1BBU1NXT1JEKhNFUlJPUl9DT0RFX0NPTkZMSUNUKlIKCFBlZXJUeXBlEhkKFVBFRVJfVFlQRV9VTlNQRUNJRklFRBAAEhUKEVBFRVJfVFlQRV9DT05UQUNUEAESFAoQUEVFUl9UWVBFX0RFVklDRRACYgZwcm90bzM");
+  fileDesc("CgptZW93LnByb3RvEgRtZW93IssDCgxTZXJ2ZXJMaW1pdHMSGQoRbWVzc2FnZV9ieXRlc19tYXgYASABKA0SIAoYbWVzc2FnZXNfcGVyX3JlcXVlc3RfbWF4GAIgASgNEhgKEHF1ZXVlX2xlbmd0aF9tYXgYAyABKA0SFAoMcmV0ZW50aW9uX21zGAQgASgBEhgKEGxvbmdfcG9sbF9tc19tYXgYBSABKA0SGwoTbG9uZ19wb2xsc19vcGVuX21heBgGIAEoDRIZChFwdWxsX3JlcXVlc3RzX21heBgHIAEoDRIZChFyZXF1ZXN0X2J5dGVzX21heBgIIAEoDRIWCg5tYWlsYm94X21zX21heBgJIAEoDRIZChFtYWlsYm94X3Bvc3RzX21heBgKIAEoDRImCh5tYWlsYm94X2xvb2t1cHNfcGVyX21pbnV0ZV9tYXgYCyABKA0SHAoUYWNrc19wZXJfcmVxdWVzdF9tYXgYDCABKA0SGQoRcHVsbF9tZXNzYWdlc19tYXgYDSABKA0SIQoZbG9uZ19wb2xsc19wZXJfY2xpZW50X21heBgOIAEoDRIqCiJyZXF1ZXN0c19wZXJfc2Vjb25kX3Blcl9jbGllbnRfbWF4GA8gASgNIpMBCgpTZXJ2ZXJDYXJkEgsKA3VpZBgBIAEoCRIMCgRuYW1lGAIgASgJEgsKA3VybBgDIAEoCRIdChVlbmNyeXB0aW9uX3B1YmxpY19rZXkYBCABKAwSGgoSc2lnbmluZ19wdWJsaWNfa2V5GAUgASgMEiIKBmxpbWl0cxgGIAEoCzISLm1lb3cuU2VydmVyTGltaXRzIoMBChNQYWNrZWRTZXJ2ZXJNZXNzYWdlEgwKBGZyb20YASABKAwSDwoHcGF5bG9hZBgCIAEoDBIPCgdzZXNzaW9uGAUgASgMEhcKD3Nlc3Npb25fdW5rbm93bhgGIAEoCEoECAMQBEoECAQQBVIJc2lnbmF0dXJlUgxmcm9tX3NpZ25pbmcimQEKE0NvbnZlcnNhdGlvblJlcXVlc3QSEgoKbG9va3VwX2tleRgBIAEoCRIWCg5zZW5kX3RpbWVzdGFtcBgCIAEoARIYChBsb29rdXBfc2lnbmF0dXJlGAMgASgMEhIKCnB1bGxfdG9rZW4YBCABKAwSEQoJdG9rZW5fbWFjGAUgASgMEhUKDXJldm9rZV90b2tlbnMYBiABKAgiUgoJUHVsbFRva2VuEhIKCmxvb2t1cF9rZXkYASABKAkSDQoFdG9rZW4YAiABKAwSDgoGc2VjcmV0GAMgASgMEhIKCmV4cGlyZXNfYXQYBCABKAEiWgoNUHVsbFRva2VuQm9keRISCgpsb29rdXBfa2V5GAEgASgJEhEKCWlzc3VlZF9tcxgCIAEoARISCgpleHBpcmVzX21zGAMgASgBEg4KBnNlY3JldBgEIAEoDCKHAQoOTWFpbGJveFJlcXVlc3QSIwoGYWN0aW9uGAEgASgOMhMubWVvdy5NYWlsYm94QWN0aW9uEhEKCW5hbWVwbGF0ZRgCIAEoCRIMCgRzaWRlGAMgASgMEgwKBHBvc3QYBCABKAwSDQoFYWZ0ZXIYBSABKA0SEgoKZXhwaXJlc19tcxgGIAEoASIqCgtNYWlsYm94UG9zdBINCgVpbmRleBgBIAEoDRIMCgRib2R5GAIgASgMIlgKDU1haWxib3hBbnN3ZXISEQoJbmFtZXBsYXRlGAEgASgJEiAKBXBvc3RzGAIgAygLMhEubWVvdy5NYWlsYm94UG9zdBISCgpleHBpcmVzX2F0GAMgASgBIu0BCg9Ub1NlcnZlck1lc3NhZ2USDAoEdXVpZBgBIAEoCRIpCghtZXNzYWdlcxgCIAMoCzIXLm1lb3cuUGFja2VkVXNlck1lc3NhZ2USMAoNcHVsbF9yZXF1ZXN0cxgDIAMoCzIZLm1lb3cuQ29udmVyc2F0aW9uUmVxdWVzdBIMCgRhY2tzGAQgAygJEhIKCnRpbWVvdXRfbXMYBSABKA0SJQoHbWFpbGJveBgHIAEoCzIULm1lb3cuTWFpbGJveFJlcXVlc3QSFAoMb3Blbl9zZXNzaW9uGAggASgISgQIBhAHUgppbnZpdGF0aW9uIn8KC1NlcnZlckVycm9yEh0KBGNvZGUYASABKA4yDy5tZW93LkVycm9yQ29kZRIOCgZkZXRhaWwYAiABKAkSEgoKbG9va3VwX2tleRgDIAEoCRIVCg1tZXNzYWdlX2luZGV4GAQgASgNEhYKDnJldHJ5X2FmdGVyX21zGAUgASgBIpcCChFGcm9tU2VydmVyTWVzc2FnZRIQCgh1dWlkX2FjaxgBIAEoCRIlCgRjaGF0GAIgAygLMhcubWVvdy5QYWNrZWRVc2VyTWVzc2FnZRIhCgZlcnJvcnMYBCADKAsyES5tZW93LlNlcnZlckVycm9yEg4KBnN0b3JlZBgFIAEoDRITCgtzZXJ2ZXJfdGltZRgGIAEoARIkCgdtYWlsYm94GAcgASgLMhMubWVvdy5NYWlsYm94QW5zd2VyEiQKC3B1bGxfdG9rZW5zGAggAygLMg8ubWVvdy5QdWxsVG9rZW4SIwoHc2Vzc2lvbhgJIAEoCzISLm1lb3cuUmVsYXlTZXNzaW9uSgQIAxAEUgppbnZpdGF0aW9uIjMKDFJlbGF5U2Vzc2lvbhIOCgZzZWNyZXQYASABKAwSEwoLbGlmZXRpbWVfbXMYAiABKAEilwEKEVBhY2tlZFVzZXJNZXNzYWdlEhMKC2Rlc3RpbmF0aW9uGAEgASgJEg8KB3BheWxvYWQYAiABKAwSEQoJc2lnbmF0dXJlGAMgASgMEhwKFHNlcnZlcl9kZWxpdmVyeV91dWlkGAUgASgJEhoKEnNlcnZlcl9yZWNlaXZlZF9tcxgGIAEoAUoECAQQBVIJZHJfaGVhZGVyImwKEkNvbnZlcnNhdGlvblN0YXR1cxIMCgR1dWlkGAEgASgJEgwKBHNlbnQYAiABKAESEAoIcmVjZWl2ZWQYAyABKAESEQoJcHJvY2Vzc2VkGAQgASgBEhUKDXJlcGx5X3RvX3V1aWQYBSABKAkiSgoIRmlsZU1ldGESDAoEbmFtZRgBIAEoCRIMCgRtaW1lGAIgASgJEhIKCnNpemVfYnl0ZXMYAyABKAESDgoGc2hhMjU2GAQgASgMIqYBCgtVc2VyTWVzc2FnZRITCgtkZXN0aW5hdGlvbhgBIAEoCRIMCgRmcm9tGAIgASgJEgwKBHR5cGUYAyABKAkSDAoEZGF0YRgEIAEoCRIoCgZzdGF0dXMYBSABKAsyGC5tZW93LkNvbnZlcnNhdGlvblN0YXR1cxIPCgdhcHBkYXRhGAYgASgMEh0KBWZpbGVzGAcgAygLMg4ubWVvdy5GaWxlTWV0YSI/CgpBY2tQYXlsb2FkEgwKBHV1aWQYASABKAkSEAoIcmVjZWl2ZWQYAiABKAESEQoJcHJvY2Vzc2VkGAMgASgBIvoBCglEYk1lc3NhZ2USEAoIcGVlcl91aWQYASABKAkSEAoIb3V0Ym91bmQYAiABKAgSIgoHbWVzc2FnZRgDIAEoCzIRLm1lb3cuVXNlck1lc3NhZ2USEgoKZmlsZV9wYXRocxgEIAMoCRIOCgZzeW5jZWQYBSABKAgSFwoPcGVuZGluZ19mb3J3YXJkGAYgASgIEhEKCXN0b3JlZF9hdBgHIAEoARIVCg1mYWlsZWRfcmVhc29uGAggASgJEhEKCWZhaWxlZF9hdBgJIAEoARIVCg1yZWZyZXNoX2NvdW50GAogASgNEhQKDHJlZnJlc2hlZF9hdBgLIAEoASLGAgoLQ29udGFjdENhcmQSDAoEbmFtZRgBIAEoCRIbChNpZGVudGl0eV9wdWJsaWNfa2V5GAIgASgMEh0KFWVuY3J5cHRpb25fcHVibGljX2tleRgDIAEoDBIZChFsb29rdXBfcHVibGljX2tleRgEIAEoDBImCgxwdWxsX3NlcnZlcnMYBSADKAsyEC5tZW93LlNlcnZlckNhcmQSEwoLZHJfcm9vdF9rZXkYBiABKAwSFQoNZHJfcHVibGljX2tleRgHIAEoDBIPCgdzeW1fa2V5GAggASgMEhUKDWludml0YXRpb25faWQYCSABKAkSHAoEdHlwZRgKIAEoDjIOLm1lb3cuUGVlclR5cGUSEgoKZGV2aWNlX3VpZBgLIAEoCRIQCghwZWVyX3VpZBgMIAEoCRISCgpjcmVhdGVkX2F0GA0gASgBIjIKB0tleVBhaXISEwoLcHJpdmF0ZV9rZXkYASABKAwSEgoKcHVibGljX2tleRgCIAEoDCJiCgxQZWVyU2V0dGluZ3MSFQoNbm90aWZpY2F0aW9ucxgBIAEoCBIUCgxkZWxpdmVyeV9hY2sYAiABKAgSFgoOcHJvY2Vzc2luZ19hY2sYAyABKAgSDQoFY2FsbHMYBCABKAgiqAYKClBlZXJSZWNvcmQSCwoDdWlkGAEgASgJEhwKBHR5cGUYAiABKA4yDi5tZW93LlBlZXJUeXBlEgwKBG5hbWUYAyABKAkSDgoGYXZhdGFyGAQgASgMEg8KB3Zpc2libGUYBSABKAgSDwoHYmxvY2tlZBgGIAEoCBIkCghzZXR0aW5ncxgHIAEoCzISLm1lb3cuUGVlclNldHRpbmdzEiIKC215X2lkZW50aXR5GAggASgLMg0ubWVvdy5LZXlQYWlyEiQKDW15X2VuY3J5cHRpb24YCSABKAsyDS5tZW93LktleVBhaXISIAoJbXlfbG9va3VwGAogASgLMg0ubWVvdy5LZXlQYWlyEhIKCm15X3N5bV9rZXkYCyABKAwSIgoHY29udGFjdBgMIAEoCzIRLm1lb3cuQ29udGFjdENhcmQSKQoPbXlfcHVsbF9zZXJ2ZXJzGA0gAygLMhAubWVvdy5TZXJ2ZXJDYXJkEg8KB3JhdGNoZXQYDiABKAwSGgoScHJpbWFyeV9kZXZpY2VfdWlkGA8gASgJEhIKCnVwZGF0ZWRfYXQYECABKAESEgoKdXBkYXRlZF9ieRgRIAEoCRISCgpkZXZpY2VfdWlkGBIgASgJEhIKCmNyZWF0ZWRfYXQYEyABKAESKgoTcGVuZGluZ19yYXRjaGV0X2tleRgUIAEoCzINLm1lb3cuS2V5UGFpchInCgxwZW5kaW5nX2NhcmQYFSABKAsyES5tZW93LkNvbnRhY3RDYXJkEi0KD3BlbmRpbmdfcGFpcmluZxgWIAEoCzIULm1lb3cuUGVuZGluZ1BhaXJpbmcSEwoLc2FmZXR5X2NvZGUYFyABKAkSFQoNcHJpbWFyeV9lcG9jaBgYIAEoDRIYChBoYW5kb3Zlcl9yYXRjaGV0GBkgASgMEhMKC2hhbmRvdmVyX2F0GBogASgBEhQKDGtleXNfdmVyc2lvbhgbIAEoDRIdChVyZXRpcmVkX2lkZW50aXR5X2tleXMYHCADKAwSKQoNcHJldmlvdXNfa2V5cxgdIAEoCzISLm1lb3cuUHJldmlvdXNLZXlzImIKDFByZXZpb3VzS2V5cxIhCgplbmNyeXB0aW9uGAEgASgLMg0ubWVvdy5LZXlQYWlyEh0KBmxvb2t1cBgCIAEoCzINLm1lb3cuS2V5UGFpchIQCgh1bnRpbF9tcxgDIAEoASJWCg5QZW5kaW5nUGFpcmluZxIMCgRraW5kGAEgASgJEg8KB21hY19rZXkYAiABKAwSEgoKc2FmZXR5X2tleRgDIAEoDBIRCgljYXJkX3Bvc3QYBCABKAwiZAoHUHJvZmlsZRIQCghuaWNrbmFtZRgBIAEoCRIPCgdhdmF0YXJzGAIgAygMEg4KBnN0YXR1cxgDIAEoCRISCgp1cGRhdGVkX2F0GAQgASgBEhIKCnVwZGF0ZWRfYnkYBSABKAki9wIKDklkZW50aXR5UmVjb3JkEgsKA3VpZBgBIAEoCRIbCgRyb290GAIgASgLMg0ubWVvdy5LZXlQYWlyEigKEWRldmljZV9lbmNyeXB0aW9uGAMgASgLMg0ubWVvdy5LZXlQYWlyEiUKDmRldmljZV9zaWduaW5nGAQgASgLMg0ubWVvdy5LZXlQYWlyEhIKCmRldmljZV91aWQYBSABKAkSEwoLZGV2aWNlX25hbWUYBiABKAkSHgoHcHJvZmlsZRgHIAEoCzINLm1lb3cuUHJvZmlsZRIhCgdzZXJ2ZXJzGAggAygLMhAubWVvdy5TZXJ2ZXJDYXJkEhQKDGhpZGRlbl9wZWVycxgJIAMoCRISCgpjcmVhdGVkX2F0GAogASgBEhQKDGxhc3RfcG9sbF9hdBgLIAEoARIXCg9yZW1vdmVkX2RldmljZXMYDCADKAkSJQoLZGV2aWNlX2xpc3QYDSABKAsyEC5tZW93LkRldmljZUxpc3QiRQoKRGV2aWNlTGlzdBIPCgd2ZXJzaW9uGAEgASgNEhMKC2RldmljZV91aWRzGAIgAygJEhEKCXNpZ25hdHVyZRgDIAEoDCL4AQoLT3V0Ym94RW50cnkSCgoCaWQYASABKAkSIAoGc2VydmVyGAIgASgLMhAubWVvdy5TZXJ2ZXJDYXJkEicKBnBhY2tlZBgDIAEoCzIXLm1lb3cuUGFja2VkVXNlck1lc3NhZ2USEAoIYXR0ZW1wdHMYBCABKA0SFwoPbmV4dF9hdHRlbXB0X2F0GAUgASgBEhEKCXF1ZXVlZF9hdBgGIAEoARIUCgxtZXNzYWdlX3V1aWQYByABKAkSEAoIcGVlcl91aWQYCCABKAkSGwoTcXVldWVfZnVsbF9hdHRlbXB0cxgJIAEoDRIPCgdiYXJyaWVyGAogASgIIo0BChBRdWFyYW50aW5lUmVjb3JkEgoKAmlkGAEgASgJEg0KBXF1ZXVlGAIgASgJEicKBnBhY2tlZBgDIAEoCzIXLm1lb3cuUGFja2VkVXNlck1lc3NhZ2USEgoKZXJyb3JfY29kZRgEIAEoCRIVCg1lcnJvcl9tZXNzYWdlGAUgASgJEgoKAmF0GAYgASgBIo4DChFEZXZpY2VTeW5jUGF5bG9hZBIRCglzeW5jX3R5cGUYASABKAkSEAoIcGVlcl91aWQYAiABKAkSIwoKZGJfbWVzc2FnZRgDIAEoCzIPLm1lb3cuRGJNZXNzYWdlEhAKCGRlZHVwX2lkGAQgASgJEhEKCXBlZXJfZGF0YRgFIAEoDBIVCg1pZGVudGl0eV9kYXRhGAYgASgMEhcKD2ZvcndhcmRfcGF5bG9hZBgHIAEoDBIYChBmb3J3YXJkX3BlZXJfdWlkGAggASgJEhEKCXRpbWVzdGFtcBgJIAEoARIVCg1vcmlnaW5fZGV2aWNlGAogASgJEhMKC3BsdWdpbl9kYXRhGAsgASgMEiAKB2hpc3RvcnkYDCADKAsyDy5tZW93LkRiTWVzc2FnZRINCgVzaW5jZRgNIAEoARISCgpkZXZpY2VfdWlkGA4gASgJEhUKDXByaW1hcnlfZXBvY2gYDyABKA0SJQoLZGV2aWNlX2xpc3QYECABKAsyEC5tZW93LkRldmljZUxpc3QifQoSRGV2aWNlSW50cm9kdWN0aW9uEhIKCmRldmljZV91aWQYASABKAkSEwoLZGV2aWNlX25hbWUYAiABKAkSHgoEcGVlchgDIAEoCzIQLm1lb3cuUGVlclJlY29yZBIeCgRsaXN0GAQgASgLMhAubWVvdy5EZXZpY2VMaXN0InUKEEludml0YXRpb25BbnN3ZXISHwoEY2FyZBgBIAEoCzIRLm1lb3cuQ29udGFjdENhcmQSEQoJZHJfaGVhZGVyGAIgASgMEhUKDWRyX2NpcGhlcnRleHQYAyABKAwSFgoOdHJhbnNjcmlwdF9tYWMYBCABKAwiWQoMU2Vzc2lvblJlc2V0Eh8KBGNhcmQYASABKAsyES5tZW93LkNvbnRhY3RDYXJkEhEKCWRyX2hlYWRlchgCIAEoDBIVCg1kcl9jaXBoZXJ0ZXh0GAMgASgMKoMBCg1NYWlsYm94QWN0aW9uEh4KGk1BSUxCT1hfQUNUSU9OX1VOU1BFQ0lGSUVEEAASGwoXTUFJTEJPWF9BQ1RJT05fQUxMT0NBVEUQARIbChdNQUlMQk9YX0FDVElPTl9FWENIQU5HRRACEhgKFE1BSUxCT1hfQUNUSU9OX0NMT1NFEAMqmgIKCUVycm9yQ29kZRIaChZFUlJPUl9DT0RFX1VOU1BFQ0lGSUVEEAASGAoURVJST1JfQ09ERV9UT09fTEFSR0UQARIZChVFUlJPUl9DT0RFX1FVRVVFX0ZVTEwQAhIjCh9FUlJPUl9DT0RFX0JBRF9MT09LVVBfU0lHTkFUVVJFEAMSFAoQRVJST1JfQ09ERV9TVEFMRRAEEhgKFEVSUk9SX0NPREVfTUFMRk9STUVEEAUSGAoURVJST1JfQ09ERV9OT1RfRk9VTkQQBhITCg9FUlJPUl9DT0RFX0JVU1kQCCIECAcQByIECAkQCSoXRVJST1JfQ09ERV9CQURfUEFTU1dPUkQqE0VSUk9SX0NPREVfQ09ORkxJQ1QqUgoIUGVlclR5cGUSGQoVUEVFUl9UWVBFX1VOU1BFQ0lGSUVEEAASFQoRUEVFUl9UWVBFX0NPTlRBQ1QQARIUChBQRUVSX1RZUEVfREVWSUNFEAJiBnByb3RvMw");
 
 /**
  * The limits a relay enforces; every one has its unit in its name.
@@ -222,6 +222,24 @@ export type PackedServerMessage = Message<"meow.PackedServerMessage"> & {
    * @generated from field: bytes payload = 2;
    */
   payload: Uint8Array;
+
+  /**
+   * Request in a relay session (envelope/session.ts), instead of `from`: the request's
+   * single-use handle (32 bytes, HMAC-SHA-256 under the session's handle key of the request's
+   * counter); `payload` is then under the session's request key, the answer's under its answer
+   * key, both with the handle as associated data.
+   *
+   * @generated from field: bytes session = 5;
+   */
+  session: Uint8Array;
+
+  /**
+   * Answer only, in clear: the relay holds no session with this handle (unknown, used,
+   * expired or forgotten); nothing was done. The client opens a new session.
+   *
+   * @generated from field: bool session_unknown = 6;
+   */
+  sessionUnknown: boolean;
 };
 
 /**
@@ -540,6 +558,13 @@ export type ToServerMessage = Message<"meow.ToServerMessage"> & {
    * @generated from field: meow.MailboxRequest mailbox = 7;
    */
   mailbox?: MailboxRequest | undefined;
+
+  /**
+   * Ask for a relay session: the answer carries one in `session`.
+   *
+   * @generated from field: bool open_session = 8;
+   */
+  openSession: boolean;
 };
 
 /**
@@ -652,6 +677,13 @@ export type FromServerMessage = Message<"meow.FromServerMessage"> & {
    * @generated from field: repeated meow.PullToken pull_tokens = 8;
    */
   pullTokens: PullToken[];
+
+  /**
+   * The relay session the request asked for (open_session).
+   *
+   * @generated from field: meow.RelaySession session = 9;
+   */
+  session?: RelaySession | undefined;
 };
 
 /**
@@ -660,6 +692,35 @@ export type FromServerMessage = Message<"meow.FromServerMessage"> & {
  */
 export const FromServerMessageSchema: GenMessage<FromServerMessage> = /*@__PURE__*/
   messageDesc(file_meow, 11);
+
+/**
+ * A relay session (envelope/session.ts): later requests cost the relay one AEAD, not an
+ * X25519 agreement. It travels only inside sealed answers.
+ *
+ * @generated from message meow.RelaySession
+ */
+export type RelaySession = Message<"meow.RelaySession"> & {
+  /**
+   * 32 random bytes: the session's keys come from it (HKDF-SHA-256).
+   *
+   * @generated from field: bytes secret = 1;
+   */
+  secret: Uint8Array;
+
+  /**
+   * How long the relay keeps it from the answer, in ms.
+   *
+   * @generated from field: double lifetime_ms = 2;
+   */
+  lifetimeMs: number;
+};
+
+/**
+ * Describes the message meow.RelaySession.
+ * Use `create(RelaySessionSchema)` to create a new message.
+ */
+export const RelaySessionSchema: GenMessage<RelaySession> = /*@__PURE__*/
+  messageDesc(file_meow, 12);
 
 /**
  * A user message as it travels: the output of the sealing pipeline.
@@ -711,7 +772,7 @@ export type PackedUserMessage = Message<"meow.PackedUserMessage"> & {
  * Use `create(PackedUserMessageSchema)` to create a new message.
  */
 export const PackedUserMessageSchema: GenMessage<PackedUserMessage> = /*@__PURE__*/
-  messageDesc(file_meow, 12);
+  messageDesc(file_meow, 13);
 
 /**
  * Delivery state of one message.
@@ -760,7 +821,7 @@ export type ConversationStatus = Message<"meow.ConversationStatus"> & {
  * Use `create(ConversationStatusSchema)` to create a new message.
  */
 export const ConversationStatusSchema: GenMessage<ConversationStatus> = /*@__PURE__*/
-  messageDesc(file_meow, 13);
+  messageDesc(file_meow, 14);
 
 /**
  * Metadata of an attached file; files themselves are never synced.
@@ -802,7 +863,7 @@ export type FileMeta = Message<"meow.FileMeta"> & {
  * Use `create(FileMetaSchema)` to create a new message.
  */
 export const FileMetaSchema: GenMessage<FileMeta> = /*@__PURE__*/
-  messageDesc(file_meow, 14);
+  messageDesc(file_meow, 15);
 
 /**
  * What one peer says to another, before sealing.
@@ -865,7 +926,7 @@ export type UserMessage = Message<"meow.UserMessage"> & {
  * Use `create(UserMessageSchema)` to create a new message.
  */
 export const UserMessageSchema: GenMessage<UserMessage> = /*@__PURE__*/
-  messageDesc(file_meow, 15);
+  messageDesc(file_meow, 16);
 
 /**
  * What an "ack" message says about an earlier message.
@@ -900,7 +961,7 @@ export type AckPayload = Message<"meow.AckPayload"> & {
  * Use `create(AckPayloadSchema)` to create a new message.
  */
 export const AckPayloadSchema: GenMessage<AckPayload> = /*@__PURE__*/
-  messageDesc(file_meow, 16);
+  messageDesc(file_meow, 17);
 
 /**
  * The stored form of a message in a conversation.
@@ -992,7 +1053,7 @@ export type DbMessage = Message<"meow.DbMessage"> & {
  * Use `create(DbMessageSchema)` to create a new message.
  */
 export const DbMessageSchema: GenMessage<DbMessage> = /*@__PURE__*/
-  messageDesc(file_meow, 17);
+  messageDesc(file_meow, 18);
 
 /**
  * The public half of a pairing: everything the other side needs to send to and
@@ -1098,7 +1159,7 @@ export type ContactCard = Message<"meow.ContactCard"> & {
  * Use `create(ContactCardSchema)` to create a new message.
  */
 export const ContactCardSchema: GenMessage<ContactCard> = /*@__PURE__*/
-  messageDesc(file_meow, 18);
+  messageDesc(file_meow, 19);
 
 /**
  * One key pair as stored on a device.
@@ -1126,7 +1187,7 @@ export type KeyPair = Message<"meow.KeyPair"> & {
  * Use `create(KeyPairSchema)` to create a new message.
  */
 export const KeyPairSchema: GenMessage<KeyPair> = /*@__PURE__*/
-  messageDesc(file_meow, 19);
+  messageDesc(file_meow, 20);
 
 /**
  * Per-peer settings a user changes; they sync between devices.
@@ -1168,7 +1229,7 @@ export type PeerSettings = Message<"meow.PeerSettings"> & {
  * Use `create(PeerSettingsSchema)` to create a new message.
  */
 export const PeerSettingsSchema: GenMessage<PeerSettings> = /*@__PURE__*/
-  messageDesc(file_meow, 20);
+  messageDesc(file_meow, 21);
 
 /**
  * Everything a device knows about one peer (a contact or a sibling device).
@@ -1389,7 +1450,7 @@ export type PeerRecord = Message<"meow.PeerRecord"> & {
  * Use `create(PeerRecordSchema)` to create a new message.
  */
 export const PeerRecordSchema: GenMessage<PeerRecord> = /*@__PURE__*/
-  messageDesc(file_meow, 21);
+  messageDesc(file_meow, 22);
 
 /**
  * Keys a rekey replaced, kept for a while (PeerRecord.previous_keys).
@@ -1420,7 +1481,7 @@ export type PreviousKeys = Message<"meow.PreviousKeys"> & {
  * Use `create(PreviousKeysSchema)` to create a new message.
  */
 export const PreviousKeysSchema: GenMessage<PreviousKeys> = /*@__PURE__*/
-  messageDesc(file_meow, 22);
+  messageDesc(file_meow, 23);
 
 /**
  * What the initiator of an end-to-end encrypted pairing keeps until the answer arrives.
@@ -1462,7 +1523,7 @@ export type PendingPairing = Message<"meow.PendingPairing"> & {
  * Use `create(PendingPairingSchema)` to create a new message.
  */
 export const PendingPairingSchema: GenMessage<PendingPairing> = /*@__PURE__*/
-  messageDesc(file_meow, 23);
+  messageDesc(file_meow, 24);
 
 /**
  * A user's public profile; syncs between devices, never keys.
@@ -1511,7 +1572,7 @@ export type Profile = Message<"meow.Profile"> & {
  * Use `create(ProfileSchema)` to create a new message.
  */
 export const ProfileSchema: GenMessage<Profile> = /*@__PURE__*/
-  messageDesc(file_meow, 24);
+  messageDesc(file_meow, 25);
 
 /**
  * A device's identity as stored on that device. Never leaves it whole.
@@ -1619,7 +1680,7 @@ export type IdentityRecord = Message<"meow.IdentityRecord"> & {
  * Use `create(IdentityRecordSchema)` to create a new message.
  */
 export const IdentityRecordSchema: GenMessage<IdentityRecord> = /*@__PURE__*/
-  messageDesc(file_meow, 25);
+  messageDesc(file_meow, 26);
 
 /**
  * The user's devices, signed by the identity root over
@@ -1650,7 +1711,7 @@ export type DeviceList = Message<"meow.DeviceList"> & {
  * Use `create(DeviceListSchema)` to create a new message.
  */
 export const DeviceListSchema: GenMessage<DeviceList> = /*@__PURE__*/
-  messageDesc(file_meow, 26);
+  messageDesc(file_meow, 27);
 
 /**
  * One packed message waiting to leave the device.
@@ -1735,7 +1796,7 @@ export type OutboxEntry = Message<"meow.OutboxEntry"> & {
  * Use `create(OutboxEntrySchema)` to create a new message.
  */
 export const OutboxEntrySchema: GenMessage<OutboxEntry> = /*@__PURE__*/
-  messageDesc(file_meow, 27);
+  messageDesc(file_meow, 28);
 
 /**
  * A received message that could not be verified or opened, kept (bounded, never synced) instead
@@ -1792,7 +1853,7 @@ export type QuarantineRecord = Message<"meow.QuarantineRecord"> & {
  * Use `create(QuarantineRecordSchema)` to create a new message.
  */
 export const QuarantineRecordSchema: GenMessage<QuarantineRecord> = /*@__PURE__*/
-  messageDesc(file_meow, 28);
+  messageDesc(file_meow, 29);
 
 /**
  * One event sent from a device to each of its siblings, inside a UserMessage
@@ -1924,7 +1985,7 @@ export type DeviceSyncPayload = Message<"meow.DeviceSyncPayload"> & {
  * Use `create(DeviceSyncPayloadSchema)` to create a new message.
  */
 export const DeviceSyncPayloadSchema: GenMessage<DeviceSyncPayload> = /*@__PURE__*/
-  messageDesc(file_meow, 29);
+  messageDesc(file_meow, 30);
 
 /**
  * device_introduce: the pairing material one sibling needs to reach another,
@@ -1968,7 +2029,7 @@ export type DeviceIntroduction = Message<"meow.DeviceIntroduction"> & {
  * Use `create(DeviceIntroductionSchema)` to create a new message.
  */
 export const DeviceIntroductionSchema: GenMessage<DeviceIntroduction> = /*@__PURE__*/
-  messageDesc(file_meow, 30);
+  messageDesc(file_meow, 31);
 
 /**
  * The invitee's answer to an invitation, sealed to the initiator's encryption
@@ -2018,7 +2079,7 @@ export type InvitationAnswer = Message<"meow.InvitationAnswer"> & {
  * Use `create(InvitationAnswerSchema)` to create a new message.
  */
 export const InvitationAnswerSchema: GenMessage<InvitationAnswer> = /*@__PURE__*/
-  messageDesc(file_meow, 31);
+  messageDesc(file_meow, 32);
 
 /**
  * A session reset (docs/PROTOCOL.md "Session reset and rekey"): a device of the user that holds a
@@ -2058,7 +2119,7 @@ export type SessionReset = Message<"meow.SessionReset"> & {
  * Use `create(SessionResetSchema)` to create a new message.
  */
 export const SessionResetSchema: GenMessage<SessionReset> = /*@__PURE__*/
-  messageDesc(file_meow, 32);
+  messageDesc(file_meow, 33);
 
 /**
  * What a mailbox request asks the relay to do.

@@ -23,7 +23,14 @@ import {
   ToServerMessageSchema,
 } from "../../proto/gen/meow_pb.ts";
 import type { MessageInitShape } from "@bufbuild/protobuf";
-import { macPull, openRelayExchange, type RelayExchange, signPull } from "../../envelope/mod.ts";
+import {
+  ClientSession,
+  macPull,
+  openRelayExchange,
+  type RelayExchange,
+  SessionUnknown,
+  signPull,
+} from "../../envelope/mod.ts";
 
 interface Sleeper {
   at: number;
@@ -82,13 +89,17 @@ export class ManualClock implements Clock {
  * A device with one lookup key, talking to one relay through `send`. Each request is one
  * {@linkcode RelayExchange}: {@linkcode TestDevice.pull} signs for the exchange of the device's
  * next request (opened on first need), which {@linkcode TestDevice.seal} or
- * {@linkcode TestDevice.request} then uses up.
+ * {@linkcode TestDevice.request} then uses up. With `useSessions`, as the kernel's polls do, a
+ * request that pulls goes in the device's relay session (the first one asks for it).
  */
 export class TestDevice {
   readonly lookup: KeyPair;
   readonly queue: string;
   #stamp = 0;
   #next: Promise<RelayExchange> | undefined;
+  #session: ClientSession | undefined;
+  /** Whether requests that pull go in a relay session. */
+  useSessions = false;
 
   constructor(
     readonly random: Random,
@@ -100,10 +111,17 @@ export class TestDevice {
     this.queue = toBase64Url(this.lookup.publicKey);
   }
 
-  /** The exchange the next request goes in. */
-  next(): Promise<RelayExchange> {
-    this.#next ??= openRelayExchange({ server: this.server, random: this.random });
+  /** The exchange the next request goes in (one that pulls, unless `pulls` is false). */
+  next(pulls = true): Promise<RelayExchange> {
+    if (this.#session && !this.#session.usable(this.now())) this.#session = undefined;
+    const session = pulls && this.useSessions ? this.#session : undefined;
+    this.#next ??= openRelayExchange({ server: this.server, random: this.random, session });
     return this.#next;
+  }
+
+  /** Forgets the device's relay session (the next request that pulls opens a new one). */
+  dropSession(): void {
+    this.#session = undefined;
   }
 
   /**
@@ -113,22 +131,37 @@ export class TestDevice {
   async seal(
     init: MessageInitShape<typeof ToServerMessageSchema>,
   ): Promise<{ body: Uint8Array; exchange: RelayExchange }> {
-    const exchange = await this.next();
+    const pulls = (init.pullRequests?.length ?? 0) > 0;
+    const exchange = await this.next(pulls);
     this.#next = undefined;
     const request = create(ToServerMessageSchema, init);
     request.uuid ||= randomUuid(this.random);
+    if (pulls && this.useSessions && !exchange.inSession) request.openSession = true;
     return { body: exchange.seal(request), exchange };
   }
 
-  /** Sends a request and opens the answer (keeping any pull tokens it carries). */
+  /**
+   * Sends a request and opens the answer (keeping any pull tokens and session it carries). A
+   * session the relay no longer holds is dropped (the error is thrown: its pulls were bound to
+   * that request).
+   */
   async request(init: MessageInitShape<typeof ToServerMessageSchema>): Promise<FromServerMessage> {
     const { body, exchange } = await this.seal(init);
-    return this.keepTokens(exchange.open(await this.send(body)));
+    try {
+      return this.keepTokens(exchange.open(await this.send(body)));
+    } catch (e) {
+      if (e instanceof SessionUnknown) this.#session = undefined;
+      throw e;
+    }
   }
 
-  /** Keeps the answer's pull tokens for {@linkcode TestDevice.pull} with `useTokens`. */
+  /**
+   * Keeps the answer's pull tokens for {@linkcode TestDevice.pull} with `useTokens`, and its
+   * session for requests with `useSessions`.
+   */
   keepTokens(answer: FromServerMessage): FromServerMessage {
     for (const token of answer.pullTokens) this.tokens.set(token.lookupKey, token);
+    if (answer.session) this.#session = ClientSession.fromAnswer(answer.session, this.now());
     return answer;
   }
 
@@ -142,7 +175,7 @@ export class TestDevice {
    * call unless `now` is given): a signature, or with `useTokens` a kept token and its MAC.
    */
   async pull(lookup: KeyPair = this.lookup, now?: number): Promise<ConversationRequest> {
-    const { ephemeralPublicKey } = await this.next();
+    const { binding: ephemeralPublicKey } = await this.next();
     // Distinct timestamps: Ed25519 is deterministic, and a signature is good once.
     const at = now ?? this.now() - 1000 + this.#stamp++;
     const token = this.useTokens ? this.tokens.get(toBase64Url(lookup.publicKey)) : undefined;
