@@ -15,9 +15,9 @@ import { randomInt, SeededRandom } from "../crypto/mod.ts";
 import { newUserMessage } from "../plugins/chat/mod.ts";
 import { apiKey, type Plugin } from "./plugin.ts";
 import { type Store, type Transport, TransportError } from "../ports/mod.ts";
-import { type TestDevice, TestWorld } from "../tests/support/world.ts";
+import { ManualClock, type TestDevice, TestWorld } from "../tests/support/world.ts";
 import { pack } from "./pipeline.ts";
-import { QUARANTINE_MAX } from "./kernel.ts";
+import { Kernel, QUARANTINE_MAX } from "./kernel.ts";
 
 /** Everything a store holds, as comparable bytes. */
 async function snapshot(store: Store): Promise<string> {
@@ -369,4 +369,48 @@ Deno.test("Kernel.stop() during a delivery leaves the entry due: the flush that 
   assert.equal(alice.kernel.outboxSize(), 0);
   await world.settle([alice, bob]);
   assert.deepEqual(await texts(bob, uid), ["<sent while stopping"]);
+});
+
+/** The manual clock, recording every sleep asked of it. */
+class SleepLog extends ManualClock {
+  readonly sleeps: number[] = [];
+  override sleep(ms: number, signal?: AbortSignal): Promise<void> {
+    this.sleeps.push(ms);
+    return super.sleep(ms, signal);
+  }
+}
+
+Deno.test("Kernel starts its polls one interval apart: the time a poll took counts toward the interval", async () => {
+  const world = await TestWorld.create(4);
+  const clock = new SleepLog(world.clock.now());
+  // Every exchange of alice's takes 700 ms of her clock.
+  const slow: Transport = {
+    exchange: async (server, body, signal) => {
+      const answer = await world.transport.exchange(server, body, signal);
+      clock.advance(700);
+      return answer;
+    },
+    fetchCard: (url, signal) => world.transport.fetchCard(url, signal),
+  };
+  const alice = await world.device("alice", { nickname: "alice" });
+  const bob = await world.device("bob", { nickname: "bob" });
+  await pairOutOfBand(world, alice, bob);
+  const kernel = await Kernel.open({
+    store: alice.store,
+    clock,
+    random: new SeededRandom(5),
+    transport: slow,
+    plugins: [chatPlugin(), dedupPlugin()],
+    name: "alice",
+    pollIntervalMs: 3_000,
+    longPollMs: 0,
+  });
+  kernel.start();
+  try {
+    // One pull request of 700 ms, nothing brought: the next poll starts 2.3 s later, 3 s after it began.
+    assert.ok(await untilTrue(() => clock.sleeps.includes(2_300)), `sleeps: ${clock.sleeps}`);
+    assert.ok(!clock.sleeps.includes(3_000), `sleeps: ${clock.sleeps}`);
+  } finally {
+    await kernel.stop();
+  }
 });
