@@ -1,6 +1,7 @@
 /**
  * The outbox: packed messages waiting to leave, delivered to their relays in
- * batches within each relay's limits, retried with exponential backoff and
+ * batches within each relay's limits (several requests at once, and what is
+ * queued during a delivery beside it), retried with exponential backoff and
  * jitter, and failed for good — removed in the commit that marks their
  * message failed — when a relay will never take them.
  *
@@ -32,6 +33,8 @@ const MESSAGE_FRAMING_BYTES = 16;
  * fails for good (at the default 30 s retry cap, about 20 minutes of a full queue).
  */
 export const QUEUE_FULL_ATTEMPTS_MAX = 40;
+/** Send requests one flush has in flight to one relay at once (each up to the relay's batch). */
+export const OUTBOX_REQUESTS_AT_ONCE = 4;
 
 /** What the {@linkcode Outbox} runs on. */
 export interface OutboxPorts {
@@ -59,6 +62,8 @@ export class Outbox {
   #outboxSeq = 0;
   #flushWake: (() => void) | undefined;
   #flushing: Promise<void> | undefined;
+  /** Ids of the entries a flush has in flight: no other flush sends them meanwhile. */
+  readonly #sending = new Set<string>();
 
   /** An empty outbox over `ports`. */
   constructor(ports: OutboxPorts) {
@@ -96,24 +101,50 @@ export class Outbox {
    * exponential backoff. Resolves with how many entries were delivered.
    */
   flush(signal?: AbortSignal): Promise<number> {
-    const run = (this.#flushing ?? Promise.resolve()).then(() => this.#flushOnce(signal));
+    const run = (this.#flushing ?? Promise.resolve()).then(() =>
+      this.#send(this.#pick(this.#ports.clock.now()).due, signal)
+    );
     this.#flushing = run.then(() => {}, () => {});
     return run;
   }
 
-  async #flushOnce(signal?: AbortSignal): Promise<number> {
-    const now = this.#ports.clock.now();
+  /**
+   * The entries due at `now` that no flush has in flight, in queue order, and
+   * when the earliest of the others not in flight falls due. Behind a barrier
+   * (a session reset or rekey) not stored yet — waiting for its retry, or in
+   * flight — its queue waits.
+   */
+  #pick(now: number): { due: OutboxEntry[]; next: number | undefined } {
     const order = (a: OutboxEntry, b: OutboxEntry) =>
       a.queuedAt - b.queuedAt || (a.id < b.id ? -1 : 1);
-    // Behind a barrier (a session reset or rekey) not stored yet, its queue waits.
     const blocked = new Set<string>();
     const due: OutboxEntry[] = [];
+    let next: number | undefined;
     for (const entry of [...this.#outbox.values()].sort(order)) {
       const queue = entry.packed?.destination ?? "";
       if (blocked.has(queue)) continue;
-      if (entry.nextAttemptAt <= now) due.push(entry);
-      else if (entry.barrier) blocked.add(queue);
+      if (this.#sending.has(entry.id)) {
+        if (entry.barrier) blocked.add(queue);
+      } else if (entry.nextAttemptAt <= now) due.push(entry);
+      else {
+        if (next === undefined || entry.nextAttemptAt < next) next = entry.nextAttemptAt;
+        if (entry.barrier) blocked.add(queue);
+      }
     }
+    return { due, next };
+  }
+
+  /** Sends `due` (from {@linkcode Outbox.#pick}), marked in flight until it is through. */
+  async #send(due: OutboxEntry[], signal?: AbortSignal): Promise<number> {
+    for (const entry of due) this.#sending.add(entry.id);
+    try {
+      return await this.#sendBatches(due, signal);
+    } finally {
+      for (const entry of due) this.#sending.delete(entry.id);
+    }
+  }
+
+  async #sendBatches(due: OutboxEntry[], signal?: AbortSignal): Promise<number> {
     const byServer = new Map<string, OutboxEntry[]>();
     for (const entry of due) {
       const key = entry.server?.uid ?? "";
@@ -122,12 +153,20 @@ export class Outbox {
     let delivered = 0;
     for (const entries of byServer.values()) {
       const failedBarriers = new Set<string>();
-      for (const all of await this.#batches(entries)) {
+      for (const wave of waves(await this.#batches(entries))) {
         if (signal?.aborted || this.#ports.state.closed) return delivered;
-        const batch = all.filter((e) => !failedBarriers.has(e.packed?.destination ?? ""));
-        if (batch.length === 0) continue;
-        delivered += await this.#deliver(batch, signal);
-        for (const e of batch) {
+        const batches = wave
+          .map((all) => all.filter((e) => !failedBarriers.has(e.packed?.destination ?? "")))
+          .filter((batch) => batch.length > 0);
+        // The batches of one wave go out at once: a backlog of n batches costs one round trip,
+        // not n, and one slow or lost request holds back only its own batch.
+        // All of them settle before a failure surfaces: none is left in flight unmarked.
+        const results = await Promise.allSettled(batches.map((b) => this.#deliver(b, signal)));
+        for (const result of results) {
+          if (result.status === "rejected") throw result.reason;
+          delivered += result.value;
+        }
+        for (const e of batches.flat()) {
           if (e.barrier && this.#outbox.has(e.id)) failedBarriers.add(e.packed?.destination ?? "");
         }
       }
@@ -292,39 +331,80 @@ export class Outbox {
     for (const entry of updated) this.#outbox.set(entry.id, entry);
   }
 
-  /** Earliest next attempt among outbox entries, or undefined when empty. */
-  #nextDue(): number | undefined {
-    let next: number | undefined;
-    for (const entry of this.#outbox.values()) {
-      if (next === undefined || entry.nextAttemptAt < next) next = entry.nextAttemptAt;
-    }
-    return next;
-  }
-
-  /** Flushes due entries until `signal` aborts, sleeping until the next is due or one is queued. */
+  /**
+   * Flushes due entries until `signal` aborts: what is committed meanwhile goes
+   * out at once, beside the requests still in flight, rather than after the
+   * slowest of them; between flushes it sleeps until the next entry is due, one
+   * is queued, or a flush ends (what it failed is due again later).
+   */
   async loop(signal: AbortSignal): Promise<void> {
-    while (!signal.aborted) {
-      try {
-        await this.flush(signal);
-      } catch (e) {
-        if (signal.aborted) return;
-        this.#ports.log("error", `${this.#ports.name} outbox failed: ${(e as Error).stack}`);
+    const running = new Set<Promise<void>>();
+    try {
+      while (!signal.aborted && !this.#ports.state.closed) {
+        const wake = new AbortController();
+        // Set before picking: a commit or a flush ending from here on ends the sleep below.
+        this.#flushWake = () => wake.abort();
+        const now = this.#ports.clock.now();
+        const { due } = this.#pick(now);
+        if (due.length > 0) {
+          const run: Promise<void> = this.#send(due, signal).then(
+            () => {},
+            (e) => {
+              if (!signal.aborted) {
+                this.#ports.log(
+                  "error",
+                  `${this.#ports.name} outbox failed: ${(e as Error).stack}`,
+                );
+              }
+            },
+          ).finally(() => {
+            running.delete(run);
+            this.#flushWake?.();
+          });
+          running.add(run);
+        }
+        const { next } = this.#pick(now);
+        const wait = next === undefined ? this.#ports.retryMsMax : Math.max(1, next - now);
+        try {
+          // One signal for both: the kernel may have stopped while the flush ran.
+          await this.#ports.clock.sleep(wait, AbortSignal.any([signal, wake.signal]));
+        } catch {
+          // woken: new entries were queued, a flush ended, or the kernel stops.
+        }
       }
-      const due = this.#nextDue();
-      const now = this.#ports.clock.now();
-      const wait = due === undefined ? this.#ports.retryMsMax : Math.max(1, due - now);
-      const wake = new AbortController();
-      this.#flushWake = () => wake.abort();
-      try {
-        // One signal for both: the kernel may have stopped while the flush ran.
-        await this.#ports.clock.sleep(wait, AbortSignal.any([signal, wake.signal]));
-      } catch {
-        // woken: new entries were queued, or the kernel stops.
-      } finally {
-        this.#flushWake = undefined;
-      }
+    } finally {
+      this.#flushWake = undefined;
+      await Promise.allSettled(running);
     }
   }
+}
+
+/**
+ * Groups one relay's batches, in order, into waves sent at once: at most
+ * {@linkcode OUTBOX_REQUESTS_AT_ONCE} batches each, and a batch carrying a
+ * message for a queue behind a barrier (a session reset or rekey) of an
+ * earlier batch starts a new wave, so it leaves only once the barrier is stored.
+ */
+export function waves(batches: OutboxEntry[][]): OutboxEntry[][][] {
+  const result: OutboxEntry[][][] = [];
+  let wave: OutboxEntry[][] = [];
+  let barriers = new Set<string>();
+  for (const batch of batches) {
+    const queues = batch.map((e) => e.packed?.destination ?? "");
+    if (
+      wave.length >= OUTBOX_REQUESTS_AT_ONCE || queues.some((queue) => barriers.has(queue))
+    ) {
+      result.push(wave);
+      wave = [];
+      barriers = new Set();
+    }
+    wave.push(batch);
+    batch.forEach((e, i) => {
+      if (e.barrier) barriers.add(queues[i]);
+    });
+  }
+  if (wave.length > 0) result.push(wave);
+  return result;
 }
 
 /** The sequence part of an outbox id (0 for ids of another form). */

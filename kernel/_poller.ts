@@ -451,6 +451,7 @@ export class Poller {
   async #pollLoop(server: ServerCard, signal: AbortSignal): Promise<void> {
     let failures = 0;
     while (!signal.aborted) {
+      const started = this.#ports.clock.now();
       const restart = new AbortController();
       if (this.#ports.longPollMs > 0) this.#pollRestarts.set(server.uid, restart);
       const waiting = AbortSignal.any([signal, restart.signal]);
@@ -484,10 +485,15 @@ export class Poller {
       } finally {
         this.#pollRestarts.delete(server.uid);
       }
-      const backoff = failures === 0 ? this.#ports.pollIntervalMs : Math.min(
-        this.#ports.retryMsMax,
-        this.#ports.pollIntervalMs * 2 ** Math.min(8, failures - 1),
-      );
+      // Polls start one interval apart: the time a poll took (its round trips, what it brought)
+      // counts toward the interval, so the device polls as often as it says whatever the network.
+      // After failures the backoff runs from the failure.
+      const backoff = failures === 0
+        ? Math.max(0, started + this.#ports.pollIntervalMs - this.#ports.clock.now())
+        : Math.min(
+          this.#ports.retryMsMax,
+          this.#ports.pollIntervalMs * 2 ** Math.min(8, failures - 1),
+        );
       const wait = Math.max(backoff, retryAfterMs);
       try {
         if (!restart.signal.aborted) await this.#ports.clock.sleep(wait, signal);

@@ -15,9 +15,10 @@ import { randomInt, SeededRandom } from "../crypto/mod.ts";
 import { newUserMessage } from "../plugins/chat/mod.ts";
 import { apiKey, type Plugin } from "./plugin.ts";
 import { type Store, type Transport, TransportError } from "../ports/mod.ts";
-import { type TestDevice, TestWorld } from "../tests/support/world.ts";
+import { ManualClock, type TestDevice, TestWorld } from "../tests/support/world.ts";
 import { pack } from "./pipeline.ts";
-import { QUARANTINE_MAX } from "./kernel.ts";
+import { Kernel, QUARANTINE_MAX } from "./kernel.ts";
+import { OUTBOX_REQUESTS_AT_ONCE, waves } from "./_outbox.ts";
 
 /** Everything a store holds, as comparable bytes. */
 async function snapshot(store: Store): Promise<string> {
@@ -369,4 +370,134 @@ Deno.test("Kernel.stop() during a delivery leaves the entry due: the flush that 
   assert.equal(alice.kernel.outboxSize(), 0);
   await world.settle([alice, bob]);
   assert.deepEqual(await texts(bob, uid), ["<sent while stopping"]);
+});
+
+/** A transport that holds exchanges while closed and lets them all go on when opened. */
+class ReleasingTransport implements Transport {
+  #open = true;
+  readonly #waiting: (() => void)[] = [];
+  held = 0;
+  constructor(readonly inner: Transport) {}
+  close(): void {
+    this.#open = false;
+  }
+  open(): void {
+    this.#open = true;
+    for (const go of this.#waiting.splice(0)) go();
+  }
+  async exchange(server: ServerCard, body: Uint8Array, signal?: AbortSignal): Promise<Uint8Array> {
+    if (!this.#open) {
+      this.held++;
+      await new Promise<void>((resolve) => this.#waiting.push(resolve));
+    }
+    return this.inner.exchange(server, body, signal);
+  }
+  fetchCard(url: string, signal?: AbortSignal): Promise<ServerCard> {
+    return this.inner.fetchCard(url, signal);
+  }
+}
+
+Deno.test("Kernel sends an outbox backlog of several batches at once: three requests in flight, nothing lost", async () => {
+  const world = await TestWorld.create(3, { limits: { messagesPerRequestMax: 4 } });
+  const gate = new ReleasingTransport(world.transport);
+  const alice = await world.device("alice", { nickname: "alice", kernel: { transport: gate } });
+  const bob = await world.device("bob", { nickname: "bob" });
+  const uid = await pairOutOfBand(world, alice, bob);
+  for (let i = 0; i < 12; i++) await chat(alice).send(uid, `backlog ${i}`);
+  gate.close();
+  const flushed = alice.kernel.flushOutbox();
+  // Twelve messages, four a request: the three requests leave together, not one per round trip.
+  assert.ok(await untilTrue(() => gate.held === 3), `3 requests in flight, saw ${gate.held}`);
+  gate.open();
+  assert.equal(await flushed, 12);
+  await world.settle([alice, bob]);
+  const got = await texts(bob, uid);
+  assert.equal(got.length, 12);
+  assert.deepEqual(new Set(got), new Set([...Array(12).keys()].map((i) => `<backlog ${i}`)));
+});
+
+Deno.test("waves: at most OUTBOX_REQUESTS_AT_ONCE batches at once, and nothing for a queue leaves with its barrier", () => {
+  const entry = (id: string, queue: string, barrier = false) =>
+    create(OutboxEntrySchema, {
+      id,
+      barrier,
+      packed: create(PackedUserMessageSchema, { destination: queue }),
+    });
+  const ids = (w: ReturnType<typeof waves>) => w.map((wave) => wave.map((b) => b.map((e) => e.id)));
+  const plain = [...Array(OUTBOX_REQUESTS_AT_ONCE + 1).keys()].map((i) => [entry(`e${i}`, "q")]);
+  assert.deepEqual(ids(waves(plain)).map((w) => w.length), [OUTBOX_REQUESTS_AT_ONCE, 1]);
+  // A rekey of q1 in the first batch: the next batch's q1 message waits for it, q2 does not.
+  const behind = [[entry("reset", "q1", true), entry("a", "q2")], [entry("b", "q2")], [
+    entry("c", "q1"),
+    entry("d", "q2"),
+  ]];
+  assert.deepEqual(ids(waves(behind)), [[["reset", "a"], ["b"]], [["c", "d"]]]);
+  assert.deepEqual(waves([]), []);
+});
+
+/** The manual clock, recording every sleep asked of it. */
+class SleepLog extends ManualClock {
+  readonly sleeps: number[] = [];
+  override sleep(ms: number, signal?: AbortSignal): Promise<void> {
+    this.sleeps.push(ms);
+    return super.sleep(ms, signal);
+  }
+}
+
+Deno.test("Kernel starts its polls one interval apart: the time a poll took counts toward the interval", async () => {
+  const world = await TestWorld.create(4);
+  const clock = new SleepLog(world.clock.now());
+  // Every exchange of alice's takes 700 ms of her clock.
+  const slow: Transport = {
+    exchange: async (server, body, signal) => {
+      const answer = await world.transport.exchange(server, body, signal);
+      clock.advance(700);
+      return answer;
+    },
+    fetchCard: (url, signal) => world.transport.fetchCard(url, signal),
+  };
+  const alice = await world.device("alice", { nickname: "alice" });
+  const bob = await world.device("bob", { nickname: "bob" });
+  await pairOutOfBand(world, alice, bob);
+  const kernel = await Kernel.open({
+    store: alice.store,
+    clock,
+    random: new SeededRandom(5),
+    transport: slow,
+    plugins: [chatPlugin(), dedupPlugin()],
+    name: "alice",
+    pollIntervalMs: 3_000,
+    longPollMs: 0,
+  });
+  kernel.start();
+  try {
+    // One pull request of 700 ms, nothing brought: the next poll starts 2.3 s later, 3 s after it began.
+    assert.ok(await untilTrue(() => clock.sleeps.includes(2_300)), `sleeps: ${clock.sleeps}`);
+    assert.ok(!clock.sleeps.includes(3_000), `sleeps: ${clock.sleeps}`);
+  } finally {
+    await kernel.stop();
+  }
+});
+
+Deno.test("Kernel's outbox sends what is queued while a delivery is in flight at once, beside it", async () => {
+  const world = await TestWorld.create(6);
+  const gate = new ReleasingTransport(world.transport);
+  const alice = await world.device("alice", { nickname: "alice", kernel: { transport: gate } });
+  const bob = await world.device("bob", { nickname: "bob" });
+  const uid = await pairOutOfBand(world, alice, bob);
+  gate.close();
+  alice.kernel.start();
+  try {
+    await chat(alice).send(uid, "first");
+    assert.ok(await untilTrue(() => gate.held === 2), "the poll and the first delivery are out");
+    await chat(alice).send(uid, "second");
+    // The second does not wait for the first's answer (which never comes while the gate is shut).
+    assert.ok(await untilTrue(() => gate.held === 3), `3 requests in flight, saw ${gate.held}`);
+    gate.open();
+    assert.ok(await untilTrue(() => alice.kernel.outboxSize() === 0), "both delivered");
+  } finally {
+    await alice.kernel.stop();
+  }
+  await world.settle([alice, bob]);
+  assert.deepEqual(await texts(bob, uid), ["<first", "<second"]);
 });
