@@ -154,11 +154,21 @@ export async function benchCrowd(
   let packed = 0;
   let lastReport = t0;
   const pulls: number[] = [];
+  let lastEvent = t0;
   const report = await runScenario(scenario, {
     relayObserved: countPulls(pulls),
     wallClock: () => performance.now(),
     trace: (line) => {
       if (line.kind === "msg.out") packed++;
+      if (line.kind === "end") {
+        lastEvent = performance.now();
+        // The checks and the report follow: a line now says how far a large crowd got.
+        console.error(
+          `  … last event at ${(Number(line.t) / 1000).toFixed(0)} virtual s after ${
+            ((lastEvent - t0) / 1000).toFixed(0)
+          } s, ${packed} user messages; reading the stores and checking`,
+        );
+      }
     },
     progress: (virtualMs) => {
       peakRss = Math.max(peakRss, Deno.memoryUsage().rss);
@@ -190,7 +200,9 @@ export async function benchCrowd(
   console.log(
     `  ${s.events} events, ${(s.events / (wallMs / 1000)).toFixed(0)} events/s, peak RSS ${
       (peakRss / 2 ** 20).toFixed(0)
-    } MiB`,
+    } MiB; after the last event, reading the stores, the checks and the report took ${
+      ((t0 + wallMs - lastEvent) / 1000).toFixed(1)
+    } s`,
   );
   const floorMs = await pipelineFloor(packed);
   const relayMs = await relayFloor(pulls);
