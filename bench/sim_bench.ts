@@ -17,7 +17,13 @@
 import { parseArgs } from "node:util";
 import { clone, create } from "@bufbuild/protobuf";
 import { ManualClock, TestWorld } from "../tests/support/world.ts";
-import { generateLookupKeyPair, randomUuid, SeededRandom } from "../crypto/mod.ts";
+import {
+  generateLookupKeyPair,
+  type PublicKeyOperation,
+  publicKeyOperations,
+  randomUuid,
+  SeededRandom,
+} from "../crypto/mod.ts";
 import { pack, unpack } from "../kernel/pipeline.ts";
 import { decode } from "../proto/codec.ts";
 import {
@@ -144,6 +150,32 @@ export async function relayFloor(pulls: number[]): Promise<number> {
   return (performance.now() - t0) * (pulls.length / sample.length);
 }
 
+/** Public-key operations done between two readings of {@linkcode publicKeyOperations}, scaled. */
+function operationsSince(
+  before: Record<PublicKeyOperation, number>,
+  scale = 1,
+): Record<PublicKeyOperation, number> {
+  const after = publicKeyOperations();
+  const kinds = Object.keys(after) as PublicKeyOperation[];
+  return Object.fromEntries(
+    kinds.map((kind) => [kind, Math.round((after[kind] - before[kind]) * scale)]),
+  ) as Record<PublicKeyOperation, number>;
+}
+
+/** `x25519 a, Ed25519 sign b, verify c, key generations d`. */
+function operationsText(o: Record<PublicKeyOperation, number>): string {
+  return `X25519 ${o.x25519}, Ed25519 sign ${o.ed25519Sign}, verify ${o.ed25519Verify}, ` +
+    `key generations ${o.keyGeneration}`;
+}
+
+/** How many of `requests` requests {@linkcode relayFloor} times (it samples past its maximum). */
+function relayFloorSample(requests: number): number {
+  const step = Math.max(1, requests / RELAY_FLOOR_REQUESTS_MAX);
+  let sampled = 0;
+  for (let i = 0; i < requests; i += step) sampled++;
+  return sampled;
+}
+
 /** Runs the crowd and prints the report. */
 export async function benchCrowd(
   options: { users: number; messages: number; poll: string; overMs: number },
@@ -154,11 +186,22 @@ export async function benchCrowd(
   let packed = 0;
   let lastReport = t0;
   const pulls: number[] = [];
+  let lastEvent = t0;
+  const beforeRun = publicKeyOperations();
   const report = await runScenario(scenario, {
     relayObserved: countPulls(pulls),
     wallClock: () => performance.now(),
     trace: (line) => {
       if (line.kind === "msg.out") packed++;
+      if (line.kind === "end") {
+        lastEvent = performance.now();
+        // The checks and the report follow: a line now says how far a large crowd got.
+        console.error(
+          `  … last event at ${(Number(line.t) / 1000).toFixed(0)} virtual s after ${
+            ((lastEvent - t0) / 1000).toFixed(0)
+          } s, ${packed} user messages; reading the stores and checking`,
+        );
+      }
     },
     progress: (virtualMs) => {
       peakRss = Math.max(peakRss, Deno.memoryUsage().rss);
@@ -174,6 +217,7 @@ export async function benchCrowd(
     },
   });
   const wallMs = performance.now() - t0;
+  const runOperations = operationsSince(beforeRun);
   peakRss = Math.max(peakRss, Deno.memoryUsage().rss);
   const s = report.stats;
   console.log(
@@ -190,10 +234,22 @@ export async function benchCrowd(
   console.log(
     `  ${s.events} events, ${(s.events / (wallMs / 1000)).toFixed(0)} events/s, peak RSS ${
       (peakRss / 2 ** 20).toFixed(0)
-    } MiB`,
+    } MiB; after the last event, reading the stores, the checks and the report took ${
+      ((t0 + wallMs - lastEvent) / 1000).toFixed(1)
+    } s`,
   );
-  const floorMs = await pipelineFloor(packed);
+  let beforeFloor = publicKeyOperations();
+  let pipelineOperations = operationsSince(beforeFloor);
+  const floorMs = await pipelineFloor(packed, {
+    start: () => void (beforeFloor = publicKeyOperations()),
+    end: () => void (pipelineOperations = operationsSince(beforeFloor)),
+  });
+  const beforeRelay = publicKeyOperations();
   const relayMs = await relayFloor(pulls);
+  const relayOperations = operationsSince(
+    beforeRelay,
+    pulls.length / Math.max(1, relayFloorSample(pulls.length)),
+  );
   const perMessage = wallMs / packed;
   const floorPerMessage = floorMs / packed;
   const cryptoPerMessage = (floorMs + relayMs) / packed;
@@ -209,6 +265,14 @@ export async function benchCrowd(
       (relayMs / 1000).toFixed(1)
     } s bare; with them the run's crypto alone costs ${cryptoPerMessage.toFixed(2)} ms per user ` +
       `message → the simulator runs at ${(perMessage / cryptoPerMessage).toFixed(2)}x its crypto`,
+  );
+  // What the floors stand for: their public-key operations beside the run's own (more in a
+  // floor than in the run overstates the run's crypto; fewer, the run does crypto they leave out).
+  console.log(`  public-key operations: the run ${operationsText(runOperations)}`);
+  console.log(
+    `    the floors: pipeline ${operationsText(pipelineOperations)}; relay ${
+      operationsText(relayOperations)
+    }${pulls.length > RELAY_FLOOR_REQUESTS_MAX ? " (scaled from its sample)" : ""}`,
   );
 }
 

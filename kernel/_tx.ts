@@ -130,9 +130,14 @@ export class KernelTx implements Tx {
   }
 
   peer(uid: string): PeerRecord | undefined {
-    if (this.#deletedDevices.has(uid)) return undefined;
-    const peer = this.#peers.get(uid) ?? this.#ports.peer(uid);
+    const peer = this.#peer(uid);
     return peer && clone(PeerRecordSchema, peer);
+  }
+
+  /** The peer as staged or stored, not copied: only to read, never handed out. */
+  #peer(uid: string): PeerRecord | undefined {
+    if (this.#deletedDevices.has(uid)) return undefined;
+    return this.#peers.get(uid) ?? this.#ports.peer(uid);
   }
 
   #all(type: PeerType): PeerRecord[] {
@@ -155,7 +160,7 @@ export class KernelTx implements Tx {
     if (peer.type !== PeerType.CONTACT && peer.type !== PeerType.DEVICE) {
       throw new TypeError(`Cannot store peer ${peer.uid}: its type is neither contact nor device`);
     }
-    const before = this.peer(peer.uid);
+    const before = this.#peer(peer.uid);
     if (!before || before.keysVersion !== peer.keysVersion) {
       observeSecrets(this.#ports.observe, peer); // a new peer, or new keys (a reset or rekey)
     }

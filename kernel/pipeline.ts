@@ -238,6 +238,24 @@ export function userMessageBytesMax(peer: PeerRecord): number {
   const limit =
     relayLimits(peer.contact?.pullServers[0] ?? create(ServerCardSchema)).messageBytesMax;
   const destination = lookupKeyOf(peer.contact?.lookupPublicKey ?? new Uint8Array(32));
+  // A packed message's size depends on the lengths of its fields alone (the destination is
+  // base64url: one byte a character), so the answer is one per limit and destination length,
+  // worked out once rather than by encoding every bucket's worth of bytes at every send.
+  const key = `${limit}/${destination.length}`;
+  let bytesMax = bytesMaxByLimit.get(key);
+  if (bytesMax === undefined) {
+    bytesMax = bytesMaxFor(limit, destination);
+    if (bytesMaxByLimit.size >= BYTES_MAX_CACHED) bytesMaxByLimit.clear();
+    bytesMaxByLimit.set(key, bytesMax);
+  }
+  return bytesMax;
+}
+
+/** At most this many (limit, destination length) answers of userMessageBytesMax are kept. */
+const BYTES_MAX_CACHED = 64;
+const bytesMaxByLimit = new Map<string, number>();
+
+function bytesMaxFor(limit: number, destination: string): number {
   const fits = PAD_BUCKETS_BYTES.filter((bucket) =>
     packedBytes(create(PackedUserMessageSchema, {
       destination,

@@ -332,3 +332,18 @@ Deno.test("Kernel long-polls no more chunks at once than the relay's longPollsPe
   // Five contacts in chunks of two: three requests, two of them long polls.
   assert.deepEqual(waits.map((w) => w > 0), [true, true, false]);
 });
+
+Deno.test("userMessageBytesMax answers for each relay limit, after another limit was asked", () => {
+  const peerOf = (messageBytesMax: number) =>
+    create(PeerRecordSchema, {
+      contact: {
+        lookupPublicKey: new Uint8Array(32),
+        pullServers: [{ limits: { messageBytesMax } }],
+      },
+    });
+  // Asked in turn, each answer is worked out for its own limit (one remembered per limit).
+  assert.equal(userMessageBytesMax(peerOf(32 * 1024)), 16384 - 105);
+  assert.equal(userMessageBytesMax(peerOf(8 * 1024)), 4096 - 105);
+  assert.equal(userMessageBytesMax(peerOf(32 * 1024)), 16384 - 105);
+  assert.equal(userMessageBytesMax(peerOf(100)), 0, "no bucket fits a 100-byte relay");
+});

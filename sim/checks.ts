@@ -53,7 +53,67 @@ function find(state: DeviceState, peerUid: string, uuid: string): MessageState[]
  * before it was sent, or paired later with it in their history window.
  */
 export function mustHold(input: CheckInput, sent: SentRecord): DeviceState[] {
-  return input.states.filter((s) => holds(input, s, sent));
+  const { byUser, position } = indexOf(input);
+  const from = byUser.get(sent.fromUser) ?? [];
+  const to = sent.toUser === sent.fromUser ? [] : byUser.get(sent.toUser) ?? [];
+  // Only the two users' devices can hold it; merged back into the order of `input.states`.
+  const candidates = to.length === 0
+    ? from
+    : from.length === 0
+    ? to
+    : [...from, ...to].sort((a, b) => position.get(a)! - position.get(b)!);
+  return candidates.filter((s) => holds(input, s, sent));
+}
+
+/** The states of `input` indexed (built once per input: a crowd has 10,000 devices). */
+interface StateIndex {
+  /** User → its devices' states, in the order of `input.states`. */
+  byUser: Map<string, DeviceState[]>;
+  /** Ref → state. */
+  byRef: Map<string, DeviceState>;
+  /** State → its position in `input.states`. */
+  position: Map<DeviceState, number>;
+  /** Conversation uid → the states that name a primary for it, in the order of `input.states`. */
+  byConversation: Map<string, DeviceState[]>;
+  /** User → the sent messages from or to it, in the order of `recording.sent`. */
+  sentByUser: Map<string, SentRecord[]>;
+}
+
+const indexCache = new WeakMap<CheckInput, StateIndex>();
+
+/** The {@linkcode StateIndex} of `input`. */
+function indexOf(input: CheckInput): StateIndex {
+  const cached = indexCache.get(input);
+  if (cached) return cached;
+  const index: StateIndex = {
+    byUser: new Map(),
+    byRef: new Map(),
+    position: new Map(),
+    byConversation: new Map(),
+    sentByUser: new Map(),
+  };
+  const add = <K, V>(map: Map<K, V[]>, key: K, value: V) => {
+    const list = map.get(key);
+    if (list) list.push(value);
+    else map.set(key, [value]);
+  };
+  input.states.forEach((s, i) => {
+    add(index.byUser, s.user, s);
+    if (!index.byRef.has(s.ref)) index.byRef.set(s.ref, s);
+    index.position.set(s, i);
+    for (const conversation of s.primaries.keys()) add(index.byConversation, conversation, s);
+  });
+  for (const sent of input.recording.sent.values()) {
+    add(index.sentByUser, sent.fromUser, sent);
+    if (sent.toUser !== sent.fromUser) add(index.sentByUser, sent.toUser, sent);
+  }
+  indexCache.set(input, index);
+  return index;
+}
+
+/** The states of `user`'s devices, in the order of `input.states`. */
+function statesOf(input: CheckInput, user: string): DeviceState[] {
+  return indexOf(input).byUser.get(user) ?? [];
 }
 
 /** Whether device `s` must hold `sent` (see {@linkcode mustHold}). */
@@ -161,9 +221,8 @@ function reachable(input: CheckInput): ExpectationResult {
   for (const s of input.states) {
     if (!s.paired || removals.has(s.ref) || lost.has(s.ref)) continue;
     const remaining = new Map(
-      input.states.filter((t) =>
-        t.user === s.user && t.paired && !removals.has(t.ref) && !lost.has(t.ref)
-      ).map((t) => [t.deviceUid, t.ref]),
+      statesOf(input, s.user).filter((t) => t.paired && !removals.has(t.ref) && !lost.has(t.ref))
+        .map((t) => [t.deviceUid, t.ref]),
     );
     for (const [contact, primary] of s.primaries) {
       contacts++;
@@ -194,7 +253,7 @@ function reachable(input: CheckInput): ExpectationResult {
           `${p.ref} is primary of conversation ${conversation} but holds no session`,
         );
       }
-      const other = input.states.find((q) =>
+      const other = (indexOf(input).byConversation.get(conversation) ?? []).find((q) =>
         q.user !== p.user && !gone(q.ref) && q.primaries.get(conversation) === q.deviceUid &&
         q.sessions.has(conversation)
       );
@@ -228,7 +287,7 @@ function history(input: CheckInput): ExpectationResult {
   const expected = historyExpected(input);
   let count = 0;
   for (const [ref, uuids] of expected) {
-    const state = input.states.find((s) => s.ref === ref);
+    const state = indexOf(input).byRef.get(ref);
     if (!state) continue;
     for (const [uuid, conversation] of uuids) {
       count++;
@@ -293,7 +352,7 @@ function converged(input: CheckInput): ExpectationResult {
           `${user}: ${a.ref} and ${b.ref} list different relays (${a.servers} vs ${b.servers})`,
         );
       }
-      for (const sent of input.recording.sent.values()) {
+      for (const sent of indexOf(input).sentByUser.get(user) ?? []) {
         if (!holds(input, a, sent) || !holds(input, b, sent)) continue;
         const x = find(a, sent.peerUid, sent.uuid)[0];
         const y = find(b, sent.peerUid, sent.uuid)[0];
@@ -453,7 +512,7 @@ function contactsBlind(input: CheckInput): ExpectationResult {
     }
   }
   for (const s of input.states) {
-    const ownDevices = input.states.filter((t) => t.user === s.user && t.paired).length;
+    const ownDevices = statesOf(input, s.user).filter((t) => t.paired).length;
     if (s.paired && s.deviceCount > Math.max(0, ownDevices - 1)) {
       return fail(
         "contacts_blind",
@@ -552,7 +611,7 @@ function fromHex(hex: string): Uint8Array {
 function forwarded(input: CheckInput): ExpectationResult {
   for (const sent of input.recording.sent.values()) {
     if (sent.fromPrimary) continue;
-    const recipients = input.states.filter((s) => s.user === sent.toUser);
+    const recipients = statesOf(input, sent.toUser);
     const holders = recipients.filter((s) => find(s, sent.peerUid, sent.uuid).length > 0);
     if (holders.length === 0) {
       return fail(
@@ -561,8 +620,8 @@ function forwarded(input: CheckInput): ExpectationResult {
       );
     }
     for (
-      const s of input.states.filter((t) =>
-        t.user === sent.fromUser && t.paired && !input.recording.removals.has(t.ref)
+      const s of statesOf(input, sent.fromUser).filter((t) =>
+        t.paired && !input.recording.removals.has(t.ref)
       )
     ) {
       const copies = find(s, sent.peerUid, sent.uuid);

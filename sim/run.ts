@@ -96,6 +96,9 @@ export interface RunOptions {
 
 const encoder = new TextEncoder();
 
+/** The trace is hashed in chunks of about this many characters. */
+const TRACE_CHUNK_CHARS = 1 << 16;
+
 function hex(bytes: Uint8Array): string {
   return Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
 }
@@ -164,11 +167,18 @@ export async function runScenario(scenario: Scenario, options: RunOptions = {}):
   const server = options.server ?? scenario.server ?? "fake";
   const storage = options.storage ?? "memory";
   const traceHash = sha256.create();
+  // Lines are hashed in chunks of about TRACE_CHUNK_CHARS (the hash of the whole is the same):
+  // one update per trace line costs more than the hashing itself.
+  let traceText = "";
+  const flushTrace = () => {
+    if (traceText !== "") traceHash.update(encoder.encode(traceText));
+    traceText = "";
+  };
   let now = () => 0;
   const trace = (record: Record<string, unknown>) => {
     const line = "t" in record ? record : { t: now(), ...record };
-    const text = JSON.stringify(line);
-    traceHash.update(encoder.encode(text + "\n"));
+    traceText += JSON.stringify(line) + "\n";
+    if (traceText.length >= TRACE_CHUNK_CHARS) flushTrace();
     options.trace?.(line);
   };
   let lastProgress = 0;
@@ -284,6 +294,7 @@ export async function runScenario(scenario: Scenario, options: RunOptions = {}):
       options.plugins,
     );
     for (const e of expectations) if (!e.ok) e.detail += ` — replay: ${replay}`;
+    flushTrace();
     const digest = sha256.create();
     for (const s of [...states].sort((a, b) => (a.ref < b.ref ? -1 : 1))) {
       digest.update(encoder.encode(canonical(s, options.epochMs ?? VIRTUAL_EPOCH_MS) + "\n"));

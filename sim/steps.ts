@@ -324,19 +324,32 @@ export class StepRunner {
     const from = members(fromGroup);
     const to = members(toGroup);
     const invitations: Promise<void>[] = [];
-    const chosen = new Set<string>();
+    // Each user's partners: in a conversation already, or chosen by this step (a crowd has
+    // thousands of users: a set per user, not a key per pair looked up for every candidate).
+    const partners = new Map<string, Set<string>>();
+    const partnersOf = (user: string) => {
+      let set = partners.get(user);
+      if (!set) partners.set(user, set = new Set());
+      return set;
+    };
+    for (const key of this.#world.conversations.keys()) {
+      const [a, b] = key.split("|");
+      partnersOf(a).add(b);
+      partnersOf(b).add(a);
+    }
+    const firstDevice = new Map<string, SimDevice>();
+    for (const device of this.#world.devices.values()) {
+      if (!firstDevice.has(device.user)) firstDevice.set(device.user, device);
+    }
     for (const user of from) {
-      const candidates = to.filter((u) =>
-        u !== user && !this.#world.conversations.has(pairKey(user, u)) &&
-        !chosen.has(pairKey(user, u))
-      );
+      const mine = partnersOf(user);
+      const candidates = to.filter((u) => u !== user && !mine.has(u));
       for (let i = 0; i < peers && candidates.length > 0; i++) {
         const other =
           candidates.splice(randomInt(this.#world.scenarioRandom, candidates.length), 1)[0];
-        chosen.add(pairKey(user, other));
-        invitations.push(
-          this.#invite(this.#world.devicesOf(user)[0], this.#world.devicesOf(other)[0], via),
-        );
+        mine.add(other);
+        partnersOf(other).add(user);
+        invitations.push(this.#invite(firstDevice.get(user)!, firstDevice.get(other)!, via));
       }
     }
     // All at once, as people would; one that fails is reported and the others go on.

@@ -5,7 +5,7 @@
  *
  * @module
  */
-import { clone } from "@bufbuild/protobuf";
+import type { DescMessage, MessageShape } from "@bufbuild/protobuf";
 import type { Batch, ListMessagesOptions, PluginRecord, Store } from "../../ports/mod.ts";
 import { decode, MESSAGE_BYTES_MAX } from "../../proto/mod.ts";
 import {
@@ -24,18 +24,23 @@ import { compareMessages, compareOutbox, compareQuarantine, compareStrings } fro
 import { checkBeforeMs, checkLimit, prepareBatch } from "./_prepare.ts";
 import { run } from "./_run.ts";
 
-/** The device's "disk": what survives a crash and a reopen. */
+/**
+ * The device's "disk": what survives a crash and a reopen. Records are kept as the bytes a
+ * commit encoded and decoded when read, as SQLite or Deno KV would read them back (unknown
+ * fields dropped, the same normalization): a commit does no decoding, and a record takes the
+ * room of its bytes rather than of a message object graph.
+ */
 interface MemoryData {
-  identity: IdentityRecord | undefined;
-  peers: Map<string, PeerRecord>;
-  devices: Map<string, PeerRecord>;
-  outbox: Map<string, OutboxEntry>;
+  identity: Uint8Array | undefined;
+  peers: Map<string, Uint8Array>;
+  devices: Map<string, Uint8Array>;
+  outbox: Map<string, Uint8Array>;
   /** peerUid → uuid → message. */
-  messages: Map<string, Map<string, DbMessage>>;
+  messages: Map<string, Map<string, Uint8Array>>;
   /** dedup id → first seen, in ms. */
   seen: Map<string, number>;
   /** id → quarantined message. */
-  quarantine: Map<string, QuarantineRecord>;
+  quarantine: Map<string, Uint8Array>;
   /** namespace → key → plugin record. */
   plugin: Map<string, Map<string, Uint8Array>>;
 }
@@ -111,32 +116,32 @@ export class MemoryStore implements Store {
   loadIdentity(): Promise<IdentityRecord | undefined> {
     return run(() => {
       const identity = this.#d.identity;
-      return identity && clone(IdentityRecordSchema, identity);
+      return identity && read(IdentityRecordSchema, identity);
     });
   }
 
   /** Every contact peer, by uid. */
   listPeers(): Promise<PeerRecord[]> {
-    return run(() => sortedByKey(this.#d.peers).map((p) => clone(PeerRecordSchema, p)));
+    return run(() => sortedByKey(this.#d.peers).map((p) => read(PeerRecordSchema, p)));
   }
 
   /** Every device peer (sibling), by uid. */
   listDevices(): Promise<PeerRecord[]> {
-    return run(() => sortedByKey(this.#d.devices).map((p) => clone(PeerRecordSchema, p)));
+    return run(() => sortedByKey(this.#d.devices).map((p) => read(PeerRecordSchema, p)));
   }
 
   /** Every outbox entry, by queuedAt then id. */
   listOutbox(): Promise<OutboxEntry[]> {
     return run(() =>
-      [...this.#d.outbox.values()].sort(compareOutbox).map((e) => clone(OutboxEntrySchema, e))
+      [...this.#d.outbox.values()].map((e) => read(OutboxEntrySchema, e)).sort(compareOutbox)
     );
   }
 
   /** Every quarantined message, by at then id. */
   listQuarantine(): Promise<QuarantineRecord[]> {
     return run(() =>
-      [...this.#d.quarantine.values()].sort(compareQuarantine)
-        .map((q) => clone(QuarantineRecordSchema, q))
+      [...this.#d.quarantine.values()].map((q) => read(QuarantineRecordSchema, q))
+        .sort(compareQuarantine)
     );
   }
 
@@ -144,7 +149,7 @@ export class MemoryStore implements Store {
   getMessage(peerUid: string, uuid: string): Promise<DbMessage | undefined> {
     return run(() => {
       const message = this.#d.messages.get(peerUid)?.get(uuid);
-      return message && clone(DbMessageSchema, message);
+      return message && read(DbMessageSchema, message);
     });
   }
 
@@ -152,9 +157,9 @@ export class MemoryStore implements Store {
   listMessages(peerUid: string, options: ListMessagesOptions = {}): Promise<DbMessage[]> {
     return run(() => {
       const limit = checkLimit(NAME, options.limit);
-      const all = [...(this.#d.messages.get(peerUid)?.values() ?? [])].sort(compareMessages);
-      const kept = limit === undefined ? all : all.slice(Math.max(0, all.length - limit));
-      return kept.map((m) => clone(DbMessageSchema, m));
+      const all = [...(this.#d.messages.get(peerUid)?.values() ?? [])]
+        .map((m) => read(DbMessageSchema, m)).sort(compareMessages);
+      return limit === undefined ? all : all.slice(Math.max(0, all.length - limit));
     });
   }
 
@@ -192,23 +197,22 @@ export class MemoryStore implements Store {
         recordBytesMax: MESSAGE_BYTES_MAX,
         recordLimitName: "the record limit (MESSAGE_BYTES_MAX)",
       });
-      // Decode the encoded bytes rather than clone the input: the stored copy is then exactly
-      // what SQLite or Deno KV would read back (unknown fields dropped, the same normalization).
-      if (p.identity) d.identity = decode(IdentityRecordSchema, p.identity);
-      for (const [uid, bytes] of p.peers) d.peers.set(uid, decode(PeerRecordSchema, bytes));
+      // The encoded bytes are kept (see MemoryData): read back, they decode as SQLite's would.
+      if (p.identity) d.identity = p.identity;
+      for (const [uid, bytes] of p.peers) d.peers.set(uid, bytes);
       for (const uid of p.deletePeers) d.peers.delete(uid);
-      for (const [uid, bytes] of p.devices) d.devices.set(uid, decode(PeerRecordSchema, bytes));
+      for (const [uid, bytes] of p.devices) d.devices.set(uid, bytes);
       for (const uid of p.deleteDevices) d.devices.delete(uid);
       for (const m of p.messages.values()) {
         let conversation = d.messages.get(m.peerUid);
         if (!conversation) d.messages.set(m.peerUid, conversation = new Map());
-        conversation.set(m.uuid, decode(DbMessageSchema, m.bytes));
+        conversation.set(m.uuid, m.bytes);
       }
-      for (const e of p.outboxPut.values()) d.outbox.set(e.id, decode(OutboxEntrySchema, e.bytes));
+      for (const e of p.outboxPut.values()) d.outbox.set(e.id, e.bytes);
       for (const id of p.outboxDelete) d.outbox.delete(id);
       for (const [id, at] of p.seen) if (!d.seen.has(id)) d.seen.set(id, at);
       for (const q of p.quarantinePut.values()) {
-        d.quarantine.set(q.id, decode(QuarantineRecordSchema, q.bytes));
+        d.quarantine.set(q.id, q.bytes);
       }
       for (const id of p.quarantineDelete) d.quarantine.delete(id);
       for (const r of p.pluginPut.values()) {
@@ -241,6 +245,14 @@ export class MemoryStore implements Store {
     this.#closed = true;
     return Promise.resolve();
   }
+}
+
+/**
+ * Decodes a stored record from a copy of its bytes: a decoded `bytes` field is a view of the
+ * bytes it was decoded from, and what a caller does to it must not reach the store.
+ */
+function read<Desc extends DescMessage>(schema: Desc, bytes: Uint8Array): MessageShape<Desc> {
+  return decode(schema, bytes.slice());
 }
 
 function sortedByKey<T>(map: Map<string, T>): T[] {
