@@ -4,8 +4,8 @@
  * once, reporting virtual seconds per wall second, events per second, wall
  * time and peak memory, beside two floors measured in the same run: the bare
  * crypto pipeline for as many user messages, and that plus the relay
- * protocol's crypto for as many relay requests (with as many pull
- * signatures) as the run made. The first ratio is the issue's measure; the
+ * protocol's crypto for the relay requests the run made, each shaped as it
+ * was (in v2 or a relay session, its signed and token pulls). The first ratio is the issue's measure; the
  * second is the simulator's own overhead (scheduler, stores, protobuf).
  *
  *   ./dev run --allow-all bench/sim_bench.ts [--users 500] [--messages 10000] [--poll 5s]
@@ -21,18 +21,21 @@ import {
   generateLookupKeyPair,
   type PublicKeyOperation,
   publicKeyOperations,
-  randomUuid,
   SeededRandom,
+  toBase64Url,
 } from "../crypto/mod.ts";
 import { pack, unpack } from "../kernel/pipeline.ts";
 import { decode } from "../proto/codec.ts";
 import {
   ConversationStatusSchema,
+  type FromServerMessage,
   PeerRecordSchema,
   ToServerMessageSchema,
   UserMessageSchema,
 } from "../proto/gen/meow_pb.ts";
-import { MemoryBackend, openRelayExchange, ServerCore, signPull } from "../server/mod.ts";
+import { MemoryBackend, ServerCore, signPull } from "../server/mod.ts";
+import { macPull } from "../envelope/mod.ts";
+import { TestDevice } from "../tests/support/relay.ts";
 import { parseScenario, type RunOptions, runScenario, type Scenario } from "../sim/mod.ts";
 
 /** Builds the crowd scenario. */
@@ -95,12 +98,27 @@ export async function pipelineFloor(
   return ms;
 }
 
-/** A `relayObserved` hook that appends each request's number of pull signatures to `pulls`. */
-function countPulls(pulls: number[]): RunOptions["relayObserved"] {
+/** What the relay protocol costs for one of the run's requests: its pulls, and how it came. */
+export interface RequestShape {
+  /** Pulls proven by an Ed25519 signature (a key's first pull, or one after its token lapsed). */
+  signed: number;
+  /** Pulls presenting a pull token and its MAC. */
+  tokens: number;
+  /** Whether it came in a relay session (no X25519 on either side). */
+  session: boolean;
+}
+
+/** A `relayObserved` hook that appends each request's {@linkcode RequestShape} to `requests`. */
+function countRequests(requests: RequestShape[]): RunOptions["relayObserved"] {
   return (_relay, event) => {
-    if (event.kind === "request") {
-      pulls.push(decode(ToServerMessageSchema, event.bytes).pullRequests.length);
-    }
+    if (event.kind !== "request") return;
+    const { pullRequests } = decode(ToServerMessageSchema, event.bytes);
+    const tokens = pullRequests.filter((p) => p.pullToken.length > 0).length;
+    requests.push({
+      signed: pullRequests.length - tokens,
+      tokens,
+      session: event.session === true,
+    });
   };
 }
 
@@ -108,20 +126,22 @@ function countPulls(pulls: number[]): RunOptions["relayObserved"] {
 const RELAY_FLOOR_REQUESTS_MAX = 20_000;
 
 /**
- * The relay protocol's floor: requests sealed to an in-process relay over
- * memory (device: seal, sign; relay: open, verify, verify each pull
- * signature, seal the answer; device: open the answer), request i carrying
- * `pulls[i]` signed pull requests as the run's did, nothing else around
- * them. A request's cost hardly depends on the messages it carries (opaque
- * to the relay), so none are sent. Past {@linkcode RELAY_FLOOR_REQUESTS_MAX}
- * requests an evenly spaced sample is timed and scaled. Resolves with the
- * wall time in ms for all of `pulls`.
+ * The relay protocol's floor: requests to an in-process relay over memory
+ * shaped as the run's were ({@linkcode RequestShape}: in v2 — a key
+ * generation and an X25519 each side — or in a relay session; as many signed
+ * pulls, verified by the relay, and as many token pulls, MACed), each sealed
+ * by the device, opened, authorised and answered by the relay, and the
+ * answer opened; nothing else around them. A request's cost hardly depends
+ * on the messages it carries (opaque to the relay), so none are sent. The
+ * tokens and the session come from untimed requests first. Past
+ * {@linkcode RELAY_FLOOR_REQUESTS_MAX} requests an evenly spaced sample is
+ * timed and scaled. Resolves with the wall time in ms for all of `requests`.
  */
-export async function relayFloor(pulls: number[]): Promise<number> {
-  if (pulls.length === 0) return 0;
-  const step = Math.max(1, pulls.length / RELAY_FLOOR_REQUESTS_MAX);
-  const sample: number[] = [];
-  for (let i = 0; i < pulls.length; i += step) sample.push(pulls[Math.floor(i)]);
+export async function relayFloor(requests: RequestShape[]): Promise<number> {
+  if (requests.length === 0) return 0;
+  const step = Math.max(1, requests.length / RELAY_FLOOR_REQUESTS_MAX);
+  const sample: RequestShape[] = [];
+  for (let i = 0; i < requests.length; i += step) sample.push(requests[Math.floor(i)]);
   const clock = new ManualClock();
   const random = new SeededRandom(8);
   const core = await ServerCore.create({
@@ -132,22 +152,40 @@ export async function relayFloor(pulls: number[]): Promise<number> {
     url: "sim://floor",
   });
   const server = core.card();
-  const lookups = Array.from({ length: Math.max(...sample) }, () => generateLookupKeyPair(random));
+  const send = (body: Uint8Array) => core.handle(body);
+  // The device that makes the requests: it keeps the tokens and the session it is given.
+  const device = new TestDevice(random, server, send, () => clock.now());
+  device.useSessions = true;
+  const most = Math.max(1, ...sample.map((r) => r.signed + r.tokens));
+  const lookups = Array.from({ length: most }, () => generateLookupKeyPair(random));
+  const pullAll = () => Promise.all(lookups.map((lookup) => device.pull(lookup)));
+  // Untimed: a token for every key, and a session.
+  await check(device.request({ pullRequests: await pullAll() }));
+  const tokens = new Map(device.tokens);
   const t0 = performance.now();
-  for (const count of sample) {
+  for (const shape of sample) {
     clock.advance(1); // a pull signature is good once per key and time
-    const exchange = await openRelayExchange({ server, random });
-    const { binding: ephemeralPublicKey } = exchange;
+    if (!shape.session) device.dropSession();
+    const { binding: ephemeralPublicKey } = await device.next();
     const pullRequests = await Promise.all(
-      lookups.slice(0, count).map((lookup) =>
-        signPull({ server, lookup, now: clock.now(), ephemeralPublicKey })
+      lookups.slice(0, shape.signed + shape.tokens).map(
+        (lookup, i) => {
+          const token = tokens.get(toBase64Url(lookup.publicKey));
+          return i < shape.signed || !token
+            ? signPull({ server, lookup, now: clock.now(), ephemeralPublicKey })
+            : macPull({ server, token, now: clock.now(), ephemeralPublicKey });
+        },
       ),
     );
-    const request = create(ToServerMessageSchema, { uuid: randomUuid(random), pullRequests });
-    const answer = exchange.open(await core.handle(exchange.seal(request)));
-    if (answer.errors.length > 0) throw new Error(`relay floor: ${answer.errors[0].detail}`);
+    await check(device.request({ pullRequests }));
   }
-  return (performance.now() - t0) * (pulls.length / sample.length);
+  return (performance.now() - t0) * (requests.length / sample.length);
+}
+
+/** Throws the relay's first error in `answer`. */
+async function check(answer: Promise<FromServerMessage>): Promise<void> {
+  const { errors } = await answer;
+  if (errors.length > 0) throw new Error(`relay floor: ${errors[0].detail}`);
 }
 
 /** Public-key operations done between two readings of {@linkcode publicKeyOperations}, scaled. */
@@ -185,11 +223,11 @@ export async function benchCrowd(
   const t0 = performance.now();
   let packed = 0;
   let lastReport = t0;
-  const pulls: number[] = [];
+  const pulls: RequestShape[] = [];
   let lastEvent = t0;
   const beforeRun = publicKeyOperations();
   const report = await runScenario(scenario, {
-    relayObserved: countPulls(pulls),
+    relayObserved: countRequests(pulls),
     wallClock: () => performance.now(),
     trace: (line) => {
       if (line.kind === "msg.out") packed++;
@@ -253,7 +291,9 @@ export async function benchCrowd(
   const perMessage = wallMs / packed;
   const floorPerMessage = floorMs / packed;
   const cryptoPerMessage = (floorMs + relayMs) / packed;
-  const pullCount = pulls.reduce((sum, n) => sum + n, 0);
+  const signedPulls = pulls.reduce((sum, r) => sum + r.signed, 0);
+  const tokenPulls = pulls.reduce((sum, r) => sum + r.tokens, 0);
+  const inSession = pulls.filter((r) => r.session).length;
   console.log(
     `  per user message (chat, sync, ack: ${packed} packed and opened): ${
       perMessage.toFixed(2)
@@ -261,7 +301,7 @@ export async function benchCrowd(
       `(floor, same run) → ${(perMessage / floorPerMessage).toFixed(2)}x the floor`,
   );
   console.log(
-    `  relay requests: ${pulls.length} (${pullCount} pull signatures) cost ${
+    `  relay requests: ${pulls.length} (${inSession} in a session; ${signedPulls} signed pulls, ${tokenPulls} with a token) cost ${
       (relayMs / 1000).toFixed(1)
     } s bare; with them the run's crypto alone costs ${cryptoPerMessage.toFixed(2)} ms per user ` +
       `message → the simulator runs at ${(perMessage / cryptoPerMessage).toFixed(2)}x its crypto`,
@@ -297,7 +337,7 @@ if (import.meta.main) {
   // (deno bench prints the ratio to the baseline), and against all of the run's crypto.
   const group = "simulator vs the crypto pipeline's floor";
   let packedInRun = 0;
-  let pullsInRun: number[] = [];
+  let pullsInRun: RequestShape[] = [];
   Deno.bench({
     name: "simulator: 40 devices, 200 messages, one run",
     group,
@@ -305,12 +345,12 @@ if (import.meta.main) {
     warmup: 0,
     fn: async () => {
       let packed = 0;
-      const pulls: number[] = [];
+      const pulls: RequestShape[] = [];
       const report = await runScenario(crowd(20, 200, "5s", 60_000), {
         trace: (line) => {
           if (line.kind === "msg.out") packed++;
         },
-        relayObserved: countPulls(pulls),
+        relayObserved: countRequests(pulls),
       });
       if (!report.ok) throw new Error(JSON.stringify(report.expectations));
       packedInRun = packed;

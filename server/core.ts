@@ -97,6 +97,8 @@ export interface ObservedEvent {
   kind: "request" | "stored" | "mailbox";
   /** The bytes the relay saw. */
   bytes: Uint8Array;
+  /** For a `request`: whether it came in a relay session (no X25519 to open it). */
+  session?: boolean;
 }
 
 /** Options for {@linkcode ServerCore.handle}. */
@@ -378,7 +380,13 @@ export class ServerCore {
           rate.retryAfterMs,
         );
       }
-      if (opened.plaintext) this.observe?.({ kind: "request", bytes: opened.plaintext });
+      if (opened.plaintext) {
+        this.observe?.({
+          kind: "request",
+          bytes: opened.plaintext,
+          session: opened.answerAd !== undefined,
+        });
+      }
       if (!request) {
         return reject(ErrorCode.MALFORMED, `cannot open the request: ${opened.error?.message}`);
       }
