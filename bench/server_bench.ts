@@ -47,6 +47,7 @@ import {
   startRedisCluster,
 } from "../server/redis_process.ts";
 import { TestDevice } from "../tests/support/relay.ts";
+import { freePort, relayAnswers, ROOT, taskArgs } from "../tests/support/processes.ts";
 
 const BATCH = 16;
 const HTTP_CLIENTS = 64;
@@ -279,42 +280,22 @@ function httpRate(cards: ServerCard[], seconds: number): Promise<number> {
 
 /** `deno task server --backend B` on a free loopback port; resolves once its card answers. */
 async function relayProcess(backend: string): Promise<{ url: string; child: Deno.ChildProcess }> {
-  const root = new URL("../", import.meta.url).pathname;
-  const tasks = JSON.parse(await Deno.readTextFile(`${root}deno.json`)).tasks as Record<
-    string,
-    string
-  >;
-  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const port = (listener.addr as Deno.NetAddr).port;
-  listener.close();
-  const args = tasks.server.split(/\s+/).slice(1);
+  const port = freePort();
   const child = new Deno.Command(Deno.execPath(), {
     args: [
-      ...args,
+      ...await taskArgs("server"),
       ...["--port", String(port), "--backend", backend, "--log-level", "warn"],
       ...["--requests-per-second-per-client-max", String(BENCH_REQUESTS_PER_SECOND_PER_CLIENT)],
     ],
-    cwd: root,
+    cwd: ROOT,
     stdin: "null",
     stdout: "null",
     stderr: "null",
   }).spawn();
   const url = `http://127.0.0.1:${port}`;
-  const deadline = Date.now() + 30_000;
-  for (;;) {
-    try {
-      const response = await fetch(`${url}/card`);
-      await response.body?.cancel();
-      if (response.ok) return { url, child };
-    } catch {
-      // Not listening yet.
-    }
-    if (Date.now() > deadline) {
-      child.kill("SIGKILL");
-      throw new Error(`the relay over ${backend} did not start`);
-    }
-    await new Promise((resolve) => setTimeout(resolve, 50));
-  }
+  if (await relayAnswers(url, 30_000)) return { url, child };
+  child.kill("SIGKILL");
+  throw new Error(`the relay over ${backend} did not start`);
 }
 
 /**

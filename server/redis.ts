@@ -60,12 +60,9 @@ import {
   type TokenUse,
 } from "./backend.ts";
 
-/** The part of the node-redis client this backend uses (its generic types do not compose). */
-interface RedisClient {
+/** What the node-redis client and Cluster client share, of what this backend uses. */
+interface RedisConnection {
   readonly isOpen: boolean;
-  sendCommand<T = unknown>(args: (string | Buffer)[], options?: object): Promise<T>;
-  multi(): { addCommand(args: (string | Buffer)[]): unknown; exec(): Promise<unknown> };
-  duplicate(): RedisClient;
   connect(): Promise<unknown>;
   on(event: "error", listener: (error: unknown) => void): unknown;
   subscribe(channels: string[], listener: () => void): Promise<void>;
@@ -73,9 +70,15 @@ interface RedisClient {
   destroy(): void;
 }
 
+/** The part of the node-redis client this backend uses (its generic types do not compose). */
+interface RedisClient extends RedisConnection {
+  sendCommand<T = unknown>(args: (string | Buffer)[], options?: object): Promise<T>;
+  multi(): { addCommand(args: (string | Buffer)[]): unknown; exec(): Promise<unknown> };
+  duplicate(): RedisClient;
+}
+
 /** The part of the node-redis Cluster client this backend uses. */
-interface RedisClusterClient {
-  readonly isOpen: boolean;
+interface RedisClusterClient extends RedisConnection {
   readonly masters: unknown[];
   sendCommand<T = unknown>(
     firstKey: string | Buffer | undefined,
@@ -93,11 +96,6 @@ interface RedisClusterClient {
   };
   nodeClient(node: unknown): Promise<RedisClient>;
   duplicate(): RedisClusterClient;
-  connect(): Promise<unknown>;
-  on(event: "error", listener: (error: unknown) => void): unknown;
-  subscribe(channels: string[], listener: () => void): Promise<void>;
-  unsubscribe(channels: string[], listener: () => void): Promise<void>;
-  destroy(): void;
 }
 
 /** The key a command is routed by on a Cluster: EVAL/EVALSHA's first key, else args[1]. */

@@ -9,9 +9,10 @@
  */
 import assert from "node:assert/strict";
 import { redisSkip, startRedis, type TestRedis } from "../../server/redis_process.ts";
+import { freePort, relayAnswers, ROOT, taskArgs } from "../support/processes.ts";
 
-/** The repository root. */
-export const ROOT: string = new URL("../../", import.meta.url).pathname;
+export { freePort, ROOT };
+
 /** The passphrase every test home uses. */
 export const PASSPHRASE = "correct horse battery staple";
 /** How long one CLI command may take, in ms. */
@@ -28,16 +29,6 @@ export const CODE_LINE = /^code: ([0-9A-Z]{4}-[0-9A-Z]{4}-[0-9A-Z]{4})$/m;
 export const SAFETY_CODE_LINE = /^safety code: (\d{6})\b/m;
 /** How much of each process's output a failure report shows, in characters. */
 const TAIL_CHARS = 2_000;
-
-/** `deno run …` of a task in deno.json, as arguments for this Deno binary. */
-async function taskArgs(task: string): Promise<string[]> {
-  const config = JSON.parse(await Deno.readTextFile(`${ROOT}deno.json`)) as {
-    tasks: Record<string, string>;
-  };
-  const words = config.tasks[task].split(/\s+/);
-  if (words[0] !== "deno") throw new Error(`task ${task} does not start with deno`);
-  return words.slice(1);
-}
 
 /** What a finished command printed and how it ended. */
 export interface Result {
@@ -227,18 +218,10 @@ export class Procs {
       ...extraArgs,
     ]);
     const url = `http://127.0.0.1:${port}`;
-    const deadline = Date.now() + COMMAND_MS_MAX;
-    for (;;) {
-      try {
-        const response = await fetch(`${url}/card`);
-        await response.body?.cancel();
-        if (response.ok) return { url, proc };
-      } catch {
-        // Not listening yet.
-      }
-      if (Date.now() > deadline) throw new Error(`relay did not start: ${proc.stderr}`);
-      await new Promise((resolve) => setTimeout(resolve, 50));
+    if (!await relayAnswers(url, COMMAND_MS_MAX)) {
+      throw new Error(`relay did not start: ${proc.stderr}`);
     }
+    return { url, proc };
   }
 
   /**
@@ -287,14 +270,6 @@ export class Procs {
     await Promise.allSettled(this.#all.map((p) => p.done));
     await Deno.remove(this.dir, { recursive: true }).catch(() => {});
   }
-}
-
-/** A loopback port nothing listens on (just closed). */
-export function freePort(): number {
-  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const port = (listener.addr as Deno.NetAddr).port;
-  listener.close();
-  return port;
 }
 
 /** Runs `body` with a private Redis, or says why it cannot. */
