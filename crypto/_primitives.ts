@@ -67,18 +67,21 @@ function xchachaParts(
   return { subkey: new Uint8Array(subkey.buffer), iv };
 }
 
-/** XChaCha20-Poly1305 encryption: ciphertext ‖ tag. */
+/**
+ * XChaCha20-Poly1305 encryption: ciphertext ‖ tag, after the bytes of `prefix` when given (the
+ * box's nonce, a sealed box's key), so the caller's box is built with one copy, not two.
+ */
 export function aeadEncrypt(
   key: Uint8Array,
   plaintext: Uint8Array,
-  options: { nonce: Uint8Array; ad?: Uint8Array },
+  options: { nonce: Uint8Array; ad?: Uint8Array; prefix?: readonly Uint8Array[] },
 ): Uint8Array {
   const { subkey, iv } = xchachaParts(key, options.nonce);
   const cipher = createCipheriv("chacha20-poly1305", subkey, iv, { authTagLength: AEAD_TAG_BYTES });
   if (options.ad) cipher.setAAD(options.ad, { plaintextLength: plaintext.length });
   const head = cipher.update(plaintext);
   const tail = cipher.final();
-  return concatBytes(head, tail, cipher.getAuthTag());
+  return concatBytes(...(options.prefix ?? []), head, tail, cipher.getAuthTag());
 }
 
 /**

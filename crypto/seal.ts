@@ -74,7 +74,7 @@ function sealNow(
     cachePeer: true,
   });
   const key = sealKey(sharedSecret, publicKey, recipientPublicKey);
-  return concatBytes(publicKey, nonce, aeadEncrypt(key, plaintext, { nonce }));
+  return aeadEncrypt(key, plaintext, { nonce, prefix: [publicKey, nonce] });
 }
 
 /**

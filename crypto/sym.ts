@@ -13,7 +13,6 @@ import {
   aeadEncrypt,
   assertLength,
 } from "./_primitives.ts";
-import { concatBytes } from "./bytes.ts";
 
 /**
  * Encrypts with XChaCha20-Poly1305 under `key` (32 bytes): a random 24-byte
@@ -40,7 +39,7 @@ export function symEncrypt(
 ): Uint8Array {
   assertLength(key, AEAD_KEY_BYTES, "a symmetric key");
   const nonce = random.bytes(AEAD_NONCE_BYTES);
-  return concatBytes(nonce, aeadEncrypt(key, plaintext, { nonce, ad }));
+  return aeadEncrypt(key, plaintext, { nonce, ad, prefix: [nonce] });
 }
 
 /**

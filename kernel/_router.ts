@@ -10,7 +10,6 @@
 import { clone, create } from "@bufbuild/protobuf";
 import {
   type PackedUserMessage,
-  PeerRecordSchema,
   PeerType,
   type PendingPairing as PendingPairingRecord,
   type QuarantineRecord,
@@ -214,7 +213,8 @@ export class Router {
     tx.afterCommit(() =>
       this.#ports.observe({ kind: "inbound", peerUid: peer.uid, message, packed, header })
     );
-    let next = clone(PeerRecordSchema, peer);
+    // `peer` is the transaction's copy, this call's own: it becomes the next state.
+    let next = peer;
     next.ratchet = ratchet;
     if (message.type === REKEY_TYPE) {
       if (peer.type !== PeerType.CONTACT) {

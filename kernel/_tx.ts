@@ -160,11 +160,16 @@ export class KernelTx implements Tx {
     if (peer.type !== PeerType.CONTACT && peer.type !== PeerType.DEVICE) {
       throw new TypeError(`Cannot store peer ${peer.uid}: its type is neither contact nor device`);
     }
+    this.#stagePeer(clone(PeerRecordSchema, peer));
+  }
+
+  /** Stages `peer` itself: a copy this transaction made and hands to nobody else. */
+  #stagePeer(peer: PeerRecord): void {
     const before = this.#peer(peer.uid);
     if (!before || before.keysVersion !== peer.keysVersion) {
       observeSecrets(this.#ports.observe, peer); // a new peer, or new keys (a reset or rekey)
     }
-    this.#peers.set(peer.uid, clone(PeerRecordSchema, peer));
+    this.#peers.set(peer.uid, peer);
     this.#deletedDevices.delete(peer.uid);
   }
 
@@ -231,7 +236,8 @@ export class KernelTx implements Tx {
     });
     this.afterCommit(() => this.#ports.observe({ kind: "outbound", peerUid, message, packed }));
     peer.ratchet = ratchet;
-    this.putPeer(peer);
+    // `peer` is this call's own copy, read below but kept nowhere else: staged as it is.
+    this.#stagePeer(peer);
     this.queuePacked(peer, packed, message.status?.uuid ?? "", { barrier });
   }
 

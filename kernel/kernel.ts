@@ -334,6 +334,11 @@ export class Kernel {
     );
   }
 
+  /** Whether a contact or device peer `uid` is known (pending or not): {@linkcode peer} without its copy. */
+  hasPeer(uid: string): boolean {
+    return this.#state.peer(uid) !== undefined;
+  }
+
   /** A contact or device peer by uid. */
   peer(uid: string): PeerRecord | undefined {
     const peer = this.#state.peer(uid);

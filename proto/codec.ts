@@ -121,10 +121,39 @@ export function encodeWithElements<Desc extends DescMessage>(
   const number = repeatedMessageField(schema, field);
   const head = toBinary(schema, message);
   if (encoded.length === 0) return head;
-  const writer = new BinaryWriter();
-  writer.raw(head);
-  for (const element of encoded) writer.tag(number, WireType.LengthDelimited).bytes(element);
-  return writer.finish();
+  // Each element's tag and length, written by protobuf's writer into one buffer; then the head,
+  // each prefix and each element copied once into a buffer of the exact size (a writer fed the
+  // elements themselves would grow, and copy, its buffer as it goes).
+  const prefixes = new BinaryWriter();
+  const tagBytes = varintBytes((number << 3 | WireType.LengthDelimited) >>> 0);
+  let total = head.length;
+  for (const element of encoded) {
+    prefixes.tag(number, WireType.LengthDelimited).uint32(element.length);
+    total += tagBytes + varintBytes(element.length) + element.length;
+  }
+  const prefix = prefixes.finish();
+  const out = new Uint8Array(total);
+  out.set(head, 0);
+  let at = head.length;
+  let read = 0;
+  for (const element of encoded) {
+    const length = tagBytes + varintBytes(element.length);
+    out.set(prefix.subarray(read, read + length), at);
+    read += length;
+    at += length;
+    out.set(element, at);
+    at += element.length;
+  }
+  return out;
+}
+
+/** How many bytes protobuf's varint encoding of the unsigned 32-bit `value` takes. */
+function varintBytes(value: number): number {
+  if (value < 0x80) return 1;
+  if (value < 0x4000) return 2;
+  if (value < 0x20_0000) return 3;
+  if (value < 0x1000_0000) return 4;
+  return 5;
 }
 
 /**

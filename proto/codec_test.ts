@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { create, type DescField, type DescMessage, equals, ScalarType } from "@bufbuild/protobuf";
 import fc from "fast-check";
 import { Malformed } from "../kernel/errors.ts";
-import { decode, decodeJson, encode, encodeJson } from "./codec.ts";
+import { decode, decodeJson, encode, encodeJson, encodeWithElements, withFields } from "./codec.ts";
 import * as gen from "./gen/meow_pb.ts";
 
 /** Every message schema in meow.proto. */
@@ -113,4 +113,80 @@ Deno.test("decodeJson() turns a value of the wrong shape into Malformed", () => 
   assert.throws(() => decodeJson(gen.UserMessageSchema, { type: 5 }), Malformed);
   assert.throws(() => decodeJson(gen.UserMessageSchema, { nope: true }), Malformed);
   assert.throws(() => decodeJson(gen.UserMessageSchema, [1, 2]), Malformed);
+});
+
+Deno.test("encodeWithElements() decodes as the message with those elements, at every length-prefix size", () => {
+  // Element sizes either side of each varint length boundary (1, 2 and 3 bytes of length).
+  const sizes = fc.constantFrom(0, 1, 100, 127, 128, 129, 16_383, 16_384, 16_385, 70_000);
+  fc.assert(
+    fc.property(
+      fc.array(sizes, { maxLength: 6 }),
+      fc.string({ maxLength: 40 }),
+      (lengths, uuid) => {
+        const elements = lengths.map((n, i) =>
+          create(gen.PackedUserMessageSchema, {
+            destination: `d${i}`,
+            payload: new Uint8Array(n).fill(i),
+          })
+        );
+        const head = create(gen.FromServerMessageSchema, { uuidAck: uuid });
+        const bytes = encodeWithElements(
+          gen.FromServerMessageSchema,
+          head,
+          "chat",
+          elements.map((m) => encode(gen.PackedUserMessageSchema, m)),
+        );
+        // Exactly protobuf's own encoding of the whole message: the elements come after the head's
+        // fields, as a field of higher number than all the head sets would.
+        const expected = create(gen.FromServerMessageSchema, { uuidAck: uuid, chat: elements });
+        assert(
+          equals(gen.FromServerMessageSchema, decode(gen.FromServerMessageSchema, bytes), expected),
+        );
+        const sizes = encode(gen.FromServerMessageSchema, expected).length;
+        assert.equal(bytes.length, sizes);
+      },
+    ),
+    { numRuns: 60 },
+  );
+});
+
+Deno.test("withFields() appends the fields: the result decodes with them over the sent values", () => {
+  fc.assert(
+    fc.property(
+      fc.string({ maxLength: 200 }),
+      fc.string({ unit: "grapheme", maxLength: 60 }),
+      fc.integer({ min: 0, max: 2 ** 48 }),
+      fc.uint8Array({ maxLength: 300 }),
+      (sentUuid, uuid, ms, payload) => {
+        const sent = encode(
+          gen.PackedUserMessageSchema,
+          create(gen.PackedUserMessageSchema, {
+            destination: "d",
+            payload,
+            serverDeliveryUuid: sentUuid,
+          }),
+        );
+        const stored = decode(
+          gen.PackedUserMessageSchema,
+          withFields(gen.PackedUserMessageSchema, sent, {
+            serverDeliveryUuid: uuid,
+            serverReceivedMs: ms,
+          }),
+        );
+        assert.deepEqual(
+          [stored.destination, stored.payload, stored.serverDeliveryUuid, stored.serverReceivedMs],
+          ["d", payload, uuid, ms],
+        );
+      },
+    ),
+    { numRuns: 100 },
+  );
+  assert.throws(
+    () => withFields(gen.PackedUserMessageSchema, new Uint8Array(0), { toString: "x" }),
+    RangeError,
+  );
+  assert.throws(
+    () => withFields(gen.PackedUserMessageSchema, new Uint8Array(0), { payload: "x" }),
+    RangeError,
+  );
 });

@@ -512,7 +512,7 @@ export class StepRunner {
     if (this.#world.recording.removals.has(device.ref)) return undefined;
     const kernel = device.kernel!;
     const contacts = this.#contactsOf(device.user).filter((c) =>
-      kernel.peer(this.#peerUid(device.user, c)) !== undefined
+      kernel.hasPeer(this.#peerUid(device.user, c))
     );
     return contacts.length === 0 ? undefined : { device, contacts };
   }
