@@ -58,13 +58,16 @@ export function crowd(users: number, messages: number, poll: string, overMs: num
 /**
  * The crypto pipeline's floor: `count` user messages packed (ratchet →
  * symmetric → seal → sign) and unpacked (verify → unseal → symmetric →
- * ratchet) between two paired peers, each answering the other in turn (so
- * every message also takes a DH ratchet step), with nothing else around
- * them: no relay, no store, no scheduler. Resolves with the wall time in ms.
+ * ratchet) between two paired peers, with nothing else around them: no relay,
+ * no store, no scheduler. The direction changes `turns` times, spread evenly
+ * (by default before every message, so each takes a DH ratchet step): a turn
+ * costs the ratchet step's key generation and two X25519, so the crowd's floor
+ * takes as many turns as the run's own X25519 count calls for
+ * ({@linkcode turnsLike}). Resolves with the wall time in ms.
  */
 export async function pipelineFloor(
   count: number,
-  options: { textBytes?: number; start?: () => void; end?: () => void } = {},
+  options: { textBytes?: number; turns?: number; start?: () => void; end?: () => void } = {},
 ): Promise<number> {
   const world = await TestWorld.create(7);
   const a = await world.device("a", { nickname: "a" });
@@ -80,8 +83,12 @@ export async function pipelineFloor(
   const text = "m".repeat(options.textBytes ?? 120);
   options.start?.();
   const t0 = performance.now();
+  const turns = Math.min(count, Math.max(0, Math.round(options.turns ?? count)));
+  let side = 0;
   for (let i = 0; i < count; i++) {
-    const [from, to] = i % 2 === 0 ? [peers[0], peers[1]] : [peers[1], peers[0]];
+    // A turn before message i when the evenly spread count of turns moves on at i.
+    if (i > 0 && Math.floor(i * turns / count) > Math.floor((i - 1) * turns / count)) side ^= 1;
+    const [from, to] = side === 0 ? [peers[0], peers[1]] : [peers[1], peers[0]];
     const message = create(UserMessageSchema, {
       destination: "",
       type: "chat",
@@ -96,6 +103,16 @@ export async function pipelineFloor(
   const ms = performance.now() - t0;
   options.end?.();
   return ms;
+}
+
+/**
+ * The turns the pipeline floor takes for `messages` user messages so that its X25519 count, with
+ * the relay floor's, is the run's: each message costs two (the seal's, made and opened), each
+ * turn two more (the DH ratchet step). What the run does beyond that (pairings, invitations)
+ * counts as turns too: it is X25519 all the same.
+ */
+export function turnsLike(runX25519: number, relayX25519: number, messages: number): number {
+  return Math.min(messages, Math.max(0, Math.round((runX25519 - relayX25519 - 2 * messages) / 2)));
 }
 
 /** What the relay protocol costs for one of the run's requests: its pulls, and how it came. */
@@ -275,18 +292,22 @@ export async function benchCrowd(
       ((t0 + wallMs - lastEvent) / 1000).toFixed(1)
     } s`,
   );
-  let beforeFloor = publicKeyOperations();
-  let pipelineOperations = operationsSince(beforeFloor);
-  const floorMs = await pipelineFloor(packed, {
-    start: () => void (beforeFloor = publicKeyOperations()),
-    end: () => void (pipelineOperations = operationsSince(beforeFloor)),
-  });
   const beforeRelay = publicKeyOperations();
   const relayMs = await relayFloor(pulls);
   const relayOperations = operationsSince(
     beforeRelay,
     pulls.length / Math.max(1, relayFloorSample(pulls.length)),
   );
+  // The run's messages change direction far less often than once each: as many turns as its
+  // X25519 count shows, so the floor does the run's public-key work, not more.
+  const turns = turnsLike(runOperations.x25519, relayOperations.x25519, packed);
+  let beforeFloor = publicKeyOperations();
+  let pipelineOperations = operationsSince(beforeFloor);
+  const floorMs = await pipelineFloor(packed, {
+    turns,
+    start: () => void (beforeFloor = publicKeyOperations()),
+    end: () => void (pipelineOperations = operationsSince(beforeFloor)),
+  });
   const perMessage = wallMs / packed;
   const floorPerMessage = floorMs / packed;
   const cryptoPerMessage = (floorMs + relayMs) / packed;
@@ -309,7 +330,7 @@ export async function benchCrowd(
   // floor than in the run overstates the run's crypto; fewer, the run does crypto they leave out).
   console.log(`  public-key operations: the run ${operationsText(runOperations)}`);
   console.log(
-    `    the floors: pipeline ${operationsText(pipelineOperations)}; relay ${
+    `    the floors: pipeline (${turns} turns) ${operationsText(pipelineOperations)}; relay ${
       operationsText(relayOperations)
     }${pulls.length > RELAY_FLOOR_REQUESTS_MAX ? " (scaled from its sample)" : ""}`,
   );
