@@ -445,7 +445,7 @@ export class ServerCore {
       answer.chat = [];
       answer.mailbox = undefined;
       answer.session = undefined;
-      const detail = `relay storage failed: ${(e as Error).message}`;
+      const detail = `relay storage failed: ${describeFailure(e)}`;
       if (answer.stored === 0) return reject(ErrorCode.BUSY, detail);
       // Messages are stored: not a refusal of the whole request (which applies nothing), but of
       // its pulls, so the client does not send them again.
@@ -877,4 +877,10 @@ function normaliseNameplate(text: string): string {
 
 function toHex(bytes: Uint8Array): string {
   return Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
+}
+
+/** What a backend's failure says: its message, else its name, else the value itself. */
+function describeFailure(e: unknown): string {
+  if (e instanceof Error) return e.message || e.name;
+  return String(e);
 }

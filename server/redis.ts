@@ -391,13 +391,16 @@ export class RedisBackend implements Backend {
     if ((options.url === undefined) === (options.cluster === undefined)) {
       throw new TypeError("RedisBackend.connect needs exactly one of url and cluster");
     }
+    // A command while the connection is down fails at once (the relay answers BUSY) instead of
+    // waiting in node-redis's offline queue for a Redis that may not come back soon.
     const client = options.cluster !== undefined
       ? new ClusterAdapter(
         createCluster({
           rootNodes: options.cluster.map((url) => ({ url })),
+          defaults: { disableOfflineQueue: true },
         }) as unknown as RedisClusterClient,
       )
-      : createClient({ url: options.url }) as unknown as RedisClient;
+      : createClient({ url: options.url, disableOfflineQueue: true }) as unknown as RedisClient;
     // Without a listener a connection error would be an uncaught exception; commands reject.
     client.on("error", () => {});
     await client.connect();

@@ -25,6 +25,23 @@ export interface TestRedis {
   url: string;
   /** Stops the server (by PID) and removes its temp dir. */
   stop(): Promise<void>;
+  /** Kills the server (SIGKILL, by PID) as a crash would; its temp dir stays for a restart. */
+  kill(): Promise<void>;
+  /**
+   * Starts the server again on the same port and dir (after {@linkcode TestRedis.kill}) and
+   * resolves once it answers PING: with `durable`, it reloads what it had written.
+   */
+  restart(): Promise<void>;
+}
+
+/** Options for {@linkcode startRedis}. */
+export interface StartRedisOptions {
+  /**
+   * Log every write to an append-only file, synced before Redis answers (`appendonly yes`,
+   * `appendfsync always`), so a killed server restarts with everything it acknowledged.
+   * @default {false}
+   */
+  durable?: boolean;
 }
 
 /** Why Redis tests cannot run here, or `undefined` when they can. */
@@ -72,11 +89,13 @@ async function ping(port: number): Promise<boolean> {
   }
 }
 
-/** One spawned `redis-server`, stopped by its PID. */
+/** One spawned `redis-server`, stopped (SIGTERM) or killed (SIGKILL) by its PID. */
 interface Spawned {
   stop(): Promise<void>;
+  kill(): Promise<void>;
 }
 
+/** Starts `redis-server` on `port` in `dir`; `extra` arguments come last and win. */
 function spawnServer(port: number, dir: string, extra: string[]): Spawned {
   const child = new Deno.Command(REDIS_SERVER, {
     args: [
@@ -107,19 +126,18 @@ function spawnServer(port: number, dir: string, extra: string[]): Spawned {
     }
   };
   globalThis.addEventListener("unload", onUnload);
-  return {
-    stop: async () => {
-      if (stopped) return;
-      stopped = true;
-      globalThis.removeEventListener("unload", onUnload);
-      try {
-        child.kill("SIGTERM");
-      } catch {
-        // Already gone.
-      }
-      await child.status;
-    },
+  const end = async (signal: "SIGTERM" | "SIGKILL") => {
+    if (stopped) return;
+    stopped = true;
+    globalThis.removeEventListener("unload", onUnload);
+    try {
+      child.kill(signal);
+    } catch {
+      // Already gone.
+    }
+    await child.status;
   };
+  return { stop: () => end("SIGTERM"), kill: () => end("SIGKILL") };
 }
 
 async function waitForPing(port: number, stop: () => Promise<void>): Promise<void> {
@@ -137,17 +155,28 @@ async function waitForPing(port: number, stop: () => Promise<void>): Promise<voi
  * Starts a private `redis-server` and resolves once it answers PING. Rejects
  * with `Deno.errors.NotFound` when it is not installed.
  */
-export async function startRedis(): Promise<TestRedis> {
+export async function startRedis(options: StartRedisOptions = {}): Promise<TestRedis> {
   if (redisSkip() !== undefined) throw new Deno.errors.NotFound(`${REDIS_SERVER} is not installed`);
   const dir = await Deno.makeTempDir({ prefix: "meowsync-redis-" });
   const port = freePort();
-  const server = spawnServer(port, dir, []);
+  const extra = options.durable ? ["--appendonly", "yes", "--appendfsync", "always"] : [];
+  let server = spawnServer(port, dir, extra);
   const stop = async () => {
     await server.stop();
     await Deno.remove(dir, { recursive: true }).catch(() => {});
   };
   await waitForPing(port, stop);
-  return { port, url: `redis://127.0.0.1:${port}`, stop };
+  return {
+    port,
+    url: `redis://127.0.0.1:${port}`,
+    stop,
+    kill: () => server.kill(),
+    restart: async () => {
+      await server.kill();
+      server = spawnServer(port, dir, extra);
+      await waitForPing(port, stop);
+    },
+  };
 }
 
 /** A running private Redis Cluster. */

@@ -3,6 +3,11 @@ import { backendConformance } from "./backend_conformance.ts";
 import { RedisBackend } from "./redis.ts";
 import assert from "node:assert/strict";
 import { createClient } from "redis";
+import { create } from "@bufbuild/protobuf";
+import { SeededRandom } from "../crypto/mod.ts";
+import { ErrorCode, PackedUserMessageSchema } from "../proto/gen/meow_pb.ts";
+import { ManualClock, TestDevice, text } from "../tests/support/relay.ts";
+import { ServerCore } from "./core.ts";
 
 let server: TestRedis | undefined;
 let harnesses = 0;
@@ -84,5 +89,64 @@ Deno.test({
   ignore: redisSkip() !== undefined,
   fn: async () => {
     await server?.stop();
+  },
+});
+
+Deno.test({
+  name: "a relay over a Redis that crashed answers BUSY at once, saying why, and once Redis is " +
+    "back serves again with everything it had stored",
+  ignore: redisSkip() !== undefined,
+  sanitizeResources: false,
+  sanitizeOps: false,
+  fn: async () => {
+    const redis = await startRedis({ durable: true });
+    const backend = await RedisBackend.connect({ url: redis.url, prefix: "crash:" });
+    try {
+      const clock = new ManualClock(1_000_000);
+      const random = new SeededRandom(41);
+      const core = await ServerCore.create({ backend, clock, random: random.fork("relay") });
+      const send = (body: Uint8Array) => core.handle(body);
+      const sender = new TestDevice(random.fork("sender"), core.card(), send, () => clock.now());
+      const receiver = new TestDevice(
+        random.fork("receiver"),
+        core.card(),
+        send,
+        () => clock.now(),
+      );
+      const message = (words: string) =>
+        create(PackedUserMessageSchema, {
+          destination: receiver.queue,
+          payload: new TextEncoder().encode(words),
+        });
+      assert.equal((await sender.request({ messages: [message("before the crash")] })).stored, 1);
+
+      await redis.kill();
+      // Made while Redis is down, answered after it is back: a relay that held the request for
+      // the reconnection would store it late (the client may have given up and sent it again).
+      const during = sender.request({ messages: [message("during the crash")] });
+      await redis.restart();
+      const refused = await during;
+      assert.equal(refused.stored, 0);
+      assert.equal(refused.errors[0]?.code, ErrorCode.BUSY);
+      assert.match(refused.errors[0].detail, /^relay storage failed: \S/);
+
+      // node-redis reconnects on its own; the first requests after the restart may still be BUSY.
+      let stored = 0;
+      for (let attempt = 0; attempt < 100 && stored === 0; attempt++) {
+        const answer = await sender.request({ messages: [message("after the crash")] });
+        stored = answer.stored;
+        if (stored === 0) {
+          assert.equal(answer.errors[0]?.code, ErrorCode.BUSY);
+          await new Promise((resolve) => setTimeout(resolve, 50)); // the reconnection's backoff
+        }
+      }
+      assert.equal(stored, 1);
+      clock.advance(1);
+      const pulled = await receiver.request({ pullRequests: [await receiver.pull()] });
+      assert.deepEqual(pulled.chat.map(text), ["before the crash", "after the crash"]);
+    } finally {
+      await backend.close();
+      await redis.stop();
+    }
   },
 });
