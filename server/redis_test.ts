@@ -150,3 +150,93 @@ Deno.test({
     }
   },
 });
+
+Deno.test({
+  name: "after Redis restarts, a long poll on one relay is still woken by a store through another",
+  ignore: redisSkip() !== undefined,
+  sanitizeResources: false,
+  sanitizeOps: false,
+  fn: async () => {
+    const redis = await startRedis({ durable: true });
+    const backends = [
+      await RedisBackend.connect({ url: redis.url, prefix: "wake:" }),
+      await RedisBackend.connect({ url: redis.url, prefix: "wake:" }),
+    ];
+    try {
+      const clock = new ManualClock(1_000_000);
+      const random = new SeededRandom(42);
+      // Two relay processes over one Redis: the same keys, so one card.
+      const [polled, stored] = await Promise.all(
+        backends.map((backend, i) =>
+          ServerCore.create({ backend, clock, random: random.fork(`relay ${i}`) })
+        ),
+      );
+      const sender = new TestDevice(
+        random.fork("sender"),
+        stored.card(),
+        (body) => stored.handle(body),
+        () => clock.now(),
+      );
+      const receiver = new TestDevice(
+        random.fork("receiver"),
+        polled.card(),
+        (body) => polled.handle(body),
+        () => clock.now(),
+      );
+      /** A long poll through one relay, woken by a store through the other. */
+      const wokenBy = (words: string) =>
+        within(10_000, `a long poll woken by "${words}"`, async () => {
+          clock.advance(1);
+          const poll = receiver.request({
+            pullRequests: [await receiver.pull()],
+            timeoutMs: 20_000,
+          });
+          await clock.sleepers(1); // asleep on the clock: watching the queue
+          const answer = await sender.request({
+            messages: [sender.message(receiver.queue, words)],
+          });
+          assert.equal(answer.stored, 1);
+          const woken = await poll;
+          assert.deepEqual(woken.chat.map(text), [words]);
+          return woken;
+        });
+      const first = await wokenBy("before the crash");
+      await redis.kill();
+      await redis.restart();
+      // Both relays reconnect by themselves: until then a request is BUSY.
+      for (const device of [sender, receiver]) {
+        for (let attempt = 0;; attempt++) {
+          clock.advance(1);
+          const answer = await device.request({
+            pullRequests: [await device.pull()],
+            acks: device === receiver ? first.chat.map((m) => m.serverDeliveryUuid) : [],
+          });
+          if (answer.errors.length === 0) break;
+          assert.equal(answer.errors[0].code, ErrorCode.BUSY);
+          assert(attempt < 100, "the relay did not reconnect to Redis");
+          await new Promise((resolve) => setTimeout(resolve, 50)); // the reconnection's backoff
+        }
+      }
+      await wokenBy("after the crash");
+    } finally {
+      for (const backend of backends) await backend.close();
+      await redis.stop();
+    }
+  },
+});
+
+/**
+ * `body`'s result, or a failure naming `what` once `ms` of real time passed: a long poll nobody
+ * wakes sleeps on a manual clock for ever.
+ */
+async function within<T>(ms: number, what: string, body: () => Promise<T>): Promise<T> {
+  let bound: ReturnType<typeof setTimeout> | undefined;
+  const late = new Promise<never>((_, reject) => {
+    bound = setTimeout(() => reject(new Error(`${what}: not within ${ms} ms`)), ms);
+  });
+  try {
+    return await Promise.race([body(), late]);
+  } finally {
+    clearTimeout(bound);
+  }
+}
