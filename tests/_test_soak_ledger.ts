@@ -9,8 +9,9 @@
  * - **None delivered twice to one device**: (i) a delivery uuid never reaches its device again
  *   after the relay answered the device's ack of it; (ii) a message reaches its device under at
  *   most one delivery uuid more than the store attempts for it whose answer the sender never read
- *   (only a lost answer may leave a second stored copy, which the receiver drops as a repeat by
- *   message id, as the kernel does); (iii) the device processes each message id once.
+ *   or that the relay refused BUSY because its backend failed (only such an attempt may leave a
+ *   second stored copy, which the receiver drops as a repeat by message id, as the kernel does);
+ *   (iii) the device processes each message id once.
  * - **Every client answered or told to retry**: no request hung past its bound, got a malformed
  *   answer, an HTTP status other than 200 or 503, or an error the client cannot retry on.
  * - Every message was delivered only to its destination, and every one was stored in the end.
@@ -26,7 +27,10 @@ export interface SentMessage {
   to: string;
   /** Store attempts made (each its own request). */
   attempts: number;
-  /** Store attempts whose answer the sender never read (crashed, hung up, connection lost). */
+  /**
+   * Store attempts whose answer the sender never read (crashed, hung up, connection lost), or
+   * that the relay refused because its backend failed: it cannot tell what the backend applied.
+   */
   unread: number;
   /** Whether an answer said it was stored. */
   stored: boolean;

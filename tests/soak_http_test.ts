@@ -7,7 +7,9 @@
  * from what a device persists — its outbox, the message ids it committed — losing what it keeps
  * in memory (pull tokens, acks not yet answered); one relay process is SIGKILLed in the middle of
  * the load and started again on its port, and its clients get connection errors, retry, and may
- * move to the other process. Retries go as a device's do: a new request (uuid, exchange, pull
+ * move to the other process; later the Redis itself (append-only, synced before it answers) is
+ * SIGKILLed and started again, and both processes answer BUSY ("relay storage failed") until they
+ * have reconnected. Retries go as a device's do: a new request (uuid, exchange, pull
  * signature) carrying the same packed messages, the same bytes the outbox persisted.
  *
  * Then every device drains its queue, and the ledger (tests/_test_soak_ledger.ts, whose doc
@@ -47,6 +49,8 @@ const DRAIN_STEPS_MAX = 20;
 const REQUEST_MS_MAX = 10_000;
 /** The relay process is killed once this many requests have ended. */
 const KILL_AFTER_REQUESTS = 200;
+/** Redis is killed and restarted once this many requests have ended (and the relay is back). */
+const KILL_REDIS_AFTER_REQUESTS = 400;
 /** Chance a request is made by a client that then crashes without reading the answer. */
 const CRASH_CHANCE = 0.1;
 /** Chance a pull long-polls (for {@linkcode LONG_POLL_MS}, an upper bound). */
@@ -73,10 +77,22 @@ const BUSY_RELAY_ARGS = [
 /** Longest a client waits on a BUSY's `retry_after_ms`, in ms (sooner than told: the relay copes). */
 const BUSY_WAIT_MS_MAX = 300;
 
-/** How one attempt ended: an answer to use, or nothing to read (and whether to retry). */
+/** How a relay's BUSY for a failing backend begins. */
+const STORAGE_FAILED = "relay storage failed";
+
+/**
+ * How one attempt ended: an answer to use (its pulls maybe refused BUSY, the backend having
+ * failed after the store), or nothing to read (and whether to retry; `storageFailed` for a BUSY
+ * because the relay's backend failed, after which the relay cannot tell what it had applied).
+ */
 type Attempt =
   | { kind: "answered"; answer: FromServerMessage }
-  | { kind: Exclude<OutcomeKind, "answered">; why: string; retryAfterMs?: number };
+  | {
+    kind: Exclude<OutcomeKind, "answered">;
+    why: string;
+    retryAfterMs?: number;
+    storageFailed?: boolean;
+  };
 
 /** How a client treats a request: send it normally, or crash before reading its answer. */
 type Fault = "none" | "hang-up" | "drop-answer";
@@ -134,9 +150,19 @@ async function attempt(
   }
   const wide = answer.errors.find((e) => e.messageIndex === 0 && e.lookupKey === "");
   if (wide?.code === ErrorCode.BUSY) {
-    return { kind: "busy", why: wide.detail, retryAfterMs: Number(wide.retryAfterMs) };
+    return {
+      kind: "busy",
+      why: wide.detail,
+      retryAfterMs: Number(wide.retryAfterMs),
+      storageFailed: wide.detail.startsWith(STORAGE_FAILED),
+    };
   }
-  if (answer.errors.length > 0) {
+  // The backend failed after the messages were stored: BUSY on each pull, the store answered.
+  const pullsRefused = answer.errors.length > 0 &&
+    answer.errors.every((e) =>
+      e.code === ErrorCode.BUSY && e.lookupKey !== "" && e.detail.startsWith(STORAGE_FAILED)
+    );
+  if (answer.errors.length > 0 && !pullsRefused) {
     const codes = answer.errors.map((e) => `${ErrorCode[e.code]} (${e.detail})`);
     return { kind: "bad", why: `errors ${codes.join(", ")}` };
   }
@@ -186,7 +212,12 @@ interface Relays {
   back: boolean;
   /** Requests relay 0 answered since. */
   answeredAfterRestart: number;
-  /** Counts an ended request; at {@linkcode KILL_AFTER_REQUESTS} kills and restarts relay 0. */
+  /** Requests refused BUSY because the relay's Redis was down. */
+  storageFailures: number;
+  /**
+   * Counts an ended request; at {@linkcode KILL_AFTER_REQUESTS} kills and restarts relay 0, at
+   * {@linkcode KILL_REDIS_AFTER_REQUESTS} (relay 0 back) kills and restarts the Redis.
+   */
   ended(): void;
 }
 
@@ -284,10 +315,13 @@ class SoakDevice {
       timeoutMs: parts.timeoutMs,
     }, fault);
     if (result.kind !== "answered") {
-      // BUSY is a refusal, which applies nothing; after anything else the store may have been.
-      if (result.kind !== "busy") {
+      // BUSY is a refusal, which applies nothing, unless the relay's backend failed (it cannot
+      // tell what Redis applied before the connection went); after anything else the store may
+      // have been.
+      if (result.kind !== "busy" || result.storageFailed) {
         for (const entry of batch) this.ledger.messages.get(entry.id)!.unread++;
       }
+      if (result.storageFailed) this.relays.storageFailures++;
       return undefined;
     }
     const answer = result.answer;
@@ -298,6 +332,11 @@ class SoakDevice {
     for (const entry of batch) this.ledger.messages.get(entry.id)!.stored = true;
     this.outbox.splice(0, batch.length);
     if (!parts.pull) return 0;
+    if (answer.errors.length > 0) {
+      // Stored, then the backend failed: the pull was refused (its acks go again).
+      this.relays.storageFailures++;
+      return undefined;
+    }
     this.pulls++;
     this.client.keepTokens(answer);
     // The relay applies acks before it reads: none of these may come back, in this answer or later.
@@ -371,7 +410,8 @@ class SoakDevice {
 
 redisProcsTest(
   `relay soak over HTTP: ${DEVICES} crashing clients, two relay processes over one Redis, ` +
-    "one killed and restarted — nothing lost, nothing delivered twice, every request answered",
+    "one killed and restarted, then Redis killed and restarted — nothing lost, nothing " +
+    "delivered twice, every request answered",
   async (redis, procs) => {
     const port = freePort();
     let victim: Proc = (await procs.startRelay(redis.url, { port, extraArgs: RELAY_ARGS })).proc;
@@ -381,12 +421,22 @@ redisProcsTest(
     const ledger = new SoakLedger();
     let restarted: Promise<void> | undefined;
     let killedAt = 0;
+    let redisRestarted: Promise<void> | undefined;
+    let redisKilledAt = 0;
     const relays: Relays = {
       urls,
       killed: false,
       back: false,
       answeredAfterRestart: 0,
+      storageFailures: 0,
       ended() {
+        if (!redisRestarted && relays.back && ledger.requests() >= KILL_REDIS_AFTER_REQUESTS) {
+          redisKilledAt = ledger.requests();
+          redisRestarted = (async () => {
+            await redis.kill();
+            await redis.restart();
+          })();
+        }
         if (restarted || ledger.requests() < KILL_AFTER_REQUESTS) return;
         killedAt = ledger.requests();
         relays.killed = true;
@@ -413,13 +463,16 @@ redisProcsTest(
     await Promise.all(devices.map((d) => d.load()));
     assert(restarted, `the relay was killed (after ${ledger.requests()} requests)`);
     await restarted;
+    assert(redisRestarted, `Redis was killed (after ${ledger.requests()} requests)`);
+    await redisRestarted;
     await Promise.all(devices.map((d) => d.drain()));
 
     console.log(
       `soak: ${ledger.requests()} requests ${JSON.stringify(ledger.outcomes)}, killed after ` +
         `${killedAt}; ${ledger.messages.size} messages, ${ledger.deliveries.length} deliveries, ` +
         `${ledger.repeats} repeats dropped; ${relays.answeredAfterRestart} answered by the ` +
-        `restarted process`,
+        `restarted process; Redis killed after ${redisKilledAt}, ${relays.storageFailures} ` +
+        `requests refused while it was down`,
     );
     assert.deepEqual(soakViolations(ledger), []);
     // The faults happened: lost answers left copies the devices dropped, and the kill cut
@@ -428,7 +481,9 @@ redisProcsTest(
     assert(ledger.repeats > 0, "a lost store answer left a second copy");
     assert(ledger.outcomes.network > 0, "the kill cut clients off");
     assert(relays.answeredAfterRestart > 0, "the restarted process answered its clients");
+    assert(relays.storageFailures > 0, "the Redis crash refused requests");
   },
+  { durable: true },
 );
 
 Deno.test("soakViolations() finds each broken rule in a ledger, and none in a sound one", () => {

@@ -8,7 +8,12 @@
  * @module
  */
 import assert from "node:assert/strict";
-import { redisSkip, startRedis, type TestRedis } from "../../server/redis_process.ts";
+import {
+  redisSkip,
+  startRedis,
+  type StartRedisOptions,
+  type TestRedis,
+} from "../../server/redis_process.ts";
 import { freePort, relayAnswers, ROOT, taskArgs } from "../support/processes.ts";
 
 export { freePort, ROOT };
@@ -273,8 +278,11 @@ export class Procs {
 }
 
 /** Runs `body` with a private Redis, or says why it cannot. */
-export async function withRedis(body: (redis: TestRedis) => Promise<void>): Promise<void> {
-  const redis = await startRedis();
+export async function withRedis(
+  body: (redis: TestRedis) => Promise<void>,
+  options: StartRedisOptions = {},
+): Promise<void> {
+  const redis = await startRedis(options);
   try {
     await body(redis);
   } finally {
@@ -291,6 +299,7 @@ export { redisSkip };
 export function redisProcsTest(
   name: string,
   fn: (redis: TestRedis, procs: Procs) => Promise<void>,
+  redisOptions: StartRedisOptions = {},
 ): void {
   const skip = redisSkip();
   Deno.test({
@@ -306,7 +315,7 @@ export function redisProcsTest(
         } finally {
           await procs.stopAll();
         }
-      }),
+      }, redisOptions),
   });
 }
 
