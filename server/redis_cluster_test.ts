@@ -137,6 +137,95 @@ clusterTest("stores and acks across slots and sweeps every master", async (clust
   }
 });
 
+/**
+ * Moves `slot` with its keys to the master on `toPort`, as a resharding does (IMPORTING and
+ * MIGRATING, MIGRATE of every key, then the new owner told to every master).
+ */
+async function moveSlot(cluster: TestRedisCluster, slot: number, toPort: number): Promise<void> {
+  const fromPort = await masterPortOf(cluster.urls[0], slot);
+  const url = (port: number) => `redis://127.0.0.1:${port}`;
+  const idOf = (port: number) =>
+    withNode(url(port), async (node) => String(await node.sendCommand(["CLUSTER", "MYID"])));
+  const [fromId, toId] = [await idOf(fromPort), await idOf(toPort)];
+  await withNode(
+    url(toPort),
+    (node) => node.sendCommand(["CLUSTER", "SETSLOT", String(slot), "IMPORTING", fromId]),
+  );
+  await withNode(url(fromPort), async (node) => {
+    await node.sendCommand(["CLUSTER", "SETSLOT", String(slot), "MIGRATING", toId]);
+    for (;;) {
+      const keys = await node.sendCommand([
+        "CLUSTER",
+        "GETKEYSINSLOT",
+        String(slot),
+        "100",
+      ]) as string[];
+      if (keys.length === 0) break;
+      await node.sendCommand(
+        ["MIGRATE", "127.0.0.1", String(toPort), "", "0", "5000", "KEYS", ...keys],
+      );
+    }
+  });
+  // The new owner first, then the old one, then the rest (the order redis-cli uses).
+  const order = [toPort, fromPort, ...cluster.ports.filter((p) => p !== toPort && p !== fromPort)];
+  for (const port of order) {
+    await withNode(
+      url(port),
+      (node) => node.sendCommand(["CLUSTER", "SETSLOT", String(slot), "NODE", toId]),
+    );
+  }
+}
+
+clusterTest(
+  "follows a queue's slot moved to another master, its messages with it",
+  async (cluster) => {
+    const prefix = "moved:";
+    const queue = "moving";
+    const slot = keySlot(`${prefix}msg:{${queue}}`);
+    const backend = await RedisBackend.connect({ cluster: cluster.urls, prefix });
+    try {
+      const options = { nowMs: 1_000, retentionMs: 60_000, queueLengthMax: 10 };
+      const message = (uuid: string) => ({
+        queue,
+        deliveryUuid: uuid,
+        receivedMs: 1_000,
+        bytes: new TextEncoder().encode(uuid),
+      });
+      assert.deepEqual(await backend.storeMessages([message("u1"), message("u2")], options), [
+        true,
+        true,
+      ]);
+      const fromPort = await masterPortOf(cluster.urls[0], slot);
+      const toPort = cluster.ports.find((port) => port !== fromPort)!;
+      await moveSlot(cluster, slot, toPort);
+      assert.equal(await masterPortOf(cluster.urls[0], slot), toPort, "the slot moved");
+      // The backend's map of slots is stale now: Redis answers MOVED, the client follows.
+      const read = { ...options, messagesMax: 10 };
+      assert.deepEqual((await backend.readQueues([queue], read)).map((m) => m.deliveryUuid), [
+        "u1",
+        "u2",
+      ]);
+      assert.equal(await backend.ackMessages([queue], ["u1"]), 1);
+      assert.deepEqual(await backend.storeMessages([message("u3")], options), [true]);
+      assert.deepEqual((await backend.readQueues([queue], read)).map((m) => m.deliveryUuid), [
+        "u2",
+        "u3",
+      ]);
+      // The keys are on the new master only.
+      const keysOn = (port: number) =>
+        withNode(
+          `redis://127.0.0.1:${port}`,
+          async (node) =>
+            Number(await node.sendCommand(["CLUSTER", "COUNTKEYSINSLOT", String(slot)])),
+        );
+      assert.equal(await keysOn(fromPort), 0);
+      assert.ok(await keysOn(toPort) > 0);
+    } finally {
+      await backend.close();
+    }
+  },
+);
+
 Deno.test({
   name: `RedisBackend on a Redis Cluster tests stop their private Cluster${
     skip ? ` (skipped: ${skip})` : ""
