@@ -1,5 +1,6 @@
 import { redisClusterSkip, startRedisCluster, type TestRedisCluster } from "./redis_process.ts";
 import { backendConformance } from "./backend_conformance.ts";
+import { backendCrashTests } from "./_test_backend_crash.ts";
 import { keySlot, RedisBackend } from "./redis.ts";
 import assert from "node:assert/strict";
 import { createClient, type RedisClientType } from "redis";
@@ -225,6 +226,22 @@ clusterTest(
     }
   },
 );
+
+backendCrashTests("RedisBackend on a Redis Cluster, one master killed", async () => {
+  // A Cluster of its own, append-only: the one above is shared and keeps nothing on a restart.
+  const durable = await startRedisCluster({ durable: true });
+  const prefix = "crash:";
+  let killed: number | undefined;
+  return {
+    open: () => RedisBackend.connect({ cluster: durable.urls, prefix }),
+    kill: async (queue) => {
+      killed = await masterPortOf(durable.urls[0], keySlot(`${prefix}msg:{${queue}}`));
+      await durable.kill(killed);
+    },
+    restart: () => durable.restart(killed!),
+    stop: () => durable.stop(),
+  };
+}, { ignore: skip });
 
 Deno.test({
   name: `RedisBackend on a Redis Cluster tests stop their private Cluster${

@@ -187,6 +187,13 @@ export interface TestRedisCluster {
   urls: string[];
   /** Stops every node (by PID) and removes the temp dir. */
   stop(): Promise<void>;
+  /** Kills the master on `port` (SIGKILL, by PID) as a crash would. */
+  kill(port: number): Promise<void>;
+  /**
+   * Starts the master on `port` again (after {@linkcode TestRedisCluster.kill}) with its cluster
+   * config (and with `durable`, its data) and resolves once every node reports the Cluster ok.
+   */
+  restart(port: number): Promise<void>;
 }
 
 async function redisCli(args: string[]): Promise<{ ok: boolean; out: string }> {
@@ -204,7 +211,9 @@ async function redisCli(args: string[]): Promise<{ ok: boolean; out: string }> {
  * reports `cluster_state:ok`. Rejects with `Deno.errors.NotFound` when `redis-server` or
  * `redis-cli` is not installed.
  */
-export async function startRedisCluster(): Promise<TestRedisCluster> {
+export async function startRedisCluster(
+  options: StartRedisOptions = {},
+): Promise<TestRedisCluster> {
   const skip = redisClusterSkip();
   if (skip !== undefined) throw new Deno.errors.NotFound(skip);
   const dir = await Deno.makeTempDir({ prefix: "meowsync-redis-cluster-" });
@@ -215,29 +224,24 @@ export async function startRedisCluster(): Promise<TestRedisCluster> {
     if (port + 10_000 > 65_535 || ports.includes(port)) continue;
     ports.push(port);
   }
-  const servers = ports.map((port) =>
-    spawnServer(port, dir, [
+  // Each node in its own dir: an append-only file is named alike on every node.
+  const spawnNode = async (port: number) => {
+    await Deno.mkdir(`${dir}/${port}`, { recursive: true });
+    return spawnServer(port, `${dir}/${port}`, [
       "--cluster-enabled",
       "yes",
       "--cluster-config-file",
       `${dir}/nodes-${port}.conf`,
-    ])
-  );
+      ...(options.durable ? ["--appendonly", "yes", "--appendfsync", "always"] : []),
+    ]);
+  };
+  const servers = new Map<number, Spawned>();
+  for (const port of ports) servers.set(port, await spawnNode(port));
   const stop = async () => {
-    await Promise.all(servers.map((server) => server.stop()));
+    await Promise.all([...servers.values()].map((server) => server.stop()));
     await Deno.remove(dir, { recursive: true }).catch(() => {});
   };
-  try {
-    for (const port of ports) await waitForPing(port, () => Promise.resolve());
-    const created = await redisCli([
-      "--cluster",
-      "create",
-      ...ports.map((port) => `127.0.0.1:${port}`),
-      "--cluster-replicas",
-      "0",
-      "--cluster-yes",
-    ]);
-    if (!created.ok) throw new Error(`redis-cli --cluster create failed: ${created.out}`);
+  const clusterOk = async () => {
     const deadline = Date.now() + CLUSTER_OK_MS_MAX;
     for (const port of ports) {
       while (
@@ -251,9 +255,38 @@ export async function startRedisCluster(): Promise<TestRedisCluster> {
         await new Promise((resolve) => setTimeout(resolve, 50));
       }
     }
+  };
+  try {
+    for (const port of ports) await waitForPing(port, () => Promise.resolve());
+    const created = await redisCli([
+      "--cluster",
+      "create",
+      ...ports.map((port) => `127.0.0.1:${port}`),
+      "--cluster-replicas",
+      "0",
+      "--cluster-yes",
+    ]);
+    if (!created.ok) throw new Error(`redis-cli --cluster create failed: ${created.out}`);
+    await clusterOk();
   } catch (e) {
     await stop();
     throw e;
   }
-  return { ports, urls: ports.map((port) => `redis://127.0.0.1:${port}`), stop };
+  const node = (port: number) => {
+    const server = servers.get(port);
+    if (!server) throw new RangeError(`no Cluster node on port ${port}`);
+    return server;
+  };
+  return {
+    ports,
+    urls: ports.map((port) => `redis://127.0.0.1:${port}`),
+    stop,
+    kill: (port) => node(port).kill(),
+    restart: async (port) => {
+      await node(port).kill();
+      servers.set(port, await spawnNode(port));
+      await waitForPing(port, stop);
+      await clusterOk();
+    },
+  };
 }

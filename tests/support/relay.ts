@@ -4,6 +4,7 @@
  *
  * @module
  */
+import assert from "node:assert/strict";
 import { create } from "@bufbuild/protobuf";
 import type { Clock } from "../../ports/mod.ts";
 import {
@@ -15,6 +16,7 @@ import {
 } from "../../crypto/mod.ts";
 import {
   type ConversationRequest,
+  ErrorCode,
   type FromServerMessage,
   type PackedUserMessage,
   PackedUserMessageSchema,
@@ -196,4 +198,36 @@ export class TestDevice {
 /** The text of a packed message made by {@linkcode TestDevice.message}. */
 export function text(message: PackedUserMessage): string {
   return new TextDecoder().decode(message.payload);
+}
+
+/**
+ * `body`'s result, or a failure naming `what` once `ms` of real time passed: a long poll nobody
+ * wakes sleeps on a manual clock for ever.
+ */
+export async function within<T>(ms: number, what: string, body: () => Promise<T>): Promise<T> {
+  let bound: ReturnType<typeof setTimeout> | undefined;
+  const late = new Promise<never>((_, reject) => {
+    bound = setTimeout(() => reject(new Error(`${what}: not within ${ms} ms`)), ms);
+  });
+  try {
+    return await Promise.race([body(), late]);
+  } finally {
+    clearTimeout(bound);
+  }
+}
+
+/**
+ * `request`'s first answer that is not a refusal, asking again while it is BUSY: a relay reconnects
+ * to its backend by itself, with a backoff, and until then refuses.
+ */
+export async function whileBusy(
+  request: () => Promise<FromServerMessage>,
+): Promise<FromServerMessage> {
+  for (let attempt = 0;; attempt++) {
+    const answer = await request();
+    if (answer.errors.length === 0) return answer;
+    assert.equal(answer.errors[0].code, ErrorCode.BUSY, answer.errors[0].detail);
+    assert(attempt < 100, `the relay did not reconnect: ${answer.errors[0].detail}`);
+    await new Promise((resolve) => setTimeout(resolve, 50)); // the reconnection's backoff
+  }
 }
