@@ -66,11 +66,33 @@ export function redisClusterSkip(): string | undefined {
   }
 }
 
-function freePort(): number {
-  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const port = (listener.addr as Deno.NetAddr).port;
-  listener.close();
-  return port;
+/** The lowest and highest port {@linkcode freeLoopbackPort} picks. */
+const PORT_MIN = 10_000;
+const PORT_MAX = 22_767;
+
+/**
+ * A loopback port free now, and so is the port 10000 above it (a Cluster node's bus): both below
+ * the kernel's ephemeral range (32768–60999 by default), so no outgoing connection takes either
+ * as its local port while a server that owned it is down — a server restarted on its port (a
+ * crash test) could not bind it then.
+ */
+export function freeLoopbackPort(): number {
+  const draw = new Uint16Array(1);
+  for (let attempt = 0; attempt < 1_000; attempt++) {
+    crypto.getRandomValues(draw);
+    const port = PORT_MIN + (draw[0] % (PORT_MAX - PORT_MIN + 1));
+    if (bindable(port) && bindable(port + 10_000)) return port;
+  }
+  throw new Error(`no free loopback port between ${PORT_MIN} and ${PORT_MAX}`);
+}
+
+function bindable(port: number): boolean {
+  try {
+    Deno.listen({ hostname: "127.0.0.1", port }).close();
+    return true;
+  } catch {
+    return false;
+  }
 }
 
 async function ping(port: number): Promise<boolean> {
@@ -158,7 +180,7 @@ async function waitForPing(port: number, stop: () => Promise<void>): Promise<voi
 export async function startRedis(options: StartRedisOptions = {}): Promise<TestRedis> {
   if (redisSkip() !== undefined) throw new Deno.errors.NotFound(`${REDIS_SERVER} is not installed`);
   const dir = await Deno.makeTempDir({ prefix: "meowsync-redis-" });
-  const port = freePort();
+  const port = freeLoopbackPort();
   const extra = options.durable ? ["--appendonly", "yes", "--appendfsync", "always"] : [];
   let server = spawnServer(port, dir, extra);
   const stop = async () => {
@@ -219,9 +241,10 @@ export async function startRedisCluster(
   const dir = await Deno.makeTempDir({ prefix: "meowsync-redis-cluster-" });
   const ports: number[] = [];
   while (ports.length < 3) {
-    const port = freePort();
-    // The cluster bus listens on port + 10000: keep both free and distinct.
-    if (port + 10_000 > 65_535 || ports.includes(port)) continue;
+    const port = freeLoopbackPort(); // its bus, port + 10000, is free too
+    if (ports.includes(port) || ports.includes(port + 10_000) || ports.includes(port - 10_000)) {
+      continue;
+    }
     ports.push(port);
   }
   // Each node in its own dir: an append-only file is named alike on every node.

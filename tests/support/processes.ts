@@ -5,17 +5,13 @@
  *
  * @module
  */
+import { freeLoopbackPort } from "../../server/redis_process.ts";
 
 /** The project's root directory (with its deno.json). */
 export const ROOT: string = new URL("../../", import.meta.url).pathname;
 
-/** A loopback port nothing listens on (just closed). */
-export function freePort(): number {
-  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const port = (listener.addr as Deno.NetAddr).port;
-  listener.close();
-  return port;
-}
+/** A free loopback port below the ephemeral range (so a process restarted on it can bind it). */
+export const freePort: () => number = freeLoopbackPort;
 
 /** The arguments of `deno task <task>` after `deno`, as deno.json gives them. */
 export async function taskArgs(task: string): Promise<string[]> {
