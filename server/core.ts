@@ -399,15 +399,28 @@ export class ServerCore {
       }
       const tooLarge = this.#requestTooLarge(request);
       if (tooLarge) return reject(ErrorCode.TOO_LARGE, tooLarge);
+      const mailbox = request.mailbox && request.mailbox.action !== MailboxAction.UNSPECIFIED
+        ? request.mailbox
+        : undefined;
+      if (
+        mailbox && (request.messages.length > 0 || request.pullRequests.length > 0 ||
+          request.acks.length > 0 || request.openSession)
+      ) {
+        // A mailbox step's errors are the request's: beside other parts, a client could not tell
+        // from a refused step whether those were applied.
+        return reject(
+          ErrorCode.MALFORMED,
+          "a mailbox step travels alone: this request also carries messages, pulls, acks or a " +
+            "session request",
+        );
+      }
       if (request.openSession) {
         answer.session = this.sessions.issue(this.#clock.now(), this.#random);
       }
 
-      if (request.mailbox && request.mailbox.action !== MailboxAction.UNSPECIFIED) {
-        // A long poll on a mailbox would hold back the request's messages and pulls.
-        const alone = request.messages.length === 0 && request.pullRequests.length === 0;
-        const timeoutMs = alone ? request.timeoutMs : 0;
-        await this.#mailbox(request.mailbox, { client, timeoutMs, signal }, answer);
+      if (mailbox) {
+        await this.#mailbox(mailbox, { client, timeoutMs: request.timeoutMs, signal }, answer);
+        return seal();
       }
       if (request.messages.length > 0) {
         const packed = encodedElements(ToServerMessageSchema, opened.plaintext!, "messages");

@@ -949,3 +949,30 @@ Deno.test("ServerCore.handle() limits requests per client address and second", a
   assert.deepEqual(next.errors, [], "the next second starts afresh");
   assert.equal(next.stored, 1);
 });
+
+Deno.test("ServerCore.handle() refuses a mailbox step beside anything else, applying nothing", async () => {
+  const { device, data } = await relay();
+  const alice = device();
+  const bob = device();
+  const allocate = { action: MailboxAction.ALLOCATE, side: SIDE_A, post: utf8("a0") };
+  const before = snapshot(data);
+  const mailbox = allocate;
+  const beside: [string, () => Promise<FromServerMessage>][] = [
+    ["messages", () => alice.request({ mailbox, messages: [alice.message(bob.queue, "m")] })],
+    ["pulls", async () => alice.request({ mailbox, pullRequests: [await alice.pull()] })],
+    ["acks", () => alice.request({ mailbox, acks: ["00000000-0000-4000-8000-000000000000"] })],
+    ["a session request", () => alice.request({ mailbox, openSession: true })],
+  ];
+  for (const [what, request] of beside) {
+    const answer = await request();
+    assert.deepEqual(codes(answer), [ErrorCode.MALFORMED], what);
+    assert.match(answer.errors[0].detail, /a mailbox step travels alone/, what);
+    assert.equal(answer.errors[0].lookupKey, "", `${what}: the request's error`);
+    assert.equal(answer.stored, 0, what);
+    assert.equal(answer.mailbox, undefined, what);
+    assert.equal(answer.session, undefined, what);
+  }
+  assert.equal(snapshot(data), before, "nothing stored, no mailbox made, no signature used");
+  // Alone, the same step is served.
+  assert.deepEqual(codes(await step(alice, allocate)), []);
+});
