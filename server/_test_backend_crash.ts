@@ -14,7 +14,8 @@
 import assert from "node:assert/strict";
 import { SeededRandom } from "../crypto/mod.ts";
 import { ErrorCode } from "../proto/gen/meow_pb.ts";
-import { ManualClock, TestDevice, text, whileBusy, within } from "../tests/support/relay.ts";
+import { ManualClock, TestDevice, text, whileBusy } from "../tests/support/relay.ts";
+import { within } from "./backend_conformance.ts";
 import type { Backend } from "./backend.ts";
 import { ServerCore } from "./core.ts";
 

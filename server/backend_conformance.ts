@@ -279,13 +279,7 @@ async function watchWakes(open: () => Promise<Backend>): Promise<void> {
   await systemClock.sleep(QUIET_MS);
   assert.equal(fired, false, "a store elsewhere does not wake the watch");
   await b.storeMessages([message("q2", "m", T0)], store(T0));
-  const bound = new AbortController();
-  await Promise.race([
-    watch.changed,
-    systemClock.sleep(WAKE_MS_MAX, bound.signal).then(() => {
-      throw new Error(`the watch did not wake within ${WAKE_MS_MAX} ms of a store`);
-    }),
-  ]).finally(() => bound.abort());
+  await within(WAKE_MS_MAX, "the watch woken by a store", () => watch.changed);
   watch.close();
   watch.close();
   // A closed watch stays quiet, and a full queue (nothing stored) wakes nobody.
@@ -449,13 +443,7 @@ async function mailboxWatch(open: () => Promise<Backend>): Promise<void> {
   assert.equal(fired, false, "a join, a post elsewhere and refused posts wake nobody");
   const other = await open();
   await other.stepMailbox("M1", step(B, "b0"), T0);
-  const bound = new AbortController();
-  await Promise.race([
-    watch.changed,
-    systemClock.sleep(WAKE_MS_MAX, bound.signal).then(() => {
-      throw new Error(`the mailbox watch did not wake within ${WAKE_MS_MAX} ms of a post`);
-    }),
-  ]).finally(() => bound.abort());
+  await within(WAKE_MS_MAX, "the mailbox watch woken by a post", () => watch.changed);
   watch.close();
   watch.close();
 }
@@ -467,12 +455,24 @@ async function mailboxWatchClose(open: () => Promise<Backend>): Promise<void> {
   const watch = await b.watchMailbox("M3");
   const other = await open();
   assert.equal(await other.closeMailbox("M3", A, T0), true);
-  const bound = new AbortController();
-  await Promise.race([
-    watch.changed,
-    systemClock.sleep(WAKE_MS_MAX, bound.signal).then(() => {
-      throw new Error(`the mailbox watch did not wake within ${WAKE_MS_MAX} ms of a close`);
-    }),
-  ]).finally(() => bound.abort());
+  await within(WAKE_MS_MAX, "the mailbox watch woken by a close", () => watch.changed);
   watch.close();
+}
+
+/**
+ * `body`'s result, or a failure naming `what` once `ms` of real time passed: a watch or a long
+ * poll that nobody wakes would wait for ever (on a manual clock, or for a store that never comes).
+ */
+export async function within<T>(ms: number, what: string, body: () => Promise<T>): Promise<T> {
+  const bound = new AbortController();
+  try {
+    return await Promise.race([
+      body(),
+      systemClock.sleep(ms, bound.signal).then((): never => {
+        throw new Error(`${what}: not within ${ms} ms`);
+      }),
+    ]);
+  } finally {
+    bound.abort();
+  }
 }

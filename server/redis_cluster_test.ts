@@ -1,5 +1,5 @@
 import { redisClusterSkip, startRedisCluster, type TestRedisCluster } from "./redis_process.ts";
-import { backendConformance } from "./backend_conformance.ts";
+import { backendConformance, within } from "./backend_conformance.ts";
 import { backendCrashTests } from "./_test_backend_crash.ts";
 import { keySlot, RedisBackend } from "./redis.ts";
 import assert from "node:assert/strict";
@@ -30,6 +30,12 @@ function clusterTest(name: string, fn: (cluster: TestRedisCluster) => Promise<vo
     },
   });
 }
+
+/** The URL of the Cluster node on `port`. */
+const nodeUrl = (port: number) => `redis://127.0.0.1:${port}`;
+
+/** The slot of `queue`'s keys under the key prefix `prefix`. */
+const queueSlot = (prefix: string, queue: string) => keySlot(`${prefix}msg:{${queue}}`);
 
 /** Runs `fn` with a plain client of the Cluster node at `url` (for CLUSTER commands). */
 async function withNode<T>(url: string, fn: (node: RedisClientType) => Promise<T>): Promise<T> {
@@ -73,7 +79,7 @@ clusterTest("wakes a watch by a store on another master", async (cluster) => {
   let there: string | undefined;
   for (let i = 0; here === undefined || there === undefined; i++) {
     const queue = `queue${i}`;
-    const port = await masterPortOf(first, keySlot(`${prefix}msg:{${queue}}`));
+    const port = await masterPortOf(first, queueSlot(prefix, queue));
     if (port === firstPort) here ??= queue;
     else there ??= queue;
   }
@@ -82,9 +88,11 @@ clusterTest("wakes a watch by a store on another master", async (cluster) => {
   try {
     const watch = await watcher.watchQueues([here, there]);
     // Bounded, so a watch that is never woken fails the test instead of hanging it.
-    let timer: ReturnType<typeof setTimeout> | undefined;
-    const bound = new Promise<boolean>((resolve) => (timer = setTimeout(resolve, 5_000, false)));
-    const woken = Promise.race([watch.changed.then(() => true), bound]);
+    const woken = within(
+      5_000,
+      "the watch woken by a store on another master",
+      () => watch.changed,
+    );
     assert.deepEqual(
       await writer.storeMessages([{
         queue: there,
@@ -94,8 +102,7 @@ clusterTest("wakes a watch by a store on another master", async (cluster) => {
       }], { nowMs: 1_000, retentionMs: 60_000, queueLengthMax: 10 }),
       [true],
     );
-    assert.ok(await woken, "the watch was not woken by a store on another master");
-    clearTimeout(timer);
+    await woken;
     watch.close();
     const read = await watcher.readQueues([here, there], {
       nowMs: 1_000,
@@ -115,7 +122,7 @@ clusterTest("stores and acks across slots and sweeps every master", async (clust
     // Twelve queues over several slots, and two (`same}…`: hash tag `same`) in one slot.
     const queues = [...Array.from({ length: 10 }, (_, i) => `q${i}`), "same}1", "same}2"];
     assert.equal(keySlot("multi:msg:{same}1}"), keySlot("multi:body:{same}2}"));
-    const slots = new Set(queues.map((q) => keySlot(`multi:msg:{${q}}`)));
+    const slots = new Set(queues.map((q) => queueSlot("multi:", q)));
     assert.ok(slots.size > 1);
     const batch = queues.map((queue, i) => ({
       queue,
@@ -144,15 +151,14 @@ clusterTest("stores and acks across slots and sweeps every master", async (clust
  */
 async function moveSlot(cluster: TestRedisCluster, slot: number, toPort: number): Promise<void> {
   const fromPort = await masterPortOf(cluster.urls[0], slot);
-  const url = (port: number) => `redis://127.0.0.1:${port}`;
   const idOf = (port: number) =>
-    withNode(url(port), async (node) => String(await node.sendCommand(["CLUSTER", "MYID"])));
+    withNode(nodeUrl(port), async (node) => String(await node.sendCommand(["CLUSTER", "MYID"])));
   const [fromId, toId] = [await idOf(fromPort), await idOf(toPort)];
   await withNode(
-    url(toPort),
+    nodeUrl(toPort),
     (node) => node.sendCommand(["CLUSTER", "SETSLOT", String(slot), "IMPORTING", fromId]),
   );
-  await withNode(url(fromPort), async (node) => {
+  await withNode(nodeUrl(fromPort), async (node) => {
     await node.sendCommand(["CLUSTER", "SETSLOT", String(slot), "MIGRATING", toId]);
     for (;;) {
       const keys = await node.sendCommand([
@@ -171,7 +177,7 @@ async function moveSlot(cluster: TestRedisCluster, slot: number, toPort: number)
   const order = [toPort, fromPort, ...cluster.ports.filter((p) => p !== toPort && p !== fromPort)];
   for (const port of order) {
     await withNode(
-      url(port),
+      nodeUrl(port),
       (node) => node.sendCommand(["CLUSTER", "SETSLOT", String(slot), "NODE", toId]),
     );
   }
@@ -182,7 +188,7 @@ clusterTest(
   async (cluster) => {
     const prefix = "moved:";
     const queue = "moving";
-    const slot = keySlot(`${prefix}msg:{${queue}}`);
+    const slot = queueSlot(prefix, queue);
     const backend = await RedisBackend.connect({ cluster: cluster.urls, prefix });
     try {
       const options = { nowMs: 1_000, retentionMs: 60_000, queueLengthMax: 10 };
@@ -215,7 +221,7 @@ clusterTest(
       // The keys are on the new master only.
       const keysOn = (port: number) =>
         withNode(
-          `redis://127.0.0.1:${port}`,
+          nodeUrl(port),
           async (node) =>
             Number(await node.sendCommand(["CLUSTER", "COUNTKEYSINSLOT", String(slot)])),
         );
@@ -235,7 +241,7 @@ backendCrashTests("RedisBackend on a Redis Cluster, one master killed", async ()
   return {
     open: () => RedisBackend.connect({ cluster: durable.urls, prefix }),
     kill: async (queue) => {
-      killed = await masterPortOf(durable.urls[0], keySlot(`${prefix}msg:{${queue}}`));
+      killed = await masterPortOf(durable.urls[0], queueSlot(prefix, queue));
       await durable.kill(killed);
     },
     restart: () => durable.restart(killed!),

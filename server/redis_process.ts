@@ -44,6 +44,9 @@ export interface StartRedisOptions {
   durable?: boolean;
 }
 
+/** The arguments that make a server {@linkcode StartRedisOptions.durable}. */
+const DURABLE_ARGS = ["--appendonly", "yes", "--appendfsync", "always"];
+
 /** Why Redis tests cannot run here, or `undefined` when they can. */
 export function redisSkip(): string | undefined {
   try {
@@ -181,7 +184,7 @@ export async function startRedis(options: StartRedisOptions = {}): Promise<TestR
   if (redisSkip() !== undefined) throw new Deno.errors.NotFound(`${REDIS_SERVER} is not installed`);
   const dir = await Deno.makeTempDir({ prefix: "meowsync-redis-" });
   const port = freeLoopbackPort();
-  const extra = options.durable ? ["--appendonly", "yes", "--appendfsync", "always"] : [];
+  const extra = options.durable ? DURABLE_ARGS : [];
   let server = spawnServer(port, dir, extra);
   const stop = async () => {
     await server.stop();
@@ -255,7 +258,7 @@ export async function startRedisCluster(
       "yes",
       "--cluster-config-file",
       `${dir}/nodes-${port}.conf`,
-      ...(options.durable ? ["--appendonly", "yes", "--appendfsync", "always"] : []),
+      ...(options.durable ? DURABLE_ARGS : []),
     ]);
   };
   const servers = new Map<number, Spawned>();

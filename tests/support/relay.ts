@@ -201,22 +201,6 @@ export function text(message: PackedUserMessage): string {
 }
 
 /**
- * `body`'s result, or a failure naming `what` once `ms` of real time passed: a long poll nobody
- * wakes sleeps on a manual clock for ever.
- */
-export async function within<T>(ms: number, what: string, body: () => Promise<T>): Promise<T> {
-  let bound: ReturnType<typeof setTimeout> | undefined;
-  const late = new Promise<never>((_, reject) => {
-    bound = setTimeout(() => reject(new Error(`${what}: not within ${ms} ms`)), ms);
-  });
-  try {
-    return await Promise.race([body(), late]);
-  } finally {
-    clearTimeout(bound);
-  }
-}
-
-/**
  * `request`'s first answer that is not a refusal, asking again while it is BUSY: a relay reconnects
  * to its backend by itself, with a backoff, and until then refuses.
  */
