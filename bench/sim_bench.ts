@@ -156,9 +156,7 @@ const RELAY_FLOOR_REQUESTS_MAX = 20_000;
  */
 export async function relayFloor(requests: RequestShape[]): Promise<number> {
   if (requests.length === 0) return 0;
-  const step = Math.max(1, requests.length / RELAY_FLOOR_REQUESTS_MAX);
-  const sample: RequestShape[] = [];
-  for (let i = 0; i < requests.length; i += step) sample.push(requests[Math.floor(i)]);
+  const sample = relayFloorSample(requests);
   const clock = new ManualClock();
   const random = new SeededRandom(8);
   const core = await ServerCore.create({
@@ -198,6 +196,17 @@ export async function relayFloor(requests: RequestShape[]): Promise<number> {
   return (performance.now() - t0) * (requests.length / sample.length);
 }
 
+/**
+ * The requests {@linkcode relayFloor} times: all of them, or past
+ * {@linkcode RELAY_FLOOR_REQUESTS_MAX} an evenly spaced sample of that many.
+ */
+function relayFloorSample(requests: RequestShape[]): RequestShape[] {
+  const step = Math.max(1, requests.length / RELAY_FLOOR_REQUESTS_MAX);
+  const sample: RequestShape[] = [];
+  for (let i = 0; i < requests.length; i += step) sample.push(requests[Math.floor(i)]);
+  return sample;
+}
+
 /** Throws the relay's first error in `answer`. */
 async function check(answer: Promise<FromServerMessage>): Promise<void> {
   const { errors } = await answer;
@@ -220,14 +229,6 @@ function operationsSince(
 function operationsText(o: Record<PublicKeyOperation, number>): string {
   return `X25519 ${o.x25519}, Ed25519 sign ${o.ed25519Sign}, verify ${o.ed25519Verify}, ` +
     `key generations ${o.keyGeneration}`;
-}
-
-/** How many of `requests` requests {@linkcode relayFloor} times (it samples past its maximum). */
-function relayFloorSample(requests: number): number {
-  const step = Math.max(1, requests / RELAY_FLOOR_REQUESTS_MAX);
-  let sampled = 0;
-  for (let i = 0; i < requests; i += step) sampled++;
-  return sampled;
 }
 
 /** Runs the crowd and prints the report. */
@@ -296,7 +297,7 @@ export async function benchCrowd(
   const relayMs = await relayFloor(pulls);
   const relayOperations = operationsSince(
     beforeRelay,
-    pulls.length / Math.max(1, relayFloorSample(pulls.length)),
+    pulls.length / Math.max(1, relayFloorSample(pulls).length),
   );
   // The run's messages change direction far less often than once each: as many turns as its
   // X25519 count shows, so the floor does the run's public-key work, not more.
