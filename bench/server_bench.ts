@@ -8,10 +8,14 @@
  *    rate on the same Redis (the ratio is printed; the goal is ≥ 0.5); beside it the same load with
  *    the clients' work on the same CPU, and the in-memory backend: the ratio's ceiling when
  *    Redis costs nothing. Each is the median of three runs (ZADD: of three `redis-benchmark`s);
- * 2. requests per second over HTTP on loopback with 64 concurrent clients, against the same
- *    requests handed to the core in-process (each after a short untimed run; every answer is
- *    checked to be served, not refused — the clients share one address, so the relays here hold
- *    it to no request rate);
+ * 2. what HTTP costs the relay: its CPU time per request in a `deno task server` process of its
+ *    own over HTTP on loopback, 64 clients in this process, against the core's CPU time for the
+ *    same requests handed to it in this process (the ratio's goal is ≥ 0.8), over memory, one Redis
+ *    and the Cluster, with two relay processes beside one; and the request rate over HTTP with the
+ *    relay in this process, against the same requests in-process, which counts the clients'
+ *    sealing and HTTP client too (each after a short untimed run; every answer is checked to be
+ *    served, not refused — the clients share one address, so the relays here hold it to no
+ *    request rate);
  * 3. several relay processes (`deno task server`, as the e2e tests start them): HTTP requests per
  *    second with the 64 clients spread over two processes over one Redis, against one process
  *    over the same Redis; the same over a three-master Redis Cluster; and the core over the
@@ -23,6 +27,7 @@
  *
  * @module
  */
+import process from "node:process";
 import { parseArgs } from "node:util";
 import { create } from "@bufbuild/protobuf";
 import { SystemRandom } from "../crypto/mod.ts";
@@ -34,6 +39,7 @@ import {
   type ServerCard,
 } from "../proto/gen/meow_pb.ts";
 import {
+  type Backend,
   createHandler,
   HttpTransport,
   MemoryBackend,
@@ -262,6 +268,173 @@ async function requestRate(
   return requests / seconds;
 }
 
+/**
+ * The relay's CPU time per request, in µs: {@linkcode HTTP_CLIENTS} clients spread over
+ * `targets` send the chatty client's pair of requests (a message in with a pull, then a pull with
+ * the ack of what came) in rounds: every client seals its request (untimed), the relays answer
+ * all of them, then the clients open the answers (untimed). `relayCpuMs` reads the relays' CPU
+ * time — this process's, read around each round's answering, when the core runs in-process; the
+ * relay processes' own, which do nothing else, when they run apart — so the clients' sealing and
+ * their HTTP client are not counted, as `redis-benchmark`'s client is not counted in Redis's.
+ */
+async function relayCpuPerRequest(
+  targets: { card: ServerCard; send: (b: Uint8Array) => Promise<Uint8Array> }[],
+  seconds: number,
+  relayCpuMs: () => number,
+  inProcess: boolean,
+): Promise<number> {
+  const clients = Array.from({ length: HTTP_CLIENTS }, (_, i) => ({
+    device: benchDevice(targets[i % targets.length].card, targets[i % targets.length].send),
+    acks: [] as string[],
+  }));
+  let requests = 0;
+  let spentMs = 0;
+  const runStart = relayCpuMs();
+  const deadline = Date.now() + seconds * 1000;
+  while (Date.now() < deadline) {
+    for (const first of [true, false]) {
+      const sealed = await Promise.all(clients.map(async ({ device, acks }) =>
+        await device.seal(
+          first
+            ? {
+              messages: [create(PackedUserMessageSchema, {
+                destination: device.queue,
+                payload: new Uint8Array(64),
+              })],
+              pullRequests: [await device.pull()],
+            }
+            : { pullRequests: [await device.pull()], acks },
+        )
+      ));
+      const before = relayCpuMs();
+      const answers = await Promise.all(sealed.map((s, i) => clients[i].device.send(s.body)));
+      spentMs += relayCpuMs() - before;
+      requests += sealed.length;
+      answers.forEach((body, i) => {
+        const client = clients[i];
+        const answer = served(client.device.keepTokens(sealed[i].exchange.open(body)));
+        client.acks = first ? answer.chat.map((m) => m.serverDeliveryUuid) : [];
+      });
+    }
+  }
+  // Relays apart do nothing between rounds: their whole run is counted, not only the rounds'
+  // answering, so the coarse ticks of their CPU clock do not round each round away.
+  const relayMs = inProcess ? spentMs : relayCpuMs() - runStart;
+  return relayMs / requests * 1000;
+}
+
+/** This process's CPU time (all its threads) in ms. */
+function ownCpuMs(): number {
+  const { user, system } = process.cpuUsage();
+  return (user + system) / 1000;
+}
+
+/**
+ * The CPU time in ms of processes `pids` (all their threads) from Linux's /proc, in its clock
+ * ticks of 10 ms (`USER_HZ`, fixed at 100 for user space); `undefined` without /proc.
+ */
+function processesCpuMs(pids: number[]): number | undefined {
+  try {
+    return pids.reduce((sum, pid) => {
+      const fields = Deno.readTextFileSync(`/proc/${pid}/stat`).split(") ")[1].split(" ");
+      return sum + (Number(fields[11]) + Number(fields[12])) * 10;
+    }, 0);
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * Relay CPU per request of one relay process over `backend` (apart from the clients, over HTTP
+ * on loopback), with `two` of two over the same backend, and of `inProcessCore` (over the same
+ * kind of backend) in this process; each the median of three runs after a short untimed one. `undefined` where the relay processes' CPU time cannot be read.
+ */
+async function httpCost(
+  backend: string,
+  inProcessCore: ServerCore,
+  seconds: number,
+  two: boolean,
+): Promise<{ inProcess: number; one: number; two?: number } | undefined> {
+  const started: Deno.ChildProcess[] = [];
+  try {
+    const first = await relayProcess(backend);
+    started.push(first.child);
+    const second = two ? await relayProcess(backend) : first;
+    if (two) started.push(second.child);
+    if (processesCpuMs([first.child.pid]) === undefined) return undefined;
+    const transport = new HttpTransport();
+    const over = async (url: string) => {
+      const card = { ...(await transport.fetchCard(url)), url };
+      return { card, send: (b: Uint8Array) => transport.exchange(card, b) };
+    };
+    const [a, b] = [await over(first.url), await over(second.url)];
+    const handed = {
+      card: inProcessCore.card(),
+      // From the one address the relay processes see, so the core counts it as they do.
+      send: (body: Uint8Array) => inProcessCore.handle(body, { client: "127.0.0.1" }),
+    };
+    const measure = async (
+      targets: (typeof handed)[],
+      cpu: () => number,
+      inProcess: boolean,
+    ) => {
+      await relayCpuPerRequest(targets, 0.5, cpu, inProcess);
+      return (await median(3, () => relayCpuPerRequest(targets, seconds, cpu, inProcess)))!;
+    };
+    const pids = started.map((child) => child.pid);
+    return {
+      inProcess: await measure([handed], ownCpuMs, true),
+      one: await measure([a], () => processesCpuMs(pids.slice(0, 1))!, false),
+      two: two ? await measure([a, b], () => processesCpuMs(pids)!, false) : undefined,
+    };
+  } finally {
+    for (const child of started) {
+      child.kill("SIGTERM");
+      await child.status;
+    }
+  }
+}
+
+/** A core in this process that holds the clients' one address to no request rate, as the bench's relay processes do. */
+function benchCore(backend: Backend): Promise<ServerCore> {
+  return ServerCore.create({
+    backend,
+    clock: systemClock,
+    random,
+    limits: { requestsPerSecondPerClientMax: BENCH_REQUESTS_PER_SECOND_PER_CLIENT },
+  });
+}
+
+/** `use` of a core in this process over a new connection to Redis (`url`) or a Cluster. */
+async function withCore<T>(
+  redis: { url: string } | { cluster: string[] },
+  use: (core: ServerCore) => Promise<T>,
+): Promise<T> {
+  const backend = await RedisBackend.connect({ ...redis, prefix: "bench-cpu:" });
+  try {
+    return await use(await benchCore(backend));
+  } finally {
+    await backend.close();
+  }
+}
+
+/** Prints {@linkcode httpCost}'s rows: each ratio is in-process CPU per request over the relays'. */
+function printHttpCost(over: string, cost: Awaited<ReturnType<typeof httpCost>>): void {
+  if (!cost) {
+    console.log(`http relay CPU over ${over}: not measured (no /proc to read a process's CPU)`);
+    return;
+  }
+  const us = (n: number) => `${Math.round(n)} µs`;
+  console.log(
+    `relay CPU per request over ${over}: in-process core ${us(cost.inProcess)}; one relay ` +
+      `process over HTTP ${us(cost.one)} (ratio ${(cost.inProcess / cost.one).toFixed(2)}; ` +
+      `goal ≥ 0.8)` +
+      (cost.two === undefined
+        ? ""
+        : `; two processes ${us(cost.two)} (ratio ${(cost.inProcess / cost.two).toFixed(2)})`),
+  );
+}
+
 /** `answer`, unless the relay refused something in it (then the rate would not be of requests served). */
 function served(answer: FromServerMessage): FromServerMessage {
   const refusal = answer.errors[0];
@@ -354,7 +527,11 @@ async function main(): Promise<void> {
         `http, ${HTTP_CLIENTS} clients, to one relay process over one Redis: ${fmt(spread.one)} ` +
           `requests/s; to two processes over it: ${fmt(spread.two)} requests/s (ratio ${
             (spread.two / spread.one).toFixed(2)
-          })`,
+          }; the clients on the same CPU)`,
+      );
+      printHttpCost(
+        "one Redis",
+        await withCore({ url: redis.url }, (c) => httpCost(redis.url, c, seconds, true)),
       );
       const clusterSkip = redisClusterSkip();
       if (clusterSkip) {
@@ -376,7 +553,15 @@ async function main(): Promise<void> {
           const across = await processes(`redis-cluster://${nodes}`, seconds);
           console.log(
             `http to one relay process over the Cluster: ${fmt(across.one)} requests/s; to two: ` +
-              `${fmt(across.two)} requests/s (ratio ${(across.two / across.one).toFixed(2)})`,
+              `${fmt(across.two)} requests/s (ratio ${(across.two / across.one).toFixed(2)}; ` +
+              `the clients on the same CPU)`,
+          );
+          printHttpCost(
+            "the Cluster",
+            await withCore(
+              { cluster: cluster.urls },
+              (c) => httpCost(`redis-cluster://${nodes}`, c, seconds, true),
+            ),
           );
         } finally {
           await cluster.stop();
@@ -405,12 +590,14 @@ async function main(): Promise<void> {
     }
   }
   const { http, inProcess } = await httpRequestsPerSecond(seconds);
-  console.log(`http on loopback, ${HTTP_CLIENTS} clients: ${fmt(http)} requests/s`);
   console.log(
-    `same requests in-process: ${fmt(inProcess)} requests/s (ratio ${
-      (http / inProcess).toFixed(2)
-    }; goal ≥ 0.8)`,
+    `http on loopback, ${HTTP_CLIENTS} clients, the relay in this process: ${fmt(http)} ` +
+      `requests/s; the same requests in-process: ${fmt(inProcess)} requests/s (ratio ${
+        (http / inProcess).toFixed(2)
+      }; the clients' sealing and HTTP client on the same CPU)`,
   );
+  const memory = await benchCore(new MemoryBackend());
+  printHttpCost("memory", await httpCost("memory", memory, seconds, false));
 }
 
 if (import.meta.main) {

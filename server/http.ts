@@ -123,12 +123,12 @@ async function post(
 
 /** The body, or `undefined` as soon as it grows past `max` bytes (the rest is not read). */
 async function readLimited(req: Request, max: number): Promise<Uint8Array | undefined> {
-  if (!req.body) return new Uint8Array(0);
   // A declared length (checked against the limit by the caller) and no chunked framing: the
-  // server reads exactly that many bytes, in one call rather than chunk by chunk.
-  if (req.headers.has("content-length") && !req.headers.has("transfer-encoding")) {
-    return await req.bytes();
-  }
+  // server reads exactly that many bytes, in one call rather than chunk by chunk. `req.body`
+  // is not touched first: that makes the body a stream, which cost ~40 µs a request.
+  const headers = req.headers;
+  if (headers.has("content-length") && !headers.has("transfer-encoding")) return await req.bytes();
+  if (!req.body) return new Uint8Array(0);
   const chunks: Uint8Array[] = [];
   let length = 0;
   const reader = req.body.getReader();
