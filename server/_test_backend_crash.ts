@@ -13,8 +13,9 @@
  */
 import assert from "node:assert/strict";
 import { SeededRandom } from "../crypto/mod.ts";
-import { ErrorCode } from "../proto/gen/meow_pb.ts";
+import { ErrorCode, type FromServerMessage } from "../proto/gen/meow_pb.ts";
 import { ManualClock, TestDevice, text, whileBusy } from "../tests/support/relay.ts";
+import { systemClock } from "../ports/mod.ts";
 import { within } from "./backend_conformance.ts";
 import type { Backend } from "./backend.ts";
 import { ServerCore } from "./core.ts";
@@ -92,15 +93,29 @@ export function backendCrashTests(
       const receiver = polled.receiver;
       const sender = stored.sender;
       try {
-        /** A long poll through one relay, woken by a store through the other. */
-        const wokenBy = (words: string) =>
-          within(10_000, `a long poll woken by "${words}"`, async () => {
+        /**
+         * A long poll through the polled relay, once it sleeps on the clock watching the queue.
+         * Until the connection that watches is back (it reconnects by itself, after the one that
+         * reads) a poll is refused BUSY at once: then it is made again.
+         */
+        const watchingPoll = async (): Promise<{ poll: Promise<FromServerMessage> }> => {
+          for (let attempt = 0;; attempt++) {
             clock.advance(1);
             const poll = receiver.request({
               pullRequests: [await receiver.pull()],
               timeoutMs: 20_000,
             });
-            await clock.sleepers(1); // asleep on the clock: watching the queue
+            const refused = await Promise.race([clock.sleepers(1), poll]);
+            if (refused === undefined) return { poll }; // not awaited: it ends when woken
+            assert.equal(refused.errors[0]?.code, ErrorCode.BUSY, refused.errors[0]?.detail);
+            assert(attempt < 100, `the relay did not watch again: ${refused.errors[0].detail}`);
+            await systemClock.sleep(50); // the reconnection's backoff
+          }
+        };
+        /** A long poll through one relay, woken by a store through the other. */
+        const wokenBy = (words: string) =>
+          within(10_000, `a long poll woken by "${words}"`, async () => {
+            const { poll } = await watchingPoll();
             const answer = await sender.request({
               messages: [sender.message(receiver.queue, words)],
             });
@@ -118,7 +133,12 @@ export function backendCrashTests(
           clock.advance(1);
           return await receiver.request({ pullRequests: [await receiver.pull()], acks });
         });
-        await whileBusy(() => sender.request({ messages: [] }));
+        // A request that reaches the backend: an empty one is answered without it, so it could
+        // pass while the storing relay is still reconnecting.
+        await whileBusy(async () => {
+          clock.advance(1);
+          return await sender.request({ pullRequests: [await sender.pull()] });
+        });
         await wokenBy("after the crash");
       } finally {
         await close();
