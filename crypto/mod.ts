@@ -28,7 +28,7 @@ export {
 } from "./keys.ts";
 export { sign, verify } from "./sign.ts";
 export { open, seal } from "./seal.ts";
-export { symDecrypt, symEncrypt } from "./sym.ts";
+export { symBoxBytes, symDecrypt, symEncrypt } from "./sym.ts";
 export { deriveKey, mac, MAC_BYTES, verifyMac } from "./mac.ts";
 export { hkdfSha256 } from "./_primitives.ts";
 export {

@@ -17,7 +17,9 @@ import {
 /**
  * Encrypts with XChaCha20-Poly1305 under `key` (32 bytes): a random 24-byte
  * nonce ‖ ciphertext ‖ 16-byte tag. `ad` (associated data) is authenticated,
- * not encrypted: {@linkcode symDecrypt} must be given the same bytes.
+ * not encrypted: {@linkcode symDecrypt} must be given the same bytes. `before`, when given,
+ * comes first in the same buffer (the header of a message that carries the box), so the box is
+ * not copied again to frame it; the result is then `before` ‖ box.
  *
  * @throws {RangeError} when `key` is not 32 bytes
  *
@@ -36,10 +38,16 @@ export function symEncrypt(
   plaintext: Uint8Array,
   random: Random,
   ad?: Uint8Array,
+  before?: Uint8Array,
 ): Uint8Array {
   assertLength(key, AEAD_KEY_BYTES, "a symmetric key");
   const nonce = random.bytes(AEAD_NONCE_BYTES);
-  return aeadEncrypt(key, plaintext, { nonce, ad, prefix: [nonce] });
+  return aeadEncrypt(key, plaintext, { nonce, ad, prefix: before ? [before, nonce] : [nonce] });
+}
+
+/** How many bytes {@linkcode symEncrypt}'s box of a `plaintextBytes`-byte plaintext takes. */
+export function symBoxBytes(plaintextBytes: number): number {
+  return AEAD_NONCE_BYTES + plaintextBytes + AEAD_TAG_BYTES;
 }
 
 /**

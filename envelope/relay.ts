@@ -5,16 +5,16 @@
  *
  * @module
  */
-import { create } from "@bufbuild/protobuf";
 import {
   type KeyPair,
   type Random,
+  symBoxBytes,
   symDecrypt,
   symEncrypt,
   x25519SharedSecret,
 } from "../crypto/mod.ts";
 import { Malformed, type MeowError } from "../crypto/mod.ts";
-import { decode, encode, encodeWithElements } from "../proto/mod.ts";
+import { decode, encodeWithElements, fieldHeader } from "../proto/mod.ts";
 import {
   type FromServerMessage,
   FromServerMessageSchema,
@@ -147,6 +147,8 @@ export interface SealRelayAnswerOptions {
 export function sealRelayAnswer(options: SealRelayAnswerOptions): Uint8Array {
   const { answerKey, answer, random, chat = [], ad } = options;
   const plaintext = encodeWithElements(FromServerMessageSchema, answer, "chat", chat);
-  const payload = symEncrypt(answerKey, plaintext, random, ad);
-  return encode(PackedServerMessageSchema, create(PackedServerMessageSchema, { payload }));
+  // The envelope's only field is the payload: its tag and length, then the box, written at once
+  // (encoding the envelope would copy the box again).
+  const header = fieldHeader(PackedServerMessageSchema, "payload", symBoxBytes(plaintext.length));
+  return symEncrypt(answerKey, plaintext, random, ad, header);
 }

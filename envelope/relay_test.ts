@@ -2,7 +2,11 @@ import assert from "node:assert/strict";
 import { create } from "@bufbuild/protobuf";
 import { BadCiphertext, Malformed } from "../kernel/errors.ts";
 import { decode, encode } from "../proto/codec.ts";
-import { PackedServerMessageSchema, ToServerMessageSchema } from "../proto/gen/meow_pb.ts";
+import {
+  PackedServerMessageSchema,
+  ServerErrorSchema,
+  ToServerMessageSchema,
+} from "../proto/gen/meow_pb.ts";
 import { openRelayExchange } from "./request.ts";
 import { openRelayRequest, sealRelayAnswer } from "./relay.ts";
 import { testRelay } from "./_test_relay.ts";
@@ -18,12 +22,22 @@ Deno.test("openRelayRequest() opens a request and answers under the key only its
   assert.deepEqual(opened.binding, exchange.binding);
   const answer = create(FromServerMessageSchema, { uuidAck: "u", stored: 2 });
   const reply = sealRelayAnswer({ answerKey: opened.answerKey, answer, random });
-  assert.equal(
-    decode(PackedServerMessageSchema, reply).from.length,
-    0,
-    "no relay key, no signature",
-  );
+  const envelope = decode(PackedServerMessageSchema, reply);
+  assert.equal(envelope.from.length, 0, "no relay key, no signature");
+  // Framed by hand around the box: exactly protobuf's own encoding of the envelope.
+  assert.deepEqual(reply, encode(PackedServerMessageSchema, envelope));
   assert.equal(exchange.open(reply).stored, 2);
+  // And with an answer long enough for a two-byte and a three-byte length.
+  for (const bytes of [200, 20_000]) {
+    const long = create(FromServerMessageSchema, { uuidAck: "u" });
+    long.errors.push(create(ServerErrorSchema, { detail: "x".repeat(bytes) }));
+    const framed = sealRelayAnswer({ answerKey: opened.answerKey, answer: long, random });
+    assert.deepEqual(
+      framed,
+      encode(PackedServerMessageSchema, decode(PackedServerMessageSchema, framed)),
+    );
+    assert.equal(exchange.open(framed).errors[0].detail.length, bytes);
+  }
 });
 
 Deno.test("openRelayRequest() reports a payload that does not open, keeping the answer key", async () => {

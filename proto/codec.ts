@@ -6,6 +6,7 @@
  * @module
  */
 import {
+  type DescField,
   type DescMessage,
   fromBinary,
   fromJson,
@@ -15,7 +16,7 @@ import {
   toBinary,
   toJson,
 } from "@bufbuild/protobuf";
-import { BinaryReader, BinaryWriter, WireType } from "@bufbuild/protobuf/wire";
+import { BinaryReader, WireType } from "@bufbuild/protobuf/wire";
 import { Malformed } from "../crypto/mod.ts";
 
 /**
@@ -121,30 +122,61 @@ export function encodeWithElements<Desc extends DescMessage>(
   const number = repeatedMessageField(schema, field);
   const head = toBinary(schema, message);
   if (encoded.length === 0) return head;
-  // Each element's tag and length, written by protobuf's writer into one buffer; then the head,
-  // each prefix and each element copied once into a buffer of the exact size (a writer fed the
-  // elements themselves would grow, and copy, its buffer as it goes).
-  const prefixes = new BinaryWriter();
-  const tagBytes = varintBytes((number << 3 | WireType.LengthDelimited) >>> 0);
+  // The head, then each element's tag, length and bytes, written once into a buffer of the exact
+  // size (a writer fed the elements would grow, and copy, its buffer as it goes).
+  const tag = (number << 3 | WireType.LengthDelimited) >>> 0;
+  const tagBytes = varintBytes(tag);
   let total = head.length;
-  for (const element of encoded) {
-    prefixes.tag(number, WireType.LengthDelimited).uint32(element.length);
-    total += tagBytes + varintBytes(element.length) + element.length;
-  }
-  const prefix = prefixes.finish();
+  for (const element of encoded) total += tagBytes + varintBytes(element.length) + element.length;
   const out = new Uint8Array(total);
   out.set(head, 0);
   let at = head.length;
-  let read = 0;
   for (const element of encoded) {
-    const length = tagBytes + varintBytes(element.length);
-    out.set(prefix.subarray(read, read + length), at);
-    read += length;
-    at += length;
+    at = writeVarint(out, at, tag);
+    at = writeVarint(out, at, element.length);
     out.set(element, at);
     at += element.length;
   }
   return out;
+}
+
+/**
+ * The bytes before a `length`-byte value of `schema`'s bytes field `field` in an encoding: its tag
+ * and length. A message whose only field set is that one encodes as these bytes, then the value;
+ * so a caller can write the value straight after them, without encoding the message again.
+ *
+ * @throws {RangeError} when `field` is not a bytes field of `schema`
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { create } from "@bufbuild/protobuf";
+ * import { encode, fieldHeader } from "./codec.ts";
+ * import { PackedServerMessageSchema } from "./gen/meow_pb.ts";
+ * const payload = new Uint8Array(300).fill(7);
+ * const header = fieldHeader(PackedServerMessageSchema, "payload", payload.length);
+ * const bytes = encode(PackedServerMessageSchema, create(PackedServerMessageSchema, { payload }));
+ * assert.deepEqual(bytes, new Uint8Array([...header, ...payload]));
+ * ```
+ */
+export function fieldHeader(schema: DescMessage, field: string, length: number): Uint8Array {
+  const desc = schema.fields.find((f) => f.localName === field);
+  if (desc?.fieldKind !== "scalar" || desc.scalar !== ScalarType.BYTES) {
+    throw new RangeError(`${schema.name}.${field} is not a bytes field`);
+  }
+  const tag = (desc.number << 3 | WireType.LengthDelimited) >>> 0;
+  const out = new Uint8Array(varintBytes(tag) + varintBytes(length));
+  writeVarint(out, writeVarint(out, 0, tag), length);
+  return out;
+}
+
+/** Writes protobuf's varint encoding of the unsigned 32-bit `value` at `at`; the end. */
+function writeVarint(out: Uint8Array, at: number, value: number): number {
+  while (value > 0x7f) {
+    out[at++] = (value & 0x7f) | 0x80;
+    value >>>= 7;
+  }
+  out[at++] = value;
+  return at;
 }
 
 /** How many bytes protobuf's varint encoding of the unsigned 32-bit `value` takes. */
@@ -157,11 +189,13 @@ function varintBytes(value: number): number {
 }
 
 /**
- * `encoded` (an encoding of `schema`) with `fields` appended: it decodes as the original
- * message with those fields set, over any value it had (protobuf keeps the last value of a
- * field set twice). Only string and double fields.
+ * Each of `encoded` (encodings of `schema`) with its `fields` appended: each decodes as the
+ * original message with those fields set, over any value it had (protobuf keeps the last value
+ * of a field set twice). Only string and double fields. The results are views into one buffer,
+ * written once: a store of a batch allocates once, not once per message.
  *
- * @throws {RangeError} when a name is not a string or double field of `schema`
+ * @throws {RangeError} when a name is not a string or double field of `schema`, or the two
+ *   lists differ in length
  * @example
  * ```ts
  * import assert from "node:assert/strict";
@@ -169,29 +203,103 @@ function varintBytes(value: number): number {
  * import { decode, encode, withFields } from "./codec.ts";
  * import { PackedUserMessageSchema } from "./gen/meow_pb.ts";
  * const sent = encode(PackedUserMessageSchema, create(PackedUserMessageSchema, { destination: "d" }));
- * const stored = withFields(PackedUserMessageSchema, sent, { serverDeliveryUuid: "u", serverReceivedMs: 5 });
+ * const [stored] = withFields(PackedUserMessageSchema, [sent], [{ serverDeliveryUuid: "u", serverReceivedMs: 5 }]);
  * const message = decode(PackedUserMessageSchema, stored);
  * assert.deepEqual([message.destination, message.serverDeliveryUuid, message.serverReceivedMs], ["d", "u", 5]);
  * ```
  */
 export function withFields(
   schema: DescMessage,
-  encoded: Uint8Array,
-  fields: Record<string, string | number>,
-): Uint8Array {
-  const writer = new BinaryWriter();
-  writer.raw(encoded);
-  for (const [name, value] of Object.entries(fields)) {
-    const desc = schema.fields.find((f) => f.localName === name);
-    if (desc?.fieldKind === "scalar" && desc.scalar === ScalarType.STRING) {
-      writer.tag(desc.number, WireType.LengthDelimited).string(String(value));
-    } else if (desc?.fieldKind === "scalar" && desc.scalar === ScalarType.DOUBLE) {
-      writer.tag(desc.number, WireType.Bit64).double(Number(value));
-    } else {
+  encoded: readonly Uint8Array[],
+  fields: readonly Record<string, string | number>[],
+): Uint8Array[] {
+  if (encoded.length !== fields.length) {
+    throw new RangeError(`${encoded.length} encodings but ${fields.length} sets of fields`);
+  }
+  // Every field's tag, the strings' lengths and the total first; then one buffer of that size.
+  const appended: { tag: number; value: string | number; bytes: number }[][] = [];
+  let total = 0;
+  for (let i = 0; i < encoded.length; i++) {
+    const parts: { tag: number; value: string | number; bytes: number }[] = [];
+    total += encoded[i].length;
+    for (const name in fields[i]) {
+      const desc = scalarField(schema, name);
+      const value = fields[i][name];
+      if (desc.scalar === ScalarType.STRING) {
+        const text = String(value);
+        const bytes = utf8Length(text);
+        const tag = (desc.number << 3 | WireType.LengthDelimited) >>> 0;
+        parts.push({ tag, value: text, bytes });
+        total += varintBytes(tag) + varintBytes(bytes) + bytes;
+      } else {
+        const tag = (desc.number << 3 | WireType.Bit64) >>> 0;
+        parts.push({ tag, value: Number(value), bytes: 8 });
+        total += varintBytes(tag) + 8;
+      }
+    }
+    appended.push(parts);
+  }
+  const out = new Uint8Array(total);
+  const view = new DataView(out.buffer);
+  const results: Uint8Array[] = [];
+  let at = 0;
+  for (let i = 0; i < encoded.length; i++) {
+    const start = at;
+    out.set(encoded[i], at);
+    at += encoded[i].length;
+    for (const { tag, value, bytes } of appended[i]) {
+      at = writeVarint(out, at, tag);
+      if (typeof value === "number") {
+        view.setFloat64(at, value, true);
+      } else {
+        at = writeVarint(out, at, bytes);
+        utf8.encodeInto(value, out.subarray(at, at + bytes));
+      }
+      at += bytes;
+    }
+    results.push(out.subarray(start, at));
+  }
+  return results;
+}
+
+/** How many bytes `text` takes in UTF-8 (a lone surrogate as U+FFFD, as TextEncoder writes it). */
+function utf8Length(text: string): number {
+  let bytes = 0;
+  for (let i = 0; i < text.length; i++) {
+    const code = text.charCodeAt(i);
+    if (code < 0x80) bytes += 1;
+    else if (code < 0x800) bytes += 2;
+    else if (
+      code >= 0xd800 && code < 0xdc00 && i + 1 < text.length &&
+      (text.charCodeAt(i + 1) & 0xfc00) === 0xdc00
+    ) {
+      bytes += 4;
+      i++;
+    } else bytes += 3;
+  }
+  return bytes;
+}
+
+const utf8 = new TextEncoder();
+/** The string and double fields {@linkcode withFields} has looked up, by schema and name. */
+const scalarFields = new WeakMap<DescMessage, Map<string, DescField & { fieldKind: "scalar" }>>();
+
+/** `schema`'s string or double field `name`. */
+function scalarField(schema: DescMessage, name: string): DescField & { fieldKind: "scalar" } {
+  let known = scalarFields.get(schema);
+  if (known === undefined) scalarFields.set(schema, known = new Map());
+  let desc = known.get(name);
+  if (desc === undefined) {
+    const found = schema.fields.find((f) => f.localName === name);
+    if (
+      found?.fieldKind !== "scalar" ||
+      (found.scalar !== ScalarType.STRING && found.scalar !== ScalarType.DOUBLE)
+    ) {
       throw new RangeError(`${schema.name}.${name} is not a string or double field`);
     }
+    known.set(name, desc = found);
   }
-  return writer.finish();
+  return desc;
 }
 
 /**

@@ -166,27 +166,42 @@ Deno.test("withFields() appends the fields: the result decodes with them over th
             serverDeliveryUuid: sentUuid,
           }),
         );
-        const stored = decode(
+        // Beside a message without the fields and one with them: each result is its own.
+        const [before, mine, after] = withFields(
           gen.PackedUserMessageSchema,
-          withFields(gen.PackedUserMessageSchema, sent, {
-            serverDeliveryUuid: uuid,
-            serverReceivedMs: ms,
-          }),
+          [sent, sent, sent],
+          [{}, { serverDeliveryUuid: uuid, serverReceivedMs: ms }, { serverReceivedMs: -ms }],
         );
+        assert.deepEqual(before, sent);
+        const stored = decode(gen.PackedUserMessageSchema, mine);
         assert.deepEqual(
           [stored.destination, stored.payload, stored.serverDeliveryUuid, stored.serverReceivedMs],
           ["d", payload, uuid, ms],
         );
+        const last = decode(gen.PackedUserMessageSchema, after);
+        assert.deepEqual([last.serverDeliveryUuid, last.serverReceivedMs], [sentUuid, -ms]);
       },
     ),
     { numRuns: 100 },
   );
   assert.throws(
-    () => withFields(gen.PackedUserMessageSchema, new Uint8Array(0), { toString: "x" }),
+    () => withFields(gen.PackedUserMessageSchema, [new Uint8Array(0)], [{ toString: "x" }]),
     RangeError,
   );
   assert.throws(
-    () => withFields(gen.PackedUserMessageSchema, new Uint8Array(0), { payload: "x" }),
+    () => withFields(gen.PackedUserMessageSchema, [new Uint8Array(0)], [{ payload: "x" }]),
     RangeError,
   );
+  assert.throws(() => withFields(gen.PackedUserMessageSchema, [new Uint8Array(0)], []), RangeError);
+  // Lone surrogates are written as U+FFFD (three bytes), as TextEncoder writes them.
+  for (const uuid of ["\ud800", "a\udc00b", "\ud83d\ude00\ud83d", "é€😀"]) {
+    const [bytes] = withFields(gen.PackedUserMessageSchema, [new Uint8Array(0)], [{
+      serverDeliveryUuid: uuid,
+    }]);
+    const expected = encode(
+      gen.PackedUserMessageSchema,
+      create(gen.PackedUserMessageSchema, { serverDeliveryUuid: uuid }),
+    );
+    assert.deepEqual(bytes, expected);
+  }
 });

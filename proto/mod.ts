@@ -16,4 +16,4 @@
 export * from "./gen/meow_pb.ts";
 export { decode, decodeJson, encode, encodeJson, MESSAGE_BYTES_MAX } from "./codec.ts";
 export type { DecodeOptions } from "./codec.ts";
-export { encodedElements, encodeWithElements, withFields } from "./codec.ts";
+export { encodedElements, encodeWithElements, fieldHeader, withFields } from "./codec.ts";

@@ -632,7 +632,6 @@ export class ServerCore {
   ): Promise<void> {
     const now = this.#clock.now();
     const uuids = this.#deliveryUuids(now, messages.length);
-    const batch: StoredMessage[] = [];
     const indexes: number[] = [];
     messages.forEach((message, i) => {
       if (!isLookupKey(message.destination)) {
@@ -651,16 +650,22 @@ export class ServerCore {
         ));
         return;
       }
-      // The relay's fields appended to the sender's encoding: protobuf reads the two as one
-      // message, and for a field set twice the last (the relay's) wins.
-      const bytes = withFields(PackedUserMessageSchema, packed[i], {
-        serverDeliveryUuid: uuids[i],
-        serverReceivedMs: now,
-      });
-      batch.push({ queue: message.destination, deliveryUuid: uuids[i], receivedMs: now, bytes });
       indexes.push(i);
     });
-    if (batch.length === 0) return;
+    if (indexes.length === 0) return;
+    // The relay's fields appended to the sender's encoding: protobuf reads the two as one
+    // message, and for a field set twice the last (the relay's) wins.
+    const stored = withFields(
+      PackedUserMessageSchema,
+      indexes.map((i) => packed[i]),
+      indexes.map((i) => ({ serverDeliveryUuid: uuids[i], serverReceivedMs: now })),
+    );
+    const batch: StoredMessage[] = indexes.map((i, j) => ({
+      queue: messages[i].destination,
+      deliveryUuid: uuids[i],
+      receivedMs: now,
+      bytes: stored[j],
+    }));
     const results = await this.backend.storeMessages(batch, {
       nowMs: now,
       retentionMs: this.limits.retentionMs,
